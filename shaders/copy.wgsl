@@ -1,0 +1,35 @@
+// Strided copy: dst[dstOff + Σ c_d·ds_d] = src[srcOff + Σ c_d·ss_d] over an index box of
+// up to 8 axes. Serves permute, slice, concat and split (and their backward).
+// Specialisation: ACCUMULATE (bool): dst += src instead of dst = src.
+
+struct Params {
+  n: u32, rank: u32, srcOff: u32, dstOff: u32,
+  dims: array<vec4<u32>, 2>,
+  ss: array<vec4<u32>, 2>,
+  ds: array<vec4<u32>, 2>,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  var rem = i;
+  var si = p.srcOff;
+  var di = p.dstOff;
+  for (var d = i32(p.rank) - 1; d >= 0; d--) {
+    let u = u32(d);
+    let n = p.dims[u / 4u][u % 4u];
+    let c = rem % n;
+    rem = rem / n;
+    si += c * p.ss[u / 4u][u % 4u];
+    di += c * p.ds[u / 4u][u % 4u];
+  }
+#if ${ACCUMULATE}
+  dst[di] += src[si];
+#else
+  dst[di] = src[si];
+#endif
+}

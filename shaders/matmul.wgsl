@@ -1,0 +1,104 @@
+// Batched matmul C[b] = op(A[b]) · op(B[b]) (+ bias[n]), op = optional transpose.
+// Any M, N, K (edges are bounds-checked). Each workgroup computes a TM×TN tile of C with
+// (TM/RM)×(TN/RN) threads, each thread an RM×RN register block; K advances BK at a time
+// through workgroup memory.
+// Specialisation: TRANS_A, TRANS_B, HAS_BIAS (bool), TM, TN, BK, RM, RN (u32).
+
+struct Params {
+  M: u32, N: u32, K: u32, batch: u32,
+  strideA: u32, strideB: u32, strideC: u32, pad0: u32,   // per-batch element strides (0 = broadcast)
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+#if ${HAS_BIAS}
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+const TM: u32 = ${TM}u;
+const TN: u32 = ${TN}u;
+const BK: u32 = ${BK}u;
+const RM: u32 = ${RM}u;
+const RN: u32 = ${RN}u;
+const TX: u32 = TN / RN;   // threads along n
+const TY: u32 = TM / RM;   // threads along m
+const NT: u32 = TX * TY;
+
+var<workgroup> As: array<f32, BK * TM>;   // [k][m]
+var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
+
+fn loadA(base: u32, m: u32, k: u32) -> f32 {
+  if (m >= p.M || k >= p.K) { return 0.0; }
+#if ${TRANS_A}
+  return A[base + k * p.M + m];
+#else
+  return A[base + m * p.K + k];
+#endif
+}
+
+fn loadB(base: u32, k: u32, n: u32) -> f32 {
+  if (k >= p.K || n >= p.N) { return 0.0; }
+#if ${TRANS_B}
+  return B[base + n * p.K + k];
+#else
+  return B[base + k * p.N + n];
+#endif
+}
+
+@compute @workgroup_size(TX, TY, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let batch = wid.z;
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  let baseA = batch * p.strideA;
+  let baseB = batch * p.strideB;
+  var acc: array<array<f32, RN>, RM>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    // Cooperative loads of the A (TM×BK) and B (BK×TN) tiles.
+    for (var e = li; e < BK * TM; e += NT) {
+#if ${TRANS_A}
+      let m = e % TM; let k = e / TM;    // consecutive threads read consecutive m
+#else
+      let k = e % BK; let m = e / BK;    // consecutive threads read consecutive k
+#endif
+      As[k * TM + m] = loadA(baseA, m0 + m, k0 + k);
+    }
+    for (var e = li; e < BK * TN; e += NT) {
+#if ${TRANS_B}
+      let k = e % BK; let n = e / BK;
+#else
+      let n = e % TN; let k = e / TN;
+#endif
+      Bs[k * TN + n] = loadB(baseB, k0 + k, n0 + n);
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      var a: array<f32, RM>;
+      var b: array<f32, RN>;
+      for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
+      for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
+      for (var i = 0u; i < RM; i++) {
+        for (var j = 0u; j < RN; j++) {
+          acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  let baseC = batch * p.strideC;
+  for (var i = 0u; i < RM; i++) {
+    let m = m0 + lid.y + i * TY;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < RN; j++) {
+      let n = n0 + lid.x + j * TX;
+      if (n >= p.N) { continue; }
+#if ${HAS_BIAS}
+      C[baseC + m * p.N + n] = acc[i][j] + bias[n];
+#else
+      C[baseC + m * p.N + n] = acc[i][j];
+#endif
+    }
+  }
+}

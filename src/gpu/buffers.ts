@@ -1,0 +1,60 @@
+// Storage buffers pooled by size class so that a training step reuses memory instead
+// of allocating: sizes round up to 1/4-octave classes (≤ 19% waste).
+
+const USAGE = GPUBufferUsageFlags();
+function GPUBufferUsageFlags(): number {
+  // GPUBufferUsage is a global in browsers and Deno; constants inlined for other hosts.
+  const u = (globalThis as { GPUBufferUsage?: Record<string, number> }).GPUBufferUsage;
+  const STORAGE = u?.STORAGE ?? 0x80, COPY_SRC = u?.COPY_SRC ?? 0x04, COPY_DST = u?.COPY_DST ?? 0x08;
+  return STORAGE | COPY_SRC | COPY_DST;
+}
+
+export function sizeClass(bytes: number): number {
+  const b = Math.max(256, Math.ceil(bytes / 256) * 256);
+  if (b <= 4096) return b;
+  const e = Math.floor(Math.log2(b));
+  const step = 2 ** (e - 2);
+  return Math.ceil(b / step) * step;
+}
+
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  /** Bytes held by buffers currently handed out. */
+  liveBytes = 0;
+  /** Highest `liveBytes` seen since the last `resetPeak`. */
+  peakBytes = 0;
+  /** Bytes of all buffers this pool created (live or free). */
+  totalBytes = 0;
+
+  constructor(private device: GPUDevice) {}
+
+  acquire(bytes: number, label = ''): GPUBuffer {
+    const size = sizeClass(bytes);
+    const list = this.free.get(size);
+    let buf = list?.pop();
+    if (!buf) {
+      buf = this.device.createBuffer({ size, usage: USAGE, label });
+      this.totalBytes += size;
+    }
+    this.liveBytes += size;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
+    return buf;
+  }
+
+  release(buf: GPUBuffer): void {
+    this.liveBytes -= buf.size;
+    let list = this.free.get(buf.size);
+    if (!list) this.free.set(buf.size, (list = []));
+    list.push(buf);
+  }
+
+  resetPeak(): void {
+    this.peakBytes = this.liveBytes;
+  }
+
+  /** Destroys pooled free buffers (live ones stay). */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) { this.totalBytes -= b.size; b.destroy(); }
+    this.free.clear();
+  }
+}

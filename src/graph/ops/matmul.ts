@@ -1,0 +1,78 @@
+// Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
+import { makeNode, type Tensor } from '../tensor.ts';
+import { assertDtype, P } from './util.ts';
+import { sumTo } from './elementwise.ts';
+import { reshape } from './shape.ts';
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  bias?: Tensor;
+}
+
+/** Tile configuration; chosen per shape (small problems use smaller tiles). */
+export function matmulTiles(M: number, N: number): { TM: number; TN: number; BK: number; RM: number; RN: number } {
+  if (M * N <= 64 * 64) return { TM: 32, TN: 32, BK: 16, RM: 4, RN: 4 };
+  return { TM: 64, TN: 64, BK: 16, RM: 4, RN: 4 };
+}
+
+/**
+ * C = op(A)·op(B) over a batch: A is [M,K] (or [K,M] with transA), optionally with one
+ * leading batch dim; same for B. A batch of 1 (or a 2-D operand) broadcasts.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { transA = false, transB = false, bias } = opts;
+  assertDtype(a, 'f32', 'matmul', 'A');
+  assertDtype(b, 'f32', 'matmul', 'B');
+  if (a.rank < 2 || a.rank > 3 || b.rank < 2 || b.rank > 3) throw new Error(`matmul: operands must be 2-D or 3-D, got ${a} and ${b}`);
+  const bA = a.rank === 3 ? a.shape[0] : 1, bB = b.rank === 3 ? b.shape[0] : 1;
+  if (bA !== bB && bA !== 1 && bB !== 1) throw new Error(`matmul: batch sizes ${bA} and ${bB} differ`);
+  const batch = Math.max(bA, bB);
+  const [ra, ca] = a.shape.slice(-2), [rb, cb] = b.shape.slice(-2);
+  const M = transA ? ca : ra, K = transA ? ra : ca;
+  const K2 = transB ? cb : rb, N = transB ? rb : cb;
+  if (K !== K2) throw new Error(`matmul: inner sizes differ: ${a}${transA ? 'ᵀ' : ''} · ${b}${transB ? 'ᵀ' : ''}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new Error(`matmul: bias ${bias} must be [${N}]`);
+  const outShape = a.rank === 3 || b.rank === 3 ? [batch, M, N] : [M, N];
+  const inputs = bias ? [a, b, bias] : [a, b];
+  const [c] = makeNode('matmul', inputs, [{ shape: outShape }], {
+    encode(ctx) {
+      const t = matmulTiles(M, N);
+      ctx.dispatch({
+        kernel: { family: 'matmul', defs: { TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, ...t } },
+        bindings: bias ? [a, b, c, bias] : [a, b, c],
+        params: P().u(M, N, K, batch, bA === 1 ? 0 : M * K, bB === 1 ? 0 : K * N, M * N, 0),
+        workgroups: [Math.ceil(N / t.TN), Math.ceil(M / t.TM), batch],
+      });
+    },
+    backward([dc]) {
+      const g = dc!;
+      // dA = dC·op(B)ᵀ (or its transpose), dB likewise; broadcast batches are summed.
+      let da: Tensor | null = null, db: Tensor | null = null;
+      if (a.requiresGrad) {
+        da = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
+        if (da.rank === 3 && (a.rank === 2 || a.shape[0] === 1) && da.shape[0] !== 1) da = sumTo(da, [1, ...da.shape.slice(1)]);
+        da = reshape(da, a.shape);
+      }
+      if (b.requiresGrad) {
+        db = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
+        if (db.rank === 3 && (b.rank === 2 || b.shape[0] === 1) && db.shape[0] !== 1) db = sumTo(db, [1, ...db.shape.slice(1)]);
+        db = reshape(db, b.shape);
+      }
+      const dbias = bias?.requiresGrad ? sumTo(g, [N]) : null;
+      return bias ? [da, db, dbias] : [da, db];
+    },
+  });
+  return c;
+}
+
+/** y = x·Wᵀ + b for x [..., in], W [out, in] (PyTorch nn.Linear). */
+export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  const inF = x.shape[x.rank - 1];
+  if (w.rank !== 2 || w.shape[1] !== inF) throw new Error(`linear: weight ${w} does not take ${x} (in features ${inF})`);
+  const lead = x.shape.slice(0, -1);
+  const x2 = reshape(x, [lead.reduce((p, q) => p * q, 1), inF]);
+  const y = matmul(x2, w, { transB: true, bias: b ?? undefined });
+  return reshape(y, [...lead, w.shape[0]]);
+}
+

@@ -1,0 +1,146 @@
+// Shape ops: reshape (a free view), permute, slice, concat, split — all through one
+// strided-copy kernel. Dtype-agnostic for 4-byte types (the kernel moves bits as f32).
+import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
+import { grid1d, numel, P, pad8, stridesOf } from './util.ts';
+import { fill } from './elementwise.ts';
+
+/** Same data, new shape (one dimension may be -1). */
+export function reshape(x: Tensor, shape: number[]): Tensor {
+  const neg = shape.indexOf(-1);
+  if (neg >= 0) {
+    const rest = shape.reduce((a, b, i) => (i === neg ? a : a * b), 1);
+    shape = shape.map((s, i) => (i === neg ? x.size / rest : s));
+  }
+  if (numel(shape) !== x.size || shape.some((s) => !Number.isInteger(s))) throw new Error(`reshape: cannot view ${x} as [${shape}]`);
+  if (shape.join() === x.shape.join()) return x;
+  const [y] = makeNode('reshape', [x], [{ shape, dtype: x.dtype }], {
+    view: true,
+    backward([dy]) {
+      return [reshape(dy!, x.shape)];
+    },
+  });
+  return y;
+}
+
+/** Records a strided copy of a `dims` box from src to dst. */
+export function stridedCopy(
+  ctx: EncodeCtx, src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, dims: number[],
+  srcStrides: number[], dstStrides: number[], srcOff = 0, dstOff = 0, accumulate = false,
+): void {
+  const n = numel(dims);
+  if (n === 0) return;
+  ctx.dispatch({
+    kernel: { family: 'copy', defs: { ACCUMULATE: accumulate } },
+    bindings: [src, dst],
+    params: P().u(n, dims.length, srcOff, dstOff).u(...pad8(dims)).u(...pad8(srcStrides)).u(...pad8(dstStrides)),
+    workgroups: grid1d(n),
+  });
+}
+
+/** Reorders axes: out.shape[i] = x.shape[perm[i]]. */
+export function permute(x: Tensor, perm: number[]): Tensor {
+  if (perm.length !== x.rank || [...perm].sort().some((v, i) => v !== i)) throw new Error(`permute: bad axes [${perm}] for ${x}`);
+  if (perm.every((v, i) => v === i)) return x;
+  const shape = perm.map((p) => x.shape[p]);
+  const xs = stridesOf(x.shape);
+  const [y] = makeNode('permute', [x], [{ shape, dtype: x.dtype }], {
+    encode(ctx) {
+      stridedCopy(ctx, x, y, shape, perm.map((p) => xs[p]), stridesOf(shape));
+    },
+    backward([dy]) {
+      const inv = new Array(perm.length);
+      perm.forEach((p, i) => (inv[p] = i));
+      return [permute(dy!, inv)];
+    },
+  });
+  return y;
+}
+
+/** Swaps two axes. */
+export function transpose(x: Tensor, a: number, b: number): Tensor {
+  const perm = x.shape.map((_, i) => i);
+  perm[a] = b;
+  perm[b] = a;
+  return permute(x, perm);
+}
+
+/** x[..., start:start+len, ...] along `axis`. */
+export function slice(x: Tensor, axis: number, start: number, len: number): Tensor {
+  if (axis < 0) axis += x.rank;
+  if (start < 0 || len < 0 || start + len > x.shape[axis]) throw new Error(`slice: [${start}, ${start + len}) out of range for axis ${axis} of ${x}`);
+  const shape = x.shape.slice();
+  shape[axis] = len;
+  const xs = stridesOf(x.shape);
+  const [y] = makeNode('slice', [x], [{ shape, dtype: x.dtype }], {
+    encode(ctx) {
+      stridedCopy(ctx, x, y, shape, xs, stridesOf(shape), start * xs[axis], 0);
+    },
+    backward([dy]) {
+      // Pad the gradient back into a zero tensor of x's shape.
+      return [padInto(dy!, x.shape, axis, start)];
+    },
+  });
+  return y;
+}
+
+/** A zero tensor of `shape` with `x` written at offset `start` along `axis`. */
+function padInto(x: Tensor, shape: number[], axis: number, start: number): Tensor {
+  const [y] = makeNode('pad_into', [x], [{ shape }], {
+    encode(ctx) {
+      ctx.clear(y);
+      const ys = stridesOf(shape);
+      stridedCopy(ctx, x, y, x.shape, stridesOf(x.shape), ys, 0, start * ys[axis]);
+    },
+    backward([dy]) {
+      return [slice(dy!, axis, start, x.shape[axis])];
+    },
+  });
+  return y;
+}
+
+/** Joins tensors along `axis`. */
+export function concat(xs: Tensor[], axis: number): Tensor {
+  if (xs.length === 0) throw new Error('concat: no tensors');
+  if (axis < 0) axis += xs[0].rank;
+  const shape = xs[0].shape.slice();
+  shape[axis] = 0;
+  for (const t of xs) {
+    if (t.rank !== shape.length || t.shape.some((s, i) => i !== axis && s !== xs[0].shape[i]) || t.dtype !== xs[0].dtype)
+      throw new Error(`concat: ${t} does not match ${xs[0]} along axis ${axis}`);
+    shape[axis] += t.shape[axis];
+  }
+  const [y] = makeNode('concat', xs, [{ shape, dtype: xs[0].dtype }], {
+    encode(ctx) {
+      const ys = stridesOf(shape);
+      let off = 0;
+      for (const t of xs) {
+        stridedCopy(ctx, t, y, t.shape, stridesOf(t.shape), ys, 0, off * ys[axis]);
+        off += t.shape[axis];
+      }
+    },
+    backward([dy]) {
+      let off = 0;
+      return xs.map((t) => {
+        const g = t.requiresGrad ? slice(dy!, axis, off, t.shape[axis]) : null;
+        off += t.shape[axis];
+        return g;
+      });
+    },
+  });
+  return y;
+}
+
+/** Splits along `axis` into pieces of the given sizes. */
+export function split(x: Tensor, sizes: number[], axis: number): Tensor[] {
+  if (axis < 0) axis += x.rank;
+  if (sizes.reduce((a, b) => a + b, 0) !== x.shape[axis]) throw new Error(`split: sizes [${sizes}] do not add up to axis ${axis} of ${x}`);
+  let off = 0;
+  return sizes.map((s) => {
+    const t = slice(x, axis, off, s);
+    off += s;
+    return t;
+  });
+}
+
+/** Zeros of a shape (lazy constant). */
+export const zeros = (shape: number[]) => fill(shape, 0);

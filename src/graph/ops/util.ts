@@ -1,0 +1,55 @@
+// Helpers shared by op implementations.
+import { Params, type Tensor } from '../tensor.ts';
+
+export const WG = 256;
+
+/** Workgroup grid for `n` threads of a 256-wide 1-D kernel (folds into y past 65535). */
+export function grid1d(n: number, wg = WG): [number, number] {
+  const groups = Math.max(1, Math.ceil(n / wg));
+  if (groups <= 65535) return [groups, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}
+
+export function numel(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function stridesOf(shape: number[]): number[] {
+  const s = new Array(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1] * shape[i + 1];
+  return s;
+}
+
+/** Pads a list to 8 u32 words (two vec4 in a uniform struct). */
+export function pad8(v: number[]): number[] {
+  if (v.length > 8) throw new Error(`rank ${v.length} > 8 not supported`);
+  return [...v, ...new Array(8 - v.length).fill(0)];
+}
+
+/** NumPy broadcasting of two shapes. */
+export function broadcastShapes(a: number[], b: number[], op: string): number[] {
+  const r = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = a[a.length - r + i] ?? 1, y = b[b.length - r + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) throw new Error(`${op}: shapes [${a}] and [${b}] do not broadcast`);
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+/** Element strides of `shape` read as broadcast into `out` (0 on broadcast axes). */
+export function broadcastStrides(shape: number[], out: number[]): number[] {
+  const st = stridesOf(shape);
+  const off = out.length - shape.length;
+  return out.map((n, i) => (i < off || shape[i - off] === 1 ? 0 : st[i - off]));
+}
+
+export function assertDtype(t: Tensor, dtype: string, op: string, what = 'input'): void {
+  if (t.dtype !== dtype) throw new Error(`${op}: ${what} ${t} must be ${dtype}, got ${t.dtype}`);
+}
+
+export function P(): Params {
+  return new Params();
+}

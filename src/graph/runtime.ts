@@ -1,0 +1,397 @@
+// The scheduler: realizes lazy tensors by recording every needed node's dispatches into one
+// command buffer, allocating outputs from the pool just before their producer runs and
+// releasing each intermediate right after its last reader (liveness), so a whole training
+// step is one submission with no CPU read-back inside.
+import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
+import { BufferPool } from '../gpu/buffers.ts';
+import { getPipeline, pipelineErrors } from '../gpu/pipelines.ts';
+import { loadShader } from '../gpu/shaders.ts';
+import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
+import { type Bindable, type Dispatch, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
+
+export interface Runtime {
+  gpu: Gpu;
+  device: GPUDevice;
+  pool: BufferPool;
+}
+
+let rt: Runtime | null = null;
+
+/** Acquires the GPU once; every op needs it. */
+export async function init(): Promise<Runtime> {
+  if (rt && !rt.gpu.lost) return rt;
+  const gpu = await getGpu();
+  rt = { gpu, device: gpu.device, pool: new BufferPool(gpu.device) };
+  return rt;
+}
+
+export function runtime(): Runtime {
+  if (!rt) throw new Error('micar runtime not initialised: await init() first');
+  return rt;
+}
+
+const finalizer = new FinalizationRegistry<{ pool: BufferPool; buffer: GPUBuffer }>((s) => s.pool.release(s.buffer));
+
+function allocate(t: Tensor, label: string): Storage {
+  const r = runtime();
+  const buffer = r.pool.acquire(Math.max(4, t.bytes), label);
+  const st = { buffer, bytes: t.bytes };
+  t.storage = st;
+  t.freed = false;
+  return st;
+}
+
+function releaseStorage(t: Tensor): void {
+  const st = t.storage;
+  if (!st) return;
+  finalizer.unregister(t);
+  runtime().pool.release(st.buffer);
+  t.storage = null;
+}
+
+/** Frees a tensor's GPU memory now (back to the pool). */
+export function dispose(...ts: (Tensor | null | undefined)[]): void {
+  for (const t of ts) {
+    if (!t || t.base) continue;
+    releaseStorage(t);
+    t.freed = true;
+  }
+}
+
+function trackKept(t: Tensor): void {
+  const st = t.storage!;
+  finalizer.register(t, { pool: runtime().pool, buffer: st.buffer }, t);
+}
+
+/** A leaf tensor holding CPU data (kept: it lives until disposed or garbage-collected). */
+export function fromData(data: ArrayLike<number> | ArrayBufferView, shape: number[], dtype: DType = 'f32', name?: string): Tensor {
+  const t = new Tensor(shape, dtype);
+  t.name = name;
+  if ((data as ArrayLike<number>).length !== t.size)
+    throw new Error(`${name ?? 'tensor'}: ${(data as ArrayLike<number>).length} values given for shape [${shape}]`);
+  const arr = toTyped(data, dtype);
+  const st = allocate(t, name ?? 'data');
+  t.kept = true;
+  trackKept(t);
+  runtime().device.queue.writeBuffer(st.buffer, 0, arr.buffer, arr.byteOffset, padTo4(arr.byteLength));
+  return t;
+}
+
+function padTo4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+
+function toTyped(data: ArrayLike<number> | ArrayBufferView, dtype: DType): Float32Array | Int32Array | Uint32Array | Uint16Array {
+  const src = data as ArrayLike<number>;
+  let out: Float32Array | Int32Array | Uint32Array | Uint16Array;
+  if (dtype === 'f32') out = data instanceof Float32Array ? data : Float32Array.from(src);
+  else if (dtype === 'i32') out = data instanceof Int32Array ? data : Int32Array.from(src, (x) => Number(x));
+  else if (dtype === 'u32') out = data instanceof Uint32Array ? data : Uint32Array.from(src, (x) => Number(x));
+  else out = data instanceof Uint16Array ? data : Uint16Array.from(src, toHalfBits);
+  if (out.byteLength % 4 !== 0) {
+    const padded = new Uint16Array(out.length + 1);
+    padded.set(out as Uint16Array);
+    return padded;
+  }
+  return out;
+}
+
+/** f32 → IEEE half bits (round to nearest even). */
+export function toHalfBits(v: number): number {
+  const f = new Float32Array([v]);
+  const x = new Uint32Array(f.buffer)[0];
+  const sign = (x >>> 16) & 0x8000;
+  let exp = ((x >>> 23) & 0xff) - 127 + 15;
+  let mant = x & 0x7fffff;
+  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  if (exp >= 0x1f) return sign | 0x7c00;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - exp;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1), half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (exp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Overwrites a realized leaf's data. */
+export function writeData(t: Tensor, data: ArrayLike<number> | ArrayBufferView): void {
+  if (!t.storage) throw new Error(`writeData(${t}): tensor has no storage`);
+  const arr = toTyped(data, t.dtype);
+  runtime().device.queue.writeBuffer(t.storage.buffer, 0, arr.buffer, arr.byteOffset, padTo4(arr.byteLength));
+}
+
+export interface RealizeOptions {
+  /** Nodes with side effects (optimiser updates), run after everything else. */
+  effects?: Tensor[];
+  label?: string;
+}
+
+export interface StepStats {
+  nodes: number;
+  dispatches: number;
+  submissions: number;
+  /** Highest pool bytes in use during this realize. */
+  peakBytes: number;
+}
+
+export let lastStats: StepStats = { nodes: 0, dispatches: 0, submissions: 0, peakBytes: 0 };
+
+let queue: Promise<unknown> = Promise.resolve();
+
+/** Computes `targets` (and runs `effects`), all in one command buffer. Targets stay realized. */
+export function realize(targets: Tensor[], opts: RealizeOptions = {}): Promise<StepStats> {
+  const run = queue.then(() => realizeNow(targets, opts));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+interface Recorded {
+  kind: 'dispatch' | 'copy' | 'clear';
+  node: Node;
+  d?: Dispatch;
+  src?: GPUBuffer;
+  dst?: GPUBuffer;
+  bytes?: number;
+  srcOffset?: number;
+  dstOffset?: number;
+  buffers?: GPUBuffer[];
+}
+
+function schedule(targets: Tensor[], effects: Tensor[]): Node[] {
+  const order: Node[] = [];
+  const seen = new Set<Node>();
+  const effectNodes: Node[] = [];
+  // Iterative DFS (graphs of big models are deep).
+  const visit = (start: Node) => {
+    const stack: [Node, number][] = [[start, 0]];
+    if (seen.has(start)) return;
+    seen.add(start);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const [n, i] = top;
+      if (i < n.inputs.length) {
+        top[1]++;
+        const inp = n.inputs[i];
+        const prod = needsRun(inp);
+        if (prod && !seen.has(prod)) {
+          seen.add(prod);
+          stack.push([prod, 0]);
+        }
+      } else {
+        stack.pop();
+        if (n.effect) effectNodes.push(n);
+        else order.push(n);
+      }
+    }
+  };
+  for (const t of targets) {
+    const n = needsRun(t);
+    if (n) visit(n);
+  }
+  for (const t of effects) if (t.node && !seen.has(t.node)) visit(t.node);
+  return [...order, ...effectNodes];
+}
+
+/** The producer to run so that `t` has data, or null if it has data already. */
+function needsRun(t: Tensor): Node | null {
+  if (t.base) {
+    if (t.root.storage) return null;
+    // A view: run its producer chain (the view node itself is free).
+    return t.node;
+  }
+  if (t.storage) return null;
+  if (t.freed || !t.node) {
+    throw new Error(
+      `tensor ${t} (produced by ${t.node?.op ?? 'nothing'}) was ${t.freed ? 'already freed after its last use in an earlier realize' : 'never given data'}; ` +
+        'compute it in the same realize as its readers, or keep() it',
+    );
+  }
+  return t.node;
+}
+
+async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<StepStats> {
+  const r = runtime();
+  assertAlive(r.gpu, opts.label ?? 'realize');
+  const effects = opts.effects ?? [];
+  const nodes = schedule(targets, effects);
+  const keep = new Set<Tensor>(targets.map((t) => t.root));
+  for (const t of keep) t.kept = true;
+
+  // Liveness: remaining readers of each root storage.
+  const readers = new Map<Tensor, number>();
+  for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
+
+  r.pool.resetPeak();
+  const recorded: Recorded[] = [];
+  const families = new Set<string>();
+  let current: Node;
+  let scratch: GPUBuffer[] = [];
+  const bufOf = (b: Bindable, what: string): GPUBuffer => {
+    if (!(b instanceof Tensor)) return b;
+    const st = b.root.storage;
+    if (!st) throw new Error(`${current.op}: ${what} ${b} has no storage (freed or not computed)`);
+    return st.buffer;
+  };
+  const ctx: EncodeCtx = {
+    dispatch(d) {
+      families.add(d.kernel.family);
+      d.bindings.forEach((b, j) => bufOf(b, `binding ${j + 1}`));
+      for (const w of d.workgroups) if (w !== undefined && (!Number.isInteger(w) || w < 0 || w > 65535))
+        throw new Error(`${current.op}: bad workgroup count [${d.workgroups}] for ${d.kernel.family}`);
+      recorded.push({ kind: 'dispatch', node: current, d, buffers: d.bindings.map((b, j) => bufOf(b, `binding ${j + 1}`)) });
+    },
+    scratch(bytes) {
+      const b = r.pool.acquire(Math.max(4, bytes), `${current.op}:scratch`);
+      scratch.push(b);
+      return b;
+    },
+    copy(src, dst, bytes, so = 0, doff = 0) {
+      const s = bufOf(src, 'copy source'), d = bufOf(dst, 'copy target');
+      const n = bytes ?? (src instanceof Tensor ? src.bytes : s.size);
+      recorded.push({ kind: 'copy', node: current, src: s, dst: d, bytes: Math.ceil(n / 4) * 4, srcOffset: so, dstOffset: doff });
+    },
+    clear(dst) {
+      const d = bufOf(dst, 'clear target');
+      recorded.push({ kind: 'clear', node: current, dst: d, bytes: dst instanceof Tensor ? Math.ceil(dst.bytes / 4) * 4 : d.size });
+    },
+  };
+
+  const produced = new Set<Tensor>();
+  for (const n of nodes) {
+    current = n;
+    if (!n.view) {
+      for (const o of n.outputs) if (!o.base) {
+        allocate(o, `${n.op}:${o.describe()}`);
+        produced.add(o);
+      }
+      try {
+        n.encode!(ctx);
+      } catch (e) {
+        throw new Error(`op ${n.op}(${shapeStr(n.inputs)}): ${(e as Error).message}`);
+      }
+      for (const b of scratch) r.pool.release(b);
+      scratch = [];
+    }
+    for (const i of n.inputs) {
+      const root = i.root;
+      const left = readers.get(root)! - 1;
+      readers.set(root, left);
+      if (left === 0 && !root.kept && produced.has(root)) {
+        releaseStorage(root);
+        root.freed = true;
+      }
+    }
+    // Outputs nobody reads and nobody keeps (e.g. an unused second output).
+    for (const o of n.outputs) if (!o.base && !readers.get(o) && !o.kept) {
+      releaseStorage(o);
+      o.freed = true;
+    }
+  }
+  for (const t of produced) if (t.kept && t.storage) trackKept(t);
+
+  // Pipelines need their WGSL: load any family not loaded yet.
+  await Promise.all([...families].map(loadShader));
+  assertAlive(r.gpu, opts.label ?? 'realize');
+
+  // One uniform arena for the whole step; each dispatch gets its own 256-byte-aligned slot.
+  const align = r.device.limits.minUniformBufferOffsetAlignment;
+  let arenaBytes = 0;
+  const offsets: number[] = [];
+  for (const rec of recorded) if (rec.kind === 'dispatch') {
+    offsets.push(arenaBytes);
+    arenaBytes += Math.ceil(rec.d!.params.byteLength / align) * align;
+  }
+  const device = r.device;
+  const U = (globalThis as unknown as { GPUBufferUsage: Record<string, number> }).GPUBufferUsage;
+  const arena = device.createBuffer({ size: Math.max(256, arenaBytes), usage: U.UNIFORM | U.COPY_DST, label: 'params' });
+  const arenaData = new ArrayBuffer(Math.max(256, arenaBytes));
+  const view = new DataView(arenaData);
+  let di = 0;
+  for (const rec of recorded) if (rec.kind === 'dispatch') rec.d!.params.writeTo(view, offsets[di++]);
+  device.queue.writeBuffer(arena, 0, arenaData);
+
+  const label = opts.label ?? `realize(${targets.slice(0, 3).join(',')}${targets.length > 3 ? ',…' : ''})`;
+  const encoder = device.createCommandEncoder({ label });
+  di = 0;
+  let dispatches = 0;
+  for (const rec of recorded) {
+    const opName = `${rec.node.op}(${shapeStr(rec.node.inputs)})`;
+    if (rec.kind === 'copy') {
+      encoder.copyBufferToBuffer(rec.src!, rec.srcOffset!, rec.dst!, rec.dstOffset!, rec.bytes!);
+      continue;
+    }
+    if (rec.kind === 'clear') {
+      encoder.clearBuffer(rec.dst!, 0, rec.bytes!);
+      continue;
+    }
+    const d = rec.d!;
+    pushScopes(device);
+    const pipeline = getPipeline(device, d.kernel);
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
+    rec.buffers!.forEach((b, j) => entries.push({ binding: j + 1, resource: { buffer: b } }));
+    const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
+    const pass = encoder.beginComputePass({ label: `${opName} ${d.label ?? d.kernel.family}` });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = d.workgroups;
+    if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
+    pass.end();
+    popScopes(device, opName);
+    dispatches++;
+  }
+  pushScopes(device);
+  device.queue.submit([encoder.finish()]);
+  popScopes(device, label);
+  arena.destroy();
+  if (pipelineErrors.length) throw pipelineErrors.shift();
+  lastStats = { nodes: nodes.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
+  return lastStats;
+}
+
+/** Reads a tensor back to the CPU (realizing it first). */
+export async function read(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array> {
+  if (!t.realized) await realize([t]);
+  await queue;
+  const r = runtime();
+  const U = (globalThis as unknown as { GPUBufferUsage: Record<string, number>; GPUMapMode: Record<string, number> });
+  const bytes = Math.max(4, Math.ceil(t.bytes / 4) * 4);
+  const staging = r.device.createBuffer({ size: bytes, usage: U.GPUBufferUsage.MAP_READ | U.GPUBufferUsage.COPY_DST, label: `read ${t}` });
+  const enc = r.device.createCommandEncoder();
+  enc.copyBufferToBuffer(t.root.storage!.buffer, 0, staging, 0, bytes);
+  r.device.queue.submit([enc.finish()]);
+  await flushErrors();
+  if (pipelineErrors.length) throw pipelineErrors.shift();
+  await staging.mapAsync(U.GPUMapMode.READ);
+  const copy = staging.getMappedRange().slice(0);
+  staging.unmap();
+  staging.destroy();
+  if (t.dtype === 'f32') return new Float32Array(copy, 0, t.size);
+  if (t.dtype === 'i32') return new Int32Array(copy, 0, t.size);
+  if (t.dtype === 'u32') return new Uint32Array(copy, 0, t.size);
+  const h = new Uint16Array(copy, 0, t.size);
+  return Float32Array.from(h, halfToFloat);
+}
+
+/** Waits for all submitted work and reports any GPU error raised by it. */
+export async function sync(): Promise<void> {
+  await queue;
+  await runtime().device.queue.onSubmittedWorkDone();
+  await flushErrors();
+  if (pipelineErrors.length) throw pipelineErrors.shift();
+}
+
+export { GpuOpError, Params };
