@@ -1,0 +1,96 @@
+// Encoder and decoder layers (SPEC §2, §4, §5): pre-norm residual blocks, gated
+// cross-aligned fusion and the modulated mixture of experts.
+import type { Tensor } from '../graph/tensor.ts';
+import { linear } from '../graph/ops/matmul.ts';
+import { rmsNorm } from '../graph/ops/norm.ts';
+import { activation, add, expandTo, mul, sigmoid, sub } from '../graph/ops/elementwise.ts';
+import { concat, reshape } from '../graph/ops/shape.ts';
+import { max, mean } from '../graph/ops/reduce.ts';
+import { loadBalancingLoss, moeExperts, topkGate } from '../graph/ops/moe.ts';
+import type { MicarConfig } from './config.ts';
+import type { Forward } from './context.ts';
+import { cmhla, mhla } from './attention.ts';
+
+const norm = (f: Forward, x: Tensor, p: string) => rmsNorm(x, f.p(`${p}.weight`), 1e-6);
+
+/** Gated FFN w2(act(w1 x) ⊙ w3 x), no biases, dropout on the output (authors' FeedForward). */
+export function feedForward(f: Forward, cfg: MicarConfig, x: Tensor, p: string): Tensor {
+  const h = mul(activation(cfg.act_fn, linear(x, f.p(`${p}.w1.weight`))), linear(x, f.p(`${p}.w3.weight`)));
+  return f.dropout(linear(h, f.p(`${p}.w2.weight`)), cfg.dropout);
+}
+
+export interface EncoderLayerOut {
+  out: Tensor;
+  attn: Tensor | null;
+}
+
+export function encoderLayer(f: Forward, cfg: MicarConfig, x: Tensor, l: number): EncoderLayerOut {
+  const p = `encoder.layers.${l}`;
+  const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`);
+  const h = add(x, sa.out);
+  return { out: add(h, feedForward(f, cfg, norm(f, h, `${p}.norm_ff`), `${p}.ff`)), attn: sa.probs };
+}
+
+export interface FusionOut {
+  out: Tensor;
+  cross: Tensor | null;
+}
+
+/** Gated cross-aligned fusion; returns fusion(...) + a, where a = CMHLA(...) + x. */
+export function gatedFusion(f: Forward, cfg: MicarConfig, x: Tensor, img: Tensor, p: string): FusionOut {
+  const [b, T, d] = x.shape;
+  const nx = norm(f, x, `${p}.norm1`);
+  const ni = norm(f, img, `${p}.norm2`);
+  const ca = cmhla(f, cfg, nx, ni, `${p}.cross_attention`);
+  const a = add(ca.out, x);
+  const g = linear(concat([mean(ni, 1, true), max(ni, 1, true)], 2), f.p(`${p}.global_proj.weight`), f.p(`${p}.global_proj.bias`)); // [b,1,d]
+  const na = norm(f, a, `${p}.norm3`);
+  const gateHidden = activation(cfg.act_fn, linear(concat([na, nx], 2), f.p(`${p}.gate.0.weight`), f.p(`${p}.gate.0.bias`)));
+  const gate = sigmoid(linear(gateHidden, f.p(`${p}.gate.2.weight`), f.p(`${p}.gate.2.bias`)));
+  // gate·na + (1 − gate)·nx = nx + gate·(na − nx)
+  const gated = add(nx, mul(gate, sub(na, nx)));
+  const fusedIn = concat([gated, na, expandTo(g, [b, T, d])], 2);
+  let h = f.dropout(activation(cfg.act_fn, linear(fusedIn, f.p(`${p}.fusion.0.weight`), f.p(`${p}.fusion.0.bias`))), cfg.dropout);
+  h = f.dropout(linear(h, f.p(`${p}.fusion.3.weight`), f.p(`${p}.fusion.3.bias`)), cfg.dropout);
+  return { out: add(h, a), cross: ca.probs };
+}
+
+export interface MoeOut {
+  out: Tensor;
+  lb: Tensor;
+  probs: Tensor;
+  indices: Tensor;
+  weights: Tensor;
+}
+
+export function moe(f: Forward, cfg: MicarConfig, x: Tensor, p: string): MoeOut {
+  const [b, T, d] = x.shape;
+  const flat = reshape(x, [b * T, d]);
+  const route = topkGate(flat, f.p(`${p}.gate.gate.weight`), cfg.k);
+  const experts = Array.from({ length: cfg.num_experts }, (_, e) => ({
+    w1: f.p(`${p}.experts.${e}.w1.weight`),
+    w3: f.p(`${p}.experts.${e}.w3.weight`),
+    w2: f.p(`${p}.experts.${e}.w2.weight`),
+  }));
+  let y = moeExperts(flat, route, experts, cfg.act_fn, cfg.moe_mode);
+  // The authors' experts end in dropout; with one mask over the combined output here.
+  y = f.dropout(y, cfg.dropout);
+  return { out: reshape(y, [b, T, d]), lb: loadBalancingLoss(route.probs), ...route };
+}
+
+export interface DecoderLayerOut {
+  out: Tensor;
+  self: Tensor | null;
+  cross: Tensor | null;
+  moe: MoeOut;
+}
+
+export function decoderLayer(f: Forward, cfg: MicarConfig, x: Tensor, img: Tensor, mask: Tensor, l: number): DecoderLayerOut {
+  const p = `decoder.layers.${l}`;
+  const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`, mask);
+  const s = add(x, sa.out);
+  const gf = gatedFusion(f, cfg, s, img, `${p}.gated_fusion`);
+  const fo = add(s, gf.out);
+  const m = moe(f, cfg, norm(f, fo, `${p}.norm_moe`), `${p}.moe`);
+  return { out: add(fo, m.out), self: sa.probs, cross: gf.cross, moe: m };
+}

@@ -1,0 +1,88 @@
+// Model and training configuration (SPEC "Configuration"); presets live in configs/*.json.
+
+export type Backbone = 'resnet10' | 'resnet14b' | 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152';
+export type ActName = 'silu' | 'gelu' | 'selu' | 'telu' | 'relu';
+export type MoeMode = 'sum' | 'weighted';
+
+export interface MicarConfig {
+  name?: string;
+  backbone: Backbone;
+  image_size: number;
+  /** Shorter side before the centre crop (SPEC §7: 232 for 224). */
+  resize_size?: number;
+  d_v: number;
+  d_model: number;
+  d_latent: number;
+  num_heads: number;
+  qk_nope_dim: number;
+  qk_rope_dim: number;
+  d_ff: number;
+  num_layers: number;
+  num_experts: number;
+  k: number;
+  act_fn: ActName;
+  moe_mode: MoeMode;
+  text_seq_len: number;
+  vocab_size: number;
+  dropout: number;
+  attention_dropout: number;
+  lb_loss_weight: number;
+  pad_id: number;
+  sos_id: number;
+  eos_id: number;
+  unk_id: number;
+  // training
+  batch_size?: number;
+  epochs?: number;
+  patience?: number;
+  lr?: number;
+  v_lr?: number;
+  weight_decay?: number;
+  betas?: [number, number];
+  eps?: number;
+  amsgrad?: boolean;
+  step_size?: number;
+  gamma?: number;
+  beam_width?: number;
+  min_frequency?: number;
+  seed?: number;
+}
+
+const BACKBONES: Backbone[] = ['resnet10', 'resnet14b', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'];
+
+/** Fills defaults and checks every field a model needs; errors name the field. */
+export function normaliseConfig(raw: Record<string, unknown>, source = 'config'): MicarConfig {
+  const c = { lb_loss_weight: 0.01, pad_id: 0, sos_id: 1, eos_id: 2, unk_id: 3, dropout: 0, attention_dropout: 0, moe_mode: 'sum', ...raw } as Record<string, unknown>;
+  if (c.batch_size === undefined && typeof c.batch === 'number') c.batch_size = c.batch;
+  const need = (k: string, test: (v: unknown) => boolean, what: string) => {
+    if (!test(c[k])) throw new Error(`${source}: field "${k}" must be ${what} (got ${JSON.stringify(c[k])})`);
+  };
+  const posInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  need('backbone', (v) => BACKBONES.includes(v as Backbone), `one of ${BACKBONES.join(', ')}`);
+  for (const k of ['image_size', 'd_v', 'd_model', 'd_latent', 'num_heads', 'qk_nope_dim', 'qk_rope_dim', 'd_ff', 'num_layers', 'num_experts', 'k', 'text_seq_len', 'vocab_size'])
+    need(k, posInt, 'a positive integer');
+  need('act_fn', (v) => ['silu', 'gelu', 'selu', 'telu', 'relu'].includes(v as string), 'silu, gelu, selu, telu or relu');
+  need('moe_mode', (v) => v === 'sum' || v === 'weighted', '"sum" or "weighted"');
+  const cfg = c as unknown as MicarConfig;
+  if (cfg.d_model % cfg.num_heads) throw new Error(`${source}: d_model ${cfg.d_model} is not divisible by num_heads ${cfg.num_heads}`);
+  if (cfg.d_latent % cfg.num_heads) throw new Error(`${source}: d_latent ${cfg.d_latent} is not divisible by num_heads ${cfg.num_heads}`);
+  if (cfg.d_latent / cfg.num_heads !== cfg.qk_nope_dim + cfg.qk_rope_dim)
+    throw new Error(`${source}: d_latent/num_heads (${cfg.d_latent / cfg.num_heads}) must equal qk_nope_dim + qk_rope_dim (${cfg.qk_nope_dim + cfg.qk_rope_dim})`);
+  if (cfg.qk_rope_dim % 4) throw new Error(`${source}: qk_rope_dim ${cfg.qk_rope_dim} must be a multiple of 4`);
+  if (cfg.k > cfg.num_experts) throw new Error(`${source}: k ${cfg.k} exceeds num_experts ${cfg.num_experts}`);
+  if (cfg.image_size < 32) throw new Error(`${source}: image_size ${cfg.image_size} is below 32 (the backbone downsamples by 32)`);
+  return cfg;
+}
+
+/** Backbone stage layout: block kind and blocks per stage. */
+export function backboneLayout(b: Backbone): { bottleneck: boolean; blocks: number[] } {
+  switch (b) {
+    case 'resnet10': return { bottleneck: false, blocks: [1, 1, 1, 1] };
+    case 'resnet14b': return { bottleneck: true, blocks: [1, 1, 1, 1] };
+    case 'resnet18': return { bottleneck: false, blocks: [2, 2, 2, 2] };
+    case 'resnet34': return { bottleneck: false, blocks: [3, 4, 6, 3] };
+    case 'resnet50': return { bottleneck: true, blocks: [3, 4, 6, 3] };
+    case 'resnet101': return { bottleneck: true, blocks: [3, 4, 23, 3] };
+    case 'resnet152': return { bottleneck: true, blocks: [3, 8, 36, 3] };
+  }
+}

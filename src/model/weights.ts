@@ -1,0 +1,177 @@
+// The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
+// every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
+import { Tensor } from '../graph/tensor.ts';
+import { fromData, read } from '../graph/runtime.ts';
+import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
+import type { MicarConfig } from './config.ts';
+import { type Entry, stateDictSpec } from './spec.ts';
+
+export class Weights {
+  readonly spec: Entry[];
+  private byName = new Map<string, Entry>();
+  readonly tensors = new Map<string, Tensor>();
+  /** BatchNorm num_batches_tracked (kept on the CPU: it only counts). */
+  readonly bnCount = new Map<string, number>();
+
+  private constructor(readonly cfg: MicarConfig) {
+    this.spec = stateDictSpec(cfg);
+    for (const e of this.spec) this.byName.set(e.name, e);
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  get(name: string): Tensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new Error(`model weight "${name}" is not defined for backbone ${this.cfg.backbone} / this config`);
+    return t;
+  }
+
+  entry(name: string): Entry {
+    const e = this.byName.get(name);
+    if (!e) throw new Error(`unknown model weight "${name}"`);
+    return e;
+  }
+
+  /** Trainable parameters, split into AdamW groups: vision encoder, everything else. */
+  trainable(): { vision: Tensor[]; other: Tensor[] } {
+    const vision: Tensor[] = [], other: Tensor[] = [];
+    for (const e of this.spec) if (e.kind === 'param') (e.vision ? vision : other).push(this.get(e.name));
+    return { vision, other };
+  }
+
+  /** Name of a parameter tensor (for reports). */
+  nameOf(t: Tensor): string | undefined {
+    for (const [n, x] of this.tensors) if (x === t) return n;
+    return undefined;
+  }
+
+  private set(e: Entry, data: Float32Array): void {
+    const t = fromData(data, e.shape, 'f32', e.name);
+    if (e.kind === 'param') t.requiresGrad = true;
+    this.tensors.set(e.name, t);
+  }
+
+  /**
+   * Loads a state dict. `file` names the source in errors. Missing, unexpected and
+   * mis-shaped entries are all listed in one error. Float tensors of any dtype become f32.
+   */
+  static fromStateDict(cfg: MicarConfig, sd: Map<string, HostTensor>, file: string, opts: { allowMissing?: (name: string) => boolean } = {}): Weights {
+    const w = new Weights(cfg);
+    const missing: string[] = [], misShaped: string[] = [], badType: string[] = [];
+    for (const e of w.spec) {
+      const h = sd.get(e.name);
+      if (!h) {
+        if (!opts.allowMissing?.(e.name)) missing.push(e.name);
+        continue;
+      }
+      if (h.shape.join() !== e.shape.join()) misShaped.push(`${e.name}: expected [${e.shape}], file has [${h.shape}]`);
+      else if (e.kind === 'bn_count' ? !/^[IU]/.test(h.dtype) : !['F32', 'F16', 'BF16', 'F64'].includes(h.dtype)) badType.push(`${e.name}: dtype ${h.dtype}`);
+    }
+    const unexpected = [...sd.keys()].filter((k) => !w.byName.has(k));
+    if (missing.length || misShaped.length || unexpected.length || badType.length) {
+      const parts = [
+        missing.length && `missing ${missing.length}: ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''}`,
+        unexpected.length && `unexpected ${unexpected.length}: ${unexpected.slice(0, 20).join(', ')}${unexpected.length > 20 ? ', …' : ''}`,
+        misShaped.length && `wrong shape: ${misShaped.slice(0, 20).join('; ')}`,
+        badType.length && `wrong dtype: ${badType.join('; ')}`,
+      ].filter(Boolean);
+      throw new Error(`${file}: state dict does not match config (${cfg.backbone}, d_model ${cfg.d_model}, ${cfg.num_layers} layers, ${cfg.num_experts} experts, vocab ${cfg.vocab_size}): ${parts.join(' | ')}`);
+    }
+    const fresh = missing.length === 0 ? null : Weights.init(cfg, 0);
+    for (const e of w.spec) {
+      const h = sd.get(e.name);
+      if (e.kind === 'bn_count') {
+        w.bnCount.set(e.name.replace(/\.num_batches_tracked$/, ''), h ? Number(toFloat32(h)[0]) : 0);
+        continue;
+      }
+      if (!h) {
+        w.tensors.set(e.name, fresh!.get(e.name));
+        continue;
+      }
+      w.set(e, toFloat32(h));
+    }
+    return w;
+  }
+
+  /** A freshly initialised model (xavier-uniform for ≥2-D decoder-side weights, torchvision init for the backbone). */
+  static init(cfg: MicarConfig, seed: number): Weights {
+    const w = new Weights(cfg);
+    const rnd = mulberry(seed);
+    const uniform = (n: number, bound: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * bound);
+    const normal = (n: number, std: number) =>
+      Float32Array.from({ length: n }, () => std * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd()));
+    for (const e of w.spec) {
+      const n = e.shape.reduce((a, b) => a * b, 1);
+      let data: Float32Array;
+      switch (e.init) {
+        case 'xavier': {
+          const [fo, fi] = e.shape;
+          data = uniform(n, Math.sqrt(6 / (fi + fo)));
+          break;
+        }
+        case 'kaiming_conv': data = normal(n, Math.sqrt(2 / e.fanIn!)); break; // fanIn holds fan_out here
+        case 'linear_default':
+        case 'bias_default': data = uniform(n, 1 / Math.sqrt(e.fanIn!)); break;
+        case 'ones': data = new Float32Array(n).fill(1); break;
+        case 'zeros': data = new Float32Array(n); break;
+        case 'rope': data = ropeFreqs(cfg.qk_rope_dim / 2); break;
+        case 'pe': data = sinusoidal(cfg.text_seq_len, cfg.d_model); break;
+      }
+      if (e.kind === 'bn_count') {
+        w.bnCount.set(e.name.replace(/\.num_batches_tracked$/, ''), 0);
+        continue;
+      }
+      w.set(e, data);
+    }
+    return w;
+  }
+
+  /** Reads every tensor back into a state dict (f32; num_batches_tracked as I64). */
+  async toStateDict(): Promise<Map<string, HostTensor>> {
+    const out = new Map<string, HostTensor>();
+    for (const e of this.spec) {
+      if (e.kind === 'bn_count') {
+        const v = this.bnCount.get(e.name.replace(/\.num_batches_tracked$/, '')) ?? 0;
+        const data = new Uint8Array(8);
+        new DataView(data.buffer).setBigInt64(0, BigInt(v), true);
+        out.set(e.name, { dtype: 'I64', shape: [], data });
+        continue;
+      }
+      out.set(e.name, fromFloat32(await read(this.get(e.name)) as Float32Array, e.shape, 'F32'));
+    }
+    return out;
+  }
+}
+
+/** rotary_embedding_torch frequencies 1/10000^(2i/dim), rounded as torch does in f32. */
+export function ropeFreqs(dim: number): Float32Array {
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) out[i] = Math.fround(1 / Math.fround(Math.pow(10000, Math.fround((2 * i) / dim))));
+  return out;
+}
+
+/** pe[n,2i] = sin(n·exp(−2i·ln(10000)/d)), pe[n,2i+1] = cos(…), shape [1, T, d]. */
+export function sinusoidal(T: number, d: number): Float32Array {
+  const out = new Float32Array(T * d);
+  for (let n = 0; n < T; n++)
+    for (let i = 0; i < d / 2; i++) {
+      const a = n * Math.exp((-2 * i * Math.log(10000)) / d);
+      out[n * d + 2 * i] = Math.sin(a);
+      out[n * d + 2 * i + 1] = Math.cos(a);
+    }
+  return out;
+}
+
+function mulberry(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    let t = (s = (s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export type { Tensor };
