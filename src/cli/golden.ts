@@ -1,0 +1,214 @@
+// `micar golden <case folder>`: runs everything a golden case holds (../shared/golden
+// format: config.json, weights.safetensors, io.safetensors, greedy.json) and prints the worst
+// relative L2 error per group, then a JSON verdict line.
+import { init, read, realize, fromData } from '../graph/runtime.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { grad } from '../graph/autograd.ts';
+import { AdamW } from '../graph/ops/optim.ts';
+import { type HostTensor, readSafetensors, toFloat32, toInt32 } from '../io/safetensors.ts';
+import { normaliseConfig } from '../model/config.ts';
+import { Weights } from '../model/weights.ts';
+import { type Batch, forward } from '../model/micar.ts';
+import { greedyDecode } from '../generate/greedy.ts';
+
+declare const Deno: { readFile(p: string): Promise<Uint8Array>; readTextFile(p: string): Promise<string>; stat(p: string): Promise<unknown> };
+
+export const TOLERANCE = { forward: 1e-4, grad: 1e-3, adamw: 1e-4 } as const;
+
+export interface GoldenResult {
+  case: string;
+  worst: Record<string, number>;
+  pass: boolean;
+  failures: string[];
+}
+
+function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    num += d * d;
+    den += b[i] * b[i];
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const h = await crypto.subtle.digest('SHA-256', bytes as BufferSource);
+  return [...new Uint8Array(h)].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+export async function runGolden(dir: string, log: (s: string) => void = console.log): Promise<GoldenResult> {
+  await init();
+  const caseName = dir.replace(/\/+$/, '').split('/').pop()!;
+  const rawCfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  const cfg = normaliseConfig(rawCfg, `${dir}/config.json`);
+  const weightsPath = `${dir}/weights.safetensors`;
+  if (!(await exists(weightsPath)))
+    throw new Error(`${weightsPath} not found: generate it with gen.py --case ${caseName} --weights-only --out <parent of ${dir}>`);
+  const wBytes = await Deno.readFile(weightsPath);
+  if (rawCfg.weights_sha256) {
+    const got = await sha256Hex(wBytes);
+    if (got !== rawCfg.weights_sha256) log(`warning: ${weightsPath} sha256 ${got} differs from config.json weights_sha256 ${rawCfg.weights_sha256}`);
+  }
+  const sd = readSafetensors(wBytes, weightsPath).tensors;
+  const io = readSafetensors(await Deno.readFile(`${dir}/io.safetensors`), `${dir}/io.safetensors`).tensors;
+  const greedyRef = JSON.parse(await Deno.readTextFile(`${dir}/greedy.json`));
+  const strided = new Set<string>(rawCfg.strided?.names ?? []);
+  const stride: number = rawCfg.strided?.stride ?? 1;
+
+  const worst: Record<string, number> = {};
+  const failures: string[] = [];
+  const ref = (name: string): HostTensor => {
+    const t = io.get(name);
+    if (!t) throw new Error(`${dir}/io.safetensors: tensor "${name}" missing`);
+    return t;
+  };
+  const note = (group: string, name: string, err: number, tol: number) => {
+    worst[group] = Math.max(worst[group] ?? 0, err);
+    if (!(err <= tol)) failures.push(`${group}: ${name} rel L2 ${err.toExponential(2)} > ${tol}`);
+  };
+  const cmp = async (group: string, name: string, t: Tensor, tol: number, flatStride = 1) => {
+    let got = (await read(t)) as Float32Array;
+    if (flatStride > 1) got = got.filter((_, i) => i % flatStride === 0);
+    note(group, name, relL2(got, toFloat32(ref(name))), tol);
+  };
+  const cmpExact = async (group: string, name: string, t: Tensor) => {
+    const got = await read(t);
+    const want = toInt32(ref(name));
+    let bad = 0;
+    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) bad++;
+    worst[group] = Math.max(worst[group] ?? 0, bad);
+    if (bad) failures.push(`${group}: ${name} differs in ${bad} of ${want.length} entries`);
+  };
+
+  const b = ref('input_ids').shape[0], T = ref('input_ids').shape[1];
+  const makeBatch = (): Batch => ({
+    image: fromData(toFloat32(ref('image')), ref('image').shape, 'f32', 'image'),
+    inputIds: fromData(toInt32(ref('input_ids')), [b, T], 'i32', 'input_ids'),
+    labelIds: fromData(toInt32(ref('label_ids')), [b, T], 'i32', 'label_ids'),
+    padMask: toInt32(ref('pad_mask')),
+  });
+  const fwdOnly = !!rawCfg.forward_only;
+
+  // 1. Eval forward with every capture, plus (unless forward-only) all gradients, one submission.
+  {
+    const w = Weights.fromStateDict(cfg, sd, weightsPath);
+    const out = forward(w, makeBatch(), { training: false, keepAttention: true });
+    const { enc, dec } = out;
+    const params = w.spec.filter((e) => e.kind === 'param').map((e) => e.name);
+    const grads = fwdOnly ? [] : grad(out.loss, params.map((n) => w.get(n)));
+    const targets: Tensor[] = [enc.msve, enc.proj, ...enc.layers, enc.out, dec.emb, ...dec.layers.map((l) => l.out), dec.out, dec.logits, dec.lb, out.xe, out.loss];
+    for (const a of enc.attn) targets.push(a!);
+    for (const l of dec.layers) targets.push(l.self!, l.cross!, l.moe.probs, l.moe.weights, l.moe.indices, l.moe.lb);
+    for (const g of grads) if (g) targets.push(g);
+    const stats = await realize(targets, { label: 'golden eval forward+backward' });
+    log(`eval forward${fwdOnly ? '' : ' + backward'}: ${stats.nodes} nodes, ${stats.dispatches} dispatches, 1 submission, peak ${(stats.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+    await cmp('msve', 'msve_out', enc.msve, TOLERANCE.forward);
+    await cmp('proj', 'proj_out', enc.proj, TOLERANCE.forward);
+    for (let l = 0; l < cfg.num_layers; l++) await cmp('encoder', `layer_out.encoder.${l}`, enc.layers[l], TOLERANCE.forward);
+    await cmp('encoder', 'encoder_out', enc.out, TOLERANCE.forward);
+    await cmp('text_emb', 'text_emb_out', dec.emb, TOLERANCE.forward);
+    for (let l = 0; l < cfg.num_layers; l++) await cmp('decoder', `layer_out.decoder.${l}`, dec.layers[l].out, TOLERANCE.forward);
+    await cmp('decoder', 'decoder_out', dec.out, TOLERANCE.forward);
+    await cmp('logits', 'logits', dec.logits, TOLERANCE.forward);
+    await cmp('loss', 'lb_loss', dec.lb, TOLERANCE.forward);
+    await cmp('loss', 'xe_loss', out.xe, TOLERANCE.forward);
+    await cmp('loss', 'loss', out.loss, TOLERANCE.forward);
+    for (let l = 0; l < cfg.num_layers; l++) await cmp('attention', `attn.encoder.${l}.self`, enc.attn[l]!, TOLERANCE.forward);
+    for (let l = 0; l < cfg.num_layers; l++) {
+      const L = dec.layers[l];
+      await cmp('attention', `attn.decoder.${l}.self`, L.self!, TOLERANCE.forward);
+      await cmp('attention', `attn.decoder.${l}.cross`, L.cross!, TOLERANCE.forward);
+      await cmp('moe_weights', `moe.decoder.${l}.gate_probs`, L.moe.probs, TOLERANCE.forward);
+      await cmp('moe_weights', `moe.decoder.${l}.topk_scores`, L.moe.weights, TOLERANCE.forward);
+      await cmp('moe_weights', `moe.decoder.${l}.lb_loss`, L.moe.lb, TOLERANCE.forward);
+      await cmpExact('moe_indices', `moe.decoder.${l}.topk_indices`, L.moe.indices);
+    }
+    for (let i = 0; i < params.length; i++) {
+      const name = params[i];
+      if (!io.has(`grad.${name}`)) continue;
+      const g = grads[i];
+      if (!g) {
+        failures.push(`grads: no gradient for ${name}`);
+        continue;
+      }
+      await cmp('grads', `grad.${name}`, g, TOLERANCE.grad, strided.has(name) ? stride : 1);
+    }
+  }
+
+  // 2. Two AdamW steps (eval mode, same batch), as caption_execute.py runs them.
+  if (!fwdOnly && io.has('step_losses')) {
+    const w = Weights.fromStateDict(cfg, sd, weightsPath);
+    const { vision, other } = w.trainable();
+    const opt = new AdamW([{ params: vision, lr: rawCfg.v_lr }, { params: other, lr: rawCfg.lr }], {
+      betas: rawCfg.betas, eps: rawCfg.eps, weightDecay: rawCfg.weight_decay, amsgrad: rawCfg.amsgrad,
+    });
+    const batch = makeBatch();
+    const losses: number[] = [];
+    for (let s = 0; s < 2; s++) {
+      const out = forward(w, batch, { training: false });
+      const ps = [...vision, ...other];
+      const gs = grad(out.loss, ps);
+      const effects = opt.step(new Map(ps.map((p, i) => [p, gs[i]])));
+      await realize([out.loss], { effects, label: `golden AdamW step ${s + 1}` });
+      losses.push((await read(out.loss))[0]);
+    }
+    note('adamw', 'step_losses', relL2(losses, toFloat32(ref('step_losses'))), TOLERANCE.adamw);
+    for (const e of w.spec) {
+      if (e.kind === 'bn_count' || !io.has(`step2.${e.name}`)) continue;
+      await cmp('adamw', `step2.${e.name}`, w.get(e.name), TOLERANCE.adamw, strided.has(e.name) ? stride : 1);
+    }
+  }
+
+  // 3. Train-mode forward (BatchNorm batch statistics, dropout 0) and the BN running stats it leaves.
+  if (io.has('logits_trainmode')) {
+    const w = Weights.fromStateDict(cfg, sd, weightsPath);
+    const trainCfg = { ...cfg, dropout: 0, attention_dropout: 0 };
+    (w as unknown as { cfg: typeof cfg }).cfg = trainCfg;
+    const out = forward(w, makeBatch(), { training: true });
+    await realize([out.enc.msve, out.dec.logits, out.dec.lb], { effects: out.f.bnUpdates, label: 'golden train-mode forward' });
+    for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);
+    await cmp('train_mode', 'msve_out_trainmode', out.enc.msve, TOLERANCE.forward);
+    await cmp('train_mode', 'logits_trainmode', out.dec.logits, TOLERANCE.forward);
+    await cmp('train_mode', 'lb_loss_trainmode', out.dec.lb, TOLERANCE.forward);
+    for (const [name, h] of io) {
+      if (!name.startsWith('bn_after_train_forward.')) continue;
+      const key = name.slice('bn_after_train_forward.'.length);
+      if (key.endsWith('num_batches_tracked')) {
+        const got = w.bnCount.get(key.replace(/\.num_batches_tracked$/, ''));
+        const want = toInt32(h)[0];
+        if (got !== want) failures.push(`bn_stats: ${key} = ${got}, expected ${want}`);
+        continue;
+      }
+      await cmp('bn_stats', name, w.get(key), TOLERANCE.forward);
+    }
+  }
+
+  // 4. Greedy decoding (tokens exact).
+  {
+    const w = Weights.fromStateDict(cfg, sd, weightsPath);
+    const tokens = await greedyDecode(w, makeBatch().image, { maxLen: T, stopAtEos: false });
+    const want: number[][] = greedyRef.greedy_tokens;
+    let bad = 0;
+    want.forEach((row, i) => row.forEach((tok, j) => { if (tokens[i][j] !== tok) bad++; }));
+    worst['greedy'] = bad;
+    if (bad) failures.push(`greedy: ${bad} tokens differ (got ${JSON.stringify(tokens)}, want ${JSON.stringify(want)})`);
+  }
+
+  for (const [g, e] of Object.entries(worst))
+    log(`${g.padEnd(12)} worst ${g === 'moe_indices' || g === 'greedy' ? `${e} mismatches` : `rel L2 ${e.toExponential(3)}`}`);
+  for (const f of failures) log(`FAIL ${f}`);
+  const result = { case: caseName, worst, pass: failures.length === 0, failures };
+  log(JSON.stringify({ case: caseName, worst, pass: result.pass }));
+  return result;
+}
