@@ -1,0 +1,144 @@
+// Starts what the browser tests need: a Vite dev server over the repository (so a test page
+// can import src/ and fetch shaders/ exactly as an app would), a production build of the demo
+// served by `vite preview`, and Debian's Chromium driven by puppeteer-core with WebGPU on
+// SwiftShader (a software Vulkan adapter, available on any machine).
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, createServer, preview, type PreviewServer, type ViteDevServer } from 'vite';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+
+export const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
+export const CHROMIUM = '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--no-first-run',
+];
+
+function serverUrl(s: ViteDevServer | PreviewServer, what: string): string {
+  const url = s.resolvedUrls?.local[0];
+  if (!url) throw new Error(`${what}: Vite did not report a local URL`);
+  return url;
+}
+
+/** A Vite dev server rooted at the repository on a free 127.0.0.1 port. */
+export async function startDevServer(): Promise<{ server: ViteDevServer; url: string }> {
+  const server = await createServer({
+    root: repoRoot,
+    // The repository's vite.config.ts holds vitest settings; this server needs none of it.
+    configFile: false,
+    logLevel: 'warn',
+    clearScreen: false,
+    server: {
+      host: '127.0.0.1',
+      port: 0, // the OS picks a free port
+      strictPort: true,
+      hmr: false,
+      ws: false,
+      watch: null, // no file watching: the test serves a fixed tree
+      fs: { strict: true, allow: [repoRoot] },
+    },
+    // No dependency pre-bundling: wgsl-preprocessor is plain ESM, and discovery would
+    // crawl the repository on every start.
+    optimizeDeps: { noDiscovery: true, include: [] },
+  });
+  await server.listen();
+  return { server, url: serverUrl(server, 'dev server') };
+}
+
+/**
+ * Builds the demo app into a fresh temporary folder, as `npx vite build demo` does: that
+ * command looks for a config file in demo/ only, finds none, and needs none (shader URLs
+ * `new URL(`../../shaders/${name}.wgsl`, import.meta.url)` become emitted assets).
+ */
+export async function buildDemo(): Promise<string> {
+  const outDir = mkdtempSync(join(tmpdir(), 'micar-demo-dist-'));
+  await build({
+    root: join(repoRoot, 'demo'),
+    configFile: false,
+    logLevel: 'warn',
+    clearScreen: false,
+    build: { outDir, emptyOutDir: true },
+  });
+  return outDir;
+}
+
+/** Serves a built app (vite preview) on a free 127.0.0.1 port. */
+export async function servePreview(outDir: string): Promise<{ server: PreviewServer; url: string }> {
+  const server = await preview({
+    root: join(repoRoot, 'demo'),
+    configFile: false,
+    logLevel: 'warn',
+    build: { outDir },
+    preview: { host: '127.0.0.1', port: 0, strictPort: true, open: false },
+  });
+  return { server, url: serverUrl(server, 'preview server') };
+}
+
+export interface Chromium {
+  browser: Browser;
+  close(): Promise<void>;
+}
+
+/** Launches headless Chromium with WebGPU on SwiftShader in a throw-away profile. */
+export async function launchChromium(): Promise<Chromium> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: run \`bash scripts/setup-system.sh\` as root (apt-get install chromium)`);
+  }
+  const profile = mkdtempSync(join(tmpdir(), 'micar-chromium-'));
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // A pipe instead of a DevTools websocket: no port, nothing for Deno's ws shim to get wrong.
+    pipe: true,
+    args: [...CHROMIUM_ARGS, `--user-data-dir=${profile}`],
+    protocolTimeout: 120_000,
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close().catch(() => undefined);
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A new tab that forwards the page's console, errors and failed requests to the test log. */
+export async function openPage(browser: Browser, url: string, label: string): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser.newPage();
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    const line = `[${label} console.${m.type()}] ${m.text()}`;
+    if (m.type() === 'error') problems.push(line);
+    console.log(line);
+  });
+  page.on('pageerror', (e) => {
+    const line = `[${label} page error] ${(e as Error).message ?? e}`;
+    problems.push(line);
+    console.log(line);
+  });
+  page.on('requestfailed', (r) => {
+    const line = `[${label} request failed] ${r.url()}: ${r.failure()?.errorText}`;
+    problems.push(line);
+    console.log(line);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) {
+      const line = `[${label} HTTP ${r.status()}] ${r.url()}`;
+      problems.push(line);
+      console.log(line);
+    }
+  });
+  await page.goto(url, { waitUntil: 'load', timeout: 60_000 });
+  return { page, problems };
+}

@@ -1,0 +1,127 @@
+// The project's kernels in headless Chromium (WebGPU on SwiftShader), served by Vite exactly as
+// an app would load them, against the same runs in Deno on the local adapter: relative L2 ≤ 1e-5
+// for float results, bit-exact for random-number kernels and integer results. Also builds the
+// demo app, serves the production build and checks that its adapter panel comes up (screenshot
+// in out/demo.png). Chromium is required (scripts/setup-system.sh installs it): a missing
+// browser fails these tests, it does not skip them.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PreviewServer, ViteDevServer } from 'vite';
+import { buildDemo, type Chromium, launchChromium, openPage, repoRoot, servePreview, startDevServer } from './browser-harness.ts';
+import { CASES, decode, runSuite, type SuiteResult } from './browser/suite.ts';
+import { relL2, rng } from './util.ts';
+
+const seed = rng('browser suite').seed;
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+let chromiumOnce: Promise<Chromium> | null = null;
+function chromium(): Promise<Chromium> {
+  if (!chromiumOnce) {
+    chromiumOnce = launchChromium().then((c) => {
+      cleanups.push(() => c.close());
+      return c;
+    });
+  }
+  return chromiumOnce;
+}
+
+interface Runs {
+  browser: SuiteResult;
+  deno: SuiteResult;
+}
+let runsOnce: Promise<Runs> | null = null;
+/** Runs the whole suite once in each host (concurrently: two processes, two software GPUs). */
+function runs(): Promise<Runs> {
+  if (!runsOnce) runsOnce = runBoth();
+  return runsOnce;
+}
+
+async function runBoth(): Promise<Runs> {
+  const t0 = performance.now();
+  const [{ server, url }, ch] = await Promise.all([startDevServer(), chromium()]);
+  cleanups.push(() => (server as ViteDevServer).close());
+  const { page, problems } = await openPage(ch.browser, `${url}tests/browser/index.html`, 'suite page');
+  try {
+    await page.waitForFunction(() => !!window.micarSuite, { timeout: 60_000 });
+  } catch (e) {
+    throw new Error(`the suite page did not load its modules: ${problems.join('\n') || (e as Error).message}`);
+  }
+  console.log(`browser page ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const [browser, deno] = await Promise.all([
+    page.evaluate((s: number) => window.micarSuite!.run(s), seed),
+    runSuite(seed),
+  ]);
+  console.log(`browser adapter: ${browser.adapter}\n  ${JSON.stringify(browser.adapterInfo)}\n  ${browser.host}`);
+  console.log(`deno adapter:    ${deno.adapter} (${deno.host})`);
+  for (const c of browser.cases) console.log(`  browser ${c.ms.toFixed(0).padStart(6)} ms  ${c.name}`);
+  for (const c of deno.cases) console.log(`  deno    ${c.ms.toFixed(0).padStart(6)} ms  ${c.name}`);
+  await page.close();
+  return { browser, deno };
+}
+
+describe('kernels in headless Chromium vs Deno', () => {
+  it('Chromium starts and exposes a WebGPU adapter', async () => {
+    const { browser } = await runs();
+    expect(browser.host).toMatch(/Chrome/);
+    expect(browser.adapter).not.toBe('unknown adapter');
+    expect(browser.cases.map((c) => c.name)).toEqual(CASES.map((c) => c.name));
+  });
+
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const { browser, deno } = await runs();
+      const b = browser.cases.find((x) => x.name === c.name)!, d = deno.cases.find((x) => x.name === c.name)!;
+      if (b.error) throw new Error(`in Chromium: ${b.error}`);
+      if (d.error) throw new Error(`in Deno: ${d.error}`);
+      expect(b.inputHash, 'both hosts must draw the same inputs').toBe(d.inputHash);
+      expect(Object.keys(b.outputs)).toEqual(Object.keys(d.outputs));
+      const report: string[] = [];
+      for (const [k, bt] of Object.entries(b.outputs)) {
+        const dt = d.outputs[k];
+        expect(bt.shape, k).toEqual(dt.shape);
+        expect(bt.dtype, k).toBe(dt.dtype);
+        const bv = decode(bt), dv = decode(dt);
+        if (c.exact || bt.dtype !== 'f32') {
+          const bb = new Uint32Array(bv.buffer), db = new Uint32Array(dv.buffer);
+          const firstDiff = bb.findIndex((x, i) => x !== db[i]);
+          expect(firstDiff, `${k}: first differing element (browser ${bv[firstDiff]} vs deno ${dv[firstDiff]})`).toBe(-1);
+          report.push(`${k}: bit-exact (${bv.length})`);
+        } else {
+          const err = relL2(bv, dv);
+          report.push(`${k}: ${err.toExponential(1)}`);
+          expect(err, `${k} [${bt.shape}] relative L2 browser vs deno`).toBeLessThanOrEqual(1e-5);
+        }
+      }
+      console.log(`${c.name}: ${report.join(', ')}`);
+    });
+  }
+});
+
+describe('demo app, production build', () => {
+  it('builds, serves from dist and shows the WebGPU adapter with a passing kernel check', async () => {
+    const [outDir, ch] = await Promise.all([buildDemo(), chromium()]);
+    cleanups.push(() => rmSync(outDir, { recursive: true, force: true }));
+    const { server, url } = await servePreview(outDir);
+    cleanups.push(() => new Promise<void>((res) => (server as PreviewServer).httpServer.close(() => res())));
+    const { page, problems } = await openPage(ch.browser, url, 'demo');
+    await page.setViewport({ width: 1280, height: 900 });
+    await page.waitForFunction(() => {
+      const s = document.querySelector('#adapter-panel')?.getAttribute('data-state');
+      return s === 'ready' || s === 'error' || s === 'unsupported';
+    }, { timeout: 60_000 });
+    const state = await page.$eval('#adapter-panel', (el) => ({ state: el.getAttribute('data-state'), text: (el as HTMLElement).innerText }));
+    mkdirSync(join(repoRoot, 'out'), { recursive: true });
+    const shot = join(repoRoot, 'out', 'demo.png');
+    await page.screenshot({ path: shot as `${string}.png`, fullPage: true });
+    console.log(`demo adapter panel (${state.state}), screenshot ${shot}:\n${state.text}`);
+    expect(state.state, state.text).toBe('ready');
+    expect(state.text).toMatch(/swiftshader/i);
+    expect(state.text).toMatch(/kernel check: passed/i);
+    expect(problems, problems.join('\n')).toEqual([]);
+    await page.close();
+  });
+});

@@ -1,0 +1,197 @@
+// A fixed set of kernel runs on seeded inputs, executed unchanged in Deno and in Chromium
+// (tests/browser.test.ts compares the two). Every case draws its shapes and data from its own
+// generator seeded by (suite seed, case name), so a case's inputs do not depend on which other
+// cases ran; a hash of every draw is returned so the test can prove both sides saw the same inputs.
+import { fromData, init, read, realize, dispose } from '../../src/graph/runtime.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
+import { matmul, linear } from '../../src/graph/ops/matmul.ts';
+import { add, div, maximum, minimum, mul, square, sub, sumTo, scale, unary, UNARY_OPS, type UnaryOp } from '../../src/graph/ops/elementwise.ts';
+import { concat, permute, reshape, slice, split, transpose } from '../../src/graph/ops/shape.ts';
+import { grad, param } from '../../src/graph/autograd.ts';
+import { Rng } from '../util.ts';
+
+/** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
+export class HashingRng extends Rng {
+  hash = 0x811c9dc5;
+  override next(): number {
+    const v = super.next();
+    const bits = Math.floor(v * 4294967296) >>> 0;
+    for (let k = 0; k < 4; k++) this.hash = Math.imul(this.hash ^ ((bits >>> (8 * k)) & 0xff), 0x01000193) >>> 0;
+    return v;
+  }
+}
+
+function caseSeed(seed: number, name: string): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h || 1;
+}
+
+export interface SuiteCase {
+  name: string;
+  /** Outputs must match bit for bit across platforms (random-number kernels, integer results). */
+  exact?: boolean;
+  /** Builds the lazy graph; every returned tensor is realized in one go and read back. */
+  build(R: HashingRng): Record<string, Tensor>;
+}
+
+const f32 = (R: Rng, shape: number[], s = 1) => fromData(R.randn(shape.reduce((a, b) => a * b, 1), s), shape);
+
+export const CASES: SuiteCase[] = [
+  {
+    name: 'matmul transpose modes, odd shapes, batched, bias',
+    build(R) {
+      const out: Record<string, Tensor> = {};
+      for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+        const batch = R.int(1, 3), M = R.int(1, 37), N = R.int(1, 37), K = R.int(1, 29);
+        const a = f32(R, ta ? [batch, K, M] : [batch, M, K]);
+        const b = f32(R, tb ? [N, K] : [K, N]); // 2-D B broadcasts over the batch
+        const bias = f32(R, [N]);
+        out[`A${ta ? 'ᵀ' : ''}B${tb ? 'ᵀ' : ''}`] = matmul(a, b, { transA: ta, transB: tb, bias });
+      }
+      const x = f32(R, [R.int(1, 5), R.int(1, 9), 13]), w = f32(R, [7, 13]), bl = f32(R, [7]);
+      out.linear = linear(x, w, bl);
+      return out;
+    },
+  },
+  {
+    name: 'elementwise activations and unary maps',
+    build(R) {
+      const shape = [R.int(1, 6), R.int(1, 70)];
+      const x = f32(R, shape, 2);
+      const pos = fromData(R.uniform(shape[0] * shape[1], 0.05, 4), shape);
+      const out: Record<string, Tensor> = {};
+      for (const op of Object.keys(UNARY_OPS) as UnaryOp[]) {
+        const needsPositive = op === 'log' || op === 'sqrt' || op === 'rsqrt';
+        out[op] = unary(op, needsPositive ? pos : x, 0.75, -0.5);
+      }
+      return out;
+    },
+  },
+  {
+    name: 'broadcasting binary ops',
+    build(R) {
+      const a = f32(R, [R.int(1, 4), 1, R.int(1, 9)]);
+      const b = f32(R, [R.int(2, 7), 1]);
+      const bPos = fromData(R.uniform(b.size, 0.5, 2), b.shape);
+      return { add: add(a, b), sub: sub(b, a), mul: mul(a, b), div: div(a, bPos), maximum: maximum(a, b), minimum: minimum(b, a), sumTo: sumTo(mul(a, b), [1, a.shape[2]]) };
+    },
+  },
+  {
+    name: 'permute, concat, slice, split',
+    build(R) {
+      const x = f32(R, [R.int(1, 4), R.int(2, 6), R.int(1, 5), R.int(1, 7)]);
+      const y = f32(R, [x.shape[0], R.int(1, 4), x.shape[2], x.shape[3]]);
+      const cat = concat([x, y, x], 1);
+      const start = R.int(0, cat.shape[1] - 1);
+      const [p0, p1] = split(x, [1, x.shape[1] - 1], 1);
+      return {
+        permute: permute(x, [2, 0, 3, 1]),
+        transpose: transpose(y, 0, 3),
+        concat: cat,
+        slice: slice(cat, 1, start, cat.shape[1] - start),
+        split0: p0,
+        split1: p1,
+        reshapePermute: permute(reshape(x, [x.shape[0], -1]), [1, 0]),
+      };
+    },
+  },
+  {
+    name: 'autograd step: two-layer MLP, squared error, SGD update',
+    build(R) {
+      const rows = R.int(2, 9), inF = R.int(2, 11), hid = R.int(2, 13), outF = R.int(1, 5);
+      const x = f32(R, [rows, inF]), target = f32(R, [rows, outF]);
+      const w1 = param(f32(R, [hid, inF], 0.5)), b1 = param(f32(R, [hid], 0.1));
+      const w2 = param(f32(R, [outF, hid], 0.5)), b2 = param(f32(R, [outF], 0.1));
+      const h = unary('gelu', linear(x, w1, b1));
+      const y = linear(h, w2, b2);
+      const loss = scale(sumTo(square(sub(y, target)), []), 1 / (rows * outF));
+      const params = [w1, b1, w2, b2];
+      const grads = grad(loss, params);
+      const out: Record<string, Tensor> = { loss, y };
+      const lr = 0.1;
+      params.forEach((p, i) => {
+        out[`grad${i}`] = grads[i]!;
+        out[`updated${i}`] = sub(p, scale(grads[i]!, lr));
+      });
+      return out;
+    },
+  },
+];
+
+export interface EncodedTensor {
+  dtype: 'f32' | 'i32' | 'u32';
+  shape: number[];
+  /** Raw little-endian bytes, base64 (exact through JSON, NaN included). */
+  base64: string;
+}
+
+export interface CaseResult {
+  name: string;
+  exact: boolean;
+  /** FNV hash of every random draw the case made. */
+  inputHash: number;
+  outputs: Record<string, EncodedTensor>;
+  error?: string;
+  ms: number;
+}
+
+export interface SuiteResult {
+  adapter: string;
+  /** GPUAdapterInfo fields and the adapter's notable features. */
+  adapterInfo: Record<string, string>;
+  host: string;
+  cases: CaseResult[];
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+export function decode(t: EncodedTensor): Float32Array | Int32Array | Uint32Array {
+  const s = atob(t.base64);
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  const C = t.dtype === 'f32' ? Float32Array : t.dtype === 'i32' ? Int32Array : Uint32Array;
+  return new C(bytes.buffer);
+}
+
+/** Runs the cases named (all by default) on this host's WebGPU adapter. */
+export async function runSuite(seed: number, names?: string[]): Promise<SuiteResult> {
+  const rt = await init();
+  const g = globalThis as { Deno?: { version: { deno: string } }; navigator?: { userAgent?: string } };
+  const host = g.Deno ? `Deno ${g.Deno.version.deno}` : (g.navigator?.userAgent ?? 'unknown host');
+  const cases: CaseResult[] = [];
+  for (const c of CASES) {
+    if (names && !names.includes(c.name)) continue;
+    const R = new HashingRng(caseSeed(seed, c.name));
+    const res: CaseResult = { name: c.name, exact: !!c.exact, inputHash: 0, outputs: {}, ms: 0 };
+    const t0 = performance.now();
+    try {
+      const outs = c.build(R);
+      res.inputHash = R.hash;
+      await realize(Object.values(outs));
+      for (const [k, t] of Object.entries(outs)) {
+        const data = await read(t);
+        if (t.dtype === 'f16') throw new Error(`${c.name}: output ${k} is f16; the suite compares 4-byte types only`);
+        res.outputs[k] = { dtype: t.dtype, shape: t.shape, base64: toBase64(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)) };
+      }
+      dispose(...Object.values(outs));
+    } catch (e) {
+      res.error = (e as Error).stack ?? String(e);
+    }
+    res.ms = performance.now() - t0;
+    cases.push(res);
+  }
+  const info = (rt.gpu.adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
+  const adapterInfo: Record<string, string> = {
+    vendor: info?.vendor ?? '', architecture: info?.architecture ?? '', device: info?.device ?? '', description: info?.description ?? '',
+    features: [...rt.gpu.adapter.features].sort().join(' '),
+    maxStorageBufferBindingSize: String(rt.device.limits.maxStorageBufferBindingSize),
+    maxComputeWorkgroupStorageSize: String(rt.device.limits.maxComputeWorkgroupStorageSize),
+  };
+  return { adapter: rt.gpu.adapterName, adapterInfo, host, cases };
+}
+
