@@ -1,0 +1,70 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { conv2d } from '../src/graph/ops/conv.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { dot, finiteDiff, relL2, rng } from './util.ts';
+import { conv2dBackwardRef, conv2dRef, type ConvGeom, convOut } from './ref/vision.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+/** Central differences of f at a few indices of v (f is linear in v: exact up to rounding). */
+function fdAt(f: (v: Float64Array) => number, v: Float64Array, idx: number[], h = 1e-3): number[] {
+  return idx.map((i) => {
+    const y = Float64Array.from(v);
+    y[i] = v[i] + h;
+    const fp = f(y);
+    y[i] = v[i] - h;
+    return (fp - f(y)) / (2 * h);
+  });
+}
+
+describe('conv2d', () => {
+  const R = rng('conv');
+  const cases: [string, () => ConvGeom, boolean][] = [
+    ['3×3 pad 1 stride 1, odd 13×11, bias', () => ({ N: 2, C: R.int(1, 5), H: 13, W: 11, O: R.int(1, 6), K: 3, stride: 1, pad: 1 }), true],
+    ['3×3 pad 1 stride 2, odd sizes', () => ({ N: R.int(1, 2), C: R.int(1, 4), H: R.int(5, 13) | 1, W: R.int(4, 12), O: R.int(1, 5), K: 3, stride: 2, pad: 1 }), true],
+    ['7×7 pad 3 stride 2 (stem), no bias', () => ({ N: 1, C: 3, H: R.int(9, 17), W: R.int(9, 17), O: R.int(2, 5), K: 7, stride: 2, pad: 3 }), false],
+    ['1×1 stride 1, bias', () => ({ N: 2, C: R.int(1, 9), H: R.int(1, 9), W: R.int(1, 9), O: R.int(1, 9), K: 1, stride: 1, pad: 0 }), true],
+    ['1×1 stride 2 (downsample), odd, no bias', () => ({ N: 2, C: R.int(1, 6), H: 13, W: 11, O: R.int(1, 6), K: 1, stride: 2, pad: 0 }), false],
+    ['3×3 multi-tile (M, O and C·9 past one 64-tile)', () => ({ N: 2, C: 20, H: 11, W: 13, O: 70, K: 3, stride: 1, pad: 1 }), true],
+  ];
+  for (const [name, geom, withBias] of cases) {
+    it(name, async () => {
+      const g = geom();
+      const [OH, OW] = convOut(g);
+      const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * g.K * g.K), B = R.randn(g.O), DY = R.randn(g.N * g.O * OH * OW);
+      const x = param(fromData(X, [g.N, g.C, g.H, g.W]));
+      const w = param(fromData(Wt, [g.O, g.C, g.K, g.K]));
+      const b = withBias ? param(fromData(B, [g.O])) : null;
+      const y = conv2d(x, w, b, { stride: g.stride, padding: g.pad });
+      expect(y.shape).toEqual([g.N, g.O, OH, OW]);
+      const grads = grad(y, b ? [x, w, b] : [x, w], fromData(DY, y.shape));
+      await realize([y, ...grads.map((t) => t!)]);
+
+      const yRef = conv2dRef(X, Wt, withBias ? B : null, g);
+      expect(relL2(await read(y), yRef)).toBeLessThan(1e-5);
+
+      const ref = conv2dBackwardRef(X, Wt, DY, g);
+      // The reference gradients against finite differences of the reference forward (the loss
+      // Σ dy·y is linear in each operand, so central differences are exact up to rounding).
+      const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array | null) => dot(conv2dRef(xx, ww, bb, g), DY);
+      const pick = (n: number) => Array.from({ length: Math.min(n, 12) }, () => R.int(0, n - 1));
+      const ix = pick(X.length), iw = pick(Wt.length);
+      expect(relL2(ix.map((i) => ref.dx[i]), fdAt((v) => loss(v, Wt, null), X, ix))).toBeLessThan(1e-7);
+      expect(relL2(iw.map((i) => ref.dw[i]), fdAt((v) => loss(X, v, null), Wt, iw))).toBeLessThan(1e-7);
+      if (withBias) expect(relL2(ref.db, finiteDiff((v) => loss(X, Wt, v), B, 1e-3))).toBeLessThan(1e-7);
+
+      expect(relL2(await read(grads[0]!), ref.dx)).toBeLessThan(1e-5);
+      expect(relL2(await read(grads[1]!), ref.dw)).toBeLessThan(1e-5);
+      if (withBias) expect(relL2(await read(grads[2]!), ref.db)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('rejects mismatched channels and non-square kernels', () => {
+    const x = fromData(new Float32Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);
+    expect(() => conv2d(x, fromData(new Float32Array(4 * 2 * 3 * 3), [4, 2, 3, 3]), null, {})).toThrow(/input channels/);
+    expect(() => conv2d(x, fromData(new Float32Array(4 * 3 * 3 * 1), [4, 3, 3, 1]), null, {})).toThrow(/square/);
+  });
+});
