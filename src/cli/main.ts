@@ -19,9 +19,18 @@ async function smoke(): Promise<void> {
     `${stats.dispatches} dispatches in ${stats.submissions} submission, peak ${stats.peakBytes} bytes`);
 }
 
+async function golden(args: string[]): Promise<void> {
+  const dir = args[0];
+  if (!dir) throw new Error('usage: micar golden <case folder>   (e.g. ../shared/golden/tiny)');
+  const { runGolden } = await import('./golden.ts');
+  const r = await runGolden(dir);
+  if (!r.pass) Deno.exit(1);
+}
+
 const verbs: Record<string, (args: string[]) => Promise<void>> = {
   main: smoke,
   smoke,
+  golden,
 };
 
 const [verb = 'main', ...rest] = Deno.args;
