@@ -3,6 +3,7 @@
 // served by `vite preview`, and Debian's Chromium driven by puppeteer-core with WebGPU on
 // SwiftShader (a software Vulkan adapter, available on any machine).
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,28 +26,45 @@ export const CHROMIUM_ARGS = [
   '--no-first-run',
 ];
 
+/** A TCP port free on 127.0.0.1 right now (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createNetServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+}
+
 function serverUrl(s: ViteDevServer | PreviewServer, what: string): string {
   const url = s.resolvedUrls?.local[0];
   if (!url) throw new Error(`${what}: Vite did not report a local URL`);
   return url;
 }
 
-/** A Vite dev server rooted at the repository on a free 127.0.0.1 port. */
-export async function startDevServer(): Promise<{ server: ViteDevServer; url: string }> {
+/**
+ * A Vite dev server on a free 127.0.0.1 port. Default: rooted at the repository (test pages
+ * under tests/ import src/ and fetch shaders/). With `root: 'demo'` it is what `npm run dev`
+ * (`vite demo`) serves: no config file, Vite's default fs.allow (the package root, which holds
+ * src/ and shaders/).
+ */
+export async function startDevServer(opts: { root?: 'repo' | 'demo' } = {}): Promise<{ server: ViteDevServer; url: string }> {
+  const demo = opts.root === 'demo';
   const server = await createServer({
-    root: repoRoot,
-    // The repository's vite.config.ts holds vitest settings; this server needs none of it.
+    root: demo ? join(repoRoot, 'demo') : repoRoot,
+    // The repository's vite.config.ts holds vitest settings; these servers need none of it.
     configFile: false,
     logLevel: 'warn',
     clearScreen: false,
     server: {
       host: '127.0.0.1',
-      port: 0, // the OS picks a free port
+      port: await freePort(),
       strictPort: true,
-      hmr: false,
-      ws: false,
       watch: null, // no file watching: the test serves a fixed tree
-      fs: { strict: true, allow: [repoRoot] },
+      // The demo keeps Vite's HMR client connected as in `npm run dev`; the test page needs none.
+      ...(demo ? {} : { hmr: false, ws: false, fs: { strict: true, allow: [repoRoot] } }),
     },
     // No dependency pre-bundling: wgsl-preprocessor is plain ESM, and discovery would
     // crawl the repository on every start.
@@ -80,7 +98,7 @@ export async function servePreview(outDir: string): Promise<{ server: PreviewSer
     configFile: false,
     logLevel: 'warn',
     build: { outDir },
-    preview: { host: '127.0.0.1', port: 0, strictPort: true, open: false },
+    preview: { host: '127.0.0.1', port: await freePort(), strictPort: true, open: false },
   });
   return { server, url: serverUrl(server, 'preview server') };
 }

@@ -101,27 +101,39 @@ describe('kernels in headless Chromium vs Deno', () => {
   }
 });
 
-describe('demo app, production build', () => {
-  it('builds, serves from dist and shows the WebGPU adapter with a passing kernel check', async () => {
-    const [outDir, ch] = await Promise.all([buildDemo(), chromium()]);
+/** Opens the demo, waits for its adapter panel to settle, screenshots it and checks it is ready. */
+async function checkDemo(url: string, label: string, screenshot: string): Promise<void> {
+  const ch = await chromium();
+  const { page, problems } = await openPage(ch.browser, url, label);
+  await page.setViewport({ width: 1280, height: 900 });
+  await page.waitForFunction(() => {
+    const s = document.querySelector('#adapter-panel')?.getAttribute('data-state');
+    return s === 'ready' || s === 'error' || s === 'unsupported';
+  }, { timeout: 60_000 });
+  const state = await page.$eval('#adapter-panel', (el) => ({ state: el.getAttribute('data-state'), text: (el as HTMLElement).innerText }));
+  mkdirSync(join(repoRoot, 'out'), { recursive: true });
+  const shot = join(repoRoot, 'out', screenshot);
+  await page.screenshot({ path: shot as `${string}.png`, fullPage: true });
+  console.log(`${label}: adapter panel ${state.state}, screenshot ${shot}:\n${state.text}`);
+  expect(state.state, state.text).toBe('ready');
+  expect(state.text).toMatch(/swiftshader/i);
+  expect(state.text).toMatch(/kernel check: passed/i);
+  expect(problems, problems.join('\n')).toEqual([]);
+  await page.close();
+}
+
+describe('demo app', () => {
+  it('production build: builds, serves from dist, shows the WebGPU adapter and passes its kernel check', async () => {
+    const outDir = await buildDemo();
     cleanups.push(() => rmSync(outDir, { recursive: true, force: true }));
     const { server, url } = await servePreview(outDir);
     cleanups.push(() => new Promise<void>((res) => (server as PreviewServer).httpServer.close(() => res())));
-    const { page, problems } = await openPage(ch.browser, url, 'demo');
-    await page.setViewport({ width: 1280, height: 900 });
-    await page.waitForFunction(() => {
-      const s = document.querySelector('#adapter-panel')?.getAttribute('data-state');
-      return s === 'ready' || s === 'error' || s === 'unsupported';
-    }, { timeout: 60_000 });
-    const state = await page.$eval('#adapter-panel', (el) => ({ state: el.getAttribute('data-state'), text: (el as HTMLElement).innerText }));
-    mkdirSync(join(repoRoot, 'out'), { recursive: true });
-    const shot = join(repoRoot, 'out', 'demo.png');
-    await page.screenshot({ path: shot as `${string}.png`, fullPage: true });
-    console.log(`demo adapter panel (${state.state}), screenshot ${shot}:\n${state.text}`);
-    expect(state.state, state.text).toBe('ready');
-    expect(state.text).toMatch(/swiftshader/i);
-    expect(state.text).toMatch(/kernel check: passed/i);
-    expect(problems, problems.join('\n')).toEqual([]);
-    await page.close();
+    await checkDemo(url, 'demo (build)', 'demo.png');
+  });
+
+  it('dev server (`vite demo`): loads src/ modules and shaders from outside demo/', async () => {
+    const { server, url } = await startDevServer({ root: 'demo' });
+    cleanups.push(() => server.close());
+    await checkDemo(url, 'demo (dev)', 'demo-dev.png');
   });
 });
