@@ -8,6 +8,7 @@ import { matmul, linear } from '../../src/graph/ops/matmul.ts';
 import { add, div, maximum, minimum, mul, square, sub, sumTo, scale, unary, UNARY_OPS, type UnaryOp } from '../../src/graph/ops/elementwise.ts';
 import { concat, permute, reshape, slice, split, transpose } from '../../src/graph/ops/shape.ts';
 import { grad, param } from '../../src/graph/autograd.ts';
+import { conv2d } from '../../src/graph/ops/conv.ts';
 import { Rng } from '../util.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
@@ -115,6 +116,18 @@ export const CASES: SuiteCase[] = [
         out[`updated${i}`] = sub(p, scale(grads[i]!, lr));
       });
       return out;
+    },
+  },
+  {
+    name: 'conv2d forward and backward (stride, padding)',
+    build(R) {
+      const N = R.int(1, 2), C = R.int(1, 4), O = R.int(1, 5), k = R.int(1, 3), stride = R.int(1, 2), padding = R.int(0, 1);
+      const H = R.int(k, 9), W = R.int(k, 9);
+      const x = param(f32(R, [N, C, H, W])), w = param(f32(R, [O, C, k, k], 0.5)), b = param(f32(R, [O]));
+      const y = conv2d(x, w, b, { stride, padding });
+      const seedGrad = f32(R, y.shape);
+      const [dx, dw, db] = grad(sumTo(mul(y, seedGrad), []), [x, w, b]);
+      return { y, dx: dx!, dw: dw!, db: db! };
     },
   },
 ];
