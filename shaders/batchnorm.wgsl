@@ -1,0 +1,166 @@
+// BatchNorm2d over NCHW: per-channel batch statistics, normalisation, the backward reductions
+// and input gradient, and the in-place running-statistics update.
+// Entry chosen by one flag: STATS, APPLY, BWD_REDUCE, BWD_DX (TRAINING selects the full
+// batch-statistics gradient, else the eval one), UPDATE.
+// Channel reductions use one 256-thread workgroup per channel: each thread sums a strided
+// part sequentially, then a tree in workgroup memory (deterministic).
+
+struct Params {
+  N: u32, C: u32, HW: u32, total: u32,   // total = N·C·HW
+  eps: f32, momentum: f32, pad0: u32, pad1: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+
+fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * 256u;
+}
+
+var<workgroup> red: array<f32, 256>;
+var<workgroup> red2: array<f32, 256>;
+
+// Sums red[] and red2[] into element 0 (all threads take part).
+fn reduce2(li: u32) {
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (li < s) {
+      red[li] += red[li + s];
+      red2[li] += red2[li + s];
+    }
+    workgroupBarrier();
+  }
+}
+
+#if ${STATS}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bvar: array<f32>;   // biased
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wid.x;
+  let cnt = f32(p.N * p.HW);
+  var s = 0.0;
+  for (var n = 0u; n < p.N; n++) {
+    let base = (n * p.C + c) * p.HW;
+    for (var i = li; i < p.HW; i += 256u) { s += x[base + i]; }
+  }
+  red[li] = s;
+  red2[li] = 0.0;
+  reduce2(li);
+  let mu = red[0] / cnt;
+  workgroupBarrier();
+  // Second pass around the mean (no cancellation from E[x²] − E[x]²).
+  var q = 0.0;
+  for (var n = 0u; n < p.N; n++) {
+    let base = (n * p.C + c) * p.HW;
+    for (var i = li; i < p.HW; i += 256u) { let d = x[base + i] - mu; q += d * d; }
+  }
+  red[li] = 0.0;
+  red2[li] = q;
+  reduce2(li);
+  if (li == 0u) {
+    mean[c] = mu;
+    bvar[c] = red2[0] / cnt;
+  }
+}
+#elif ${APPLY}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> vr: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  let inv = 1.0 / sqrt(vr[c] + p.eps);
+  y[i] = (x[i] - mean[c]) * inv * weight[c] + bias[c];
+}
+#elif ${BWD_REDUCE}
+// dbias[c] = Σ dy, dweight[c] = Σ dy·x̂.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> mean: array<f32>;
+@group(0) @binding(4) var<storage, read> vr: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dbias: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wid.x;
+  let mu = mean[c];
+  let inv = 1.0 / sqrt(vr[c] + p.eps);
+  var s = 0.0;
+  var sx = 0.0;
+  for (var n = 0u; n < p.N; n++) {
+    let base = (n * p.C + c) * p.HW;
+    for (var i = li; i < p.HW; i += 256u) {
+      let g = dy[base + i];
+      s += g;
+      sx += g * (x[base + i] - mu);
+    }
+  }
+  red[li] = s;
+  red2[li] = sx;
+  reduce2(li);
+  if (li == 0u) {
+    dbias[c] = red[0];
+    dweight[c] = red2[0] * inv;
+  }
+}
+#elif ${BWD_DX}
+#if ${TRAINING}
+// dx = w·inv·(dy − Σdy/M − x̂·Σdy·x̂/M)
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> vr: array<f32>;
+@group(0) @binding(6) var<storage, read> sdyx: array<f32>;   // Σ dy·x̂ (= dweight)
+@group(0) @binding(7) var<storage, read> sdy: array<f32>;    // Σ dy (= dbias)
+@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  let inv = 1.0 / sqrt(vr[c] + p.eps);
+  let cnt = f32(p.N * p.HW);
+  let xhat = (x[i] - mean[c]) * inv;
+  dx[i] = weight[c] * inv * (dy[i] - sdy[c] / cnt - xhat * sdyx[c] / cnt);
+}
+#else
+// Eval: the statistics are constants, dx = w·inv·dy.
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> vr: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  dx[i] = weight[c] * dy[i] / sqrt(vr[c] + p.eps);
+}
+#endif
+#elif ${UPDATE}
+// running = (1 − momentum)·running + momentum·batch, with the unbiased batch variance.
+@group(0) @binding(1) var<storage, read> mean: array<f32>;
+@group(0) @binding(2) var<storage, read> bvar: array<f32>;
+@group(0) @binding(3) var<storage, read_write> runningMean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> runningVar: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = flat_id(gid, nwg);
+  if (c >= p.C) { return; }
+  let cnt = f32(p.N * p.HW);
+  runningMean[c] = (1.0 - p.momentum) * runningMean[c] + p.momentum * mean[c];
+  runningVar[c] = (1.0 - p.momentum) * runningVar[c] + p.momentum * bvar[c] * (cnt / (cnt - 1.0));
+}
+#endif
