@@ -1,0 +1,127 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { attention } from '../src/graph/ops/attention.ts';
+import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import { dot, finiteDiff, relL2, type Rng, rng } from './util.ts';
+import { attentionGradRef, attentionRef, type AttnDims } from './ref/attention.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+/** Causal ∧ key-padding mask [b,Sq,Sk]; optionally one fully masked row (then softmax is uniform). */
+function makeMask(R: Rng, b: number, Sq: number, Sk: number, fullyMaskedRow: boolean): Float64Array {
+  const m = new Float64Array(b * Sq * Sk);
+  for (let bb = 0; bb < b; bb++) {
+    const valid = R.int(1, Sk);
+    for (let i = 0; i < Sq; i++) for (let j = 0; j < Sk; j++) m[(bb * Sq + i) * Sk + j] = j <= i && j < valid ? 1 : 0;
+  }
+  if (fullyMaskedRow) {
+    const bb = R.int(0, b - 1), i = R.int(0, Sq - 1);
+    for (let j = 0; j < Sk; j++) m[(bb * Sq + i) * Sk + j] = 0;
+  }
+  return m;
+}
+
+interface Case { dm: AttnDims; mask?: 'f32' | 'i32'; fullyMasked?: boolean; keepProbs: boolean; backward: boolean }
+
+async function runCase(R: Rng, c: Case) {
+  const { dm } = c;
+  const { b, H, Sq, Sk, d, dv } = dm;
+  const scale = 1 / Math.sqrt(d);
+  const Q = R.randn(b * H * Sq * d), K = R.randn(b * H * Sk * d), V = R.randn(b * H * Sk * dv);
+  const M = c.mask ? makeMask(R, b, Sq, Sk, !!c.fullyMasked) : undefined;
+  const q = param(fromData(Q, [b, H, Sq, d])), k = param(fromData(K, [b, H, Sk, d])), v = param(fromData(V, [b, H, Sk, dv]));
+  const mask = M ? fromData(M, [b, Sq, Sk], c.mask) : undefined;
+  const { out, probs } = attention(q, k, v, { scale, mask, keepProbs: c.keepProbs });
+  expect(probs === null).toBe(!c.keepProbs);
+  const ref = attentionRef(Q, K, V, dm, scale, M);
+  const targets: Tensor[] = [out, ...(probs ? [probs] : [])];
+  let grads: (Tensor | null)[] = [];
+  let GO: Float64Array | undefined, GP: Float64Array | undefined;
+  if (c.backward) {
+    GO = R.randn(out.size);
+    let loss = sumTo(mul(out, fromData(GO, out.shape)), []);
+    if (probs) {
+      GP = R.randn(probs.size);
+      loss = add(loss, sumTo(mul(probs, fromData(GP, probs.shape)), []));
+    }
+    grads = grad(loss, [q, k, v]);
+    targets.push(...grads.map((g) => g!));
+  }
+  await realize(targets);
+  const eOut = relL2(await read(out), ref.out);
+  const eP = probs ? relL2(await read(probs), ref.probs) : 0;
+  const errs: Record<string, number> = { out: eOut, probs: eP };
+  expect(eOut).toBeLessThan(1e-5);
+  expect(eP).toBeLessThan(1e-5);
+  if (M && probs) {
+    // Masked probabilities are exactly 0 unless the whole row is masked (then 1/Sk).
+    const P = await read(probs);
+    for (let bh = 0; bh < b * H; bh++)
+      for (let i = 0; i < Sq; i++) {
+        const bb = Math.floor(bh / H);
+        const row = M.subarray((bb * Sq + i) * Sk, (bb * Sq + i + 1) * Sk);
+        const all = row.every((x) => x === 0);
+        for (let j = 0; j < Sk; j++) if (row[j] === 0) {
+          const p = P[(bh * Sq + i) * Sk + j];
+          if (all) expect(Math.abs(p - 1 / Sk)).toBeLessThan(1e-6);
+          else expect(p).toBe(0);
+        }
+      }
+  }
+  if (c.backward) {
+    const gref = attentionGradRef(Q, K, V, dm, scale, GO!, GP, M);
+    errs.dq = relL2(await read(grads[0]!), gref.dq);
+    errs.dk = relL2(await read(grads[1]!), gref.dk);
+    errs.dv = relL2(await read(grads[2]!), gref.dv);
+    expect(errs.dq).toBeLessThan(1e-5);
+    expect(errs.dk).toBeLessThan(1e-5);
+    expect(errs.dv).toBeLessThan(1e-5);
+  }
+  console.log(`attention ${JSON.stringify(dm)} mask=${c.mask ?? 'none'} keepProbs=${c.keepProbs}: rel L2 ${JSON.stringify(errs, (_, x) => typeof x === 'number' ? Number(x.toExponential(2)) : x)}`);
+}
+
+describe('attention reference', () => {
+  it('analytic gradient matches finite differences (with a fully masked row)', () => {
+    const R = rng('attention-ref-fd');
+    const dm = { b: 2, H: 2, Sq: 3, Sk: 4, d: 3, dv: 2 };
+    const scale = 0.7;
+    const Q = R.randn(2 * 2 * 3 * 3), K = R.randn(2 * 2 * 4 * 3), V = R.randn(2 * 2 * 4 * 2);
+    const M = makeMask(R, 2, 3, 4, true);
+    const GO = R.randn(2 * 2 * 3 * 2), GP = R.randn(2 * 2 * 3 * 4);
+    const L = (q: Float64Array, k: Float64Array, v: Float64Array) => {
+      const r = attentionRef(q, k, v, dm, scale, M);
+      return dot(r.out, GO) + dot(r.probs, GP);
+    };
+    const g = attentionGradRef(Q, K, V, dm, scale, GO, GP, M);
+    expect(relL2(g.dq, finiteDiff((x) => L(x, K, V), Q))).toBeLessThan(1e-7);
+    expect(relL2(g.dk, finiteDiff((x) => L(Q, x, V), K))).toBeLessThan(1e-7);
+    expect(relL2(g.dv, finiteDiff((x) => L(Q, K, x), V))).toBeLessThan(1e-7);
+  });
+});
+
+describe('attention (GPU) against the float64 reference', () => {
+  const R = rng('attention');
+  it('self-attention, odd sizes, no mask, probs kept, backward', async () => {
+    const S = R.int(1, 37);
+    await runCase(R, { dm: { b: R.int(1, 2), H: R.int(1, 3), Sq: S, Sk: S, d: R.int(3, 33), dv: R.int(1, 29) }, keepProbs: true, backward: true });
+  });
+  it('causal + padding f32 mask with a fully masked row, backward through out and probs', async () => {
+    const S = R.int(5, 30);
+    await runCase(R, { dm: { b: 2, H: R.int(1, 3), Sq: S, Sk: S, d: R.int(2, 24), dv: R.int(2, 24) }, mask: 'f32', fullyMasked: true, keepProbs: true, backward: true });
+  });
+  it('i32 mask, probs not kept (backward recomputes them)', async () => {
+    const S = R.int(5, 30);
+    await runCase(R, { dm: { b: 2, H: 2, Sq: S, Sk: S, d: R.int(4, 20), dv: R.int(4, 20) }, mask: 'i32', keepProbs: false, backward: true });
+  });
+  it('cross-attention, Sk = 49 image tokens, tiny-model head size 24', async () => {
+    await runCase(R, { dm: { b: 2, H: 4, Sq: R.int(1, 12), Sk: 49, d: 24, dv: 24 }, keepProbs: false, backward: true });
+  });
+  it('paper head size d = 96 (QB=16) and d = 130 (smaller tiles), T = 80', async () => {
+    await runCase(R, { dm: { b: 1, H: 1, Sq: 80, Sk: 80, d: 96, dv: 96 }, mask: 'f32', keepProbs: true, backward: false });
+    await runCase(R, { dm: { b: 1, H: 1, Sq: 17, Sk: 49, d: 130, dv: 67 }, keepProbs: false, backward: true });
+  });
+});
