@@ -1,0 +1,73 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { adaptiveAvgPool2d, maxPool2d } from '../src/graph/ops/pool.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { dot, finiteDiff, relL2, rng } from './util.ts';
+import { adaptiveAvgPoolBackwardRef, adaptiveAvgPoolRef, maxPoolBackwardRef, maxPoolRef } from './ref/vision.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+describe('maxPool2d', () => {
+  const R = rng('pool');
+  const cases: [string, number, number, number, boolean][] = [
+    ['3×3 stride 2 pad 1 (stem), odd sizes', 3, 2, 1, false],
+    ['3×3 stride 2 pad 1 with ties (first maximum gets the gradient)', 3, 2, 1, true],
+    ['2×2 stride 2 pad 0', 2, 2, 0, false],
+    ['3×3 stride 1 pad 1', 3, 1, 1, false],
+  ];
+  for (const [name, k, s, pad, ties] of cases) {
+    it(name, async () => {
+      const N = R.int(1, 2), C = R.int(1, 3), H = R.int(k, 14) | 1, W = R.int(k, 12);
+      const NC = N * C;
+      // Ties: values from a 3-element set, so most windows hold repeated maxima.
+      const X = ties ? Float64Array.from({ length: NC * H * W }, () => R.int(-1, 1)) : R.randn(NC * H * W);
+      const x = param(fromData(X, [N, C, H, W]));
+      const y = maxPool2d(x, { kernel: k, stride: s, padding: pad });
+      const ref = maxPoolRef(X, NC, H, W, k, s, pad);
+      expect(y.shape).toEqual([N, C, ref.OH, ref.OW]);
+      const DY = R.randn(y.size);
+      const [dx] = grad(y, [x], fromData(DY, y.shape));
+      await realize([y, dx!]);
+      expect(relL2(await read(y), ref.y)).toBeLessThan(1e-7);
+      const dxRef = maxPoolBackwardRef(DY, ref.arg, NC, H, W, ref.OH, ref.OW);
+      if (!ties) {
+        // Distinct values: the max is locally linear, so finite differences apply.
+        const fd = finiteDiff((v) => dot(maxPoolRef(v, NC, H, W, k, s, pad).y, DY), X, 1e-4);
+        expect(relL2(dxRef, fd)).toBeLessThan(1e-7);
+      }
+      expect(relL2(await read(dx!), dxRef)).toBeLessThan(1e-6);
+    });
+  }
+
+  it('rejects padding over half the kernel', () => {
+    expect(() => maxPool2d(fromData(new Float32Array(16), [1, 1, 4, 4]), { kernel: 3, stride: 2, padding: 2 })).toThrow(/padding/);
+  });
+});
+
+describe('adaptiveAvgPool2d', () => {
+  const R = rng('adaptive-pool');
+  const cases: [string, () => [number, number, number, number]][] = [
+    ['13×11 → 7×7 (overlapping bins)', () => [13, 11, 7, 7]],
+    ['56×56 → 7×7 (exact bins)', () => [56, 56, 7, 7]],
+    ['5×3 → 7×4 (output larger than input)', () => [5, 3, 7, 4]],
+    ['random sizes', () => [R.int(1, 17), R.int(1, 17), R.int(1, 8), R.int(1, 8)]],
+  ];
+  for (const [name, sizes] of cases) {
+    it(name, async () => {
+      const [H, W, OH, OW] = sizes();
+      const N = R.int(1, 2), C = R.int(1, 3), NC = N * C;
+      const X = R.randn(NC * H * W), DY = R.randn(NC * OH * OW);
+      const x = param(fromData(X, [N, C, H, W]));
+      const y = adaptiveAvgPool2d(x, OH, OW);
+      const [dx] = grad(y, [x], fromData(DY, y.shape));
+      await realize([y, dx!]);
+      expect(relL2(await read(y), adaptiveAvgPoolRef(X, NC, H, W, OH, OW))).toBeLessThan(1e-6);
+      const dxRef = adaptiveAvgPoolBackwardRef(DY, NC, H, W, OH, OW);
+      const fd = finiteDiff((v) => dot(adaptiveAvgPoolRef(v, NC, H, W, OH, OW), DY), X, 1e-3);
+      expect(relL2(dxRef, fd)).toBeLessThan(1e-8);
+      expect(relL2(await read(dx!), dxRef)).toBeLessThan(1e-6);
+    });
+  }
+});
