@@ -1,0 +1,92 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { max, mean, sum } from '../src/graph/ops/reduce.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import { dot, finiteDiff, relL2, rng } from './util.ts';
+import { axisSplit, maxBackRef, maxRef, numel, sumBackRef, sumRef } from './ref/nn.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+const R = rng('reduce');
+
+function randomShape(): number[] {
+  const rank = R.int(1, 4);
+  return Array.from({ length: rank }, () => R.int(1, 9));
+}
+
+type Op = 'sum' | 'mean' | 'max';
+const OPS: Record<Op, (x: Tensor, axis: number, keepdim?: boolean) => Tensor> = { sum, mean, max };
+
+function refOf(op: Op, X: Float64Array, shape: number[], axis: number): Float64Array {
+  if (op === 'max') return maxRef(X, shape, axis).y;
+  return sumRef(X, shape, axis, op === 'mean' ? 1 / axisSplit(shape, axis).n : 1);
+}
+
+function backRefOf(op: Op, X: Float64Array, W: Float64Array, shape: number[], axis: number): Float64Array {
+  if (op === 'max') return maxBackRef(W, maxRef(X, shape, axis).idx, shape, axis);
+  return sumBackRef(W, shape, axis, op === 'mean' ? 1 / axisSplit(shape, axis).n : 1);
+}
+
+/** Forward and backward of `op` on GPU against the float64 reference (and the reference's gradient by finite differences). */
+async function check(op: Op, shape: number[], axis: number, keepdim: boolean, fd: boolean) {
+  const X = R.randn(numel(shape));
+  const x = param(fromData(X, shape));
+  const y = OPS[op](x, axis, keepdim);
+  const a = axis < 0 ? axis + shape.length : axis;
+  const want = keepdim ? shape.map((s, i) => (i === a ? 1 : s)) : shape.filter((_, i) => i !== a);
+  expect(y.shape).toEqual(want);
+  const W = R.randn(y.size);
+  const [gx] = grad(y, [x], fromData(W, y.shape));
+  await realize([y, gx!]);
+  const ref = refOf(op, X, shape, axis);
+  const gref = backRefOf(op, X, W, shape, axis);
+  // Max selects one input exactly: the GPU must match bit for bit.
+  expect(relL2(await read(y), ref)).toBeLessThan(op === 'max' ? 1e-12 : 1e-5);
+  expect(relL2(await read(gx!), gref)).toBeLessThan(op === 'max' ? 1e-12 : 1e-5);
+  if (fd) {
+    // Loss Σ W·op(x) is piecewise linear in x: differences are exact up to rounding
+    // (for max, ties are measure-zero with normal inputs and h is far below the gaps).
+    const f = (xx: Float64Array) => dot(W, refOf(op, xx, shape, axis));
+    expect(relL2(gref, finiteDiff(f, X, 1e-7))).toBeLessThan(1e-6);
+  }
+}
+
+describe('reduce', () => {
+  for (const op of ['sum', 'mean', 'max'] as Op[]) {
+    it(`${op}: random small shapes and axes (negative too), keepdim both ways`, async () => {
+      for (let k = 0; k < 4; k++) {
+        const shape = randomShape();
+        const axis = R.int(0, shape.length - 1) - (R.next() < 0.5 ? shape.length : 0);
+        await check(op, shape, axis, R.next() < 0.5, true);
+      }
+    });
+    it(`${op}: long contiguous rows and wide strided columns (several tiles)`, async () => {
+      await check(op, [R.int(1, 3), R.int(300, 700)], -1, false, false);
+      await check(op, [R.int(1, 3), R.int(20, 40), R.int(65, 150)], 1, true, false);
+      await check(op, [R.int(200, 400), R.int(5, 12)], 0, false, false);
+    });
+  }
+
+  it('max routes the gradient to the first of tied maxima', async () => {
+    const shape = [R.int(2, 5), R.int(20, 40), R.int(1, 5)];
+    // Values from a tiny set so most columns have ties for the maximum.
+    const X = Float64Array.from({ length: numel(shape) }, () => R.int(0, 3));
+    const x = param(fromData(X, shape));
+    const y = max(x, 1);
+    const W = R.randn(y.size);
+    const [gx] = grad(y, [x], fromData(W, y.shape));
+    await realize([y, gx!]);
+    const { y: yr, idx } = maxRef(X, shape, 1);
+    expect(Array.from(await read(y))).toEqual(Array.from(yr));
+    expect(relL2(await read(gx!), maxBackRef(W, idx, shape, 1))).toBe(0);
+  });
+
+  it('rejects a bad axis', () => {
+    const x = fromData([1, 2, 3], [3]);
+    expect(() => sum(x, 1)).toThrow(/axis 1 out of range/);
+    expect(() => max(x, -2)).toThrow(/axis -2 out of range/);
+  });
+});

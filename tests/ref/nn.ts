@@ -1,0 +1,258 @@
+// Float64 CPU references for the neural-network kernels (reduce, softmax, norm, embedding,
+// rotary, loss): forward and analytic backward, plain loops.
+
+export function numel(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** [outer, n, inner] view of `shape` around `axis` (negative allowed). */
+export function axisSplit(shape: number[], axis: number): { outer: number; n: number; inner: number } {
+  if (axis < 0) axis += shape.length;
+  return { outer: numel(shape.slice(0, axis)), n: shape[axis], inner: numel(shape.slice(axis + 1)) };
+}
+
+export function sumRef(x: ArrayLike<number>, shape: number[], axis: number, scale = 1): Float64Array {
+  const { outer, n, inner } = axisSplit(shape, axis);
+  const y = new Float64Array(outer * inner);
+  for (let o = 0; o < outer; o++)
+    for (let j = 0; j < n; j++)
+      for (let i = 0; i < inner; i++) y[o * inner + i] += x[(o * n + j) * inner + i];
+  return y.map((v) => v * scale);
+}
+
+/** d/dx of Σ dy·(scale·Σ_axis x): scale·dy broadcast along the axis. */
+export function sumBackRef(dy: ArrayLike<number>, shape: number[], axis: number, scale = 1): Float64Array {
+  const { outer, n, inner } = axisSplit(shape, axis);
+  const dx = new Float64Array(outer * n * inner);
+  for (let o = 0; o < outer; o++)
+    for (let j = 0; j < n; j++)
+      for (let i = 0; i < inner; i++) dx[(o * n + j) * inner + i] = scale * dy[o * inner + i];
+  return dx;
+}
+
+/** Max values and the index (along the axis) of the first maximum. */
+export function maxRef(x: ArrayLike<number>, shape: number[], axis: number): { y: Float64Array; idx: Int32Array } {
+  const { outer, n, inner } = axisSplit(shape, axis);
+  const y = new Float64Array(outer * inner), idx = new Int32Array(outer * inner);
+  for (let o = 0; o < outer; o++)
+    for (let i = 0; i < inner; i++) {
+      let best = -Infinity, bi = 0;
+      for (let j = 0; j < n; j++) {
+        const v = x[(o * n + j) * inner + i];
+        if (v > best) {
+          best = v;
+          bi = j;
+        }
+      }
+      y[o * inner + i] = best;
+      idx[o * inner + i] = bi;
+    }
+  return { y, idx };
+}
+
+export function maxBackRef(dy: ArrayLike<number>, idx: Int32Array, shape: number[], axis: number): Float64Array {
+  const { outer, n, inner } = axisSplit(shape, axis);
+  const dx = new Float64Array(outer * n * inner);
+  for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) dx[(o * n + idx[o * inner + i]) * inner + i] = dy[o * inner + i];
+  return dx;
+}
+
+/** For each element of x (shape), whether the broadcast mask is 0 there. */
+export function maskZeros(mask: ArrayLike<number>, maskShape: number[], shape: number[]): boolean[] {
+  const off = shape.length - maskShape.length;
+  const mstr = new Array(maskShape.length).fill(1);
+  for (let i = maskShape.length - 2; i >= 0; i--) mstr[i] = mstr[i + 1] * maskShape[i + 1];
+  const out: boolean[] = [];
+  const coord = new Array(shape.length).fill(0);
+  for (let e = 0; e < numel(shape); e++) {
+    let r = e;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      coord[d] = r % shape[d];
+      r = Math.floor(r / shape[d]);
+    }
+    let m = 0;
+    for (let d = 0; d < maskShape.length; d++) if (maskShape[d] !== 1) m += coord[d + off] * mstr[d];
+    out.push(mask[m] === 0);
+  }
+  return out;
+}
+
+/** Softmax over rows of K; where `zero[e]` the logit is replaced by -1e9 first. */
+export function softmaxRef(x: ArrayLike<number>, K: number, zero?: boolean[]): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let b = 0; b < x.length; b += K) {
+    let mx = -Infinity;
+    const z = new Float64Array(K);
+    for (let j = 0; j < K; j++) {
+      z[j] = zero?.[b + j] ? -1e9 : x[b + j];
+      mx = Math.max(mx, z[j]);
+    }
+    let s = 0;
+    for (let j = 0; j < K; j++) s += Math.exp(z[j] - mx);
+    for (let j = 0; j < K; j++) y[b + j] = Math.exp(z[j] - mx) / s;
+  }
+  return y;
+}
+
+/** dx = y ⊙ (dy − Σ dy⊙y), 0 where masked. */
+export function softmaxBackRef(y: ArrayLike<number>, dy: ArrayLike<number>, K: number, zero?: boolean[]): Float64Array {
+  const dx = new Float64Array(y.length);
+  for (let b = 0; b < y.length; b += K) {
+    let s = 0;
+    for (let j = 0; j < K; j++) s += dy[b + j] * y[b + j];
+    for (let j = 0; j < K; j++) dx[b + j] = zero?.[b + j] ? 0 : y[b + j] * (dy[b + j] - s);
+  }
+  return dx;
+}
+
+export function logSoftmaxRef(x: ArrayLike<number>, K: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let b = 0; b < x.length; b += K) {
+    let mx = -Infinity;
+    for (let j = 0; j < K; j++) mx = Math.max(mx, x[b + j]);
+    let s = 0;
+    for (let j = 0; j < K; j++) s += Math.exp(x[b + j] - mx);
+    const ls = Math.log(s);
+    for (let j = 0; j < K; j++) y[b + j] = x[b + j] - mx - ls;
+  }
+  return y;
+}
+
+/** dx = dy − softmax(x)·Σ dy, with y = logSoftmax(x). */
+export function logSoftmaxBackRef(y: ArrayLike<number>, dy: ArrayLike<number>, K: number): Float64Array {
+  const dx = new Float64Array(y.length);
+  for (let b = 0; b < y.length; b += K) {
+    let s = 0;
+    for (let j = 0; j < K; j++) s += dy[b + j];
+    for (let j = 0; j < K; j++) dx[b + j] = dy[b + j] - Math.exp(y[b + j]) * s;
+  }
+  return dx;
+}
+
+export function rmsNormRef(x: ArrayLike<number>, w: ArrayLike<number>, D: number, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let b = 0; b < x.length; b += D) {
+    let ss = 0;
+    for (let j = 0; j < D; j++) ss += x[b + j] * x[b + j];
+    const r = 1 / Math.sqrt(ss / D + eps);
+    for (let j = 0; j < D; j++) y[b + j] = x[b + j] * r * w[j];
+  }
+  return y;
+}
+
+/** Gradients of Σ dy⊙rmsNorm(x, w) with respect to x and w. */
+export function rmsNormBackRef(x: ArrayLike<number>, w: ArrayLike<number>, dy: ArrayLike<number>, D: number, eps: number): { dx: Float64Array; dw: Float64Array } {
+  const dx = new Float64Array(x.length), dw = new Float64Array(D);
+  for (let b = 0; b < x.length; b += D) {
+    let ss = 0, s = 0;
+    for (let j = 0; j < D; j++) {
+      ss += x[b + j] * x[b + j];
+      s += w[j] * dy[b + j] * x[b + j];
+    }
+    const r = 1 / Math.sqrt(ss / D + eps);
+    for (let j = 0; j < D; j++) {
+      dx[b + j] = r * w[j] * dy[b + j] - (x[b + j] * r * r * r * s) / D;
+      dw[j] += dy[b + j] * x[b + j] * r;
+    }
+  }
+  return { dx, dw };
+}
+
+/** Rows of table picked by ids; out-of-range ids give zeros. */
+export function embeddingRef(ids: ArrayLike<number>, table: ArrayLike<number>, V: number, D: number): Float64Array {
+  const y = new Float64Array(ids.length * D);
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (id < 0 || id >= V) continue;
+    for (let f = 0; f < D; f++) y[t * D + f] = table[id * D + f];
+  }
+  return y;
+}
+
+export function embeddingBackRef(ids: ArrayLike<number>, dy: ArrayLike<number>, V: number, D: number): Float64Array {
+  const dt = new Float64Array(V * D);
+  for (let t = 0; t < ids.length; t++) {
+    const id = ids[t];
+    if (id < 0 || id >= V) continue;
+    for (let f = 0; f < D; f++) dt[id * D + f] += dy[t * D + f];
+  }
+  return dt;
+}
+
+/**
+ * Interleaved rotary embedding of x [rows, dh] (pos = row % n) over features [start, start+2m):
+ * θ = sign·f32(pos·freqs[i]) (the f32 product the kernel and torch form), cos/sin in float64.
+ * With sign = −1 it is also the exact backward (the transpose of the rotation).
+ */
+export function rotaryRef(x: ArrayLike<number>, freqs: ArrayLike<number>, n: number, dh: number, start: number, sign = 1): Float64Array {
+  const y = Float64Array.from(x as ArrayLike<number>);
+  const m = freqs.length;
+  for (let b = 0, row = 0; b < x.length; b += dh, row++) {
+    const pos = row % n;
+    for (let i = 0; i < m; i++) {
+      const th = sign * Math.fround(pos * freqs[i]);
+      const c = Math.cos(th), s = Math.sin(th);
+      const a = x[b + start + 2 * i], bb = x[b + start + 2 * i + 1];
+      y[b + start + 2 * i] = a * c - bb * s;
+      y[b + start + 2 * i + 1] = bb * c + a * s;
+    }
+  }
+  return y;
+}
+
+/** Mean cross entropy over rows whose label != ignore (0 if none). */
+export function crossEntropyRef(logits: ArrayLike<number>, labels: ArrayLike<number>, V: number, ignore: number): number {
+  let s = 0, count = 0;
+  for (let r = 0; r < labels.length; r++) {
+    if (labels[r] === ignore) continue;
+    let mx = -Infinity;
+    for (let j = 0; j < V; j++) mx = Math.max(mx, logits[r * V + j]);
+    let e = 0;
+    for (let j = 0; j < V; j++) e += Math.exp(logits[r * V + j] - mx);
+    s += mx + Math.log(e) - logits[r * V + labels[r]];
+    count++;
+  }
+  return count ? s / count : 0;
+}
+
+/** d loss / d logits times the upstream gradient g. */
+export function crossEntropyBackRef(logits: ArrayLike<number>, labels: ArrayLike<number>, V: number, ignore: number, g = 1): Float64Array {
+  const dx = new Float64Array(logits.length);
+  let count = 0;
+  for (let r = 0; r < labels.length; r++) if (labels[r] !== ignore) count++;
+  if (!count) return dx;
+  for (let r = 0; r < labels.length; r++) {
+    if (labels[r] === ignore) continue;
+    let mx = -Infinity;
+    for (let j = 0; j < V; j++) mx = Math.max(mx, logits[r * V + j]);
+    let e = 0;
+    for (let j = 0; j < V; j++) e += Math.exp(logits[r * V + j] - mx);
+    for (let j = 0; j < V; j++) dx[r * V + j] = (g * (Math.exp(logits[r * V + j] - mx) / e - (j === labels[r] ? 1 : 0))) / count;
+  }
+  return dx;
+}
+
+/** Indices 0..n-1 in a random order, the first k (for finite-difference spot checks). */
+export function sampleIndices(n: number, k: number, next: () => number): number[] {
+  const all = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, Math.min(k, n));
+}
+
+/** Central finite differences of f at the given indices of x only. */
+export function finiteDiffAt(f: (x: Float64Array) => number, x: Float64Array, at: number[], h = 1e-6): Float64Array {
+  const g = new Float64Array(at.length);
+  const y = Float64Array.from(x);
+  at.forEach((i, k) => {
+    y[i] = x[i] + h;
+    const fp = f(y);
+    y[i] = x[i] - h;
+    const fm = f(y);
+    y[i] = x[i];
+    g[k] = (fp - fm) / (2 * h);
+  });
+  return g;
+}
