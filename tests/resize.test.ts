@@ -1,0 +1,39 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { resizeBilinear } from '../src/graph/ops/resize.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { dot, finiteDiff, relL2, rng } from './util.ts';
+import { resizeBilinearBackwardRef, resizeBilinearRef } from './ref/vision.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+describe('resizeBilinear (align_corners=False)', () => {
+  const R = rng('resize');
+  const cases: [string, () => [number, number, number, number]][] = [
+    ['7×7 → 14×14 (FPN ×2 up)', () => [7, 7, 14, 14]],
+    ['7×7 → 56×56 (×8 up)', () => [7, 7, 56, 56]],
+    ['13×11 → 5×7 (down, odd)', () => [13, 11, 5, 7]],
+    ['3×4 → 10×9 (non-integer up)', () => [3, 4, 10, 9]],
+    ['1×5 → 4×2 (single row)', () => [1, 5, 4, 2]],
+    ['random sizes', () => [R.int(1, 12), R.int(1, 12), R.int(1, 20), R.int(1, 20)]],
+  ];
+  for (const [name, sizes] of cases) {
+    it(name, async () => {
+      const [H, W, OH, OW] = sizes();
+      const N = R.int(1, 2), C = R.int(1, 3), NC = N * C;
+      const X = R.randn(NC * H * W), DY = R.randn(NC * OH * OW);
+      const x = param(fromData(X, [N, C, H, W]));
+      const y = resizeBilinear(x, OH, OW);
+      expect(y.shape).toEqual([N, C, OH, OW]);
+      const [dx] = grad(y, [x], fromData(DY, y.shape));
+      await realize([y, dx!].filter((t) => t !== x));
+      expect(relL2(await read(y), resizeBilinearRef(X, NC, H, W, OH, OW))).toBeLessThan(1e-6);
+      const dxRef = resizeBilinearBackwardRef(DY, NC, H, W, OH, OW);
+      const fd = finiteDiff((v) => dot(resizeBilinearRef(v, NC, H, W, OH, OW), DY), X, 1e-3);
+      expect(relL2(dxRef, fd)).toBeLessThan(1e-8);
+      expect(relL2(await read(dx!), dxRef)).toBeLessThan(1e-6);
+    });
+  }
+});
