@@ -1,0 +1,176 @@
+// Softmax / log-softmax over the last axis (rows of K), one workgroup of WG threads per row
+// with workgroup tree reductions (max, then Σexp), and their backward passes.
+// Optional mask (broadcast to x by strides): where mask == 0 the logit is replaced by -1e9
+// (PyTorch masked_fill(mask == 0, -1e9)), so a fully masked row comes out uniform.
+// Specialisation (one kind flag true): SOFTMAX, LOG_SOFTMAX, SOFTMAX_GRAD, LOG_SOFTMAX_GRAD;
+// HAS_MASK, MASK_I32 (bool); WG (u32, power of two).
+
+struct Params {
+  rows: u32,
+  K: u32,
+  lrank: u32,    // number of leading (row) axes of x
+  mlast: u32,    // mask stride along the last axis (0 or 1)
+  dims: array<vec4<u32>, 2>,   // x.shape[:-1]
+  ms: array<vec4<u32>, 2>,     // mask strides for those axes (0 = broadcast)
+}
+@group(0) @binding(0) var<uniform> p: Params;
+
+const WG: u32 = ${WG}u;
+const MASK_FILL: f32 = -1e9;
+const LOWEST: f32 = -3.4028234663852886e38;
+
+var<workgroup> red: array<f32, WG>;
+
+fn wg_sum(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (li < s) { red[li] += red[li + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();   // red is reused by the next reduction
+  return r;
+}
+
+fn wg_max(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (li < s) { red[li] = max(red[li], red[li + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return wid.x + wid.y * nwg.x; }
+
+#if ${HAS_MASK}
+#if ${MASK_I32}
+@group(0) @binding(3) var<storage, read> mask: array<i32>;
+fn mask_zero(k: u32) -> bool { return mask[k] == 0; }
+#else
+@group(0) @binding(3) var<storage, read> mask: array<f32>;
+fn mask_zero(k: u32) -> bool { return mask[k] == 0.0; }
+#endif
+// Offset of row `row`'s first element in the mask.
+fn mask_base(row: u32) -> u32 {
+  var rem = row;
+  var off = 0u;
+  for (var d = i32(p.lrank) - 1; d >= 0; d--) {
+    let u = u32(d);
+    let n = p.dims[u / 4u][u % 4u];
+    off += (rem % n) * p.ms[u / 4u][u % 4u];
+    rem = rem / n;
+  }
+  return off;
+}
+#endif
+
+#if ${SOFTMAX}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = row_of(wid, nwg);
+  if (row >= p.rows) { return; }
+  let base = row * p.K;
+#if ${HAS_MASK}
+  let mb = mask_base(row);
+#endif
+  var mx = LOWEST;
+  for (var j = li; j < p.K; j += WG) {
+    var z = x[base + j];
+#if ${HAS_MASK}
+    if (mask_zero(mb + j * p.mlast)) { z = MASK_FILL; }
+#endif
+    mx = max(mx, z);
+  }
+  mx = wg_max(mx, li);
+  var s = 0.0;
+  for (var j = li; j < p.K; j += WG) {
+    var z = x[base + j];
+#if ${HAS_MASK}
+    if (mask_zero(mb + j * p.mlast)) { z = MASK_FILL; }
+#endif
+    s += exp(z - mx);
+  }
+  s = wg_sum(s, li);
+  for (var j = li; j < p.K; j += WG) {
+    var z = x[base + j];
+#if ${HAS_MASK}
+    if (mask_zero(mb + j * p.mlast)) { z = MASK_FILL; }
+#endif
+    y[base + j] = exp(z - mx) / s;
+  }
+}
+#elif ${LOG_SOFTMAX}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = row_of(wid, nwg);
+  if (row >= p.rows) { return; }
+  let base = row * p.K;
+  var mx = LOWEST;
+  for (var j = li; j < p.K; j += WG) { mx = max(mx, x[base + j]); }
+  mx = wg_max(mx, li);
+  var s = 0.0;
+  for (var j = li; j < p.K; j += WG) { s += exp(x[base + j] - mx); }
+  let ls = log(wg_sum(s, li));
+  for (var j = li; j < p.K; j += WG) { y[base + j] = (x[base + j] - mx) - ls; }
+}
+#elif ${SOFTMAX_GRAD}
+// dx = y ⊙ (dy − Σ dy⊙y), and 0 where the mask replaced the logit.
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+#if ${HAS_MASK}
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+#else
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+#endif
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = row_of(wid, nwg);
+  if (row >= p.rows) { return; }
+  let base = row * p.K;
+  var s = 0.0;
+  for (var j = li; j < p.K; j += WG) { s += dy[base + j] * y[base + j]; }
+  s = wg_sum(s, li);
+#if ${HAS_MASK}
+  let mb = mask_base(row);
+#endif
+  for (var j = li; j < p.K; j += WG) {
+    var g = y[base + j] * (dy[base + j] - s);
+#if ${HAS_MASK}
+    if (mask_zero(mb + j * p.mlast)) { g = 0.0; }
+#endif
+    dx[base + j] = g;
+  }
+}
+#elif ${LOG_SOFTMAX_GRAD}
+// dx = dy − exp(y)·Σ dy
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = row_of(wid, nwg);
+  if (row >= p.rows) { return; }
+  let base = row * p.K;
+  var s = 0.0;
+  for (var j = li; j < p.K; j += WG) { s += dy[base + j]; }
+  s = wg_sum(s, li);
+  for (var j = li; j < p.K; j += WG) { dx[base + j] = dy[base + j] - exp(y[base + j]) * s; }
+}
+#endif
