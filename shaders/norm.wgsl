@@ -1,0 +1,100 @@
+// RMSNorm over the last axis (rows of D): y = x · r · w with r = 1/sqrt(mean(x²) + eps),
+// one workgroup of WG threads per row; r is saved per row for the backward pass.
+// Backward: dx = r·w⊙dy − x · r³/D · Σ(w⊙dy⊙x) (one workgroup per row);
+// dw[j] = Σ_rows dy·x·r, a column reduction: each workgroup takes DW_COLS adjacent columns
+// with WG/DW_COLS lanes splitting the rows (coalesced, deterministic, no atomics).
+// Specialisation (one kind flag true): FWD, DX, DW; WG (u32, power of two).
+
+struct Params {
+  rows: u32,
+  D: u32,
+  eps: f32,
+  pad0: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+
+const WG: u32 = ${WG}u;
+
+var<workgroup> red: array<f32, WG>;
+
+fn wg_sum(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (li < s) { red[li] += red[li + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+#if ${FWD}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.D;
+  var ss = 0.0;
+  for (var j = li; j < p.D; j += WG) { let v = x[base + j]; ss += v * v; }
+  ss = wg_sum(ss, li);
+  let r = 1.0 / sqrt(ss / f32(p.D) + p.eps);
+  for (var j = li; j < p.D; j += WG) { y[base + j] = x[base + j] * r * w[j]; }
+  if (li == 0u) { rstd[row] = r; }
+}
+#elif ${DX}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> rstd: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.D;
+  var s = 0.0;
+  for (var j = li; j < p.D; j += WG) { s += w[j] * dy[base + j] * x[base + j]; }
+  s = wg_sum(s, li);
+  let r = rstd[row];
+  let c = r * r * r * s / f32(p.D);
+  for (var j = li; j < p.D; j += WG) { dx[base + j] = r * w[j] * dy[base + j] - x[base + j] * c; }
+}
+#elif ${DW}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> rstd: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
+
+const DW_COLS: u32 = 32u;
+const LANES: u32 = WG / DW_COLS;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let c = li % DW_COLS;
+  let lane = li / DW_COLS;
+  let j = (wid.x + wid.y * nwg.x) * DW_COLS + c;
+  var acc = 0.0;
+  if (j < p.D) {
+    for (var r = lane; r < p.rows; r += LANES) {
+      acc += dy[r * p.D + j] * x[r * p.D + j] * rstd[r];
+    }
+  }
+  red[li] = acc;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+    if (lane < s) { red[li] += red[li + s * DW_COLS]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u && j < p.D) { dw[j] = red[c]; }
+}
+#endif

@@ -1,0 +1,55 @@
+// RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
+import { makeNode, type Tensor } from '../tensor.ts';
+import { assertDtype, grid1d, P } from './util.ts';
+
+const KINDS = ['FWD', 'DX', 'DW'] as const;
+type Kind = (typeof KINDS)[number];
+
+function kernel(kind: Kind, wg: number) {
+  const defs: Record<string, boolean | number> = { WG: wg };
+  for (const k of KINDS) defs[k] = k === kind;
+  return { family: 'norm', defs };
+}
+
+/** Workgroup size for rows of D: no more threads than elements, at most 256. */
+function wgFor(D: number): number {
+  return D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 256;
+}
+
+/** Columns of dw per workgroup in the DW kernel (DW_COLS in norm.wgsl). */
+const DW_COLS = 32;
+
+/** RMSNorm of each row of the last axis; gradients for x and weight. */
+export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
+  assertDtype(x, 'f32', 'rmsNorm', 'x');
+  assertDtype(weight, 'f32', 'rmsNorm', 'weight');
+  if (x.rank < 1) throw new Error(`rmsNorm: x ${x} must have at least one axis`);
+  const D = x.shape[x.rank - 1];
+  if (weight.rank !== 1 || weight.shape[0] !== D) throw new Error(`rmsNorm: weight ${weight} must be [${D}] for x ${x}`);
+  const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const params = () => P().u(rows, D).f(eps).u(0);
+  const [y, rstd] = makeNode('rms_norm', [x, weight], [{ shape: x.shape }, { shape: [rows] }], {
+    encode(ctx) {
+      ctx.dispatch({ kernel: kernel('FWD', wgFor(D)), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });
+    },
+    backward([dy]) {
+      let dx: Tensor | null = null, dw: Tensor | null = null;
+      if (x.requiresGrad) {
+        [dx] = makeNode('rms_norm_dx', [x, weight, rstd, dy!], [{ shape: x.shape }], {
+          encode(ctx) {
+            ctx.dispatch({ kernel: kernel('DX', wgFor(D)), bindings: [x, weight, rstd, dy!, dx!], params: params(), workgroups: grid1d(rows, 1) });
+          },
+        });
+      }
+      if (weight.requiresGrad) {
+        [dw] = makeNode('rms_norm_dw', [x, rstd, dy!], [{ shape: [D] }], {
+          encode(ctx) {
+            ctx.dispatch({ kernel: kernel('DW', 256), bindings: [x, rstd, dy!, dw!], params: params(), workgroups: grid1d(Math.ceil(D / DW_COLS), 1) });
+          },
+        });
+      }
+      return [dx, dw];
+    },
+  });
+  return y;
+}
