@@ -1,0 +1,395 @@
+// Mixture-of-experts kernels: top-k gating, GPU-side routing (token slots grouped by
+// expert, each expert's segment padded to whole row tiles), row gather / combine between
+// token order and expert order, and grouped matmuls whose row tiles each belong to one
+// expert. Nothing is read back to the CPU; sums are in a fixed order (no float atomics).
+// Slot s = t·k + j is token t's j-th choice; "rows" are the permuted, expert-grouped order.
+// Kinds (one flag true): GATE_FWD, GATE_BWD, ROUTE, GATHER, COMBINE, SLOT_DOT, GMM, GMM_WGRAD.
+// Specialisation: WEIGHTED (gather/combine scale by the slot weight), HAS_DP, HAS_DW,
+// DW_BINDING (gate backward inputs), TRANS_B, TM, TN, BK, RM, RN (grouped matmul tiles).
+
+#if ${GATE_FWD}
+// probs = softmax(logits) per token; the k largest in descending order (ties: lower expert
+// first) and their renormalised values.
+struct Params { N: u32, E: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(3) var<storage, read_write> indices: array<i32>;
+@group(0) @binding(4) var<storage, read_write> weights: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = gid.x + gid.y * nwg.x * 64u;
+  if (t >= p.N) { return; }
+  let base = t * p.E;
+  var m = logits[base];
+  for (var e = 1u; e < p.E; e++) { m = max(m, logits[base + e]); }
+  var sum = 0.0;
+  for (var e = 0u; e < p.E; e++) { sum += exp(logits[base + e] - m); }
+  for (var e = 0u; e < p.E; e++) { probs[base + e] = exp(logits[base + e] - m) / sum; }
+  // j-th pick = the best expert after the previous pick in the order (prob desc, index asc).
+  var prevP = 0.0;
+  var prevE = -1;
+  var picked = 0.0;
+  for (var j = 0u; j < p.K; j++) {
+    var bestP = -1.0;
+    var bestE = -1;
+    for (var e = 0u; e < p.E; e++) {
+      let pe = probs[base + e];
+      let after = prevE < 0 || pe < prevP || (pe == prevP && i32(e) > prevE);
+      if (after && pe > bestP) { bestP = pe; bestE = i32(e); }
+    }
+    indices[t * p.K + j] = bestE;
+    weights[t * p.K + j] = bestP;
+    picked += bestP;
+    prevP = bestP;
+    prevE = bestE;
+  }
+  for (var j = 0u; j < p.K; j++) { weights[t * p.K + j] = weights[t * p.K + j] / picked; }
+}
+
+#elif ${GATE_BWD}
+// dLogits from dProbs (load-balancing loss) and dWeights (weighted combine):
+// w_j = p_{i_j}/S  ⇒  dp_{i_m} += (dw_m − Σ_j dw_j w_j)/S; then the softmax backward.
+struct Params { N: u32, E: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> probs: array<f32>;
+@group(0) @binding(2) var<storage, read> indices: array<i32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dLogits: array<f32>;
+#if ${HAS_DP}
+@group(0) @binding(5) var<storage, read> dProbs: array<f32>;
+#endif
+#if ${HAS_DW}
+@group(0) @binding(${DW_BINDING}) var<storage, read> dWeights: array<f32>;
+#endif
+
+fn dProb(t: u32, e: u32, S: f32, wdw: f32) -> f32 {
+  var g = 0.0;
+#if ${HAS_DP}
+  g = dProbs[t * p.E + e];
+#endif
+#if ${HAS_DW}
+  for (var j = 0u; j < p.K; j++) {
+    if (indices[t * p.K + j] == i32(e)) { g += (dWeights[t * p.K + j] - wdw) / S; }
+  }
+#endif
+  return g;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = gid.x + gid.y * nwg.x * 64u;
+  if (t >= p.N) { return; }
+  var S = 0.0;
+  var wdw = 0.0;
+  for (var j = 0u; j < p.K; j++) {
+    S += probs[t * p.E + u32(indices[t * p.K + j])];
+#if ${HAS_DW}
+    wdw += weights[t * p.K + j] * dWeights[t * p.K + j];
+#else
+    wdw += 0.0 * weights[t * p.K + j];   // keeps the binding used
+#endif
+  }
+  var pdp = 0.0;
+  for (var e = 0u; e < p.E; e++) { pdp += probs[t * p.E + e] * dProb(t, e, S, wdw); }
+  for (var e = 0u; e < p.E; e++) {
+    let pe = probs[t * p.E + e];
+    dLogits[t * p.E + e] = pe * (dProb(t, e, S, wdw) - pdp);
+  }
+}
+
+#elif ${ROUTE}
+// One workgroup. For each expert in turn: count its slots per thread chunk, exclusive scan
+// over the threads, place the slots in slot order (deterministic), pad the segment to whole
+// tiles of TM rows and label those tiles with the expert.
+struct Params { nSlots: u32, E: u32, TM: u32, capRows: u32, capTiles: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;          // [N·k] expert of each slot
+@group(0) @binding(2) var<storage, read_write> pos: array<i32>;        // [N·k] row of each slot (−1: none)
+@group(0) @binding(3) var<storage, read_write> rowSlot: array<i32>;    // [capRows] slot of each row (−1: padding)
+@group(0) @binding(4) var<storage, read_write> tileExpert: array<i32>; // [capTiles] (−1: unused tile)
+@group(0) @binding(5) var<storage, read_write> segs: array<i32>;       // [E][2] first row, end of real rows
+
+const NT: u32 = 256u;
+var<workgroup> scan: array<u32, NT>;
+var<workgroup> total: u32;
+
+@compute @workgroup_size(NT)
+fn main(@builtin(local_invocation_index) li: u32) {
+  for (var i = li; i < p.capRows; i += NT) { rowSlot[i] = -1; }
+  for (var i = li; i < p.capTiles; i += NT) { tileExpert[i] = -1; }
+  for (var i = li; i < p.nSlots; i += NT) { pos[i] = -1; }
+  storageBarrier();
+  let chunk = (p.nSlots + NT - 1u) / NT;
+  let s0 = min(li * chunk, p.nSlots);
+  let s1 = min(s0 + chunk, p.nSlots);
+  var base = 0u;
+  for (var e = 0u; e < p.E; e++) {
+    var c = 0u;
+    for (var s = s0; s < s1; s++) { if (indices[s] == i32(e)) { c++; } }
+    scan[li] = c;
+    workgroupBarrier();
+    if (li == 0u) {
+      var run = 0u;
+      for (var i = 0u; i < NT; i++) { let v = scan[i]; scan[i] = run; run += v; }
+      total = run;
+    }
+    workgroupBarrier();
+    var r = base + scan[li];
+    for (var s = s0; s < s1; s++) {
+      if (indices[s] == i32(e)) { pos[s] = i32(r); rowSlot[r] = i32(s); r++; }
+    }
+    let count = total;
+    let tiles = (count + p.TM - 1u) / p.TM;
+    for (var i = li; i < tiles; i += NT) { tileExpert[base / p.TM + i] = i32(e); }
+    if (li == 0u) { segs[2u * e] = i32(base); segs[2u * e + 1u] = i32(base + count); }
+    base += tiles * p.TM;
+    workgroupBarrier();   // scan and total are reused by the next expert
+  }
+}
+
+#elif ${GATHER}
+// dst[r] = c · src[token of row r] (0 for padding rows); c = weight of the row's slot or 1.
+struct Params { rows: u32, d: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // [N, d]
+@group(0) @binding(2) var<storage, read> rowSlot: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;  // [rows, d]
+#if ${WEIGHTED}
+@group(0) @binding(4) var<storage, read> w: array<f32>;          // [N·k]
+#endif
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.rows * p.d) { return; }
+  let slot = rowSlot[i / p.d];
+  var v = 0.0;
+  if (slot >= 0) {
+    v = src[(u32(slot) / p.K) * p.d + i % p.d];
+#if ${WEIGHTED}
+    v *= w[u32(slot)];
+#endif
+  }
+  dst[i] = v;
+}
+
+#elif ${COMBINE}
+// dst[t] = Σ_j c_j · src[row of slot t·k+j], j in order; c_j = weight or 1.
+struct Params { N: u32, d: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // [rows, d]
+@group(0) @binding(2) var<storage, read> pos: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;  // [N, d]
+#if ${WEIGHTED}
+@group(0) @binding(4) var<storage, read> w: array<f32>;
+#endif
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.N * p.d) { return; }
+  let t = i / p.d;
+  let c = i % p.d;
+  var acc = 0.0;
+  for (var j = 0u; j < p.K; j++) {
+    let r = pos[t * p.K + j];
+    if (r < 0) { continue; }
+#if ${WEIGHTED}
+    acc = fma(w[t * p.K + j], src[u32(r) * p.d + c], acc);
+#else
+    acc += src[u32(r) * p.d + c];
+#endif
+  }
+  dst[i] = acc;
+}
+
+#elif ${SLOT_DOT}
+// out[s] = a[token of s] · b[row of s] (the gradient of a slot weight).
+struct Params { nSlots: u32, d: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;          // [N, d]
+@group(0) @binding(2) var<storage, read> b: array<f32>;          // [rows, d]
+@group(0) @binding(3) var<storage, read> pos: array<i32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;  // [N·k]
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let s = gid.x + gid.y * nwg.x * 64u;
+  if (s >= p.nSlots) { return; }
+  let r = pos[s];
+  var acc = 0.0;
+  if (r >= 0) {
+    let ab = (s / p.K) * p.d;
+    let bb = u32(r) * p.d;
+    for (var c = 0u; c < p.d; c++) { acc = fma(a[ab + c], b[bb + c], acc); }
+  }
+  out[s] = acc;
+}
+
+#elif ${GMM}
+// C[r] = A[r] · op(W[e]) with e = the expert owning row tile r / TM; W is [E, N, K]
+// (TRANS_B, PyTorch Linear layout) or [E, K, N]. Unused tiles write zeros and stop.
+struct Params { M: u32, N: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read> tileExpert: array<i32>;
+
+const TM: u32 = ${TM}u;
+const TN: u32 = ${TN}u;
+const BK: u32 = ${BK}u;
+const RM: u32 = ${RM}u;
+const RN: u32 = ${RN}u;
+const TX: u32 = TN / RN;
+const TY: u32 = TM / RM;
+const NT: u32 = TX * TY;
+
+var<workgroup> As: array<f32, BK * TM>;   // [k][m]
+var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
+var<workgroup> tileE: i32;
+
+@compute @workgroup_size(TX, TY, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  if (li == 0u) { tileE = tileExpert[wid.y]; }
+  let e = workgroupUniformLoad(&tileE);
+  if (e < 0) {
+    for (var i = 0u; i < RM; i++) {
+      for (var j = 0u; j < RN; j++) {
+        let m = m0 + lid.y + i * TY;
+        let n = n0 + lid.x + j * TX;
+        if (m < p.M && n < p.N) { C[m * p.N + n] = 0.0; }
+      }
+    }
+    return;
+  }
+  let baseW = u32(e) * p.N * p.K;
+  var acc: array<array<f32, RN>, RM>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    for (var x = li; x < BK * TM; x += NT) {
+      let k = x % BK;
+      let m = x / BK;
+      var v = 0.0;
+      if (m0 + m < p.M && k0 + k < p.K) { v = A[(m0 + m) * p.K + k0 + k]; }
+      As[k * TM + m] = v;
+    }
+    for (var x = li; x < BK * TN; x += NT) {
+#if ${TRANS_B}
+      let k = x % BK;
+      let n = x / BK;
+#else
+      let n = x % TN;
+      let k = x / TN;
+#endif
+      var v = 0.0;
+      if (k0 + k < p.K && n0 + n < p.N) {
+#if ${TRANS_B}
+        v = W[baseW + (n0 + n) * p.K + k0 + k];
+#else
+        v = W[baseW + (k0 + k) * p.N + n0 + n];
+#endif
+      }
+      Bs[k * TN + n] = v;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      var a: array<f32, RM>;
+      var b: array<f32, RN>;
+      for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
+      for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
+      for (var i = 0u; i < RM; i++) {
+        for (var j = 0u; j < RN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < RM; i++) {
+    let m = m0 + lid.y + i * TY;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < RN; j++) {
+      let n = n0 + lid.x + j * TX;
+      if (n < p.N) { C[m * p.N + n] = acc[i][j]; }
+    }
+  }
+}
+
+#elif ${GMM_WGRAD}
+// dW[e] = Σ_{rows r of expert e} G[r]ᵀ · A[r]: out [E, M, N] from G [rows, M], A [rows, N];
+// the reduction runs over that expert's segment only (an empty segment gives zeros).
+struct Params { M: u32, N: u32, rows: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> A: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(4) var<storage, read> segs: array<i32>;
+
+const TM: u32 = ${TM}u;
+const TN: u32 = ${TN}u;
+const BK: u32 = ${BK}u;
+const RM: u32 = ${RM}u;
+const RN: u32 = ${RN}u;
+const TX: u32 = TN / RN;
+const TY: u32 = TM / RM;
+const NT: u32 = TX * TY;
+
+var<workgroup> As: array<f32, BK * TM>;   // [k][m]
+var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
+var<workgroup> segStart: u32;
+var<workgroup> segEnd: u32;
+
+@compute @workgroup_size(TX, TY, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let e = wid.z;
+  let m0 = wid.y * TM;
+  let n0 = wid.x * TN;
+  if (li == 0u) {
+    segStart = u32(segs[2u * e]);
+    segEnd = u32(segs[2u * e + 1u]);
+  }
+  let start = workgroupUniformLoad(&segStart);
+  let end = workgroupUniformLoad(&segEnd);
+  var acc: array<array<f32, RN>, RM>;
+  for (var k0 = start; k0 < end; k0 += BK) {
+    for (var x = li; x < BK * TM; x += NT) {
+      let m = x % TM;
+      let k = x / TM;
+      var v = 0.0;
+      if (k0 + k < end && m0 + m < p.M) { v = G[(k0 + k) * p.M + m0 + m]; }
+      As[k * TM + m] = v;
+    }
+    for (var x = li; x < BK * TN; x += NT) {
+      let n = x % TN;
+      let k = x / TN;
+      var v = 0.0;
+      if (k0 + k < end && n0 + n < p.N) { v = A[(k0 + k) * p.N + n0 + n]; }
+      Bs[k * TN + n] = v;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      var a: array<f32, RM>;
+      var b: array<f32, RN>;
+      for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
+      for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
+      for (var i = 0u; i < RM; i++) {
+        for (var j = 0u; j < RN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  let baseO = e * p.M * p.N;
+  for (var i = 0u; i < RM; i++) {
+    let m = m0 + lid.y + i * TY;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < RN; j++) {
+      let n = n0 + lid.x + j * TX;
+      if (n < p.N) { Out[baseO + m * p.N + n] = acc[i][j]; }
+    }
+  }
+}
+#endif

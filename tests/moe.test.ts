@@ -1,0 +1,239 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { loadBalancingLoss, moeExperts, moePlan, topkGate } from '../src/graph/ops/moe.ts';
+import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import { readFileBytes } from '../src/io/files.ts';
+import { readSafetensors, toFloat32 } from '../src/io/safetensors.ts';
+import { dot, finiteDiff, relL2, type Rng, rng } from './util.ts';
+import { type ActName, type ExpertRef, gateGradRef, gateRef, lbLossRef, moeRef } from './ref/moe.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+const fmt = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ');
+
+/** k distinct experts per token drawn from `allowed`, and positive weights summing to 1. */
+function randomRoute(R: Rng, N: number, k: number, allowed: number[]) {
+  const idx = new Int32Array(N * k), w = new Float64Array(N * k);
+  for (let t = 0; t < N; t++) {
+    const pool = allowed.slice();
+    let s = 0;
+    for (let j = 0; j < k; j++) {
+      idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
+      s += w[t * k + j] = 0.2 + R.next();
+    }
+    for (let j = 0; j < k; j++) w[t * k + j] = Math.fround(w[t * k + j] / s);
+  }
+  return { idx, w };
+}
+
+function randomExperts(R: Rng, E: number, d: number, F: number): ExpertRef[] {
+  // ~Xavier scale so that activations stay O(1).
+  return Array.from({ length: E }, () => ({
+    w1: R.randn(F * d, 1 / Math.sqrt(d)), w3: R.randn(F * d, 1 / Math.sqrt(d)), w2: R.randn(d * F, 1 / Math.sqrt(F)),
+  }));
+}
+
+describe('MoE float64 references: analytic gradients vs finite differences', () => {
+  const R = rng('moe-ref-fd');
+  it('gate: probs and renormalised top-k weights', () => {
+    const N = 4, d = 3, E = 5, k = 2;
+    const X = R.randn(N * d), W = R.randn(E * d), GP = R.randn(N * E), GW = R.randn(N * k);
+    const L = (x: Float64Array, w: Float64Array) => {
+      const r = gateRef(x, w, N, d, E, k);
+      return dot(r.probs, GP) + dot(r.weights, GW);
+    };
+    const g = gateGradRef(X, W, N, d, E, k, GP, GW);
+    expect(relL2(g.dx, finiteDiff((x) => L(x, W), X))).toBeLessThan(1e-7);
+    expect(relL2(g.dW, finiteDiff((w) => L(X, w), W))).toBeLessThan(1e-7);
+  });
+  for (const [act, mode] of [['silu', 'sum'], ['gelu', 'weighted'], ['telu', 'weighted'], ['selu', 'sum']] as const) {
+    it(`experts, ${act}, ${mode}`, () => {
+      const N = 3, d = 3, F = 4, E = 3, k = 2;
+      const X = R.randn(N * d), G = R.randn(N * d);
+      const { idx, w } = randomRoute(R, N, k, [0, 1, 2]);
+      const ex = randomExperts(R, E, d, F);
+      const L = (x: Float64Array, exs: ExpertRef[], ww: Float64Array) => dot(moeRef(x, idx, ww, exs, N, d, F, k, act, mode).out, G);
+      const r = moeRef(X, idx, w, ex, N, d, F, k, act, mode, G);
+      expect(relL2(r.dx, finiteDiff((x) => L(x, ex, w), X))).toBeLessThan(1e-7);
+      expect(relL2(r.dWeights, finiteDiff((ww) => L(X, ex, ww), w))).toBeLessThan(1e-7);
+      for (let e = 0; e < E; e++)
+        for (const key of ['w1', 'w3', 'w2'] as const) {
+          const fd = finiteDiff((m) => L(X, ex.map((q, i) => (i === e ? { ...q, [key]: m } : q)), w), ex[e][key]);
+          expect(relL2(r.dExp[e][key], fd)).toBeLessThan(1e-7);
+        }
+    });
+  }
+  it('load-balancing loss', () => {
+    const N = 5, E = 4;
+    const Pr = R.uniform(N * E, 0.01, 1);
+    const fd = finiteDiff((p) => lbLossRef(p, N, E).loss, Pr);
+    expect(relL2(lbLossRef(Pr, N, E).grad, fd)).toBeLessThan(1e-7);
+  });
+});
+
+describe('topkGate and loadBalancingLoss (GPU)', () => {
+  const R = rng('moe-gate');
+  for (const [E, k] of [[4, 2], [6, 3], [5, 1]]) {
+    it(`E=${E}, k=${k}: probs, indices, weights and gradients to x and gateW`, async () => {
+      const N = 24, d = R.int(5, 40);
+      const X = R.randn(N * d), W = R.randn(E * d, 0.5), GP = R.randn(N * E), GW = R.randn(N * k);
+      const x = param(fromData(X, [N, d])), w = param(fromData(W, [E, d]));
+      const gate = topkGate(x, w, k);
+      const lb = loadBalancingLoss(gate.probs);
+      const loss = add(add(sumTo(mul(gate.probs, fromData(GP, [N, E])), []), sumTo(mul(gate.weights, fromData(GW, [N, k])), [])), lb);
+      const [gx, gw] = grad(loss, [x, w]);
+      await realize([gate.probs, gate.indices, gate.weights, lb, gx!, gw!]);
+      const ref = gateRef(X, W, N, d, E, k);
+      const lbRef = lbLossRef(ref.probs, N, E);
+      // The lb loss adds lbRef.grad to the probs' gradient.
+      const GPtot = GP.map((v, i) => v + lbRef.grad[i]);
+      const gref = gateGradRef(X, W, N, d, E, k, GPtot, GW);
+      expect(Array.from(await read(gate.indices))).toEqual(Array.from(ref.indices));
+      const errs = {
+        probs: relL2(await read(gate.probs), ref.probs), weights: relL2(await read(gate.weights), ref.weights),
+        lb: Math.abs((await read(lb))[0] - lbRef.loss) / Math.abs(lbRef.loss),
+        dx: relL2(await read(gx!), gref.dx), dW: relL2(await read(gw!), gref.dW),
+      };
+      console.log(`topkGate N=${N} d=${d} E=${E} k=${k}: rel L2 ${fmt(errs)}`);
+      for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
+    });
+  }
+  it('ties go to the lower expert index', async () => {
+    const N = 7, d = 9, E = 6, k = 3;
+    const X = R.randn(N * d), W = R.randn(E * d);
+    W.copyWithin(3 * d, 1 * d, 2 * d);   // experts 1 and 3 identical, so are 0 and 5
+    W.copyWithin(5 * d, 0, d);
+    const gate = topkGate(fromData(X, [N, d]), fromData(W, [E, d]), k);
+    await realize([gate.indices]);
+    const idx = await read(gate.indices);
+    expect(Array.from(idx)).toEqual(Array.from(gateRef(X, W, N, d, E, k).indices));
+    for (let t = 0; t < N; t++) {
+      const row = Array.from(idx.subarray(t * k, t * k + k));
+      if (row.includes(3)) expect(row.indexOf(1)).toBeGreaterThanOrEqual(0);   // 1 is picked whenever its twin 3 is
+      if (row.includes(1) && row.includes(3)) expect(row.indexOf(1)).toBeLessThan(row.indexOf(3));
+      if (row.includes(0) && row.includes(5)) expect(row.indexOf(0)).toBeLessThan(row.indexOf(5));
+    }
+  });
+});
+
+describe('moeExperts (GPU) against the per-token float64 reference', () => {
+  const R = rng('moe-experts');
+  const cases: { N: number; d: number; F: number; E: number; k: number; act: ActName; mode: 'sum' | 'weighted'; unused?: number; rowTile?: 32 | 64 }[] = [
+    { N: 24, d: 64, F: 128, E: 4, k: 2, act: 'silu', mode: 'sum' },
+    { N: 24, d: 64, F: 128, E: 6, k: 3, act: 'gelu', mode: 'weighted' },
+    { N: 13, d: 37, F: 50, E: 5, k: 2, act: 'telu', mode: 'weighted', unused: 3 },
+    { N: 40, d: 21, F: 30, E: 3, k: 1, act: 'selu', mode: 'sum', rowTile: 64 },
+    { N: 9, d: 19, F: 33, E: 4, k: 4, act: 'relu', mode: 'weighted', rowTile: 64 },
+  ];
+  for (const c of cases) {
+    it(`N=${c.N} d=${c.d} d_ff=${c.F} E=${c.E} k=${c.k} ${c.act} ${c.mode}${c.unused !== undefined ? `, expert ${c.unused} unused` : ''}${c.rowTile ? `, tile ${c.rowTile}` : ''}`, async () => {
+      const { N, d, F, E, k, act, mode } = c;
+      const allowed = [...Array(E).keys()].filter((e) => e !== c.unused);
+      const { idx, w } = randomRoute(R, N, k, allowed);
+      const X = R.randn(N * d), G = R.randn(N * d);
+      const ex = randomExperts(R, E, d, F);
+      const x = param(fromData(X, [N, d]));
+      const weights = param(fromData(w, [N, k]));
+      const experts = ex.map((e) => ({ w1: param(fromData(e.w1, [F, d])), w3: param(fromData(e.w3, [F, d])), w2: param(fromData(e.w2, [d, F])) }));
+      const out = moeExperts(x, { indices: fromData(idx, [N, k], 'i32'), weights }, experts, act, mode, { rowTile: c.rowTile });
+      const loss = sumTo(mul(out, fromData(G, [N, d])), []);
+      const wrt = [x, weights, ...experts.flatMap((e) => [e.w1, e.w3, e.w2])];
+      const grads = grad(loss, wrt);
+      if (mode === 'sum') expect(grads[1]).toBeNull();   // the unweighted sum ignores the weights
+      await realize([out, ...grads.filter((g): g is Tensor => !!g)]);
+      const ref = moeRef(X, idx, w, ex, N, d, F, k, act, mode, G);
+      const errs: Record<string, number> = { out: relL2(await read(out), ref.out), dx: relL2(await read(grads[0]!), ref.dx) };
+      if (mode === 'weighted') errs.dWeights = relL2(await read(grads[1]!), ref.dWeights);
+      for (let e = 0; e < E; e++) {
+        const got = [await read(grads[2 + 3 * e]!), await read(grads[3 + 3 * e]!), await read(grads[4 + 3 * e]!)];
+        if (e === c.unused) {
+          for (const g of got) expect(g.every((v) => v === 0)).toBe(true);
+          continue;
+        }
+        errs[`dW1[${e}]`] = relL2(got[0], ref.dExp[e].w1);
+        errs[`dW3[${e}]`] = relL2(got[1], ref.dExp[e].w3);
+        errs[`dW2[${e}]`] = relL2(got[2], ref.dExp[e].w2);
+      }
+      console.log(`moeExperts ${JSON.stringify(c)}: rel L2 ${fmt(errs)}`);
+      for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
+    });
+  }
+
+  it('routing plan: segments padded to whole tiles, slots in order, capacity N·k + E·(tile−1)', async () => {
+    const N = 11, k = 2, E = 5, tile = 32;
+    const { idx } = randomRoute(R, N, k, [0, 1, 2, 4]);
+    const plan = moePlan(fromData(idx, [N, k], 'i32'), E, tile);
+    await realize([plan.pos, plan.rowSlot, plan.tileExpert, plan.segs]);
+    const [pos, rowSlot, tileExpert, segs] = [await read(plan.pos), await read(plan.rowSlot), await read(plan.tileExpert), await read(plan.segs)];
+    expect(plan.rows).toBe(Math.ceil((N * k + E * (tile - 1)) / tile) * tile);
+    let base = 0;
+    for (let e = 0; e < E; e++) {
+      const slots = [...Array(N * k).keys()].filter((s) => idx[s] === e);
+      expect([segs[2 * e], segs[2 * e + 1]]).toEqual([base, base + slots.length]);
+      slots.forEach((s, i) => {
+        expect(pos[s]).toBe(base + i);
+        expect(rowSlot[base + i]).toBe(s);
+      });
+      const tiles = Math.ceil(slots.length / tile);
+      for (let t = 0; t < tiles; t++) expect(tileExpert[base / tile + t]).toBe(e);
+      for (let r = base + slots.length; r < base + tiles * tile; r++) expect(rowSlot[r]).toBe(-1);
+      base += tiles * tile;
+    }
+    for (let t = base / tile; t < tileExpert.length; t++) expect(tileExpert[t]).toBe(-1);
+  });
+
+  it('gate → weighted experts: the task loss reaches gateW through the weights', async () => {
+    const N = 24, d = 16, F = 24, E = 4, k = 2;
+    const X = R.randn(N * d), Wg = R.randn(E * d), G = R.randn(N * d);
+    const ex = randomExperts(R, E, d, F);
+    const x = param(fromData(X, [N, d])), wg = param(fromData(Wg, [E, d]));
+    const experts = ex.map((e) => ({ w1: fromData(e.w1, [F, d]), w3: fromData(e.w3, [F, d]), w2: fromData(e.w2, [d, F]) }));
+    const route = topkGate(x, wg, k);
+    const out = moeExperts(x, route, experts, 'silu', 'weighted');
+    const [gx, gwg] = grad(sumTo(mul(out, fromData(G, [N, d])), []), [x, wg]);
+    await realize([out, gx!, gwg!]);
+    const gr = gateRef(X, Wg, N, d, E, k);
+    const m = moeRef(X, gr.indices, gr.weights, ex, N, d, F, k, 'silu', 'weighted', G);
+    const gg = gateGradRef(X, Wg, N, d, E, k, new Float64Array(N * E), m.dWeights);
+    const errs = { out: relL2(await read(out), m.out), dx: relL2(await read(gx!), m.dx.map((v, i) => v + gg.dx[i])), dGateW: relL2(await read(gwg!), gg.dW) };
+    console.log(`gate → weighted experts: rel L2 ${fmt(errs)}`);
+    for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
+  });
+});
+
+describe('golden (PyTorch): routing and load-balancing loss from the stored gate probabilities', () => {
+  for (const [name, layers] of [['tiny', 2], ['tiny-telu', 3], ['paper', 2]] as const) it(`${name}: top-k of gate_probs and lb_loss`, async () => {
+    const io = readSafetensors(await readFileBytes(new URL(`../../shared/golden/${name}/io.safetensors`, import.meta.url).pathname)).tensors;
+    const get = (n: string) => {
+      const t = io.get(n);
+      if (!t) throw new Error(`golden ${name}: ${n} missing`);
+      return t;
+    };
+    for (let l = 0; l < layers; l++) {
+      const probs = get(`moe.decoder.${l}.gate_probs`);
+      const [N, E] = probs.shape;
+      const idxT = get(`moe.decoder.${l}.topk_indices`);
+      const k = idxT.shape[1];
+      const P32 = toFloat32(probs);
+      const wantIdx = Array.from(new BigInt64Array(idxT.data.slice().buffer), Number);
+      // softmax(log p) = p: route the stored probabilities through the gate with gateW = I.
+      const eye = new Float32Array(E * E).map((_, i) => (i % (E + 1) === 0 ? 1 : 0));
+      const gate = topkGate(fromData(P32.map(Math.log), [N, E]), fromData(eye, [E, E]), k);
+      const lb = loadBalancingLoss(fromData(P32, [N, E]));
+      await realize([gate.indices, gate.weights, gate.probs, lb]);
+      expect(Array.from(await read(gate.indices))).toEqual(wantIdx);
+      const eW = relL2(await read(gate.weights), toFloat32(get(`moe.decoder.${l}.topk_scores`)));
+      const eP = relL2(await read(gate.probs), P32);
+      const want = toFloat32(get(`moe.decoder.${l}.lb_loss`))[0];
+      const eLb = Math.abs((await read(lb))[0] - want) / Math.abs(want);
+      console.log(`golden ${name} decoder ${l} (N=${N}, E=${E}, k=${k}): topk indices equal, rel err weights ${eW.toExponential(2)}, probs ${eP.toExponential(2)}, lb_loss ${eLb.toExponential(2)}`);
+      expect(eW).toBeLessThan(1e-5);
+      expect(eP).toBeLessThan(1e-5);
+      expect(eLb).toBeLessThan(1e-5);
+    }
+  });
+});

@@ -1,0 +1,132 @@
+// Float64 references of the MoE gate, the expert layer (a plain per-token loop, both combine
+// modes) and the load-balancing loss, with analytic gradients.
+import { act as actF, erf } from './cpu.ts';
+
+export type ActName = 'relu' | 'silu' | 'gelu' | 'selu' | 'telu';
+
+/** Derivatives of the activations in ./cpu.ts. */
+export const actGrad: Record<ActName, (x: number) => number> = {
+  relu: (x) => (x > 0 ? 1 : 0),
+  silu: (x) => {
+    const s = 1 / (1 + Math.exp(-x));
+    return s * (1 + x * (1 - s));
+  },
+  gelu: (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
+  selu: (x) => 1.0507009873554805 * (x > 0 ? 1 : 1.6732632423543772 * Math.exp(x)),
+  telu: (x) => {
+    const t = Math.tanh(Math.exp(x));
+    return t + x * Math.exp(x) * (1 - t * t);
+  },
+};
+
+/** probs = softmax(x·Wᵀ) [N,E]; top-k (prob descending, ties to the lower index), renormalised. */
+export function gateRef(x: ArrayLike<number>, W: ArrayLike<number>, N: number, d: number, E: number, k: number) {
+  const probs = new Float64Array(N * E), indices = new Int32Array(N * k), weights = new Float64Array(N * k);
+  for (let t = 0; t < N; t++) {
+    const z = new Float64Array(E);
+    for (let e = 0; e < E; e++) for (let c = 0; c < d; c++) z[e] += x[t * d + c] * W[e * d + c];
+    const m = Math.max(...z);
+    let s = 0;
+    for (let e = 0; e < E; e++) s += Math.exp(z[e] - m);
+    for (let e = 0; e < E; e++) probs[t * E + e] = Math.exp(z[e] - m) / s;
+    const order = [...Array(E).keys()].sort((a, b) => probs[t * E + b] - probs[t * E + a] || a - b);
+    let S = 0;
+    for (let j = 0; j < k; j++) S += probs[t * E + order[j]];
+    for (let j = 0; j < k; j++) {
+      indices[t * k + j] = order[j];
+      weights[t * k + j] = probs[t * E + order[j]] / S;
+    }
+  }
+  return { probs, indices, weights };
+}
+
+/** Gradients of L = Σ probs·gP + Σ weights·gW with respect to x [N,d] and W [E,d]. */
+export function gateGradRef(x: ArrayLike<number>, W: ArrayLike<number>, N: number, d: number, E: number, k: number, gP: ArrayLike<number>, gW: ArrayLike<number>) {
+  const { probs, indices, weights } = gateRef(x, W, N, d, E, k);
+  const dx = new Float64Array(N * d), dW = new Float64Array(E * d);
+  for (let t = 0; t < N; t++) {
+    const dp = new Float64Array(E);
+    for (let e = 0; e < E; e++) dp[e] = gP[t * E + e];
+    let S = 0, wdw = 0;
+    for (let j = 0; j < k; j++) {
+      S += probs[t * E + indices[t * k + j]];
+      wdw += weights[t * k + j] * gW[t * k + j];
+    }
+    for (let j = 0; j < k; j++) dp[indices[t * k + j]] += (gW[t * k + j] - wdw) / S;
+    let pdp = 0;
+    for (let e = 0; e < E; e++) pdp += probs[t * E + e] * dp[e];
+    for (let e = 0; e < E; e++) {
+      const dz = probs[t * E + e] * (dp[e] - pdp);
+      for (let c = 0; c < d; c++) {
+        dx[t * d + c] += dz * W[e * d + c];
+        dW[e * d + c] += dz * x[t * d + c];
+      }
+    }
+  }
+  return { dx, dW };
+}
+
+export interface ExpertRef { w1: Float64Array; w3: Float64Array; w2: Float64Array }
+
+/**
+ * out[t] = Σ_j c_j · w2·(act(w1·x_t) ⊙ w3·x_t) over the experts idx[t,j]; c_j = 1 ('sum') or
+ * weights[t,j] ('weighted'). With gOut also returns the gradients of Σ out·gOut.
+ */
+export function moeRef(
+  x: ArrayLike<number>, indices: ArrayLike<number>, weights: ArrayLike<number>, experts: ExpertRef[],
+  N: number, d: number, F: number, k: number, act: ActName, mode: 'sum' | 'weighted', gOut?: ArrayLike<number>,
+) {
+  const out = new Float64Array(N * d);
+  const dx = new Float64Array(N * d), dWeights = new Float64Array(N * k);
+  const dExp = experts.map(() => ({ w1: new Float64Array(F * d), w3: new Float64Array(F * d), w2: new Float64Array(d * F) }));
+  for (let t = 0; t < N; t++)
+    for (let j = 0; j < k; j++) {
+      const e = indices[t * k + j];
+      const { w1, w3, w2 } = experts[e];
+      const c = mode === 'weighted' ? weights[t * k + j] : 1;
+      const u1 = new Float64Array(F), u3 = new Float64Array(F), h = new Float64Array(F), y = new Float64Array(d);
+      for (let f = 0; f < F; f++) {
+        for (let i = 0; i < d; i++) {
+          u1[f] += w1[f * d + i] * x[t * d + i];
+          u3[f] += w3[f * d + i] * x[t * d + i];
+        }
+        h[f] = actF[act](u1[f]) * u3[f];
+      }
+      for (let i = 0; i < d; i++) {
+        for (let f = 0; f < F; f++) y[i] += w2[i * F + f] * h[f];
+        out[t * d + i] += c * y[i];
+      }
+      if (!gOut) continue;
+      const dy = new Float64Array(d), dh = new Float64Array(F);
+      for (let i = 0; i < d; i++) {
+        dy[i] = c * gOut[t * d + i];
+        dWeights[t * k + j] += gOut[t * d + i] * y[i];
+      }
+      for (let i = 0; i < d; i++)
+        for (let f = 0; f < F; f++) {
+          dh[f] += w2[i * F + f] * dy[i];
+          dExp[e].w2[i * F + f] += dy[i] * h[f];
+        }
+      for (let f = 0; f < F; f++) {
+        const du1 = dh[f] * u3[f] * actGrad[act](u1[f]), du3 = dh[f] * actF[act](u1[f]);
+        for (let i = 0; i < d; i++) {
+          dExp[e].w1[f * d + i] += du1 * x[t * d + i];
+          dExp[e].w3[f * d + i] += du3 * x[t * d + i];
+          dx[t * d + i] += w1[f * d + i] * du1 + w3[f * d + i] * du3;
+        }
+      }
+    }
+  return { out, dx, dExp, dWeights: mode === 'weighted' ? dWeights : new Float64Array(N * k) };
+}
+
+/** Σ_e p̄_e log(p̄_e + 1e-8), p̄ = column means of probs [N,E]; and its gradient. */
+export function lbLossRef(probs: ArrayLike<number>, N: number, E: number) {
+  const mean = new Float64Array(E);
+  for (let t = 0; t < N; t++) for (let e = 0; e < E; e++) mean[e] += probs[t * E + e] / N;
+  let loss = 0;
+  for (let e = 0; e < E; e++) loss += mean[e] * Math.log(mean[e] + 1e-8);
+  const grad = new Float64Array(N * E);
+  for (let t = 0; t < N; t++)
+    for (let e = 0; e < E; e++) grad[t * E + e] = (Math.log(mean[e] + 1e-8) + mean[e] / (mean[e] + 1e-8)) / N;
+  return { loss, grad };
+}
