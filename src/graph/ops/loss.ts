@@ -1,0 +1,51 @@
+// Cross entropy over rows of logits with an ignored label (shaders/loss.wgsl).
+import { makeNode, type Tensor } from '../tensor.ts';
+import { assertDtype, grid1d, P } from './util.ts';
+
+const KINDS = ['CE_ROWS', 'CE_MEAN', 'CE_GRAD'] as const;
+type Kind = (typeof KINDS)[number];
+
+function kernel(kind: Kind, wg = 256) {
+  const defs: Record<string, boolean | number> = { WG: wg };
+  for (const k of KINDS) defs[k] = k === kind;
+  return { family: 'loss', defs };
+}
+
+function wgFor(V: number): number {
+  return V <= 32 ? 32 : V <= 64 ? 64 : V <= 128 ? 128 : 256;
+}
+
+/**
+ * Mean over rows with labels[r] != ignoreIndex of −log_softmax(logits[r])[labels[r]]
+ * (F.cross_entropy(logits, labels, ignore_index=ignoreIndex)), a scalar [].
+ * Differences from PyTorch: when no row counts the loss is 0 with zero gradient (PyTorch
+ * gives NaN); a counted label outside [0, V) makes the loss NaN (PyTorch raises).
+ */
+export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex: number): Tensor {
+  assertDtype(logits, 'f32', 'crossEntropy', 'logits');
+  assertDtype(labels, 'i32', 'crossEntropy', 'labels');
+  if (logits.rank !== 2) throw new Error(`crossEntropy: logits ${logits} must be [N, V]`);
+  const [N, V] = logits.shape;
+  if (labels.rank !== 1 || labels.shape[0] !== N) throw new Error(`crossEntropy: labels ${labels} must be [${N}] for logits ${logits}`);
+  if (!Number.isInteger(ignoreIndex)) throw new Error(`crossEntropy: ignoreIndex ${ignoreIndex} is not an integer`);
+  const params = (total: number) => P().u(N, V).i(ignoreIndex).u(total);
+  // Outputs: the loss, and per-row log-sum-exp and the counted-row total for the backward.
+  const [loss, lse, count] = makeNode('cross_entropy', [logits, labels], [{ shape: [] }, { shape: [N] }, { shape: [] }], {
+    encode(ctx) {
+      const rowLoss = ctx.scratch(4 * Math.max(1, N));
+      ctx.dispatch({ kernel: kernel('CE_ROWS', wgFor(V)), bindings: [logits, labels, lse, rowLoss], params: params(N), workgroups: grid1d(N, 1) });
+      ctx.dispatch({ kernel: kernel('CE_MEAN'), bindings: [rowLoss, labels, loss, count], params: params(N), workgroups: [1] });
+    },
+    backward([dloss]) {
+      if (!dloss) return [null, null];
+      const [dx] = makeNode('cross_entropy_grad', [logits, labels, lse, count, dloss!], [{ shape: logits.shape }], {
+        encode(ctx) {
+          const total = N * V;
+          ctx.dispatch({ kernel: kernel('CE_GRAD'), bindings: [logits, labels, lse, count, dloss!, dx], params: params(total), workgroups: grid1d(total) });
+        },
+      });
+      return [dx, null];
+    },
+  });
+  return loss;
+}
