@@ -67,6 +67,8 @@ describe('reduce', () => {
       await check(op, [R.int(1, 3), R.int(300, 700)], -1, false, false);
       await check(op, [R.int(1, 3), R.int(20, 40), R.int(65, 150)], 1, true, false);
       await check(op, [R.int(200, 400), R.int(5, 12)], 0, false, false);
+      // More output rows than one grid dimension holds (65535 workgroups).
+      await check(op, [R.int(65536, 68000), 2], 1, false, false);
     });
   }
 

@@ -65,6 +65,10 @@ describe('softmax', () => {
     await checkSoftmax([R.int(1, 3), R.int(257, 700)], null, false);
   });
 
+  it('more rows than one grid dimension holds (65535 workgroups)', async () => {
+    await checkSoftmax([R.int(65536, 70000), 3], null, false);
+  });
+
   it('is stable for large logits', async () => {
     const { y } = await checkSoftmax([3, R.int(20, 90)], null, false, 300);
     expect(Array.from(y).every(Number.isFinite)).toBe(true);

@@ -11,8 +11,9 @@ function kernel(kind: Kind, wg = 256) {
   return { family: 'loss', defs };
 }
 
+/** Workgroup size for rows of V: about 4 elements per thread, 32 to 256 threads. */
 function wgFor(V: number): number {
-  return V <= 32 ? 32 : V <= 64 ? 64 : V <= 128 ? 128 : 256;
+  return V <= 128 ? 32 : V <= 256 ? 64 : V <= 512 ? 128 : 256;
 }
 
 /**

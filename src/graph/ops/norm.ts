@@ -11,9 +11,9 @@ function kernel(kind: Kind, wg: number) {
   return { family: 'norm', defs };
 }
 
-/** Workgroup size for rows of D: no more threads than elements, at most 256. */
+/** Workgroup size for rows of D: about 4 elements per thread, 32 to 256 threads. */
 function wgFor(D: number): number {
-  return D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 256;
+  return D <= 128 ? 32 : D <= 256 ? 64 : D <= 512 ? 128 : 256;
 }
 
 /** Columns of dw per workgroup in the DW kernel (DW_COLS in norm.wgsl). */

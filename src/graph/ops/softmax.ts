@@ -5,9 +5,9 @@ import { assertDtype, broadcastShapes, broadcastStrides, grid1d, P, pad8 } from 
 const KINDS = ['SOFTMAX', 'LOG_SOFTMAX', 'SOFTMAX_GRAD', 'LOG_SOFTMAX_GRAD'] as const;
 type Kind = (typeof KINDS)[number];
 
-/** Workgroup size for rows of K: no more threads than elements, at most 256. */
+/** Workgroup size for rows of K: about 4 elements per thread, 32 to 256 threads. */
 function wgFor(K: number): number {
-  return K <= 32 ? 32 : K <= 64 ? 64 : K <= 128 ? 128 : 256;
+  return K <= 128 ? 32 : K <= 256 ? 64 : K <= 512 ? 128 : 256;
 }
 
 function kernel(kind: Kind, K: number, mask?: Tensor) {
