@@ -8,7 +8,7 @@ import {
   byteSizeOf, DTYPE_SIZE, type DType, f32ToBf16Bits, f32ToF16Bits, fromFloat32, fromInts, type HostTensor,
   numelOf, readSafetensors, toFloat32, toInt32, writeSafetensors,
 } from '../src/io/safetensors.ts';
-import { readFileBytes, WeightsFileError } from '../src/io/files.ts';
+import { readFileBytes, sourceName, WeightsFileError, writeFileAtomic } from '../src/io/files.ts';
 import { type Rng, rng } from './util.ts';
 
 const goldenWeights = new URL('../../shared/golden/tiny/weights.safetensors', import.meta.url).pathname;
@@ -181,6 +181,13 @@ describe('safetensors: conversions', () => {
       const got = f32ToF16Bits(x);
       if (got !== (x < 0 || Object.is(x, -0) ? want | 0x8000 : want)) throw new Error(`f16(${x}) = ${got.toString(16)}, want ${want.toString(16)}`);
     }
+    // Exact midpoints between neighbouring halves (ties, incl. subnormals) go to the even one.
+    for (let i = 0; i + 1 < values.length; i++) {
+      const mid = (values[i] + values[i + 1]) / 2;
+      if (Math.fround(mid) !== mid) throw new Error(`midpoint ${mid} not exact in f32`);
+      const want = finite[i] & 1 ? finite[i + 1] : finite[i];
+      if (f32ToF16Bits(mid) !== want || f32ToF16Bits(-mid) !== (want | 0x8000)) throw new Error(`tie ${mid}: got 0x${f32ToF16Bits(mid).toString(16)}`);
+    }
     // Every half (both signs, incl. subnormals, ±Inf) survives decode then encode; NaN stays NaN.
     const all = new Uint16Array(65536).map((_, i) => i);
     const dec = toFloat32({ dtype: 'F16', shape: [65536], data: new Uint8Array(all.buffer) });
@@ -351,5 +358,32 @@ describe('safetensors: corrupted files', () => {
     }
     expect(errors).toBeGreaterThan(0);
     console.log(`header flips: ${errors} errors, ${parsed} consistent parses (e.g. flipped name or metadata characters)`);
+  });
+});
+
+describe('files: atomic write and cross-runtime reads', () => {
+  it('writeFileAtomic replaces the file in one rename and leaves no temporary behind', async () => {
+    const R = rng('files atomic');
+    const Deno = (globalThis as unknown as { Deno: { makeTempDir(): Promise<string>; readDir(p: string): AsyncIterable<{ name: string }>; remove(p: string, o: { recursive: boolean }): Promise<void> } }).Deno;
+    const dir = await Deno.makeTempDir();
+    try {
+      const path = `${dir}/w.safetensors`;
+      const first = writeSafetensors({ a: fromFloat32(R.randn(5), [5]) });
+      const second = writeSafetensors({ b: fromFloat32(R.randn(9), [3, 3], 'F16') }, { v: '2' });
+      await writeFileAtomic(path, first);
+      await writeFileAtomic(path, second);
+      expect(await readFileBytes(path)).toEqual(second);
+      const names: string[] = [];
+      for await (const e of Deno.readDir(dir)) names.push(e.name);
+      expect(names).toEqual(['w.safetensors']);
+      expect(readSafetensors(await readFileBytes(path), path).metadata).toEqual({ v: '2' });
+      // Browser-style inputs: Blob and ArrayBuffer give the same bytes.
+      expect(await readFileBytes(new Blob([second]))).toEqual(second);
+      expect(await readFileBytes(second.slice().buffer)).toEqual(second);
+      expect(sourceName(new File([second], 'upload.safetensors'))).toBe('upload.safetensors');
+      await expect(writeFileAtomic(`${dir}/no/such/dir/x`, first)).rejects.toThrow();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   });
 });

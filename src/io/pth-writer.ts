@@ -174,7 +174,7 @@ function contiguousStride(shape: number[]): number[] {
 }
 
 /** Builds a torch.save checkpoint: `{"model": state_dict[, "whole_model": <inert module>]}`. */
-export function writePth(stateDict: Map<string, HostTensor | StridedTensor>, opts: WritePthOptions = {}): Uint8Array {
+export function writePth(stateDict: Map<string, HostTensor | StridedTensor>, opts: WritePthOptions = {}): Uint8Array<ArrayBuffer> {
   const prefix = opts.prefix ?? 'archive';
   // Assign storage keys: contiguous HostTensors get fresh numeric keys, views keep theirs.
   const storages = new Map<string, { dtype: DType; bytes: Uint8Array }>();
@@ -306,7 +306,7 @@ function wholeModelJunk(w: PickleWriter, views: View[], tensorPickle: (v: View) 
 
 /** A zip of stored entries with data aligned to 64 bytes (padding in the local extra field, id
  *  0x4246 "FB", as PyTorch does). Zip32 only: the whole archive must stay under 4 GiB. */
-function zipStored(records: [string, Uint8Array][]): Uint8Array {
+function zipStored(records: [string, Uint8Array][]): Uint8Array<ArrayBuffer> {
   const enc = new TextEncoder();
   const parts: { name: Uint8Array; data: Uint8Array; crc: number; offset: number; pad: number }[] = [];
   let offset = 0;

@@ -135,7 +135,7 @@ export function readSafetensors(bytes: Uint8Array, fileName = '<memory>'): Safet
 export function writeSafetensors(
   tensors: Map<string, HostTensor> | Record<string, HostTensor>,
   metadata?: Record<string, string>,
-): Uint8Array {
+): Uint8Array<ArrayBuffer> {
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   for (const [name, t] of list) {
     if (name === '__metadata__' || name.length === 0) throw new Error(`writeSafetensors: invalid tensor name "${name}"`);
