@@ -13,6 +13,7 @@ struct Params {
   start: u32,
   m: u32,       // rotated pairs
   sign: f32,
+  offset: u32,  // position of row 0 (incremental decoding with a key/value cache)
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -48,7 +49,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let pos = (e / p.dh) % p.n;
   let rel = c - p.start;
-  let theta = f32(pos) * freqs[rel / 2u] * p.sign;
+  let theta = f32(pos + p.offset) * freqs[rel / 2u] * p.sign;
   let sc = sincos(theta);
   if ((rel & 1u) == 0u) {
     out[e] = v * sc.y - x[e + 1u] * sc.x;

@@ -78,4 +78,15 @@ describe('rotary', () => {
     const x = fromData(new Float32Array(2 * 8), [2, 8]);
     expect(() => rotary(x, fromData([1, 2, 3], [3]), 3)).toThrow(/do not fit/);
   });
+
+  it('position offset (cached decoding) equals the matching rows of the full rotation', async () => {
+    const n = R.int(2, 9), dh = 16, off = R.int(1, n - 1);
+    const freqs = torchFreqs(8);
+    const X = R.randn(n * dh);
+    const full = rotary(fromData(X, [1, n, dh]), fromData(freqs, [freqs.length]), 4);
+    const tail = rotary(fromData(X.subarray(off * dh), [1, n - off, dh]), fromData(freqs, [freqs.length]), 4, off);
+    await realize([full, tail]);
+    const f = await read(full);
+    expect(relL2(await read(tail), f.subarray(off * dh))).toBeLessThan(1e-6);
+  });
 });

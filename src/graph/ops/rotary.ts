@@ -7,8 +7,9 @@ import { assertDtype, grid1d, P } from './util.ts';
  * (relative to start) by θ = f32(pos)·freqs[i] (f32 product, like torch), pos = the row's
  * index along axis -2; every other feature passes through. freqs [m] gets no gradient
  * (it is a requires_grad=False buffer in the original). Backward = rotation by −θ.
+ * `offset` shifts every position (a single new token at position t during cached decoding).
  */
-export function rotary(x: Tensor, freqs: Tensor, start: number): Tensor {
+export function rotary(x: Tensor, freqs: Tensor, start: number, offset = 0): Tensor {
   assertDtype(x, 'f32', 'rotary', 'x');
   assertDtype(freqs, 'f32', 'rotary', 'freqs');
   if (x.rank < 2) throw new Error(`rotary: x ${x} must be [..., n, dh]`);
@@ -17,23 +18,24 @@ export function rotary(x: Tensor, freqs: Tensor, start: number): Tensor {
   const [n, dh] = x.shape.slice(-2);
   if (!Number.isInteger(start) || start < 0 || start + 2 * m > dh)
     throw new Error(`rotary: features [${start}, ${start + 2 * m}) do not fit in ${x} (dh ${dh}, freqs ${freqs})`);
-  return rotate(x, freqs, start, m, n, dh, 1);
+  if (!Number.isInteger(offset) || offset < 0) throw new Error(`rotary: bad position offset ${offset}`);
+  return rotate(x, freqs, start, m, n, dh, 1, offset);
 }
 
-function rotate(x: Tensor, freqs: Tensor, start: number, m: number, n: number, dh: number, sign: 1 | -1): Tensor {
+function rotate(x: Tensor, freqs: Tensor, start: number, m: number, n: number, dh: number, sign: 1 | -1, offset: number): Tensor {
   const [y] = makeNode(sign > 0 ? 'rotary' : 'rotary_grad', [x, freqs], [{ shape: x.shape }], {
     encode(ctx) {
       const total = x.size;
       ctx.dispatch({
         kernel: { family: 'rotary' },
         bindings: [x, freqs, y],
-        params: P().u(total, n, dh, start, m).f(sign),
+        params: P().u(total, n, dh, start, m).f(sign).u(offset),
         workgroups: grid1d(total),
       });
     },
     backward([dy]) {
       // The map is a rotation: its transpose rotates by the opposite angle.
-      return [rotate(dy!, freqs, start, m, n, dh, sign > 0 ? -1 : 1), null];
+      return [rotate(dy!, freqs, start, m, n, dh, sign > 0 ? -1 : 1, offset), null];
     },
   });
   return y;
