@@ -9,6 +9,8 @@ import { add, div, maximum, minimum, mul, square, sub, sumTo, scale, unary, UNAR
 import { concat, permute, reshape, slice, split, transpose } from '../../src/graph/ops/shape.ts';
 import { grad, param } from '../../src/graph/autograd.ts';
 import { conv2d } from '../../src/graph/ops/conv.ts';
+import { attention } from '../../src/graph/ops/attention.ts';
+import { moeExperts, topkGate } from '../../src/graph/ops/moe.ts';
 import { Rng } from '../util.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
@@ -128,6 +130,29 @@ export const CASES: SuiteCase[] = [
       const seedGrad = f32(R, y.shape);
       const [dx, dw, db] = grad(sumTo(mul(y, seedGrad), []), [x, w, b]);
       return { y, dx: dx!, dw: dw!, db: db! };
+    },
+  },
+  {
+    name: 'fused attention with causal mask and kept probabilities, backward',
+    build(R) {
+      const b = 2, H = R.int(1, 3), S = R.int(3, 21), d = R.int(2, 24), dv = R.int(2, 24);
+      const q = param(f32(R, [b, H, S, d])), k = param(f32(R, [b, H, S, d])), v = param(f32(R, [b, H, S, dv]));
+      const maskData = new Float32Array(b * S * S).map((_, i) => (i % S <= Math.floor(i / S) % S ? 1 : 0));
+      const { out, probs } = attention(q, k, v, { scale: 1 / Math.sqrt(d), mask: fromData(maskData, [b, S, S]), keepProbs: true });
+      const [dq, dk, dvv] = grad(sumTo(mul(out, f32(R, out.shape)), []), [q, k, v]);
+      return { out, probs: probs!, dq: dq!, dk: dk!, dv: dvv! };
+    },
+  },
+  {
+    name: 'MoE top-k gate, GPU routing, grouped experts (weighted), backward',
+    build(R) {
+      const N = R.int(5, 20), d = R.int(3, 20), F = R.int(3, 24), E = 4, k = 2;
+      const x = param(f32(R, [N, d])), gw = param(f32(R, [E, d]));
+      const experts = Array.from({ length: E }, () => ({ w1: param(f32(R, [F, d], 0.3)), w3: param(f32(R, [F, d], 0.3)), w2: param(f32(R, [d, F], 0.3)) }));
+      const route = topkGate(x, gw, k);
+      const y = moeExperts(x, route, experts, 'silu', 'weighted');
+      const [dx, dgw, dw1] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x, gw, experts[0].w1]);
+      return { probs: route.probs, indices: route.indices, weights: route.weights, y, dx: dx!, dgw: dgw!, dw1: dw1! };
     },
   },
 ];
