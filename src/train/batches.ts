@@ -1,0 +1,64 @@
+// Examples → GPU batches: preprocessed pixels (CHW floats) and encoded reports.
+import { fromData } from '../graph/runtime.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
+import type { Batch } from '../model/micar.ts';
+
+export interface TrainExample {
+  id: string;
+  /** Preprocessed image, [3, S, S] normalised floats. */
+  pixels: Float32Array;
+  report: string;
+}
+
+export interface HostBatch {
+  ids: string[];
+  pixels: Float32Array;
+  input: Int32Array;
+  labels: Int32Array;
+  padMask: Int32Array;
+  b: number;
+  T: number;
+  size: number;
+}
+
+export function hostBatch(examples: TrainExample[], tok: Tokenizer, T: number, size: number): HostBatch {
+  const b = examples.length;
+  const per = 3 * size * size;
+  const pixels = new Float32Array(b * per);
+  const input = new Int32Array(b * T), labels = new Int32Array(b * T), padMask = new Int32Array(b * T);
+  examples.forEach((e, i) => {
+    if (e.pixels.length !== per) throw new Error(`example ${e.id}: image has ${e.pixels.length} values, expected 3×${size}×${size}`);
+    pixels.set(e.pixels, i * per);
+    const enc = tok.encode(e.report, T);
+    input.set(enc.input, i * T);
+    labels.set(enc.labels, i * T);
+    padMask.set(enc.padMask, i * T);
+  });
+  return { ids: examples.map((e) => e.id), pixels, input, labels, padMask, b, T, size };
+}
+
+export function toGpuBatch(h: HostBatch): Batch {
+  return {
+    image: fromData(h.pixels, [h.b, 3, h.size, h.size], 'f32', 'image'),
+    inputIds: fromData(h.input, [h.b, h.T], 'i32', 'input_ids'),
+    labelIds: fromData(h.labels, [h.b, h.T], 'i32', 'label_ids'),
+    padMask: h.padMask,
+  };
+}
+
+/** Deterministic Fisher–Yates permutation of 0..n−1 for (seed, epoch). */
+export function epochOrder(n: number, seed: number, epoch: number): number[] {
+  let s = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca77)) >>> 0 || 1;
+  const rnd = () => {
+    let t = (s = (s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}

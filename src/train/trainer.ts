@@ -1,0 +1,168 @@
+// The training loop: seeded shuffling, one-submission training steps (forward, backward,
+// AdamW, BatchNorm updates), StepLR per epoch, validation with early stopping on the authors'
+// selection score, atomic checkpoints (last and best) that resume bit-exactly.
+import type { Tensor } from '../graph/tensor.ts';
+import { dispose, read, realize } from '../graph/runtime.ts';
+import { grad } from '../graph/autograd.ts';
+import { AdamW } from '../graph/ops/optim.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
+import type { MicarConfig } from '../model/config.ts';
+import { forward } from '../model/micar.ts';
+import { Weights } from '../model/weights.ts';
+import { epochOrder, hostBatch, toGpuBatch, type TrainExample } from './batches.ts';
+import { type EvalExample, predictReports, scorePredictions, type EvalScores } from './evaluate.ts';
+import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { Progress } from './progress.ts';
+
+export interface TrainOptions {
+  cfg: MicarConfig;
+  tokenizer: Tokenizer;
+  train: TrainExample[];
+  val: EvalExample[];
+  /** Folder for last.safetensors, best.safetensors and history files. */
+  outDir: string;
+  seed: number;
+  /** Resume from outDir/last.safetensors when it exists. */
+  resume?: boolean;
+  /** Save last.safetensors every this many steps (and at each epoch end). */
+  checkpointEvery?: number;
+  /** Stop after this many optimiser steps in total (tests, time-boxed runs). */
+  maxSteps?: number;
+  /** Stop starting new epochs after this many seconds. */
+  timeBudgetS?: number;
+  /** Validation examples scored per epoch (default all). */
+  valLimit?: number;
+  log?: (line: string) => void;
+  quiet?: boolean;
+  /** Start from these weights instead of a fresh init (fine-tuning). */
+  initial?: Weights;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  step: number;
+  loss: number;
+  lr: number;
+  val: EvalScores | null;
+  seconds: number;
+}
+
+export class NonFiniteError extends Error {}
+
+/** One optimiser step in one submission; returns the loss (read back after the step). */
+export async function trainStep(w: Weights, opt: AdamW, examples: TrainExample[], tok: Tokenizer, seed: number): Promise<number> {
+  const cfg = w.cfg;
+  const h = hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size);
+  const batch = toGpuBatch(h);
+  const out = forward(w, batch, { training: true, seed });
+  const { vision, other } = w.trainable();
+  const params = [...vision, ...other];
+  const grads = grad(out.loss, params);
+  const gradMap = new Map<Tensor, Tensor | null>(params.map((p, i) => [p, grads[i]]));
+  const effects = opt.step(gradMap, { guard: out.loss });
+  await realize([out.loss], { effects: [...effects, ...out.f.bnUpdates], label: 'train step' });
+  for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);
+  const loss = (await read(out.loss))[0];
+  dispose(out.loss, batch.image, batch.inputIds, batch.labelIds);
+  if (!Number.isFinite(loss)) {
+    // The optimiser skipped the update (guard). Find the first non-finite gradient for the report.
+    const diag = forward(w, toGpuBatch(h), { training: true, seed });
+    const g = grad(diag.loss, params);
+    await realize(g.filter((x): x is Tensor => !!x));
+    for (let i = 0; i < params.length; i++) {
+      if (!g[i]) continue;
+      const v = await read(g[i]!);
+      if (!v.every(Number.isFinite)) throw new NonFiniteError(`non-finite loss (${loss}); first non-finite gradient: ${w.nameOf(params[i])}; the step was skipped, no checkpoint written`);
+    }
+    throw new NonFiniteError(`non-finite loss (${loss}) with finite gradients; the step was skipped, no checkpoint written`);
+  }
+  return loss;
+}
+
+export function stepLr(base: number, epoch: number, stepSize: number, gamma: number): number {
+  return base * Math.pow(gamma, Math.floor(epoch / Math.max(1, stepSize)));
+}
+
+/** Trains per the options; returns the history and the best validation score. */
+export async function train(o: TrainOptions): Promise<{ weights: Weights; history: EpochRecord[]; best: number; state: TrainState }> {
+  const cfg = o.cfg;
+  const log = o.log ?? ((s: string) => console.log(s));
+  const B = cfg.batch_size ?? 16;
+  const epochs = cfg.epochs ?? 1, patience = cfg.patience ?? epochs;
+  const baseLr = cfg.lr ?? 1e-4, baseVLr = cfg.v_lr ?? 5e-5;
+  const stepSize = cfg.step_size ?? Math.max(1, Math.floor(epochs / 2)), gamma = cfg.gamma ?? 0.1;
+  const lastPath = `${o.outDir}/last.safetensors`, bestPath = `${o.outDir}/best.safetensors`;
+  const stepsPerEpoch = Math.ceil(o.train.length / B);
+  if (o.train.length === 0) throw new Error('train: the training split is empty');
+
+  let w: Weights, state: TrainState;
+  const makeOpt = (weights: Weights) => {
+    const { vision, other } = weights.trainable();
+    return new AdamW([{ params: vision, lr: baseVLr }, { params: other, lr: baseLr }], {
+      betas: cfg.betas ?? [0.9, 0.999], eps: cfg.eps ?? 1e-8, weightDecay: cfg.weight_decay ?? 5e-5, amsgrad: cfg.amsgrad ?? true,
+    });
+  };
+  let opt: AdamW;
+  const resumed = o.resume ? await loadCheckpoint(lastPath, { optional: true }) : null;
+  if (resumed) {
+    w = resumed.weights;
+    opt = makeOpt(w);
+    resumed.loadOptimizer(opt, w);
+    state = resumed.state;
+    log(`resumed from ${lastPath}: epoch ${state.epoch}, step ${state.step}`);
+  } else {
+    w = o.initial ?? Weights.init(cfg, o.seed);
+    opt = makeOpt(w);
+    state = { epoch: 0, stepInEpoch: 0, step: 0, seed: o.seed, best: -Infinity, badEpochs: 0, history: [], done: false };
+  }
+  const progress = new Progress(o.quiet ? null : log);
+  const t0 = Date.now();
+  while (!state.done && state.epoch < epochs) {
+    const epoch = state.epoch;
+    const lrs = [stepLr(baseVLr, epoch, stepSize, gamma), stepLr(baseLr, epoch, stepSize, gamma)];
+    opt.setLr(0, lrs[0]);
+    opt.setLr(1, lrs[1]);
+    const order = epochOrder(o.train.length, o.seed, epoch);
+    let lossSum = 0, lossN = 0;
+    const epochStart = Date.now();
+    progress.start(`epoch ${epoch + 1}/${epochs}`, stepsPerEpoch, state.stepInEpoch);
+    for (let s = state.stepInEpoch; s < stepsPerEpoch; s++) {
+      if (o.maxSteps !== undefined && state.step >= o.maxSteps) break;
+      const ex = order.slice(s * B, (s + 1) * B).map((i) => o.train[i]);
+      const stepSeed = (Math.imul(o.seed, 0x27d4eb2d) + state.step * 0x165667b1) >>> 0;
+      const loss = await trainStep(w, opt, ex, o.tokenizer, stepSeed);
+      lossSum += loss;
+      lossN++;
+      state.step++;
+      state.stepInEpoch = s + 1;
+      progress.tick(loss, ex.length * cfg.text_seq_len);
+      if (o.checkpointEvery && state.step % o.checkpointEvery === 0 && state.stepInEpoch < stepsPerEpoch)
+        await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
+    }
+    progress.end();
+    const interrupted = state.stepInEpoch < stepsPerEpoch;
+    if (interrupted) break; // maxSteps reached mid-epoch
+    let val: EvalScores | null = null;
+    if (o.val.length) {
+      const vs = o.val.slice(0, o.valLimit ?? o.val.length);
+      val = scorePredictions(await predictReports(w, o.tokenizer, vs), vs as EvalExample[]);
+    }
+    const rec: EpochRecord = { epoch, step: state.step, loss: lossSum / Math.max(1, lossN), lr: lrs[1], val, seconds: (Date.now() - epochStart) / 1000 };
+    state.history.push(rec);
+    log(`epoch ${epoch + 1}: loss ${rec.loss.toFixed(4)}` + (val ? `, val selection ${val.selection.toFixed(4)}, BLEU-4 ${val.bleu4.toFixed(4)}` + (val.finding_accuracy !== null ? `, finding acc ${val.finding_accuracy.toFixed(3)}` : '') : ''));
+    state.epoch++;
+    state.stepInEpoch = 0;
+    const score = val?.selection ?? -rec.loss;
+    if (score >= state.best) {
+      state.best = score;
+      state.badEpochs = 0;
+      await saveCheckpoint(bestPath, w, opt, o.tokenizer, state);
+    } else if (++state.badEpochs >= patience) {
+      log(`early stop: no improvement for ${patience} epochs`);
+      state.done = true;
+    }
+    if (o.timeBudgetS !== undefined && (Date.now() - t0) / 1000 > o.timeBudgetS) state.done = true;
+    await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
+  }
+  return { weights: w, history: state.history, best: state.best, state };
+}
