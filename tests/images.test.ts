@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import { encode as encodePngRaw } from 'fast-png';
+import jpeg from 'jpeg-js';
+import { decodeImage, encodePng, sniffImageFormat } from '../src/data/images.ts';
+import { antialiasWeights, IMAGENET_MEAN, IMAGENET_STD, preprocess, preprocessBatch, resizedSize, resizePil } from '../src/data/preprocess.ts';
+import { relL2, rng } from './util.ts';
+import { preprocessRef } from './ref/resize.ts';
+
+describe('preprocess (resize shorter side, antialiased bilinear; centre crop; normalise)', () => {
+  const R = rng('preprocess');
+  it('matches the float64 reference on random small images (down- and upscaling, odd sizes, padding crop)', () => {
+    for (let t = 0; t < 25; t++) {
+      const h = R.int(1, 37), w = R.int(1, 37), size = R.int(1, 30);
+      const [rh, rw] = resizedSize(h, w, size);
+      // mostly crops inside the resized image, sometimes larger (zero padding as torchvision does)
+      const crop = R.next() < 0.8 ? R.int(1, Math.min(rh, rw)) : R.int(1, Math.max(rh, rw) + 3);
+      const data = Uint8Array.from({ length: h * w * 3 }, () => R.int(0, 255));
+      const got = preprocess({ width: w, height: h, data }, { resize: size, crop });
+      const ref = preprocessRef(data, h, w, size, crop, [...IMAGENET_MEAN], [...IMAGENET_STD]);
+      // output is float32: relative error from one rounding of values of order 1
+      expect(relL2(got, ref), `h=${h} w=${w} resize=${size} crop=${crop}`).toBeLessThan(1e-6);
+    }
+  });
+
+  it('the paper sizes: a 300x200 image gives 3x224x224 with a 348x232 intermediate', () => {
+    expect(resizedSize(200, 300, 232)).toEqual([232, Math.trunc((232 * 300) / 200)]);
+    const h = 20, w = 30, data = Uint8Array.from({ length: h * w * 3 }, () => R.int(0, 255));
+    const got = preprocess({ width: w, height: h, data }, { resize: 16, crop: 12 });
+    expect(got.length).toBe(3 * 12 * 12);
+    expect(relL2(got, preprocessRef(data, h, w, 16, 12, [...IMAGENET_MEAN], [...IMAGENET_STD]))).toBeLessThan(1e-6);
+  });
+
+  it('filter weights are normalised and the support scales with the downscale factor', () => {
+    for (let t = 0; t < 20; t++) {
+      const inSize = R.int(1, 200), outSize = R.int(1, 60);
+      const a = antialiasWeights(inSize, outSize);
+      for (let i = 0; i < outSize; i++) {
+        let s = 0;
+        for (let k = 0; k < a.count[i]; k++) s += a.weights[i * a.maxTaps + k];
+        expect(Math.abs(s - 1)).toBeLessThan(1e-12);
+        expect(a.count[i]).toBeLessThanOrEqual(Math.ceil(Math.max(inSize / outSize, 1)) * 2 + 1);
+      }
+    }
+  });
+
+  it("'pil' mode (8-bit fixed point, two rounded passes) stays within about one level of the float formula", () => {
+    for (let t = 0; t < 10; t++) {
+      const h = R.int(4, 40), w = R.int(4, 40), size = R.int(2, 30), crop = R.int(1, size);
+      const data = Uint8Array.from({ length: h * w * 3 }, () => R.int(0, 255));
+      const img = { width: w, height: h, data };
+      const id = { resize: size, crop, mean: [0, 0, 0] as const, std: [1, 1, 1] as const };
+      const f = preprocess(img, id), p = preprocess(img, { ...id, mode: 'pil' });
+      let worst = 0;
+      for (let i = 0; i < f.length; i++) worst = Math.max(worst, Math.abs(f[i] - p[i]));
+      // each pass rounds to 1/255 (≤ 0.5 level) and the 22-bit coefficients add < 1e-5 level
+      expect(worst * 255, `h=${h} w=${w} size=${size}`).toBeLessThanOrEqual(1.0 + 1e-3);
+      // and pil output is on the 1/255 grid
+      for (let i = 0; i < p.length; i++) expect(Math.abs(p[i] * 255 - Math.round(p[i] * 255))).toBeLessThan(1e-3);
+    }
+  });
+
+  it('resizePil keeps the image when the size is unchanged and handles one-axis resizes', () => {
+    const data = Uint8Array.from({ length: 5 * 7 * 3 }, () => R.int(0, 255));
+    expect(resizePil({ width: 7, height: 5, data }, 5, 7).data).toEqual(data);
+    const r = resizePil({ width: 7, height: 5, data }, 5, 3);
+    expect([r.width, r.height, r.data.length]).toEqual([3, 5, 45]);
+  });
+
+  it('preprocessBatch stacks images', () => {
+    const imgs = [0, 1, 2].map(() => ({ width: 9, height: 6, data: Uint8Array.from({ length: 9 * 6 * 3 }, () => R.int(0, 255)) }));
+    const b = preprocessBatch(imgs, { resize: 8, crop: 7 });
+    imgs.forEach((im, i) => expect(Array.from(b.subarray(i * 147, (i + 1) * 147))).toEqual(Array.from(preprocess(im, { resize: 8, crop: 7 }))));
+  });
+});
+
+describe('image decoding to RGB', () => {
+  const R = rng('images');
+  const rand = (n: number, max = 255) => Uint8Array.from({ length: n }, () => R.int(0, max));
+
+  it('PNG gray, gray+alpha, RGB, RGBA at 8 bits, and 16 bits (high byte kept)', () => {
+    const w = R.int(1, 13), h = R.int(1, 11);
+    for (const channels of [1, 2, 3, 4]) {
+      const px = rand(w * h * channels);
+      const img = decodeImage(encodePngRaw({ width: w, height: h, data: px, channels, depth: 8 }), `c${channels}.png`);
+      expect([img.width, img.height]).toEqual([w, h]);
+      for (let i = 0; i < w * h; i++) {
+        const expected = channels <= 2 ? [px[i * channels], px[i * channels], px[i * channels]] : [px[i * channels], px[i * channels + 1], px[i * channels + 2]];
+        expect(Array.from(img.data.subarray(i * 3, i * 3 + 3))).toEqual(expected);
+      }
+      const px16 = Uint16Array.from({ length: w * h * channels }, () => R.int(0, 65535));
+      const img16 = decodeImage(encodePngRaw({ width: w, height: h, data: px16, channels, depth: 16 }));
+      for (let i = 0; i < w * h; i++) expect(img16.data[i * 3]).toBe(px16[i * channels] >> 8);
+    }
+  });
+
+  it('PNG 1-, 2- and 4-bit grayscale is unpacked and scaled to 0..255', () => {
+    for (const depth of [1, 2, 4] as const) {
+      const w = R.int(1, 19), h = R.int(1, 7), max = (1 << depth) - 1;
+      const vals = rand(w * h, max);
+      const rowBytes = Math.ceil((w * depth) / 8), packed = new Uint8Array(rowBytes * h);
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) packed[y * rowBytes + ((x * depth) >> 3)] |= vals[y * w + x] << (8 - depth - ((x * depth) & 7));
+      const img = decodeImage(encodePngRaw({ width: w, height: h, data: packed, channels: 1, depth }));
+      for (let i = 0; i < w * h; i++) expect(img.data[i * 3 + 1]).toBe(Math.round((vals[i] * 255) / max));
+    }
+  });
+
+  it('encodePng round-trips RGB exactly', () => {
+    const w = R.int(1, 20), h = R.int(1, 20), data = rand(w * h * 3);
+    const img = decodeImage(encodePng({ width: w, height: h, data }));
+    expect(img.data).toEqual(data);
+  });
+
+  it('JPEG decodes to RGB close to the encoded (smooth) image', () => {
+    const w = R.int(8, 40), h = R.int(8, 40), data = new Uint8Array(w * h * 4);
+    const [a, b, c] = [R.next(), R.next(), R.next()];
+    for (let i = 0; i < w * h; i++) {
+      const x = i % w, y = Math.floor(i / w);
+      data.set([128 + 100 * Math.sin(a * x / 4), 128 + 100 * Math.cos(b * y / 5), 128 + 60 * Math.sin(c * (x + y) / 6), 255], i * 4);
+    }
+    const bytes = new Uint8Array(jpeg.encode({ width: w, height: h, data }, 100).data);
+    expect(sniffImageFormat(bytes)).toBe('jpeg');
+    const img = decodeImage(bytes);
+    let err = 0;
+    for (let i = 0; i < w * h; i++) for (let k = 0; k < 3; k++) err += Math.abs(img.data[i * 3 + k] - data[i * 4 + k]);
+    // quality 100 with 4:2:0 chroma: a smooth image comes back within a few levels on average
+    expect(err / (w * h * 3)).toBeLessThan(4);
+  });
+
+  it('garbage bytes and truncated files fail with the source named', () => {
+    expect(() => decodeImage(new Uint8Array([1, 2, 3, 4]), 'x/bad.bin')).toThrow(/x\/bad\.bin.*neither PNG nor JPEG/);
+    const png = encodePng({ width: 4, height: 4, data: rand(48) });
+    expect(() => decodeImage(png.subarray(0, 30), 'x/trunc.png')).toThrow(/x\/trunc\.png/);
+  });
+});
