@@ -1,14 +1,51 @@
 // Batched matmul C[b] = op(A[b]) · op(B[b]) (+ bias[n]), op = optional transpose.
-// Any M, N, K (edges are bounds-checked). Each workgroup computes a TM×TN tile of C with
-// (TM/RM)×(TN/RN) threads, each thread an RM×RN register block; K advances BK at a time
-// through workgroup memory.
-// Specialisation: TRANS_A, TRANS_B, HAS_BIAS (bool), TM, TN, BK, RM, RN (u32).
+// Any M, N, K (edges are bounds-checked). Two kernels (src/graph/ops/matmul.ts picks one):
+//
+// REGISTER (CPU adapters such as llvmpipe, which run a workgroup's invocations as SIMD lanes):
+//   no workgroup memory, no barriers. Each invocation owns RM rows of C; the workgroup owns a
+//   strip of RN columns, so every B element is loaded at a workgroup-uniform address (one
+//   scalar load broadcast to all lanes) while only A is loaded per lane (a per-lane loop on
+//   such drivers, ~10x dearer). Big RM×RN register blocks amortise those loads; the body is
+//   generated fully unrolled in matmul.ts (REG_BODY) so the accumulators stay in registers
+//   instead of a dynamically indexed array. AV: A is read as vec4 (4 k's, or with transA 4
+//   rows, per load), needing K % 4 == 0 (or M % 4 == 0 with transA).
+//
+// TILED (GPUs): each workgroup computes a TM×TN tile of C with (TM/RM)×(TN/RN) threads, each
+//   thread an RM×RN register block; K advances BK at a time through workgroup memory.
+//
+// Specialisation: REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV (bool); TM, TN, BK, RM, RN, WG
+// (u32); REG_BODY (generated WGSL, empty for TILED).
 
 struct Params {
   M: u32, N: u32, K: u32, batch: u32,
   strideA: u32, strideB: u32, strideC: u32, pad0: u32,   // per-batch element strides (0 = broadcast)
 }
 @group(0) @binding(0) var<uniform> p: Params;
+#if ${REGISTER}
+#if ${AV}
+@group(0) @binding(1) var<storage, read> A: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+#endif
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+#if ${HAS_BIAS}
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+const WG: u32 = ${WG}u;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let baseA = wid.z * p.strideA;
+  let baseB = wid.z * p.strideB;
+  let baseC = wid.z * p.strideC;
+  let n0 = wid.x * ${RN}u;
+  // Rows of this invocation: groups of 4 consecutive rows, group g at m4 + g*4*WG.
+  let m4 = wid.y * (WG * ${RM}u) + 4u * lid.x;
+${REG_BODY}
+}
+#else
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
@@ -102,3 +139,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
   }
 }
+#endif

@@ -1,5 +1,6 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
 import { makeNode, type Tensor } from '../tensor.ts';
+import { runtime } from '../runtime.ts';
 import { assertDtype, P } from './util.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
@@ -10,10 +11,115 @@ export interface MatmulOptions {
   bias?: Tensor;
 }
 
-/** Tile configuration; chosen per shape (small problems use smaller tiles). */
-export function matmulTiles(M: number, N: number): { TM: number; TN: number; BK: number; RM: number; RN: number } {
-  if (M * N <= 64 * 64) return { TM: 32, TN: 32, BK: 16, RM: 4, RN: 4 };
-  return { TM: 64, TN: 64, BK: 16, RM: 4, RN: 4 };
+/** Kernel configuration (see shaders/matmul.wgsl): REGISTER for CPU adapters, else TILED. */
+export interface MatmulTiles {
+  kind: 'register' | 'tiled';
+  /** TILED: C tile per workgroup and K step. */
+  TM: number;
+  TN: number;
+  BK: number;
+  /** Rows × columns of C per invocation (REGISTER: RM per lane, RN per workgroup). */
+  RM: number;
+  RN: number;
+  /** REGISTER: invocations per workgroup. */
+  WG: number;
+}
+
+/** Which kernel family member to use: 'auto' picks REGISTER on software (CPU) adapters. */
+export type MatmulKernelChoice = 'auto' | 'register' | 'tiled';
+let kernelChoice: MatmulKernelChoice = 'auto';
+/** Forces a kernel (tests cover both paths on any adapter; benchmarks compare them). */
+export function setMatmulKernel(k: MatmulKernelChoice): void {
+  kernelChoice = k;
+}
+
+function isCpuAdapter(): boolean {
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Tile configuration for an M×N output. REGISTER blocks were tuned on llvmpipe (bench/matmul.ts):
+ * a wide uniform column strip (RN) amortises the per-lane A loads; small outputs get smaller
+ * blocks so little work is wasted on clamped edges (each distinct block is one more pipeline).
+ */
+export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = 'tiled'): MatmulTiles {
+  if (kind === 'register') {
+    // Small outputs (tests, tiny heads): a small block compiles fast and wastes little.
+    if (M * N <= 64 * 64) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 8, WG: 8 };
+    return { kind, TM: 0, TN: 0, BK: 0, RM: REG_RM, RN: REG_RN, WG: REG_WG };
+  }
+  if (M * N <= 64 * 64) return { kind, TM: 32, TN: 32, BK: 16, RM: 4, RN: 4, WG: 0 };
+  return { kind, TM: 64, TN: 64, BK: 16, RM: 4, RN: 4, WG: 0 };
+}
+
+// Tuned on llvmpipe (2 cores, 256-bit): see bench/matmul.ts.
+let REG_WG = 8, REG_RM = 8, REG_RN = 16;
+/** Overrides the big REGISTER block (benchmark sweeps). */
+export function setRegisterBlock(WG: number, RM: number, RN: number): void {
+  if (RM % 4 || RN % 4 || RM <= 0 || RN <= 0 || WG <= 0) throw new Error(`setRegisterBlock: RM ${RM} and RN ${RN} must be positive multiples of 4`);
+  REG_WG = WG;
+  REG_RM = RM;
+  REG_RN = RN;
+}
+
+/**
+ * The fully unrolled body of the REGISTER kernel: RM×RN scalar accumulators, the B row of
+ * the workgroup's column strip loaded once per k at uniform addresses, A per lane (vec4 when
+ * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets.
+ */
+export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean, av: boolean): string {
+  const { RM, RN } = t;
+  const L: string[] = [];
+  for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
+  // A offsets (rows clamped so edge lanes read valid memory; their results are not stored).
+  if (av && transA) {
+    for (let g = 0; g < RM / 4; g++) L.push(`  let ag${g} = (baseA + min(r${4 * g}, p.M - 4u)) / 4u;`);
+    L.push('  let M4 = p.M / 4u;');
+  } else if (av) {
+    for (let i = 0; i < RM; i++) L.push(`  let ao${i} = (baseA + min(r${i}, p.M - 1u) * p.K) / 4u;`);
+  } else {
+    for (let i = 0; i < RM; i++) L.push(`  let ao${i} = baseA + min(r${i}, p.M - 1u)${transA ? '' : ' * p.K'};`);
+  }
+  for (let j = 0; j < RN; j++) L.push(`  let bo${j} = baseB + min(n0 + ${j}u, p.N - 1u)${transB ? ' * p.K' : ''};`);
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
+  const fmas = (aOf: (i: number) => string, kexpr: string) => {
+    L.push(`    { let kb = ${transB ? kexpr : `(${kexpr}) * p.N`};`);
+    for (let j = 0; j < RN; j++) {
+      L.push(`      let b${j} = B[bo${j} + kb];`);
+      L.push('      ' + Array.from({ length: RM }, (_, i) => `c${i}_${j} = fma(${aOf(i)}, b${j}, c${i}_${j});`).join(' '));
+    }
+    L.push('    }');
+  };
+  const comp = ['x', 'y', 'z', 'w'];
+  if (av && !transA) {
+    L.push('  for (var k = 0u; k < p.K; k += 4u) {');
+    L.push('    let k4 = k / 4u;');
+    for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k4];`);
+    for (let kk = 0; kk < 4; kk++) fmas((i) => `a${i}.${comp[kk]}`, `k + ${kk}u`);
+    L.push('  }');
+  } else if (av) {
+    L.push('  for (var k = 0u; k < p.K; k++) {');
+    for (let g = 0; g < RM / 4; g++) L.push(`    let a${g} = A[ag${g} + k * M4];`);
+    fmas((i) => `a${Math.floor(i / 4)}.${comp[i % 4]}`, 'k');
+    L.push('  }');
+  } else {
+    L.push('  for (var k = 0u; k < p.K; k++) {');
+    for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k${transA ? ' * p.M' : ''}];`);
+    fmas((i) => `a${i}`, 'k');
+    L.push('  }');
+  }
+  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `bias[min(n0 + ${j}u, p.N - 1u)]` : '0.0'};`);
+  for (let i = 0; i < RM; i++) {
+    L.push(`  if (r${i} < p.M) {`);
+    L.push(`    let o = baseC + r${i} * p.N + n0;`);
+    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = c${i}_${j} + bias${j}; }`);
+    L.push('  }');
+  }
+  return L.join('\n');
 }
 
 /**
@@ -37,11 +143,28 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const inputs = bias ? [a, b, bias] : [a, b];
   const [c] = makeNode('matmul', inputs, [{ shape: outShape }], {
     encode(ctx) {
-      const t = matmulTiles(M, N);
+      const kind = kernelChoice === 'auto' ? (isCpuAdapter() ? 'register' : 'tiled') : kernelChoice;
+      const { kind: _k, ...t } = matmulTiles(M, N, kind);
+      const params = P().u(M, N, K, batch, bA === 1 ? 0 : M * K, bB === 1 ? 0 : K * N, M * N, 0);
+      const bindings = bias ? [a, b, c, bias] : [a, b, c];
+      if (kind === 'register') {
+        // vec4 A loads need 16-byte aligned rows (and batch strides): K % 4 (transA: M % 4).
+        const av = transA ? M % 4 === 0 : K % 4 === 0;
+        ctx.dispatch({
+          kernel: {
+            family: 'matmul',
+            defs: { REGISTER: true, TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, AV: av, ...t, REG_BODY: registerBody({ kind, ...t }, transA, transB, !!bias, av) },
+          },
+          bindings,
+          params,
+          workgroups: [Math.ceil(N / t.RN), Math.ceil(M / (t.WG * t.RM)), batch],
+        });
+        return;
+      }
       ctx.dispatch({
-        kernel: { family: 'matmul', defs: { TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, ...t } },
-        bindings: bias ? [a, b, c, bias] : [a, b, c],
-        params: P().u(M, N, K, batch, bA === 1 ? 0 : M * K, bB === 1 ? 0 : K * N, M * N, 0),
+        kernel: { family: 'matmul', defs: { REGISTER: false, TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, AV: false, ...t, REG_BODY: '' } },
+        bindings,
+        params,
         workgroups: [Math.ceil(N / t.TN), Math.ceil(M / t.TM), batch],
       });
     },
