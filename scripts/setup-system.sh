@@ -7,8 +7,6 @@ need_apt=()
 have_vulkan_icd() { ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; }
 if ! have_vulkan_icd; then need_apt+=(mesa-vulkan-drivers); fi
 if [ "${MICAR_SKIP_CHROMIUM:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
-# WordNet 3.0 dict files: only scripts/build-wordnet-index.ts reads them (the index is committed).
-if [ ! -f /usr/share/wordnet/data.noun ]; then need_apt+=(wordnet-base); fi
 if [ ${#need_apt[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then echo "setup: need root to apt-get install ${need_apt[*]}" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
