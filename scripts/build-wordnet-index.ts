@@ -1,8 +1,8 @@
 // Builds src/metrics/data/wordnet-index.ts: the part of WordNet 3.0 that METEOR's synonym
 // stage reads (nltk `wordnet.synsets(w)` → lemma names), small enough to ship to a browser.
 //   bash scripts/run-deno.sh run -A scripts/build-wordnet-index.ts [/usr/share/wordnet]
-// Input: the WordNet 3.0 dict files (Debian package wordnet-base, which setup-system.sh
-// installs). Output: gzip + base64 of a line-based text, decoded by src/metrics/wordnet.ts.
+// Input: the WordNet 3.0 dict files (Debian package wordnet-base: apt-get install wordnet-base;
+// not needed at run time). Output: gzip + base64 of a line-based text, decoded by src/metrics/wordnet.ts.
 //
 // Text layout (sections separated by a line holding only "%"):
 //   1. lemma names, one per line (every name without "_" of every synset, as nltk's
