@@ -77,20 +77,25 @@ describe('MoE float64 references: analytic gradients vs finite differences', () 
 
 describe('topkGate and loadBalancingLoss (GPU)', () => {
   const R = rng('moe-gate');
-  for (const [E, k] of [[4, 2], [6, 3], [5, 1]]) {
-    it(`E=${E}, k=${k}: probs, indices, weights and gradients to x and gateW`, async () => {
+  // Loss terms: probs·GP + weights·GW + lb (both gradient inputs), lb only ('sum' mode
+  // training: no weights gradient), weights·GW only (no probs gradient).
+  for (const [E, k, terms] of [[4, 2, 'all'], [6, 3, 'lb'], [5, 1, 'weights'], [8, 2, 'weights']] as const) {
+    it(`E=${E}, k=${k}, loss terms ${terms}: probs, indices, weights and gradients to x and gateW`, async () => {
       const N = 24, d = R.int(5, 40);
       const X = R.randn(N * d), W = R.randn(E * d, 0.5), GP = R.randn(N * E), GW = R.randn(N * k);
       const x = param(fromData(X, [N, d])), w = param(fromData(W, [E, d]));
       const gate = topkGate(x, w, k);
       const lb = loadBalancingLoss(gate.probs);
-      const loss = add(add(sumTo(mul(gate.probs, fromData(GP, [N, E])), []), sumTo(mul(gate.weights, fromData(GW, [N, k])), [])), lb);
+      if (terms !== 'all') GP.fill(0);
+      if (terms === 'lb') GW.fill(0);
+      const wTerm = sumTo(mul(gate.weights, fromData(GW, [N, k])), []);
+      const loss = terms === 'all' ? add(add(sumTo(mul(gate.probs, fromData(GP, [N, E])), []), wTerm), lb) : terms === 'lb' ? lb : wTerm;
       const [gx, gw] = grad(loss, [x, w]);
       await realize([gate.probs, gate.indices, gate.weights, lb, gx!, gw!]);
       const ref = gateRef(X, W, N, d, E, k);
       const lbRef = lbLossRef(ref.probs, N, E);
       // The lb loss adds lbRef.grad to the probs' gradient.
-      const GPtot = GP.map((v, i) => v + lbRef.grad[i]);
+      const GPtot = GP.map((v, i) => v + (terms === 'weights' ? 0 : lbRef.grad[i]));
       const gref = gateGradRef(X, W, N, d, E, k, GPtot, GW);
       expect(Array.from(await read(gate.indices))).toEqual(Array.from(ref.indices));
       const errs = {
@@ -98,7 +103,7 @@ describe('topkGate and loadBalancingLoss (GPU)', () => {
         lb: Math.abs((await read(lb))[0] - lbRef.loss) / Math.abs(lbRef.loss),
         dx: relL2(await read(gx!), gref.dx), dW: relL2(await read(gw!), gref.dW),
       };
-      console.log(`topkGate N=${N} d=${d} E=${E} k=${k}: rel L2 ${fmt(errs)}`);
+      console.log(`topkGate N=${N} d=${d} E=${E} k=${k} loss ${terms}: rel L2 ${fmt(errs)}`);
       for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
     });
   }
