@@ -2,15 +2,25 @@
 // (tests/browser.test.ts compares the two). Every case draws its shapes and data from its own
 // generator seeded by (suite seed, case name), so a case's inputs do not depend on which other
 // cases ran; a hash of every draw is returned so the test can prove both sides saw the same inputs.
-import { fromData, init, read, realize, dispose } from '../../src/graph/runtime.ts';
+import { fromData, init, read, realize, dispose, sync } from '../../src/graph/runtime.ts';
+import { pipelineErrors } from '../../src/gpu/pipelines.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { matmul, linear } from '../../src/graph/ops/matmul.ts';
-import { add, div, maximum, minimum, mul, square, sub, sumTo, scale, unary, UNARY_OPS, type UnaryOp } from '../../src/graph/ops/elementwise.ts';
+import { add, div, fill, maximum, minimum, mul, square, sub, sumTo, scale, unary, UNARY_OPS, type UnaryOp } from '../../src/graph/ops/elementwise.ts';
 import { concat, permute, reshape, slice, split, transpose } from '../../src/graph/ops/shape.ts';
 import { grad, param } from '../../src/graph/autograd.ts';
 import { conv2d } from '../../src/graph/ops/conv.ts';
 import { attention } from '../../src/graph/ops/attention.ts';
 import { moeExperts, topkGate } from '../../src/graph/ops/moe.ts';
+import { max, mean, sum } from '../../src/graph/ops/reduce.ts';
+import { logSoftmax, softmax } from '../../src/graph/ops/softmax.ts';
+import { rmsNorm } from '../../src/graph/ops/norm.ts';
+import { embedding, sinusoidalPositions } from '../../src/graph/ops/embedding.ts';
+import { rotary } from '../../src/graph/ops/rotary.ts';
+import { crossEntropy } from '../../src/graph/ops/loss.ts';
+import { batchNorm2d } from '../../src/graph/ops/batchnorm.ts';
+import { adaptiveAvgPool2d, maxPool2d } from '../../src/graph/ops/pool.ts';
+import { resizeBilinear } from '../../src/graph/ops/resize.ts';
 import { Rng } from '../util.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
@@ -34,8 +44,11 @@ export interface SuiteCase {
   name: string;
   /** Outputs must match bit for bit across platforms (random-number kernels, integer results). */
   exact?: boolean;
-  /** Builds the lazy graph; every returned tensor is realized in one go and read back. */
-  build(R: HashingRng): Record<string, Tensor>;
+  /**
+   * Builds the lazy graph; every returned tensor is realized in one go and read back. Effect
+   * tensors (in-place updates) pushed onto `effects` run in that same realize, before the reads.
+   */
+  build(R: HashingRng, effects: Tensor[]): Record<string, Tensor>;
 }
 
 const f32 = (R: Rng, shape: number[], s = 1) => fromData(R.randn(shape.reduce((a, b) => a * b, 1), s), shape);
@@ -155,6 +168,105 @@ export const CASES: SuiteCase[] = [
       return { probs: route.probs, indices: route.indices, weights: route.weights, y, dx: dx!, dgw: dgw!, dw1: dw1! };
     },
   },
+  {
+    name: 'reduce: sum, mean, max over a random axis, backward',
+    build(R) {
+      const shape = [R.int(1, 5), R.int(1, 40), R.int(1, 7)];
+      const x = param(f32(R, shape));
+      const axis = R.int(-3, 2), keep = R.next() < 0.5;
+      const s = sum(x, axis, keep), m = mean(x, axis, !keep), mx = max(x, axis, keep);
+      const loss = add(add(sumTo(mul(s, f32(R, s.shape)), []), sumTo(mul(m, f32(R, m.shape)), [])), sumTo(mul(mx, f32(R, mx.shape)), []));
+      const [dx] = grad(loss, [x]);
+      return { sum: s, mean: m, max: mx, dx: dx! };
+    },
+  },
+  {
+    name: 'softmax (masked) and logSoftmax, backward',
+    build(R) {
+      const B = R.int(1, 3), T = R.int(1, 9), K = R.int(1, 300);
+      const x = param(f32(R, [B, T, K], 3));
+      const mask = fromData(Float32Array.from({ length: T * K }, () => (R.next() < 0.8 ? 1 : 0)), [T, K]);
+      const p = softmax(x, mask), lp = logSoftmax(x);
+      const [dx] = grad(add(sumTo(mul(p, f32(R, p.shape)), []), sumTo(mul(lp, f32(R, lp.shape)), [])), [x]);
+      return { softmax: p, logSoftmax: lp, dx: dx! };
+    },
+  },
+  {
+    name: 'rmsNorm, backward',
+    build(R) {
+      const D = R.int(1, 200);
+      const x = param(f32(R, [R.int(1, 4), R.int(1, 9), D], 2)), w = param(f32(R, [D]));
+      const y = rmsNorm(x, w, 1e-6);
+      const [dx, dw] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x, w]);
+      return { y, dx: dx!, dw: dw! };
+    },
+  },
+  {
+    name: 'embedding with repeated and out-of-range ids, table gradient, sinusoidal positions',
+    build(R) {
+      const V = R.int(2, 40), D = R.int(1, 33), n = R.int(1, 30);
+      const table = param(f32(R, [V, D]));
+      const ids = fromData(Int32Array.from({ length: 2 * n }, () => R.int(-1, V)), [2, n], 'i32');
+      const y = embedding(ids, table);
+      const [dTable] = grad(sumTo(mul(y, f32(R, y.shape)), []), [table]);
+      return { y, dTable: dTable!, positions: add(sinusoidalPositions(n, D), fill([n, D], 0)) };
+    },
+  },
+  {
+    name: 'rotary (interleaved, offset feature range), backward',
+    build(R) {
+      const n = R.int(1, 17), m = R.int(1, 8), start = R.int(0, 5), dh = start + 2 * m + R.int(0, 4);
+      const x = param(f32(R, [R.int(1, 2), R.int(1, 3), n, dh]));
+      const freqs = fromData(Float32Array.from({ length: m }, (_, i) => Math.fround(10000 ** (-2 * i / (2 * m)))), [m]);
+      const y = rotary(x, freqs, start, R.int(0, 50));
+      const [dx] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x]);
+      return { y, dx: dx! };
+    },
+  },
+  {
+    name: 'cross entropy with ignore index, backward',
+    build(R) {
+      const N = R.int(1, 24), V = R.int(2, 300), ignore = -100;
+      const logits = param(f32(R, [N, V], 3));
+      const labels = fromData(Int32Array.from({ length: N }, (_, i) => (i > 0 && R.next() < 0.2 ? ignore : R.int(0, V - 1))), [N], 'i32');
+      const loss = crossEntropy(logits, labels, ignore);
+      const [dLogits] = grad(loss, [logits]);
+      return { loss, dLogits: dLogits! };
+    },
+  },
+  {
+    name: 'batchNorm2d training (running-stat update effect) and eval, backward',
+    build(R, effects) {
+      const N = R.int(1, 3), C = R.int(1, 5), H = R.int(1, 7), W = R.int(1, 7);
+      const x = param(f32(R, [N, C, H, W], 2));
+      const weight = param(f32(R, [C])), bias = param(f32(R, [C]));
+      const runningMean = fromData(R.randn(C, 0.1), [C]), runningVar = fromData(R.uniform(C, 0.5, 1.5), [C]);
+      const evalOut = batchNorm2d(x, { weight, bias, runningMean, runningVar }, { training: false }).y;
+      const { y, update } = batchNorm2d(x, { weight, bias, runningMean, runningVar }, { training: true, momentum: 0.1, eps: 1e-5 });
+      if (update) effects.push(update);
+      const [dx, dw, db] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x, weight, bias]);
+      return { y, evalOut, dx: dx!, dw: dw!, db: db!, runningMean, runningVar };
+    },
+  },
+  {
+    name: 'maxPool2d and adaptiveAvgPool2d, backward',
+    build(R) {
+      const x = param(f32(R, [R.int(1, 2), R.int(1, 3), R.int(3, 13), R.int(3, 13)]));
+      const k = R.int(2, 3), mp = maxPool2d(x, { kernel: k, stride: R.int(1, 2), padding: R.int(0, 1) });
+      const ap = adaptiveAvgPool2d(x, R.int(1, 5), R.int(1, 5));
+      const [dx] = grad(add(sumTo(mul(mp, f32(R, mp.shape)), []), sumTo(mul(ap, f32(R, ap.shape)), [])), [x]);
+      return { maxPool: mp, avgPool: ap, dx: dx! };
+    },
+  },
+  {
+    name: 'bilinear resize (up and down), backward',
+    build(R) {
+      const x = param(f32(R, [R.int(1, 2), R.int(1, 3), R.int(1, 11), R.int(1, 11)]));
+      const up = resizeBilinear(x, R.int(1, 23), R.int(1, 23));
+      const [dx] = grad(sumTo(mul(up, f32(R, up.shape)), []), [x]);
+      return { y: up, dx: dx! };
+    },
+  },
 ];
 
 export interface EncodedTensor {
@@ -208,9 +320,10 @@ export async function runSuite(seed: number, names?: string[]): Promise<SuiteRes
     const res: CaseResult = { name: c.name, exact: !!c.exact, inputHash: 0, outputs: {}, ms: 0 };
     const t0 = performance.now();
     try {
-      const outs = c.build(R);
+      const effects: Tensor[] = [];
+      const outs = c.build(R, effects);
       res.inputHash = R.hash;
-      await realize(Object.values(outs));
+      await realize(Object.values(outs), { effects });
       for (const [k, t] of Object.entries(outs)) {
         const data = await read(t);
         if (t.dtype === 'f16') throw new Error(`${c.name}: output ${k} is f16; the suite compares 4-byte types only`);
@@ -219,6 +332,10 @@ export async function runSuite(seed: number, names?: string[]): Promise<SuiteRes
       dispose(...Object.values(outs));
     } catch (e) {
       res.error = (e as Error).stack ?? String(e);
+      // Drain this case's pending GPU errors so they are not blamed on the next case.
+      await sync().catch(() => undefined);
+      // Shader compile errors explain "pipeline is invalid" dispatch errors: keep them.
+      for (const pe of pipelineErrors.splice(0)) res.error += `\n${pe.message}`;
     }
     res.ms = performance.now() - t0;
     cases.push(res);
