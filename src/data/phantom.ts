@@ -6,8 +6,9 @@
 // cells of a 3×3 grid, each with a size, a shape and an intensity. Visibility at 48×48 (see
 // ../shared/CALIBRATION.md: texture-level differences are not learnt by the tiny model):
 //  - size: circumradius 0.08 vs 0.14 of the image side (≈ 4 vs 7 px at 48×48), ±5%;
-//  - shape: "round" is a filled disc, "irregular" a four-pointed star (inner radius 0.4 of the outer,
-//    random rotation) — an outline difference of several pixels, not a texture;
+//  - shape: "round" is a filled disc, "irregular" a four-pointed star (inner radius 0.5 of the outer,
+//    within ±0.25 rad of axis-aligned) — about half the disc's area, an outline difference of several
+//    pixels, not a texture;
 //  - intensity: bright ≈ 0.94 / dark ≈ 0.06 luminance on tissue kept between ≈ 0.3 and 0.65.
 // Sample i depends only on (seed, i), so a larger count extends a smaller one with the same seed.
 
@@ -39,7 +40,7 @@ export interface PhantomOptions {
 }
 
 export const PHANTOM_SIZE_RADIUS: Record<Finding['size'], number> = { small: 0.08, large: 0.14 };
-const STAR_INNER = 0.4;
+const STAR_INNER = 0.5;
 
 function fmix32(h: number): number {
   h ^= h >>> 16;
@@ -168,7 +169,8 @@ function lesionGeometry(f: Finding, rng: SampleRng): LesionGeometry {
   if (f.shape === 'round') {
     return { inside: (u, v) => (u - cx) ** 2 + (v - cy) ** 2 <= R * R, bounds: [cx - R, cy - R, cx + R, cy + R] };
   }
-  const rot = rng.next() * (Math.PI / 2);
+  // near axis-aligned (a '+' with pointed arms): one consistent outline is easier to learn than all rotations
+  const rot = rng.jitter(0.25);
   const vx: number[] = [], vy: number[] = [];
   for (let k = 0; k < 8; k++) {
     const a = rot + (k * Math.PI) / 4, r = k % 2 === 0 ? R : STAR_INNER * R;
