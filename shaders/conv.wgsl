@@ -1,41 +1,239 @@
-// 2-D convolution (NCHW, square zero padding) as implicit GEMMs, forward and both backward
-// passes, in the tiling of matmul.wgsl: a workgroup computes a TM×TN tile of the GEMM output
-// with (TM/RM)×(TN/RN) threads, each an RM×RN register block; K advances BK at a time through
-// workgroup memory. The patch matrix is never materialised: tile loads gather from X / dY.
-//   FWD: Y[m=(n,oh,ow), o]     = Σ_{k=(c,ky,kx)} X-patch[m,k] · W[o,k]            (+ bias[o])
-//   DX : dX[m=(n,ih,iw), c]    = Σ_{k=(o,ky,kx)} dY[n,o,(ih+P-ky)/S,(iw+P-kx)/S] · W[o,c,ky,kx]
-//        (terms whose division is inexact or out of range are zero: a transposed conv as a gather)
-//   DW : dW[o, j=(c,ky,kx)]    = Σ_n Σ_{k=(oh,ow)} dY[n,o,k] · X-patch[n,k,j]
-// BIAS_GRAD: db[o] = Σ_{n,oh,ow} dY[n,o,oh,ow], one workgroup per channel.
-// Specialisation: FWD, DX (else DW), HAS_BIAS, BIAS_GRAD (bool); KH, KW, STRIDE, PAD,
-// TM, TN, BK, RM, RN (u32).
+// 2-D convolution (NCHW, square kernels, zero padding) as implicit GEMMs, forward and both
+// backward passes, shaped for SIMD adapters (CPU Vulkan as much as GPUs):
+//  * the gathered operand is read as vec4 along channels from a channels-last copy
+//    (NHWC, channels padded to a multiple of 4: LAYOUT), so one load feeds 4 reduction steps;
+//  * the weight operand is re-laid as a [taps·Cin4·4, Cout4] vec4 matrix (WEIGHT) whose loads
+//    have a workgroup-uniform address (every invocation of a workgroup shares its columns);
+//  * each invocation keeps an RM×RN register block (RM rows: pixels; RN columns, as vec4),
+//    no workgroup memory and no barriers.
+// GEMM4 with FWD: Y[m=(n,oh,ow), o]  = Σ_tap Σ_c Xh[n, oh·S−P+ky, ow·S−P+kx, c] · WB[tap,c][o]
+// GEMM4 with DX : dX[m=(n,ih,iw), c] = Σ_tap Σ_o dYh[n, (ih+P−ky)/S, (iw+P−kx)/S, o] · WB[tap,o][c]
+//                 (taps whose division is inexact or out of range add nothing: a transposed
+//                 conv as a gather, deterministic, no col2im)
+// DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
+// BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
+// Specialisation: one of LAYOUT, WEIGHT, GEMM4, DW4, BIAS_GRAD; FWD (GEMM4: forward, else
+// dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
+// PAD, WG, RM, RN (u32; RN a multiple of 4).
 
 struct Params {
-  N: u32, C: u32, H: u32, W: u32,
-  O: u32, OH: u32, OW: u32, pad0: u32,
-  M: u32, NC: u32, K: u32, batches: u32,   // GEMM sizes; DW sums `batches` images of K pixels
+  N: u32, C: u32, H: u32, W: u32,          // the conv's input
+  O: u32, OH: u32, OW: u32, total: u32,    // its output; total = threads for 1-D kernels
+  M: u32, NC: u32, SC4: u32, NB4: u32,     // GEMM rows, true columns, vec4 channels of the gathered operand, vec4 columns of WB
+  SH: u32, SW: u32, pad0: u32, pad1: u32,  // spatial size of the gathered operand
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
 const KH: u32 = ${KH}u;
 const KW: u32 = ${KW}u;
 const KHW: u32 = KH * KW;
-const S: u32 = ${STRIDE}u;
+const S: i32 = ${STRIDE};
 const PAD: i32 = ${PAD};
-const TM: u32 = ${TM}u;
-const TN: u32 = ${TN}u;
-const BK: u32 = ${BK}u;
+const WG: u32 = ${WG}u;
 const RM: u32 = ${RM}u;
 const RN: u32 = ${RN}u;
-const TX: u32 = TN / RN;
-const TY: u32 = TM / RM;
-const NT: u32 = TX * TY;
-const A_PER: u32 = BK * TM / NT;   // A-tile elements each thread loads
-const B_PER: u32 = BK * TN / NT;
-const A_KSTEP: u32 = NT / TM;      // k distance between a thread's A elements
-const B_KSTEP: u32 = NT / TN;
+const RN4: u32 = RN / 4u;
 
-#if ${BIAS_GRAD}
+fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * 256u;
+}
+
+#if ${LAYOUT}
+// src [N, Cs, HWs] → dst [N, HWs, Cs4] of vec4 (channels past Cs are zero).
+// Params: N, C = Cs, H·W = HWs (W = 1), SC4 = Cs4; total = N·HWs·Cs4.
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let c4 = i % p.SC4;
+  let pix = (i / p.SC4) % p.H;
+  let n = i / (p.SC4 * p.H);
+  var v = vec4<f32>(0.0);
+  for (var q = 0u; q < 4u; q++) {
+    let c = c4 * 4u + q;
+    if (c < p.C) { v[q] = src[(n * p.C + c) * p.H + pix]; }
+  }
+  dst[i] = v;
+}
+#elif ${WEIGHT}
+// W [O, C, KH, KW] → WB [KHW, R4·4, NB4] of vec4: FWD rows are input channels and columns
+// output channels; else (for dX) rows are output channels and columns input channels.
+// Params: C, O, SC4 = R4 (row vec4s), NB4; total = KHW·R4·4·NB4.
+@group(0) @binding(1) var<storage, read> Wsrc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> WB: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let q4 = i % p.NB4;
+  let r = (i / p.NB4) % (p.SC4 * 4u);
+  let tap = i / (p.NB4 * p.SC4 * 4u);
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    let q = q4 * 4u + e;
+#if ${FWD}
+    let c = r;
+    let o = q;
+#else
+    let o = r;
+    let c = q;
+#endif
+    if (c < p.C && o < p.O) { v[e] = Wsrc[(o * p.C + c) * KHW + tap]; }
+  }
+  WB[i] = v;
+}
+#elif ${GEMM4}
+@group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;   // Xh (FWD) or dYh (dX), channels-last
+@group(0) @binding(2) var<storage, read> WB: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // NCHW
+#if ${HAS_BIAS}
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col4 = wid.x * RN4;                  // first vec4 column of this workgroup (uniform)
+  let mBase = wid.y * (WG * RM) + lid.x;
+#if ${FWD}
+  let outH = p.OH;
+  let outW = p.OW;
+#else
+  let outH = p.H;
+  let outW = p.W;
+#endif
+  let outP = outH * outW;
+  var imgOff: array<u32, RM>;
+  var py: array<i32, RM>;
+  var px: array<i32, RM>;
+  for (var i = 0u; i < RM; i++) {
+    let m = min(mBase + i * WG, p.M - 1u);
+    let pix = m % outP;
+    imgOff[i] = (m / outP) * p.SH * p.SW * p.SC4;
+#if ${FWD}
+    py[i] = i32(pix / outW) * S - PAD;
+    px[i] = i32(pix % outW) * S - PAD;
+#else
+    py[i] = i32(pix / outW) + PAD;
+    px[i] = i32(pix % outW) + PAD;
+#endif
+  }
+  var acc: array<vec4<f32>, RM * RN4>;
+  for (var ky = 0u; ky < KH; ky++) {
+    for (var kx = 0u; kx < KW; kx++) {
+      var off: array<u32, RM>;
+      var ok: array<bool, RM>;
+      for (var i = 0u; i < RM; i++) {
+#if ${FWD}
+        let sy = py[i] + i32(ky);
+        let sx = px[i] + i32(kx);
+        let valid = sy >= 0 && sy < i32(p.SH) && sx >= 0 && sx < i32(p.SW);
+#else
+        let ty = py[i] - i32(ky);
+        let tx = px[i] - i32(kx);
+        let sy = ty / S;
+        let sx = tx / S;
+        let valid = ty >= 0 && tx >= 0 && sy * S == ty && sx * S == tx && sy < i32(p.SH) && sx < i32(p.SW);
+#endif
+        ok[i] = valid;
+        off[i] = imgOff[i] + select(0u, (u32(sy) * p.SW + u32(sx)) * p.SC4, valid);
+      }
+      let tapRow = (ky * KW + kx) * p.SC4 * 4u;
+      for (var c4 = 0u; c4 < p.SC4; c4++) {
+        var a: array<vec4<f32>, RM>;
+        for (var i = 0u; i < RM; i++) { a[i] = select(vec4<f32>(0.0), A4[off[i] + c4], ok[i]); }
+        let row = (tapRow + c4 * 4u) * p.NB4 + col4;
+        for (var q = 0u; q < 4u; q++) {
+          for (var j = 0u; j < RN4; j++) {
+            let b = WB[row + q * p.NB4 + j];
+            for (var i = 0u; i < RM; i++) {
+              acc[i * RN4 + j] = fma(vec4<f32>(a[i][q]), b, acc[i * RN4 + j]);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < RM; i++) {
+    let m = mBase + i * WG;
+    if (m >= p.M) { continue; }
+    let outBase = (m / outP) * p.NC * outP + m % outP;
+    for (var j = 0u; j < RN; j++) {
+      let n = col4 * 4u + j;
+      if (n >= p.NC) { continue; }
+#if ${HAS_BIAS}
+      out[outBase + n * outP] = acc[i * RN4 + j / 4u][j % 4u] + bias[n];
+#else
+      out[outBase + n * outP] = acc[i * RN4 + j / 4u][j % 4u];
+#endif
+    }
+  }
+}
+#elif ${DW4}
+// Rows (per invocation): output channels o; columns (per workgroup, uniform): vec4 groups
+// (tap, c4) of the weight gradient; reduction over every image's output pixels.
+@group(0) @binding(1) var<storage, read> dY: array<f32>;          // NCHW
+@group(0) @binding(2) var<storage, read> Xh: array<vec4<f32>>;    // channels-last input
+@group(0) @binding(3) var<storage, read_write> dW: array<f32>;    // [O, C, KH, KW]
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col4 = wid.x * RN4;
+  let mBase = wid.y * (WG * RM) + lid.x;
+  let P = p.OH * p.OW;
+  let HW = p.H * p.W;
+  let nGroups = KHW * p.SC4;
+  var gy: array<i32, RN4>;
+  var gx: array<i32, RN4>;
+  var gc: array<u32, RN4>;
+  for (var j = 0u; j < RN4; j++) {
+    let g = min(col4 + j, nGroups - 1u);
+    let tap = g / p.SC4;
+    gc[j] = g % p.SC4;
+    gy[j] = i32(tap / KW) - PAD;
+    gx[j] = i32(tap % KW) - PAD;
+  }
+  var rowOff: array<u32, RM>;
+  for (var i = 0u; i < RM; i++) { rowOff[i] = min(mBase + i * WG, p.O - 1u) * P; }
+  var acc: array<vec4<f32>, RM * RN4>;
+  for (var img = 0u; img < p.N; img++) {
+    let yImg = img * p.O * P;
+    let xImg = img * HW * p.SC4;
+    for (var oh = 0u; oh < p.OH; oh++) {
+      for (var ow = 0u; ow < p.OW; ow++) {
+        let pix = yImg + oh * p.OW + ow;
+        var a: array<f32, RM>;
+        for (var i = 0u; i < RM; i++) { a[i] = dY[pix + rowOff[i]]; }
+        for (var j = 0u; j < RN4; j++) {
+          let sy = i32(oh) * S + gy[j];
+          let sx = i32(ow) * S + gx[j];
+          let valid = sy >= 0 && sy < i32(p.H) && sx >= 0 && sx < i32(p.W);
+          let b = select(vec4<f32>(0.0), Xh[xImg + select(0u, (u32(sy) * p.W + u32(sx)) * p.SC4, valid) + gc[j]], valid);
+          for (var i = 0u; i < RM; i++) {
+            acc[i * RN4 + j] = fma(vec4<f32>(a[i]), b, acc[i * RN4 + j]);
+          }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < RM; i++) {
+    let o = mBase + i * WG;
+    if (o >= p.O) { continue; }
+    for (var j = 0u; j < RN4; j++) {
+      let g = col4 + j;
+      if (g >= nGroups) { continue; }
+      let tap = g / p.SC4;
+      for (var e = 0u; e < 4u; e++) {
+        let c = (g % p.SC4) * 4u + e;
+        if (c < p.C) { dW[(o * p.C + c) * KHW + tap] = acc[i * RN4 + j][e]; }
+      }
+    }
+  }
+}
+#elif ${BIAS_GRAD}
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
 var<workgroup> red: array<f32, 256>;
@@ -56,155 +254,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
   if (li == 0u) { db[o] = red[0]; }
-}
-#else
-
-#if ${FWD}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-#if ${HAS_BIAS}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-#endif
-#elif ${DX}
-@group(0) @binding(1) var<storage, read> dY: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dX: array<f32>;
-#else
-@group(0) @binding(1) var<storage, read> dY: array<f32>;
-@group(0) @binding(2) var<storage, read> X: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dW: array<f32>;
-#endif
-
-var<workgroup> As: array<f32, BK * TM>;   // [k][m]
-var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
-
-@compute @workgroup_size(TX, TY, 1)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-  let m0 = wid.y * TM;
-  let n0 = wid.x * TN;
-  let HW = p.H * p.W;
-  let P = p.OH * p.OW;
-  // Each thread always loads the same A row (am) and B column (bn): decompose them once.
-  let am = m0 + li % TM;
-  let ak = li / TM;
-  let bn = n0 + li % TN;
-  let bk = li / TN;
-  let aValid = am < p.M;
-  let bValid = bn < p.NC;
-#if ${FWD}
-  let an = am / P;
-  let apix = am % P;
-  let aih0 = i32(apix / p.OW) * i32(S) - PAD;
-  let aiw0 = i32(apix % p.OW) * i32(S) - PAD;
-  let aBase = an * p.C * HW;
-  let bBase = bn * p.K;
-#elif ${DX}
-  let an = am / HW;
-  let apix = am % HW;
-  let aihp = i32(apix / p.W) + PAD;
-  let aiwp = i32(apix % p.W) + PAD;
-  let aBase = an * p.O * P;
-#else
-  let bc = bn / KHW;
-  let br = bn % KHW;
-  let bky = i32(br / KW) - PAD;
-  let bkx = i32(br % KW) - PAD;
-#endif
-  var acc: array<array<f32, RN>, RM>;
-  for (var img = 0u; img < p.batches; img++) {
-    for (var k0 = 0u; k0 < p.K; k0 += BK) {
-      for (var j = 0u; j < A_PER; j++) {
-        let kk = ak + j * A_KSTEP;
-        let k = k0 + kk;
-        var v = 0.0;
-        if (aValid && k < p.K) {
-#if ${FWD}
-          let c = k / KHW;
-          let r = k % KHW;
-          let ih = aih0 + i32(r / KW);
-          let iw = aiw0 + i32(r % KW);
-          if (ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W)) {
-            v = X[aBase + c * HW + u32(ih) * p.W + u32(iw)];
-          }
-#elif ${DX}
-          let o = k / KHW;
-          let r = k % KHW;
-          let ty = aihp - i32(r / KW);
-          let tx = aiwp - i32(r % KW);
-          if (ty >= 0 && tx >= 0 && u32(ty) % S == 0u && u32(tx) % S == 0u) {
-            let oh = u32(ty) / S;
-            let ow = u32(tx) / S;
-            if (oh < p.OH && ow < p.OW) { v = dY[aBase + o * P + oh * p.OW + ow]; }
-          }
-#else
-          v = dY[(img * p.O + am) * P + k];
-#endif
-        }
-        As[kk * TM + li % TM] = v;
-      }
-      for (var j = 0u; j < B_PER; j++) {
-        let kk = bk + j * B_KSTEP;
-        let k = k0 + kk;
-        var v = 0.0;
-        if (bValid && k < p.K) {
-#if ${FWD}
-          v = Wt[bBase + k];
-#elif ${DX}
-          let o = k / KHW;
-          let r = k % KHW;
-          v = Wt[(o * p.C + bn) * KHW + r];
-#else
-          let ih = i32(k / p.OW) * i32(S) + bky;
-          let iw = i32(k % p.OW) * i32(S) + bkx;
-          if (ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W)) {
-            v = X[(img * p.C + bc) * HW + u32(ih) * p.W + u32(iw)];
-          }
-#endif
-        }
-        Bs[kk * TN + li % TN] = v;
-      }
-      workgroupBarrier();
-      for (var k = 0u; k < BK; k++) {
-        var a: array<f32, RM>;
-        var b: array<f32, RN>;
-        for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
-        for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
-        for (var i = 0u; i < RM; i++) {
-          for (var j = 0u; j < RN; j++) {
-            acc[i][j] = fma(a[i], b[j], acc[i][j]);
-          }
-        }
-      }
-      workgroupBarrier();
-    }
-  }
-  for (var i = 0u; i < RM; i++) {
-    let m = m0 + lid.y + i * TY;
-    if (m >= p.M) { continue; }
-#if ${FWD}
-    let outBase = (m / P) * p.O * P + m % P;
-#elif ${DX}
-    let outBase = (m / HW) * p.C * HW + m % HW;
-#else
-    let outBase = m * p.NC;
-#endif
-    for (var j = 0u; j < RN; j++) {
-      let n = n0 + lid.x + j * TX;
-      if (n >= p.NC) { continue; }
-#if ${FWD}
-#if ${HAS_BIAS}
-      Y[outBase + n * P] = acc[i][j] + bias[n];
-#else
-      Y[outBase + n * P] = acc[i][j];
-#endif
-#elif ${DX}
-      dX[outBase + n * HW] = acc[i][j];
-#else
-      dW[outBase + n] = acc[i][j];
-#endif
-    }
-  }
 }
 #endif

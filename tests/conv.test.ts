@@ -28,7 +28,11 @@ describe('conv2d', () => {
     ['7×7 pad 3 stride 2 (stem), no bias', () => ({ N: 1, C: 3, H: R.int(9, 17), W: R.int(9, 17), O: R.int(2, 5), K: 7, stride: 2, pad: 3 }), false],
     ['1×1 stride 1, bias', () => ({ N: 2, C: R.int(1, 9), H: R.int(1, 9), W: R.int(1, 9), O: R.int(1, 9), K: 1, stride: 1, pad: 0 }), true],
     ['1×1 stride 2 (downsample), odd, no bias', () => ({ N: 2, C: R.int(1, 6), H: 13, W: 11, O: R.int(1, 6), K: 1, stride: 2, pad: 0 }), false],
-    ['3×3 multi-tile (M, O and C·9 past one 64-tile)', () => ({ N: 2, C: 20, H: 11, W: 13, O: 70, K: 3, stride: 1, pad: 1 }), true],
+    ['3×3 multi-block (M, O and C past one register block)', () => ({ N: 2, C: 20, H: 11, W: 13, O: 70, K: 3, stride: 1, pad: 1 }), true],
+    // ≥ 512 rows: full 16-row register blocks and a partial last workgroup (forward and dX).
+    ['3×3 with 529 output pixels', () => ({ N: 1, C: R.int(2, 6), H: 23, W: 23, O: R.int(5, 11), K: 3, stride: 1, pad: 1 }), true],
+    // ≥ 512 output channels: full register blocks in dW (rows = O), many column groups in the forward.
+    ['3×3 with 520 output channels', () => ({ N: 2, C: R.int(1, 2), H: 5, W: 4, O: 520, K: 3, stride: 2, pad: 1 }), false],
   ];
   for (const [name, geom, withBias] of cases) {
     it(name, async () => {
