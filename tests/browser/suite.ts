@@ -333,8 +333,8 @@ export async function runSuite(seed: number, names?: string[]): Promise<SuiteRes
     } catch (e) {
       res.error = (e as Error).stack ?? String(e);
       // Drain this case's pending GPU errors so they are not blamed on the next case.
-      await sync().catch(() => undefined);
       // Shader compile errors explain "pipeline is invalid" dispatch errors: keep them.
+      await sync().catch((e2: Error) => (res.error += `\n${e2.message}`));
       for (const pe of pipelineErrors.splice(0)) res.error += `\n${pe.message}`;
     }
     res.ms = performance.now() - t0;
