@@ -1,0 +1,70 @@
+// Counter-based random numbers: element i of a stream with keys (k1, k2) derived from the
+// seed on the CPU is bits(i) = mix(mix(i + k1) ^ k2), mix = Wellons' lowbias32 (a bijective
+// integer hash). Pure u32 arithmetic (wrapping multiply, shifts, xor), so every WebGPU
+// implementation and the TypeScript copy in src/graph/ops/random.ts give identical bits.
+// Uniform floats take the top 24 bits: (bits >> 8) · 2^-24, exact in f32, in [0, 1).
+// Specialisation: one of UNIFORM (out = lo + (hi-lo)·u), NORMAL (Box–Muller, out = a·z,
+// uses stream positions 2i and 2i+1), DROPOUT (out = x·scale where u ≥ p, else 0).
+
+struct Params {
+  n: u32,
+  k1: u32,
+  k2: u32,
+  pad0: u32,
+  a: f32,     // UNIFORM: lo; NORMAL: std; DROPOUT: p
+  b: f32,     // UNIFORM: hi; DROPOUT: 1 / (1 - p)
+}
+@group(0) @binding(0) var<uniform> p: Params;
+
+fn mix32(x0: u32) -> u32 {
+  var x = x0;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+
+fn bits(i: u32) -> u32 {
+  return mix32(mix32(i + p.k1) ^ p.k2);
+}
+
+fn unit(i: u32) -> f32 {
+  return f32(bits(i) >> 8u) * (1.0 / 16777216.0);
+}
+
+fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * 256u;
+}
+
+#if ${UNIFORM}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.n) { return; }
+  out[i] = p.a + (p.b - p.a) * unit(i);
+}
+#elif ${NORMAL}
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.n) { return; }
+  // u1 in (0, 1] so the log is finite.
+  let u1 = f32((bits(2u * i) >> 8u) + 1u) * (1.0 / 16777216.0);
+  let u2 = unit(2u * i + 1u);
+  // Angle in [-π, π), where WGSL bounds cos's error (cos(θ − π) = −cos θ: still N(0, 1)).
+  out[i] = p.a * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2 - 3.141592653589793);
+}
+#elif ${DROPOUT}
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.n) { return; }
+  out[i] = select(0.0, x[i] * p.b, unit(i) >= p.a);
+}
+#endif
