@@ -21,6 +21,7 @@ import { crossEntropy } from '../../src/graph/ops/loss.ts';
 import { batchNorm2d } from '../../src/graph/ops/batchnorm.ts';
 import { adaptiveAvgPool2d, maxPool2d } from '../../src/graph/ops/pool.ts';
 import { resizeBilinear } from '../../src/graph/ops/resize.ts';
+import { dropout, randNormal, randUniform } from '../../src/graph/ops/random.ts';
 import { Rng } from '../util.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
@@ -265,6 +266,25 @@ export const CASES: SuiteCase[] = [
       const up = resizeBilinear(x, R.int(1, 23), R.int(1, 23));
       const [dx] = grad(sumTo(mul(up, f32(R, up.shape)), []), [x]);
       return { y: up, dx: dx! };
+    },
+  },
+  {
+    name: 'random: uniform, normal, dropout and its backward (bit-exact across hosts)',
+    exact: true,
+    build(R) {
+      // Seeds and sizes come from the case generator, so both hosts use the same ones.
+      const seed = R.int(0, 2 ** 31), n = R.int(1, 600);
+      const x = param(f32(R, [n]));
+      const p = [0.1, 0.25, 0.5][R.int(0, 2)];
+      const y = dropout(x, p, seed + 2);
+      const [dx] = grad(sumTo(mul(y, f32(R, [n])), []), [x]);
+      return {
+        uniform: randUniform([n, 3], seed),
+        uniformRange: randUniform([n], seed + 3, -2, 0.5),
+        normal: randNormal([n, 2], seed + 1, 1),
+        dropout: y,
+        dropoutGrad: dx!,
+      };
     },
   },
 ];
