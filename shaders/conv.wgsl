@@ -39,8 +39,9 @@ fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 #if ${LAYOUT}
-// src [N, Cs, HWs] → dst [N, HWs, Cs4] of vec4 (channels past Cs are zero).
-// Params: N, C = Cs, H·W = HWs (W = 1), SC4 = Cs4; total = N·HWs·Cs4.
+// src [N, Cs, HWs] → dst [N, HWs, Cs4] of vec4 (channels past Cs are zero), followed by one
+// all-zero pixel (Cs4 vec4) that out-of-range taps read instead of branching.
+// Params: N, C = Cs, H·W = HWs (W = 1), SC4 = Cs4; total = (N·HWs + 1)·Cs4.
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 
@@ -54,7 +55,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var v = vec4<f32>(0.0);
   for (var q = 0u; q < 4u; q++) {
     let c = c4 * 4u + q;
-    if (c < p.C) { v[q] = src[(n * p.C + c) * p.H + pix]; }
+    if (c < p.C && n < p.N) { v[q] = src[(n * p.C + c) * p.H + pix]; }
   }
   dst[i] = v;
 }
@@ -106,6 +107,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let outW = p.W;
 #endif
   let outP = outH * outW;
+  let zeroPixel = p.N * p.SH * p.SW * p.SC4;   // the all-zero pixel after the last image
   var imgOff: array<u32, RM>;
   var py: array<i32, RM>;
   var px: array<i32, RM>;
@@ -125,7 +127,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var ky = 0u; ky < KH; ky++) {
     for (var kx = 0u; kx < KW; kx++) {
       var off: array<u32, RM>;
-      var ok: array<bool, RM>;
       for (var i = 0u; i < RM; i++) {
 #if ${FWD}
         let sy = py[i] + i32(ky);
@@ -138,13 +139,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let sx = tx / S;
         let valid = ty >= 0 && tx >= 0 && sy * S == ty && sx * S == tx && sy < i32(p.SH) && sx < i32(p.SW);
 #endif
-        ok[i] = valid;
-        off[i] = imgOff[i] + select(0u, (u32(sy) * p.SW + u32(sx)) * p.SC4, valid);
+        off[i] = select(zeroPixel, imgOff[i] + (u32(sy) * p.SW + u32(sx)) * p.SC4, valid);
       }
       let tapRow = (ky * KW + kx) * p.SC4 * 4u;
       for (var c4 = 0u; c4 < p.SC4; c4++) {
         var a: array<vec4<f32>, RM>;
-        for (var i = 0u; i < RM; i++) { a[i] = select(vec4<f32>(0.0), A4[off[i] + c4], ok[i]); }
+        for (var i = 0u; i < RM; i++) { a[i] = A4[off[i] + c4]; }
         let row = (tapRow + c4 * 4u) * p.NB4 + col4;
         for (var q = 0u; q < 4u; q++) {
           for (var j = 0u; j < RN4; j++) {

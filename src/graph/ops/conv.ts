@@ -57,9 +57,9 @@ function params(g: Geometry, f: Fields) {
     .u(f.M ?? 0, f.NC ?? 0, f.SC4 ?? 0, f.NB4 ?? 0, f.SH ?? 0, f.SW ?? 0, 0, 0);
 }
 
-/** Records NCHW [n, ch, hw] → channels-last vec4 [n, hw, ⌈ch/4⌉] into a scratch buffer. */
+/** Records NCHW [n, ch, hw] → channels-last vec4 [n, hw, ⌈ch/4⌉] (+ one zero pixel) into a scratch buffer. */
 function toChannelsLast(ctx: EncodeCtx, g: Geometry, src: Tensor, n: number, ch: number, hw: number): GPUBuffer {
-  const total = n * hw * c4(ch);
+  const total = (n * hw + 1) * c4(ch);
   const dst = ctx.scratch(total * 16);
   ctx.dispatch({ kernel: kernel(g, 'LAYOUT'), bindings: [src, dst], params: params(g, { N: n, C: ch, H: hw, W: 1, SC4: c4(ch), total }), workgroups: grid1d(total) });
   return dst;
