@@ -138,7 +138,12 @@ export interface RealizeOptions {
   /** Nodes with side effects (optimiser updates), run after everything else. */
   effects?: Tensor[];
   label?: string;
+  /** Time every dispatch with timestamp queries (when the adapter has them); see `lastProfile`. */
+  profile?: boolean;
 }
+
+/** Per-op GPU time (ms) of the last realize run with `profile`, by op name. */
+export let lastProfile: Map<string, { ms: number; count: number }> | null = null;
 
 export interface StepStats {
   nodes: number;
@@ -326,6 +331,10 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
 
   const label = opts.label ?? `realize(${targets.slice(0, 3).join(',')}${targets.length > 3 ? ',…' : ''})`;
   const encoder = device.createCommandEncoder({ label });
+  const nDispatch = recorded.filter((r) => r.kind === 'dispatch').length;
+  const profiling = !!opts.profile && r.gpu.hasTimestamps && nDispatch > 0;
+  const querySet = profiling ? device.createQuerySet({ type: 'timestamp', count: Math.min(4096, 2 * nDispatch) }) : null;
+  const profOps: string[] = [];
   di = 0;
   let dispatches = 0;
   for (const rec of recorded) {
@@ -344,7 +353,13 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
     rec.buffers!.forEach((b, j) => entries.push({ binding: j + 1, resource: { buffer: b } }));
     const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
-    const pass = encoder.beginComputePass({ label: `${opName} ${d.label ?? d.kernel.family}` });
+    const qi = 2 * profOps.length;
+    const timed = querySet && qi + 1 < querySet.count;
+    const pass = encoder.beginComputePass({
+      label: `${opName} ${d.label ?? d.kernel.family}`,
+      ...(timed ? { timestampWrites: { querySet: querySet!, beginningOfPassWriteIndex: qi, endOfPassWriteIndex: qi + 1 } } : {}),
+    });
+    if (timed) profOps.push(`${rec.node.op}/${d.kernel.family}`);
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = d.workgroups;
@@ -353,10 +368,35 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     popScopes(device, opName);
     dispatches++;
   }
+  let resolveBuf: GPUBuffer | null = null, readBuf: GPUBuffer | null = null;
+  if (querySet && profOps.length) {
+    const bytes = 16 * profOps.length;
+    resolveBuf = device.createBuffer({ size: bytes, usage: U.QUERY_RESOLVE | U.COPY_SRC });
+    readBuf = device.createBuffer({ size: bytes, usage: U.MAP_READ | U.COPY_DST });
+    encoder.resolveQuerySet(querySet, 0, 2 * profOps.length, resolveBuf, 0);
+    encoder.copyBufferToBuffer(resolveBuf, 0, readBuf, 0, bytes);
+  }
   pushScopes(device);
   device.queue.submit([encoder.finish()]);
   popScopes(device, label);
   arena.destroy();
+  if (readBuf) {
+    const M = (globalThis as unknown as { GPUMapMode: Record<string, number> }).GPUMapMode;
+    await readBuf.mapAsync(M.READ);
+    const ts = new BigInt64Array(readBuf.getMappedRange().slice(0));
+    readBuf.unmap();
+    const prof = new Map<string, { ms: number; count: number }>();
+    profOps.forEach((name, i) => {
+      const e = prof.get(name) ?? { ms: 0, count: 0 };
+      e.ms += Number(ts[2 * i + 1] - ts[2 * i]) / 1e6;
+      e.count++;
+      prof.set(name, e);
+    });
+    lastProfile = prof;
+    readBuf.destroy();
+    resolveBuf!.destroy();
+    querySet!.destroy();
+  }
   if (pipelineErrors.length) throw pipelineErrors.shift();
   lastStats = { nodes: nodes.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
   return lastStats;

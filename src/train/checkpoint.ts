@@ -1,0 +1,114 @@
+// Training checkpoints: one safetensors file holding the model weights (state_dict names, so
+// any tool loads it as a model), the optimiser state (`optim.*`), and in the metadata the
+// config, vocabulary, step/epoch, RNG seed, schedule and history. Written atomically.
+import type { Tensor } from '../graph/tensor.ts';
+import { read } from '../graph/runtime.ts';
+import type { AdamW } from '../graph/ops/optim.ts';
+import { Tokenizer, type TokenizerJSON } from '../data/tokenizer.ts';
+import { fromFloat32, type HostTensor, readSafetensors, toFloat32, writeSafetensors } from '../io/safetensors.ts';
+import { readFileBytes, writeFileAtomic } from '../io/files.ts';
+import { type MicarConfig, normaliseConfig } from '../model/config.ts';
+import { Weights } from '../model/weights.ts';
+import type { EpochRecord } from './trainer.ts';
+
+export const CHECKPOINT_FORMAT = 'micar-checkpoint/1';
+
+export interface TrainState {
+  epoch: number;
+  /** Steps already taken in `epoch` (resume point inside an epoch). */
+  stepInEpoch: number;
+  step: number;
+  seed: number;
+  best: number;
+  badEpochs: number;
+  history: EpochRecord[];
+  done: boolean;
+}
+
+/** Serialises weights, optimiser state and training state into checkpoint bytes. */
+export async function checkpointBytes(w: Weights, opt: AdamW | null, tok: Tokenizer, state: TrainState | null): Promise<Uint8Array> {
+  const tensors = await w.toStateDict();
+  for (const [name, t] of tensors) {
+    const f = tensors.get(name)!;
+    if (f.dtype === 'F32') {
+      const v = toFloat32(f);
+      if (!v.every(Number.isFinite)) throw new Error(`checkpoint: weight ${name} is not finite; refusing to write a checkpoint with NaN/Inf`);
+    }
+    void t;
+  }
+  let optMeta = '';
+  if (opt) {
+    const st = opt.stateDict();
+    for (const [k, t] of Object.entries(st.tensors)) tensors.set(`optim.${k}`, fromFloat32((await read(t as Tensor)) as Float32Array, (t as Tensor).shape, 'F32'));
+    optMeta = JSON.stringify(st.meta);
+  }
+  const metadata: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    config: JSON.stringify(w.cfg),
+    tokenizer: JSON.stringify(tok.toJSON()),
+  };
+  if (opt) metadata.optimizer = optMeta;
+  if (state) metadata.state = JSON.stringify({ ...state, best: Number.isFinite(state.best) ? state.best : null });
+  return writeSafetensors(tensors, metadata);
+}
+
+export async function saveCheckpoint(path: string, w: Weights, opt: AdamW | null, tok: Tokenizer, state: TrainState | null): Promise<void> {
+  await writeFileAtomic(path, await checkpointBytes(w, opt, tok, state));
+}
+
+export interface LoadedCheckpoint {
+  cfg: MicarConfig;
+  tokenizer: Tokenizer;
+  weights: Weights;
+  state: TrainState;
+  /** Puts the saved optimiser state into `opt` (built over the same weights). */
+  loadOptimizer(opt: AdamW, w: Weights): void;
+}
+
+function parseMeta<T>(meta: Record<string, string>, key: string, file: string): T {
+  const raw = meta[key];
+  if (raw === undefined) throw new Error(`${file}: checkpoint metadata has no "${key}"`);
+  try {
+    return JSON.parse(raw) as T;
+  } catch (e) {
+    throw new Error(`${file}: checkpoint metadata "${key}" is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Reads a checkpoint (or returns null when `optional` and the file does not exist). */
+export async function loadCheckpoint(source: string | Uint8Array | Blob, opts: { optional?: boolean; name?: string } = {}): Promise<LoadedCheckpoint | null> {
+  const file = opts.name ?? (typeof source === 'string' ? source : 'checkpoint');
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileBytes(source as string);
+  } catch (e) {
+    if (opts.optional && typeof source === 'string' && /not ?found|No such file|ENOENT/i.test(String((e as Error).message ?? e))) return null;
+    throw e;
+  }
+  return parseCheckpoint(bytes, file);
+}
+
+export function parseCheckpoint(bytes: Uint8Array, file: string): LoadedCheckpoint {
+  const { tensors, metadata } = readSafetensors(bytes, file);
+  if (metadata.format !== CHECKPOINT_FORMAT) throw new Error(`${file}: not a micar checkpoint (metadata format ${JSON.stringify(metadata.format)}); use a model weights loader for plain state dicts`);
+  const cfg = normaliseConfig(parseMeta<Record<string, unknown>>(metadata, 'config', file), `${file} (config)`);
+  const tokenizer = Tokenizer.fromJSON(parseMeta<TokenizerJSON>(metadata, 'tokenizer', file));
+  if (tokenizer.vocabSize !== cfg.vocab_size) throw new Error(`${file}: tokenizer has ${tokenizer.vocabSize} tokens but config vocab_size is ${cfg.vocab_size}`);
+  const model = new Map<string, HostTensor>();
+  const optim = new Map<string, HostTensor>();
+  for (const [k, t] of tensors) (k.startsWith('optim.') ? optim : model).set(k.startsWith('optim.') ? k.slice(6) : k, t);
+  const weights = Weights.fromStateDict(cfg, model, file);
+  const raw = metadata.state ? parseMeta<TrainState & { best: number | null }>(metadata, 'state', file) : null;
+  const state: TrainState = raw
+    ? { ...raw, best: raw.best ?? -Infinity }
+    : { epoch: 0, stepInEpoch: 0, step: 0, seed: cfg.seed ?? 0, best: -Infinity, badEpochs: 0, history: [], done: false };
+  return {
+    cfg, tokenizer, weights, state,
+    loadOptimizer(opt: AdamW) {
+      if (!metadata.optimizer) throw new Error(`${file}: checkpoint has no optimiser state`);
+      const data: Record<string, Float32Array> = {};
+      for (const [k, t] of optim) data[k] = toFloat32(t);
+      opt.loadStateDict({ tensors: data, meta: parseMeta(metadata, 'optimizer', file) });
+    },
+  };
+}
