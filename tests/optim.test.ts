@@ -1,0 +1,158 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { AdamW, clipGradNorm } from '../src/graph/ops/optim.ts';
+import { scale } from '../src/graph/ops/elementwise.ts';
+import { param } from '../src/graph/autograd.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import { relL2, rng } from './util.ts';
+import { adamwRefInit, adamwRefStep, clipRef, type AdamWRefState } from './ref/optim.ts';
+
+beforeAll(async () => {
+  const r = await init();
+  console.log(`adapter: ${r.gpu.adapterName}`);
+});
+
+const R = rng('optim');
+const randShape = () => (R.next() < 0.5 ? [R.int(1, 40)] : [R.int(1, 9), R.int(1, 13)]);
+const numelOf = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+function diff(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+  return Float64Array.from({ length: a.length }, (_, i) => Number(a[i]) - Number(b[i]));
+}
+
+describe('AdamW', () => {
+  for (const amsgrad of [true, false]) {
+    it(`two steps, two groups, null grads skipped, lr change (amsgrad=${amsgrad})`, async () => {
+      const opts = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.1, amsgrad };
+      const lrs = [0.05, 0.02];
+      // group 0: 3 params, group 1: 2 params. Param (1,1) has no grad at step 1 (state starts
+      // at step 2, so its bias correction uses t = 1 then); param (0,2) never has a grad.
+      const shapes = [[randShape(), randShape(), randShape()], [randShape(), randShape()]];
+      const P0 = shapes.map((g) => g.map((s) => R.randn(numelOf(s))));
+      const params = shapes.map((g, gi) => g.map((s, pi) => param(fromData(P0[gi][pi], s), `p${gi}${pi}`)));
+      const opt = new AdamW(params.map((ps, gi) => ({ params: ps, lr: lrs[gi] })), opts);
+      const refP = P0.map((g) => g.map((a) => Float64Array.from(a)));
+      const refS: AdamWRefState[][] = P0.map((g) => g.map((a) => adamwRefInit(a.length)));
+      const hasGrad = (step: number, gi: number, pi: number) => !(gi === 0 && pi === 2) && !(step === 0 && gi === 1 && pi === 1);
+      let before: Float64Array[][] = P0;
+      for (let step = 0; step < 2; step++) {
+        if (step === 1) {
+          opt.setLr(1, 0.03);
+          lrs[1] = 0.03;
+        }
+        const grads = new Map<Tensor, Tensor | null>();
+        // At step 2 about half the elements get a 100× smaller gradient, so v decreases there
+        // and amsgrad's running max differs from v.
+        const G = shapes.map((g, gi) => g.map((s, pi) => (hasGrad(step, gi, pi) ? R.randn(numelOf(s), 0.5 + R.next()).map((x) => (step === 1 && R.next() < 0.5 ? Math.fround(x * 0.01) : x)) : null)));
+        shapes.forEach((g, gi) => g.forEach((s, pi) => grads.set(params[gi][pi], G[gi][pi] ? fromData(G[gi][pi]!, s) : null)));
+        const effects = opt.step(grads);
+        expect(effects.length).toBe(step === 0 ? 3 : 4);
+        await realize([], { effects });
+        for (let gi = 0; gi < 2; gi++) for (let pi = 0; pi < shapes[gi].length; pi++) {
+          if (G[gi][pi]) adamwRefStep(refP[gi][pi], G[gi][pi]!, refS[gi][pi], { lr: lrs[gi], beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, amsgrad });
+        }
+        const now: Float64Array[][] = [];
+        for (let gi = 0; gi < 2; gi++) {
+          now.push([]);
+          for (let pi = 0; pi < shapes[gi].length; pi++) {
+            const got = Float64Array.from(await read(params[gi][pi]));
+            now[gi].push(got);
+            const label = `step ${step + 1} param ${gi}.${pi}`;
+            if (!G[gi][pi] && !(step === 1 && gi === 1 && pi === 1)) {
+              // Skipped entirely: bit-identical, no weight decay.
+              expect(Array.from(got), label).toEqual(Array.from(before[gi][pi]));
+            }
+            expect(relL2(got, refP[gi][pi]), label).toBeLessThan(1e-5);
+            // The update itself (≈ lr·(1 + wd) per element, vs params ~1): f32 rounding of the
+            // stored params (6e-8·|p|) is ≤ ~3e-6 of it, so 1e-5 still tests the formula.
+            expect(relL2(diff(got, before[gi][pi]), diff(refP[gi][pi], before[gi][pi])), label + ' update').toBeLessThan(2e-5);
+          }
+        }
+        before = now;
+      }
+      // State tensors (for the params that have state) match the reference moments.
+      const sd = opt.stateDict();
+      expect(sd.meta.steps).toEqual({ '0.0': 2, '0.1': 2, '1.0': 2, '1.1': 1 });
+      expect(sd.meta.stepCount).toBe(2);
+      for (const [key, st] of Object.entries(sd.meta.steps)) {
+        void st;
+        const [gi, pi] = key.split('.').map(Number);
+        const ref = refS[gi][pi];
+        expect(relL2(await read(sd.tensors[`${key}.exp_avg`]), ref.m)).toBeLessThan(1e-5);
+        expect(relL2(await read(sd.tensors[`${key}.exp_avg_sq`]), ref.v)).toBeLessThan(1e-5);
+        if (amsgrad) expect(relL2(await read(sd.tensors[`${key}.max_exp_avg_sq`]), ref.vmax)).toBeLessThan(1e-5);
+        else expect(sd.tensors[`${key}.max_exp_avg_sq`]).toBeUndefined();
+      }
+    });
+  }
+
+  it('effects run after the other nodes of the same realize (readers see the old param)', async () => {
+    const n = R.int(1, 50);
+    const P0 = R.randn(n);
+    const p = param(fromData(P0, [n]));
+    const opt = new AdamW([{ params: [p], lr: 0.1 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: true });
+    const y = scale(p, 2);
+    const effects = opt.step(new Map([[p, fromData(R.randn(n), [n])]]));
+    await realize([y], { effects });
+    expect(relL2(await read(y), Float64Array.from(P0, (v) => 2 * v))).toBe(0);
+    expect(relL2(await read(p), P0)).toBeGreaterThan(1e-3);
+  });
+
+  it('guard: a non-finite guard value skips the update on the GPU', async () => {
+    const n = R.int(1, 50);
+    const P0 = R.randn(n);
+    const p = param(fromData(P0, [n]));
+    const opt = new AdamW([{ params: [p], lr: 0.1 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, amsgrad: true });
+    const g = R.randn(n);
+    await realize([], { effects: opt.step(new Map([[p, fromData(g, [n])]]), { guard: fromData([NaN], [1]) }) });
+    expect(Array.from(await read(p))).toEqual(Array.from(Float32Array.from(P0)));
+    await realize([], { effects: opt.step(new Map([[p, fromData(g, [n])]]), { guard: fromData([Infinity], [1]) }) });
+    expect(Array.from(await read(p))).toEqual(Array.from(Float32Array.from(P0)));
+    await realize([], { effects: opt.step(new Map([[p, fromData(g, [n])]]), { guard: fromData([1.5], [1]) }) });
+    expect(relL2(await read(p), P0)).toBeGreaterThan(1e-3);
+  });
+
+  it('stateDict / loadStateDict round trip continues identically', async () => {
+    const shapes = [randShape(), randShape()];
+    const P0 = shapes.map((s) => R.randn(numelOf(s)));
+    const mk = () => shapes.map((s, i) => param(fromData(P0[i], s)));
+    const pa = mk(), pb = mk();
+    const o = { betas: [0.8, 0.99] as [number, number], eps: 1e-6, weightDecay: 0.05, amsgrad: true };
+    const A = new AdamW([{ params: [pa[0]], lr: 0.01 }, { params: [pa[1]], lr: 0.02 }], o);
+    const G1 = shapes.map((s) => R.randn(numelOf(s))), G2 = shapes.map((s) => R.randn(numelOf(s)));
+    await realize([], { effects: A.step(new Map(pa.map((p, i) => [p, fromData(G1[i], shapes[i])]))) });
+    // Copy params and state into a fresh optimiser, as a checkpoint would.
+    const sd = A.stateDict();
+    const host: Record<string, Float32Array> = {};
+    for (const [k, t] of Object.entries(sd.tensors)) host[k] = (await read(t)) as Float32Array;
+    for (let i = 0; i < 2; i++) {
+      const { writeData } = await import('../src/graph/runtime.ts');
+      writeData(pb[i], await read(pa[i]));
+    }
+    const B = new AdamW([{ params: [pb[0]], lr: 0.5 }, { params: [pb[1]], lr: 0.5 }], o);
+    B.loadStateDict({ tensors: host, meta: JSON.parse(JSON.stringify(sd.meta)) });
+    expect(B.stepCount).toBe(1);
+    expect(B.getLr(1)).toBe(0.02);
+    await realize([], { effects: [...A.step(new Map(pa.map((p, i) => [p, fromData(G2[i], shapes[i])]))), ...B.step(new Map(pb.map((p, i) => [p, fromData(G2[i], shapes[i])])))] });
+    for (let i = 0; i < 2; i++) expect(Array.from(await read(pb[i]))).toEqual(Array.from(await read(pa[i])));
+    expect(() => B.loadStateDict({ tensors: {}, meta: { ...sd.meta, steps: { '0.0': 1 } } })).toThrow(/missing 0\.0\.exp_avg/);
+  });
+});
+
+describe('clipGradNorm', () => {
+  it('total norm and clipped gradients vs float64 (clipping and not clipping)', async () => {
+    // One tensor past 256·256 elements exercises the strided per-thread loop.
+    const shapes = [randShape(), [R.int(1, 7), R.int(1, 30)], [70000 + R.int(0, 999)]];
+    const G = shapes.map((s) => R.randn(numelOf(s)));
+    const grads = shapes.map((s, i) => fromData(G[i], s));
+    const total = clipRef(G, 1).total;
+    for (const maxNorm of [total * (0.1 + 0.5 * R.next()), total * 2]) {
+      const out = clipGradNorm(grads, maxNorm);
+      await realize([out.totalNorm, ...out.grads]);
+      const ref = clipRef(G, maxNorm);
+      expect(relL2(await read(out.totalNorm), [ref.total])).toBeLessThan(1e-5);
+      for (let i = 0; i < G.length; i++) expect(relL2(await read(out.grads[i]), ref.grads[i])).toBeLessThan(1e-5);
+    }
+    expect(() => clipGradNorm(grads, 0)).toThrow(/maxNorm/);
+  });
+});
