@@ -28,7 +28,9 @@ async function golden(args: string[]): Promise<void> {
 }
 
 const verbs: Record<string, (args: string[]) => Promise<void>> = {
-  main: smoke,
+  main: async (a) => (await import('./commands.ts')).mainJob(a),
+  train: async (a) => void (await (await import('./commands.ts')).trainCommand(a)),
+  eval: async (a) => (await import('./commands.ts')).evalCommand(a),
   smoke,
   golden,
 };

@@ -128,6 +128,12 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     progress.start(`epoch ${epoch + 1}/${epochs}`, stepsPerEpoch, state.stepInEpoch);
     for (let s = state.stepInEpoch; s < stepsPerEpoch; s++) {
       if (o.maxSteps !== undefined && state.step >= o.maxSteps) break;
+      if (o.timeBudgetS !== undefined && (Date.now() - t0) / 1000 > o.timeBudgetS) {
+        // Out of time: close this epoch early (validate, checkpoint) and stop.
+        state.done = true;
+        state.stepInEpoch = stepsPerEpoch;
+        break;
+      }
       const ex = order.slice(s * B, (s + 1) * B).map((i) => o.train[i]);
       const stepSeed = (Math.imul(o.seed, 0x27d4eb2d) + state.step * 0x165667b1) >>> 0;
       const loss = await trainStep(w, opt, ex, o.tokenizer, stepSeed);
@@ -141,7 +147,11 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     }
     progress.end();
     const interrupted = state.stepInEpoch < stepsPerEpoch;
-    if (interrupted) break; // maxSteps reached mid-epoch
+    if (interrupted) {
+      // maxSteps reached mid-epoch: leave a resumable checkpoint at this step.
+      await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
+      break;
+    }
     let val: EvalScores | null = null;
     if (o.val.length) {
       const vs = o.val.slice(0, o.valLimit ?? o.val.length);

@@ -1,0 +1,167 @@
+// CLI verbs for training and evaluation, and the README's main job.
+import { init } from '../graph/runtime.ts';
+import { type DatasetFormat, loadDataset } from '../data/datasets.ts';
+import { Tokenizer } from '../data/tokenizer.ts';
+import { type MicarConfig, normaliseConfig } from '../model/config.ts';
+import { train } from '../train/trainer.ts';
+import { prepareExamples } from '../train/data.ts';
+import { loadCheckpoint } from '../train/checkpoint.ts';
+import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, predictReports, scorePredictions } from '../train/evaluate.ts';
+import { trainingPlotHtml } from '../train/plot.ts';
+import { writeFileAtomic } from '../io/files.ts';
+import { type Args, num, parseArgs, str } from './args.ts';
+
+declare const Deno: {
+  readTextFile(p: string | URL): Promise<string>;
+  mkdir(p: string, o?: { recursive?: boolean }): Promise<void>;
+};
+
+const FORMATS: DatasetFormat[] = ['phantom', 'covctr', 'mmretinal', 'pgross', 'roco'];
+
+/** A preset name (configs/<name>.json) or a path to a JSON file, with CLI overrides. */
+export async function loadConfig(nameOrPath: string, overrides: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  const url = /[/.]/.test(nameOrPath) ? nameOrPath : new URL(`../../configs/${nameOrPath}.json`, import.meta.url);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(url));
+  } catch (e) {
+    throw new Error(`config ${nameOrPath}: ${(e as Error).message}`);
+  }
+  return { ...raw, ...overrides };
+}
+
+function overridesFrom(a: Args): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const k of ['epochs', 'batch_size', 'lr', 'v_lr', 'image_size', 'resize_size', 'text_seq_len', 'patience', 'seed', 'min_frequency', 'step_size'])
+    if (a[k] !== undefined) o[k] = num(a, k);
+  for (const k of ['moe_mode', 'act_fn', 'backbone']) if (typeof a[k] === 'string') o[k] = a[k];
+  return o;
+}
+
+interface Prepared {
+  cfg: MicarConfig;
+  tok: Tokenizer;
+  train: EvalExample[];
+  val: EvalExample[];
+  test: EvalExample[];
+}
+
+async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Tokenizer): Promise<Prepared> {
+  const format = str(a, 'data', 'phantom') as DatasetFormat;
+  if (!FORMATS.includes(format)) throw new Error(`--data must be one of ${FORMATS.join(', ')}`);
+  const dir = str(a, 'data-dir', format === 'phantom' ? 'runs/phantom' : undefined);
+  const size = Number(rawCfg.image_size);
+  const splits = await loadDataset(format, dir, {
+    phantom: format === 'phantom' ? { count: num(a, 'phantom-count', 3000), seed: num(a, 'phantom-seed', 7), size: num(a, 'phantom-size', size) } : undefined,
+  });
+  const minFreq = Number(rawCfg.min_frequency ?? 3);
+  const tokenizer = tok ?? Tokenizer.build(splits.train.map((s) => s.report), minFreq, format === 'phantom' ? 'whitespace' : 'generic');
+  const cfg = normaliseConfig({ ...rawCfg, vocab_size: tokenizer.vocabSize }, 'config');
+  const limit = (n: number) => (a.limit !== undefined ? Math.min(n, num(a, 'limit')) : n);
+  return {
+    cfg, tok: tokenizer,
+    train: await prepareExamples(splits.train.slice(0, limit(splits.train.length)), cfg),
+    val: await prepareExamples(splits.val.slice(0, limit(splits.val.length)), cfg),
+    test: await prepareExamples(splits.test.slice(0, limit(splits.test.length)), cfg),
+  };
+}
+
+export async function trainCommand(argv: string[], opts: { timeBudgetS?: number } = {}): Promise<{ out: string; data: Prepared; best: number }> {
+  const a = parseArgs(argv);
+  await init();
+  const rawCfg = await loadConfig(str(a, 'config', 'tiny'), overridesFrom(a));
+  const out = str(a, 'out', 'runs/train');
+  await Deno.mkdir(out, { recursive: true });
+  let initial;
+  let tok: Tokenizer | undefined;
+  if (typeof a.init === 'string') {
+    const ck = await loadCheckpoint(a.init);
+    initial = ck!.weights;
+    tok = ck!.tokenizer;
+  }
+  const data = await prepareData(a, rawCfg, tok);
+  console.log(`data: ${data.train.length} train / ${data.val.length} val / ${data.test.length} test, vocabulary ${data.tok.vocabSize}; ` +
+    `model ${data.cfg.backbone} d_model ${data.cfg.d_model}, ${data.cfg.num_layers}+${data.cfg.num_layers} layers, ${data.cfg.num_experts} experts (k ${data.cfg.k}, ${data.cfg.moe_mode}), image ${data.cfg.image_size}px`);
+  const res = await train({
+    cfg: data.cfg, tokenizer: data.tok, train: data.train, val: data.val, outDir: out,
+    seed: num(a, 'seed', data.cfg.seed ?? 1), resume: !!a.resume,
+    checkpointEvery: a['checkpoint-every'] !== undefined ? num(a, 'checkpoint-every') : 50,
+    maxSteps: a['max-steps'] !== undefined ? num(a, 'max-steps') : undefined,
+    timeBudgetS: opts.timeBudgetS ?? (a['time-budget'] !== undefined ? num(a, 'time-budget') : undefined),
+    valLimit: a['val-limit'] !== undefined ? num(a, 'val-limit') : undefined,
+    initial,
+  });
+  await writeFileAtomic(`${out}/history.json`, new TextEncoder().encode(JSON.stringify(res.history, null, 1)));
+  await writeFileAtomic(`${out}/training.html`, new TextEncoder().encode(trainingPlotHtml(res.history)));
+  console.log(`checkpoints: ${out}/best.safetensors, ${out}/last.safetensors; curves: ${out}/training.html`);
+  return { out, data, best: res.best };
+}
+
+const KEYS = ['bleu1', 'bleu2', 'bleu3', 'bleu4', 'meteor', 'rougeL', 'cider', 'finding_accuracy'] as const;
+
+export function metricsTable(rows: Record<string, Partial<EvalScores> & { grounding?: number | null }>): string {
+  const cols = [...KEYS, 'grounding'];
+  const head = `${'model'.padEnd(20)}${cols.map((c) => c.padStart(17)).join('')}`;
+  const lines = Object.entries(rows).map(([name, r]) =>
+    `${name.padEnd(20)}${cols.map((c) => {
+      const v = (r as Record<string, number | null | undefined>)[c];
+      return (v === null || v === undefined ? '—' : v.toFixed(4)).padStart(17);
+    }).join('')}`);
+  return [head, ...lines].join('\n');
+}
+
+export interface EvalResult {
+  test: EvalScores;
+  baselines: { most_frequent: EvalScores; nearest_neighbour: EvalScores };
+  predictions: string[];
+}
+
+export async function evaluateSplits(ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer }, train: EvalExample[], test: EvalExample[]): Promise<EvalResult> {
+  const predictions = await predictReports(ck.weights, ck.tokenizer, test);
+  const mf = mostFrequentReport(train);
+  return {
+    test: scorePredictions(predictions, test),
+    baselines: {
+      most_frequent: scorePredictions(test.map(() => mf), test),
+      nearest_neighbour: scorePredictions(nearestNeighbourReports(train, test), test),
+    },
+    predictions,
+  };
+}
+
+export async function evalCommand(argv: string[]): Promise<void> {
+  const a = parseArgs(argv);
+  await init();
+  const ck = await loadCheckpoint(str(a, 'checkpoint'));
+  const data = await prepareData(a, { ...ck!.cfg }, ck!.tokenizer);
+  const split = str(a, 'split', 'test') as 'test' | 'val';
+  const r = await evaluateSplits(ck!, data.train, split === 'val' ? data.val : data.test);
+  console.log(metricsTable({ model: r.test, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  console.log(JSON.stringify({ eval: split, n: r.predictions.length, test: r.test, baselines: r.baselines }));
+}
+
+/** The README's main job: built-in dataset → train tiny → evaluate against baselines. */
+export async function mainJob(argv: string[]): Promise<void> {
+  const t0 = Date.now();
+  const a = parseArgs(argv);
+  const budget = num(a, 'budget', 15 * 60);
+  const out = str(a, 'out', 'runs/main');
+  const trainArgs = [
+    '--config', str(a, 'config', 'tiny'), '--data', 'phantom', '--data-dir', `${out}/data`, '--out', out,
+    '--phantom-count', String(num(a, 'phantom-count', 3000)), '--val-limit', String(num(a, 'val-limit', 64)),
+    ...argv,
+  ];
+  // Leave time for the final evaluation (about a fifth of the budget).
+  const { data } = await trainCommand(trainArgs, { timeBudgetS: Math.max(30, budget * 0.72 - (Date.now() - t0) / 1000) });
+  const ck = await loadCheckpoint(`${out}/best.safetensors`);
+  const r = await evaluateSplits(ck!, data.train, data.test);
+  console.log(metricsTable({ 'micar (tiny)': r.test, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  for (let i = 0; i < Math.min(3, data.test.length); i++) console.log(`  ${data.test[i].id}: "${r.predictions[i]}"\n  ${' '.repeat(data.test[i].id.length)}  truth "${data.test[i].report}"`);
+  const pick = (s: EvalScores) => ({ bleu1: s.bleu1, bleu4: s.bleu4, meteor: s.meteor, rougeL: s.rougeL, cider: s.cider, finding_accuracy: s.finding_accuracy });
+  console.log(JSON.stringify({
+    job: 'main',
+    wall_s: Math.round((Date.now() - t0) / 100) / 10,
+    test: { ...pick(r.test), grounding: null },
+    baselines: { most_frequent: { ...pick(r.baselines.most_frequent), grounding: null }, nearest_neighbour: { ...pick(r.baselines.nearest_neighbour), grounding: null } },
+  }));
+}
