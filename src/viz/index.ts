@@ -1,0 +1,293 @@
+// Attention visualisation: reading the generator's traces to the CPU, teacher-forced traces for a
+// given report (beam search output), the figures and the page for one image, grounding over the
+// phantom dataset, and the `micar attention` command. File access goes through DataFiles and
+// io/files, so nothing here needs Deno; the demo app imports the same functions.
+import type { Tensor } from '../graph/tensor.ts';
+import { dispose, fromData, read } from '../graph/runtime.ts';
+import { CachedDecoder, type StepTrace } from '../generate/generator.ts';
+import { beamSearch, generate } from '../generate/decode.ts';
+import type { Weights } from '../model/weights.ts';
+import type { MicarConfig } from '../model/config.ts';
+import { normaliseConfig } from '../model/config.ts';
+import { decodeImage, type RGBImage } from '../data/images.ts';
+import { preprocess } from '../data/preprocess.ts';
+import { Tokenizer, type TokenizerJSON } from '../data/tokenizer.ts';
+import { type DataFiles, joinPath, localFiles } from '../data/fs.ts';
+import type { PhantomSample } from '../data/phantom.ts';
+import { readFileBytes } from '../io/files.ts';
+import { type HostTensor, readSafetensors } from '../io/safetensors.ts';
+import { type AttentionTrace, crossRow, GRID } from './heatmap.ts';
+import { type ColormapName } from './colormap.ts';
+import { expertUsage, routingPerWord } from './experts.ts';
+import { aggregateGrounding, groundingScore, type GroundingResult, type GroundingSummary } from './grounding.ts';
+import { buildAttentionPageData, renderAttentionPage } from './page.ts';
+import { headLayerGridFigure, heatmapFigure, matrixFigure, modelView, Raster } from './png.ts';
+
+export * from './colormap.ts';
+export * from './heatmap.ts';
+export * from './experts.ts';
+export * from './grounding.ts';
+export * from './page.ts';
+export * from './png.ts';
+
+/**
+ * Copies row `row` of the generator's per-step traces to the CPU (and frees them unless
+ * `keep`). `tokens`: the ids generated for that row; steps past its length are ignored.
+ */
+export async function readTrace(traces: readonly StepTrace[], tokens: readonly number[], cfg: MicarConfig, opts: { row?: number; keep?: boolean } = {}): Promise<AttentionTrace> {
+  const row = opts.row ?? 0, L = cfg.num_layers, H = cfg.num_heads, N = GRID * GRID;
+  if (traces.length < tokens.length) throw new Error(`readTrace: ${traces.length} traced steps for ${tokens.length} tokens (was generate called with trace: true?)`);
+  const tr: AttentionTrace = { layers: L, heads: H, grid: GRID, numExperts: cfg.num_experts, tokens: [...tokens], cross: [], self: [], experts: [] };
+  const rowOf = async (t: Tensor, per: number, what: string): Promise<Float32Array | Int32Array> => {
+    if (t.shape[0] <= row || t.size !== t.shape[0] * per) throw new Error(`readTrace: ${what} has shape [${t.shape}], expected [≥${row + 1}, …] with ${per} values per row`);
+    const all = await read(t);
+    return (all as Float32Array | Int32Array).slice(row * per, (row + 1) * per);
+  };
+  for (let t = 0; t < tokens.length; t++) {
+    const s = traces[t];
+    if (s.cross.length !== L) throw new Error(`readTrace: step ${t} has ${s.cross.length} cross-attention layers, expected ${L}`);
+    const cross: Float32Array[] = [], self: Float32Array[] = [], experts: AttentionTrace['experts'][number] = [];
+    for (let l = 0; l < L; l++) {
+      cross.push((await rowOf(s.cross[l], H * N, `cross-attention step ${t} layer ${l}`)) as Float32Array);
+      self.push((await rowOf(s.self[l], H * (t + 1), `self-attention step ${t} layer ${l}`)) as Float32Array);
+      const idx = await rowOf(s.experts[l].indices, cfg.k, `expert indices step ${t} layer ${l}`);
+      const wts = await rowOf(s.experts[l].weights, cfg.k, `expert weights step ${t} layer ${l}`);
+      experts.push({ indices: Array.from(idx), weights: Array.from(wts) });
+    }
+    tr.cross.push(cross);
+    tr.self.push(self);
+    tr.experts.push(experts);
+  }
+  if (!opts.keep) disposeTraces(traces);
+  return tr;
+}
+
+export function disposeTraces(traces: readonly StepTrace[]): void {
+  for (const s of traces) dispose(...s.cross, ...s.self, ...s.experts.flatMap((e) => [e.indices, e.weights]));
+}
+
+/**
+ * Traces of the decoder reading a given report for one image ([1,3,S,S]): step t feeds
+ * position t (<sos>, tokens[0..t−1]) exactly as generation does, so for the tokens a beam search
+ * chose these are the maps of that hypothesis.
+ */
+export async function traceTokens(w: Weights, image: Tensor, tokens: readonly number[]): Promise<StepTrace[]> {
+  if (image.shape[0] !== 1) throw new Error(`traceTokens: one image expected, got [${image.shape}]`);
+  const dec = new CachedDecoder(w, true);
+  const out: StepTrace[] = [];
+  try {
+    await dec.encode(image);
+    dec.start(1, 1);
+    let prev = w.cfg.sos_id;
+    for (const tok of tokens.slice(0, w.cfg.text_seq_len)) {
+      const { trace } = await dec.step([prev]);
+      out.push(trace!);
+      prev = tok;
+    }
+  } finally {
+    dec.dispose();
+  }
+  return out;
+}
+
+/** Generates a report for preprocessed pixels [3,S,S] (greedy, or beam search with `beam` > 1) and traces it. */
+export async function attentionForPixels(w: Weights, pixels: Float32Array, opts: { beam?: number; maxLen?: number } = {}): Promise<AttentionTrace> {
+  const S = w.cfg.image_size;
+  if (pixels.length !== 3 * S * S) throw new Error(`attentionForPixels: ${pixels.length} pixel values, expected 3×${S}×${S}`);
+  const image = fromData(pixels, [1, 3, S, S], 'f32', 'image');
+  try {
+    if ((opts.beam ?? 1) > 1) {
+      const [best] = (await beamSearch(w, image, { beamWidth: opts.beam!, maxLen: opts.maxLen, lengthPenalty: 0, nBest: 1 }))[0];
+      return await readTrace(await traceTokens(w, image, best.tokens), best.tokens, w.cfg);
+    }
+    const r = await generate(w, image, { trace: true, maxLen: opts.maxLen });
+    return await readTrace(r.traces, r.tokens[0], w.cfg);
+  } finally {
+    dispose(image);
+  }
+}
+
+export interface AttentionOutputs {
+  /** File name → bytes (PNGs, the HTML page, routing JSON). */
+  files: Map<string, Uint8Array>;
+  html: string;
+  report: string;
+}
+
+function fileWord(w: string): string {
+  return w.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '') || 'tok';
+}
+
+/** The preprocessing geometry the model uses: shorter side → resize, centre crop image_size. */
+export function inputGeometry(cfg: MicarConfig): { resize: number; crop: number } {
+  return { resize: cfg.resize_size ?? Math.round((cfg.image_size * 232) / 224), crop: cfg.image_size };
+}
+
+/**
+ * Every figure and the page for one traced image. `original`: the image as loaded (the display
+ * is its model view at `displaySize`). PNGs: image.png, word_<t>_<word>.png (mean over layers
+ * and heads, with colour bar), word_<t>_<word>_heads.png (layer × head grid), self_attention.png;
+ * attention.html; routing.json.
+ */
+export function attentionOutputs(tr: AttentionTrace, vocab: readonly string[], cfg: MicarConfig, original: RGBImage, opts: { displaySize?: number; colormap?: ColormapName; title?: string; notes?: string[] } = {}): AttentionOutputs {
+  const D = opts.displaySize ?? Math.max(224, cfg.image_size);
+  const geo = inputGeometry(cfg);
+  const display = modelView(original, geo.resize, geo.crop, D);
+  const tile = modelView(original, geo.resize, geo.crop, Math.min(D, 96));
+  const files = new Map<string, Uint8Array>();
+  const png = (img: RGBImage) => {
+    const r = new Raster(img.width, img.height);
+    r.blit(img, 0, 0);
+    return r.toPng();
+  };
+  files.set('image.png', png(display));
+  const words = tr.tokens.map((id) => vocab[id] ?? `<${id}>`);
+  const pad = String(Math.max(0, words.length - 1)).length;
+  words.forEach((w, t) => {
+    const name = `word_${String(t).padStart(pad, '0')}_${fileWord(w)}`;
+    files.set(`${name}.png`, png(heatmapFigure(display, crossRow(tr, t), { colormap: opts.colormap, title: `${t}: ${w} (mean of layers and heads)` }).image));
+    const maps = tr.cross[t].map((a) => Array.from({ length: tr.heads }, (_, h) => a.subarray(h * tr.grid * tr.grid, (h + 1) * tr.grid * tr.grid)));
+    files.set(`${name}_heads.png`, png(headLayerGridFigure(tile, maps, { colormap: opts.colormap, title: `${t}: ${w} - cross-attention per layer and head (shared scale)` })));
+  });
+  if (words.length) {
+    const rows = words.map((_, t) => {
+      const r = new Float64Array(t + 1);
+      for (let l = 0; l < tr.layers; l++) for (let h = 0; h < tr.heads; h++) for (let j = 0; j <= t; j++) r[j] += tr.self[t][l][h * (t + 1) + j] / (tr.layers * tr.heads);
+      return r;
+    });
+    files.set('self_attention.png', png(matrixFigure(rows, words, ['<sos>', ...words.slice(0, -1)], { colormap: opts.colormap, title: 'self-attention (mean of layers and heads)' })));
+  }
+  const usage = words.length ? expertUsage([tr]) : undefined;
+  const data = buildAttentionPageData(tr, vocab, display, { title: opts.title, colormap: opts.colormap, usage, notes: opts.notes });
+  const html = renderAttentionPage(data);
+  files.set('attention.html', new TextEncoder().encode(html));
+  const routing = routingPerWord(tr).map((r) => ({ step: r.step, word: words[r.step], layers: r.layers }));
+  files.set('routing.json', new TextEncoder().encode(JSON.stringify({ words, routing, usage }, null, 1)));
+  return { files, html, report: data.report };
+}
+
+export async function writeOutputs(out: AttentionOutputs, dir: string, fs?: DataFiles): Promise<string[]> {
+  const files = fs ?? (await localFiles());
+  await files.mkdirp(dir);
+  const written: string[] = [];
+  for (const [name, bytes] of out.files) {
+    const p = joinPath(dir, name);
+    await files.writeFile(p, bytes);
+    written.push(p);
+  }
+  return written;
+}
+
+export interface LoadedModel {
+  cfg: MicarConfig;
+  tokenizer: Tokenizer;
+  weights: Weights;
+}
+
+/**
+ * A training checkpoint (safetensors with `config` and `tokenizer` in its metadata): through
+ * src/train/checkpoint.ts when that module loads, else read here (optimiser tensors skipped).
+ */
+export async function loadModelCheckpoint(source: string | Uint8Array, name = typeof source === 'string' ? source : 'checkpoint'): Promise<LoadedModel> {
+  type CheckpointModule = { loadCheckpoint(s: string | Uint8Array, o?: { name?: string }): Promise<LoadedModel | null> };
+  let mod: CheckpointModule | null = null;
+  try {
+    const spec = '../train/checkpoint.ts';
+    mod = (await import(/* @vite-ignore */ spec)) as CheckpointModule;
+  } catch {
+    mod = null; // not there yet (or not loadable in this build): read the metadata directly
+  }
+  if (mod?.loadCheckpoint) {
+    const ck = await mod.loadCheckpoint(source, { name });
+    if (!ck) throw new Error(`${name}: checkpoint not found`);
+    return { cfg: ck.cfg, tokenizer: ck.tokenizer, weights: ck.weights };
+  }
+  const { Weights } = await import('../model/weights.ts');
+  const bytes = await readFileBytes(source);
+  const { tensors, metadata } = readSafetensors(bytes, name);
+  if (!metadata.config || !metadata.tokenizer) throw new Error(`${name}: safetensors metadata lacks "config" and/or "tokenizer"; not a micar training checkpoint`);
+  const cfg = normaliseConfig(JSON.parse(metadata.config), `${name} (config)`);
+  const tokenizer = Tokenizer.fromJSON(JSON.parse(metadata.tokenizer) as TokenizerJSON);
+  const model = new Map<string, HostTensor>();
+  for (const [k, t] of tensors) if (!k.startsWith('optim.')) model.set(k, t);
+  return { cfg, tokenizer, weights: Weights.fromStateDict(cfg, model, name) };
+}
+
+/** Generates a report per phantom sample (batched greedy, traced) and scores grounding. */
+export async function evaluateGrounding(w: Weights, vocab: readonly string[], samples: readonly PhantomSample[], opts: { batch?: number; maxLen?: number } = {}): Promise<{ summary: GroundingSummary; results: GroundingResult[] }> {
+  const cfg = w.cfg, S = cfg.image_size, B = opts.batch ?? 8;
+  const results: GroundingResult[] = [];
+  for (let i = 0; i < samples.length; i += B) {
+    const chunk = samples.slice(i, i + B);
+    const pixels = new Float32Array(chunk.length * 3 * S * S);
+    chunk.forEach((s, j) => {
+      if (s.image.width !== S || s.image.height !== S) throw new Error(`evaluateGrounding: sample ${s.id} is ${s.image.width}×${s.image.height}; boxes are in model-input pixels, so it must be ${S}×${S}`);
+      pixels.set(preprocess(s.image, { resize: S, crop: S }), j * 3 * S * S);
+    });
+    const image = fromData(pixels, [chunk.length, 3, S, S], 'f32', 'image');
+    try {
+      const r = await generate(w, image, { trace: true, maxLen: opts.maxLen });
+      for (let j = 0; j < chunk.length; j++) {
+        const tr = await readTrace(r.traces, r.tokens[j], cfg, { row: j, keep: true });
+        results.push(groundingScore(tr, tr.tokens, vocab, chunk[j].findings, S));
+      }
+      disposeTraces(r.traces);
+    } finally {
+      dispose(image);
+    }
+  }
+  return { summary: aggregateGrounding(results), results };
+}
+
+function parseFlags(args: string[], usage: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument "${a}"\n${usage}`);
+    const eq = a.indexOf('=');
+    if (eq > 0) m.set(a.slice(2, eq), a.slice(eq + 1));
+    else {
+      const v = args[i + 1];
+      if (v === undefined || v.startsWith('--')) throw new Error(`flag ${a} needs a value\n${usage}`);
+      m.set(a.slice(2), v);
+      i++;
+    }
+  }
+  return m;
+}
+
+const ATTENTION_USAGE = 'usage: micar attention --checkpoint C --image I --out DIR [--beam N] [--max-len N] [--size PX] [--colormap viridis|inferno]';
+
+/** `micar attention`: generate a report for one image and write the figures and the page. */
+export async function attentionCommand(args: string[]): Promise<void> {
+  const f = parseFlags(args, ATTENTION_USAGE);
+  for (const k of f.keys()) if (!['checkpoint', 'image', 'out', 'beam', 'max-len', 'size', 'colormap'].includes(k)) throw new Error(`unknown flag --${k}\n${ATTENTION_USAGE}`);
+  const ckpt = f.get('checkpoint'), imagePath = f.get('image'), out = f.get('out');
+  if (!ckpt || !imagePath || !out) throw new Error(ATTENTION_USAGE);
+  const int = (k: string) => {
+    const v = f.get(k);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${k} must be a positive integer, got "${v}"`);
+    return n;
+  };
+  const colormap = (f.get('colormap') ?? 'viridis') as ColormapName;
+  if (colormap !== 'viridis' && colormap !== 'inferno') throw new Error(`--colormap must be viridis or inferno, got "${colormap}"`);
+  const { init } = await import('../graph/runtime.ts');
+  await init();
+  const { cfg, tokenizer, weights } = await loadModelCheckpoint(ckpt);
+  const original = decodeImage(await readFileBytes(imagePath), imagePath);
+  const pixels = preprocess(original, inputGeometry(cfg));
+  const beam = int('beam') ?? 1;
+  const t0 = performance.now();
+  const tr = await attentionForPixels(weights, pixels, { beam, maxLen: int('max-len') });
+  const o = attentionOutputs(tr, tokenizer.tokens, cfg, original, {
+    displaySize: int('size'),
+    colormap,
+    title: `MicarVLMoE attention: ${imagePath}`,
+    notes: [`checkpoint ${ckpt}; ${beam > 1 ? `beam search (width ${beam}), best hypothesis re-traced` : 'greedy decoding'}; ${cfg.num_layers} decoder layers × ${cfg.num_heads} heads, ${cfg.num_experts} experts (top-${cfg.k}).`],
+  });
+  const written = await writeOutputs(o, out);
+  console.log(`report: ${o.report}`);
+  console.log(`${tr.tokens.length} words traced in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${written.length} files to ${out} (page: ${joinPath(out, 'attention.html')})`);
+}
