@@ -1,12 +1,13 @@
 // Decoding strategies on the KV-cached decoder: greedy, real beam search (one initial
 // hypothesis, finished hypotheses kept aside, length normalisation) and sampling
-// (temperature, top-p). Tokens stream through `onToken` as they are chosen.
+// (temperature, top-p). Tokens stream through `onToken` / `generateStream` as they are chosen.
 import type { Tensor } from '../graph/tensor.ts';
+import { dispose } from '../graph/runtime.ts';
 import type { Weights } from '../model/weights.ts';
 import { CachedDecoder, type StepTrace } from './generator.ts';
 
 export interface DecodeOptions {
-  /** Tokens to generate at most (default text_seq_len). */
+  /** Tokens to generate at most (default and ceiling: text_seq_len). */
   maxLen?: number;
   /** Stop a row at <eos> (default true). */
   stopAtEos?: boolean;
@@ -16,22 +17,39 @@ export interface DecodeOptions {
   trace?: boolean;
 }
 
+export interface SampleOptions {
+  /** Divides the logits before the softmax (default 1). */
+  temperature?: number;
+  /** Nucleus: sample among the most likely tokens whose probabilities sum to ≥ topP (default 1). */
+  topP?: number;
+  /** Seed of the sampler (default 1): the same seed gives the same report. */
+  seed?: number;
+}
+
+export type GenerateOptions = DecodeOptions & { sample?: SampleOptions };
+
 export interface Decoded {
   /** Generated ids per image (no <sos>; <eos> included when emitted). */
   tokens: number[][];
-  /** Summed log-probabilities per image. */
+  /** Summed log-probabilities per image (of the sampling distribution when sampling). */
   scores: number[];
-  /** Per step traces (greedy/sampling with `trace`). */
+  /** Per step traces (with `trace`). */
   traces: StepTrace[];
 }
 
-function logSoftmaxRow(row: Float32Array, temperature = 1): Float64Array {
+export interface StreamedToken {
+  image: number;
+  token: number;
+  step: number;
+}
+
+export function logSoftmaxRow(row: ArrayLike<number>, temperature = 1): Float64Array {
   let m = -Infinity;
-  for (const v of row) m = Math.max(m, v / temperature);
+  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i] / temperature);
   let s = 0;
-  for (const v of row) s += Math.exp(v / temperature - m);
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] / temperature - m);
   const lse = m + Math.log(s);
-  return Float64Array.from(row, (v) => v / temperature - lse);
+  return Float64Array.from(row as ArrayLike<number>, (v) => v / temperature - lse);
 }
 
 function argmax(a: ArrayLike<number>): number {
@@ -40,51 +58,70 @@ function argmax(a: ArrayLike<number>): number {
   return best;
 }
 
-/** Greedy or sampled decoding for every image in `image` ([b,3,S,S]). */
-export async function generate(
-  w: Weights,
-  image: Tensor,
-  opts: DecodeOptions & { sample?: { temperature?: number; topP?: number; seed?: number } } = {},
-): Promise<Decoded> {
+/**
+ * The greedy/sampling loop as an async generator: yields each token right after the step
+ * that chose it and runs the next step only when the consumer asks (so breaking out stops
+ * decoding). The result is filled into `out` as it goes.
+ */
+async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out: Decoded): AsyncGenerator<StreamedToken> {
   const cfg = w.cfg;
   const maxLen = Math.min(opts.maxLen ?? cfg.text_seq_len, cfg.text_seq_len);
+  const stopAtEos = opts.stopAtEos ?? true;
+  const temperature = opts.sample?.temperature ?? 1;
+  if (!(temperature > 0)) throw new Error(`generate: temperature ${temperature} must be > 0`);
   const b = image.shape[0];
   const dec = new CachedDecoder(w, !!opts.trace);
-  await dec.encode(image);
-  dec.start(b, 1);
-  const tokens: number[][] = Array.from({ length: b }, () => []);
-  const scores = new Array(b).fill(0);
-  const done = new Array(b).fill(false);
-  const traces: StepTrace[] = [];
-  const rnd = mulberry(opts.sample?.seed ?? 1);
-  let prev = new Array(b).fill(cfg.sos_id);
   try {
+    dispose(await dec.encode(image));
+    dec.start(b, 1);
+    out.tokens = Array.from({ length: b }, () => []);
+    out.scores = new Array(b).fill(0);
+    const done = new Array(b).fill(false);
+    const rnd = mulberry(opts.sample?.seed ?? 1);
+    const V = cfg.vocab_size;
+    // Finished rows keep being fed (the batch stays rectangular); their tokens are dropped.
+    const prev = new Array(b).fill(cfg.sos_id);
     for (let step = 0; step < maxLen; step++) {
       const { logits, trace } = await dec.step(prev);
-      if (trace) traces.push(trace);
-      const V = cfg.vocab_size;
-      prev = prev.slice();
+      if (trace) out.traces.push(trace);
+      const chosen: StreamedToken[] = [];
       for (let i = 0; i < b; i++) {
         const row = logits.subarray(i * V, (i + 1) * V);
-        const lp = logSoftmaxRow(row, opts.sample?.temperature ?? 1);
+        const lp = logSoftmaxRow(row, opts.sample ? temperature : 1);
         const tok = opts.sample ? sampleTopP(lp, opts.sample.topP ?? 1, rnd) : argmax(row);
         prev[i] = tok;
         if (done[i]) continue;
-        tokens[i].push(tok);
-        scores[i] += opts.sample ? lp[tok] : logSoftmaxRow(row)[tok];
-        opts.onToken?.(i, tok, step);
-        if (tok === cfg.eos_id && (opts.stopAtEos ?? true)) done[i] = true;
+        out.tokens[i].push(tok);
+        out.scores[i] += lp[tok];
+        if (tok === cfg.eos_id && stopAtEos) done[i] = true;
+        chosen.push({ image: i, token: tok, step });
       }
+      for (const c of chosen) yield c;
       if (done.every(Boolean)) break;
     }
   } finally {
     dec.dispose();
   }
-  return { tokens, scores, traces };
 }
 
+/** Greedy (or sampled, with `sample`) decoding for every image in `image` ([b,3,S,S]). */
+export async function generate(w: Weights, image: Tensor, opts: GenerateOptions = {}): Promise<Decoded> {
+  const out: Decoded = { tokens: [], scores: [], traces: [] };
+  for await (const t of decodeLoop(w, image, opts, out)) opts.onToken?.(t.image, t.token, t.step);
+  return out;
+}
+
+/**
+ * The same decoding as an async iterable of tokens, in the order they are produced; each
+ * arrives right after its step, and leaving the loop early stops decoding.
+ */
+export function generateStream(w: Weights, image: Tensor, opts: GenerateOptions = {}): AsyncIterable<StreamedToken> {
+  return { [Symbol.asyncIterator]: () => decodeLoop(w, image, opts, { tokens: [], scores: [], traces: [] }) };
+}
+
+/** Nucleus sampling from log-probabilities: the smallest most-likely set with mass ≥ topP. */
 function sampleTopP(lp: Float64Array, topP: number, rnd: () => number): number {
-  const order = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]);
+  const order = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a] || a - b);
   const probs = order.map((i) => Math.exp(lp[i]));
   let cum = 0, cut = order.length;
   for (let j = 0; j < order.length; j++) {
@@ -94,7 +131,8 @@ function sampleTopP(lp: Float64Array, topP: number, rnd: () => number): number {
       break;
     }
   }
-  const total = probs.slice(0, cut).reduce((a, c) => a + c, 0);
+  let total = 0;
+  for (let j = 0; j < cut; j++) total += probs[j];
   let u = rnd() * total;
   for (let j = 0; j < cut; j++) {
     u -= probs[j];
@@ -106,10 +144,12 @@ function sampleTopP(lp: Float64Array, topP: number, rnd: () => number): number {
 export interface BeamOptions {
   beamWidth: number;
   maxLen?: number;
-  /** Final score = logp / length^lengthPenalty (0 = raw sum of log-probabilities). */
+  /** Final score = logp / length^lengthPenalty (0 = raw sum of log-probabilities; default 1). */
   lengthPenalty?: number;
   /** How many hypotheses to return per image (≤ beamWidth). */
   nBest?: number;
+  /** Finish a hypothesis at <eos> (default true); false treats <eos> as an ordinary token. */
+  stopAtEos?: boolean;
 }
 
 export interface Hypothesis {
@@ -119,63 +159,82 @@ export interface Hypothesis {
   finished: boolean;
 }
 
-/** Beam search per image: returns the n-best hypotheses, best first. */
+/**
+ * Beam search per image, returning the n-best hypotheses, best first. Starts from one
+ * hypothesis (<sos>); each step extends every alive hypothesis, ranks the candidates by
+ * summed log-probability, moves those ending in <eos> (ranked before the K-th alive one) to
+ * the finished set and keeps the best K others alive. Hypotheses still alive at maxLen are
+ * returned unfinished. Final ranking by logp / length^lengthPenalty (length counts <eos>).
+ * An image stops early once nBest finished hypotheses score at least the best score any
+ * alive one could still reach (logp only falls, so logp / maxLen^α bounds it).
+ */
 export async function beamSearch(w: Weights, image: Tensor, opts: BeamOptions): Promise<Hypothesis[][]> {
   const cfg = w.cfg;
   const K = opts.beamWidth, maxLen = Math.min(opts.maxLen ?? cfg.text_seq_len, cfg.text_seq_len);
+  if (!Number.isInteger(K) || K < 1) throw new Error(`beamSearch: beamWidth ${K} must be a positive integer`);
   const alpha = opts.lengthPenalty ?? 1, nBest = Math.min(opts.nBest ?? K, K);
+  const stopAtEos = opts.stopAtEos ?? true;
   const norm = (logp: number, len: number) => (alpha === 0 ? logp : logp / Math.pow(Math.max(len, 1), alpha));
   const b = image.shape[0];
-  const dec = new CachedDecoder(w);
-  await dec.encode(image);
-  dec.start(b, K);
-  // Alive beams per image; initially a single hypothesis (the other rows are placeholders).
-  let alive: { tokens: number[]; logp: number; row: number }[][] = Array.from({ length: b }, (_, i) => [{ tokens: [], logp: 0, row: i * K }]);
-  const finished: Hypothesis[][] = Array.from({ length: b }, () => []);
   const V = cfg.vocab_size;
+  const dec = new CachedDecoder(w);
+  type Alive = { tokens: number[]; logp: number };
+  let alive: Alive[][] = Array.from({ length: b }, () => [{ tokens: [], logp: 0 }]);
+  const finished: Hypothesis[][] = Array.from({ length: b }, () => []);
   try {
-    let feed = new Array(b * K).fill(cfg.sos_id);
+    dispose(await dec.encode(image));
+    dec.start(b, 1);
+    // Decoder rows are the alive hypotheses of every image, flattened in image order.
+    let feed: number[] = new Array(b).fill(cfg.sos_id);
     for (let step = 0; step < maxLen; step++) {
       const { logits } = await dec.step(feed);
-      const parents: number[] = new Array(b * K).fill(0).map((_, r) => r);
-      const nextFeed = new Array(b * K).fill(cfg.pad_id);
-      const nextAlive: typeof alive = [];
+      const parents: number[] = [];
+      const nextFeed: number[] = [];
+      const nextAlive: Alive[][] = [];
+      const owner: number[] = [];
+      let row = 0;
       for (let i = 0; i < b; i++) {
-        const cands: { parent: number; tok: number; logp: number; tokens: number[] }[] = [];
+        const cands: { parent: number; tok: number; logp: number; from: Alive }[] = [];
         for (const hyp of alive[i]) {
-          const lp = logSoftmaxRow(logits.subarray(hyp.row * V, (hyp.row + 1) * V));
-          // Only the best 2K tokens of each beam can survive.
-          const top = Array.from(lp.keys()).sort((a, c) => lp[c] - lp[a]).slice(0, 2 * K);
-          for (const tok of top) cands.push({ parent: hyp.row, tok, logp: hyp.logp + lp[tok], tokens: hyp.tokens });
+          const lp = logSoftmaxRow(logits.subarray(row * V, (row + 1) * V));
+          // The K best non-<eos> candidates lie within each beam's best K+1 tokens.
+          const top = Array.from(lp.keys()).sort((a, c) => lp[c] - lp[a] || a - c).slice(0, K + 1);
+          for (const tok of top) cands.push({ parent: row, tok, logp: hyp.logp + lp[tok], from: hyp });
+          row++;
         }
         cands.sort((a, c) => c.logp - a.logp);
-        const keep: typeof alive[number] = [];
+        const keep: Alive[] = [];
         for (const c of cands) {
-          const toks = [...c.tokens, c.tok];
-          if (c.tok === cfg.eos_id) {
-            finished[i].push({ tokens: toks, logp: c.logp, score: norm(c.logp, toks.length), finished: true });
-          } else if (keep.length < K) {
-            const row = i * K + keep.length;
-            parents[row] = c.parent;
-            nextFeed[row] = c.tok;
-            keep.push({ tokens: toks, logp: c.logp, row });
-          }
           if (keep.length >= K) break;
+          const toks = [...c.from.tokens, c.tok];
+          if (stopAtEos && c.tok === cfg.eos_id) {
+            finished[i].push({ tokens: toks, logp: c.logp, score: norm(c.logp, toks.length), finished: true });
+            continue;
+          }
+          keep.push({ tokens: toks, logp: c.logp });
+          parents.push(c.parent);
+          nextFeed.push(c.tok);
+          owner.push(i);
         }
         nextAlive.push(keep);
       }
       alive = nextAlive;
-      // Stop an image once its best finished hypothesis beats every alive one's best possible
-      // score (log-probabilities only fall as a hypothesis grows, when lengthPenalty = 0).
-      const allDone = alive.every((beams, i) => {
-        if (beams.length === 0) return true;
-        if (finished[i].length < K) return false;
-        const bestFinished = Math.max(...finished[i].map((h) => h.score));
-        return alpha === 0 && beams.every((h) => h.logp <= bestFinished);
-      });
-      if (allDone || step === maxLen - 1) break;
-      await dec.reorder(parents);
-      feed = nextFeed;
+      if (step === maxLen - 1) break;
+      // Early stop per image (exact for the returned n-best, see above): its alive
+      // hypotheses are returned unfinished (they cannot outrank the n-best) and its rows dropped.
+      for (let i = 0; i < b; i++) {
+        if (alive[i].length === 0) continue;
+        const scores = finished[i].map((h) => h.score).sort((a, c) => c - a);
+        const bound = Math.max(...alive[i].map((h) => norm(h.logp, alpha === 0 ? 1 : maxLen)));
+        if (scores.length >= nBest && scores[nBest - 1] >= bound) {
+          for (const h of alive[i]) finished[i].push({ tokens: h.tokens, logp: h.logp, score: norm(h.logp, h.tokens.length), finished: false });
+          alive[i] = [];
+        }
+      }
+      const rows = owner.map((_, j) => j).filter((j) => alive[owner[j]].length > 0);
+      if (rows.length === 0) break;
+      await dec.reorder(rows.map((j) => parents[j]));
+      feed = rows.map((j) => nextFeed[j]);
     }
   } finally {
     dec.dispose();
@@ -196,4 +255,3 @@ function mulberry(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-

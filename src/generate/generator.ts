@@ -1,20 +1,24 @@
 // Report generation with a key/value cache: the image is encoded once, every decoder layer's
 // cross-attention keys/values (and the global image vector) are computed once per image,
-// and self-attention keys/values are cached, so each new token costs one position.
-import type { Tensor } from '../graph/tensor.ts';
+// and self-attention keys/values live in preallocated per-layer caches [B, H, T, dh] that
+// each step writes one position of in place, so a new token costs one position, not the
+// whole prefix. Attention runs over all T cache slots with a mask (slots past the current
+// position are masked, so their −1e9 scores weigh exactly 0): the step's cost does not grow
+// with the position. A step is one submission; beam reorders are folded into the next one.
+import { makeNode, type Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
 import { linear } from '../graph/ops/matmul.ts';
 import { rmsNorm } from '../graph/ops/norm.ts';
 import { rotary } from '../graph/ops/rotary.ts';
 import { attention } from '../graph/ops/attention.ts';
 import { embedding } from '../graph/ops/embedding.ts';
-import { activation, add, expandTo, mul, scale, sigmoid, sub } from '../graph/ops/elementwise.ts';
+import { activation, add, mul, scale, sigmoid, sub } from '../graph/ops/elementwise.ts';
 import { max, mean } from '../graph/ops/reduce.ts';
-import { concat, reshape, slice, split } from '../graph/ops/shape.ts';
+import { concat, reshape, slice, split, stridedCopy } from '../graph/ops/shape.ts';
+import { moeExpertsStacked, stackExpertWeights, topkGate } from '../graph/ops/moe.ts';
 import { Forward } from '../model/context.ts';
 import { encodeImage } from '../model/micar.ts';
-import { downNormUp, mergeHeads, splitHeads } from '../model/attention.ts';
-import { moe } from '../model/blocks.ts';
+import { downNormUp, splitHeads } from '../model/attention.ts';
 import type { Weights } from '../model/weights.ts';
 
 export interface StepTrace {
@@ -26,26 +30,90 @@ export interface StepTrace {
   experts: { indices: Tensor; weights: Tensor }[];
 }
 
-interface LayerCache {
-  k: Tensor | null; // [B, H, t, dh] rotated keys so far
-  v: Tensor | null;
-}
-
 interface ImageContext {
-  crossK: Tensor[]; // per layer [b, H, 49, dh] (rotated)
+  crossK: Tensor[]; // per layer [n, H, 49, dh] (rotated)
   crossV: Tensor[];
-  g: Tensor[]; // per layer [b, 1, d] global image vector
+  g: Tensor[]; // per layer [n, 1, d] global image vector
 }
 
-/** Incremental decoder over a batch of B = images × beams rows. */
+type Stacked = { W1: Tensor; W3: Tensor; W2: Tensor };
+
+/** out[r] = x[rows[r]] along axis 0 (whole contiguous slabs, buffer copies only). */
+function gatherSlabs(x: Tensor, rows: number[], label: string): Tensor {
+  const slab = x.size / x.shape[0];
+  for (const r of rows) if (!Number.isInteger(r) || r < 0 || r >= x.shape[0]) throw new Error(`${label}: row ${r} out of range for ${x}`);
+  const [y] = makeNode(label, [x], [{ shape: [rows.length, ...x.shape.slice(1)], dtype: x.dtype }], {
+    encode(ctx) {
+      rows.forEach((src, r) => ctx.copy(x, y, slab * 4, src * slab * 4, r * slab * 4));
+    },
+  });
+  return y;
+}
+
+/** A view of the first elements of `x` with a smaller shape (same storage, no copy). */
+function prefixView(x: Tensor, shape: number[]): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n > x.size) throw new Error(`prefixView: [${shape}] is larger than ${x}`);
+  const [y] = makeNode('prefix_view', [x], [{ shape, dtype: x.dtype }], { view: true });
+  return y;
+}
+
+/** Self-attention q and k of one position from qkv [B,1,3·dl] as [2, B, H, 1, dh] (q first). */
+function qkHeads(qkv: Tensor, H: number): Tensor {
+  const [B, , dl3] = qkv.shape;
+  const dl = dl3 / 3, dh = dl / H;
+  const [y] = makeNode('qk_heads', [qkv], [{ shape: [2, B, H, 1, dh] }], {
+    encode(ctx) {
+      // Feature f = d·H + h within each of q, k (head is the inner factor, SPEC §3).
+      stridedCopy(ctx, qkv, y, [2, B, H, dh], [dl, dl3, 1, H], [B * H * dh, H * dh, dh, 1]);
+    },
+  });
+  return y;
+}
+
+/**
+ * Writes this position's rotated key (from qkr [2·B·H,1,dh], k half) and value (from qkv,
+ * head-split on the fly) into the caches [B,H,T,dh] in place, and returns the key mask
+ * [1,1,T] for this position (1 for slots ≤ pos). Attention reads the mask, so it runs after
+ * the write in the same submission.
+ */
+function appendKV(kc: Tensor, vc: Tensor, qkr: Tensor, qkv: Tensor, maskTable: Tensor, pos: number): Tensor {
+  const [B, H, T, dh] = kc.shape;
+  const dl = H * dh;
+  const [mask] = makeNode('kv_append', [kc, vc, qkr, qkv, maskTable], [{ shape: [1, 1, T] }], {
+    encode(ctx) {
+      const dst = [H * T * dh, T * dh, 1];
+      stridedCopy(ctx, qkr, kc, [B, H, dh], [H * dh, dh, 1], dst, B * H * dh, pos * dh);
+      stridedCopy(ctx, qkv, vc, [B, H, dh], [3 * dl, 1, H], dst, 2 * dl, pos * dh);
+      ctx.copy(maskTable, mask, T * 4, pos * T * 4, 0);
+    },
+  });
+  return mask;
+}
+
+/** Incremental decoder over B rows (images × hypotheses); rows may be regrouped between steps. */
 export class CachedDecoder {
-  private caches: LayerCache[] = [];
-  private img: ImageContext | null = null;
-  /** Row → image index (beams of one image share its cross K/V). */
-  private rowImage: number[] = [];
+  /** Decode steps run by every decoder in this process (lets tests and benches check streaming). */
+  static totalSteps = 0;
   pos = 0;
+  private img: ImageContext | null = null;
+  /** Per-row copies of the image context (the per-image one when rows = images). */
+  private rowCtx: ImageContext | null = null;
+  /** Row → image index. */
+  private rowImage: number[] = [];
+  private kc: Tensor[] = [];
+  private vc: Tensor[] = [];
+  /** Parent row of each row for the next step (beam reorders, folded into the next step). */
+  private pending: number[] | null = null;
+  private maskTable: Tensor | null = null;
+  private stacked: Stacked[] = [];
 
   constructor(readonly w: Weights, readonly trace = false) {}
+
+  /** Rows currently decoded. */
+  get rows(): number {
+    return this.pending ? this.pending.length : this.rowImage.length;
+  }
 
   /** Encodes the images and precomputes each layer's cross-attention keys/values. */
   async encode(image: Tensor): Promise<Tensor> {
@@ -53,6 +121,7 @@ export class CachedDecoder {
     const f = new Forward(this.w, { training: false });
     const enc = encodeImage(f, image).out;
     const ctx: ImageContext = { crossK: [], crossV: [], g: [] };
+    this.stacked = [];
     for (let l = 0; l < cfg.num_layers; l++) {
       const p = `decoder.layers.${l}.gated_fusion`;
       const ni = rmsNorm(enc, f.p(`${p}.norm2.weight`), 1e-6);
@@ -61,111 +130,155 @@ export class CachedDecoder {
       ctx.crossK.push(rotary(k, f.p(`${p}.cross_attention.rope.freqs`), cfg.qk_nope_dim).keep());
       ctx.crossV.push(v.keep());
       ctx.g.push(linear(concat([mean(ni, 1, true), max(ni, 1, true)], 2), f.p(`${p}.global_proj.weight`), f.p(`${p}.global_proj.bias`)).keep());
+      const mp = `decoder.layers.${l}.moe`;
+      const st = stackExpertWeights(Array.from({ length: cfg.num_experts }, (_, e) => ({
+        w1: f.p(`${mp}.experts.${e}.w1.weight`), w3: f.p(`${mp}.experts.${e}.w3.weight`), w2: f.p(`${mp}.experts.${e}.w2.weight`),
+      })));
+      this.stacked.push({ W1: st.W1.keep(), W3: st.W3.keep(), W2: st.W2.keep() });
     }
     enc.keep();
-    await realize([enc, ...ctx.crossK, ...ctx.crossV, ...ctx.g], { label: 'encode image + cross K/V' });
+    const st = this.stacked.flatMap((s) => [s.W1, s.W3, s.W2]);
+    await realize([enc, ...ctx.crossK, ...ctx.crossV, ...ctx.g, ...st], { label: 'encode image + cross K/V' });
     this.img = ctx;
     return enc;
   }
 
-  /** Starts decoding with `rows` rows per image (1 for greedy; beams for beam search). */
+  /** Starts decoding with `rowsPerImage` rows per image (1 for greedy; beam search regroups later). */
   start(images: number, rowsPerImage: number): void {
+    if (!this.img) throw new Error('CachedDecoder.start: call encode() first');
+    if (images !== this.img.g[0].shape[0]) throw new Error(`CachedDecoder.start: ${images} images, but ${this.img.g[0].shape[0]} were encoded`);
+    const cfg = this.w.cfg;
+    this.disposeRows();
     this.rowImage = [];
     for (let i = 0; i < images; i++) for (let r = 0; r < rowsPerImage; r++) this.rowImage.push(i);
-    this.caches = Array.from({ length: this.w.cfg.num_layers }, () => ({ k: null, v: null }));
+    const B = this.rowImage.length, H = cfg.num_heads, T = cfg.text_seq_len, dh = cfg.d_latent / H;
+    // Zeroed caches: masked slots must hold finite values (0·NaN would poison P·V).
+    this.kc = Array.from({ length: cfg.num_layers }, () => fromData(new Float32Array(B * H * T * dh), [B, H, T, dh], 'f32', 'k_cache'));
+    this.vc = Array.from({ length: cfg.num_layers }, () => fromData(new Float32Array(B * H * T * dh), [B, H, T, dh], 'f32', 'v_cache'));
+    if (!this.maskTable) {
+      const m = new Float32Array(T * T);
+      for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) m[i * T + j] = 1;
+      this.maskTable = fromData(m, [T, T], 'f32', 'causal_rows');
+    }
+    this.rowCtx = this.gatherContext(this.rowImage);
+    this.pending = null;
     this.pos = 0;
   }
 
-  /** Per-row view of a per-image tensor (gathers rows when beams share an image). */
-  private perRow(t: Tensor): Tensor {
-    const n = t.shape[0];
-    const identity = this.rowImage.length === n && this.rowImage.every((im, r) => im === r);
-    if (identity) return t;
-    return concat(this.rowImage.map((im) => slice(t, 0, im, 1)), 0);
+  /** The per-row image context (lazy gathers, kept; realized by the next step). */
+  private gatherContext(rowImage: number[]): ImageContext {
+    const img = this.img!;
+    const n = img.g[0].shape[0];
+    if (rowImage.length === n && rowImage.every((im, r) => im === r)) return img;
+    const g = (t: Tensor) => gatherSlabs(t, rowImage, 'rows_of_image').keep();
+    return { crossK: img.crossK.map(g), crossV: img.crossV.map(g), g: img.g.map(g) };
+  }
+
+  private disposeRows(): void {
+    for (const t of [...this.kc, ...this.vc]) dispose(t);
+    this.kc = [];
+    this.vc = [];
+    if (this.rowCtx && this.rowCtx !== this.img) dispose(...this.rowCtx.crossK, ...this.rowCtx.crossV, ...this.rowCtx.g);
+    this.rowCtx = null;
   }
 
   /**
-   * Feeds one token per row (position `pos`) and returns the next-token logits [B, V].
-   * Caches are realized and kept; the previous ones are freed.
+   * Feeds one token per row (position `pos`) and returns the next-token logits [B, V]
+   * (row-major) — one submission, plus the read-back.
    */
   async step(tokens: ArrayLike<number>): Promise<{ logits: Float32Array; trace: StepTrace | null }> {
-    if (!this.img) throw new Error('CachedDecoder: call encode() first');
+    if (!this.img || !this.rowCtx) throw new Error('CachedDecoder: call encode() and start() first');
     const w = this.w, cfg = w.cfg;
-    const B = this.rowImage.length;
+    const B = this.rows;
     if (tokens.length !== B) throw new Error(`CachedDecoder.step: ${tokens.length} tokens for ${B} rows`);
     if (this.pos >= cfg.text_seq_len) throw new Error(`CachedDecoder.step: position ${this.pos} exceeds text_seq_len ${cfg.text_seq_len}`);
-    const f = new Forward(w, { training: false, keepAttention: this.trace });
-    const d = cfg.d_model, H = cfg.num_heads, dl = cfg.d_latent;
+    const pos = this.pos;
+    const old: Tensor[] = [];
+    if (this.pending) {
+      const parents = this.pending;
+      old.push(...this.kc, ...this.vc);
+      this.kc = this.kc.map((t) => gatherSlabs(t, parents, 'reorder_k_cache').keep());
+      this.vc = this.vc.map((t) => gatherSlabs(t, parents, 'reorder_v_cache').keep());
+      const rowImage = parents.map((p) => this.rowImage[p]);
+      if (rowImage.join() !== this.rowImage.join()) {
+        if (this.rowCtx !== this.img) old.push(...this.rowCtx.crossK, ...this.rowCtx.crossV, ...this.rowCtx.g);
+        this.rowCtx = this.gatherContext(rowImage);
+        this.rowImage = rowImage;
+      }
+      this.pending = null;
+    }
+    const rc = this.rowCtx;
+    const f = new Forward(w, { training: false });
+    const d = cfg.d_model, H = cfg.num_heads, dl = cfg.d_latent, dh = dl / H;
     const scaleF = 1 / Math.sqrt(cfg.qk_nope_dim + cfg.qk_rope_dim);
     const ids = fromData(Int32Array.from(tokens), [B, 1], 'i32');
-    let x = add(scale(embedding(ids, f.p('text_embs.embedding.weight')), Math.sqrt(d)), slice(f.p('text_embs.pe.pe'), 1, this.pos, 1));
+    let x = add(scale(embedding(ids, f.p('text_embs.embedding.weight')), Math.sqrt(d)), slice(f.p('text_embs.pe.pe'), 1, pos, 1));
     const trace: StepTrace = { cross: [], self: [], experts: [] };
-    const newCaches: LayerCache[] = [];
     for (let l = 0; l < cfg.num_layers; l++) {
       const p = `decoder.layers.${l}`;
-      // Masked self-attention over the cache (every cached key is ≤ the current position).
+      // Masked self-attention over the cache: this position's k/v are written in place first.
       const qkv = downNormUp(f, rmsNorm(x, f.p(`${p}.norm_sa.weight`), 1e-6), `${p}.self_attention.qkv_down_norm_up`);
-      const [q, k, v] = split(qkv, [dl, dl, dl], 2).map((t) => splitHeads(t, H));
-      const freqs = f.p(`${p}.self_attention.rope.freqs`);
-      const qr = rotary(q, freqs, cfg.qk_nope_dim, this.pos);
-      const kr = rotary(k, freqs, cfg.qk_nope_dim, this.pos);
-      const c = this.caches[l];
-      const K = c.k ? concat([c.k, kr], 2) : kr;
-      const V = c.v ? concat([c.v, v], 2) : v;
-      newCaches.push({ k: K, v: V });
-      const sa = attention(qr, K, V, { scale: scaleF, keepProbs: this.trace });
-      const s = add(x, linear(mergeHeads(sa.out), f.p(`${p}.self_attention.wo.weight`)));
-      // Gated fusion with the per-image cross K/V.
+      const qkr = rotary(reshape(qkHeads(qkv, H), [2 * B * H, 1, dh]), f.p(`${p}.self_attention.rope.freqs`), cfg.qk_nope_dim, pos);
+      const mask = appendKV(this.kc[l], this.vc[l], qkr, qkv, this.maskTable!, pos);
+      const sa = attention(prefixView(qkr, [B, H, 1, dh]), this.kc[l], this.vc[l], { scale: scaleF, mask, keepProbs: this.trace });
+      // One query row: [B,H,1,dh] is already the merged-heads layout h·dh + d.
+      const s = add(x, linear(reshape(sa.out, [B, 1, dl]), f.p(`${p}.self_attention.wo.weight`)));
+      // Gated fusion with the per-row cross K/V.
       const gp = `${p}.gated_fusion`;
       const nx = rmsNorm(s, f.p(`${gp}.norm1.weight`), 1e-6);
-      const cq = rotary(splitHeads(downNormUp(f, nx, `${gp}.cross_attention.q_down_norm_up`), H), f.p(`${gp}.cross_attention.rope.freqs`), cfg.qk_nope_dim, this.pos);
-      const ca = attention(cq, this.perRow(this.img.crossK[l]), this.perRow(this.img.crossV[l]), { scale: scaleF, keepProbs: this.trace });
-      const a = add(linear(mergeHeads(ca.out), f.p(`${gp}.cross_attention.wo.weight`)), s);
+      const cq = rotary(splitHeads(downNormUp(f, nx, `${gp}.cross_attention.q_down_norm_up`), H), f.p(`${gp}.cross_attention.rope.freqs`), cfg.qk_nope_dim, pos);
+      const ca = attention(cq, rc.crossK[l], rc.crossV[l], { scale: scaleF, keepProbs: this.trace });
+      const a = add(linear(reshape(ca.out, [B, 1, dl]), f.p(`${gp}.cross_attention.wo.weight`)), s);
       const na = rmsNorm(a, f.p(`${gp}.norm3.weight`), 1e-6);
       const gh = activation(cfg.act_fn, linear(concat([na, nx], 2), f.p(`${gp}.gate.0.weight`), f.p(`${gp}.gate.0.bias`)));
       const gate = sigmoid(linear(gh, f.p(`${gp}.gate.2.weight`), f.p(`${gp}.gate.2.bias`)));
       const gated = add(nx, mul(gate, sub(na, nx)));
-      const fin = concat([gated, na, expandTo(this.perRow(this.img.g[l]), [B, 1, d])], 2);
+      const fin = concat([gated, na, rc.g[l]], 2);
       const h = linear(activation(cfg.act_fn, linear(fin, f.p(`${gp}.fusion.0.weight`), f.p(`${gp}.fusion.0.bias`))), f.p(`${gp}.fusion.3.weight`), f.p(`${gp}.fusion.3.bias`));
       const fo = add(s, add(h, a));
-      const m = moe(f, cfg, rmsNorm(fo, f.p(`${p}.norm_moe.weight`), 1e-6), `${p}.moe`);
-      x = add(fo, m.out);
+      // Modulated MoE on this position's B tokens, with the experts stacked once in encode().
+      const xm = reshape(rmsNorm(fo, f.p(`${p}.norm_moe.weight`), 1e-6), [B, d]);
+      const route = topkGate(xm, f.p(`${p}.moe.gate.gate.weight`), cfg.k);
+      const y = moeExpertsStacked(xm, route, this.stacked[l], cfg.act_fn, cfg.moe_mode);
+      x = add(fo, reshape(y, [B, 1, d]));
       if (this.trace) {
-        trace.self.push(sa.probs!);
+        trace.self.push(slice(sa.probs!, 3, 0, pos + 1));
         trace.cross.push(ca.probs!);
-        trace.experts.push({ indices: m.indices, weights: m.weights });
+        trace.experts.push({ indices: route.indices, weights: route.weights });
       }
     }
     const logits = reshape(linear(rmsNorm(x, f.p('gen_logits.0.weight'), 1e-6), f.p('gen_logits.1.weight')), [B, cfg.vocab_size]);
-    const keepers = [logits, ...newCaches.flatMap((c) => [c.k!, c.v!])];
+    const keepers = [logits, ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
     if (this.trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
-    await realize(keepers, { label: `decode step ${this.pos}` });
-    for (const c of this.caches) dispose(c.k, c.v);
-    this.caches = newCaches;
+    await realize(keepers, { label: `decode step ${pos}` });
+    dispose(...old);
     this.pos++;
+    CachedDecoder.totalSteps++;
     const out = (await read(logits)) as Float32Array;
     dispose(logits, ids);
     return { logits: out, trace: this.trace ? trace : null };
   }
 
-  /** Reorders rows (beam search): row r continues from old row `parents[r]`. */
-  async reorder(parents: number[]): Promise<void> {
-    if (parents.every((p, r) => p === r)) return;
-    const next = this.caches.map((c) => ({
-      k: concat(parents.map((p) => slice(c.k!, 0, p, 1)), 0),
-      v: concat(parents.map((p) => slice(c.v!, 0, p, 1)), 0),
-    }));
-    await realize(next.flatMap((c) => [c.k, c.v]), { label: 'reorder beams' });
-    for (const c of this.caches) dispose(c.k, c.v);
-    this.caches = next;
-    this.rowImage = parents.map((p) => this.rowImage[p]);
+  /**
+   * Regroups rows (beam search): row r of the next step continues old row `parents[r]`;
+   * the number of rows may change. Applied inside the next step's submission.
+   */
+  reorder(parents: number[]): Promise<void> {
+    const n = this.rows;
+    for (const p of parents) if (!Number.isInteger(p) || p < 0 || p >= n) throw new Error(`CachedDecoder.reorder: parent ${p} out of range (${n} rows)`);
+    const composed = this.pending ? parents.map((p) => this.pending![p]) : parents;
+    const identity = composed.length === this.rowImage.length && composed.every((p, r) => p === r);
+    this.pending = identity ? null : composed;
+    return Promise.resolve();
   }
 
   dispose(): void {
-    for (const c of this.caches) dispose(c.k, c.v);
+    this.disposeRows();
     if (this.img) dispose(...this.img.crossK, ...this.img.crossV, ...this.img.g);
-    this.caches = [];
+    for (const s of this.stacked) dispose(s.W1, s.W3, s.W2);
+    dispose(this.maskTable);
+    this.maskTable = null;
+    this.stacked = [];
     this.img = null;
   }
 }
-
