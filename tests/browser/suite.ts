@@ -22,6 +22,7 @@ import { batchNorm2d } from '../../src/graph/ops/batchnorm.ts';
 import { adaptiveAvgPool2d, maxPool2d } from '../../src/graph/ops/pool.ts';
 import { resizeBilinear } from '../../src/graph/ops/resize.ts';
 import { dropout, randNormal, randUniform } from '../../src/graph/ops/random.ts';
+import { AdamW, clipGradNorm } from '../../src/graph/ops/optim.ts';
 import { Rng } from '../util.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
@@ -285,6 +286,21 @@ export const CASES: SuiteCase[] = [
         dropout: y,
         dropoutGrad: dx!,
       };
+    },
+  },
+  {
+    name: 'optim: clipGradNorm and an AdamW step (amsgrad, weight decay, guard) as in-place effects',
+    build(R, effects) {
+      const rows = R.int(1, 6), inF = R.int(1, 9), outF = R.int(1, 7);
+      const w = param(f32(R, [outF, inF])), b = param(f32(R, [outF]));
+      const x = f32(R, [rows, inF]), target = f32(R, [rows, outF]);
+      const loss = scale(sumTo(square(sub(linear(x, w, b), target)), []), 1 / rows);
+      const [gw, gb] = grad(loss, [w, b]);
+      const { grads, totalNorm } = clipGradNorm([gw!, gb!], 0.5 + R.next());
+      const opt = new AdamW([{ params: [w], lr: 0.01 }, { params: [b], lr: 0.05 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.1, amsgrad: true });
+      effects.push(...opt.step(new Map([[w, grads[0]], [b, grads[1]]]), { guard: loss }));
+      // Parameters and optimiser state are read after the effects have written them.
+      return { loss, totalNorm, clippedW: grads[0], w, b, ...opt.stateDict().tensors };
     },
   },
 ];
