@@ -33,6 +33,7 @@ const verbs: Record<string, (args: string[]) => Promise<void>> = {
   eval: async (a) => (await import('./commands.ts')).evalCommand(a),
   smoke,
   golden,
+  attention: async (a) => (await import('../viz/index.ts')).attentionCommand(a),
 };
 
 const [verb = 'main', ...rest] = Deno.args;
