@@ -21,6 +21,7 @@ import {
   routingPerWord, selfRow, textWidth, traceTokens, upsample, usageShares,
 } from '../src/viz/index.ts';
 import { relL2, type Rng, rng } from './util.ts';
+import { launchChromium, openPage } from './browser-harness.ts';
 
 declare const Deno: { makeTempDir(): Promise<string>; readFile(p: string): Promise<Uint8Array>; readDir(p: string): AsyncIterable<{ name: string }>; remove(p: string, o: { recursive: boolean }): Promise<void> };
 
@@ -387,6 +388,32 @@ describe('traces of a tiny model', () => {
       const json = JSON.parse(/<script type="application\/json" id="micar-data">([\s\S]*?)<\/script>/.exec(html)![1]);
       expect(relL2(json.cross[0][0][0], direct.cross[0][0].subarray(0, 49))).toBeLessThan(1e-6);
       await expect(attentionCommand(['--checkpoint', `${dir}/ck.safetensors`, '--out', `${dir}/o2`])).rejects.toThrow(/usage: micar attention/);
+
+      // the page in Chromium: no errors; hovering the last word with layer 0 / head 1 selected
+      // draws exactly the overlay heatmap.ts computes for that row
+      const chrome = await launchChromium();
+      try {
+        const { page, problems } = await openPage(chrome.browser, `file://${dir}/out/attention.html`, 'attention page');
+        await page.waitForFunction(() => document.getElementById('hi')!.textContent !== '');
+        await page.select('#layer', '0');
+        await page.select('#head', '1');
+        await page.hover(`#words .w:nth-child(${T})`);
+        const got = await page.evaluate(() => {
+          const c = document.getElementById('map') as HTMLCanvasElement;
+          return { caption: document.getElementById('caption')!.textContent, hi: document.getElementById('hi')!.textContent, px: Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data) };
+        });
+        expect(problems).toEqual([]);
+        const t = T - 1, row = crossRow(direct, t, 0, 1), up = upsample(row, 7, 7, 64, 64);
+        expect(got.caption).toBe(`word ${t}: "${routing.words[t]}" (layer 0, head 1)`);
+        expect(got.hi).toBe(formatValue(minMax(up)[1]));
+        const want = overlayHeatmap(img, up, { alpha: 0.6 });
+        let maxDiff = 0;
+        for (let i = 0; i < 64 * 64; i++) for (let c = 0; c < 3; c++) maxDiff = Math.max(maxDiff, Math.abs(got.px[4 * i + c] - want.data[3 * i + c]));
+        // the page's weights are the f32 values printed to 9 digits: a LUT index can flip at a boundary
+        expect(maxDiff).toBeLessThanOrEqual(1);
+      } finally {
+        await chrome.close();
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -186,28 +186,38 @@ export interface LoadedModel {
 
 /**
  * A training checkpoint (safetensors with `config` and `tokenizer` in its metadata): through
- * src/train/checkpoint.ts when that module loads, else read here (optimiser tensors skipped).
+ * src/train/checkpoint.ts for files it writes (metadata format micar-checkpoint/1) when that module
+ * loads; otherwise (other writers, or the module unavailable) read here, optimiser tensors skipped.
  */
 export async function loadModelCheckpoint(source: string | Uint8Array, name = typeof source === 'string' ? source : 'checkpoint'): Promise<LoadedModel> {
-  type CheckpointModule = { loadCheckpoint(s: string | Uint8Array, o?: { name?: string }): Promise<LoadedModel | null> };
-  let mod: CheckpointModule | null = null;
-  try {
-    const spec = '../train/checkpoint.ts';
-    mod = (await import(/* @vite-ignore */ spec)) as CheckpointModule;
-  } catch {
-    mod = null; // not there yet (or not loadable in this build): read the metadata directly
-  }
-  if (mod?.loadCheckpoint) {
-    const ck = await mod.loadCheckpoint(source, { name });
-    if (!ck) throw new Error(`${name}: checkpoint not found`);
-    return { cfg: ck.cfg, tokenizer: ck.tokenizer, weights: ck.weights };
-  }
-  const { Weights } = await import('../model/weights.ts');
   const bytes = await readFileBytes(source);
   const { tensors, metadata } = readSafetensors(bytes, name);
+  if (metadata.format === 'micar-checkpoint/1') {
+    type CheckpointModule = { parseCheckpoint(b: Uint8Array, file: string): LoadedModel };
+    let mod: CheckpointModule | null = null;
+    try {
+      const spec = '../train/checkpoint.ts';
+      mod = (await import(/* @vite-ignore */ spec)) as CheckpointModule;
+    } catch {
+      mod = null; // not loadable in this build: read the metadata directly below
+    }
+    if (mod?.parseCheckpoint) {
+      const ck = mod.parseCheckpoint(bytes, name);
+      return { cfg: ck.cfg, tokenizer: ck.tokenizer, weights: ck.weights };
+    }
+  }
   if (!metadata.config || !metadata.tokenizer) throw new Error(`${name}: safetensors metadata lacks "config" and/or "tokenizer"; not a micar training checkpoint`);
-  const cfg = normaliseConfig(JSON.parse(metadata.config), `${name} (config)`);
-  const tokenizer = Tokenizer.fromJSON(JSON.parse(metadata.tokenizer) as TokenizerJSON);
+  const { Weights } = await import('../model/weights.ts');
+  const json = (key: string) => {
+    try {
+      return JSON.parse(metadata[key]);
+    } catch (e) {
+      throw new Error(`${name}: checkpoint metadata "${key}" is not valid JSON: ${(e as Error).message}`);
+    }
+  };
+  const cfg = normaliseConfig(json('config'), `${name} (config)`);
+  const tokenizer = Tokenizer.fromJSON(json('tokenizer') as TokenizerJSON);
+  if (tokenizer.vocabSize !== cfg.vocab_size) throw new Error(`${name}: tokenizer has ${tokenizer.vocabSize} tokens but config vocab_size is ${cfg.vocab_size}`);
   const model = new Map<string, HostTensor>();
   for (const [k, t] of tensors) if (!k.startsWith('optim.')) model.set(k, t);
   return { cfg, tokenizer, weights: Weights.fromStateDict(cfg, model, name) };

@@ -63,7 +63,7 @@ export function buildAttentionPageData(tr: AttentionTrace, vocab: readonly strin
   const figures = (opts.figures ?? []).map((f) => ({ name: f.name, src: pngDataUrl(f.png) }));
   if ((opts.selfFigure ?? true) && T > 0) {
     const rows = Array.from({ length: T }, (_, t) => selfRow(tr, t));
-    const img = matrixFigure(rows, words, inputs, { colormap: opts.colormap, title: 'self-attention (mean of layers and heads): row = word written, column = token attended' });
+    const img = matrixFigure(rows, words, inputs, { colormap: opts.colormap, title: 'self-attention, mean of layers and heads' });
     const r = new Raster(img.width, img.height);
     r.blit(img, 0, 0);
     figures.unshift({ name: 'self-attention', src: pngDataUrl(r.toPng()) });
@@ -230,7 +230,7 @@ const PAGE_UI_JS = String.raw`
 const CSS = `body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222}#words{font-size:18px;line-height:2;max-width:900px}
 .w{padding:2px 3px;border-radius:3px;cursor:pointer}.w:hover,.w.cur{background:#fde725}.w.pin{outline:2px solid #440154}
 .row{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}canvas{image-rendering:auto}#legend{display:flex;gap:4px}
-#legend div{display:flex;flex-direction:column;justify-content:space-between}table{border-collapse:collapse;font-size:12px}
+#legend div{display:flex;flex-direction:column;justify-content:space-between}.note{font-size:11px;color:#666}table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ddd;padding:2px 4px}#cells td{width:34px;text-align:right}#self td{width:12px;height:12px;padding:0}
 #self td.na{background:#eee}#self th.up{height:80px;vertical-align:bottom;padding:0}#self th.up span{writing-mode:vertical-rl;transform:rotate(180deg)}
 #self tr.cur th{background:#fde725}.fig img{max-width:100%}`;
@@ -256,7 +256,7 @@ export function renderAttentionPage(d: AttentionPageData): string {
 <label>opacity <input id="alpha" type="range" min="0" max="1" step="0.05" value="0.6"></label></p>
 <div class="row">
 <div><canvas id="map"></canvas><div id="caption"></div></div>
-<div id="legend"><canvas id="bar"></canvas><div><span id="hi"></span><span>attention weight per grid cell (colour scale: this map's min–max)</span><span id="lo"></span></div></div>
+<div id="legend"><canvas id="bar"></canvas><div><span id="hi"></span><span class="note">weight per<br>grid cell<br>(scale: this<br>map's range)</span><span id="lo"></span></div></div>
 <div><h3>grid weights</h3><table id="cells"></table><h3>experts for this word</h3><table id="routing"></table></div>
 </div>
 <h2>Self-attention</h2><p>Row: the word being written; column: the token fed at that position. Same layer/head selection.</p>

@@ -216,7 +216,7 @@ export function heatmapFigure(base: RGBImage, row: ArrayLike<number>, opts: Heat
   const over = overlayHeatmap(base, map, { colormap: opts.colormap, alpha: opts.alpha, range });
   const s = base.width >= 160 ? 2 : 1, pad = 6 * s, titleH = opts.title ? textHeight(s) + pad : 0;
   const legendW = 12 * s + 4 + textWidth('0.000e-00', s) + pad;
-  const r = new Raster(base.width + 2 * pad + legendW, base.height + 2 * pad + titleH);
+  const r = new Raster(Math.max(base.width + 2 * pad + legendW, opts.title ? textWidth(opts.title, s) + 2 * pad : 0), base.height + 2 * pad + titleH);
   if (opts.title) r.text(opts.title, pad, pad, BLACK, s);
   r.blit(over, pad, pad + titleH);
   drawColorbar(r, pad * 2 + base.width, pad + titleH, base.height, range[0], range[1], opts.colormap, s);
@@ -242,11 +242,11 @@ export function headLayerGridFigure(base: RGBImage, maps: ArrayLike<number>[][],
     hi = Math.max(hi, b);
   }
   const range = opts.range ?? [lo, hi];
-  const pad = 4, labelW = textWidth('layer 00') + pad, headH = textHeight() + pad, titleH = opts.title ? textHeight() + pad : 0;
+  const pad = 4, labelW = textWidth('layer 00') + pad, headH = textHeight() + 2 * pad, titleH = opts.title ? textHeight() + pad : 0;
   const tw = base.width, th = base.height;
   const width = labelW + (H + 1) * (tw + pad) + pad + 12 + 4 + textWidth('0.000e-00') + pad;
   const height = titleH + headH + (L + 1) * (th + pad) + pad;
-  const r = new Raster(width, height);
+  const r = new Raster(Math.max(width, opts.title ? textWidth(opts.title) + 2 * pad : 0), height);
   if (opts.title) r.text(opts.title, pad, pad);
   for (let h = 0; h <= H; h++) r.text(h < H ? `head ${h}` : 'avg', labelW + h * (tw + pad), titleH + pad);
   for (let l = 0; l <= L; l++) {
@@ -276,7 +276,7 @@ export function matrixFigure(rows: readonly ArrayLike<number>[], rowLabels: read
   const titleH = opts.title ? textHeight() + pad * 2 : 0;
   const gridW = m * cell, gridH = n * cell;
   const legendW = pad * 2 + 12 + 4 + textWidth('0.000e-00');
-  const r = new Raster(rowW + gridW + legendW + pad, titleH + colH + gridH + pad);
+  const r = new Raster(Math.max(rowW + gridW + legendW + pad, opts.title ? textWidth(opts.title) + 2 * pad : 0), titleH + colH + gridH + pad);
   if (opts.title) r.text(opts.title, pad, pad);
   colLabels.forEach((s, j) => r.textUp(s, rowW + j * cell + ((cell - 7) >> 1), titleH + colH - pad - textWidth(s)));
   rowLabels.forEach((s, i) => r.text(s, rowW - pad - textWidth(s), titleH + colH + i * cell + ((cell - 7) >> 1)));
