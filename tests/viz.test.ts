@@ -55,7 +55,11 @@ function softmaxRow(R: Rng, n: number, temp = 1.5): Float64Array {
   return e.map((v) => v / s);
 }
 
-const sum = (a: ArrayLike<number>) => Array.prototype.reduce.call(a, (s: number, v: number) => s + v, 0) as number;
+const sum = (a: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return s;
+};
 
 describe('colour maps', () => {
   it('LUT passes through the 11 stops and lightness rises monotonically', () => {

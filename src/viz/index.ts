@@ -224,9 +224,9 @@ export async function loadModelCheckpoint(source: string | Uint8Array, name = ty
 }
 
 /** Generates a report per phantom sample (batched greedy, traced) and scores grounding. */
-export async function evaluateGrounding(w: Weights, vocab: readonly string[], samples: readonly PhantomSample[], opts: { batch?: number; maxLen?: number } = {}): Promise<{ summary: GroundingSummary; results: GroundingResult[] }> {
+export async function evaluateGrounding(w: Weights, vocab: readonly string[], samples: readonly PhantomSample[], opts: { batch?: number; maxLen?: number } = {}): Promise<{ summary: GroundingSummary; results: GroundingResult[]; tokens: number[][] }> {
   const cfg = w.cfg, S = cfg.image_size, B = opts.batch ?? 8;
-  const results: GroundingResult[] = [];
+  const results: GroundingResult[] = [], tokens: number[][] = [];
   for (let i = 0; i < samples.length; i += B) {
     const chunk = samples.slice(i, i + B);
     const pixels = new Float32Array(chunk.length * 3 * S * S);
@@ -240,13 +240,14 @@ export async function evaluateGrounding(w: Weights, vocab: readonly string[], sa
       for (let j = 0; j < chunk.length; j++) {
         const tr = await readTrace(r.traces, r.tokens[j], cfg, { row: j, keep: true });
         results.push(groundingScore(tr, tr.tokens, vocab, chunk[j].findings, S));
+        tokens.push(tr.tokens);
       }
       disposeTraces(r.traces);
     } finally {
       dispose(image);
     }
   }
-  return { summary: aggregateGrounding(results), results };
+  return { summary: aggregateGrounding(results), results, tokens };
 }
 
 function parseFlags(args: string[], usage: string): Map<string, string> {
