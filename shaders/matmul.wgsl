@@ -8,12 +8,13 @@
 //   such drivers, ~10x dearer). Big RM×RN register blocks amortise those loads; the body is
 //   generated fully unrolled in matmul.ts (REG_BODY) so the accumulators stay in registers
 //   instead of a dynamically indexed array. AV: A is read as vec4 (4 k's, or with transA 4
-//   rows, per load), needing K % 4 == 0 (or M % 4 == 0 with transA).
+//   rows, per load), needing K % 4 == 0 (or M % 4 == 0 with transA). BV: B is read as vec4
+//   (4 columns, N % 4 == 0; or with transB 4 k's, K % 4 == 0): a quarter of the offsets.
 //
 // TILED (GPUs): each workgroup computes a TM×TN tile of C with (TM/RM)×(TN/RN) threads, each
 //   thread an RM×RN register block; K advances BK at a time through workgroup memory.
 //
-// Specialisation: REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV (bool); TM, TN, BK, RM, RN, WG
+// Specialisation: REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV, BV (bool); TM, TN, BK, RM, RN, WG
 // (u32); REG_BODY (generated WGSL, empty for TILED).
 
 struct Params {
@@ -27,7 +28,11 @@ struct Params {
 #else
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 #endif
+#if ${BV}
+@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> B: array<f32>;
+#endif
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 #if ${HAS_BIAS}
 @group(0) @binding(4) var<storage, read> bias: array<f32>;

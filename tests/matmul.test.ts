@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { matmul, linear } from '../src/graph/ops/matmul.ts';
+import { matmul, linear, matmulTiles, setMatmulKernel } from '../src/graph/ops/matmul.ts';
 import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { dot, finiteDiff, relL2, rng } from './util.ts';
@@ -60,5 +60,50 @@ describe('matmul', () => {
     for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) for (let r = 0; r < 2 * rows; r++) gwRef[o * inF + i] += X[r * inF + i];
     expect(relL2(await read(gw!), gwRef)).toBeLessThan(1e-5);
     expect(relL2(await read(gbias!), new Float64Array(outF).fill(2 * rows))).toBeLessThan(1e-6);
+  });
+  // Both kernels on any adapter. REGISTER picks vec4 loads of A when K % 4 == 0 (transA:
+  // M % 4 == 0) and of B when N % 4 == 0 (transB: with the vec4-A, 4-k loop): aligned and odd
+  // sizes cover every load path; small outputs use the small block, the last case the big one.
+  it('REGISTER kernel: vec4 and scalar load paths, transposes, bias, small and big blocks', async () => {
+    setMatmulKernel('register');
+    try {
+      const cases: [boolean, boolean, boolean, number, number, number][] = [];
+      for (const transA of [false, true]) for (const transB of [false, true]) for (const aligned of [true, false]) {
+        const pick = (lo: number, hi: number) => (aligned ? 4 * R.int(lo, hi) : 2 * R.int(lo, hi) + 1);
+        cases.push([transA, transB, aligned, pick(1, 15), pick(1, 15), pick(1, 10)]);
+      }
+      // Big block (M·N > 64²): the common linear layout, aligned, and a ragged plain product.
+      cases.push([false, true, true, 4 * R.int(17, 25), 4 * R.int(17, 25), 4 * R.int(2, 10)]);
+      cases.push([false, false, false, 2 * R.int(33, 45) + 1, 2 * R.int(33, 45) + 1, 2 * R.int(3, 10) + 1]);
+      for (const [transA, transB, aligned, M, N, K] of cases) {
+        const batch = R.int(1, 2), withBias = R.next() < 0.5;
+        const A = R.randn(batch * M * K), B = R.randn(batch * K * N), Bi = R.randn(N);
+        const a = fromData(A, transA ? [batch, K, M] : [batch, M, K]);
+        const b = fromData(B, transB ? [batch, N, K] : [batch, K, N]);
+        const c = matmul(a, b, { transA, transB, bias: withBias ? fromData(Bi, [N]) : undefined });
+        const ref = new Float64Array(batch * M * N);
+        for (let i = 0; i < batch; i++) ref.set(matmulRef(A.subarray(i * M * K), B.subarray(i * K * N), M, N, K, transA, transB), i * M * N);
+        if (withBias) ref.forEach((v, i) => (ref[i] = v + Bi[i % N]));
+        const label = `transA=${transA} transB=${transB} aligned=${aligned} batch=${batch} M=${M} N=${N} K=${K} bias=${withBias} block=${JSON.stringify(matmulTiles(M, N, 'register'))}`;
+        expect(relL2(await read(c), ref), label).toBeLessThan(1e-5);
+      }
+    } finally {
+      setMatmulKernel('auto');
+    }
+  });
+
+  it('TILED kernel (GPUs) forward, all transposes, with bias', async () => {
+    setMatmulKernel('tiled');
+    try {
+      for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
+        const M = R.int(1, 90), N = R.int(1, 90), K = R.int(1, 40);
+        const A = R.randn(M * K), B = R.randn(K * N), Bi = R.randn(N);
+        const c = matmul(fromData(A, transA ? [K, M] : [M, K]), fromData(B, transB ? [N, K] : [K, N]), { transA, transB, bias: fromData(Bi, [N]) });
+        const ref = matmulRef(A, B, M, N, K, transA, transB).map((v, i) => v + Bi[i % N]);
+        expect(relL2(await read(c), ref), `tiled transA=${transA} transB=${transB} M=${M} N=${N} K=${K}`).toBeLessThan(1e-5);
+      }
+    } finally {
+      setMatmulKernel('auto');
+    }
   });
 });

@@ -58,6 +58,10 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
 
 // Tuned on llvmpipe (2 cores, 256-bit): see bench/matmul.ts.
 let REG_WG = 8, REG_RM = 8, REG_RN = 16;
+let FMA_ORDER: 'chain' | 'kk' | 'dot' = 'chain';
+export function setFmaOrder(o: 'chain' | 'kk' | 'dot'): void {
+  FMA_ORDER = o;
+}
 /** Overrides the big REGISTER block (benchmark sweeps). */
 export function setRegisterBlock(WG: number, RM: number, RN: number): void {
   if (RM % 4 || RN % 4 || RM <= 0 || RN <= 0 || WG <= 0) throw new Error(`setRegisterBlock: RM ${RM} and RN ${RN} must be positive multiples of 4`);
@@ -71,7 +75,7 @@ export function setRegisterBlock(WG: number, RM: number, RN: number): void {
  * the workgroup's column strip loaded once per k at uniform addresses, A per lane (vec4 when
  * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets.
  */
-export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean, av: boolean): string {
+export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean, av: boolean, bv: boolean): string {
   const { RM, RN } = t;
   const L: string[] = [];
   for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
@@ -84,32 +88,70 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
   } else {
     for (let i = 0; i < RM; i++) L.push(`  let ao${i} = baseA + min(r${i}, p.M - 1u)${transA ? '' : ' * p.K'};`);
   }
-  for (let j = 0; j < RN; j++) L.push(`  let bo${j} = baseB + min(n0 + ${j}u, p.N - 1u)${transB ? ' * p.K' : ''};`);
+  const steps4 = av && !transA;
+  if (bv && !transB) {
+    for (let j4 = 0; j4 < RN / 4; j4++) L.push(`  let bq${j4} = (baseB + min(n0 + ${4 * j4}u, p.N - 4u)) / 4u;`);
+    L.push('  let N4 = p.N / 4u;');
+  } else if (bv) {
+    if (!steps4) throw new Error('registerBody: vec4 B with transB needs the 4-k loop (AV without transA)');
+    for (let j = 0; j < RN; j++) L.push(`  let bq${j} = (baseB + min(n0 + ${j}u, p.N - 1u) * p.K) / 4u;`);
+  } else {
+    for (let j = 0; j < RN; j++) L.push(`  let bo${j} = baseB + min(n0 + ${j}u, p.N - 1u)${transB ? ' * p.K' : ''};`);
+  }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
-  const fmas = (aOf: (i: number) => string, kexpr: string) => {
-    L.push(`    { let kb = ${transB ? kexpr : `(${kexpr}) * p.N`};`);
-    for (let j = 0; j < RN; j++) {
-      L.push(`      let b${j} = B[bo${j} + kb];`);
-      L.push('      ' + Array.from({ length: RM }, (_, i) => `c${i}_${j} = fma(${aOf(i)}, b${j}, c${i}_${j});`).join(' '));
+  // One loop iteration covers `steps` values of k: all B values first (uniform loads), then
+  // per accumulator its whole chain of fmas, so each accumulator is loaded/stored (if spilled)
+  // once per iteration rather than once per k.
+  const body = (steps: number, aOf: (i: number, kk: number) => string, kexpr: (kk: number) => string) => {
+    const comp4 = ['x', 'y', 'z', 'w'];
+    if (bv && !transB) {
+      for (let kk = 0; kk < steps; kk++) {
+        L.push(`    let kq${kk} = (${kexpr(kk)}) * N4;`);
+        for (let j4 = 0; j4 < RN / 4; j4++) {
+          L.push(`    let bv${kk}_${j4} = B[bq${j4} + kq${kk}];`);
+          for (let c = 0; c < 4; c++) L.push(`    let b${kk}_${4 * j4 + c} = bv${kk}_${j4}.${comp4[c]};`);
+        }
+      }
+    } else if (bv) {
+      for (let j = 0; j < RN; j++) {
+        L.push(`    let bt${j} = B[bq${j} + k4];`);
+        for (let kk = 0; kk < 4; kk++) L.push(`    let b${kk}_${j} = bt${j}.${comp4[kk]};`);
+      }
+    } else {
+      for (let kk = 0; kk < steps; kk++) {
+        L.push(`    let kb${kk} = ${transB ? kexpr(kk) : `(${kexpr(kk)}) * p.N`};`);
+        for (let j = 0; j < RN; j++) L.push(`    let b${kk}_${j} = B[bo${j} + kb${kk}];`);
+      }
     }
-    L.push('    }');
+    if (FMA_ORDER === 'kk' ) {
+      for (let kk = 0; kk < steps; kk++) for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} = fma(${aOf(i, kk)}, b${kk}_${j}, c${i}_${j});`);
+    } else if (FMA_ORDER === 'dot' && steps === 4) {
+      for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} += dot(a${i}, vec4<f32>(b0_${j}, b1_${j}, b2_${j}, b3_${j}));`);
+    } else {
+      for (let i = 0; i < RM; i++)
+        for (let j = 0; j < RN; j++) {
+          let e = `c${i}_${j}`;
+          for (let kk = 0; kk < steps; kk++) e = `fma(${aOf(i, kk)}, b${kk}_${j}, ${e})`;
+          L.push(`    c${i}_${j} = ${e};`);
+        }
+    }
   };
   const comp = ['x', 'y', 'z', 'w'];
   if (av && !transA) {
     L.push('  for (var k = 0u; k < p.K; k += 4u) {');
     L.push('    let k4 = k / 4u;');
     for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k4];`);
-    for (let kk = 0; kk < 4; kk++) fmas((i) => `a${i}.${comp[kk]}`, `k + ${kk}u`);
+    body(4, (i, kk) => `a${i}.${comp[kk]}`, (kk) => `k + ${kk}u`);
     L.push('  }');
   } else if (av) {
     L.push('  for (var k = 0u; k < p.K; k++) {');
     for (let g = 0; g < RM / 4; g++) L.push(`    let a${g} = A[ag${g} + k * M4];`);
-    fmas((i) => `a${Math.floor(i / 4)}.${comp[i % 4]}`, 'k');
+    body(1, (i) => `a${Math.floor(i / 4)}.${comp[i % 4]}`, () => 'k');
     L.push('  }');
   } else {
     L.push('  for (var k = 0u; k < p.K; k++) {');
     for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k${transA ? ' * p.M' : ''}];`);
-    fmas((i) => `a${i}`, 'k');
+    body(1, (i) => `a${i}`, () => 'k');
     L.push('  }');
   }
   for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `bias[min(n0 + ${j}u, p.N - 1u)]` : '0.0'};`);
@@ -150,10 +192,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       if (kind === 'register') {
         // vec4 A loads need 16-byte aligned rows (and batch strides): K % 4 (transA: M % 4).
         const av = transA ? M % 4 === 0 : K % 4 === 0;
+        // vec4 B: along n (N % 4), or with transB along k (needs the 4-k loop, i.e. AV, !transA).
+        const bv = transB ? av && !transA : N % 4 === 0;
         ctx.dispatch({
           kernel: {
             family: 'matmul',
-            defs: { REGISTER: true, TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, AV: av, ...t, REG_BODY: registerBody({ kind, ...t }, transA, transB, !!bias, av) },
+            defs: { REGISTER: true, TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, AV: av, BV: bv, ...t, REG_BODY: registerBody({ kind, ...t }, transA, transB, !!bias, av, bv) },
           },
           bindings,
           params,
@@ -162,7 +206,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         return;
       }
       ctx.dispatch({
-        kernel: { family: 'matmul', defs: { REGISTER: false, TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, AV: false, ...t, REG_BODY: '' } },
+        kernel: { family: 'matmul', defs: { REGISTER: false, TRANS_A: transA, TRANS_B: transB, HAS_BIAS: !!bias, AV: false, BV: false, ...t, REG_BODY: '' } },
         bindings,
         params,
         workgroups: [Math.ceil(N / t.TN), Math.ceil(M / t.TM), batch],
