@@ -72,7 +72,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (label >= 0 && u32(label) < p.V) {
         l = (mx - x[base + u32(label)]) + ls;
       } else {
-        l = bitcast<f32>(0x7fc00000u);
+        // A NaN that depends on a run-time value: constant NaN is a compile error in Tint.
+        l = bitcast<f32>(0x7fc00000u | (p.V & 0u));
       }
     }
     rowLoss[row] = l;
