@@ -3,8 +3,10 @@
 // integer hash). Pure u32 arithmetic (wrapping multiply, shifts, xor), so every WebGPU
 // implementation and the TypeScript copy in src/graph/ops/random.ts give identical bits.
 // Uniform floats take the top 24 bits: (bits >> 8) · 2^-24, exact in f32, in [0, 1).
-// Specialisation: one of UNIFORM (out = lo + (hi-lo)·u), NORMAL (Box–Muller, out = a·z,
-// uses stream positions 2i and 2i+1), DROPOUT (out = x·scale where u ≥ p, else 0).
+// Specialisation: one of UNIFORM (out = lo + (hi-lo)·u), NORMAL (out = a·q[bits >> 16], q a
+// 65536-entry table of standard-normal quantiles made on the CPU: only a table read and one
+// correctly rounded multiply, so every implementation gives the same bits — built-in log/cos
+// are too loosely specified for that), DROPOUT (out = x·scale where u ≥ p, else 0).
 
 struct Params {
   n: u32,
@@ -47,16 +49,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   out[i] = p.a + (p.b - p.a) * unit(i);
 }
 #elif ${NORMAL}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> quantiles: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  // u1 in (0, 1] so the log is finite.
-  let u1 = f32((bits(2u * i) >> 8u) + 1u) * (1.0 / 16777216.0);
-  let u2 = unit(2u * i + 1u);
-  // Angle in [-π, π), where WGSL bounds cos's error (cos(θ − π) = −cos θ: still N(0, 1)).
-  out[i] = p.a * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2 - 3.141592653589793);
+  out[i] = p.a * quantiles[bits(i) >> 16u];
 }
 #elif ${DROPOUT}
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -1,10 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { cpuBits, cpuUniform, dropout, randNormal, randUniform } from '../src/graph/ops/random.ts';
+import { cpuBits, cpuNormal, cpuUniform, dropout, normalQuantiles, randNormal, randUniform } from '../src/graph/ops/random.ts';
+import { erf } from './ref/cpu.ts';
 import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { finiteDiff, relL2, rng } from './util.ts';
-import { dropoutRef, normalRef } from './ref/random.ts';
+import { dropoutRef } from './ref/random.ts';
 
 beforeAll(async () => {
   const r = await init();
@@ -96,14 +97,20 @@ describe('random', () => {
     expect(Math.abs(correlation(u, v))).toBeLessThan(6 / Math.sqrt(n));
   });
 
-  it('randNormal matches the float64 Box–Muller reference and has N(0, std²) statistics', async () => {
+  it('randNormal is bit-exact against its CPU twin and has N(0, std²) statistics', async () => {
     const seed = seedOf(), std = Math.fround(0.5 + R.next() * 2);
     const small = R.int(1, 3000);
     const got = await read(randNormal([small], seed, std));
-    // f32 log/cos/sqrt on the GPU (WGSL allows a few ulp / 2^-11 absolute for cos): 1e-4.
-    const err = relL2(got, normalRef(seed, small, std));
-    console.log(`randNormal vs float64 reference: rel L2 ${err.toExponential(2)}`);
-    expect(err).toBeLessThan(1e-4);
+    const want = cpuNormal(seed, small, std);
+    let mismatches = 0;
+    for (let i = 0; i < small; i++) if (got[i] !== want[i]) mismatches++;
+    expect(mismatches).toBe(0);
+    // The quantile table: Φ(q[k]) = (k + ½)/65536 checked against an independent erf.
+    const q = normalQuantiles();
+    for (const k of [0, 1, 100, 32767, 32768, 50000, 65535]) {
+      const p = 0.5 * (1 + erf(q[k] / Math.SQRT2));
+      expect(Math.abs(p - (k + 0.5) / 65536)).toBeLessThan(1e-7 + 1e-6 * Math.min(p, 1 - p));
+    }
     const n = 1 << 17;
     const z = await read(randNormal([n], seed, 1));
     expect(Math.abs(mean(z))).toBeLessThan(6 / Math.sqrt(n));
