@@ -91,13 +91,13 @@ export async function traceTokens(w: Weights, image: Tensor, tokens: readonly nu
 }
 
 /** Generates a report for preprocessed pixels [3,S,S] (greedy, or beam search with `beam` > 1) and traces it. */
-export async function attentionForPixels(w: Weights, pixels: Float32Array, opts: { beam?: number; maxLen?: number } = {}): Promise<AttentionTrace> {
+export async function attentionForPixels(w: Weights, pixels: Float32Array, opts: { beam?: number; maxLen?: number; lengthPenalty?: number } = {}): Promise<AttentionTrace> {
   const S = w.cfg.image_size;
   if (pixels.length !== 3 * S * S) throw new Error(`attentionForPixels: ${pixels.length} pixel values, expected 3×${S}×${S}`);
   const image = fromData(pixels, [1, 3, S, S], 'f32', 'image');
   try {
     if ((opts.beam ?? 1) > 1) {
-      const [best] = (await beamSearch(w, image, { beamWidth: opts.beam!, maxLen: opts.maxLen, lengthPenalty: 0, nBest: 1 }))[0];
+      const [best] = (await beamSearch(w, image, { beamWidth: opts.beam!, maxLen: opts.maxLen, lengthPenalty: opts.lengthPenalty, nBest: 1 }))[0];
       return await readTrace(await traceTokens(w, image, best.tokens), best.tokens, w.cfg);
     }
     const r = await generate(w, image, { trace: true, maxLen: opts.maxLen });
