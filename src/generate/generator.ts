@@ -7,15 +7,16 @@
 // with the position. A step is one submission; beam reorders are folded into the next one.
 import { makeNode, type Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
-import { linear } from '../graph/ops/matmul.ts';
+import { linear, matmul } from '../graph/ops/matmul.ts';
 import { rmsNorm } from '../graph/ops/norm.ts';
 import { rotary } from '../graph/ops/rotary.ts';
 import { attention } from '../graph/ops/attention.ts';
 import { embedding } from '../graph/ops/embedding.ts';
 import { activation, add, mul, scale, sigmoid, sub } from '../graph/ops/elementwise.ts';
-import { max, mean } from '../graph/ops/reduce.ts';
-import { concat, reshape, slice, split, stridedCopy } from '../graph/ops/shape.ts';
-import { moeExpertsStacked, stackExpertWeights, topkGate } from '../graph/ops/moe.ts';
+import { max, mean, sum } from '../graph/ops/reduce.ts';
+import { concat, permute, reshape, slice, split, stridedCopy, transpose } from '../graph/ops/shape.ts';
+import { type MoeMode, stackExpertWeights, topkGate } from '../graph/ops/moe.ts';
+import type { ActName } from '../model/config.ts';
 import { Forward } from '../model/context.ts';
 import { encodeImage } from '../model/micar.ts';
 import { downNormUp, splitHeads } from '../model/attention.ts';
@@ -91,6 +92,43 @@ function appendKV(kc: Tensor, vc: Tensor, qkr: Tensor, qkv: Tensor, maskTable: T
   return mask;
 }
 
+/**
+ * linear(x, W, b) for the few rows of a decoding step, x [B,1,din]: computed as W·xᵀ so that
+ * the long output axis runs across the matmul's row blocks (with B rows in the row axis, the
+ * CPU adapters' register blocks of 64 rows would compute mostly padding).
+ */
+function rowLinear(x: Tensor, W: Tensor, b?: Tensor): Tensor {
+  const [B, s, din] = x.shape;
+  const dout = W.shape[0];
+  const y = reshape(transpose(matmul(W, reshape(x, [B * s, din]), { transB: true }), 0, 1), [B, s, dout]);
+  return b ? add(y, b) : y;
+}
+
+/** downNormUp (Linear → RMSNorm → Linear) with rowLinear. */
+function rowDownNormUp(f: Forward, x: Tensor, p: string): Tensor {
+  return rowLinear(rmsNorm(rowLinear(x, f.p(`${p}.0.weight`)), f.p(`${p}.1.weight`), 1e-6), f.p(`${p}.2.weight`));
+}
+
+/**
+ * The MoE layer for the B tokens of a step, dense over experts: every expert's FFN runs on
+ * all B rows (as W·xᵀ, see rowLinear) and the outputs are combined with coefficients that
+ * are 1 (sum mode) or the gate weight (weighted) for each token's top-k experts and 0
+ * elsewhere. With B·k tokens-slots close to E this costs about what routing would, without
+ * the grouped kernel's 32-row tiles holding one or two real rows.
+ */
+function denseMoe(x: Tensor, route: { indices: Tensor; weights: Tensor }, W: Stacked, eye: Tensor, act: ActName, mode: MoeMode): Tensor {
+  const [B, d] = x.shape;
+  const [E, F] = W.W1.shape;
+  const k = route.indices.shape[1];
+  const h1 = matmul(reshape(W.W1, [E * F, d]), x, { transB: true }); // [E·F, B]
+  const h3 = matmul(reshape(W.W3, [E * F, d]), x, { transB: true });
+  const h = reshape(mul(activation(act, h1), h3), [E, F, B]);
+  const y = permute(matmul(W.W2, h), [2, 0, 1]); // [E, d, B] → [B, E, d]
+  const onehot = embedding(route.indices, eye); // [B, k, E]
+  const coef = sum(mode === 'weighted' ? mul(onehot, reshape(route.weights, [B, k, 1])) : onehot, 1, true); // [B, 1, E]
+  return reshape(matmul(coef, y), [B, d]);
+}
+
 /** Incremental decoder over B rows (images × hypotheses); rows may be regrouped between steps. */
 export class CachedDecoder {
   /** Decode steps run by every decoder in this process (lets tests and benches check streaming). */
@@ -107,6 +145,8 @@ export class CachedDecoder {
   private pending: number[] | null = null;
   private maskTable: Tensor | null = null;
   private stacked: Stacked[] = [];
+  /** Identity [E,E]: one-hot rows of the chosen experts (embedding lookup). */
+  private eye: Tensor | null = null;
 
   constructor(readonly w: Weights, readonly trace = false) {}
 
@@ -159,6 +199,10 @@ export class CachedDecoder {
       const m = new Float32Array(T * T);
       for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) m[i * T + j] = 1;
       this.maskTable = fromData(m, [T, T], 'f32', 'causal_rows');
+    }
+    if (!this.eye) {
+      const E = cfg.num_experts;
+      this.eye = fromData(Float32Array.from({ length: E * E }, (_, i) => (i % (E + 1) === 0 ? 1 : 0)), [E, E], 'f32', 'experts_eye');
     }
     this.rowCtx = this.gatherContext(this.rowImage);
     this.pending = null;
@@ -217,29 +261,29 @@ export class CachedDecoder {
     for (let l = 0; l < cfg.num_layers; l++) {
       const p = `decoder.layers.${l}`;
       // Masked self-attention over the cache: this position's k/v are written in place first.
-      const qkv = downNormUp(f, rmsNorm(x, f.p(`${p}.norm_sa.weight`), 1e-6), `${p}.self_attention.qkv_down_norm_up`);
+      const qkv = rowDownNormUp(f, rmsNorm(x, f.p(`${p}.norm_sa.weight`), 1e-6), `${p}.self_attention.qkv_down_norm_up`);
       const qkr = rotary(reshape(qkHeads(qkv, H), [2 * B * H, 1, dh]), f.p(`${p}.self_attention.rope.freqs`), cfg.qk_nope_dim, pos);
       const mask = appendKV(this.kc[l], this.vc[l], qkr, qkv, this.maskTable!, pos);
       const sa = attention(prefixView(qkr, [B, H, 1, dh]), this.kc[l], this.vc[l], { scale: scaleF, mask, keepProbs: this.trace });
       // One query row: [B,H,1,dh] is already the merged-heads layout h·dh + d.
-      const s = add(x, linear(reshape(sa.out, [B, 1, dl]), f.p(`${p}.self_attention.wo.weight`)));
+      const s = add(x, rowLinear(reshape(sa.out, [B, 1, dl]), f.p(`${p}.self_attention.wo.weight`)));
       // Gated fusion with the per-row cross K/V.
       const gp = `${p}.gated_fusion`;
       const nx = rmsNorm(s, f.p(`${gp}.norm1.weight`), 1e-6);
-      const cq = rotary(splitHeads(downNormUp(f, nx, `${gp}.cross_attention.q_down_norm_up`), H), f.p(`${gp}.cross_attention.rope.freqs`), cfg.qk_nope_dim, pos);
+      const cq = rotary(splitHeads(rowDownNormUp(f, nx, `${gp}.cross_attention.q_down_norm_up`), H), f.p(`${gp}.cross_attention.rope.freqs`), cfg.qk_nope_dim, pos);
       const ca = attention(cq, rc.crossK[l], rc.crossV[l], { scale: scaleF, keepProbs: this.trace });
-      const a = add(linear(reshape(ca.out, [B, 1, dl]), f.p(`${gp}.cross_attention.wo.weight`)), s);
+      const a = add(rowLinear(reshape(ca.out, [B, 1, dl]), f.p(`${gp}.cross_attention.wo.weight`)), s);
       const na = rmsNorm(a, f.p(`${gp}.norm3.weight`), 1e-6);
-      const gh = activation(cfg.act_fn, linear(concat([na, nx], 2), f.p(`${gp}.gate.0.weight`), f.p(`${gp}.gate.0.bias`)));
-      const gate = sigmoid(linear(gh, f.p(`${gp}.gate.2.weight`), f.p(`${gp}.gate.2.bias`)));
+      const gh = activation(cfg.act_fn, rowLinear(concat([na, nx], 2), f.p(`${gp}.gate.0.weight`), f.p(`${gp}.gate.0.bias`)));
+      const gate = sigmoid(rowLinear(gh, f.p(`${gp}.gate.2.weight`), f.p(`${gp}.gate.2.bias`)));
       const gated = add(nx, mul(gate, sub(na, nx)));
       const fin = concat([gated, na, rc.g[l]], 2);
-      const h = linear(activation(cfg.act_fn, linear(fin, f.p(`${gp}.fusion.0.weight`), f.p(`${gp}.fusion.0.bias`))), f.p(`${gp}.fusion.3.weight`), f.p(`${gp}.fusion.3.bias`));
+      const h = rowLinear(activation(cfg.act_fn, rowLinear(fin, f.p(`${gp}.fusion.0.weight`), f.p(`${gp}.fusion.0.bias`))), f.p(`${gp}.fusion.3.weight`), f.p(`${gp}.fusion.3.bias`));
       const fo = add(s, add(h, a));
       // Modulated MoE on this position's B tokens, with the experts stacked once in encode().
       const xm = reshape(rmsNorm(fo, f.p(`${p}.norm_moe.weight`), 1e-6), [B, d]);
       const route = topkGate(xm, f.p(`${p}.moe.gate.gate.weight`), cfg.k);
-      const y = moeExpertsStacked(xm, route, this.stacked[l], cfg.act_fn, cfg.moe_mode);
+      const y = denseMoe(xm, route, this.stacked[l], this.eye!, cfg.act_fn, cfg.moe_mode);
       x = add(fo, reshape(y, [B, 1, d]));
       if (this.trace) {
         trace.self.push(slice(sa.probs!, 3, 0, pos + 1));
@@ -247,7 +291,7 @@ export class CachedDecoder {
         trace.experts.push({ indices: route.indices, weights: route.weights });
       }
     }
-    const logits = reshape(linear(rmsNorm(x, f.p('gen_logits.0.weight'), 1e-6), f.p('gen_logits.1.weight')), [B, cfg.vocab_size]);
+    const logits = reshape(rowLinear(rmsNorm(x, f.p('gen_logits.0.weight'), 1e-6), f.p('gen_logits.1.weight')), [B, cfg.vocab_size]);
     const keepers = [logits, ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
     if (this.trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
     await realize(keepers, { label: `decode step ${pos}` });
@@ -276,8 +320,9 @@ export class CachedDecoder {
     this.disposeRows();
     if (this.img) dispose(...this.img.crossK, ...this.img.crossV, ...this.img.g);
     for (const s of this.stacked) dispose(s.W1, s.W3, s.W2);
-    dispose(this.maskTable);
+    dispose(this.maskTable, this.eye);
     this.maskTable = null;
+    this.eye = null;
     this.stacked = [];
     this.img = null;
   }
