@@ -34,6 +34,7 @@ const verbs: Record<string, (args: string[]) => Promise<void>> = {
   smoke,
   golden,
   attention: async (a) => (await import('../viz/index.ts')).attentionCommand(a),
+  generate: async (a) => (await import('../generate/command.ts')).generateCommand(a),
 };
 
 const [verb = 'main', ...rest] = Deno.args;
