@@ -6,7 +6,7 @@ import { batchNorm2d } from '../graph/ops/batchnorm.ts';
 import { adaptiveAvgPool2d, maxPool2d } from '../graph/ops/pool.ts';
 import { resizeBilinear } from '../graph/ops/resize.ts';
 import { add, relu } from '../graph/ops/elementwise.ts';
-import { permute, reshape } from '../graph/ops/shape.ts';
+import { concat, permute, reshape, slice } from '../graph/ops/shape.ts';
 import { backboneLayout, type MicarConfig } from './config.ts';
 import type { Forward } from './context.ts';
 
@@ -24,7 +24,18 @@ function bn(f: Forward, x: Tensor, prefix: string): Tensor {
 }
 
 function convBn(f: Forward, x: Tensor, conv: string, norm: string, stride: number, padding: number, bias = false): Tensor {
-  const y = conv2d(x, f.p(`${conv}.weight`), bias ? f.p(`${conv}.bias`) : null, { stride, padding });
+  const ws = f.w.chunks(`${conv}.weight`);
+  let y: Tensor;
+  if (ws.length === 1) y = conv2d(x, ws[0], bias ? f.p(`${conv}.bias`) : null, { stride, padding });
+  else {
+    // A weight too large for one GPU binding: convolve per output-channel piece.
+    let o = 0;
+    y = concat(ws.map((w) => {
+      const b = bias ? slice(f.p(`${conv}.bias`), 0, o, w.shape[0]) : null;
+      o += w.shape[0];
+      return conv2d(x, w, b, { stride, padding });
+    }), 1);
+  }
   return bn(f, y, norm);
 }
 

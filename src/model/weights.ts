@@ -1,7 +1,7 @@
 // The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
 import { Tensor } from '../graph/tensor.ts';
-import { fromData, read } from '../graph/runtime.ts';
+import { fromData, read, runtime } from '../graph/runtime.ts';
 import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
 import type { MicarConfig } from './config.ts';
 import { type Entry, stateDictSpec } from './spec.ts';
@@ -24,9 +24,23 @@ export class Weights {
 
   get(name: string): Tensor {
     const t = this.tensors.get(name);
-    if (!t) throw new Error(`model weight "${name}" is not defined for backbone ${this.cfg.backbone} / this config`);
+    if (!t) {
+      if (this.chunked.has(name)) throw new Error(`model weight "${name}" is stored in ${this.chunked.get(name)!.length} chunks (larger than one GPU binding); use chunks()`);
+      throw new Error(`model weight "${name}" is not defined for backbone ${this.cfg.backbone} / this config`);
+    }
     return t;
   }
+
+  /**
+   * A weight as pieces along axis 0. Tensors larger than half the device's storage-binding
+   * limit (the paper's 2048→2048 3×3 fusion conv: 151 MB) are kept in several pieces.
+   */
+  chunks(name: string): Tensor[] {
+    return this.chunked.get(name) ?? [this.get(name)];
+  }
+
+  /** Weights kept in pieces (name → pieces along axis 0). */
+  readonly chunked = new Map<string, Tensor[]>();
 
   entry(name: string): Entry {
     const e = this.byName.get(name);
@@ -37,20 +51,35 @@ export class Weights {
   /** Trainable parameters, split into AdamW groups: vision encoder, everything else. */
   trainable(): { vision: Tensor[]; other: Tensor[] } {
     const vision: Tensor[] = [], other: Tensor[] = [];
-    for (const e of this.spec) if (e.kind === 'param') (e.vision ? vision : other).push(this.get(e.name));
+    for (const e of this.spec) if (e.kind === 'param') (e.vision ? vision : other).push(...this.chunks(e.name));
     return { vision, other };
   }
 
   /** Name of a parameter tensor (for reports). */
   nameOf(t: Tensor): string | undefined {
     for (const [n, x] of this.tensors) if (x === t) return n;
+    for (const [n, xs] of this.chunked) if (xs.includes(t)) return `${n} (piece ${xs.indexOf(t)})`;
     return undefined;
   }
 
   private set(e: Entry, data: Float32Array): void {
-    const t = fromData(data, e.shape, 'f32', e.name);
-    if (e.kind === 'param') t.requiresGrad = true;
-    this.tensors.set(e.name, t);
+    const limit = runtime().device.limits.maxStorageBufferBindingSize;
+    const rows = e.shape[0] ?? 1, per = data.length / Math.max(1, rows);
+    const pieces = e.shape.length ? Math.ceil((data.length * 4) / (limit / 2)) : 1;
+    if (pieces <= 1) {
+      const t = fromData(data, e.shape, 'f32', e.name);
+      if (e.kind === 'param') t.requiresGrad = true;
+      this.tensors.set(e.name, t);
+      return;
+    }
+    const step = Math.ceil(rows / pieces), list: Tensor[] = [];
+    for (let r = 0; r < rows; r += step) {
+      const n = Math.min(step, rows - r);
+      const t = fromData(data.subarray(r * per, (r + n) * per), [n, ...e.shape.slice(1)], 'f32', `${e.name}[${r}:${r + n}]`);
+      if (e.kind === 'param') t.requiresGrad = true;
+      list.push(t);
+    }
+    this.chunked.set(e.name, list);
   }
 
   /**
@@ -87,7 +116,8 @@ export class Weights {
         continue;
       }
       if (!h) {
-        w.tensors.set(e.name, fresh!.get(e.name));
+        if (fresh!.chunked.has(e.name)) w.chunked.set(e.name, fresh!.chunked.get(e.name)!);
+        else w.tensors.set(e.name, fresh!.get(e.name));
         continue;
       }
       w.set(e, toFloat32(h));
@@ -139,7 +169,10 @@ export class Weights {
         out.set(e.name, { dtype: 'I64', shape: [], data });
         continue;
       }
-      out.set(e.name, fromFloat32(await read(this.get(e.name)) as Float32Array, e.shape, 'F32'));
+      const parts: Float32Array[] = [];
+      for (const c of this.chunks(e.name)) parts.push((await read(c)) as Float32Array);
+      const all = parts.length === 1 ? parts[0] : Float32Array.from(parts.flatMap((p) => Array.from(p)));
+      out.set(e.name, fromFloat32(all, e.shape, 'F32'));
     }
     return out;
   }

@@ -1,0 +1,66 @@
+// Runtime behaviour: GPU errors surface with the op and shapes that caused them; f16 storage
+// round trips; pool size classes; the buffer pool reuses memory across steps.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, halfToFloat, init, read, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
+import { makeNode } from '../src/graph/tensor.ts';
+import { cast } from '../src/graph/ops/cast.ts';
+import { add } from '../src/graph/ops/elementwise.ts';
+import { sizeClass } from '../src/gpu/buffers.ts';
+import { P } from '../src/graph/ops/util.ts';
+import { rng } from './util.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+const R = rng('runtime');
+
+describe('runtime', () => {
+  it('a GPU validation error is reported with the op name and input shapes', async () => {
+    const x = fromData([1, 2, 3, 4], [4]);
+    // A node whose dispatch binds the wrong number of buffers for its kernel.
+    const [y] = makeNode('broken_op', [x], [{ shape: [4] }], {
+      encode(ctx) {
+        ctx.dispatch({ kernel: { family: 'copy', defs: { ACCUMULATE: false } }, bindings: [x, x, x], params: P().u(4, 1, 0, 0), workgroups: [1] });
+        void y;
+      },
+    });
+    await realize([y]);
+    await expect(read(y)).rejects.toThrow(/broken_op\(f32\[4\]\)/);
+  });
+
+  it('shape errors are thrown when the graph is built, naming op and shapes', () => {
+    expect(() => add(fromData([1, 2], [2]), fromData([1, 2, 3], [3]))).toThrow(/add: shapes \[2\] and \[3\] do not broadcast/);
+  });
+
+  it('f16 storage: cast f32 → f16 → f32 equals round-to-nearest-even on the CPU', async () => {
+    if (!runtime().gpu.hasF16) {
+      expect(() => cast(fromData([1], [1]), 'f16')).toThrow(/shader-f16/);
+      return;
+    }
+    const n = R.int(1, 5000);
+    const X = R.randn(n, 3);
+    const h = cast(fromData(X, [n]), 'f16');
+    const back = cast(h, 'f32');
+    await realize([h, back]);
+    const ref = Array.from(X, (v) => halfToFloat(toHalfBits(v)));
+    expect(Array.from(await read(back))).toEqual(ref);
+    expect(Array.from(await read(h))).toEqual(ref); // read() widens f16 to f32
+  });
+
+  it('pool size classes waste at most a quarter and are reused', async () => {
+    for (const b of [1, 255, 256, 4097, 100000, 123456789]) {
+      const c = sizeClass(b);
+      expect(c).toBeGreaterThanOrEqual(b);
+      expect(c).toBeLessThanOrEqual(Math.max(256, b * 1.25 + 256));
+    }
+    const pool = runtime().pool;
+    const a = fromData(R.randn(1000), [1000]);
+    await realize([add(a, a)]);
+    const total = pool.totalBytes;
+    for (let i = 0; i < 5; i++) await realize([add(add(a, a), a)]);
+    // Each step keeps its target (5 buffers); its intermediate needs at most one new buffer
+    // in all, after which freed intermediates are reused.
+    expect(pool.totalBytes - total).toBeLessThanOrEqual(6 * sizeClass(4000));
+  });
+});
