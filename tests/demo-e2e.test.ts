@@ -1,0 +1,333 @@
+// The web app end to end in headless Chromium (WebGPU on SwiftShader), served by `vite demo`,
+// against the same model run here in Deno (llvmpipe): a model file that does not fit is reported
+// in words; a checkpoint made here (random tiny model) loads through the page's file input; the
+// greedy report for a known image has exactly the Deno tokens, and so does the beam search's
+// n-best; clicking a word draws the attention map whose grid row matches the Deno trace for the
+// selected layer/head and whose canvas pixels match the overlay computed here from the Deno row;
+// its expert routing matches; a few training steps in the page lower the loss, replay the Deno
+// trainer's losses, pause and resume, and the downloaded checkpoint parses with the step count.
+// Also: a browser without WebGPU gets a clear message. Screenshot: out/demo-app.png.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'puppeteer-core';
+import { type Chromium, launchChromium, openPage, repoRoot, startDevServer } from './browser-harness.ts';
+import { relL2, rng } from './util.ts';
+import { dispose, fromData, init } from '../src/graph/runtime.ts';
+import { normaliseConfig, type MicarConfig } from '../src/model/config.ts';
+import { Weights } from '../src/model/weights.ts';
+import { Tokenizer } from '../src/data/tokenizer.ts';
+import { phantomSamples } from '../src/data/datasets.ts';
+import { generatePhantomSample } from '../src/data/phantom.ts';
+import { decodeImage, encodePng } from '../src/data/images.ts';
+import { preprocess } from '../src/data/preprocess.ts';
+import { checkpointBytes, parseCheckpoint } from '../src/train/checkpoint.ts';
+import { writeSafetensors } from '../src/io/safetensors.ts';
+import { beamSearch, generate } from '../src/generate/decode.ts';
+import { type AttentionTrace, crossRow, inputGeometry, minMax, modelView, overlayHeatmap, readTrace, upsample } from '../src/viz/index.ts';
+import { builtInData, TrainingSession } from '../demo/training.ts';
+import { AdamW } from '../src/graph/ops/optim.ts';
+
+const r = rng('demo e2e');
+const tmp = mkdtempSync(join(tmpdir(), 'micar-demo-e2e-'));
+const cleanups: (() => Promise<unknown> | unknown)[] = [() => rmSync(tmp, { recursive: true, force: true })];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+// A small model at 32×32 with two layers (so layer selection matters) and no dropout.
+const tinyRaw = JSON.parse(readFileSync(join(repoRoot, 'configs/tiny.json'), 'utf8'));
+const RAW = {
+  ...tinyRaw, name: 'demo-e2e', image_size: 32, resize_size: 32, d_v: 32, d_model: 32, d_latent: 64, num_heads: 4, qk_nope_dim: 8, qk_rope_dim: 8,
+  d_ff: 64, num_layers: 2, num_experts: 4, k: 2, text_seq_len: 20, dropout: 0, attention_dropout: 0, seed: r.int(1, 1e6), beam_width: 3,
+};
+const DISPLAY = 256; // demo/main.ts DISPLAY
+const ALPHA = 0.6; // the opacity slider's initial value
+
+interface Ctx {
+  page: Page;
+  problems: string[];
+  cfg: MicarConfig;
+  tok: Tokenizer;
+  ckBytes: Uint8Array;
+  ckPath: string;
+  imagePath: string;
+  imageBytes: Uint8Array;
+  deno: { tokens: number[]; trace: AttentionTrace; pixels: Float32Array };
+}
+let ctx: Ctx;
+let chromium: Chromium;
+
+async function waitState(page: Page, panel: string, states: string[], timeout = 120_000): Promise<string> {
+  await page.waitForFunction((p: string, s: string[]) => s.includes(document.querySelector(p)?.getAttribute('data-state') ?? ''), { timeout, polling: 100 }, panel, states);
+  return (await page.$eval(panel, (el) => el.getAttribute('data-state')))!;
+}
+
+async function upload(page: Page, selector: string, paths: string[]): Promise<void> {
+  const input = await page.$(selector);
+  if (!input) throw new Error(`no ${selector} on the page`);
+  await (input as unknown as { uploadFile(...p: string[]): Promise<void> }).uploadFile(...paths);
+}
+
+const text = (page: Page, sel: string) => page.$eval(sel, (el) => (el as HTMLElement).innerText);
+
+beforeAll(async () => {
+  const t0 = performance.now();
+  await init();
+  // The vocabulary of the built-in dataset (what the page fine-tunes on).
+  const tok = Tokenizer.build(phantomSamples({ count: 300, seed: 7, size: 8 }).map((s) => s.report), 1, 'whitespace');
+  const cfg = normaliseConfig({ ...RAW, vocab_size: tok.vocabSize });
+  const w = Weights.init(cfg, r.int(1, 1e6));
+  const ckBytes = await checkpointBytes(w, null, tok, null);
+  const ckPath = join(tmp, 'demo-model.safetensors');
+  writeFileSync(ckPath, ckBytes);
+  // A plain state dict with its vocabulary, and two configs: one that fits, one that does not.
+  writeFileSync(join(tmp, 'weights.safetensors'), writeSafetensors(await w.toStateDict(), {}));
+  writeFileSync(join(tmp, 'vocab.json'), JSON.stringify(tok.toJSON()));
+  mkdirSync(join(tmp, 'good'));
+  mkdirSync(join(tmp, 'bad'));
+  writeFileSync(join(tmp, 'good', 'config.json'), JSON.stringify({ ...RAW, vocab_size: 0 }));
+  writeFileSync(join(tmp, 'bad', 'config.json'), JSON.stringify({ ...RAW, vocab_size: 0, d_ff: 48 }));
+  dispose(...w.tensors.values());
+  // The known image: a phantom scan larger than the model input (the page resizes it as the CLI does).
+  const sample = generatePhantomSample(r.int(1, 1e6), r.int(0, 1000), 40 + r.int(0, 24));
+  const imageBytes = encodePng(sample.image);
+  const imagePath = join(tmp, 'scan.png');
+  writeFileSync(imagePath, imageBytes);
+
+  // The same model in Deno, from the same checkpoint bytes.
+  const ck = parseCheckpoint(ckBytes, 'demo-model.safetensors');
+  const geo = inputGeometry(cfg);
+  const pixels = preprocess(decodeImage(imageBytes), { resize: geo.resize, crop: geo.crop });
+  const image = fromData(pixels, [1, 3, cfg.image_size, cfg.image_size]);
+  const res = await generate(ck.weights, image, { trace: true, stopAtEos: true });
+  const trace = await readTrace(res.traces, res.tokens[0], cfg);
+  dispose(image);
+  console.log(`deno report (${res.tokens[0].length} tokens): ${tok.decode(res.tokens[0])}`);
+
+  const [{ server, url }, ch] = await Promise.all([startDevServer({ root: 'demo' }), launchChromium()]);
+  chromium = ch;
+  cleanups.push(() => server.close(), () => ch.close());
+  const { page, problems } = await openPage(ch.browser, url, 'demo app');
+  await page.setViewport({ width: 1400, height: 1100 });
+  const adapter = await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], 90_000);
+  expect(adapter, await text(page, '#adapter-panel')).toBe('ready');
+  await page.waitForFunction(() => !(document.getElementById('model-files') as HTMLInputElement).disabled, { timeout: 30_000 });
+  ctx = { page, problems, cfg, tok, ckBytes, ckPath, imagePath, imageBytes, deno: { tokens: res.tokens[0], trace, pixels } };
+  console.log(`setup ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+});
+
+describe('demo app in headless Chromium', () => {
+  it('reports in words a state dict that does not match its config, and loads one that does', async () => {
+    const { page } = ctx;
+    await upload(page, '#model-files', [join(tmp, 'weights.safetensors'), join(tmp, 'vocab.json'), join(tmp, 'bad', 'config.json')]);
+    expect(await waitState(page, '#model-panel', ['ready', 'error'])).toBe('error');
+    const bad = await text(page, '#model-status');
+    console.log(`mismatch message: ${bad}`);
+    expect(bad).toMatch(/weights\.safetensors/);
+    expect(bad).toMatch(/wrong shape: .*w1\.weight: expected \[48,32\], file has \[64,32\]/);
+
+    await upload(page, '#model-files', [join(tmp, 'weights.safetensors'), join(tmp, 'vocab.json'), join(tmp, 'good', 'config.json')]);
+    expect(await waitState(page, '#model-panel', ['ready', 'error'])).toBe('ready');
+    expect(await text(page, '#model-status')).toMatch(/weights\.safetensors with config\.json/);
+
+    // A state dict alone (no vocabulary) is refused with what is missing.
+    await upload(page, '#model-files', [join(tmp, 'weights.safetensors')]);
+    expect(await waitState(page, '#model-panel', ['ready', 'error'])).toBe('error');
+    expect(await text(page, '#model-status')).toMatch(/needs its vocabulary/);
+  });
+
+  it('loads the checkpoint and writes the greedy report word by word: the Deno tokens', async () => {
+    const { page, deno, tok } = ctx;
+    await upload(page, '#model-files', [ctx.ckPath]);
+    expect(await waitState(page, '#model-panel', ['ready', 'error']), await text(page, '#model-status')).toBe('ready');
+    await upload(page, '#image-input', [ctx.imagePath]);
+    expect(await waitState(page, '#image-panel', ['ready', 'error'])).toBe('ready');
+    // The page's model input equals the Deno preprocessing (same decoder and resize).
+    await page.waitForFunction(() => !(document.getElementById('generate') as HTMLButtonElement).disabled, { timeout: 10_000 });
+    // Count the words as they appear (a MutationObserver sees each DOM update).
+    await page.evaluate(() => {
+      const seen: number[] = [];
+      (window as unknown as { seenWords: number[] }).seenWords = seen;
+      new MutationObserver(() => seen.push(document.querySelectorAll('#report-text .word').length)).observe(document.getElementById('report-text')!, { childList: true });
+    });
+    const t0 = performance.now();
+    await page.click('#generate');
+    expect(await waitState(page, '#report-panel', ['ready', 'error']), await text(page, '#report-status')).toBe('ready');
+    console.log(`greedy in the page: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const got = await page.evaluate(() => ({ tokens: window.micarDemo!.app.report!.tokens, words: [...document.querySelectorAll('#report-text .word')].map((e) => e.textContent), seen: (window as unknown as { seenWords: number[] }).seenWords }));
+    expect(got.tokens).toEqual(deno.tokens);
+    expect(got.words).toEqual(deno.tokens.map((id) => tok.tokens[id]));
+    // Streaming: the word count grew one at a time before the final relabelling.
+    const growth = got.seen.filter((n, i) => i > 0 && n === got.seen[i - 1] + 1).length;
+    console.log(`word-count observations: ${got.seen.slice(0, 40).join(',')}`);
+    expect(growth).toBeGreaterThanOrEqual(Math.min(deno.tokens.length, 3) - 1);
+  });
+
+  it('clicking a word draws its attention map for the chosen layer/head: row, pixels and routing match Deno', async () => {
+    const { page, deno, cfg } = ctx;
+    const T = deno.tokens.length;
+    const step = r.int(0, T - 1), layer = r.int(0, cfg.num_layers - 1), head = r.int(0, cfg.num_heads - 1);
+    await page.select('#attn-layer', String(layer));
+    await page.select('#attn-head', String(head));
+    await page.click(`#report-text .word[data-step="${step}"]`);
+    const shown = await page.evaluate(() => ({ rendered: window.micarDemo!.app.rendered, experts: window.micarDemo!.app.report!.trace!.experts, routing: document.querySelector('#routing')!.textContent }));
+    const px = await page.evaluate(() => window.micarDemo!.canvasPixels());
+    const rd = shown.rendered!;
+    expect([rd.step, rd.layer, rd.head, rd.size, rd.alpha]).toEqual([step, layer, head, DISPLAY, ALPHA]);
+    const want = crossRow(deno.trace, step, layer, head);
+    // Two different software GPUs ran the whole forward: 1e-4 allows their f32 rounding over
+    // the model's depth (kernels agree to ~1e-6 each in tests/browser.test.ts).
+    const err = relL2(rd.row, want);
+    console.log(`step ${step} layer ${layer} head ${head}: attention row rel L2 page vs deno ${err.toExponential(2)}`);
+    expect(err).toBeLessThanOrEqual(1e-4);
+    // Canvas pixels against the overlay made here from the Deno row with src/viz.
+    const geo = inputGeometry(cfg);
+    const display = modelView(decodeImage(ctx.imageBytes), geo.resize, geo.crop, DISPLAY);
+    const expected = (row: ArrayLike<number>) => {
+      const map = upsample(row, 7, 7, DISPLAY, DISPLAY, 'bilinear');
+      return overlayHeatmap(display, map, { alpha: ALPHA, range: minMax(map) }).data;
+    };
+    const diff = (exp: Uint8Array) => {
+      let max = 0, sum = 0;
+      for (let i = 0; i < DISPLAY * DISPLAY; i++)
+        for (let c = 0; c < 3; c++) {
+          const d = Math.abs(px.data[4 * i + c] - exp[3 * i + c]);
+          max = Math.max(max, d);
+          sum += d;
+        }
+      return { max, mean: sum / (DISPLAY * DISPLAY * 3) };
+    };
+    expect([px.width, px.height]).toEqual([DISPLAY, DISPLAY]);
+    const d = diff(expected(want));
+    // Another head's map (same word): the comparison must be able to tell maps apart.
+    const other = diff(expected(crossRow(deno.trace, step, layer, (head + 1) % cfg.num_heads)));
+    console.log(`canvas vs expected overlay: max |Δ| ${d.max}, mean ${d.mean.toFixed(4)}; vs another head's map: mean ${other.mean.toFixed(2)}`);
+    // A row error of 1e-4 moves a value across a colour-table step at most rarely: one table
+    // step blended at 0.6 is ≤ 3 levels.
+    expect(d.max).toBeLessThanOrEqual(3);
+    expect(d.mean).toBeLessThan(0.05);
+    expect(other.mean).toBeGreaterThan(d.mean + 1);
+    // Expert routing of this word, per layer.
+    for (let l = 0; l < cfg.num_layers; l++) {
+      expect(shown.experts[step][l].indices).toEqual(deno.trace.experts[step][l].indices);
+      expect(relL2(shown.experts[step][l].weights, deno.trace.experts[step][l].weights)).toBeLessThanOrEqual(1e-4);
+      for (const e of deno.trace.experts[step][l].indices) expect(shown.routing).toContain(`E${e} (`);
+    }
+  });
+
+  it('beam search shows the n-best: the Deno hypotheses', async () => {
+    const { page, cfg, tok } = ctx;
+    await page.select('#decode-mode', 'beam');
+    await page.$eval('#beam-width', (el) => ((el as HTMLInputElement).value = '3'));
+    const t0 = performance.now();
+    await page.click('#generate');
+    expect(await waitState(page, '#report-panel', ['ready', 'error']), await text(page, '#report-status')).toBe('ready');
+    console.log(`beam in the page: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const got = await page.evaluate(() => ({ hyps: window.micarDemo!.app.report!.hypotheses.map((h) => h.tokens), items: [...document.querySelectorAll('#nbest li')].map((e) => e.textContent!) }));
+    const ck = parseCheckpoint(ctx.ckBytes, 'ck');
+    const image = fromData(ctx.deno.pixels, [1, 3, cfg.image_size, cfg.image_size]);
+    const want = (await beamSearch(ck.weights, image, { beamWidth: 3, nBest: 3, lengthPenalty: 1 }))[0];
+    dispose(image, ...ck.weights.tensors.values());
+    expect(got.hyps).toEqual(want.map((h) => h.tokens));
+    expect(got.items.length).toBe(3);
+    want.forEach((h, i) => expect(got.items[i].startsWith(tok.decode(h.tokens))).toBe(true));
+    await page.select('#decode-mode', 'greedy');
+  });
+
+  it('fine-tunes on the built-in dataset: the loss falls, steps replay the Deno trainer, pause/resume, checkpoint download', async () => {
+    const { page, cfg } = ctx;
+    const STEPS = 6, B = 6, COUNT = 20, LR = 0.003;
+    const set = (id: string, v: string) => page.$eval(id, (el, val) => ((el as HTMLInputElement).value = val as string), v);
+    await set('#train-count', String(COUNT));
+    await set('#train-steps', String(STEPS));
+    await set('#train-batch', String(B));
+    await set('#train-lr', String(LR));
+    await set('#train-val-every', '3');
+    const t0 = performance.now();
+    await page.click('#training-start');
+    // Pause after two steps; nothing may advance while paused.
+    await page.waitForFunction(() => (window.micarDemo!.app.session?.losses.length ?? 0) >= 2, { timeout: 120_000, polling: 50 });
+    await page.click('#training-pause');
+    await page.waitForFunction(() => window.micarDemo!.app.session!.state === 'paused', { timeout: 60_000, polling: 50 });
+    await new Promise((res) => setTimeout(res, 300)); // a step in flight when pausing finishes
+    const atPause = await page.evaluate(() => window.micarDemo!.app.session!.losses.length);
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(await page.evaluate(() => window.micarDemo!.app.session!.losses.length)).toBe(atPause);
+    expect(await page.$eval('#training-pause', (el) => el.textContent)).toBe('Resume');
+    expect(await text(page, '#training-status')).toMatch(/Paused/);
+    await page.click('#training-pause');
+    await page.waitForFunction(() => window.micarDemo!.app.session?.state === 'done' || window.micarDemo!.app.session?.state === 'failed', { timeout: 150_000, polling: 100 });
+    console.log(`training in the page: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const s = await page.evaluate(() => {
+      const x = window.micarDemo!.app.session!;
+      return { state: x.state, losses: x.losses, val: x.valLosses, ids: x.batchIds, status: document.getElementById('training-status')!.innerText };
+    });
+    console.log(`page losses: ${s.losses.map((l) => l.loss.toFixed(4)).join(', ')}; validation: ${s.val.map((v) => `${v.step}:${v.loss.toFixed(4)}`).join(', ')}; ${s.status}`);
+    expect(s.state).toBe('done');
+    expect(s.losses.map((l) => l.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    const L = s.losses.map((l) => l.loss);
+    expect(L.every(Number.isFinite)).toBe(true);
+    expect((L[STEPS - 1] + L[STEPS - 2]) / 2).toBeLessThan(L[0] - 0.1);
+    expect(s.val.map((v) => v.step)).toEqual([3, 6]);
+    expect(s.val[1].loss).toBeLessThan(s.val[0].loss);
+
+    // The same two first steps with the page's training code in Deno: same batches, same losses.
+    const ck = parseCheckpoint(ctx.ckBytes, 'ck');
+    const data = await builtInData(cfg, COUNT, 7);
+    const deno = new TrainingSession({ cfg: ck.cfg, tokenizer: ck.tokenizer, weights: ck.weights, state: ck.state, source: 'deno' }, data, { steps: 2, batchSize: B, lr: LR, valEvery: 100, seed: cfg.seed! }, () => {});
+    await deno.run();
+    dispose(...ck.weights.tensors.values());
+    expect(s.ids.slice(0, 2)).toEqual(deno.batchIds);
+    const lossErr = relL2(L.slice(0, 2), deno.losses.map((l) => l.loss));
+    console.log(`first two losses page ${L.slice(0, 2).map((x) => x.toFixed(6))} vs deno ${deno.losses.map((l) => l.loss.toFixed(6))}: rel ${lossErr.toExponential(2)}`);
+    expect(lossErr).toBeLessThanOrEqual(1e-4);
+
+    // Download: Chromium saves the file; it is a checkpoint of the trained model.
+    const downloads = join(tmp, 'downloads');
+    mkdirSync(downloads);
+    const cdp = await page.createCDPSession();
+    await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+    await page.click('#training-download');
+    const deadline = Date.now() + 30_000;
+    let file: string | undefined;
+    while (Date.now() < deadline) {
+      file = readdirSync(downloads).find((f) => f.endsWith('.safetensors'));
+      if (file && existsSync(join(downloads, file))) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(file, 'no .safetensors downloaded').toBeTruthy();
+    const saved = parseCheckpoint(new Uint8Array(readFileSync(join(downloads, file!))), file!);
+    expect(saved.state.step).toBe(STEPS);
+    expect(saved.cfg.d_model).toBe(cfg.d_model);
+    // The optimiser state came along: it loads into an AdamW over the saved weights.
+    const { vision, other } = saved.weights.trainable();
+    saved.loadOptimizer(new AdamW([{ params: vision, lr: 1 }, { params: other, lr: 1 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: true }), saved.weights);
+    dispose(...saved.weights.tensors.values());
+  });
+
+  it('screenshot, and no errors on the page', async () => {
+    const { page, problems } = ctx;
+    // Pin a word so the screenshot shows a map.
+    await page.click('#report-text .word[data-step="0"]');
+    mkdirSync(join(repoRoot, 'out'), { recursive: true });
+    const shot = join(repoRoot, 'out', 'demo-app.png');
+    await page.screenshot({ path: shot as `${string}.png`, fullPage: true });
+    console.log(`screenshot ${shot}`);
+    expect(problems, problems.join('\n')).toEqual([]);
+  });
+
+  it('without WebGPU the page says so and offers no model', async () => {
+    const page = await chromium.browser.newPage();
+    await page.evaluateOnNewDocument(() => {
+      Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
+    });
+    await page.goto(ctx.page.url(), { waitUntil: 'load' });
+    expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], 30_000)).toBe('unsupported');
+    expect(await text(page, '#adapter-status')).toMatch(/no WebGPU/);
+    expect(await page.$eval('#model-new', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
+    expect(await text(page, '#model-status')).toMatch(/needs WebGPU/);
+    await page.close();
+  });
+});
