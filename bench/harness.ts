@@ -232,8 +232,10 @@ let peakCache: PeakResult | null = null;
  * workgroup sizes / chain counts (best wins). Cached per process. `targetMs` sizes each
  * dispatch (longer = steadier on a shared machine).
  */
-export async function peakGflops(opts: { targetMs?: number; reps?: number } = {}): Promise<PeakResult> {
-  if (peakCache) return peakCache;
+export async function peakGflops(opts: { targetMs?: number; reps?: number; remeasure?: boolean } = {}): Promise<PeakResult> {
+  // `remeasure`: measure again and keep the better result (on a shared machine the ceiling
+  // read at a busy moment is too low, which would flatter every fraction of it).
+  if (peakCache && !opts.remeasure) return peakCache;
   const { device } = benv();
   const targetMs = opts.targetMs ?? 150;
   const threads = 64 * 1024;
@@ -265,7 +267,7 @@ export async function peakGflops(opts: { targetMs?: number; reps?: number } = {}
   }
   out.destroy();
   const best = all.reduce((a, b) => (b.gflops > a.gflops ? b : a));
-  peakCache = { gflops: best.gflops, config: { WG: best.WG, CHAINS: best.CHAINS }, all };
+  if (!peakCache || best.gflops > peakCache.gflops) peakCache = { gflops: best.gflops, config: { WG: best.WG, CHAINS: best.CHAINS }, all };
   return peakCache;
 }
 

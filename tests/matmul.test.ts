@@ -61,9 +61,9 @@ describe('matmul', () => {
     expect(relL2(await read(gw!), gwRef)).toBeLessThan(1e-5);
     expect(relL2(await read(gbias!), new Float64Array(outF).fill(2 * rows))).toBeLessThan(1e-6);
   });
-  // Both kernels on any adapter. REGISTER picks vec4 loads of A when K % 4 == 0 (transA:
-  // M % 4 == 0) and of B when N % 4 == 0 (transB: with the vec4-A, 4-k loop): aligned and odd
-  // sizes cover every load path; small outputs use the small block, the last case the big one.
+  // Both kernels on any adapter. REGISTER reads A as vec4 with transA when M % 4 == 0 and B as
+  // vec4 without transB when N % 4 == 0: aligned and odd sizes cover every load path; small
+  // outputs use the small block, the last two cases the mid-size one.
   it('REGISTER kernel: vec4 and scalar load paths, transposes, bias, small and big blocks', async () => {
     setMatmulKernel('register');
     try {

@@ -50,6 +50,9 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
   if (kind === 'register') {
     // Small outputs (tests, tiny heads): a small block compiles fast and wastes little.
     if (M * N <= 64 * 64) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 8, WG: 8 };
+    // Mid-size: 8×16 compiles in about a second; the big block (2× the code, several seconds
+    // to compile on llvmpipe, cached on disk by Mesa) pays off only where the product is large.
+    if (M * N < 256 * 256 && !regOverride) return { kind, TM: 0, TN: 0, BK: 0, RM: 8, RN: 16, WG: 8 };
     return { kind, TM: 0, TN: 0, BK: 0, RM: REG_RM, RN: REG_RN, WG: REG_WG };
   }
   if (M * N <= 64 * 64) return { kind, TM: 32, TN: 32, BK: 16, RM: 4, RN: 4, WG: 0 };
@@ -57,17 +60,15 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
 }
 
 // Tuned on llvmpipe (2 cores, 256-bit): see bench/matmul.ts.
-let REG_WG = 8, REG_RM = 8, REG_RN = 16;
-let FMA_ORDER: 'chain' | 'kk' | 'dot' = 'chain';
-export function setFmaOrder(o: 'chain' | 'kk' | 'dot'): void {
-  FMA_ORDER = o;
-}
+let REG_WG = 8, REG_RM = 16, REG_RN = 16;
+let regOverride = false;
 /** Overrides the big REGISTER block (benchmark sweeps). */
 export function setRegisterBlock(WG: number, RM: number, RN: number): void {
   if (RM % 4 || RN % 4 || RM <= 0 || RN <= 0 || WG <= 0) throw new Error(`setRegisterBlock: RM ${RM} and RN ${RN} must be positive multiples of 4`);
   REG_WG = WG;
   REG_RM = RM;
   REG_RN = RN;
+  regOverride = true;
 }
 
 /**
@@ -80,80 +81,40 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
   const L: string[] = [];
   for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
   // A offsets (rows clamped so edge lanes read valid memory; their results are not stored).
-  if (av && transA) {
+  if (av) {
+    if (!transA) throw new Error('registerBody: vec4 A loads are for transA (4 rows per load)');
     for (let g = 0; g < RM / 4; g++) L.push(`  let ag${g} = (baseA + min(r${4 * g}, p.M - 4u)) / 4u;`);
     L.push('  let M4 = p.M / 4u;');
-  } else if (av) {
-    for (let i = 0; i < RM; i++) L.push(`  let ao${i} = (baseA + min(r${i}, p.M - 1u) * p.K) / 4u;`);
   } else {
     for (let i = 0; i < RM; i++) L.push(`  let ao${i} = baseA + min(r${i}, p.M - 1u)${transA ? '' : ' * p.K'};`);
   }
-  const steps4 = av && !transA;
-  if (bv && !transB) {
+  if (bv) {
+    if (transB) throw new Error('registerBody: vec4 B loads are for B without transB (4 columns per load)');
     for (let j4 = 0; j4 < RN / 4; j4++) L.push(`  let bq${j4} = (baseB + min(n0 + ${4 * j4}u, p.N - 4u)) / 4u;`);
     L.push('  let N4 = p.N / 4u;');
-  } else if (bv) {
-    if (!steps4) throw new Error('registerBody: vec4 B with transB needs the 4-k loop (AV without transA)');
-    for (let j = 0; j < RN; j++) L.push(`  let bq${j} = (baseB + min(n0 + ${j}u, p.N - 1u) * p.K) / 4u;`);
   } else {
     for (let j = 0; j < RN; j++) L.push(`  let bo${j} = baseB + min(n0 + ${j}u, p.N - 1u)${transB ? ' * p.K' : ''};`);
   }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
-  // One loop iteration covers `steps` values of k: all B values first (uniform loads), then
-  // per accumulator its whole chain of fmas, so each accumulator is loaded/stored (if spilled)
-  // once per iteration rather than once per k.
-  const body = (steps: number, aOf: (i: number, kk: number) => string, kexpr: (kk: number) => string) => {
-    const comp4 = ['x', 'y', 'z', 'w'];
-    if (bv && !transB) {
-      for (let kk = 0; kk < steps; kk++) {
-        L.push(`    let kq${kk} = (${kexpr(kk)}) * N4;`);
-        for (let j4 = 0; j4 < RN / 4; j4++) {
-          L.push(`    let bv${kk}_${j4} = B[bq${j4} + kq${kk}];`);
-          for (let c = 0; c < 4; c++) L.push(`    let b${kk}_${4 * j4 + c} = bv${kk}_${j4}.${comp4[c]};`);
-        }
-      }
-    } else if (bv) {
-      for (let j = 0; j < RN; j++) {
-        L.push(`    let bt${j} = B[bq${j} + k4];`);
-        for (let kk = 0; kk < 4; kk++) L.push(`    let b${kk}_${j} = bt${j}.${comp4[kk]};`);
-      }
-    } else {
-      for (let kk = 0; kk < steps; kk++) {
-        L.push(`    let kb${kk} = ${transB ? kexpr(kk) : `(${kexpr(kk)}) * p.N`};`);
-        for (let j = 0; j < RN; j++) L.push(`    let b${kk}_${j} = B[bo${j} + kb${kk}];`);
-      }
-    }
-    if (FMA_ORDER === 'kk' ) {
-      for (let kk = 0; kk < steps; kk++) for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} = fma(${aOf(i, kk)}, b${kk}_${j}, c${i}_${j});`);
-    } else if (FMA_ORDER === 'dot' && steps === 4) {
-      for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} += dot(a${i}, vec4<f32>(b0_${j}, b1_${j}, b2_${j}, b3_${j}));`);
-    } else {
-      for (let i = 0; i < RM; i++)
-        for (let j = 0; j < RN; j++) {
-          let e = `c${i}_${j}`;
-          for (let kk = 0; kk < steps; kk++) e = `fma(${aOf(i, kk)}, b${kk}_${j}, ${e})`;
-          L.push(`    c${i}_${j} = ${e};`);
-        }
-    }
-  };
+  // One k per iteration: the B row segment at uniform addresses, A per lane, then RM×RN fmas.
+  // (Bigger iterations let LLVM hoist every product ahead of the adds and spill them all.)
+  L.push('  for (var k = 0u; k < p.K; k++) {');
+  if (av) for (let g = 0; g < RM / 4; g++) L.push(`    let a${g} = A[ag${g} + k * M4];`);
+  else for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k${transA ? ' * p.M' : ''}];`);
   const comp = ['x', 'y', 'z', 'w'];
-  if (av && !transA) {
-    L.push('  for (var k = 0u; k < p.K; k += 4u) {');
-    L.push('    let k4 = k / 4u;');
-    for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k4];`);
-    body(4, (i, kk) => `a${i}.${comp[kk]}`, (kk) => `k + ${kk}u`);
-    L.push('  }');
-  } else if (av) {
-    L.push('  for (var k = 0u; k < p.K; k++) {');
-    for (let g = 0; g < RM / 4; g++) L.push(`    let a${g} = A[ag${g} + k * M4];`);
-    body(1, (i) => `a${Math.floor(i / 4)}.${comp[i % 4]}`, () => 'k');
-    L.push('  }');
+  const aOf = (i: number) => (av ? `a${Math.floor(i / 4)}.${comp[i % 4]}` : `a${i}`);
+  if (bv) {
+    L.push('    let kq = k * N4;');
+    for (let j4 = 0; j4 < RN / 4; j4++) {
+      L.push(`    let bv${j4} = B[bq${j4} + kq];`);
+      for (let c = 0; c < 4; c++) L.push(`    let b${4 * j4 + c} = bv${j4}.${comp[c]};`);
+    }
   } else {
-    L.push('  for (var k = 0u; k < p.K; k++) {');
-    for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k${transA ? ' * p.M' : ''}];`);
-    body(1, (i) => `a${i}`, () => 'k');
-    L.push('  }');
+    L.push(`    let kb = k${transB ? '' : ' * p.N'};`);
+    for (let j = 0; j < RN; j++) L.push(`    let b${j} = B[bo${j} + kb];`);
   }
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} = fma(${aOf(i)}, b${j}, c${i}_${j});`);
+  L.push('  }');
   for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `bias[min(n0 + ${j}u, p.N - 1u)]` : '0.0'};`);
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
@@ -191,9 +152,11 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const bindings = bias ? [a, b, c, bias] : [a, b, c];
       if (kind === 'register') {
         // vec4 A loads need 16-byte aligned rows (and batch strides): K % 4 (transA: M % 4).
-        const av = transA ? M % 4 === 0 : K % 4 === 0;
-        // vec4 B: along n (N % 4), or with transB along k (needs the 4-k loop, i.e. AV, !transA).
-        const bv = transB ? av && !transA : N % 4 === 0;
+        // vec4 loads: A with transA across 4 rows (M % 4), B without transB across 4 columns
+        // (N % 4). (vec4 along k was tried: the 4-k loop body it needs makes LLVM hoist all
+        // products and spill them; one k per iteration with scalar loads ran ~1.6× faster.)
+        const av = transA && M % 4 === 0;
+        const bv = !transB && N % 4 === 0;
         ctx.dispatch({
           kernel: {
             family: 'matmul',
