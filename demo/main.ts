@@ -522,7 +522,7 @@ async function startTraining(): Promise<void> {
       $('training-val').textContent = v ? `${v.loss.toFixed(4)} (step ${v.step})` : '—';
       $('training-lr').textContent = p.lr.toExponential(2);
       $('training-eta').textContent = `${formatDuration(p.elapsedS)} / ${p.done < p.total ? formatDuration(p.etaS) : 'done'}`;
-      setLine('training-status', p.paused ? `Paused at ${p.done}/${p.total}.` : p.done < p.total ? `Training on ${data.description}…` : `Finished ${p.total} steps on ${data.description}.`);
+      setLine('training-status', p.paused ? `Paused at ${p.done}/${p.total}.` : session.state === 'paused' ? 'Pausing after the current step…' : p.done < p.total ? `Training on ${data.description}…` : `Finished ${p.total} steps on ${data.description}.`);
       chart();
       refreshControls();
     });
@@ -561,8 +561,13 @@ function setupTraining(): void {
   button('training-pause').addEventListener('click', () => {
     const s = app.session;
     if (!s) return;
-    if (s.state === 'paused') s.resume();
-    else s.pause();
+    if (s.state === 'paused') {
+      s.resume();
+      setLine('training-status', 'Resumed.');
+    } else {
+      s.pause();
+      setLine('training-status', 'Pausing after the current step…');
+    }
     refreshControls();
   });
   button('training-stop').addEventListener('click', () => {

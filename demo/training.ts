@@ -128,11 +128,13 @@ export type SessionState = 'idle' | 'running' | 'paused' | 'stopping' | 'done' |
 
 /** One fine-tuning run over prepared data, controllable from the page. */
 export class TrainingSession {
-  readonly losses: { step: number; loss: number }[] = [];
+  readonly losses: { step: number; loss: number; ms: number }[] = [];
   readonly valLosses: { step: number; loss: number }[] = [];
   /** Example ids of each step's batch (tests replay the first one). */
   readonly batchIds: string[][] = [];
   state: SessionState = 'idle';
+  /** True while the loop is parked at a pause (the step in flight, if any, has finished). */
+  parked = false;
   error: Error | null = null;
   readonly opt: AdamW;
   private resumeWaiters: (() => void)[] = [];
@@ -193,8 +195,10 @@ export class TrainingSession {
     try {
       for (let s = 0; s < steps; s++) {
         if ((this.state as SessionState) === 'paused') {
+          this.parked = true;
           this.report(s, steps, lr);
           await new Promise<void>((r) => this.resumeWaiters.push(r));
+          this.parked = false;
         }
         if ((this.state as SessionState) === 'stopping') break;
         const epoch = Math.floor(s / spe), inEpoch = s % spe;
@@ -211,12 +215,13 @@ export class TrainingSession {
         const stepSeed = (Math.imul(this.settings.seed, 0x27d4eb2d) + st.step * 0x165667b1) >>> 0;
         const t0 = performance.now();
         const loss = await gpuLock.run(() => trainStep(w, this.opt, ex, tok, stepSeed));
-        this.runningMs += performance.now() - t0;
+        const ms = performance.now() - t0;
+        this.runningMs += ms;
         st.step++;
         st.epoch = epoch;
         st.stepInEpoch = inEpoch + 1;
         this.model.state = { ...st, history: [...st.history] };
-        this.losses.push({ step: st.step, loss });
+        this.losses.push({ step: st.step, loss, ms });
         if ((s + 1) % valEvery === 0 || s === steps - 1) {
           if (this.data.val.length) {
             const t1 = performance.now();
@@ -247,7 +252,7 @@ export class TrainingSession {
       lr,
       elapsedS: this.runningMs / 1000,
       etaS: per * (total - done),
-      paused: this.state === 'paused',
+      paused: this.parked,
     });
   }
 

@@ -44,6 +44,10 @@ function serverUrl(s: ViteDevServer | PreviewServer, what: string): string {
   return url;
 }
 
+/** CommonJS packages the demo imports (through src/data/images.ts): the dev server serves ESM
+ *  only, so these are pre-bundled, as `vite demo` does after its dependency discovery. */
+export const DEMO_CJS_DEPS = ['jpeg-js'];
+
 /**
  * A Vite dev server on a free 127.0.0.1 port. Default: rooted at the repository (test pages
  * under tests/ import src/ and fetch shaders/). With `root: 'demo'` it is what `npm run dev`
@@ -68,7 +72,7 @@ export async function startDevServer(opts: { root?: 'repo' | 'demo' } = {}): Pro
     },
     // No dependency pre-bundling: wgsl-preprocessor is plain ESM, and discovery would
     // crawl the repository on every start.
-    optimizeDeps: { noDiscovery: true, include: [] },
+    optimizeDeps: { noDiscovery: true, include: demo ? DEMO_CJS_DEPS : [] },
   });
   await server.listen();
   return { server, url: serverUrl(server, 'dev server') };
