@@ -19,14 +19,16 @@ import { normaliseConfig, type MicarConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { phantomSamples } from '../src/data/datasets.ts';
-import { generatePhantomSample } from '../src/data/phantom.ts';
+import { generatePhantom, generatePhantomSample, writePhantomDataset } from '../src/data/phantom.ts';
 import { decodeImage, encodePng } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { checkpointBytes, parseCheckpoint } from '../src/train/checkpoint.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { beamSearch, generate } from '../src/generate/decode.ts';
 import { type AttentionTrace, crossRow, inputGeometry, minMax, modelView, overlayHeatmap, readTrace, upsample } from '../src/viz/index.ts';
-import { builtInData, TrainingSession } from '../demo/training.ts';
+import { builtInData, folderData, TrainingSession } from '../demo/training.ts';
+import { epochOrder } from '../src/train/batches.ts';
+import { localFiles } from '../src/data/fs.ts';
 import { AdamW } from '../src/graph/ops/optim.ts';
 
 const r = rng('demo e2e');
@@ -242,13 +244,13 @@ describe('demo app in headless Chromium', () => {
 
   it('fine-tunes on the built-in dataset: the loss falls, steps replay the Deno trainer, pause/resume, checkpoint download', async () => {
     const { page, cfg } = ctx;
-    const STEPS = 5, B = 4, COUNT = 16, LR = 0.003;
+    const STEPS = 4, B = 4, COUNT = 16, LR = 0.003;
     const set = (id: string, v: string) => page.$eval(id, (el, val) => ((el as HTMLInputElement).value = val as string), v);
     await set('#train-count', String(COUNT));
     await set('#train-steps', String(STEPS));
     await set('#train-batch', String(B));
     await set('#train-lr', String(LR));
-    await set('#train-val-every', '3');
+    await set('#train-val-every', '2');
     const t0 = performance.now();
     await page.click('#training-start');
     // Meanwhile, the first two steps with the page's training code in Deno (same data, same model).
@@ -283,7 +285,7 @@ describe('demo app in headless Chromium', () => {
     const L = s.losses.map((l) => l.loss);
     expect(L.every(Number.isFinite)).toBe(true);
     expect((L[STEPS - 1] + L[STEPS - 2]) / 2).toBeLessThan(L[0] - 0.1);
-    expect(s.val.map((v) => v.step)).toEqual([3, 5]);
+    expect(s.val.map((v) => v.step)).toEqual([2, 4]);
     expect(s.val[1].loss).toBeLessThan(s.val[0].loss);
 
     // The first two steps in Deno: same batches, same losses.
@@ -314,6 +316,35 @@ describe('demo app in headless Chromium', () => {
     const { vision, other } = saved.weights.trainable();
     saved.loadOptimizer(new AdamW([{ params: vision, lr: 1 }, { params: other, lr: 1 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: true }), saved.weights);
     dispose(...saved.weights.tensors.values());
+  });
+
+  it('fine-tunes on a COVCTR-layout folder picked in the page: the loader\'s split, one step', async () => {
+    const { page, cfg } = ctx;
+    // reports.csv (image_id, reports_En) + images/, as writePhantomDataset lays the built-in set out.
+    const dir = join(tmp, 'covctr-folder');
+    const samples = generatePhantom({ count: 20, seed: r.int(1, 1e6), size: 36 });
+    await writePhantomDataset(dir, samples, await localFiles());
+    await upload(page, '#train-folder', [dir]);
+    await page.waitForFunction(() => /files/.test(document.getElementById('train-folder-status')!.textContent!), { timeout: 30_000, polling: 50 });
+    const picked = await page.evaluate(() => window.micarDemo!.app.folder!.map((f) => f.path));
+    console.log(`folder picked in the page: ${picked.length} files, e.g. ${picked.slice(0, 2).join(', ')}`);
+    expect(picked).toContain('covctr-folder/reports.csv');
+    await page.select('#train-format', 'covctr');
+    const set = (id: string, v: string) => page.$eval(id, (el, val) => ((el as HTMLInputElement).value = val as string), v);
+    await set('#train-steps', '1');
+    await set('#train-batch', '4');
+    await set('#train-val-every', '1');
+    await page.click('#training-start');
+    await page.waitForFunction(() => window.micarDemo!.app.session?.losses.length === 1 && window.micarDemo!.app.session.state !== 'running' || /Data:/.test(document.getElementById('training-status')!.textContent!), { timeout: 120_000, polling: 100 });
+    const got = await page.evaluate(() => ({ state: window.micarDemo!.app.session?.state, ids: window.micarDemo!.app.session?.batchIds, n: window.micarDemo!.app.session?.data.train.map((e) => e.id), status: document.getElementById('training-status')!.textContent! }));
+    console.log(`folder training: ${got.status}`);
+    expect(got.state, got.status).toBe('done');
+    expect(got.status).toMatch(/covctr folder covctr-folder/);
+    // The same folder through the same code in Deno: the authors' COVCTR split, same batch.
+    const files = picked.map((p) => ({ path: p, bytes: new Uint8Array(readFileSync(join(tmp, p))) }));
+    const want = await folderData(files, 'covctr', cfg, 400);
+    expect(got.n).toEqual(want.train.map((e) => e.id));
+    expect(got.ids![0]).toEqual(epochOrder(want.train.length, cfg.seed!, 0).slice(0, 4).map((i) => want.train[i].id));
   });
 
   it('screenshot, and no errors on the page', async () => {
