@@ -149,7 +149,7 @@ describe('random', () => {
     // Second-order: the backward is itself dropout, so its own gradient exists.
     await realize([loss, gx!]);
     const f = (v: Float64Array) => {
-      const d = dropoutRef(v, p, seed);
+      const d = dropoutRef(v, p, seed, false);
       let s = 0;
       for (let i = 0; i < n; i++) s += d[i] * W[i];
       return s;
@@ -157,7 +157,7 @@ describe('random', () => {
     expect(relL2(await read(loss), [f(X)])).toBeLessThan(1e-5);
     // Analytic gradient of the reference: mask·scale·w. The mask is fixed by the seed, so
     // the reference is linear in x and central differences are exact up to rounding.
-    const analytic = dropoutRef(W, p, seed);
+    const analytic = dropoutRef(W, p, seed, false);
     const fd = finiteDiff(f, X, 1e-3);
     expect(relL2(fd, analytic)).toBeLessThan(1e-5);
     expect(relL2(await read(gx!), analytic)).toBeLessThan(1e-6);

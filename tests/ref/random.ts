@@ -12,11 +12,16 @@ export function normalRef(seed: number, n: number, std = 1): Float64Array {
   return out;
 }
 
-/** Inverted dropout with f32 rounding as on the GPU: keep where u ≥ p, scale 1/(1−p). */
-export function dropoutRef(x: ArrayLike<number>, p: number, seed: number): Float64Array {
+/**
+ * Inverted dropout: keep where u ≥ p, scale 1/(1−p). `f32Rounding` rounds the scale and each
+ * product to f32 as the GPU does (bit-exact comparisons); off, it is plain float64 (smooth in
+ * x, for finite differences).
+ */
+export function dropoutRef(x: ArrayLike<number>, p: number, seed: number, f32Rounding = true): Float64Array {
   const u = cpuUniform(seed, x.length);
-  const pf = Math.fround(p), scale = Math.fround(1 / (1 - p));
+  const pf = Math.fround(p);
+  const scale = f32Rounding ? Math.fround(1 / (1 - p)) : 1 / (1 - p);
   const out = new Float64Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = u[i] >= pf ? Math.fround(x[i] * scale) : 0;
+  for (let i = 0; i < x.length; i++) out[i] = u[i] >= pf ? (f32Rounding ? Math.fround(x[i] * scale) : x[i] * scale) : 0;
   return out;
 }
