@@ -540,6 +540,7 @@ async function startTraining(): Promise<void> {
     setPanel('training-panel', 'ready');
     const first = session.losses[0]?.loss, last = session.losses.at(-1)?.loss;
     setLine('training-status', `${session.losses.length} steps on ${data.description}; loss ${first?.toFixed(4)} → ${last?.toFixed(4)}. Generate a report to see the fine-tuned model.`, 'ok');
+    setLine('model-status', `Loaded: ${m.source}; fine-tuned in this tab to step ${m.state?.step ?? session.modelStep}.`, 'ok');
     log(`training done: ${session.losses.length} steps, loss ${first} → ${last}`);
   } catch (e) {
     setPanel('training-panel', 'error');
