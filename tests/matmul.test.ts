@@ -63,7 +63,7 @@ describe('matmul', () => {
   });
   // Both kernels on any adapter. REGISTER reads A as vec4 with transA when M % 4 == 0 and B as
   // vec4 without transB when N % 4 == 0: aligned and odd sizes cover every load path; small
-  // outputs use the small block, the last two cases the mid-size one.
+  // outputs use the small block, the last cases the mid-size, few-row and big ones.
   it('REGISTER kernel: vec4 and scalar load paths, transposes, bias, small and big blocks', async () => {
     setMatmulKernel('register');
     try {
@@ -75,6 +75,9 @@ describe('matmul', () => {
       // Big block (M·N > 64²): the common linear layout, aligned, and a ragged plain product.
       cases.push([false, true, true, 4 * R.int(17, 25), 4 * R.int(17, 25), 4 * R.int(2, 10)]);
       cases.push([false, false, false, 2 * R.int(33, 45) + 1, 2 * R.int(33, 45) + 1, 2 * R.int(3, 10) + 1]);
+      // Few rows, many columns (decode steps); and the big block (M·N ≥ 256²) with ragged M.
+      cases.push([false, true, false, R.int(5, 32), 2 * R.int(40, 90) + 1, 2 * R.int(3, 10) + 1]);
+      cases.push([false, false, true, 2 * R.int(128, 140) + 1, 4 * R.int(64, 70), R.int(2, 6)]);
       for (const [transA, transB, aligned, M, N, K] of cases) {
         const batch = R.int(1, 2), withBias = R.next() < 0.5;
         const A = R.randn(batch * M * K), B = R.randn(batch * K * N), Bi = R.randn(N);

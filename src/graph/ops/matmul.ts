@@ -50,6 +50,8 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
   if (kind === 'register') {
     // Small outputs (tests, tiny heads): a small block compiles fast and wastes little.
     if (M * N <= 64 * 64) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 8, WG: 8 };
+    // Few rows (decode steps): 32 rows per workgroup, so little of each strip is padding.
+    if (M <= 32 && !regOverride) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 16, WG: 8 };
     // Mid-size: 8×16 compiles in about a second; the big block (2× the code, several seconds
     // to compile on llvmpipe, cached on disk by Mesa) pays off only where the product is large.
     if (M * N < 256 * 256 && !regOverride) return { kind, TM: 0, TN: 0, BK: 0, RM: 8, RN: 16, WG: 8 };
