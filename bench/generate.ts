@@ -153,7 +153,9 @@ export async function main(args: string[]): Promise<void> {
     num_experts: 8, k: 2, moe_mode: 'sum', text_seq_len: quick ? 24 : 80, vocab_size: 1000, dropout: 0, attention_dropout: 0,
   }, 'paper-width decoder');
   const rows: Result[] = [];
+  const progress = (r: Result) => console.log(`${r.name}: ${r.tokensPerS.toFixed(2)} tok/s cached, ${r.recomputeTokensPerS.toFixed(3)} recomputed, speedup ${r.speedup.toFixed(2)}`);
   rows.push(await benchCase('tiny (T 32, V 60)', tiny, 3, 3, 2));
+  progress(rows[0]);
   rows.push(await benchCase(`paper-width (T ${paperWidth.text_seq_len}, V 1000)`, paperWidth, 3, 2, 1));
   printTable(rows.map((r) => ({
     case: r.name, 'tok/s cached': r.tokensPerS, 'tok/s recompute': r.recomputeTokensPerS, speedup: r.speedup,
