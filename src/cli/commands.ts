@@ -1,6 +1,9 @@
 // CLI verbs for training and evaluation, and the README's main job.
 import { init } from '../graph/runtime.ts';
-import { type DatasetFormat, loadDataset } from '../data/datasets.ts';
+import { type DatasetFormat, loadDataset, loadSampleImage, type Sample } from '../data/datasets.ts';
+import type { PhantomSample } from '../data/phantom.ts';
+import { attentionForPixels, attentionOutputs, evaluateGrounding, writeOutputs } from '../viz/index.ts';
+import type { GroundingSummary } from '../viz/grounding.ts';
 import { Tokenizer } from '../data/tokenizer.ts';
 import { type MicarConfig, normaliseConfig } from '../model/config.ts';
 import { train } from '../train/trainer.ts';
@@ -44,6 +47,8 @@ interface Prepared {
   train: EvalExample[];
   val: EvalExample[];
   test: EvalExample[];
+  /** The loader's test samples (images and, for the phantom set, findings with boxes). */
+  testSamples: Sample[];
 }
 
 async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Tokenizer): Promise<Prepared> {
@@ -63,6 +68,7 @@ async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Token
     train: await prepareExamples(splits.train.slice(0, limit(splits.train.length)), cfg),
     val: await prepareExamples(splits.val.slice(0, limit(splits.val.length)), cfg),
     test: await prepareExamples(splits.test.slice(0, limit(splits.test.length)), cfg),
+    testSamples: splits.test.slice(0, limit(splits.test.length)),
   };
 }
 
@@ -105,7 +111,7 @@ export function metricsTable(rows: Record<string, Partial<EvalScores> & { ground
   const lines = Object.entries(rows).map(([name, r]) =>
     `${name.padEnd(20)}${cols.map((c) => {
       const v = (r as Record<string, number | null | undefined>)[c];
-      return (v === null || v === undefined ? '—' : v.toFixed(4)).padStart(17);
+      return (v === null || v === undefined || Number.isNaN(v) ? '—' : v.toFixed(4)).padStart(17);
     }).join('')}`);
   return [head, ...lines].join('\n');
 }
@@ -129,15 +135,48 @@ export async function evaluateSplits(ck: { weights: import('../model/weights.ts'
   };
 }
 
+async function phantomOf(samples: Sample[]): Promise<PhantomSample[]> {
+  const out: PhantomSample[] = [];
+  for (const s of samples) {
+    if (!s.meta) throw new Error(`sample ${s.id} has no findings (not a built-in dataset sample)`);
+    out.push({ id: s.id, image: await loadSampleImage(s), report: s.report, modality: s.meta.modality, findings: s.meta.findings });
+  }
+  return out;
+}
+
+/**
+ * Test-split evaluation: metrics, baselines and — on the built-in dataset, where findings and
+ * their boxes are known — finding accuracy and grounding from the same traced generation.
+ */
+export async function evaluateTest(
+  ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer },
+  data: { train: EvalExample[] }, test: EvalExample[], samples: Sample[],
+): Promise<{ r: EvalResult; g: GroundingSummary | null }> {
+  if (!samples.every((s) => s.meta)) return { r: await evaluateSplits(ck, data.train, test), g: null };
+  const g = await evaluateGrounding(ck.weights, ck.tokenizer.tokens, await phantomOf(samples), { batch: 16 });
+  const predictions = g.tokens.map((t) => ck.tokenizer.decode(t, { stopAtEos: true }));
+  const mf = mostFrequentReport(data.train);
+  return {
+    r: {
+      test: scorePredictions(predictions, test),
+      baselines: {
+        most_frequent: scorePredictions(test.map(() => mf), test),
+        nearest_neighbour: scorePredictions(nearestNeighbourReports(data.train, test), test),
+      },
+      predictions,
+    },
+    g: g.summary,
+  };
+}
+
 export async function evalCommand(argv: string[]): Promise<void> {
   const a = parseArgs(argv);
   await init();
   const ck = await loadCheckpoint(str(a, 'checkpoint'));
   const data = await prepareData(a, { ...ck!.cfg }, ck!.tokenizer);
-  const split = str(a, 'split', 'test') as 'test' | 'val';
-  const r = await evaluateSplits(ck!, data.train, split === 'val' ? data.val : data.test);
-  console.log(metricsTable({ model: r.test, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
-  console.log(JSON.stringify({ eval: split, n: r.predictions.length, test: r.test, baselines: r.baselines }));
+  const { r, g } = await evaluateTest(ck!, data, data.test, data.testSamples);
+  console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  console.log(JSON.stringify({ eval: 'test', n: r.predictions.length, test: { ...r.test, grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null }, baselines: r.baselines }));
 }
 
 /** The README's main job: built-in dataset → train tiny → evaluate against baselines. */
@@ -153,15 +192,25 @@ export async function mainJob(argv: string[]): Promise<void> {
   ];
   // Leave time for the final evaluation (about a fifth of the budget).
   const { data } = await trainCommand(trainArgs, { timeBudgetS: Math.max(30, budget * 0.72 - (Date.now() - t0) / 1000) });
-  const ck = await loadCheckpoint(`${out}/best.safetensors`);
-  const r = await evaluateSplits(ck!, data.train, data.test);
-  console.log(metricsTable({ 'micar (tiny)': r.test, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  const ck = (await loadCheckpoint(`${out}/best.safetensors`))!;
+  const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
+  console.log(metricsTable({ 'micar (tiny)': { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  const phantom = await phantomOf(data.testSamples.slice(0, 3));
+  if (g) console.log(`grounding: ${(100 * g.share).toFixed(1)}% of the cross-attention mass falls inside the finding's box while its words are written, against ${(100 * g.uniform).toFixed(1)}% for uniform attention (${g.n} findings)`);
+  // Attention maps for a few test images (PNG per word + one HTML page each).
+  for (const s of phantom) {
+    const ex = data.test.find((e) => e.id === s.id)!;
+    const tr = await attentionForPixels(ck.weights, ex.pixels);
+    const pages = attentionOutputs(tr, ck.tokenizer.tokens, ck.cfg, s.image, { title: s.id });
+    await writeOutputs(pages, `${out}/attention/${s.id.replace(/\.[a-z]+$/, '')}`);
+  }
+  console.log(`attention maps: ${out}/attention/*/attention.html`);
   for (let i = 0; i < Math.min(3, data.test.length); i++) console.log(`  ${data.test[i].id}: "${r.predictions[i]}"\n  ${' '.repeat(data.test[i].id.length)}  truth "${data.test[i].report}"`);
   const pick = (s: EvalScores) => ({ bleu1: s.bleu1, bleu4: s.bleu4, meteor: s.meteor, rougeL: s.rougeL, cider: s.cider, finding_accuracy: s.finding_accuracy });
   console.log(JSON.stringify({
     job: 'main',
     wall_s: Math.round((Date.now() - t0) / 100) / 10,
-    test: { ...pick(r.test), grounding: null },
+    test: { ...pick(r.test), grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null },
     baselines: { most_frequent: { ...pick(r.baselines.most_frequent), grounding: null }, nearest_neighbour: { ...pick(r.baselines.nearest_neighbour), grounding: null } },
   }));
 }
