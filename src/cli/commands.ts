@@ -11,7 +11,11 @@ import { prepareExamples } from '../train/data.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
 import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, predictReports, scorePredictions } from '../train/evaluate.ts';
 import { trainingPlotHtml } from '../train/plot.ts';
-import { writeFileAtomic } from '../io/files.ts';
+import { readFileBytes, writeFileAtomic } from '../io/files.ts';
+import { readSafetensors } from '../io/safetensors.ts';
+import { readPth } from '../io/pth.ts';
+import { Weights } from '../model/weights.ts';
+import { loadBackboneWeights } from '../model/pretrained.ts';
 import { type Args, num, parseArgs, str } from './args.ts';
 
 declare const Deno: {
@@ -78,7 +82,7 @@ export async function trainCommand(argv: string[], opts: { timeBudgetS?: number 
   const rawCfg = await loadConfig(str(a, 'config', 'tiny'), overridesFrom(a));
   const out = str(a, 'out', 'runs/train');
   await Deno.mkdir(out, { recursive: true });
-  let initial;
+  let initial: Weights | undefined;
   let tok: Tokenizer | undefined;
   if (typeof a.init === 'string') {
     const ck = await loadCheckpoint(a.init);
@@ -86,6 +90,14 @@ export async function trainCommand(argv: string[], opts: { timeBudgetS?: number 
     tok = ck!.tokenizer;
   }
   const data = await prepareData(a, rawCfg, tok);
+  if (typeof a['backbone-weights'] === 'string') {
+    // ImageNet-pretrained torchvision ResNet weights (.pth or .safetensors) for vis_enc only.
+    const file = a['backbone-weights'];
+    const bytes = await readFileBytes(file);
+    const sd = file.endsWith('.safetensors') ? readSafetensors(bytes, file).tensors : readPth(bytes, file).stateDict;
+    initial = initial ?? Weights.init(data.cfg, num(a, 'seed', data.cfg.seed ?? 1));
+    console.log(`backbone: ${loadBackboneWeights(initial, sd, file)} tensors from ${file}`);
+  }
   console.log(`data: ${data.train.length} train / ${data.val.length} val / ${data.test.length} test, vocabulary ${data.tok.vocabSize}; ` +
     `model ${data.cfg.backbone} d_model ${data.cfg.d_model}, ${data.cfg.num_layers}+${data.cfg.num_layers} layers, ${data.cfg.num_experts} experts (k ${data.cfg.k}, ${data.cfg.moe_mode}), image ${data.cfg.image_size}px`);
   const res = await train({
