@@ -4,7 +4,7 @@
 const USAGE = GPUBufferUsageFlags();
 function GPUBufferUsageFlags(): number {
   // GPUBufferUsage is a global in browsers and Deno; constants inlined for other hosts.
-  const u = (globalThis as { GPUBufferUsage?: Record<string, number> }).GPUBufferUsage;
+  const u = (globalThis as unknown as { GPUBufferUsage?: Record<string, number> }).GPUBufferUsage;
   const STORAGE = u?.STORAGE ?? 0x80, COPY_SRC = u?.COPY_SRC ?? 0x04, COPY_DST = u?.COPY_DST ?? 0x08;
   return STORAGE | COPY_SRC | COPY_DST;
 }
