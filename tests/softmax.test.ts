@@ -89,11 +89,12 @@ describe('softmax', () => {
     }
   });
 
-  it('i32 causal mask [b,q,k] against [b,H,q,k], long rows', async () => {
+  it('i32 causal mask [b,1,q,k] against [b,H,q,k], long rows', async () => {
     const b = R.int(1, 2), H = R.int(1, 2), q = R.int(2, 4), k = R.int(60, 300);
     const data = new Float64Array(b * q * k);
     for (let s = 0; s < b; s++) for (let i = 0; i < q; i++) for (let j = 0; j < k; j++) data[(s * q + i) * k + j] = j <= i * 7 ? 1 : 0;
-    await checkSoftmax([b, H, q, k], { shape: [b, q, k], dtype: 'i32', data }, false);
+    // NumPy broadcasting aligns from the right, so the per-sample mask needs its head axis.
+    await checkSoftmax([b, H, q, k], { shape: [b, 1, q, k], dtype: 'i32', data }, false);
   });
 
   it('mask broadcast along the last axis ([rows, 1]) and a rank-1 mask', async () => {
