@@ -108,37 +108,55 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 #endif
   let outP = outH * outW;
   let zeroPixel = p.N * p.SH * p.SW * p.SC4;   // the all-zero pixel after the last image
+#if ${FWD}
+  let rowP = outP;
+  let rowW = outW;
+#else
+  // dX rows come in S×S parity classes (wid.z = cy·S + cx): pixel (cy + S·a, cx + S·b), so
+  // whether a tap reaches a row is the same for the whole workgroup and dead taps are skipped.
+  let cy = i32(wid.z / u32(S));
+  let cx = i32(wid.z % u32(S));
+  let rowW = (outW + u32(S) - 1u) / u32(S);
+  let rowP = ((outH + u32(S) - 1u) / u32(S)) * rowW;
+#endif
   var imgOff: array<u32, RM>;
   var py: array<i32, RM>;
   var px: array<i32, RM>;
   for (var i = 0u; i < RM; i++) {
     let m = min(mBase + i * WG, p.M - 1u);
-    let pix = m % outP;
-    imgOff[i] = (m / outP) * p.SH * p.SW * p.SC4;
+    let pix = m % rowP;
+    imgOff[i] = (m / rowP) * p.SH * p.SW * p.SC4;
 #if ${FWD}
-    py[i] = i32(pix / outW) * S - PAD;
-    px[i] = i32(pix % outW) * S - PAD;
+    py[i] = i32(pix / rowW) * S - PAD;
+    px[i] = i32(pix % rowW) * S - PAD;
 #else
-    py[i] = i32(pix / outW) + PAD;
-    px[i] = i32(pix % outW) + PAD;
+    py[i] = i32(pix / rowW);
+    px[i] = i32(pix % rowW);
 #endif
   }
   var acc: array<vec4<f32>, RM * RN4>;
   for (var ky = 0u; ky < KH; ky++) {
+#if ${FWD}
+#else
+    let ry = cy + PAD - i32(ky);   // dY row offset · S, the same for every row of the class
+    if (ry % S != 0) { continue; }
+#endif
     for (var kx = 0u; kx < KW; kx++) {
+#if ${FWD}
+#else
+      let rx = cx + PAD - i32(kx);
+      if (rx % S != 0) { continue; }
+#endif
       var off: array<u32, RM>;
       for (var i = 0u; i < RM; i++) {
 #if ${FWD}
         let sy = py[i] + i32(ky);
         let sx = px[i] + i32(kx);
-        let valid = sy >= 0 && sy < i32(p.SH) && sx >= 0 && sx < i32(p.SW);
 #else
-        let ty = py[i] - i32(ky);
-        let tx = px[i] - i32(kx);
-        let sy = ty / S;
-        let sx = tx / S;
-        let valid = ty >= 0 && tx >= 0 && sy * S == ty && sx * S == tx && sy < i32(p.SH) && sx < i32(p.SW);
+        let sy = py[i] + ry / S;
+        let sx = px[i] + rx / S;
 #endif
+        let valid = sy >= 0 && sy < i32(p.SH) && sx >= 0 && sx < i32(p.SW);
         off[i] = select(zeroPixel, imgOff[i] + (u32(sy) * p.SW + u32(sx)) * p.SC4, valid);
       }
       let tapRow = (ky * KW + kx) * p.SC4 * 4u;
@@ -160,7 +178,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var i = 0u; i < RM; i++) {
     let m = mBase + i * WG;
     if (m >= p.M) { continue; }
+#if ${FWD}
     let outBase = (m / outP) * p.NC * outP + m % outP;
+#else
+    let oy = u32(cy) + u32(S) * u32(py[i]);
+    let ox = u32(cx) + u32(S) * u32(px[i]);
+    if (oy >= outH || ox >= outW) { continue; }
+    let outBase = (m / rowP) * p.NC * outP + oy * outW + ox;
+#endif
     for (var j = 0u; j < RN; j++) {
       let n = col4 * 4u + j;
       if (n >= p.NC) { continue; }

@@ -27,6 +27,8 @@ describe('conv2d', () => {
     ['3×3 pad 1 stride 2, odd sizes', () => ({ N: R.int(1, 2), C: R.int(1, 4), H: R.int(5, 13) | 1, W: R.int(4, 12), O: R.int(1, 5), K: 3, stride: 2, pad: 1 }), true],
     ['7×7 pad 3 stride 2 (stem), no bias', () => ({ N: 1, C: 3, H: R.int(9, 17), W: R.int(9, 17), O: R.int(2, 5), K: 7, stride: 2, pad: 3 }), false],
     ['1×1 stride 1, bias', () => ({ N: 2, C: R.int(1, 9), H: R.int(1, 9), W: R.int(1, 9), O: R.int(1, 9), K: 1, stride: 1, pad: 0 }), true],
+    // dX runs per stride-parity class: stride 3 with pad 2 (classes with no taps at some offsets).
+    ['3×3 pad 2 stride 3, odd sizes', () => ({ N: 2, C: R.int(1, 5), H: R.int(7, 14), W: R.int(7, 14), O: R.int(1, 6), K: 3, stride: 3, pad: 2 }), true],
     ['1×1 stride 2 (downsample), odd, no bias', () => ({ N: 2, C: R.int(1, 6), H: 13, W: 11, O: R.int(1, 6), K: 1, stride: 2, pad: 0 }), false],
     ['3×3 multi-block (M, O and C past one register block)', () => ({ N: 2, C: 20, H: 11, W: 13, O: 70, K: 3, stride: 1, pad: 1 }), true],
     // ≥ 512 rows: full 16-row register blocks and a partial last workgroup (forward and dX).
