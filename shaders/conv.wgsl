@@ -12,7 +12,7 @@
 //                 conv as a gather, deterministic, no col2im)
 // DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
 // BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
-// Specialisation: one of LAYOUT, WEIGHT, GEMM4, DW4, BIAS_GRAD; FWD (GEMM4: forward, else
+// Specialisation: one of LAYOUT, WEIGHT, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
 // dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
 // PAD, WG, RM, RN (u32; RN a multiple of 4).
 
@@ -20,7 +20,7 @@ struct Params {
   N: u32, C: u32, H: u32, W: u32,          // the conv's input
   O: u32, OH: u32, OW: u32, total: u32,    // its output; total = threads for 1-D kernels
   M: u32, NC: u32, SC4: u32, NB4: u32,     // GEMM rows, true columns, vec4 channels of the gathered operand, vec4 columns of WB
-  SH: u32, SW: u32, pad0: u32, pad1: u32,  // spatial size of the gathered operand
+  SH: u32, SW: u32, CR: u32, pad1: u32,    // spatial size of the gathered operand; GEMMR: its true channels
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -196,6 +196,58 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 #endif
     }
   }
+}
+#elif ${GEMMR}
+// GEMM4's products for CPU adapters ("register" style, see shaders/matmul.wgsl): the body is
+// generated unrolled in conv.ts (REG_BODY) with RM×RN scalar accumulators (no arrays, which
+// LLVM leaves in memory past a small size), one input channel per iteration: RM per-lane
+// loads of the gathered operand, RN/4 workgroup-uniform vec4 loads of WB.
+@group(0) @binding(1) var<storage, read> A: array<f32>;          // Xh (FWD) or dYh (dX), channels-last
+@group(0) @binding(2) var<storage, read> WB: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // NCHW
+#if ${HAS_BIAS}
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col4 = wid.x * RN4;
+  let col0 = col4 * 4u;
+  let mBase = wid.y * (WG * RM) + lid.x;
+#if ${FWD}
+  let outH = p.OH;
+  let outW = p.OW;
+  let outP = outH * outW;
+  let rowP = outP;
+  let rowW = outW;
+#else
+  let outH = p.H;
+  let outW = p.W;
+  let outP = outH * outW;
+  let cy = i32(wid.z / u32(S));
+  let cx = i32(wid.z % u32(S));
+  let rowW = (outW + u32(S) - 1u) / u32(S);
+  let rowP = ((outH + u32(S) - 1u) / u32(S)) * rowW;
+#endif
+  let CS = p.SC4 * 4u;                        // floats per pixel of A
+  let zeroOff = p.N * p.SH * p.SW * CS;       // the all-zero pixel after the last image
+${REG_BODY}
+}
+#elif ${DWR}
+// DW4's products for CPU adapters: unrolled body from conv.ts (REG_BODY), RM output channels
+// per lane (per-lane dY loads), RN/4 (tap, channel-quad) groups per workgroup (uniform Xh loads).
+@group(0) @binding(1) var<storage, read> dY: array<f32>;          // NCHW
+@group(0) @binding(2) var<storage, read> Xh: array<vec4<f32>>;    // channels-last input
+@group(0) @binding(3) var<storage, read_write> dW: array<f32>;    // [O, C, KH, KW]
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col4 = wid.x * RN4;
+  let mBase = wid.y * (WG * RM) + lid.x;
+  let P = p.OH * p.OW;
+  let HW = p.H * p.W;
+  let nGroups = KHW * p.SC4;
+${REG_BODY}
 }
 #elif ${DW4}
 // Rows (per invocation): output channels o; columns (per workgroup, uniform): vec4 groups

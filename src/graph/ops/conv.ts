@@ -5,6 +5,7 @@
 // copy made in the same node; the weight is re-laid as a vec4 GEMM operand the same way.
 // The bias gradient is a channel sum.
 import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
+import { runtime } from '../runtime.ts';
 import { assertDtype, grid1d, P } from './util.ts';
 
 export interface Conv2dOptions {
@@ -32,29 +33,177 @@ export interface ConvConfig {
  * cost there): 16 rows × 8 columns per invocation ran 2–4× faster than 4×8 or 8×8, and
  * wider column blocks (RN 12, 16) fell off a cliff; small M shrinks RM so lanes are not idle.
  */
-export function convConfig(M: number): ConvConfig {
+export function convConfig(M: number, which = 'GEMM'): ConvConfig {
+  const env = (globalThis as any).Deno?.env.get(`MICAR_CONV_${which}`);
+  if (env) {
+    const [WG, RMX, RN] = env.split(',').map(Number);
+    return { WG, RM: Math.min(RMX, Math.max(1, Math.ceil(M / WG))), RN };
+  }
   const WG = 32;
   return { WG, RM: Math.min(16, Math.max(1, Math.ceil(M / WG))), RN: 8 };
 }
 
 const c4 = (n: number) => Math.ceil(n / 4);
 
-type Kind = 'LAYOUT' | 'WEIGHT' | 'GEMM4' | 'DW4' | 'BIAS_GRAD';
+/** Which GEMM kernel the forward and dX use: 'auto' picks REGISTER (GEMMR) on CPU adapters, else GEMM4. */
+export type ConvKernelChoice = 'auto' | 'register' | 'gemm4';
+let convKernel: ConvKernelChoice = 'auto';
+/** Forces a kernel (tests cover both on any adapter; benchmarks compare them). */
+export function setConvKernel(k: ConvKernelChoice): void {
+  convKernel = k;
+}
+
+function useRegister(): boolean {
+  if (convKernel !== 'auto') return convKernel === 'register';
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Register block of the GEMMR kernel for an M-row GEMM with `cols` columns. On llvmpipe the
+ * per-lane loads of the gathered operand dominate, so a wide uniform column strip (RN) pays;
+ * few rows get fewer rows per lane so lanes are not idle.
+ */
+export function convRegisterConfig(M: number, cols: number): ConvConfig {
+  const env = (globalThis as any).Deno?.env.get('MICAR_CONV_REG');
+  if (env) {
+    const [WG, RMX, RN] = env.split(',').map(Number);
+    return { WG, RM: Math.min(RMX, Math.max(1, Math.ceil(M / WG))), RN };
+  }
+  const WG = 8;
+  const RN = cols <= 8 ? 8 : 16;
+  return { WG, RM: Math.min(8, Math.max(1, Math.ceil(M / WG))), RN };
+}
+
+/**
+ * GEMMR's unrolled body (after the shader's prologue): per-row pixel setup, RM×RN scalar
+ * accumulators c{i}_{j}, the tap loops (dX: whole taps skipped per stride-parity class), one
+ * channel per iteration, then the NCHW stores. Names: r{i} row, o{i} A offset, a{i}, b{j}.
+ */
+export function convRegisterBody(cfg: ConvConfig, fwd: boolean, hasBias: boolean): string {
+  const { RM, RN } = cfg, L: string[] = [];
+  const comp = ['x', 'y', 'z', 'w'];
+  for (let i = 0; i < RM; i++) {
+    L.push(`  let m${i} = min(mBase + ${i}u * WG, p.M - 1u);`);
+    L.push(`  let pix${i} = m${i} % rowP;`);
+    L.push(`  let img${i} = (m${i} / rowP) * p.SH * p.SW;`);
+    if (fwd) L.push(`  let py${i} = i32(pix${i} / rowW) * S - PAD;`, `  let px${i} = i32(pix${i} % rowW) * S - PAD;`);
+    else L.push(`  let py${i} = i32(pix${i} / rowW);`, `  let px${i} = i32(pix${i} % rowW);`);
+  }
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
+  L.push('  for (var ky = 0u; ky < KH; ky++) {');
+  if (!fwd) L.push('    let ry = cy + PAD - i32(ky);', '    if (ry % S != 0) { continue; }');
+  L.push('    for (var kx = 0u; kx < KW; kx++) {');
+  if (!fwd) L.push('      let rx = cx + PAD - i32(kx);', '      if (rx % S != 0) { continue; }');
+  for (let i = 0; i < RM; i++) {
+    L.push(fwd ? `      let sy${i} = py${i} + i32(ky);` : `      let sy${i} = py${i} + ry / S;`);
+    L.push(fwd ? `      let sx${i} = px${i} + i32(kx);` : `      let sx${i} = px${i} + rx / S;`);
+    L.push(`      let o${i} = select(zeroOff, (img${i} + u32(sy${i}) * p.SW + u32(sx${i})) * CS, sy${i} >= 0 && sy${i} < i32(p.SH) && sx${i} >= 0 && sx${i} < i32(p.SW));`);
+  }
+  L.push('      let tapRow = (ky * KW + kx) * CS;');
+  L.push('      for (var c = 0u; c < p.CR; c++) {');
+  for (let i = 0; i < RM; i++) L.push(`        let a${i} = A[o${i} + c];`);
+  L.push('        let wrow = (tapRow + c) * p.NB4 + col4;');
+  for (let j4 = 0; j4 < RN / 4; j4++) {
+    L.push(`        let bv${j4} = WB[wrow + ${j4}u];`);
+    for (let e = 0; e < 4; e++) L.push(`        let b${4 * j4 + e} = bv${j4}.${comp[e]};`);
+  }
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`        c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
+  L.push('      }', '    }', '  }');
+  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `bias[min(col0 + ${j}u, p.NC - 1u)]` : '0.0'};`);
+  for (let i = 0; i < RM; i++) {
+    L.push(`  if (mBase + ${i}u * WG < p.M) {`);
+    if (fwd) L.push(`    let ob = (m${i} / outP) * p.NC * outP + m${i} % outP;`);
+    else {
+      L.push(`    let oy = u32(cy) + u32(S) * u32(py${i});`, `    let ox = u32(cx) + u32(S) * u32(px${i});`);
+      L.push(`    if (oy < outH && ox < outW) {`);
+      L.push(`    let ob = (m${i} / rowP) * p.NC * outP + oy * outW + ox;`);
+    }
+    for (let j = 0; j < RN; j++) L.push(`    if (col0 + ${j}u < p.NC) { out[ob + (col0 + ${j}u) * outP] = c${i}_${j} + bias${j}; }`);
+    if (!fwd) L.push('    }');
+    L.push('  }');
+  }
+  return L.join('\n');
+}
+
+/**
+ * DWR's unrolled body: per column group j4 (a tap and 4 channels) its uniform source offset,
+ * per row (output channel) its dY offset, RM×RN accumulators over every image's output pixels
+ * (one pixel per iteration), then the [O, C, KH, KW] stores.
+ */
+export function convDwRegisterBody(cfg: ConvConfig): string {
+  const { RM, RN } = cfg, RN4 = RN / 4, L: string[] = [];
+  const comp = ['x', 'y', 'z', 'w'];
+  for (let j = 0; j < RN4; j++) {
+    L.push(`  let g${j} = min(col4 + ${j}u, nGroups - 1u);`);
+    L.push(`  let gc${j} = g${j} % p.SC4;`);
+    L.push(`  let gy${j} = i32(g${j} / p.SC4 / KW) - PAD;`);
+    L.push(`  let gx${j} = i32(g${j} / p.SC4 % KW) - PAD;`);
+  }
+  for (let i = 0; i < RM; i++) L.push(`  let ro${i} = min(mBase + ${i}u * WG, p.O - 1u) * P;`);
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
+  L.push('  for (var img = 0u; img < p.N; img++) {');
+  L.push('    let yImg = img * p.O * P;', '    let xImg = img * HW * p.SC4;');
+  L.push('    for (var oh = 0u; oh < p.OH; oh++) {');
+  for (let j = 0; j < RN4; j++) {
+    L.push(`      let sy${j} = i32(oh) * S + gy${j};`);
+    L.push(`      let vy${j} = sy${j} >= 0 && sy${j} < i32(p.H);`);
+  }
+  L.push('      for (var ow = 0u; ow < p.OW; ow++) {');
+  L.push('        let pix = yImg + oh * p.OW + ow;');
+  for (let i = 0; i < RM; i++) L.push(`        let a${i} = dY[pix + ro${i}];`);
+  for (let j = 0; j < RN4; j++) {
+    L.push(`        let sx${j} = i32(ow) * S + gx${j};`);
+    L.push(`        let v${j} = vy${j} && sx${j} >= 0 && sx${j} < i32(p.W);`);
+    L.push(`        let bv${j} = select(vec4<f32>(0.0), Xh[xImg + select(0u, (u32(sy${j}) * p.W + u32(sx${j})) * p.SC4, v${j}) + gc${j}], v${j});`);
+    for (let e = 0; e < 4; e++) L.push(`        let b${4 * j + e} = bv${j}.${comp[e]};`);
+  }
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`        c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
+  L.push('      }', '    }', '  }');
+  for (let i = 0; i < RM; i++) {
+    L.push(`  if (mBase + ${i}u * WG < p.O) {`);
+    L.push(`    let o = mBase + ${i}u * WG;`);
+    for (let j = 0; j < RN4; j++) {
+      L.push(`    if (col4 + ${j}u < nGroups) {`);
+      L.push(`      let tap = g${j} / p.SC4;`);
+      for (let e = 0; e < 4; e++) L.push(`      if (gc${j} * 4u + ${e}u < p.C) { dW[(o * p.C + gc${j} * 4u + ${e}u) * KHW + tap] = c${i}_${4 * j + e}; }`);
+      L.push('    }');
+    }
+    L.push('  }');
+  }
+  return L.join('\n');
+}
+
+/** Register block of the DWR kernel: O rows (output channels), uniform (tap, channel) columns. */
+export function convDwRegisterConfig(O: number): ConvConfig {
+  const env = (globalThis as any).Deno?.env.get('MICAR_CONV_DWR');
+  if (env) {
+    const [WG, RMX, RN] = env.split(',').map(Number);
+    return { WG, RM: Math.min(RMX, Math.max(1, Math.ceil(O / WG))), RN };
+  }
+  return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
+}
+
+type Kind = 'LAYOUT' | 'WEIGHT' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
   return {
     family: 'conv',
     defs: {
-      LAYOUT: kind === 'LAYOUT', WEIGHT: kind === 'WEIGHT', GEMM4: kind === 'GEMM4', DW4: kind === 'DW4', BIAS_GRAD: kind === 'BIAS_GRAD',
+      LAYOUT: kind === 'LAYOUT', WEIGHT: kind === 'WEIGHT', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD',
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, ...cfg,
+      REG_BODY: kind === 'GEMMR' ? convRegisterBody(cfg, !!opts.fwd, !!opts.bias) : kind === 'DWR' ? convDwRegisterBody(cfg) : '',
     },
   };
 }
 
-interface Fields { total?: number; M?: number; NC?: number; SC4?: number; NB4?: number; SH?: number; SW?: number; C?: number; H?: number; W?: number; N?: number; O?: number }
+interface Fields { total?: number; M?: number; NC?: number; SC4?: number; NB4?: number; SH?: number; SW?: number; C?: number; H?: number; W?: number; N?: number; O?: number; CR?: number }
 function params(g: Geometry, f: Fields) {
   return P().u(f.N ?? g.N, f.C ?? g.C, f.H ?? g.H, f.W ?? g.W, f.O ?? g.O, g.OH, g.OW, f.total ?? 0)
-    .u(f.M ?? 0, f.NC ?? 0, f.SC4 ?? 0, f.NB4 ?? 0, f.SH ?? 0, f.SW ?? 0, 0, 0);
+    .u(f.M ?? 0, f.NC ?? 0, f.SC4 ?? 0, f.NB4 ?? 0, f.SH ?? 0, f.SW ?? 0, f.CR ?? 0, 0);
 }
 
 /** Records NCHW [n, ch, hw] → channels-last vec4 [n, hw, ⌈ch/4⌉] (+ one zero pixel) into a scratch buffer. */
@@ -97,13 +246,13 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   const inputs = bias ? [x, w, bias] : [x, w];
   const [y] = makeNode('conv2d', inputs, [{ shape: [N, O, OH, OW] }], {
     encode(ctx) {
-      const M = N * OH * OW, cfg = convConfig(M), NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
+      const M = N * OH * OW, reg = useRegister(), cfg = reg ? convRegisterConfig(M, O) : convConfig(M), NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
       const xh = toChannelsLast(ctx, g, x, N, C, H * W);
       const wb = weightMatrix(ctx, g, w, true, NB4);
       ctx.dispatch({
-        kernel: kernel(g, 'GEMM4', { fwd: true, bias: !!bias, cfg }),
+        kernel: kernel(g, reg ? 'GEMMR' : 'GEMM4', { fwd: true, bias: !!bias, cfg }),
         bindings: bias ? [xh, wb, y, bias] : [xh, wb, y],
-        params: params(g, { M, NC: O, SC4: c4(C), NB4, SH: H, SW: W }),
+        params: params(g, { M, NC: O, SC4: c4(C), NB4, SH: H, SW: W, CR: C }),
         workgroups: [Math.ceil(O / cfg.RN), Math.ceil(M / (cfg.WG * cfg.RM))],
       });
     },
@@ -122,14 +271,16 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
 function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
   const [dx] = makeNode('conv2d_grad_input', [dy, w], [{ shape: [g.N, g.C, g.H, g.W] }], {
     encode(ctx) {
-      const M = g.N * g.H * g.W, cfg = convConfig(M), NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
+      // Rows per stride-parity class (the kernel's wid.z): pixels (cy + S·a, cx + S·b).
+      const S = g.stride, M = g.N * Math.ceil(g.H / S) * Math.ceil(g.W / S), reg = useRegister();
+      const cfg = reg ? convRegisterConfig(M, g.C) : convConfig(M), NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
       const dyh = toChannelsLast(ctx, g, dy, g.N, g.O, g.OH * g.OW);
       const wb = weightMatrix(ctx, g, w, false, NB4);
       ctx.dispatch({
-        kernel: kernel(g, 'GEMM4', { fwd: false, cfg }),
+        kernel: kernel(g, reg ? 'GEMMR' : 'GEMM4', { fwd: false, cfg }),
         bindings: [dyh, wb, dx],
-        params: params(g, { M, NC: g.C, SC4: c4(g.O), NB4, SH: g.OH, SW: g.OW }),
-        workgroups: [Math.ceil(g.C / cfg.RN), Math.ceil(M / (cfg.WG * cfg.RM))],
+        params: params(g, { M, NC: g.C, SC4: c4(g.O), NB4, SH: g.OH, SW: g.OW, CR: g.O }),
+        workgroups: [Math.ceil(g.C / cfg.RN), Math.ceil(M / (cfg.WG * cfg.RM)), S * S],
       });
     },
   });
@@ -140,10 +291,10 @@ function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
 function conv2dGradWeight(dy: Tensor, x: Tensor, g: Geometry): Tensor {
   const [dw] = makeNode('conv2d_grad_weight', [dy, x], [{ shape: [g.O, g.C, g.KH, g.KW] }], {
     encode(ctx) {
-      const cfg = convConfig(g.O), groups = g.KH * g.KW * c4(g.C);
+      const reg = useRegister(), cfg = reg ? convDwRegisterConfig(g.O) : convConfig(g.O), groups = g.KH * g.KW * c4(g.C);
       const xh = toChannelsLast(ctx, g, x, g.N, g.C, g.H * g.W);
       ctx.dispatch({
-        kernel: kernel(g, 'DW4', { cfg }),
+        kernel: kernel(g, reg ? 'DWR' : 'DW4', { cfg }),
         bindings: [dy, xh, dw],
         params: params(g, { SC4: c4(g.C) }),
         workgroups: [Math.ceil(groups / (cfg.RN / 4)), Math.ceil(g.O / (cfg.WG * cfg.RM))],
