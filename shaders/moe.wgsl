@@ -3,7 +3,8 @@
 // token order and expert order, and grouped matmuls whose row tiles each belong to one
 // expert. Nothing is read back to the CPU; sums are in a fixed order (no float atomics).
 // Slot s = t·k + j is token t's j-th choice; "rows" are the permuted, expert-grouped order.
-// Kinds (one flag true): GATE_FWD, GATE_BWD, ROUTE, GATHER, COMBINE, SLOT_DOT, GMM, GMM_WGRAD.
+// Kinds (one flag true): GATE_FWD, GATE_BWD, ROUTE, GATHER, COMBINE, SLOT_DOT, GMM, GMM_WGRAD,
+// GMM_REG, GMM_WGRAD_REG (CPU adapters; WG and REG_BODY from matmul.ts's registerBody).
 // Specialisation: WEIGHTED (gather/combine scale by the slot weight), HAS_DP, HAS_DW,
 // DW_BINDING (gate backward inputs), TRANS_B, TM, TN, BK, RM, RN (grouped matmul tiles).
 
@@ -316,6 +317,62 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       if (n < p.N) { C[m * p.N + n] = acc[i][j]; }
     }
   }
+}
+
+#elif ${GMM_REG}
+// GMM for CPU adapters (the REGISTER kernel of shaders/matmul.wgsl): no workgroup memory, no
+// barriers; a workgroup's WG·RM rows are one row tile (one expert, read at a uniform address),
+// its RN columns a uniform strip of W[e]. REG_BODY is matmul.ts's registerBody.
+struct Params { M: u32, N: u32, K: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;          // W [E, N, K] (TRANS_B) or [E, K, N]
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read> tileExpert: array<i32>;
+const WG: u32 = ${WG}u;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = tileExpert[wid.y];
+  let n0 = wid.x * ${RN}u;
+  let m4 = wid.y * (WG * ${RM}u) + 4u * lid.x;
+  if (e < 0) {
+    for (var i = 0u; i < ${RM}u; i++) {
+      let r = m4 + (i / 4u) * 4u * WG + i % 4u;
+      for (var j = 0u; j < ${RN}u; j++) {
+        if (r < p.M && n0 + j < p.N) { C[r * p.N + n0 + j] = 0.0; }
+      }
+    }
+    return;
+  }
+  let baseA = 0u;
+  let baseB = u32(e) * p.N * p.K;
+  let baseC = 0u;
+${REG_BODY}
+}
+
+#elif ${GMM_WGRAD_REG}
+// GMM_WGRAD for CPU adapters: out[e] = G[seg e]ᵀ · A[seg e] as the REGISTER kernel with
+// transposed A over the expert's row segment (segK rows; an empty segment stores zeros).
+struct Params { M: u32, N: u32, rows: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;          // G [rows, M]
+@group(0) @binding(2) var<storage, read> B: array<f32>;          // A [rows, N]
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;    // [E, M, N]
+@group(0) @binding(4) var<storage, read> segs: array<i32>;
+const WG: u32 = ${WG}u;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = wid.z;
+  let start = u32(segs[2u * e]);
+  let segK = u32(segs[2u * e + 1u]) - start;
+  let baseA = start * p.M;
+  let baseB = start * p.N;
+  let baseC = e * p.M * p.N;
+  let n0 = wid.x * ${RN}u;
+  let m4 = wid.y * (WG * ${RM}u) + 4u * lid.x;
+${REG_BODY}
 }
 
 #elif ${GMM_WGRAD}

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { loadBalancingLoss, moeExperts, moePlan, topkGate } from '../src/graph/ops/moe.ts';
+import { loadBalancingLoss, moeExperts, moePlan, setMoeKernel, topkGate } from '../src/graph/ops/moe.ts';
 import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
@@ -134,8 +134,10 @@ describe('moeExperts (GPU) against the per-token float64 reference', () => {
     { N: 40, d: 21, F: 30, E: 3, k: 1, act: 'selu', mode: 'sum', rowTile: 64 },
     { N: 9, d: 19, F: 33, E: 4, k: 4, act: 'relu', mode: 'weighted', rowTile: 64 },
   ];
-  for (const c of cases) {
-    it(`N=${c.N} d=${c.d} d_ff=${c.F} E=${c.E} k=${c.k} ${c.act} ${c.mode}${c.unused !== undefined ? `, expert ${c.unused} unused` : ''}${c.rowTile ? `, tile ${c.rowTile}` : ''}`, async () => {
+  // Both grouped-matmul kernel families on any adapter (REGISTER is the CPU adapters' default).
+  for (const c of cases) for (const kern of ['register', 'tiled'] as const) {
+    it(`${kern}: N=${c.N} d=${c.d} d_ff=${c.F} E=${c.E} k=${c.k} ${c.act} ${c.mode}${c.unused !== undefined ? `, expert ${c.unused} unused` : ''}${c.rowTile ? `, tile ${c.rowTile}` : ''}`, async () => {
+      setMoeKernel(kern);
       const { N, d, F, E, k, act, mode } = c;
       const allowed = [...Array(E).keys()].filter((e) => e !== c.unused);
       const { idx, w } = randomRoute(R, N, k, allowed);
@@ -163,7 +165,8 @@ describe('moeExperts (GPU) against the per-token float64 reference', () => {
         errs[`dW3[${e}]`] = relL2(got[1], ref.dExp[e].w3);
         errs[`dW2[${e}]`] = relL2(got[2], ref.dExp[e].w2);
       }
-      console.log(`moeExperts ${JSON.stringify(c)}: rel L2 ${fmt(errs)}`);
+      setMoeKernel('auto');
+      console.log(`moeExperts ${kern} ${JSON.stringify(c)}: rel L2 ${fmt(errs)}`);
       for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
     });
   }

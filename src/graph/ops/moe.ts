@@ -7,7 +7,8 @@
 import { makeNode, type Tensor } from '../tensor.ts';
 import { grid1d, P } from './util.ts';
 import { activation, type Activation, addScalar, log, mul, scale, sumTo } from './elementwise.ts';
-import { matmul } from './matmul.ts';
+import { matmul, matmulTiles, registerBody } from './matmul.ts';
+import { runtime } from '../runtime.ts';
 import { concat, reshape } from './shape.ts';
 
 export type MoeMode = 'sum' | 'weighted';
@@ -21,13 +22,13 @@ export interface ExpertWeights {
   w2: Tensor;
 }
 
-const FLAGS = ['GATE_FWD', 'GATE_BWD', 'ROUTE', 'GATHER', 'COMBINE', 'SLOT_DOT', 'GMM', 'GMM_WGRAD'] as const;
+const FLAGS = ['GATE_FWD', 'GATE_BWD', 'ROUTE', 'GATHER', 'COMBINE', 'SLOT_DOT', 'GMM', 'GMM_WGRAD', 'GMM_REG', 'GMM_WGRAD_REG'] as const;
 type Kind = (typeof FLAGS)[number];
 
 /** Every template hole of moe.wgsl needs a value, also in the branches not taken. */
-function kernel(kind: Kind, extra: Record<string, number | boolean> = {}) {
-  const defs: Record<string, number | boolean> = {
-    WEIGHTED: false, HAS_DP: false, HAS_DW: false, DW_BINDING: 5, TRANS_B: false, TM: 32, TN: 32, BK: 16, RM: 4, RN: 4,
+function kernel(kind: Kind, extra: Record<string, number | boolean | string> = {}) {
+  const defs: Record<string, number | boolean | string> = {
+    WEIGHTED: false, HAS_DP: false, HAS_DW: false, DW_BINDING: 5, TRANS_B: false, TM: 32, TN: 32, BK: 16, RM: 4, RN: 4, WG: 8, REG_BODY: '',
   };
   for (const f of FLAGS) defs[f] = f === kind;
   return { family: 'moe', defs: { ...defs, ...extra } };
@@ -176,6 +177,23 @@ function slotDot(rowsT: Tensor, tokensT: Tensor, plan: MoePlan): Tensor {
   return out;
 }
 
+/** Which grouped-matmul kernels run: 'auto' picks the REGISTER ones on CPU adapters. */
+export type MoeKernelChoice = 'auto' | 'register' | 'tiled';
+let moeKernel: MoeKernelChoice = 'auto';
+/** Forces the grouped-matmul kernels (tests cover both on any adapter). */
+export function setMoeKernel(k: MoeKernelChoice): void {
+  moeKernel = k;
+}
+
+function useRegister(): boolean {
+  if (moeKernel !== 'auto') return moeKernel === 'register';
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
 function gmmTiles(plan: MoePlan) {
   return plan.tile === 64 ? { TM: 64, TN: 64, BK: 16, RM: 4, RN: 4 } : { TM: 32, TN: 32, BK: 16, RM: 4, RN: 4 };
 }
@@ -192,6 +210,17 @@ function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boolean): Te
     throw new Error(`moe grouped matmul: rows ${a} do not fit expert weights ${W}${transB ? 'ᵀ' : ''} (plan: ${plan.rows} rows, ${plan.E} experts)`);
   const [out] = makeNode('moe_grouped_matmul', [a, W, plan.tileExpert], [{ shape: [rows, n] }], {
     encode(ctx) {
+      if (useRegister()) {
+        // One row tile per workgroup (WG·RM rows = plan.tile), so its expert is uniform.
+        const r = { kind: 'register' as const, TM: 0, TN: 0, BK: 0, WG: 8, RM: plan.tile / 8, RN: 16 };
+        ctx.dispatch({
+          kernel: kernel('GMM_REG', { TRANS_B: transB, WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: registerBody(r, false, transB, false, false, false) }),
+          bindings: [a, W, out, plan.tileExpert],
+          params: P().u(rows, n, K, 0),
+          workgroups: [Math.ceil(n / r.RN), rows / plan.tile],
+        });
+        return;
+      }
       const t = gmmTiles(plan);
       ctx.dispatch({
         kernel: kernel('GMM', { TRANS_B: transB, ...t }),
@@ -216,6 +245,18 @@ function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
   const [rows, M] = g.shape, N = a.shape[1];
   const [out] = makeNode('moe_grouped_wgrad', [g, a, plan.segs], [{ shape: [plan.E, M, N] }], {
     encode(ctx) {
+      if (useRegister()) {
+        const r = matmulTiles(M, N, 'register');
+        // registerBody reduces over p.K; here over the expert's segment (segK rows).
+        const body = registerBody(r, true, false, false, false, false).replaceAll('p.K', 'segK');
+        ctx.dispatch({
+          kernel: kernel('GMM_WGRAD_REG', { WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: body }),
+          bindings: [g, a, out, plan.segs],
+          params: P().u(M, N, rows, 0),
+          workgroups: [Math.ceil(N / r.RN), Math.ceil(M / (r.WG * r.RM)), plan.E],
+        });
+        return;
+      }
       const t = M * N <= 64 * 64 ? { TM: 32, TN: 32, BK: 16, RM: 4, RN: 4 } : { TM: 64, TN: 64, BK: 16, RM: 4, RN: 4 };
       ctx.dispatch({
         kernel: kernel('GMM_WGRAD', t),
