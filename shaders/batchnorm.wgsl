@@ -2,8 +2,10 @@
 // and input gradient, and the in-place running-statistics update.
 // Entry chosen by one flag: STATS, APPLY, BWD_REDUCE, BWD_DX (TRAINING selects the full
 // batch-statistics gradient, else the eval one), UPDATE.
-// Channel reductions use one 256-thread workgroup per channel: each thread sums a strided
-// part sequentially, then a tree in workgroup memory (deterministic).
+// Channel reductions use one RWG-thread workgroup per channel: each thread sums a strided
+// part sequentially, then a tree in workgroup memory (deterministic). RWG is 256 on GPUs and
+// 8 on CPU adapters (one SIMD vector: a barrier there costs a switch between every group of
+// lanes of the workgroup, and 256 lanes made the reductions barrier-bound).
 
 struct Params {
   N: u32, C: u32, HW: u32, total: u32,   // total = N·C·HW
@@ -15,13 +17,14 @@ fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return gid.x + gid.y * nwg.x * 256u;
 }
 
-var<workgroup> red: array<f32, 256>;
-var<workgroup> red2: array<f32, 256>;
+const RWG: u32 = ${RWG}u;
+var<workgroup> red: array<f32, RWG>;
+var<workgroup> red2: array<f32, RWG>;
 
 // Sums red[] and red2[] into element 0 (all threads take part).
 fn reduce2(li: u32) {
   workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
+  for (var s = RWG / 2u; s > 0u; s >>= 1u) {
     if (li < s) {
       red[li] += red[li + s];
       red2[li] += red2[li + s];
@@ -35,14 +38,14 @@ fn reduce2(li: u32) {
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bvar: array<f32>;   // biased
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(RWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let c = wid.x;
   let cnt = f32(p.N * p.HW);
   var s = 0.0;
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.C + c) * p.HW;
-    for (var i = li; i < p.HW; i += 256u) { s += x[base + i]; }
+    for (var i = li; i < p.HW; i += RWG) { s += x[base + i]; }
   }
   red[li] = s;
   red2[li] = 0.0;
@@ -53,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var q = 0.0;
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.C + c) * p.HW;
-    for (var i = li; i < p.HW; i += 256u) { let d = x[base + i] - mu; q += d * d; }
+    for (var i = li; i < p.HW; i += RWG) { let d = x[base + i] - mu; q += d * d; }
   }
   red[li] = 0.0;
   red2[li] = q;
@@ -88,7 +91,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(5) var<storage, read_write> dweight: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dbias: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(RWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let c = wid.x;
   let mu = mean[c];
@@ -97,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var sx = 0.0;
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.C + c) * p.HW;
-    for (var i = li; i < p.HW; i += 256u) {
+    for (var i = li; i < p.HW; i += RWG) {
       let g = dy[base + i];
       s += g;
       sx += g * (x[base + i] - mu);

@@ -3,6 +3,7 @@
 // running statistics in place; eval normalises with the running statistics.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { assertDtype, grid1d, P } from './util.ts';
+import { runtime } from '../runtime.ts';
 
 export interface BatchNormParams {
   weight: Tensor;
@@ -19,10 +20,26 @@ export interface BatchNormOptions {
 }
 
 type Flag = 'STATS' | 'APPLY' | 'BWD_REDUCE' | 'BWD_DX' | 'UPDATE';
+/** Threads per channel reduction: one SIMD vector on CPU adapters (barriers are dear there), else 256. */
+let reductionWidth: 'auto' | 8 | 256 = 'auto';
+/** Forces the reduction workgroup size (tests cover both on any adapter). */
+export function setBatchNormReductionWidth(w: 'auto' | 8 | 256): void {
+  reductionWidth = w;
+}
+
+function rwg(): number {
+  if (reductionWidth !== 'auto') return reductionWidth;
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName) ? 8 : 256;
+  } catch {
+    return 256;
+  }
+}
+
 function kernel(flag: Flag, training = false) {
   return {
     family: 'batchnorm',
-    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training },
+    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: rwg() },
   };
 }
 
