@@ -12,7 +12,7 @@ import { type Batch, forward } from '../model/micar.ts';
 import { greedyDecode } from '../generate/greedy.ts';
 import { generate } from '../generate/decode.ts';
 
-declare const Deno: { readFile(p: string): Promise<Uint8Array>; readTextFile(p: string): Promise<string>; stat(p: string): Promise<unknown> };
+declare const Deno: { env: { get(k: string): string | undefined }; readFile(p: string): Promise<Uint8Array>; readTextFile(p: string): Promise<string>; stat(p: string): Promise<unknown> };
 
 // adamwUpdate: the update p₂ − p₀ alone; Adam's first steps are ≈ −lr·sign(g), so entries
 // whose gradient is at rounding-noise level (e.g. the router in `sum` mode) may flip sign.
@@ -76,7 +76,9 @@ export async function runGolden(dir: string, log: (s: string) => void = console.
     if (!t) throw new Error(`${dir}/io.safetensors: tensor "${name}" missing`);
     return t;
   };
+  const verbose = typeof Deno !== 'undefined' && !!Deno.env?.get?.('MICAR_GOLDEN_VERBOSE');
   const note = (group: string, name: string, err: number, tol: number) => {
+    if (verbose) log(`  ${group} ${name} ${err.toExponential(2)}`);
     worst[group] = Math.max(worst[group] ?? 0, err);
     if (!(err <= tol)) failures.push(`${group}: ${name} rel L2 ${err.toExponential(2)} > ${tol}`);
   };

@@ -81,7 +81,12 @@ function upTo(x: Tensor, like: Tensor): Tensor {
 
 /** MSVE output [b, 49, d_v]. */
 export function visionEncoder(f: Forward, cfg: MicarConfig, image: Tensor): Tensor {
-  const [c2, c3, c4, c5] = backbone(f, cfg, image);
+  return fpnFromFeatures(f, cfg, backbone(f, cfg, image), image.shape[0]);
+}
+
+/** FPN, fusion and pooling over the backbone features [C2, C3, C4, C5] → [b, 49, d_v]. */
+export function fpnFromFeatures(f: Forward, cfg: MicarConfig, feats: Tensor[], b: number): Tensor {
+  const [c2, c3, c4, c5] = feats;
   const p5 = lateral(f, c5, 5);
   const p4 = add(lateral(f, c4, 4), upTo(p5, c4));
   const p3 = add(lateral(f, c3, 3), upTo(p4, c3));
@@ -89,6 +94,5 @@ export function visionEncoder(f: Forward, cfg: MicarConfig, image: Tensor): Tens
   const sum = add(add(add(p2, upTo(p3, p2)), upTo(p4, p2)), upTo(p5, p2));
   const fused = relu(convBn(f, sum, 'vis_enc.fusion.0', 'vis_enc.fusion.1', 1, 1, true));
   const pooled = adaptiveAvgPool2d(fused, 7, 7); // [b, d_v, 7, 7]
-  const b = image.shape[0];
   return permute(reshape(pooled, [b, cfg.d_v, 49]), [0, 2, 1]);
 }
