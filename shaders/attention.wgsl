@@ -4,6 +4,7 @@
 // per-row running max and sum of exp for the backward), PROBS (re-materialises P from those
 // row statistics, for attention maps and the backward), SM_BWD (dS = scale·P⊙(dP − Σ P⊙dP),
 // zero where masked).
+// FWD_REG, PROBS_REG: FWD and PROBS for CPU adapters (generated REG_BODY, see attention.ts).
 // Specialisation: D, DV (head sizes), KVD = max(D, DV), QB, KB (query / key rows per tile),
 // HAS_MASK, MASK_F32 (mask words are f32; else i32), MASK_BINDING (its binding number).
 
@@ -132,6 +133,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       stats[2u * (bh * p.Sq + row) + 1u] = l;
     }
   }
+}
+
+#elif ${FWD_REG}
+// FWD for CPU adapters: no workgroup memory, no barriers. One lane per query row (its q row in
+// registers); every lane walks the same keys, so K and V are read at workgroup-uniform
+// addresses; online softmax one key at a time. REG_BODY: generated in attention.ts.
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;   // [BH*Sq][2]: row max, Σ exp(s − max)
+const NONE: f32 = -3.0e38;
+const RWG: u32 = 8u;
+
+@compute @workgroup_size(RWG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let bh = wid.y;
+  let b = bh / p.H;
+  let row = wid.x * RWG + li;
+  let qRow = min(row, p.Sq - 1u);
+  let qb = (bh * p.Sq + qRow) * D;
+  let kBase = bh * p.Sk * D;
+  let vBase = bh * p.Sk * DV;
+${REG_BODY}
+}
+
+#elif ${PROBS_REG}
+// PROBS for CPU adapters: one lane per query row, keys walked uniformly (K at uniform
+// addresses); the same dot-product order as FWD_REG.
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> P: array<f32>;   // [BH, Sq, Sk]
+const RWG: u32 = 8u;
+
+@compute @workgroup_size(RWG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let bh = wid.y;
+  let b = bh / p.H;
+  let row = wid.x * RWG + li;
+  let qRow = min(row, p.Sq - 1u);
+  let qb = (bh * p.Sq + qRow) * D;
+  let kBase = bh * p.Sk * D;
+${REG_BODY}
 }
 
 #elif ${PROBS}

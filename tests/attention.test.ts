@@ -1,6 +1,6 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { attention } from '../src/graph/ops/attention.ts';
+import { attention, setAttentionKernel } from '../src/graph/ops/attention.ts';
 import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
@@ -103,8 +103,11 @@ describe('attention reference', () => {
   });
 });
 
-describe('attention (GPU) against the float64 reference', () => {
-  const R = rng('attention');
+// Both kernel families on any adapter (REGISTER: the CPU adapters' forward and probabilities).
+for (const kern of ['register', 'tiled'] as const) describe(`attention (GPU, ${kern}) against the float64 reference`, () => {
+  const R = rng(`attention-${kern}`);
+  beforeAll(() => setAttentionKernel(kern));
+  afterAll(() => setAttentionKernel('auto'));
   it('self-attention, odd sizes, no mask, probs kept, backward', async () => {
     const S = R.int(1, 37);
     await runCase(R, { dm: { b: R.int(1, 2), H: R.int(1, 3), Sq: S, Sk: S, d: R.int(3, 33), dv: R.int(1, 29) }, keepProbs: true, backward: true });

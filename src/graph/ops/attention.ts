@@ -7,6 +7,7 @@ import { grid1d, P } from './util.ts';
 import { matmul } from './matmul.ts';
 import { reshape } from './shape.ts';
 import { add } from './elementwise.ts';
+import { runtime } from '../runtime.ts';
 
 export interface AttentionOptions {
   /** Multiplies q·kᵀ (usually 1/sqrt(d)). */
@@ -41,16 +42,80 @@ function params(g: Geometry) {
   return P().u(g.b * g.H, g.H, g.Sq, g.Sk).f(g.scale).u(mb, mq, 1);
 }
 
+/** Which forward / probabilities kernels run: 'auto' picks REGISTER on CPU adapters (head sizes permitting). */
+export type AttentionKernelChoice = 'auto' | 'register' | 'tiled';
+let attnKernel: AttentionKernelChoice = 'auto';
+/** Forces the kernels (tests cover both on any adapter). */
+export function setAttentionKernel(k: AttentionKernelChoice): void {
+  attnKernel = k;
+}
+
+/** Head sizes up to which the unrolled register kernels are used (q row and output in registers). */
+const REG_MAX_D = 160;
+
+function useRegister(g: Geometry): boolean {
+  if (g.d + g.dv > REG_MAX_D) return false;
+  if (attnKernel !== 'auto') return attnKernel === 'register';
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * FWD_REG / PROBS_REG bodies: q row in registers q{c}; per key (uniform loop) the score with
+ * the same fma order as PROBS; FWD keeps a running max m, sum l and outputs o{c}, rescaled
+ * with one exp per key (the larger of score and max gets weight 1).
+ */
+export function attentionRegisterBody(d: number, dv: number, probs: boolean, hasMask: boolean): string {
+  const L: string[] = [];
+  for (let c = 0; c < d; c++) L.push(`  let q${c} = Q[qb + ${c}u];`);
+  if (probs) L.push('  let sr = 2u * (bh * p.Sq + qRow);', '  let rm = stats[sr];', '  let rl = stats[sr + 1u];', '  let pb = (bh * p.Sq + qRow) * p.Sk;');
+  else {
+    L.push('  var m = NONE;', '  var l = 0.0;');
+    for (let c = 0; c < dv; c++) L.push(`  var o${c} = 0.0;`);
+  }
+  L.push('  for (var key = 0u; key < p.Sk; key++) {');
+  L.push('    let kb = kBase + key * D;', '    var dot = 0.0;');
+  for (let c = 0; c < d; c++) L.push(`    dot = fma(q${c}, K[kb + ${c}u], dot);`);
+  L.push('    var s = dot * p.scale;');
+  if (hasMask) L.push('    if (!keep(b, qRow, key)) { s = -1e9; }');
+  if (probs) {
+    L.push('    if (row < p.Sq) { P[pb + key] = exp(s - rm) / rl; }');
+  } else {
+    L.push('    let up = s > m;', '    let e = exp(-abs(s - m));');
+    L.push('    let alpha = select(1.0, e, up);', '    let pr = select(e, 1.0, up);');
+    L.push('    m = max(m, s);', '    l = fma(l, alpha, pr);', '    let vb = vBase + key * DV;');
+    for (let c = 0; c < dv; c++) L.push(`    o${c} = fma(o${c}, alpha, pr * V[vb + ${c}u]);`);
+  }
+  L.push('  }');
+  if (!probs) {
+    L.push('  if (row < p.Sq) {', '    let ob = (bh * p.Sq + row) * DV;');
+    for (let c = 0; c < dv; c++) L.push(`    O[ob + ${c}u] = o${c} / l;`);
+    L.push('    stats[2u * (bh * p.Sq + row)] = m;', '    stats[2u * (bh * p.Sq + row) + 1u] = l;', '  }');
+  }
+  return L.join('\n');
+}
+
 function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD', maskBinding: number) {
   const t = attentionTiles(g.d, g.dv);
+  const reg = kind !== 'SM_BWD' && useRegister(g);
   return {
     family: 'attention',
     defs: {
-      FWD: kind === 'FWD', PROBS: kind === 'PROBS', SM_BWD: kind === 'SM_BWD',
+      FWD: kind === 'FWD' && !reg, PROBS: kind === 'PROBS' && !reg, SM_BWD: kind === 'SM_BWD',
+      FWD_REG: kind === 'FWD' && reg, PROBS_REG: kind === 'PROBS' && reg,
+      REG_BODY: reg ? attentionRegisterBody(g.d, g.dv, kind === 'PROBS', !!g.mask) : '',
       D: g.d, DV: g.dv, KVD: Math.max(g.d, g.dv), QB: t.QB, KB: t.KB,
       HAS_MASK: !!g.mask, MASK_F32: g.mask?.dtype === 'f32', MASK_BINDING: maskBinding,
     },
   };
+}
+
+/** Workgroups of the PROBS kernel (register: 8 query rows of one head per workgroup). */
+function probsGrid(g: Geometry): number[] {
+  return useRegister(g) ? [Math.ceil(g.Sq / 8), g.b * g.H] : grid1d(g.b * g.H * g.Sq * g.Sk);
 }
 
 /** Attention probabilities from the forward's row statistics: [b,H,Sq,Sk]. */
@@ -58,12 +123,11 @@ function probsFromStats(q: Tensor, k: Tensor, stats: Tensor, g: Geometry): Tenso
   const inputs = g.mask ? [q, k, stats, g.mask] : [q, k, stats];
   const [probs] = makeNode('attention_probs', inputs, [{ shape: [g.b, g.H, g.Sq, g.Sk] }], {
     encode(ctx) {
-      const n = g.b * g.H * g.Sq * g.Sk;
       ctx.dispatch({
         kernel: defs(g, 'PROBS', 5),
         bindings: g.mask ? [q, k, stats, probs, g.mask] : [q, k, stats, probs],
         params: params(g),
-        workgroups: grid1d(n),
+        workgroups: probsGrid(g),
       });
     },
   });
@@ -120,14 +184,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
         kernel: defs(g, 'FWD', 6),
         bindings: mask ? [q, k, v, out, stats, mask] : [q, k, v, out, stats],
         params: params(g),
-        workgroups: [Math.ceil(Sq / t.QB), b * H],
+        workgroups: useRegister(g) ? [Math.ceil(Sq / 8), b * H] : [Math.ceil(Sq / t.QB), b * H],
       });
       if (probs) {
         ctx.dispatch({
           kernel: defs(g, 'PROBS', 5),
           bindings: mask ? [q, k, stats, probs, mask] : [q, k, stats, probs],
           params: params(g),
-          workgroups: grid1d(b * H * Sq * Sk),
+          workgroups: probsGrid(g),
         });
       }
     },
