@@ -1,4 +1,4 @@
-// `npm run bench -- trainstep [config] [batch]`: time of one training step (forward, backward,
+// `npm run bench -- trainstep [config] [batch] [steps]`: time of one training step (forward, backward,
 // AdamW, BatchNorm updates in one submission) on the local adapter, with a per-op GPU profile.
 // Last line JSON: {"bench":"trainstep","config":…,"batch":…,"step_ms":…,"images_per_s":…}.
 import { fromData, init, lastProfile, read, realize } from '../src/graph/runtime.ts';
@@ -23,7 +23,8 @@ export async function main(args: string[]): Promise<void> {
   const opt = new AdamW([{ params: vision, lr: 1e-4 }, { params: other, lr: 1e-4 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 5e-5, amsgrad: true });
   console.log(`adapter: ${r.gpu.adapterName}; config ${name}: ${cfg.backbone}, ${S}px, batch ${B}, T ${T}`);
   const times: number[] = [];
-  for (let it = 0; it < 4; it++) {
+  const steps = Math.max(2, Number(args[2] ?? 4));
+  for (let it = 0; it < steps; it++) {
     const img = fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37 + it)), [B, 3, S, S]);
     const ids = fromData(Int32Array.from({ length: B * T }, (_, i) => 4 + ((i * 7 + it) % (cfg.vocab_size - 4))), [B, T], 'i32');
     const t0 = performance.now();
@@ -31,7 +32,7 @@ export async function main(args: string[]): Promise<void> {
     const ps: Tensor[] = [...vision, ...other];
     const g = grad(out.loss, ps);
     const effects = opt.step(new Map(ps.map((p, i) => [p, g[i]])), { guard: out.loss });
-    const st = await realize([out.loss], { effects: [...effects, ...out.f.bnUpdates], profile: it === 3 });
+    const st = await realize([out.loss], { effects: [...effects, ...out.f.bnUpdates], profile: it === steps - 1 });
     const loss = (await read(out.loss))[0];
     const ms = performance.now() - t0;
     if (it > 0) times.push(ms);
