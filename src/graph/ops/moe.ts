@@ -305,7 +305,7 @@ export function moeExperts(
   // Bigger tiles once experts average enough rows to fill them.
   const tile = opts.rowTile ?? ((N * k) / E >= 256 ? 64 : 32);
   const plan = moePlan(indices, E, tile);
-  const W1 = stack(experts.map((e) => e.w1)), W3 = stack(experts.map((e) => e.w3)), W2 = stack(experts.map((e) => e.w2));
+  const { W1, W3, W2 } = stackExpertWeights(experts);
   const xr = gatherRows(x, plan, null);
   const h = mul(activation(act, groupedMatmul(xr, W1, plan, true)), groupedMatmul(xr, W3, plan, true));
   const y = groupedMatmul(h, W2, plan, true);
@@ -315,20 +315,4 @@ export function moeExperts(
 /** The experts' weights stacked once as [E,F,d], [E,F,d], [E,d,F] (decoding reuses them every step). */
 export function stackExpertWeights(experts: ExpertWeights[]): { W1: Tensor; W3: Tensor; W2: Tensor } {
   return { W1: stack(experts.map((e) => e.w1)), W3: stack(experts.map((e) => e.w3)), W2: stack(experts.map((e) => e.w2)) };
-}
-
-/**
- * moeExperts with pre-stacked weights (stackExpertWeights): skips the per-call copy of every
- * expert's weights, which dominates a one-token decoding step.
- */
-export function moeExpertsStacked(
-  x: Tensor, route: { indices: Tensor; weights: Tensor }, W: { W1: Tensor; W3: Tensor; W2: Tensor }, act: Activation, mode: MoeMode,
-): Tensor {
-  if (x.rank !== 2 || x.dtype !== 'f32') throw new Error(`moeExpertsStacked: x ${x} must be f32 [N,d]`);
-  const [N] = x.shape, k = route.indices.shape[1], E = W.W1.shape[0];
-  if (route.indices.rank !== 2 || route.indices.shape[0] !== N) throw new Error(`moeExpertsStacked: indices ${route.indices} must be i32 [${N},k]`);
-  const plan = moePlan(route.indices, E, (N * k) / E >= 256 ? 64 : 32);
-  const xr = gatherRows(x, plan, null);
-  const h = mul(activation(act, groupedMatmul(xr, W.W1, plan, true)), groupedMatmul(xr, W.W3, plan, true));
-  return combineRows(groupedMatmul(h, W.W2, plan, true), plan, mode === 'weighted' ? route.weights : null);
 }
