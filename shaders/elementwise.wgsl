@@ -152,6 +152,10 @@ fn binary_f(x: f32, y: f32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
+#if ${CONTIG}
+  // Both operands have the output's shape (CONTIG): no index arithmetic.
+  out[i] = binary_f(a[i], b[i]);
+#else
   var rem = i;
   var ia = 0u;
   var ib = 0u;
@@ -163,6 +167,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     ib += c * strb(u32(d));
   }
   out[i] = binary_f(a[ia], b[ib]);
+#endif
 }
 #elif ${FILL}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

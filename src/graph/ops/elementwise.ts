@@ -5,8 +5,8 @@ import { assertDtype, broadcastShapes, broadcastStrides, grid1d, numel, P, pad8,
 
 const KINDS = ['UNARY', 'UNARY_GRAD', 'BINARY', 'FILL', 'REDUCE_TO'] as const;
 type Kind = (typeof KINDS)[number];
-function kernel(kind: Kind, op = 0) {
-  const defs: Record<string, boolean | number> = { OP: op };
+function kernel(kind: Kind, op = 0, contig = false) {
+  const defs: Record<string, boolean | number> = { OP: op, CONTIG: contig };
   for (const k of KINDS) defs[k] = k === kind;
   return { family: 'elementwise', defs };
 }
@@ -81,8 +81,11 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const [y] = makeNode(op, [a, b], [{ shape }], {
     encode(ctx) {
       const n = numel(shape);
+      // Operands of the output's shape skip the per-element index arithmetic (integer
+      // division has no SIMD form on CPU adapters; it dominated same-shape adds there).
+      const contig = sameShape(a.shape, shape) && sameShape(b.shape, shape);
       ctx.dispatch({
-        kernel: kernel('BINARY', BINARY_OPS[op]),
+        kernel: kernel('BINARY', BINARY_OPS[op], contig),
         bindings: [a, b, y],
         params: header(n, shape, broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape)),
         workgroups: grid1d(n),
