@@ -114,7 +114,7 @@ function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD', maskBinding: number
 }
 
 /** Workgroups of the PROBS kernel (register: 8 query rows of one head per workgroup). */
-function probsGrid(g: Geometry): number[] {
+function probsGrid(g: Geometry): [number, number] {
   return useRegister(g) ? [Math.ceil(g.Sq / 8), g.b * g.H] : grid1d(g.b * g.H * g.Sq * g.Sk);
 }
 

@@ -33,12 +33,7 @@ export interface ConvConfig {
  * cost there): 16 rows × 8 columns per invocation ran 2–4× faster than 4×8 or 8×8, and
  * wider column blocks (RN 12, 16) fell off a cliff; small M shrinks RM so lanes are not idle.
  */
-export function convConfig(M: number, which = 'GEMM'): ConvConfig {
-  const env = (globalThis as any).Deno?.env.get(`MICAR_CONV_${which}`);
-  if (env) {
-    const [WG, RMX, RN] = env.split(',').map(Number);
-    return { WG, RM: Math.min(RMX, Math.max(1, Math.ceil(M / WG))), RN };
-  }
+export function convConfig(M: number): ConvConfig {
   const WG = 32;
   return { WG, RM: Math.min(16, Math.max(1, Math.ceil(M / WG))), RN: 8 };
 }
@@ -63,16 +58,12 @@ function useRegister(): boolean {
 }
 
 /**
- * Register block of the GEMMR kernel for an M-row GEMM with `cols` columns. On llvmpipe the
- * per-lane loads of the gathered operand dominate, so a wide uniform column strip (RN) pays;
- * few rows get fewer rows per lane so lanes are not idle.
+ * Register block of the GEMMR kernel for an M-row GEMM with `cols` columns. Measured on
+ * llvmpipe over the tiny config's convs (bench/convlayers.ts): one SIMD vector of lanes (WG 8)
+ * × 8 rows × 16 columns beat 4×16, 4×32, 16×8, 12×16 and WG 16 by 5–30%; few rows get fewer
+ * rows per lane so lanes are not idle, few columns a narrower strip.
  */
 export function convRegisterConfig(M: number, cols: number): ConvConfig {
-  const env = (globalThis as any).Deno?.env.get('MICAR_CONV_REG');
-  if (env) {
-    const [WG, RMX, RN] = env.split(',').map(Number);
-    return { WG, RM: Math.min(RMX, Math.max(1, Math.ceil(M / WG))), RN };
-  }
   const WG = 8;
   const RN = cols <= 8 ? 8 : 16;
   return { WG, RM: Math.min(8, Math.max(1, Math.ceil(M / WG))), RN };
@@ -179,11 +170,6 @@ export function convDwRegisterBody(cfg: ConvConfig): string {
 
 /** Register block of the DWR kernel: O rows (output channels), uniform (tap, channel) columns. */
 export function convDwRegisterConfig(O: number): ConvConfig {
-  const env = (globalThis as any).Deno?.env.get('MICAR_CONV_DWR');
-  if (env) {
-    const [WG, RMX, RN] = env.split(',').map(Number);
-    return { WG, RM: Math.min(RMX, Math.max(1, Math.ceil(O / WG))), RN };
-  }
   return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
 }
 
