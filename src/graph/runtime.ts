@@ -337,13 +337,28 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   const profOps: string[] = [];
   di = 0;
   let dispatches = 0;
+  // Without timestamps, consecutive dispatches share one compute pass (WebGPU orders them);
+  // copies and clears end it. Pass begin/end has a cost on software adapters.
+  // Pass-level validation runs at end(): its errors name the pass's first and last ops.
+  let shared: GPUComputePassEncoder | null = null;
+  let sharedOps: string[] = [];
+  const endShared = () => {
+    if (!shared) return;
+    pushScopes(device);
+    shared.end();
+    popScopes(device, `compute pass ${sharedOps[0]} … ${sharedOps[sharedOps.length - 1]}`);
+    shared = null;
+    sharedOps = [];
+  };
   for (const rec of recorded) {
     const opName = `${rec.node.op}(${shapeStr(rec.node.inputs)})`;
     if (rec.kind === 'copy') {
+      endShared();
       encoder.copyBufferToBuffer(rec.src!, rec.srcOffset!, rec.dst!, rec.dstOffset!, rec.bytes!);
       continue;
     }
     if (rec.kind === 'clear') {
+      endShared();
       encoder.clearBuffer(rec.dst!, 0, rec.bytes!);
       continue;
     }
@@ -355,6 +370,17 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
     const qi = 2 * profOps.length;
     const timed = querySet && qi + 1 < querySet.count;
+    if (!querySet) {
+      shared ??= encoder.beginComputePass({ label });
+      sharedOps.push(opName);
+      shared.setPipeline(pipeline);
+      shared.setBindGroup(0, bindGroup);
+      const [x, y = 1, z = 1] = d.workgroups;
+      if (x > 0 && y > 0 && z > 0) shared.dispatchWorkgroups(x, y, z);
+      popScopes(device, opName);
+      dispatches++;
+      continue;
+    }
     const pass = encoder.beginComputePass({
       label: `${opName} ${d.label ?? d.kernel.family}`,
       ...(timed ? { timestampWrites: { querySet: querySet!, beginningOfPassWriteIndex: qi, endOfPassWriteIndex: qi + 1 } } : {}),
@@ -368,6 +394,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     popScopes(device, opName);
     dispatches++;
   }
+  endShared();
   let resolveBuf: GPUBuffer | null = null, readBuf: GPUBuffer | null = null;
   if (querySet && profOps.length) {
     const bytes = 16 * profOps.length;
