@@ -1,6 +1,7 @@
 // Strided copy: dst[dstOff + Σ c_d·ds_d] = src[srcOff + Σ c_d·ss_d] over an index box of
 // up to 8 axes. Serves permute, slice, concat and split (and their backward).
 // Specialisation: ACCUMULATE (bool): dst += src instead of dst = src.
+// (copyruns.wgsl: the same copy with one invocation per run of the innermost axis.)
 
 struct Params {
   n: u32, rank: u32, srcOff: u32, dstOff: u32,
@@ -19,7 +20,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var rem = i;
   var si = p.srcOff;
   var di = p.dstOff;
-  for (var d = i32(p.rank) - 1; d >= 0; d--) {
+  if (p.rank == 1u) {
+    // One axis (a merged contiguous box): no division.
+    si += i * p.ss[0].x;
+    di += i * p.ds[0].x;
+    rem = 0u;
+  }
+  for (var d = i32(p.rank) - 1; d >= 0 && p.rank > 1u; d--) {
     let u = u32(d);
     let n = p.dims[u / 4u][u % 4u];
     let c = rem % n;

@@ -3,6 +3,7 @@
 import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { grid1d, numel, P, pad8, stridesOf } from './util.ts';
 import { fill } from './elementwise.ts';
+import { runtime } from '../runtime.ts';
 
 /** Same data, new shape (one dimension may be -1). */
 export function reshape(x: Tensor, shape: number[]): Tensor {
@@ -22,6 +23,37 @@ export function reshape(x: Tensor, shape: number[]): Tensor {
   return y;
 }
 
+/**
+ * The same copy box with size-1 axes dropped and neighbouring axes merged where both strides
+ * continue across them (fewer index divisions per element; at least one axis is kept).
+ */
+export function mergeCopyAxes(dims: number[], ss: number[], ds: number[]): { dims: number[]; ss: number[]; ds: number[] } {
+  const out = { dims: [] as number[], ss: [] as number[], ds: [] as number[] };
+  dims.forEach((n, i) => {
+    if (n === 1) return;
+    const k = out.dims.length - 1;
+    if (k >= 0 && out.ss[k] === ss[i] * n && out.ds[k] === ds[i] * n) {
+      out.dims[k] *= n;
+      out.ss[k] = ss[i];
+      out.ds[k] = ds[i];
+    } else {
+      out.dims.push(n);
+      out.ss.push(ss[i]);
+      out.ds.push(ds[i]);
+    }
+  });
+  if (!out.dims.length) return { dims: [1], ss: [0], ds: [0] };
+  return out;
+}
+
+function isCpuAdapter(): boolean {
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
 /** Records a strided copy of a `dims` box from src to dst. */
 export function stridedCopy(
   ctx: EncodeCtx, src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, dims: number[],
@@ -29,11 +61,17 @@ export function stridedCopy(
 ): void {
   const n = numel(dims);
   if (n === 0) return;
+  const m = mergeCopyAxes(dims, srcStrides, dstStrides);
+  // CPU adapters: one lane per run of the innermost axis, so the index arithmetic (integer
+  // division, which has no SIMD form there) is done once per run instead of per element.
+  const inner = m.dims[m.dims.length - 1];
+  const runs = n / inner;
+  const perRun = m.dims.length > 1 && inner <= 256 && runs >= 64 && isCpuAdapter();
   ctx.dispatch({
-    kernel: { family: 'copy', defs: { ACCUMULATE: accumulate } },
+    kernel: { family: perRun ? 'copyruns' : 'copy', defs: { ACCUMULATE: accumulate } },
     bindings: [src, dst],
-    params: P().u(n, dims.length, srcOff, dstOff).u(...pad8(dims)).u(...pad8(srcStrides)).u(...pad8(dstStrides)),
-    workgroups: grid1d(n),
+    params: P().u(perRun ? runs : n, m.dims.length, srcOff, dstOff).u(...pad8(m.dims)).u(...pad8(m.ss)).u(...pad8(m.ds)),
+    workgroups: grid1d(perRun ? runs : n),
   });
 }
 

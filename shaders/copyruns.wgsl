@@ -1,0 +1,42 @@
+// Strided copy as in copy.wgsl, with one invocation per run of the innermost axis (p.n =
+// runs): the index arithmetic (integer division, which CPU adapters cannot vectorise) is done
+// once per run instead of once per element. Chosen by ops/shape.ts stridedCopy on CPU adapters.
+// Specialisation: ACCUMULATE (bool): dst += src instead of dst = src.
+
+struct Params {
+  n: u32, rank: u32, srcOff: u32, dstOff: u32,
+  dims: array<vec4<u32>, 2>,
+  ss: array<vec4<u32>, 2>,
+  ds: array<vec4<u32>, 2>,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  var rem = i;
+  var si = p.srcOff;
+  var di = p.dstOff;
+  for (var d = i32(p.rank) - 2; d >= 0; d--) {
+    let u = u32(d);
+    let n = p.dims[u / 4u][u % 4u];
+    let c = rem % n;
+    rem = rem / n;
+    si += c * p.ss[u / 4u][u % 4u];
+    di += c * p.ds[u / 4u][u % 4u];
+  }
+  let last = p.rank - 1u;
+  let len = p.dims[last / 4u][last % 4u];
+  let sst = p.ss[last / 4u][last % 4u];
+  let dstr = p.ds[last / 4u][last % 4u];
+  for (var j = 0u; j < len; j++) {
+#if ${ACCUMULATE}
+    dst[di + j * dstr] += src[si + j * sst];
+#else
+    dst[di + j * dstr] = src[si + j * sst];
+#endif
+  }
+}
