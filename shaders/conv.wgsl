@@ -12,7 +12,7 @@
 //                 conv as a gather, deterministic, no col2im)
 // DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
 // BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
-// Specialisation: one of LAYOUT, WEIGHT, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
+// Specialisation: one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
 // dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
 // PAD, WG, RM, RN (u32; RN a multiple of 4).
 
@@ -58,6 +58,57 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (c < p.C && n < p.N) { v[q] = src[(n * p.C + c) * p.H + pix]; }
   }
   dst[i] = v;
+}
+#elif ${LAYOUT_ROWS}
+// LAYOUT for CPU adapters: one invocation per pixel (p.total = N·HWs + 1 pixels, the last the
+// zero pixel) looping over its Cs4 channel quads, so the index division is once per pixel.
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let px = flat_id(gid, nwg);
+  if (px >= p.total) { return; }
+  let pix = px % p.H;
+  let n = px / p.H;
+  let inImage = n < p.N;
+  let sb = n * p.C * p.H + pix;
+  for (var c4 = 0u; c4 < p.SC4; c4++) {
+    var v = vec4<f32>(0.0);
+    for (var q = 0u; q < 4u; q++) {
+      let c = c4 * 4u + q;
+      if (c < p.C && inImage) { v[q] = src[sb + c * p.H]; }
+    }
+    dst[px * p.SC4 + c4] = v;
+  }
+}
+#elif ${WEIGHT_ROWS}
+// WEIGHT for CPU adapters: one invocation per WB row (tap, r) looping over its NB4 column
+// quads (p.total = KHW·R4·4 rows), so the index division is once per row.
+@group(0) @binding(1) var<storage, read> Wsrc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> WB: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = flat_id(gid, nwg);
+  if (row >= p.total) { return; }
+  let r = row % (p.SC4 * 4u);
+  let tap = row / (p.SC4 * 4u);
+  for (var q4 = 0u; q4 < p.NB4; q4++) {
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+      let q = q4 * 4u + e;
+#if ${FWD}
+      let c = r;
+      let o = q;
+#else
+      let o = r;
+      let c = q;
+#endif
+      if (c < p.C && o < p.O) { v[e] = Wsrc[(o * p.C + c) * KHW + tap]; }
+    }
+    WB[row * p.NB4 + q4] = v;
+  }
 }
 #elif ${WEIGHT}
 // W [O, C, KH, KW] → WB [KHW, R4·4, NB4] of vec4: FWD rows are input channels and columns

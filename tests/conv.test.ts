@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { conv2d } from '../src/graph/ops/conv.ts';
+import { conv2d, setConvKernel } from '../src/graph/ops/conv.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { dot, finiteDiff, relL2, rng } from './util.ts';
 import { conv2dBackwardRef, conv2dRef, type ConvGeom, convOut } from './ref/vision.ts';
@@ -36,8 +36,10 @@ describe('conv2d', () => {
     // ≥ 512 output channels: full register blocks in dW (rows = O), many column groups in the forward.
     ['3×3 with 520 output channels', () => ({ N: 2, C: R.int(1, 2), H: 5, W: 4, O: 520, K: 3, stride: 2, pad: 1 }), false],
   ];
-  for (const [name, geom, withBias] of cases) {
-    it(name, async () => {
+  // Both kernel families on any adapter (register: CPU adapters' default; gemm4: GPUs').
+  for (const [name, geom, withBias] of cases) for (const kern of ['register', 'gemm4'] as const) {
+    it(`${kern}: ${name}`, async () => {
+      setConvKernel(kern);
       const g = geom();
       const [OH, OW] = convOut(g);
       const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * g.K * g.K), B = R.randn(g.O), DY = R.randn(g.N * g.O * OH * OW);
@@ -48,6 +50,7 @@ describe('conv2d', () => {
       expect(y.shape).toEqual([g.N, g.O, OH, OW]);
       const grads = grad(y, b ? [x, w, b] : [x, w], fromData(DY, y.shape));
       await realize([y, ...grads.map((t) => t!)]);
+      setConvKernel('auto');
 
       const yRef = conv2dRef(X, Wt, withBias ? B : null, g);
       expect(relL2(await read(y), yRef)).toBeLessThan(1e-5);

@@ -173,13 +173,13 @@ export function convDwRegisterConfig(O: number): ConvConfig {
   return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
 }
 
-type Kind = 'LAYOUT' | 'WEIGHT' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD';
+type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
   return {
     family: 'conv',
     defs: {
-      LAYOUT: kind === 'LAYOUT', WEIGHT: kind === 'WEIGHT', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD',
+      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD',
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, ...cfg,
       REG_BODY: kind === 'GEMMR' ? convRegisterBody(cfg, !!opts.fwd, !!opts.bias) : kind === 'DWR' ? convDwRegisterBody(cfg) : '',
     },
@@ -196,6 +196,12 @@ function params(g: Geometry, f: Fields) {
 function toChannelsLast(ctx: EncodeCtx, g: Geometry, src: Tensor, n: number, ch: number, hw: number): GPUBuffer {
   const total = (n * hw + 1) * c4(ch);
   const dst = ctx.scratch(total * 16);
+  if (useRegister()) {
+    // CPU adapters: one invocation per pixel (index division once per pixel, not per quad).
+    const pixels = n * hw + 1;
+    ctx.dispatch({ kernel: kernel(g, 'LAYOUT_ROWS'), bindings: [src, dst], params: params(g, { N: n, C: ch, H: hw, W: 1, SC4: c4(ch), total: pixels }), workgroups: grid1d(pixels) });
+    return dst;
+  }
   ctx.dispatch({ kernel: kernel(g, 'LAYOUT'), bindings: [src, dst], params: params(g, { N: n, C: ch, H: hw, W: 1, SC4: c4(ch), total }), workgroups: grid1d(total) });
   return dst;
 }
@@ -205,6 +211,12 @@ function weightMatrix(ctx: EncodeCtx, g: Geometry, w: Tensor, fwd: boolean, NB4:
   const rows4 = c4(fwd ? g.C : g.O);
   const total = g.KH * g.KW * rows4 * 4 * NB4;
   const dst = ctx.scratch(total * 16);
+  if (useRegister()) {
+    // CPU adapters: one invocation per WB row (index division once per row).
+    const rows = g.KH * g.KW * rows4 * 4;
+    ctx.dispatch({ kernel: kernel(g, 'WEIGHT_ROWS', { fwd }), bindings: [w, dst], params: params(g, { SC4: rows4, NB4, total: rows }), workgroups: grid1d(rows) });
+    return dst;
+  }
   ctx.dispatch({ kernel: kernel(g, 'WEIGHT', { fwd }), bindings: [w, dst], params: params(g, { SC4: rows4, NB4, total }), workgroups: grid1d(total) });
   return dst;
 }
