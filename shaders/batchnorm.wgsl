@@ -1,7 +1,8 @@
 // BatchNorm2d over NCHW: per-channel batch statistics, normalisation, the backward reductions
 // and input gradient, and the in-place running-statistics update.
 // Entry chosen by one flag: STATS, APPLY, BWD_REDUCE, BWD_DX (TRAINING selects the full
-// batch-statistics gradient, else the eval one), UPDATE.
+// batch-statistics gradient, else the eval one), UPDATE. ROWS (APPLY, training BWD_DX): one
+// invocation per (n, c) row, for CPU adapters (integer division is scalarised there).
 // Channel reductions use one RWG-thread workgroup per channel: each thread sums a strided
 // part sequentially, then a tree in workgroup memory (deterministic). RWG is 256 on GPUs and
 // 8 on CPU adapters (one SIMD vector: a barrier there costs a switch between every group of
@@ -76,11 +77,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+#if ${ROWS}
+  // One invocation per (n, c) row of HW values: the channel division once per row.
+  let row = flat_id(gid, nwg);
+  if (row >= p.N * p.C) { return; }
+  let c = row % p.C;
+  let inv = 1.0 / sqrt(vr[c] + p.eps);
+  let sc = inv * weight[c];
+  let mu = mean[c];
+  let bc = bias[c];
+  for (var j = 0u; j < p.HW; j++) {
+    let i = row * p.HW + j;
+    y[i] = (x[i] - mu) * sc + bc;
+  }
+#else
   let i = flat_id(gid, nwg);
   if (i >= p.total) { return; }
   let c = (i / p.HW) % p.C;
   let inv = 1.0 / sqrt(vr[c] + p.eps);
   y[i] = (x[i] - mean[c]) * inv * weight[c] + bias[c];
+#endif
 }
 #elif ${BWD_REDUCE}
 // dbias[c] = Σ dy, dweight[c] = Σ dy·x̂.
@@ -128,13 +144,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let cnt = f32(p.N * p.HW);
+#if ${ROWS}
+  // One invocation per (n, c) row (see APPLY).
+  let row = flat_id(gid, nwg);
+  if (row >= p.N * p.C) { return; }
+  let c = row % p.C;
+  let inv = 1.0 / sqrt(vr[c] + p.eps);
+  let mu = mean[c];
+  let wi = weight[c] * inv;
+  let mdy = sdy[c] / cnt;
+  let mdyx = sdyx[c] / cnt;
+  for (var j = 0u; j < p.HW; j++) {
+    let i = row * p.HW + j;
+    let xhat = (x[i] - mu) * inv;
+    dx[i] = wi * (dy[i] - mdy - xhat * mdyx);
+  }
+#else
   let i = flat_id(gid, nwg);
   if (i >= p.total) { return; }
   let c = (i / p.HW) % p.C;
   let inv = 1.0 / sqrt(vr[c] + p.eps);
-  let cnt = f32(p.N * p.HW);
   let xhat = (x[i] - mean[c]) * inv;
   dx[i] = weight[c] * inv * (dy[i] - sdy[c] / cnt - xhat * sdyx[c] / cnt);
+#endif
 }
 #else
 // Eval: the statistics are constants, dx = w·inv·dy.

@@ -20,7 +20,10 @@ export interface BatchNormOptions {
 }
 
 type Flag = 'STATS' | 'APPLY' | 'BWD_REDUCE' | 'BWD_DX' | 'UPDATE';
-/** Threads per channel reduction: one SIMD vector on CPU adapters (barriers are dear there), else 256. */
+/**
+ * Threads per channel reduction: one SIMD vector on CPU adapters (barriers are dear there),
+ * else 256. Width 8 also selects the per-row (ROWS) normalisation and training input gradient.
+ */
 let reductionWidth: 'auto' | 8 | 256 = 'auto';
 /** Forces the reduction workgroup size (tests cover both on any adapter). */
 export function setBatchNormReductionWidth(w: 'auto' | 8 | 256): void {
@@ -39,7 +42,7 @@ function rwg(): number {
 function kernel(flag: Flag, training = false) {
   return {
     family: 'batchnorm',
-    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: rwg() },
+    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: rwg(), ROWS: rwg() === 8 },
   };
 }
 
@@ -83,7 +86,7 @@ export function batchNorm2d(x: Tensor, p: BatchNormParams, opts: BatchNormOption
   const { weight, bias } = p;
   const [y] = makeNode('batchnorm2d', [x, weight, bias, mean, vr], [{ shape: x.shape }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('APPLY'), bindings: [x, weight, bias, mean, vr, y], params: params(), workgroups: grid1d(N * C * HW) });
+      ctx.dispatch({ kernel: kernel('APPLY'), bindings: [x, weight, bias, mean, vr, y], params: params(), workgroups: grid1d(rwg() === 8 ? N * C : N * C * HW) });
     },
     backward([dy]) {
       const g = dy!;
@@ -97,7 +100,7 @@ export function batchNorm2d(x: Tensor, p: BatchNormParams, opts: BatchNormOption
         const ins = training ? [x, g, weight, mean, vr, dweight, dbias] : [g, weight, vr];
         [dx] = makeNode('batchnorm_grad_input', ins, [{ shape: x.shape }], {
           encode(ctx) {
-            ctx.dispatch({ kernel: kernel('BWD_DX', training), bindings: [...ins, dx!], params: params(), workgroups: grid1d(N * C * HW) });
+            ctx.dispatch({ kernel: kernel('BWD_DX', training), bindings: [...ins, dx!], params: params(), workgroups: grid1d(training && rwg() === 8 ? N * C : N * C * HW) });
           },
         });
       }
