@@ -1,0 +1,34 @@
+// rmsNorm's row reductions at both widths on any adapter: 8 lanes (CPU adapters' default)
+// and the GPU widths (32–256 by row length), against the float64 reference.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { rmsNorm, setRmsNormWidth } from '../src/graph/ops/norm.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { relL2, rng } from './util.ts';
+import { numel, rmsNormBackRef, rmsNormRef } from './ref/nn.ts';
+
+beforeAll(async () => {
+  await init();
+});
+afterAll(() => setRmsNormWidth('auto'));
+
+describe('rmsNorm row-reduction widths', () => {
+  const R = rng('norm-width');
+  for (const width of [8, 'gpu'] as const) {
+    it(`width ${width}: short, odd and long rows`, async () => {
+      setRmsNormWidth(width);
+      for (const shape of [[R.int(1, 4), R.int(1, 7)], [R.int(3, 9), R.int(33, 90)], [2, R.int(257, 600)]]) {
+        const D = shape[shape.length - 1];
+        const X = R.randn(numel(shape)), Wt = R.uniform(D, 0.5, 1.5), G = R.randn(numel(shape));
+        const x = param(fromData(X, shape)), w = param(fromData(Wt, [D]));
+        const y = rmsNorm(x, w, 1e-6);
+        const [gx, gw] = grad(y, [x, w], fromData(G, shape));
+        await realize([y, gx!, gw!]);
+        const { dx, dw } = rmsNormBackRef(X, Wt, G, D, 1e-6);
+        expect(relL2(await read(y), rmsNormRef(X, Wt, D, 1e-6))).toBeLessThan(1e-5);
+        expect(relL2(await read(gx!), dx)).toBeLessThan(1e-5);
+        expect(relL2(await read(gw!), dw)).toBeLessThan(1e-5);
+      }
+    });
+  }
+});
