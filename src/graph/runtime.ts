@@ -340,13 +340,20 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   // Without timestamps, consecutive dispatches share one compute pass (WebGPU orders them);
   // copies and clears end it. Pass begin/end has a cost on software adapters.
   // Pass-level validation runs at end(): its errors name the pass's first and last ops.
+  const env = (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env;
+  let onePassPerOp = false;
+  try {
+    onePassPerOp = !!env?.get('MICAR_GPU_DEBUG');
+  } catch {
+    // no env permission: shared passes
+  }
   let shared: GPUComputePassEncoder | null = null;
   let sharedOps: string[] = [];
   const endShared = () => {
     if (!shared) return;
     pushScopes(device);
     shared.end();
-    popScopes(device, `compute pass ${sharedOps[0]} … ${sharedOps[sharedOps.length - 1]}`);
+    popScopes(device, `compute pass ${sharedOps[0]} … ${sharedOps[sharedOps.length - 1]} (set MICAR_GPU_DEBUG=1 for one pass per op)`);
     shared = null;
     sharedOps = [];
   };
@@ -370,7 +377,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
     const qi = 2 * profOps.length;
     const timed = querySet && qi + 1 < querySet.count;
-    if (!querySet) {
+    if (!querySet && !onePassPerOp) {
       shared ??= encoder.beginComputePass({ label });
       sharedOps.push(opName);
       shared.setPipeline(pipeline);
