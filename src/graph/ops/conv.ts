@@ -173,6 +173,15 @@ export function convDwRegisterConfig(O: number): ConvConfig {
   return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
 }
 
+/** Generated bodies by configuration (encoding runs every step; the text never changes). */
+const bodies = new Map<string, string>();
+function registerBodyOf(kind: 'GEMMR' | 'DWR', cfg: ConvConfig, fwd: boolean, bias: boolean): string {
+  const key = `${kind}:${cfg.WG},${cfg.RM},${cfg.RN}:${fwd}:${bias}`;
+  let body = bodies.get(key);
+  if (body === undefined) bodies.set(key, (body = kind === 'GEMMR' ? convRegisterBody(cfg, fwd, bias) : convDwRegisterBody(cfg)));
+  return body;
+}
+
 type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
@@ -181,7 +190,7 @@ function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; 
     defs: {
       LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD',
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, ...cfg,
-      REG_BODY: kind === 'GEMMR' ? convRegisterBody(cfg, !!opts.fwd, !!opts.bias) : kind === 'DWR' ? convDwRegisterBody(cfg) : '',
+      REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? registerBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
     },
   };
 }
