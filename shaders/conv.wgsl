@@ -90,10 +90,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = flat_id(gid, nwg);
-  if (row >= p.total) { return; }
-  let r = row % (p.SC4 * 4u);
-  let tap = row / (p.SC4 * 4u);
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  // Invocations run tap-fastest (neighbouring lanes read neighbouring taps of one weight row,
+  // a few cache lines per gather); the WB row they fill is (tap, r).
+  let tap = i % KHW;
+  let r = i / KHW;
+  let row = tap * p.SC4 * 4u + r;
   for (var q4 = 0u; q4 < p.NB4; q4++) {
     var v = vec4<f32>(0.0);
     for (var e = 0u; e < 4u; e++) {
