@@ -51,7 +51,10 @@ export function setConvKernel(k: ConvKernelChoice): void {
 function useRegister(): boolean {
   if (convKernel !== 'auto') return convKernel === 'register';
   try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+    // Mesa's software Vulkan only: SwiftShader (Chromium) compiles these large unrolled bodies
+    // so slowly (about 80 s more before the tiny model's first report in the demo) that it keeps
+    // the GPU-style kernels.
+    return /llvmpipe|lavapipe/i.test(runtime().gpu.adapterName);
   } catch {
     return false;
   }

@@ -188,7 +188,10 @@ export function setMoeKernel(k: MoeKernelChoice): void {
 function useRegister(): boolean {
   if (moeKernel !== 'auto') return moeKernel === 'register';
   try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+    // Mesa's software Vulkan only: SwiftShader (Chromium) compiles these large unrolled bodies
+    // so slowly (about 80 s more before the tiny model's first report in the demo) that it keeps
+    // the GPU-style kernels.
+    return /llvmpipe|lavapipe/i.test(runtime().gpu.adapterName);
   } catch {
     return false;
   }
