@@ -34,14 +34,18 @@ export * from './png.ts';
  * Copies row `row` of the generator's per-step traces to the CPU (and frees them unless
  * `keep`). `tokens`: the ids generated for that row; steps past its length are ignored.
  */
+const traceReads = new WeakMap<Tensor, Promise<Float32Array | Int32Array>>();
+
 export async function readTrace(traces: readonly StepTrace[], tokens: readonly number[], cfg: MicarConfig, opts: { row?: number; keep?: boolean } = {}): Promise<AttentionTrace> {
   const row = opts.row ?? 0, L = cfg.num_layers, H = cfg.num_heads, N = GRID * GRID;
   if (traces.length < tokens.length) throw new Error(`readTrace: ${traces.length} traced steps for ${tokens.length} tokens (was generate called with trace: true?)`);
   const tr: AttentionTrace = { layers: L, heads: H, grid: GRID, numExperts: cfg.num_experts, tokens: [...tokens], cross: [], self: [], experts: [] };
   const rowOf = async (t: Tensor, per: number, what: string): Promise<Float32Array | Int32Array> => {
     if (t.shape[0] <= row || t.size !== t.shape[0] * per) throw new Error(`readTrace: ${what} has shape [${t.shape}], expected [≥${row + 1}, …] with ${per} values per row`);
-    const all = await read(t);
-    return (all as Float32Array | Int32Array).slice(row * per, (row + 1) * per);
+    // One read per traced tensor, shared by every row of the batch (rows are read in turn).
+    let all = traceReads.get(t);
+    if (!all) traceReads.set(t, (all = read(t) as Promise<Float32Array | Int32Array>));
+    return (await all).slice(row * per, (row + 1) * per);
   };
   for (let t = 0; t < tokens.length; t++) {
     const s = traces[t];
