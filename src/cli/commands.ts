@@ -202,8 +202,8 @@ export async function mainJob(argv: string[]): Promise<void> {
     '--phantom-count', String(num(a, 'phantom-count', 3000)), '--val-limit', String(num(a, 'val-limit', 64)),
     ...argv,
   ];
-  // Leave time for the final evaluation (about a fifth of the budget).
-  const { data } = await trainCommand(trainArgs, { timeBudgetS: Math.max(30, budget * 0.72 - (Date.now() - t0) / 1000) });
+  // Leave time for the final evaluation and the attention pages (about a quarter of the budget).
+  const { data } = await trainCommand(trainArgs, { timeBudgetS: Math.max(30, budget * 0.76 - (Date.now() - t0) / 1000) });
   const ck = (await loadCheckpoint(`${out}/best.safetensors`))!;
   const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
   console.log(metricsTable({ 'micar (tiny)': { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
