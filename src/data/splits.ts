@@ -4,70 +4,15 @@
 // perm = np.random.RandomState(seed).permutation(n), test = perm[:n_test], train = perm[n_test:].
 // RandomState is MT19937 seeded with init_genrand(seed); permutation = arange(n) shuffled by
 // Fisher–Yates from the end, j = random_interval(i) (rejection sampling on masked 32-bit draws).
-
-/** MT19937 (Matsumoto & Nishimura), as numpy's legacy RandomState uses it. */
-export class MT19937 {
-  private mt = new Uint32Array(624);
-  private idx = 624;
-
-  /** init_genrand(seed): numpy's RandomState(seed) for an integer seed in [0, 2^32). */
-  constructor(seed: number) {
-    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`MT19937: seed must be an integer in [0, 2^32), got ${seed}`);
-    const mt = this.mt;
-    mt[0] = seed >>> 0;
-    for (let i = 1; i < 624; i++) {
-      const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
-      // 1812433253 · prev + i mod 2^32, split to stay exact in float64
-      mt[i] = (((((prev & 0xffff0000) >>> 16) * 1812433253) << 16) + (prev & 0x0000ffff) * 1812433253 + i) >>> 0;
-    }
-    this.idx = 624;
-  }
-
-  private twist(): void {
-    const mt = this.mt;
-    for (let i = 0; i < 624; i++) {
-      const y = (mt[i] & 0x80000000) | (mt[(i + 1) % 624] & 0x7fffffff);
-      mt[i] = mt[(i + 397) % 624] ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
-    }
-    this.idx = 0;
-  }
-
-  /** genrand_int32. */
-  nextUint32(): number {
-    if (this.idx >= 624) this.twist();
-    let y = this.mt[this.idx++];
-    y ^= y >>> 11;
-    y ^= (y << 7) & 0x9d2c5680;
-    y ^= (y << 15) & 0xefc60000;
-    y ^= y >>> 18;
-    return y >>> 0;
-  }
-
-  /** numpy's random_interval(max) for max < 2^32: uniform in [0, max]. */
-  interval(max: number): number {
-    if (max === 0) return 0;
-    if (max > 0xffffffff) throw new Error(`MT19937.interval: max ${max} needs 64-bit draws, not implemented`);
-    let mask = max;
-    mask |= mask >>> 1;
-    mask |= mask >>> 2;
-    mask |= mask >>> 4;
-    mask |= mask >>> 8;
-    mask |= mask >>> 16;
-    mask >>>= 0;
-    let v: number;
-    do v = (this.nextUint32() & mask) >>> 0;
-    while (v > max);
-    return v;
-  }
-}
+import { LegacyRandomState } from '../metrics/numpy.ts';
 
 /** np.random.RandomState(seed).permutation(n). */
 export function numpyPermutation(n: number, seed: number): Int32Array {
-  const rng = new MT19937(seed);
+  const rng = new LegacyRandomState(seed);
   const a = new Int32Array(n);
   for (let i = 0; i < n; i++) a[i] = i;
   for (let i = n - 1; i >= 1; i--) {
-    const j = rng.interval(i);
+    const j = rng.randintBelow(i + 1); // numpy's random_interval(i)
     const t = a[i];
     a[i] = a[j];
     a[j] = t;

@@ -3,6 +3,7 @@
 // (temperature, top-p). Tokens stream through `onToken` / `generateStream` as they are chosen.
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose } from '../graph/runtime.ts';
+import { mulberry32 } from '../graph/ops/random.ts';
 import type { Weights } from '../model/weights.ts';
 import { CachedDecoder, type StepTrace } from './generator.ts';
 
@@ -77,7 +78,7 @@ async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out
     out.tokens = Array.from({ length: b }, () => []);
     out.scores = new Array(b).fill(0);
     const done = new Array(b).fill(false);
-    const rnd = mulberry(opts.sample?.seed ?? 1);
+    const rnd = mulberry32(opts.sample?.seed ?? 1);
     const V = cfg.vocab_size;
     // Finished rows keep being fed (the batch stays rectangular); their tokens are dropped.
     const prev = new Array(b).fill(cfg.sos_id);
@@ -244,14 +245,4 @@ export async function beamSearch(w: Weights, image: Tensor, opts: BeamOptions): 
     all.sort((a, c) => c.score - a.score);
     return all.slice(0, nBest);
   });
-}
-
-function mulberry(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

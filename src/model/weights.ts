@@ -2,6 +2,7 @@
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
 import { Tensor } from '../graph/tensor.ts';
 import { fromData, read, runtime } from '../graph/runtime.ts';
+import { mulberry32 } from '../graph/ops/random.ts';
 import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
 import type { MicarConfig } from './config.ts';
 import { type Entry, stateDictSpec } from './spec.ts';
@@ -128,7 +129,7 @@ export class Weights {
   /** A freshly initialised model (xavier-uniform for ≥2-D decoder-side weights, torchvision init for the backbone). */
   static init(cfg: MicarConfig, seed: number): Weights {
     const w = new Weights(cfg);
-    const rnd = mulberry(seed);
+    const rnd = mulberry32(seed);
     const uniform = (n: number, bound: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * bound);
     const normal = (n: number, std: number) =>
       Float32Array.from({ length: n }, () => std * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd()));
@@ -196,15 +197,4 @@ export function sinusoidal(T: number, d: number): Float32Array {
     }
   return out;
 }
-
-function mulberry(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export type { Tensor };

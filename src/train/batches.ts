@@ -1,5 +1,6 @@
 // Examples → GPU batches: preprocessed pixels (CHW floats) and encoded reports.
 import { fromData } from '../graph/runtime.ts';
+import { mulberry32 } from '../graph/ops/random.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import type { Batch } from '../model/micar.ts';
 
@@ -48,13 +49,7 @@ export function toGpuBatch(h: HostBatch): Batch {
 
 /** Deterministic Fisher–Yates permutation of 0..n−1 for (seed, epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
-  let s = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca77)) >>> 0 || 1;
-  const rnd = () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rnd = mulberry32((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca77)) >>> 0);
   const a = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));

@@ -14,17 +14,10 @@ export interface EvalExample extends TrainExample {
   truth?: { modality: Modality; findings: Finding[] };
 }
 
-export interface EvalScores {
-  bleu1: number;
-  bleu2: number;
-  bleu3: number;
-  bleu4: number;
-  meteor: number;
-  rougeL: number;
-  cider: number;
-  selection: number;
+export type EvalScores = Omit<CaptionMetrics, 'rougeL_mean'> & {
+  /** Built-in dataset only: share of reports whose findings are all right (else null). */
   finding_accuracy: number | null;
-}
+};
 
 export function scorePredictions(preds: string[], examples: EvalExample[]): EvalScores {
   const m: CaptionMetrics = computeMetrics(preds, examples.map((e) => e.report));

@@ -175,3 +175,17 @@ export function dropout(x: Tensor, p: number, seed: number): Tensor {
   });
   return y;
 }
+
+/**
+ * A small seeded CPU generator (mulberry32) for host-side choices: weight init, data order,
+ * sampling. Uniform in [0, 1).
+ */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    let t = (s = (s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
