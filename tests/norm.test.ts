@@ -34,7 +34,8 @@ async function check(shape: number[], eps: number, fd: boolean) {
 describe('rmsNorm', () => {
   it('forward, dx and dw on small random shapes', async () => {
     for (let k = 0; k < 3; k++) {
-      const shape = [R.int(1, 4), R.int(1, 3), R.int(1, 40)];
+      // D ≥ 2: with one feature the normalised output is ±w and dx is pure f32 cancellation.
+      const shape = [R.int(1, 4), R.int(1, 3), R.int(2, 40)];
       await check(shape, k === 0 ? 1e-6 : 0.1, true);
     }
   });
