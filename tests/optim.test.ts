@@ -45,6 +45,7 @@ describe('AdamW', () => {
         // and amsgrad's running max differs from v.
         const G = shapes.map((g, gi) => g.map((s, pi) => (hasGrad(step, gi, pi) ? R.randn(numelOf(s), 0.5 + R.next()).map((x) => (step === 1 && R.next() < 0.5 ? Math.fround(x * 0.01) : x)) : null)));
         shapes.forEach((g, gi) => g.forEach((s, pi) => grads.set(params[gi][pi], G[gi][pi] ? fromData(G[gi][pi]!, s) : null)));
+        const refBefore = refP.map((g) => g.map((a) => Float64Array.from(a)));
         const effects = opt.step(grads);
         expect(effects.length).toBe(step === 0 ? 3 : 4);
         await realize([], { effects });
@@ -63,9 +64,13 @@ describe('AdamW', () => {
               expect(Array.from(got), label).toEqual(Array.from(before[gi][pi]));
             }
             expect(relL2(got, refP[gi][pi]), label).toBeLessThan(1e-5);
-            // The update itself (≈ lr·(1 + wd) per element, vs params ~1): f32 rounding of the
-            // stored params (6e-8·|p|) is ≤ ~3e-6 of it, so 1e-5 still tests the formula.
-            expect(relL2(diff(got, before[gi][pi]), diff(refP[gi][pi], before[gi][pi])), label + ' update').toBeLessThan(2e-5);
+            // The update itself against the float64 update of this step: 2e-5 of its size, plus
+            // the f32 rounding of the stored parameters (before and after: ≤ 2·6e-8·‖p‖), which
+            // dominates where few elements have small updates (m changing sign at step 2).
+            const dGot = diff(got, before[gi][pi]), dRef = diff(refP[gi][pi], refBefore[gi][pi]);
+            const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((t, v) => t + v * v, 0));
+            const err = norm(diff(dGot, dRef));
+            expect(err, label + ' update').toBeLessThanOrEqual(2e-5 * norm(dRef) + 1.2e-7 * norm(got));
           }
         }
         before = now;
