@@ -134,8 +134,8 @@ export interface EvalResult {
   predictions: string[];
 }
 
-export async function evaluateSplits(ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer }, train: EvalExample[], test: EvalExample[]): Promise<EvalResult> {
-  const predictions = await predictReports(ck.weights, ck.tokenizer, test);
+/** Scores the model's reports and the two baselines' (most frequent training report, nearest image). */
+function scoreAgainstBaselines(predictions: string[], train: EvalExample[], test: EvalExample[]): EvalResult {
   const mf = mostFrequentReport(train);
   return {
     test: scorePredictions(predictions, test),
@@ -164,21 +164,12 @@ export async function evaluateTest(
   ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer },
   data: { train: EvalExample[] }, test: EvalExample[], samples: Sample[],
 ): Promise<{ r: EvalResult; g: GroundingSummary | null }> {
-  if (!samples.every((s) => s.meta)) return { r: await evaluateSplits(ck, data.train, test), g: null };
+  if (!samples.every((s) => s.meta)) {
+    return { r: scoreAgainstBaselines(await predictReports(ck.weights, ck.tokenizer, test), data.train, test), g: null };
+  }
   const g = await evaluateGrounding(ck.weights, ck.tokenizer.tokens, await phantomOf(samples), { batch: 16 });
   const predictions = g.tokens.map((t) => ck.tokenizer.decode(t, { stopAtEos: true }));
-  const mf = mostFrequentReport(data.train);
-  return {
-    r: {
-      test: scorePredictions(predictions, test),
-      baselines: {
-        most_frequent: scorePredictions(test.map(() => mf), test),
-        nearest_neighbour: scorePredictions(nearestNeighbourReports(data.train, test), test),
-      },
-      predictions,
-    },
-    g: g.summary,
-  };
+  return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary };
 }
 
 export async function evalCommand(argv: string[]): Promise<void> {

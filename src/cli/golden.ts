@@ -185,9 +185,8 @@ export async function runGolden(dir: string, log: (s: string) => void = console.
 
   // 3. Train-mode forward (BatchNorm batch statistics, dropout 0) and the BN running stats it leaves.
   if (io.has('logits_trainmode')) {
-    const w = Weights.fromStateDict(cfg, sd, weightsPath);
-    const trainCfg = { ...cfg, dropout: 0, attention_dropout: 0 };
-    (w as unknown as { cfg: typeof cfg }).cfg = trainCfg;
+    // The reference ran train mode with every Dropout at p = 0.
+    const w = Weights.fromStateDict({ ...cfg, dropout: 0, attention_dropout: 0 }, sd, weightsPath);
     const out = forward(w, makeBatch(), { training: true });
     await realize([out.enc.msve, out.dec.logits, out.dec.lb], { effects: out.f.bnUpdates, label: 'golden train-mode forward' });
     for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);

@@ -172,7 +172,15 @@ export class Weights {
       }
       const parts: Float32Array[] = [];
       for (const c of this.chunks(e.name)) parts.push((await read(c)) as Float32Array);
-      const all = parts.length === 1 ? parts[0] : Float32Array.from(parts.flatMap((p) => Array.from(p)));
+      let all = parts[0];
+      if (parts.length > 1) {
+        all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+        let o = 0;
+        for (const p of parts) {
+          all.set(p, o);
+          o += p.length;
+        }
+      }
       out.set(e.name, fromFloat32(all, e.shape, 'F32'));
     }
     return out;

@@ -29,12 +29,8 @@ export interface TrainState {
 export async function checkpointBytes(w: Weights, opt: AdamW | null, tok: Tokenizer, state: TrainState | null): Promise<Uint8Array> {
   const tensors = await w.toStateDict();
   for (const [name, t] of tensors) {
-    const f = tensors.get(name)!;
-    if (f.dtype === 'F32') {
-      const v = toFloat32(f);
-      if (!v.every(Number.isFinite)) throw new Error(`checkpoint: weight ${name} is not finite; refusing to write a checkpoint with NaN/Inf`);
-    }
-    void t;
+    if (t.dtype === 'F32' && !toFloat32(t).every(Number.isFinite))
+      throw new Error(`checkpoint: weight ${name} is not finite; refusing to write a checkpoint with NaN/Inf`);
   }
   let optMeta = '';
   if (opt) {
