@@ -168,7 +168,7 @@ export async function timeKernel(d: RawDispatch, opts: TimeOpts & { inner?: numb
   const encodeSample = (): GPUCommandBuffer => {
     const enc = device.createCommandEncoder({ label: 'bench kernel' });
     for (let i = 0; i < inner; i++) {
-      const tsw: GPUComputePassTimestampWrites | undefined = querySet
+      const tsw: GPUComputePassTimestampWrites | undefined = querySet && (i === 0 || i === inner - 1)
         ? {
           querySet,
           ...(i === 0 ? { beginningOfPassWriteIndex: 0 } : {}),

@@ -205,6 +205,65 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   P[idx] = exp(s - stats[sr]) / stats[sr + 1u];
 }
 
+#elif ${ONE_Q}
+// One query row per head (decoding steps): one workgroup per (batch, head). Lanes stride over
+// the keys for the scores (kept in workgroup memory), every lane then takes the row max and
+// sum, the scores become probabilities, and lanes stride over the output columns. Writes the
+// same row statistics as FWD (max, Σ exp(s − max)), and P when WRITE_P.
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+#if ${WRITE_P}
+@group(0) @binding(${P_BINDING}) var<storage, read_write> P: array<f32>;   // [BH, 1, Sk]
+#endif
+const OWG: u32 = ${OWG}u;
+const NONE: f32 = -3.0e38;
+var<workgroup> S: array<f32, ${SKP}>;
+
+@compute @workgroup_size(OWG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let bh = wid.x + wid.y * 65535u;
+  if (bh >= p.BH) { return; }
+  let qb = bh * D;
+  let kBase = bh * p.Sk * D;
+  let vBase = bh * p.Sk * DV;
+  for (var key = li; key < p.Sk; key += OWG) {
+    let kb = kBase + key * D;
+    var dot = 0.0;
+    for (var c = 0u; c < D; c++) { dot = fma(Q[qb + c], K[kb + c], dot); }
+    var s = dot * p.scale;
+#if ${HAS_MASK}
+    if (!keep(bh / p.H, 0u, key)) { s = MASKED; }
+#endif
+    S[key] = s;
+  }
+  workgroupBarrier();
+  var m = NONE;
+  for (var key = 0u; key < p.Sk; key++) { m = max(m, S[key]); }
+  var l = 0.0;
+  for (var key = 0u; key < p.Sk; key++) { l += exp(S[key] - m); }
+  workgroupBarrier();
+  for (var key = li; key < p.Sk; key += OWG) {
+    let pr = exp(S[key] - m) / l;
+    S[key] = pr;
+#if ${WRITE_P}
+    P[bh * p.Sk + key] = pr;
+#endif
+  }
+  workgroupBarrier();
+  for (var c = li; c < DV; c += OWG) {
+    var o = 0.0;
+    for (var key = 0u; key < p.Sk; key++) { o = fma(S[key], V[vBase + key * DV + c], o); }
+    O[bh * DV + c] = o;
+  }
+  if (li == 0u) {
+    stats[2u * bh] = m;
+    stats[2u * bh + 1u] = l;
+  }
+}
+
 #elif ${SM_BWD}
 @group(0) @binding(1) var<storage, read> P: array<f32>;
 @group(0) @binding(2) var<storage, read> dP: array<f32>;

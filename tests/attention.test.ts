@@ -128,3 +128,62 @@ for (const kern of ['register', 'tiled'] as const) describe(`attention (GPU, ${k
     await runCase(R, { dm: { b: 1, H: 1, Sq: 17, Sk: 49, d: 130, dv: 67 }, keepProbs: false, backward: true });
   });
 });
+
+// One query row (decoding steps): 'auto' runs the ONE_Q kernel, whose row statistics also
+// feed the backward's re-materialised probabilities.
+describe('attention with one query row (ONE_Q kernel) against the float64 reference', () => {
+  const R = rng('attention-one-query');
+  /** A key-padding mask [b,1,Sk] (a decoding step sees a prefix); optionally one row fully masked. */
+  const prefixMask = (b: number, Sk: number, fullyMasked: boolean) => {
+    const m = new Float64Array(b * Sk);
+    for (let bb = 0; bb < b; bb++) {
+      const valid = R.int(1, Sk);
+      for (let j = 0; j < valid; j++) m[bb * Sk + j] = 1;
+    }
+    if (fullyMasked) m.fill(0, 0, Sk);
+    return m;
+  };
+  it('decoder self-attention over a cache: paper head size 96, prefix mask, probs kept, backward', async () => {
+    const b = R.int(1, 4), Sk = R.int(20, 80);
+    await runCaseMask(R, { b, H: R.int(1, 8), Sq: 1, Sk, d: 96, dv: 96 }, prefixMask(b, Sk, false), true);
+  });
+  it('cross-attention to 49 image tokens, no mask, odd head sizes, backward', async () => {
+    await runCase(R, { dm: { b: R.int(1, 3), H: R.int(1, 4), Sq: 1, Sk: 49, d: R.int(3, 40), dv: R.int(1, 40) }, keepProbs: R.next() < 0.5, backward: true });
+  });
+  it('a fully masked row gives uniform probabilities; more keys than lanes, few keys', async () => {
+    const b = 2, Sk = R.int(65, 300);
+    await runCaseMask(R, { b, H: 2, Sq: 1, Sk, d: R.int(2, 20), dv: R.int(2, 20) }, prefixMask(b, Sk, true), true);
+    await runCase(R, { dm: { b: 1, H: 3, Sq: 1, Sk: R.int(1, 3), d: R.int(1, 9), dv: R.int(1, 9) }, keepProbs: true, backward: true });
+  });
+});
+
+/** runCase with a given f32 mask [b,1,Sk] (Sq = 1). */
+async function runCaseMask(R: Rng, dm: AttnDims, M: Float64Array, keepProbs: boolean) {
+  const { b, H, Sk, d, dv } = dm;
+  const scale = 1 / Math.sqrt(d);
+  const Q = R.randn(b * H * d), K = R.randn(b * H * Sk * d), V = R.randn(b * H * Sk * dv);
+  const q = param(fromData(Q, [b, H, 1, d])), k = param(fromData(K, [b, H, Sk, d])), v = param(fromData(V, [b, H, Sk, dv]));
+  const { out, probs } = attention(q, k, v, { scale, mask: fromData(M, [b, 1, Sk]), keepProbs });
+  const GO = R.randn(out.size);
+  const grads = grad(sumTo(mul(out, fromData(GO, out.shape)), []), [q, k, v]);
+  await realize([out, ...(probs ? [probs] : []), ...grads.map((g) => g!)]);
+  const ref = attentionRef(Q, K, V, dm, scale, M);
+  const gref = attentionGradRef(Q, K, V, dm, scale, GO, undefined, M);
+  const errs = {
+    out: relL2(await read(out), ref.out), probs: probs ? relL2(await read(probs), ref.probs) : 0,
+    dq: relL2(await read(grads[0]!), gref.dq), dk: relL2(await read(grads[1]!), gref.dk), dv: relL2(await read(grads[2]!), gref.dv),
+  };
+  console.log(`attention one query ${JSON.stringify(dm)}: rel L2 ${JSON.stringify(errs)}`);
+  for (const e of Object.values(errs)) expect(e).toBeLessThan(1e-5);
+  if (probs) {
+    const P = await read(probs);
+    for (let bh = 0; bh < b * H; bh++) {
+      const row = M.subarray(Math.floor(bh / H) * Sk, (Math.floor(bh / H) + 1) * Sk);
+      const all = row.every((x) => x === 0);
+      for (let j = 0; j < Sk; j++) if (row[j] === 0) {
+        if (all) expect(Math.abs(P[bh * Sk + j] - 1 / Sk)).toBeLessThan(1e-6);
+        else expect(P[bh * Sk + j]).toBe(0);
+      }
+    }
+  }
+}

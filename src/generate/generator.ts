@@ -7,16 +7,16 @@
 // with the position. A step is one submission; beam reorders are folded into the next one.
 import { makeNode, type Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
-import { linear, matmul } from '../graph/ops/matmul.ts';
+import { linear } from '../graph/ops/matmul.ts';
+import { expertsForRows, rowsLinear, type StackedExperts } from '../graph/ops/matvec.ts';
 import { rmsNorm } from '../graph/ops/norm.ts';
 import { rotary } from '../graph/ops/rotary.ts';
 import { attention } from '../graph/ops/attention.ts';
 import { embedding } from '../graph/ops/embedding.ts';
 import { activation, add, mul, scale, sigmoid, sub } from '../graph/ops/elementwise.ts';
-import { max, mean, sum } from '../graph/ops/reduce.ts';
-import { concat, permute, reshape, slice, split, stridedCopy, transpose } from '../graph/ops/shape.ts';
-import { type MoeMode, stackExpertWeights, topkGate } from '../graph/ops/moe.ts';
-import type { ActName } from '../model/config.ts';
+import { max, mean } from '../graph/ops/reduce.ts';
+import { concat, reshape, slice, split, stridedCopy } from '../graph/ops/shape.ts';
+import { stackExpertWeights, topkGate } from '../graph/ops/moe.ts';
 import { Forward } from '../model/context.ts';
 import { encodeImage } from '../model/micar.ts';
 import { downNormUp, splitHeads } from '../model/attention.ts';
@@ -36,8 +36,6 @@ interface ImageContext {
   crossV: Tensor[];
   g: Tensor[]; // per layer [n, 1, d] global image vector
 }
-
-type Stacked = { W1: Tensor; W3: Tensor; W2: Tensor };
 
 /** out[r] = x[rows[r]] along axis 0 (whole contiguous slabs, buffer copies only). */
 function gatherSlabs(x: Tensor, rows: number[], label: string): Tensor {
@@ -92,16 +90,10 @@ function appendKV(kc: Tensor, vc: Tensor, qkr: Tensor, qkv: Tensor, maskTable: T
   return mask;
 }
 
-/**
- * linear(x, W, b) for the few rows of a decoding step, x [B,1,din]: computed as W·xᵀ so that
- * the long output axis runs across the matmul's row blocks (with B rows in the row axis, the
- * CPU adapters' register blocks of 64 rows would compute mostly padding).
- */
+/** linear(x, W, b) for the few rows of a decoding step, x [B,1,din] (weights streamed once). */
 function rowLinear(x: Tensor, W: Tensor, b?: Tensor): Tensor {
   const [B, s, din] = x.shape;
-  const dout = W.shape[0];
-  const y = reshape(transpose(matmul(W, reshape(x, [B * s, din]), { transB: true }), 0, 1), [B, s, dout]);
-  return b ? add(y, b) : y;
+  return reshape(rowsLinear(reshape(x, [B * s, din]), W, b), [B, s, W.shape[0]]);
 }
 
 /** downNormUp (Linear → RMSNorm → Linear) with rowLinear. */
@@ -109,30 +101,12 @@ function rowDownNormUp(f: Forward, x: Tensor, p: string): Tensor {
   return rowLinear(rmsNorm(rowLinear(x, f.p(`${p}.0.weight`)), f.p(`${p}.1.weight`), 1e-6), f.p(`${p}.2.weight`));
 }
 
-/**
- * The MoE layer for the B tokens of a step, dense over experts: every expert's FFN runs on
- * all B rows (as W·xᵀ, see rowLinear) and the outputs are combined with coefficients that
- * are 1 (sum mode) or the gate weight (weighted) for each token's top-k experts and 0
- * elsewhere. With B·k tokens-slots close to E this costs about what routing would, without
- * the grouped kernel's 32-row tiles holding one or two real rows.
- */
-function denseMoe(x: Tensor, route: { indices: Tensor; weights: Tensor }, W: Stacked, eye: Tensor, act: ActName, mode: MoeMode): Tensor {
-  const [B, d] = x.shape;
-  const [E, F] = W.W1.shape;
-  const k = route.indices.shape[1];
-  const h1 = matmul(reshape(W.W1, [E * F, d]), x, { transB: true }); // [E·F, B]
-  const h3 = matmul(reshape(W.W3, [E * F, d]), x, { transB: true });
-  const h = reshape(mul(activation(act, h1), h3), [E, F, B]);
-  const y = permute(matmul(W.W2, h), [2, 0, 1]); // [E, d, B] → [B, E, d]
-  const onehot = embedding(route.indices, eye); // [B, k, E]
-  const coef = sum(mode === 'weighted' ? mul(onehot, reshape(route.weights, [B, k, 1])) : onehot, 1, true); // [B, 1, E]
-  return reshape(matmul(coef, y), [B, d]);
-}
-
 /** Incremental decoder over B rows (images × hypotheses); rows may be regrouped between steps. */
 export class CachedDecoder {
   /** Decode steps run by every decoder in this process (lets tests and benches check streaming). */
   static totalSteps = 0;
+  /** Time every dispatch of each step (runtime's `lastProfile`), for profiling. */
+  static profile = false;
   pos = 0;
   private img: ImageContext | null = null;
   /** Per-row copies of the image context (the per-image one when rows = images). */
@@ -144,9 +118,7 @@ export class CachedDecoder {
   /** Parent row of each row for the next step (beam reorders, folded into the next step). */
   private pending: number[] | null = null;
   private maskTable: Tensor | null = null;
-  private stacked: Stacked[] = [];
-  /** Identity [E,E]: one-hot rows of the chosen experts (embedding lookup). */
-  private eye: Tensor | null = null;
+  private stacked: StackedExperts[] = [];
 
   constructor(readonly w: Weights, readonly trace = false) {}
 
@@ -199,10 +171,6 @@ export class CachedDecoder {
       const m = new Float32Array(T * T);
       for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) m[i * T + j] = 1;
       this.maskTable = fromData(m, [T, T], 'f32', 'causal_rows');
-    }
-    if (!this.eye) {
-      const E = cfg.num_experts;
-      this.eye = fromData(Float32Array.from({ length: E * E }, (_, i) => (i % (E + 1) === 0 ? 1 : 0)), [E, E], 'f32', 'experts_eye');
     }
     this.rowCtx = this.gatherContext(this.rowImage);
     this.pending = null;
@@ -283,7 +251,7 @@ export class CachedDecoder {
       // Modulated MoE on this position's B tokens, with the experts stacked once in encode().
       const xm = reshape(rmsNorm(fo, f.p(`${p}.norm_moe.weight`), 1e-6), [B, d]);
       const route = topkGate(xm, f.p(`${p}.moe.gate.gate.weight`), cfg.k);
-      const y = denseMoe(xm, route, this.stacked[l], this.eye!, cfg.act_fn, cfg.moe_mode);
+      const y = expertsForRows(xm, route.indices, route.weights, this.stacked[l], cfg.act_fn, cfg.moe_mode);
       x = add(fo, reshape(y, [B, 1, d]));
       if (this.trace) {
         trace.self.push(slice(sa.probs!, 3, 0, pos + 1));
@@ -294,7 +262,7 @@ export class CachedDecoder {
     const logits = reshape(rowLinear(rmsNorm(x, f.p('gen_logits.0.weight'), 1e-6), f.p('gen_logits.1.weight')), [B, cfg.vocab_size]);
     const keepers = [logits, ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
     if (this.trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
-    await realize(keepers, { label: `decode step ${pos}` });
+    await realize(keepers, { label: `decode step ${pos}`, profile: CachedDecoder.profile });
     dispose(...old);
     this.pos++;
     CachedDecoder.totalSteps++;
@@ -320,9 +288,8 @@ export class CachedDecoder {
     this.disposeRows();
     if (this.img) dispose(...this.img.crossK, ...this.img.crossV, ...this.img.g);
     for (const s of this.stacked) dispose(s.W1, s.W3, s.W2);
-    dispose(this.maskTable, this.eye);
+    dispose(this.maskTable);
     this.maskTable = null;
-    this.eye = null;
     this.stacked = [];
     this.img = null;
   }

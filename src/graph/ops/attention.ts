@@ -101,12 +101,29 @@ export function attentionRegisterBody(d: number, dv: number, probs: boolean, has
   return L.join('\n');
 }
 
-function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD', maskBinding: number) {
+/** Largest key count of the one-query kernel (its scores live in workgroup memory). */
+const ONE_Q_MAX_SK = 3072;
+
+/** One query row (decoding steps): the ONE_Q kernel, unless a test forces another. */
+function useOneQuery(g: Geometry): boolean {
+  return attnKernel === 'auto' && g.Sq === 1 && g.Sk <= ONE_Q_MAX_SK;
+}
+
+function isCpu(): boolean {
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
+function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', maskBinding: number, writeP = false) {
   const t = attentionTiles(g.d, g.dv);
-  const reg = kind !== 'SM_BWD' && useRegister(g);
+  const reg = kind !== 'SM_BWD' && kind !== 'ONE_Q' && useRegister(g);
   return {
     family: 'attention',
     defs: {
+      ONE_Q: kind === 'ONE_Q', WRITE_P: writeP, P_BINDING: g.mask ? 7 : 6, SKP: kind === 'ONE_Q' ? g.Sk : 1, OWG: kind === 'ONE_Q' && !isCpu() ? 64 : 8,
       FWD: kind === 'FWD' && !reg, PROBS: kind === 'PROBS' && !reg, SM_BWD: kind === 'SM_BWD',
       FWD_REG: kind === 'FWD' && reg, PROBS_REG: kind === 'PROBS' && reg,
       REG_BODY: reg ? attentionRegisterBody(g.d, g.dv, kind === 'PROBS', !!g.mask) : '',
@@ -182,6 +199,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   if (keepProbs) outShapes.push({ shape: [b, H, Sq, Sk] });
   const outs = makeNode('attention', inputs, outShapes, {
     encode(ctx) {
+      if (useOneQuery(g)) {
+        const bindings = mask ? [q, k, v, out, stats, mask] : [q, k, v, out, stats];
+        if (probs) bindings.push(probs);
+        ctx.dispatch({ kernel: defs(g, 'ONE_Q', 6, !!probs), bindings, params: params(g), workgroups: b * H <= 65535 ? [b * H, 1] : [65535, Math.ceil((b * H) / 65535)] });
+        return;
+      }
       const t = attentionTiles(d, dv);
       ctx.dispatch({
         kernel: defs(g, 'FWD', 6),

@@ -1,0 +1,167 @@
+// Products for the few rows of a decoding step (shaders/matvec.wgsl): `rowsLinear` and the
+// top-k-only mixture of experts `expertsForRows`. With B ≈ 1–12 rows every weight is read
+// once per step, so these kernels stream each weight row contiguously across a workgroup's
+// lanes instead of tiling for reuse, and the experts no row selects are skipped without
+// reading their weights.
+import { makeNode, type Tensor } from '../tensor.ts';
+import { runtime } from '../runtime.ts';
+import { assertDtype, grid1d, P } from './util.ts';
+import { matmul } from './matmul.ts';
+import { activation, type Activation, mul, sumTo } from './elementwise.ts';
+
+type Kind = 'LINEAR' | 'EXPERT_UP' | 'EXPERT_DOWN' | 'COMBINE';
+
+function isCpuAdapter(): boolean {
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
+}
+
+/** Lanes per workgroup: forced (tests cover both widths on any adapter) or by adapter. */
+let lanesChoice: 'auto' | 8 | 64 = 'auto';
+export let BLOCK_REGS = 16;
+export function setBlockRegs(u: number) { BLOCK_REGS = u; }
+export function setMatvecLanes(l: 'auto' | 8 | 64): void {
+  lanesChoice = l;
+}
+
+/** Rows per workgroup and outputs per workgroup: the RB·RN·NW partial sums plus RB x and RN·NW w values per lane stay near 16 registers. */
+export function matvecBlock(B: number, NW: number): { RB: number; RN: number } {
+  const RB = Math.min(B, 4);
+  const RN = Math.max(1, Math.min(8, Math.floor(BLOCK_REGS / (RB * NW))));
+  return { RB, RN };
+}
+
+/**
+ * The unrolled body: this lane's k's of RB rows and RN outputs, partial sums a{i}_{j}_{w}
+ * left in `part`. VEC: X and W are read as vec4 (4 k's per load; K % 4 == 0) — on llvmpipe each
+ * load instruction has a large fixed cost, so wider loads stream faster. KFULL: the k extent
+ * (in loads) is a multiple of LANES, so no tail needs masking.
+ */
+export function matvecBody(RB: number, RN: number, NW: number, vec: boolean, kFull: boolean): string {
+  const L: string[] = [];
+  const wName = NW === 2 ? ['W1', 'W3'] : ['W'];
+  const KL = vec ? 'K4' : 'p.K';
+  L.push(`  let K4 = p.K / ${vec ? 4 : 1}u;`);
+  for (let i = 0; i < RB; i++) L.push(`  let xo${i} = (xbase + min(r0 + ${i}u, p.B - 1u)) * K4;`);
+  for (let j = 0; j < RN; j++) L.push(`  let wo${j} = (wbase + min(o0 + ${j}u, p.N - 1u)) * K4;`);
+  const acc = (i: number, j: number, w: number) => `a${i}_${j}_${w}`;
+  for (let i = 0; i < RB; i++) for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`  var ${acc(i, j, w)} = 0.0;`);
+  L.push(`  for (var k0 = 0u; k0 < ${KL}; k0 += LANES) {`);
+  if (kFull) L.push('    let k = k0 + t;');
+  else L.push(`    let k = min(k0 + t, ${KL} - 1u);`, `    let live = k0 + t < ${KL};`);
+  const zero = vec ? 'vec4<f32>()' : '0.0';
+  for (let i = 0; i < RB; i++) L.push(kFull ? `    let x${i} = X[xo${i} + k];` : `    let x${i} = select(${zero}, X[xo${i} + k], live);`);
+  for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`    let w${j}_${w} = ${wName[w]}[wo${j} + k];`);
+  const dot = (x: string, v: string, a: string) => (vec ? `fma(${x}.w, ${v}.w, fma(${x}.z, ${v}.z, fma(${x}.y, ${v}.y, fma(${x}.x, ${v}.x, ${a}))))` : `fma(${x}, ${v}, ${a})`);
+  for (let i = 0; i < RB; i++) for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`    ${acc(i, j, w)} = ${dot(`x${i}`, `w${j}_${w}`, acc(i, j, w))};`);
+  L.push('  }');
+  for (let i = 0; i < RB; i++) for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`  part[${(i * RN + j) * NW + w}u * LANES + t] = ${acc(i, j, w)};`);
+  return L.join('\n');
+}
+
+interface Launch {
+  kernel: { family: string; defs: Record<string, boolean | number | string> };
+  workgroups: [number, number, number];
+}
+
+function launch(kind: Kind, B: number, N: number, K: number, E: number, extra: { HAS_BIAS?: boolean; WEIGHTED?: boolean } = {}): Launch {
+  const LANES = lanesChoice === 'auto' ? (isCpuAdapter() ? 8 : 64) : lanesChoice;
+  const NW = kind === 'EXPERT_UP' ? 2 : 1;
+  const vec = K % 4 === 0;
+  const { RB, RN } = matvecBlock(B, NW);
+  const defs: Record<string, boolean | number | string> = {
+    LINEAR: kind === 'LINEAR', EXPERT_UP: kind === 'EXPERT_UP', EXPERT_DOWN: kind === 'EXPERT_DOWN', COMBINE: kind === 'COMBINE',
+    EXPERT: kind === 'EXPERT_UP' || kind === 'EXPERT_DOWN',
+    HAS_BIAS: !!extra.HAS_BIAS, WEIGHTED: !!extra.WEIGHTED, LANES, RB, RN, NW,
+    VEC: vec,
+    BODY: kind === 'COMBINE' ? '' : matvecBody(RB, RN, NW, vec, (vec ? K / 4 : K) % LANES === 0),
+  };
+  return { kernel: { family: 'matvec', defs }, workgroups: [Math.ceil(N / RN), Math.ceil(B / RB), E] };
+}
+
+/**
+ * y = x·Wᵀ + b for the few rows of x [B, K] (W [N, K], PyTorch layout): [B, N]. Same values as
+ * `linear` up to f32 summation order; meant for B up to a few tens (decoding steps).
+ */
+export function rowsLinear(x: Tensor, W: Tensor, bias?: Tensor | null): Tensor {
+  assertDtype(x, 'f32', 'rowsLinear', 'x');
+  assertDtype(W, 'f32', 'rowsLinear', 'W');
+  if (x.rank !== 2 || W.rank !== 2 || W.shape[1] !== x.shape[1]) throw new Error(`rowsLinear: x ${x} must be [B,K] and W ${W} [N,K]`);
+  const [B, K] = x.shape, N = W.shape[0];
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new Error(`rowsLinear: bias ${bias} must be [${N}]`);
+  if (bias) assertDtype(bias, 'f32', 'rowsLinear', 'bias');
+  const inputs = bias ? [x, W, bias] : [x, W];
+  const [y] = makeNode('rows_linear', inputs, [{ shape: [B, N] }], {
+    encode(ctx) {
+      const l = launch('LINEAR', B, N, K, 1, { HAS_BIAS: !!bias });
+      ctx.dispatch({ kernel: l.kernel, bindings: bias ? [x, W, y, bias] : [x, W, y], params: P().u(B, N, K, 0), workgroups: l.workgroups });
+    },
+    backward([dy]) {
+      const g = dy!;
+      const dx = x.requiresGrad ? matmul(g, W) : null;
+      const dW = W.requiresGrad ? matmul(g, x, { transA: true }) : null;
+      const db = bias?.requiresGrad ? sumTo(g, [N]) : null;
+      return bias ? [dx, dW, db] : [dx, dW];
+    },
+  });
+  return y;
+}
+
+export interface StackedExperts {
+  /** [E, F, d] each (PyTorch layout of every expert's w1 / w3, stacked). */
+  W1: Tensor;
+  W3: Tensor;
+  /** [E, d, F]. */
+  W2: Tensor;
+}
+
+/**
+ * The mixture of experts for the few rows of a decoding step, x [B, d] with each row's top-k
+ * `indices` [B, k] (i32) and gate `weights` [B, k]: Σ_j c_rj · W2ₑ(act(W1ₑ x_r) ⊙ W3ₑ x_r),
+ * e = indices[r, j], c_rj = 1 (mode 'sum') or weights[r, j] ('weighted'). Only the experts some
+ * row selects are computed (their weights are the only ones read). Inference only.
+ */
+export function expertsForRows(
+  x: Tensor, indices: Tensor, weights: Tensor, W: StackedExperts, act: Activation, mode: 'sum' | 'weighted',
+): Tensor {
+  assertDtype(x, 'f32', 'expertsForRows', 'x');
+  if (x.rank !== 2) throw new Error(`expertsForRows: x ${x} must be [B,d]`);
+  const [B, d] = x.shape;
+  if (indices.rank !== 2 || indices.shape[0] !== B || indices.dtype !== 'i32') throw new Error(`expertsForRows: indices ${indices} must be i32 [${B},k]`);
+  const k = indices.shape[1];
+  if (weights.rank !== 2 || weights.shape[0] !== B || weights.shape[1] !== k) throw new Error(`expertsForRows: weights ${weights} must be [${B},${k}]`);
+  const [E, F, d1] = W.W1.shape;
+  if (W.W1.rank !== 3 || d1 !== d || W.W3.shape.join() !== W.W1.shape.join()) throw new Error(`expertsForRows: W1 ${W.W1} and W3 ${W.W3} must be [E,F,${d}]`);
+  if (W.W2.rank !== 3 || W.W2.shape.join() !== [E, d, F].join()) throw new Error(`expertsForRows: W2 ${W.W2} must be [${E},${d},${F}]`);
+  const inferenceOnly = () => {
+    throw new Error('expertsForRows is inference-only (decoding); training uses moeExperts');
+  };
+  // Up: H1, H3 [E, B, F], written only for the selected experts (the rest is never read).
+  const [h1, h3] = makeNode('experts_up', [x, W.W1, W.W3, indices], [{ shape: [E, B, F] }, { shape: [E, B, F] }], {
+    encode(ctx) {
+      const l = launch('EXPERT_UP', B, F, d, E);
+      ctx.dispatch({ kernel: l.kernel, bindings: [x, W.W1, W.W3, indices, h1, h3], params: P().u(B, F, d, k), workgroups: l.workgroups });
+    },
+    backward: inferenceOnly,
+  });
+  const h = mul(activation(act, h1), h3);
+  const [ye] = makeNode('experts_down', [h, W.W2, indices], [{ shape: [E, B, d] }], {
+    encode(ctx) {
+      const l = launch('EXPERT_DOWN', B, d, F, E);
+      ctx.dispatch({ kernel: l.kernel, bindings: [h, W.W2, indices, ye], params: P().u(B, d, F, k), workgroups: l.workgroups });
+    },
+    backward: inferenceOnly,
+  });
+  const weighted = mode === 'weighted';
+  const [y] = makeNode('experts_combine', weighted ? [ye, indices, weights] : [ye, indices], [{ shape: [B, d] }], {
+    encode(ctx) {
+      const l = launch('COMBINE', B, d, d, 1, { WEIGHTED: weighted });
+      ctx.dispatch({ kernel: l.kernel, bindings: weighted ? [ye, indices, y, weights] : [ye, indices, y], params: P().u(B, d, d, k), workgroups: grid1d(B * d, 64) });
+    },
+    backward: inferenceOnly,
+  });
+  return y;
+}
