@@ -11,7 +11,8 @@ import { concat, permute, reshape, slice, split, transpose } from '../../src/gra
 import { grad, param } from '../../src/graph/autograd.ts';
 import { conv2d } from '../../src/graph/ops/conv.ts';
 import { attention } from '../../src/graph/ops/attention.ts';
-import { moeExperts, topkGate } from '../../src/graph/ops/moe.ts';
+import { moeExperts, stackExpertWeights, topkGate } from '../../src/graph/ops/moe.ts';
+import { expertsForRows, rowsLinear } from '../../src/graph/ops/matvec.ts';
 import { max, mean, sum } from '../../src/graph/ops/reduce.ts';
 import { logSoftmax, softmax } from '../../src/graph/ops/softmax.ts';
 import { rmsNorm } from '../../src/graph/ops/norm.ts';
@@ -168,6 +169,23 @@ export const CASES: SuiteCase[] = [
       const y = moeExperts(x, route, experts, 'silu', 'weighted');
       const [dx, dgw, dw1] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x, gw, experts[0].w1]);
       return { probs: route.probs, indices: route.indices, weights: route.weights, y, dx: dx!, dgw: dgw!, dw1: dw1! };
+    },
+  },
+  {
+    name: 'decoding step kernels: one-query attention over a masked cache, few-row linear, top-k-only experts',
+    build(R) {
+      const b = R.int(1, 3), H = R.int(1, 4), Sk = R.int(9, 40), d = 4 * R.int(1, 8), B = R.int(1, 5), K = 4 * R.int(2, 20), N = R.int(3, 40);
+      const q = param(f32(R, [b, H, 1, d])), k = f32(R, [b, H, Sk, d]), v = f32(R, [b, H, Sk, d]);
+      const mask = fromData(new Float32Array(b * Sk).map((_, i) => (i % Sk < 1 + (i % 7) ? 1 : 0)), [b, 1, Sk]);
+      const { out, probs } = attention(q, k, v, { scale: 1 / Math.sqrt(d), mask, keepProbs: true });
+      const [dq] = grad(sumTo(mul(out, f32(R, out.shape)), []), [q]);
+      const x = f32(R, [B, K]);
+      const lin = rowsLinear(x, f32(R, [N, K], 0.3), f32(R, [N]));
+      const E = 4, F = 4 * R.int(1, 6);
+      const experts = Array.from({ length: E }, () => ({ w1: f32(R, [F, K], 0.3), w3: f32(R, [F, K], 0.3), w2: f32(R, [K, F], 0.3) }));
+      const route = topkGate(x, f32(R, [E, K]), 2);
+      const moe = expertsForRows(x, route.indices, route.weights, stackExpertWeights(experts), 'silu', 'weighted');
+      return { out, probs: probs!, dq: dq!, lin, moe };
     },
   },
   {
