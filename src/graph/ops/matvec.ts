@@ -19,18 +19,25 @@ function isCpuAdapter(): boolean {
   }
 }
 
-/** Lanes per workgroup: forced (tests cover both widths on any adapter) or by adapter. */
+/** Lanes per workgroup: by adapter (8 = one SIMD vector on CPU adapters, 64 on GPUs) or forced. */
 let lanesChoice: 'auto' | 8 | 64 = 'auto';
-export let BLOCK_REGS = 16;
-export function setBlockRegs(u: number) { BLOCK_REGS = u; }
+/** Forces the workgroup width (tests cover both on any adapter). */
 export function setMatvecLanes(l: 'auto' | 8 | 64): void {
   lanesChoice = l;
 }
 
-/** Rows per workgroup and outputs per workgroup: the RB·RN·NW partial sums plus RB x and RN·NW w values per lane stay near 16 registers. */
+/** Partial sums per lane (RB·RN·NW): 16 ran fastest on llvmpipe (24, 32, 48 were 15–50% slower in a paper decode step). */
+let sumsPerLane = 16;
+/** Overrides the partial-sum budget per lane (benchmark sweeps). */
+export function setMatvecSumsPerLane(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`setMatvecSumsPerLane: ${n} must be a positive integer`);
+  sumsPerLane = n;
+}
+
+/** Rows (RB) and outputs (RN) per workgroup for B rows and NW weight matrices. */
 export function matvecBlock(B: number, NW: number): { RB: number; RN: number } {
   const RB = Math.min(B, 4);
-  const RN = Math.max(1, Math.min(8, Math.floor(BLOCK_REGS / (RB * NW))));
+  const RN = Math.max(1, Math.min(8, Math.floor(sumsPerLane / (RB * NW))));
   return { RB, RN };
 }
 
