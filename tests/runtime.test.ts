@@ -1,7 +1,7 @@
 // Runtime behaviour: GPU errors surface with the op and shapes that caused them; f16 storage
 // round trips; pool size classes; the buffer pool reuses memory across steps.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, halfToFloat, init, read, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
+import { fromData, halfToFloat, init, read, readMany, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
 import { makeNode } from '../src/graph/tensor.ts';
 import { cast } from '../src/graph/ops/cast.ts';
 import { add } from '../src/graph/ops/elementwise.ts';
@@ -46,6 +46,27 @@ describe('runtime', () => {
     const ref = Array.from(X, (v) => halfToFloat(toHalfBits(v)));
     expect(Array.from(await read(back))).toEqual(ref);
     expect(Array.from(await read(h))).toEqual(ref); // read() widens f16 to f32
+  });
+
+  it('readMany returns what read returns for each tensor (dtypes, odd sizes, computed and leaf tensors, staging split in several buffers)', async () => {
+    const ts = [];
+    for (let i = 0; i < R.int(5, 12); i++) {
+      const n = R.int(1, 700);
+      const kind = R.int(0, 3);
+      if (kind === 0) ts.push(fromData(R.randn(n), [n]));
+      else if (kind === 1) ts.push(fromData(Int32Array.from({ length: n }, () => R.int(-1e6, 1e6)), [n], 'i32'));
+      else if (kind === 2) ts.push(add(fromData(R.randn(n), [n]), fromData(R.randn(n), [n]))); // not realized yet
+      else if (runtime().gpu.hasF16) ts.push(cast(fromData(R.randn(n), [n]), 'f16'));
+      else ts.push(fromData(Uint32Array.from({ length: n }, () => R.int(0, 2 ** 31)), [n], 'u32'));
+    }
+    // 1000-byte staging buffers: several groups, and tensors larger than one buffer.
+    const many = await readMany(ts, 1000);
+    expect(many.length).toBe(ts.length);
+    for (const [i, t] of ts.entries()) {
+      const one = await read(t);
+      expect(many[i].constructor).toBe(one.constructor);
+      expect(Array.from(many[i])).toEqual(Array.from(one));
+    }
   });
 
   it('pool size classes waste at most a quarter and are reused', async () => {

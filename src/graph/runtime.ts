@@ -460,6 +460,60 @@ export async function read(t: Tensor): Promise<Float32Array | Int32Array | Uint3
   return Float32Array.from(h, halfToFloat);
 }
 
+/** Bytes per staging buffer of `readMany` (a tensor larger than this gets its own). */
+const READ_MANY_CHUNK = 64 * 1024 * 1024;
+
+/**
+ * Reads many tensors at once: every copy in one submission, then one map per staging buffer
+ * (instead of a submission and a map round trip per tensor, which dominates checkpoints on
+ * adapters where each round trip costs milliseconds).
+ */
+export async function readMany(ts: Tensor[], chunkBytes = READ_MANY_CHUNK): Promise<(Float32Array | Int32Array | Uint32Array)[]> {
+  const pending = ts.filter((t) => !t.realized);
+  if (pending.length) await realize(pending);
+  await queue;
+  const r = runtime();
+  const U = (globalThis as unknown as { GPUBufferUsage: Record<string, number>; GPUMapMode: Record<string, number> });
+  const groups: { bytes: number; items: { t: Tensor; offset: number; bytes: number }[] }[] = [];
+  for (const t of ts) {
+    const bytes = Math.max(4, Math.ceil(t.bytes / 4) * 4);
+    let g = groups[groups.length - 1];
+    if (!g || (g.bytes + bytes > chunkBytes && g.items.length)) groups.push((g = { bytes: 0, items: [] }));
+    g.items.push({ t, offset: g.bytes, bytes });
+    g.bytes += bytes;
+  }
+  const enc = r.device.createCommandEncoder({ label: `readMany(${ts.length})` });
+  const staging = groups.map((g) => {
+    const buf = r.device.createBuffer({ size: g.bytes, usage: U.GPUBufferUsage.MAP_READ | U.GPUBufferUsage.COPY_DST, label: `readMany staging` });
+    for (const it of g.items) {
+      if (!it.t.root.storage) throw new Error(`readMany: ${it.t} has no storage (freed or not computed)`);
+      enc.copyBufferToBuffer(it.t.root.storage.buffer, 0, buf, it.offset, it.bytes);
+    }
+    return buf;
+  });
+  pushScopes(r.device);
+  r.device.queue.submit([enc.finish()]);
+  popScopes(r.device, `readMany(${ts.length} tensors)`);
+  await flushErrors();
+  if (pipelineErrors.length) throw pipelineErrors.shift();
+  const out: (Float32Array | Int32Array | Uint32Array)[] = [];
+  for (const [gi, g] of groups.entries()) {
+    const buf = staging[gi];
+    await buf.mapAsync(U.GPUMapMode.READ);
+    const all = buf.getMappedRange().slice(0);
+    buf.unmap();
+    buf.destroy();
+    for (const it of g.items) {
+      const t = it.t;
+      if (t.dtype === 'f32') out.push(new Float32Array(all, it.offset, t.size));
+      else if (t.dtype === 'i32') out.push(new Int32Array(all, it.offset, t.size));
+      else if (t.dtype === 'u32') out.push(new Uint32Array(all, it.offset, t.size));
+      else out.push(Float32Array.from(new Uint16Array(all, it.offset, t.size), halfToFloat));
+    }
+  }
+  return out;
+}
+
 /** Waits for all submitted work and reports any GPU error raised by it. */
 export async function sync(): Promise<void> {
   await queue;

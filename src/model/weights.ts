@@ -1,7 +1,7 @@
 // The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
 import { Tensor } from '../graph/tensor.ts';
-import { fromData, read, runtime } from '../graph/runtime.ts';
+import { fromData, readMany, runtime } from '../graph/runtime.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
 import type { MicarConfig } from './config.ts';
@@ -162,6 +162,10 @@ export class Weights {
   /** Reads every tensor back into a state dict (f32; num_batches_tracked as I64). */
   async toStateDict(): Promise<Map<string, HostTensor>> {
     const out = new Map<string, HostTensor>();
+    // Every chunk of every weight in one read-back.
+    const chunkList = this.spec.filter((e) => e.kind !== 'bn_count').flatMap((e) => this.chunks(e.name));
+    const host = new Map<Tensor, Float32Array>();
+    (await readMany(chunkList)).forEach((d, i) => host.set(chunkList[i], d as Float32Array));
     for (const e of this.spec) {
       if (e.kind === 'bn_count') {
         const v = this.bnCount.get(e.name.replace(/\.num_batches_tracked$/, '')) ?? 0;
@@ -171,7 +175,7 @@ export class Weights {
         continue;
       }
       const parts: Float32Array[] = [];
-      for (const c of this.chunks(e.name)) parts.push((await read(c)) as Float32Array);
+      for (const c of this.chunks(e.name)) parts.push(host.get(c)!);
       let all = parts[0];
       if (parts.length > 1) {
         all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));

@@ -2,7 +2,7 @@
 // any tool loads it as a model), the optimiser state (`optim.*`), and in the metadata the
 // config, vocabulary, step/epoch, RNG seed, schedule and history. Written atomically.
 import type { Tensor } from '../graph/tensor.ts';
-import { read } from '../graph/runtime.ts';
+import { readMany } from '../graph/runtime.ts';
 import type { AdamW } from '../graph/ops/optim.ts';
 import { Tokenizer, type TokenizerJSON } from '../data/tokenizer.ts';
 import { fromFloat32, type HostTensor, readSafetensors, toFloat32, writeSafetensors } from '../io/safetensors.ts';
@@ -35,7 +35,9 @@ export async function checkpointBytes(w: Weights, opt: AdamW | null, tok: Tokeni
   let optMeta = '';
   if (opt) {
     const st = opt.stateDict();
-    for (const [k, t] of Object.entries(st.tensors)) tensors.set(`optim.${k}`, fromFloat32((await read(t as Tensor)) as Float32Array, (t as Tensor).shape, 'F32'));
+    const entries = Object.entries(st.tensors) as [string, Tensor][];
+    const data = await readMany(entries.map(([, t]) => t));
+    entries.forEach(([k, t], i) => tensors.set(`optim.${k}`, fromFloat32(data[i] as Float32Array, t.shape, 'F32')));
     optMeta = JSON.stringify(st.meta);
   }
   const metadata: Record<string, string> = {
