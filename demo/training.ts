@@ -92,7 +92,7 @@ export async function validationLoss(w: Weights, tok: Tokenizer, examples: Train
   let sum = 0, n = 0;
   for (let i = 0; i < examples.length; i += batchSize) {
     const chunk = examples.slice(i, i + batchSize);
-    const batch = toGpuBatch(hostBatch(chunk, tok, cfg.text_seq_len, cfg.image_size));
+    const batch = toGpuBatch(await hostBatch(chunk, tok, cfg.text_seq_len, cfg.image_size));
     const out = forward(w, batch, { training: false });
     await realize([out.loss], { label: 'validation loss' });
     sum += (await read(out.loss))[0] * chunk.length;

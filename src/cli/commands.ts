@@ -8,8 +8,9 @@ import { Tokenizer } from '../data/tokenizer.ts';
 import { type MicarConfig, normaliseConfig } from '../model/config.ts';
 import { train } from '../train/trainer.ts';
 import { prepareExamples } from '../train/data.ts';
+import { pixelsOf } from '../train/batches.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
-import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, predictReports, scorePredictions } from '../train/evaluate.ts';
+import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, nearestNeighbourSpace, predictReports, scorePredictions } from '../train/evaluate.ts';
 import { trainingPlotHtml } from '../train/plot.ts';
 import { readFileBytes, writeFileAtomic } from '../io/files.ts';
 import { readSafetensors } from '../io/safetensors.ts';
@@ -67,11 +68,20 @@ async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Token
   const tokenizer = tok ?? Tokenizer.build(splits.train.map((s) => s.report), minFreq, format === 'phantom' ? 'whitespace' : 'generic');
   const cfg = normaliseConfig({ ...rawCfg, vocab_size: tokenizer.vocabSize }, 'config');
   const limit = (n: number) => (a.limit !== undefined ? Math.min(n, num(a, 'limit')) : n);
+  // Preprocessed images kept in memory per split, in MiB; larger splits are decoded per batch.
+  const pixelMemory = num(a, 'pixel-memory-mb', 1024) * 1024 * 1024;
+  const prep = async (name: string, samples: Sample[]) => {
+    const ex = await prepareExamples(samples, cfg, undefined, { pixelMemory });
+    if (ex.length && !ex[0].pixels) {
+      console.log(`${name}: ${ex.length} images × ${((3 * cfg.image_size ** 2 * 4) / 1024).toFixed(0)} KiB exceed --pixel-memory-mb ${pixelMemory / 1024 / 1024}; decoded again for each batch`);
+    }
+    return ex;
+  };
   return {
     cfg, tok: tokenizer,
-    train: await prepareExamples(splits.train.slice(0, limit(splits.train.length)), cfg),
-    val: await prepareExamples(splits.val.slice(0, limit(splits.val.length)), cfg),
-    test: await prepareExamples(splits.test.slice(0, limit(splits.test.length)), cfg),
+    train: await prep('train', splits.train.slice(0, limit(splits.train.length))),
+    val: await prep('val', splits.val.slice(0, limit(splits.val.length))),
+    test: await prep('test', splits.test.slice(0, limit(splits.test.length))),
     testSamples: splits.test.slice(0, limit(splits.test.length)),
   };
 }
@@ -137,6 +147,7 @@ export interface EvalResult {
 /** Scores the model's reports and the two baselines' (most frequent training report, nearest image). */
 function scoreAgainstBaselines(predictions: string[], train: EvalExample[], test: EvalExample[]): EvalResult {
   const mf = mostFrequentReport(train);
+  if (nearestNeighbourSpace(train, test) === 'thumbnails') console.log('nearest-neighbour baseline: compares 16×16 thumbnails (the splits are decoded per batch)');
   return {
     test: scorePredictions(predictions, test),
     baselines: {
@@ -203,7 +214,7 @@ export async function mainJob(argv: string[]): Promise<void> {
   // Attention maps for a few test images (PNG per word + one HTML page each).
   for (const s of phantom) {
     const ex = data.test.find((e) => e.id === s.id)!;
-    const tr = await attentionForPixels(ck.weights, ex.pixels);
+    const tr = await attentionForPixels(ck.weights, await pixelsOf(ex));
     const pages = attentionOutputs(tr, ck.tokenizer.tokens, ck.cfg, s.image, { title: s.id });
     await writeOutputs(pages, `${out}/attention/${s.id.replace(/\.[a-z]+$/, '')}`);
   }

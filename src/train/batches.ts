@@ -6,9 +6,20 @@ import type { Batch } from '../model/micar.ts';
 
 export interface TrainExample {
   id: string;
-  /** Preprocessed image, [3, S, S] normalised floats. */
-  pixels: Float32Array;
+  /** Preprocessed image, [3, S, S] normalised floats, when the split is held in memory. */
+  pixels: Float32Array | null;
+  /** Decodes and preprocesses the image again (splits too large to hold as floats). */
+  load?: () => Promise<Float32Array>;
+  /** [3, 16, 16] area average of the preprocessed image (nearest-neighbour baseline of large splits). */
+  thumb?: Float32Array;
   report: string;
+}
+
+/** The preprocessed image of an example, from memory or decoded on demand. */
+export async function pixelsOf(e: TrainExample): Promise<Float32Array> {
+  if (e.pixels) return e.pixels;
+  if (!e.load) throw new Error(`example ${e.id}: no pixels and no image to load them from`);
+  return await e.load();
 }
 
 export interface HostBatch {
@@ -22,19 +33,21 @@ export interface HostBatch {
   size: number;
 }
 
-export function hostBatch(examples: TrainExample[], tok: Tokenizer, T: number, size: number): HostBatch {
+/** Pixels and encoded reports of a batch (images decoded here when the split is not in memory). */
+export async function hostBatch(examples: TrainExample[], tok: Tokenizer, T: number, size: number): Promise<HostBatch> {
   const b = examples.length;
   const per = 3 * size * size;
   const pixels = new Float32Array(b * per);
   const input = new Int32Array(b * T), labels = new Int32Array(b * T), padMask = new Int32Array(b * T);
-  examples.forEach((e, i) => {
-    if (e.pixels.length !== per) throw new Error(`example ${e.id}: image has ${e.pixels.length} values, expected 3×${size}×${size}`);
-    pixels.set(e.pixels, i * per);
+  for (const [i, e] of examples.entries()) {
+    const px = await pixelsOf(e);
+    if (px.length !== per) throw new Error(`example ${e.id}: image has ${px.length} values, expected 3×${size}×${size}`);
+    pixels.set(px, i * per);
     const enc = tok.encode(e.report, T);
     input.set(enc.input, i * T);
     labels.set(enc.labels, i * T);
     padMask.set(enc.padMask, i * T);
-  });
+  }
   return { ids: examples.map((e) => e.id), pixels, input, labels, padMask, b, T, size };
 }
 

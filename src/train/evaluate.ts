@@ -8,7 +8,7 @@ import { parseFindings, scoreFindings, summarizeFindingScores } from '../data/fi
 import type { Finding, Modality } from '../data/findings.ts';
 import type { Weights } from '../model/weights.ts';
 import { generate } from '../generate/decode.ts';
-import type { TrainExample } from './batches.ts';
+import { pixelsOf, type TrainExample } from './batches.ts';
 
 export interface EvalExample extends TrainExample {
   truth?: { modality: Modality; findings: Finding[] };
@@ -35,7 +35,7 @@ export async function predictReports(w: Weights, tok: Tokenizer, examples: Train
   for (let i = 0; i < examples.length; i += batchSize) {
     const chunk = examples.slice(i, i + batchSize);
     const px = new Float32Array(chunk.length * per);
-    chunk.forEach((e, j) => px.set(e.pixels, j * per));
+    for (const [j, e] of chunk.entries()) px.set(await pixelsOf(e), j * per);
     const image = fromData(px, [chunk.length, 3, S, S], 'f32', 'eval images');
     const res = await generate(w, image, { stopAtEos: true });
     dispose(image);
@@ -52,18 +52,35 @@ export function mostFrequentReport(train: TrainExample[]): string {
   return best;
 }
 
-/** The training report of the image closest in pixel space (squared L2). */
+/**
+ * The training report of the image closest in pixel space (squared L2) — over the preprocessed
+ * images when every example holds them, else over their 16×16 thumbnails (splits decoded per
+ * batch; see `nearestNeighbourSpace`).
+ */
 export function nearestNeighbourReports(train: TrainExample[], queries: TrainExample[]): string[] {
+  const full = nearestNeighbourSpace(train, queries) === 'pixels';
+  const vec = (e: TrainExample): Float32Array => {
+    const v = full ? e.pixels : e.thumb;
+    if (!v) throw new Error(`nearest-neighbour baseline: example ${e.id} has no ${full ? 'pixels' : 'thumbnail'}`);
+    return v;
+  };
+  const tv = train.map(vec);
   return queries.map((q) => {
+    const qv = vec(q);
     let best = 0, bestD = Infinity;
-    train.forEach((t, i) => {
+    tv.forEach((t, i) => {
       let d = 0;
-      for (let k = 0; k < q.pixels.length && d < bestD; k++) {
-        const x = q.pixels[k] - t.pixels[k];
+      for (let k = 0; k < qv.length && d < bestD; k++) {
+        const x = qv[k] - t[k];
         d += x * x;
       }
       if (d < bestD) [best, bestD] = [i, d];
     });
     return train[best].report;
   });
+}
+
+/** Where the nearest-neighbour baseline compares images: full preprocessed pixels, or thumbnails. */
+export function nearestNeighbourSpace(train: TrainExample[], queries: TrainExample[]): 'pixels' | 'thumbnails' {
+  return [...train, ...queries].every((e) => e.pixels) ? 'pixels' : 'thumbnails';
 }

@@ -9,7 +9,7 @@ import type { Tokenizer } from '../data/tokenizer.ts';
 import type { MicarConfig } from '../model/config.ts';
 import { forward } from '../model/micar.ts';
 import { Weights } from '../model/weights.ts';
-import { epochOrder, hostBatch, toGpuBatch, type TrainExample } from './batches.ts';
+import { epochOrder, type HostBatch, hostBatch, toGpuBatch, type TrainExample } from './batches.ts';
 import { type EvalExample, predictReports, scorePredictions, type EvalScores } from './evaluate.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
 import { Progress } from './progress.ts';
@@ -49,10 +49,15 @@ export interface EpochRecord {
 
 export class NonFiniteError extends Error {}
 
-/** One optimiser step in one submission; returns the loss (read back after the step). */
-export async function trainStep(w: Weights, opt: AdamW, examples: TrainExample[], tok: Tokenizer, seed: number): Promise<number> {
+/**
+ * One optimiser step in one submission; returns the loss (read back after the step). `during`
+ * runs after the submission, while the GPU works (the trainer prepares the next batch there).
+ */
+export async function trainStep(
+  w: Weights, opt: AdamW, examples: TrainExample[] | HostBatch, tok: Tokenizer, seed: number, during?: () => Promise<unknown>,
+): Promise<number> {
   const cfg = w.cfg;
-  const h = hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size);
+  const h = Array.isArray(examples) ? await hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size) : examples;
   const batch = toGpuBatch(h);
   const out = forward(w, batch, { training: true, seed });
   const { vision, other } = w.trainable();
@@ -62,6 +67,7 @@ export async function trainStep(w: Weights, opt: AdamW, examples: TrainExample[]
   const effects = opt.step(gradMap, { guard: out.loss });
   await realize([out.loss], { effects: [...effects, ...out.f.bnUpdates], label: 'train step' });
   for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);
+  if (during) await during();
   const loss = (await read(out.loss))[0];
   dispose(out.loss, batch.image, batch.inputIds, batch.labelIds);
   if (!Number.isFinite(loss)) {
@@ -123,6 +129,8 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     opt.setLr(0, lrs[0]);
     opt.setLr(1, lrs[1]);
     const order = epochOrder(o.train.length, o.seed, epoch);
+    const batchAt = (s: number) => hostBatch(order.slice(s * B, (s + 1) * B).map((i) => o.train[i]), o.tokenizer, cfg.text_seq_len, cfg.image_size);
+    let next: HostBatch | null = null;
     let lossSum = 0, lossN = 0;
     const epochStart = Date.now();
     progress.start(`epoch ${epoch + 1}/${epochs}`, stepsPerEpoch, state.stepInEpoch);
@@ -134,14 +142,19 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
         state.stepInEpoch = stepsPerEpoch;
         break;
       }
-      const ex = order.slice(s * B, (s + 1) * B).map((i) => o.train[i]);
       const stepSeed = (Math.imul(o.seed, 0x27d4eb2d) + state.step * 0x165667b1) >>> 0;
-      const loss = await trainStep(w, opt, ex, o.tokenizer, stepSeed);
+      const h = next ?? (await batchAt(s));
+      next = null;
+      // The next batch (decoded per batch for large splits) is prepared while the GPU runs this step.
+      const prefetch = s + 1 < stepsPerEpoch && (o.maxSteps === undefined || state.step + 1 < o.maxSteps)
+        ? async () => { next = await batchAt(s + 1); }
+        : undefined;
+      const loss = await trainStep(w, opt, h, o.tokenizer, stepSeed, prefetch);
       lossSum += loss;
       lossN++;
       state.step++;
       state.stepInEpoch = s + 1;
-      progress.tick(loss, ex.length * cfg.text_seq_len);
+      progress.tick(loss, h.b * cfg.text_seq_len);
       if (o.checkpointEvery && state.step % o.checkpointEvery === 0 && state.stepInEpoch < stepsPerEpoch)
         await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
     }
