@@ -245,6 +245,36 @@ describe('ROCO loader (parquet)', () => {
     expect((await loadSampleImage(s.val[0])).width).toBe(2);
   });
 
+  it('extracts the images into a folder once (rocoImages), so samples reference files instead of holding bytes', async () => {
+    const files = memoryFiles();
+    const parts = { 'train.parquet': part(R.int(2, 6), 'tr'), 'validation.parquet': part(R.int(1, 4), 'va'), 'test.parquet': part(R.int(1, 4), 'te') };
+    for (const [name, p] of Object.entries(parts)) files.files.set(`ro/${name}`, p.bytes);
+    const s = await loadDataset('roco', 'ro', { files, rocoImages: 'ro/images' });
+    for (const [k, name] of [['train', 'train.parquet'], ['val', 'validation.parquet'], ['test', 'test.parquet']] as const) {
+      const p = parts[name];
+      expect(s[k].map((x) => x.report)).toEqual(p.caps.map((c) => cleanRoco(c!)));
+      for (const [i, x] of s[k].entries()) {
+        expect(x.imageBytes).toBeUndefined();
+        expect(x.imagePath).toMatch(/^ro\/images\/.*\.png$/);
+        expect(Array.from(files.files.get(x.imagePath!)!)).toEqual(Array.from(p.pngs[i]));
+        expect((await loadSampleImage(x, files)).width).toBe(2);
+      }
+    }
+    expect(files.files.has('ro/images/.extracted-train.parquet.json')).toBe(true);
+    // Extracted already: the image column is not read again (garbage there goes unnoticed) ...
+    const garbage = (p: ReturnType<typeof part>) => writeParquet([
+      { path: ['image', 'bytes'], values: p.pngs.map(() => new Uint8Array([1, 2, 3])) },
+      { path: ['image_id'], values: p.pngs.map((_, i) => `x_${i}`), utf8: true },
+      { path: ['caption'], values: p.caps, utf8: true },
+    ]);
+    files.files.set('ro/train.parquet', garbage(parts['train.parquet']));
+    const again = await loadDataset('roco', 'ro', { files, rocoImages: 'ro/images' });
+    expect(again.train.map((x) => x.imagePath)).toEqual(s.train.map((x) => x.imagePath));
+    // ... and without the marker (an extraction cut short) the file is extracted again.
+    files.files.delete('ro/images/.extracted-train.parquet.json');
+    await expect(loadDataset('roco', 'ro', { files, rocoImages: 'ro/images' })).rejects.toThrow(/ro\/train\.parquet row 1: image bytes are neither PNG nor JPEG/);
+  });
+
   it('errors name the parquet file and row', async () => {
     const files = memoryFiles();
     const n = R.int(2, 6), bad = R.int(0, n - 1);

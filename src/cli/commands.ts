@@ -8,6 +8,7 @@ import { Tokenizer } from '../data/tokenizer.ts';
 import { type MicarConfig, normaliseConfig } from '../model/config.ts';
 import { train } from '../train/trainer.ts';
 import { prepareExamples } from '../train/data.ts';
+import { joinPath } from '../data/fs.ts';
 import { pixelsOf } from '../train/batches.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
 import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, nearestNeighbourSpace, predictReports, scorePredictions } from '../train/evaluate.ts';
@@ -63,6 +64,8 @@ async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Token
   const size = Number(rawCfg.image_size);
   const splits = await loadDataset(format, dir, {
     phantom: format === 'phantom' ? { count: num(a, 'phantom-count', 3000), seed: num(a, 'phantom-seed', 7), size: num(a, 'phantom-size', size) } : undefined,
+    // ROCO's images live inside its parquet files: extract them once instead of holding them all in memory.
+    rocoImages: format === 'roco' ? str(a, 'roco-images', joinPath(dir!, 'images')) : undefined,
   });
   const minFreq = Number(rawCfg.min_frequency ?? 3);
   const tokenizer = tok ?? Tokenizer.build(splits.train.map((s) => s.report), minFreq, format === 'phantom' ? 'whitespace' : 'generic');

@@ -55,6 +55,12 @@ export interface LoadOptions {
   verifyImages?: boolean;
   /** Phantom: generate and write the dataset into `dir` when `dir/reports.csv` is missing. */
   phantom?: PhantomOptions;
+  /**
+   * ROCO: write each row's image into this folder once (a marker file per parquet file records a
+   * finished extraction) and reference the files, so the image bytes of the whole dataset (many
+   * GB) are not held in memory. Without it the bytes stay in memory (browser, small folders).
+   */
+  rocoImages?: string;
 }
 
 // ---------------------------------------------------------------- cleaning rules (authors')
@@ -367,27 +373,59 @@ export async function loadRoco(dir: string, opts: LoadOptions = {}): Promise<Dat
     if (files.length === 0) throw new Error(`roco: no parquet file with "${ROCO_SPLITS[k]}" in its name in ${pq} (found: ${names.join(', ') || 'none'})`);
     for (const name of files) {
       const file = joinPath(pq, name);
+      const out = opts.rocoImages;
+      const marker = out ? joinPath(out, `.extracted-${name}.json`) : '';
+      // A finished extraction: the image file name of every row (then the image column is not read).
+      let extracted: string[] | null = null;
+      if (out && (await fs.exists(marker))) {
+        try {
+          extracted = JSON.parse(new TextDecoder().decode(await fs.readFile(marker)));
+          if (!Array.isArray(extracted)) throw new Error('not a list of file names');
+        } catch (e) {
+          throw new Error(`roco: ${marker}: ${(e as Error).message} (delete it to extract ${file} again)`);
+        }
+      }
       const buf = bufferOf(await fs.readFile(file));
       let rows: Record<string, unknown>[];
       try {
         const metadata = await parquetMetadataAsync(buf);
         const top = new Set(metadata.schema.slice(1).map((s) => s.name));
         for (const col of ['image', 'image_id', 'caption']) if (!top.has(col)) throw new Error(`missing column "${col}" (columns: ${[...top].join(', ')})`);
-        rows = await parquetReadObjects({ file: buf, metadata, columns: ['image', 'image_id', 'caption'], utf8: false, compressors: { GZIP: (input: Uint8Array) => gunzipSync(input) } });
+        const columns = extracted ? ['image_id', 'caption'] : ['image', 'image_id', 'caption'];
+        rows = await parquetReadObjects({ file: buf, metadata, columns, utf8: false, compressors: { GZIP: (input: Uint8Array) => gunzipSync(input) } });
       } catch (e) {
         throw new Error(`roco: ${file}: ${(e as Error).message}`);
       }
-      rows.forEach((r, i) => {
+      if (extracted && extracted.length !== rows.length) throw new Error(`roco: ${marker} lists ${extracted.length} images but ${file} has ${rows.length} rows (delete it to extract again)`);
+      if (out) await fs.mkdirp(out);
+      const names: string[] = [];
+      for (const [i, r] of rows.entries()) {
         const where = `${file} row ${i + 1}`;
         const str = (v: unknown) => (v instanceof Uint8Array ? decoder.decode(v) : v === null || v === undefined ? undefined : String(v));
         const id = str(r.image_id);
         if (!id) throw new Error(`${where}: empty image_id`);
         const caption = requireReport(str(r.caption), where, 'caption');
+        if (extracted) {
+          split[k].push({ sample: { id, imagePath: joinPath(out!, extracted[i]), report: cleanRoco(caption) }, where });
+          continue;
+        }
         const image = r.image as { bytes?: unknown } | null;
         const bytes = image?.bytes;
         if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new Error(`${where}: no image bytes in column "image.bytes"`);
-        split[k].push({ sample: { id, imageBytes: bytes, report: cleanRoco(caption) }, where });
-      });
+        if (!out) {
+          split[k].push({ sample: { id, imageBytes: bytes, report: cleanRoco(caption) }, where });
+          continue;
+        }
+        const fmt = sniffImageFormat(bytes);
+        if (!fmt) throw new Error(`${where}: image bytes are neither PNG nor JPEG (${bytes.length} bytes)`);
+        // One file per row: the image id made safe as a file name, plus file and row (ids may repeat).
+        const fname = `${id.replace(/[^\w.-]/g, '_')}-${name.replace(/\.parquet$/, '')}-${i}.${fmt === 'jpeg' ? 'jpg' : 'png'}`;
+        await fs.writeFile(joinPath(out, fname), bytes);
+        names.push(fname);
+        split[k].push({ sample: { id, imagePath: joinPath(out, fname), report: cleanRoco(caption) }, where });
+      }
+      // Written last: a crash mid-file leaves no marker, so the next load extracts that file again.
+      if (out && !extracted) await fs.writeFile(marker, new TextEncoder().encode(JSON.stringify(names)));
     }
   }
   return finish(split, fs, opts, `roco ${pq}`);
