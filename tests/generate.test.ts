@@ -242,7 +242,8 @@ describe('beam search', () => {
       expectSameRanking(got, want, exact, `K ${K} alpha ${alpha}`);
       // The best of a narrow beam can only be as good as the true optimum.
       const best = Math.max(...all.map((s) => (alpha === 0 ? s.logp : s.logp / Math.pow(s.tokens.length, alpha))));
-      expect(got[0].score).toBeLessThanOrEqual(best + 1e-9);
+      // (The table comes from full-prefix recomputation: f32 rounding differs from the cached steps by ~1e-7.)
+      expect(got[0].score).toBeLessThanOrEqual(best + 1e-5 * (1 + Math.abs(best)));
     }
   });
 });
