@@ -2,6 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { loadBalancingLoss, moeExperts, moePlan, setMoeKernel, topkGate } from '../src/graph/ops/moe.ts';
 import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
+import { dropout } from '../src/graph/ops/random.ts';
+import { reshape } from '../src/graph/ops/shape.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { readFileBytes } from '../src/io/files.ts';
@@ -170,6 +172,36 @@ describe('moeExperts (GPU) against the per-token float64 reference', () => {
       for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
     });
   }
+
+  it('expertOutput (the experts\' dropout) masks each (token, expert) output separately, before the combine', async () => {
+    const R2 = rng('moe-expert-dropout');
+    const N = R2.int(20, 40), d = R2.int(8, 24), F = R2.int(4, 16), E = 4, k = 2;
+    const X = R2.randn(N * d), ex = randomExperts(R2, E, d, F);
+    const { idx, w } = randomRoute(R2, N, k, [0, 1, 2, 3]);
+    const experts = ex.map((e) => ({ w1: fromData(e.w1, [F, d]), w3: fromData(e.w3, [F, d]), w2: fromData(e.w2, [d, F]) }));
+    const route = { indices: fromData(idx, [N, k], 'i32'), weights: fromData(w, [N, k]) };
+    const y = moeExperts(fromData(X, [N, d]), route, experts, 'silu', 'weighted', { expertOutput: (ye) => dropout(ye, 0.5, R2.int(1, 2 ** 30)) });
+    await realize([y]);
+    const got = await read(y);
+    // Each slot's own contribution w_j·FFN_j(x_t), from the float64 reference with one slot at a time.
+    const slot = (j: number) => moeRef(X, Int32Array.from({ length: N }, (_, t) => idx[t * k + j]), Float64Array.from({ length: N }, (_, t) => w[t * k + j]), ex, N, d, F, 1, 'silu', 'weighted').out;
+    const a = slot(0), b = slot(1);
+    let single = 0, both = 0, none = 0, bad = 0;
+    for (let i = 0; i < N * d; i++) {
+      const cands = [0, 2 * a[i], 2 * b[i], 2 * (a[i] + b[i])];
+      const hit = cands.map((c) => Math.abs(got[i] - c) <= 1e-4 * (1 + Math.abs(c)));
+      if (hit[1] || hit[2]) single++;
+      else if (hit[3]) both++;
+      else if (hit[0]) none++;
+      else bad++;
+    }
+    console.log(`expert dropout p 0.5: one expert kept ${single}, both ${both}, none ${none}, other ${bad} of ${N * d}`);
+    expect(bad).toBe(0);
+    // One mask per expert output: about half the elements keep exactly one expert (one shared mask would give none).
+    expect(single).toBeGreaterThan(0.3 * N * d);
+    expect(both).toBeGreaterThan(0.1 * N * d);
+    expect(() => moeExperts(fromData(X, [N, d]), route, experts, 'silu', 'sum', { expertOutput: (ye) => reshape(ye, [ye.size]) })).toThrow(/expertOutput must keep the shape/);
+  });
 
   it('routing plan: segments padded to whole tiles, slots in order, capacity N·k + E·(tile−1)', async () => {
     const N = 11, k = 2, E = 5, tile = 32;

@@ -72,9 +72,8 @@ export function moe(f: Forward, cfg: MicarConfig, x: Tensor, p: string): MoeOut 
     w3: f.p(`${p}.experts.${e}.w3.weight`),
     w2: f.p(`${p}.experts.${e}.w2.weight`),
   }));
-  let y = moeExperts(flat, route, experts, cfg.act_fn, cfg.moe_mode);
-  // The authors' experts end in dropout; with one mask over the combined output here.
-  y = f.dropout(y, cfg.dropout);
+  // The authors' experts end in dropout: one mask per (token, expert) output, before combining.
+  const y = moeExperts(flat, route, experts, cfg.act_fn, cfg.moe_mode, { expertOutput: (ye) => f.dropout(ye, cfg.dropout) });
   return { out: reshape(y, [b, T, d]), lb: loadBalancingLoss(route.probs), ...route };
 }
 

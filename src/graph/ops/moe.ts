@@ -281,11 +281,13 @@ function stack(ts: Tensor[]): Tensor {
  * The expert layer for x [N,d] routed by `route` (indices i32 [N,k], weights [N,k]):
  * FFN_e(x) = w2·(act(w1·x) ⊙ w3·x). mode 'sum' adds each token's k expert outputs
  * unweighted (the authors' code; weights get no gradient), 'weighted' scales them by
- * route.weights. `rowTile` (32 or 64) overrides the rows per expert tile.
+ * route.weights. `rowTile` (32 or 64) overrides the rows per expert tile. `expertOutput`
+ * transforms every (token, expert) output row before they are combined — the authors' experts
+ * end in dropout, so each expert's output gets its own mask.
  */
 export function moeExperts(
   x: Tensor, route: { indices: Tensor; weights: Tensor }, experts: ExpertWeights[], act: Activation, mode: MoeMode,
-  opts: { rowTile?: 32 | 64 } = {},
+  opts: { rowTile?: 32 | 64; expertOutput?: (y: Tensor) => Tensor } = {},
 ): Tensor {
   if (x.rank !== 2 || x.dtype !== 'f32') throw new Error(`moeExperts: x ${x} must be f32 [N,d]`);
   const [N, d] = x.shape;
@@ -311,7 +313,11 @@ export function moeExperts(
   const { W1, W3, W2 } = stackExpertWeights(experts);
   const xr = gatherRows(x, plan, null);
   const h = mul(activation(act, groupedMatmul(xr, W1, plan, true)), groupedMatmul(xr, W3, plan, true));
-  const y = groupedMatmul(h, W2, plan, true);
+  let y = groupedMatmul(h, W2, plan, true);
+  if (opts.expertOutput) {
+    y = opts.expertOutput(y);
+    if (y.shape.join() !== [plan.rows, d].join()) throw new Error(`moeExperts: expertOutput must keep the shape [${plan.rows},${d}], got ${y}`);
+  }
   return combineRows(y, plan, mode === 'weighted' ? weights : null);
 }
 
