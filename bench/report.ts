@@ -6,8 +6,12 @@
 // Weights: the golden paper case, generated (not committed, 314 MB) with
 //   apt-get install -y python3-torch python3-torchvision   # if /usr/bin/python3 lacks them
 //   /usr/bin/python3 ../shared/golden/gen.py --case paper --weights-only --out /tmp/paperw
-// Usage: npm run bench -- report [weights.safetensors]   (or MICAR_PAPER_WEIGHTS=…;
-// default /tmp/paperw/paper/weights.safetensors). Config: ../shared/golden/paper/config.json.
+// Usage: npm run bench -- report [weights.safetensors] [--authors[=literal|gather]]
+//   (weights also from MICAR_PAPER_WEIGHTS; default /tmp/paperw/paper/weights.safetensors;
+//   config ../shared/golden/paper/config.json). --authors also times the authors' PyTorch
+//   model on the same image size, beam and length right after (bench/authors_report.py; needs
+//   /usr/bin/python3 with torch; their original MoE runs every expert on every token and the
+//   whole prefix is recomputed each step, so this takes minutes) and prints the ratio.
 import { dispose, fromData, init, sync } from '../src/graph/runtime.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
@@ -18,6 +22,9 @@ import { beamSearch } from '../src/generate/decode.ts';
 import { now, peakGflops, printHeader, printJson, setup } from './harness.ts';
 
 declare const Deno: {
+  Command: new (cmd: string, o: { args: string[]; env?: Record<string, string>; stdout?: 'piped'; stderr?: 'piped' }) => {
+    output(): Promise<{ code: number; stdout: Uint8Array; stderr: Uint8Array }>;
+  };
   readFileSync(p: string | URL): Uint8Array;
   readTextFileSync(p: string | URL): string;
   statSync(p: string): unknown;
@@ -68,7 +75,30 @@ export function encodeMacs(cfg: MicarConfig): number {
   return macs;
 }
 
-export async function main(args: string[]): Promise<void> {
+/** The authors' PyTorch timings (bench/authors_report.py), or null with the reason printed. */
+async function authorsTimings(weights: string, impl: string): Promise<Record<string, number | string> | null> {
+  const script = new URL('./authors_report.py', import.meta.url).pathname;
+  console.log(`timing the authors' PyTorch model (moe ${impl}, 2 threads, OPENBLAS_NUM_THREADS=1); this takes minutes …`);
+  let out;
+  try {
+    out = await new Deno.Command('/usr/bin/python3', { args: [script, weights, '2', impl], env: { OPENBLAS_NUM_THREADS: '1' }, stdout: 'piped', stderr: 'piped' }).output();
+  } catch (e) {
+    console.log(`authors' model not timed: cannot run /usr/bin/python3 (${(e as Error).message})`);
+    return null;
+  }
+  const text = new TextDecoder().decode(out.stdout).trim().split('\n').pop() ?? '';
+  if (out.code !== 0 || !text.startsWith('{')) {
+    console.log(`authors' model not timed (exit ${out.code}): ${new TextDecoder().decode(out.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+    return null;
+  }
+  return JSON.parse(text);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const flag = argv.find((a) => a.startsWith('--authors'));
+  const authorsImpl = flag ? (flag.split('=')[1] ?? 'literal') : null;
+  if (authorsImpl && !['literal', 'gather'].includes(authorsImpl)) throw new Error(`--authors=${authorsImpl}: use literal or gather`);
+  const args = argv.filter((a) => !a.startsWith('--'));
   const path = args[0] ?? Deno.env.get('MICAR_PAPER_WEIGHTS') ?? '/tmp/paperw/paper/weights.safetensors';
   try {
     Deno.statSync(path);
@@ -122,6 +152,14 @@ export async function main(args: string[]): Promise<void> {
   const gflop = (2 * encodeMacs(cfg)) / 1e9;
   console.log(`encode ${encS.toFixed(2)} s (${gflop.toFixed(1)} GFLOP, ${(gflop / encS).toFixed(2)} GFLOP/s; FMA ceiling ${peak.gflops.toFixed(2)} GFLOP/s), ` +
     `decode ${decS.toFixed(2)} s (${T} positions, beam ${beam}, ${(T / decS).toFixed(2)} tokens/s). ` +
-    'Reference (authors\' PyTorch on this CPU): encode ~1.6 s, decode ~6.8 s. Shared machine: timings vary with load.');
-  printJson({ bench: 'report', seconds: totalMs / 1000, encode_s: encS, decode_s: decS, encode_fraction_of_peak: gflop / encS / peak.gflops, encode_gflop: gflop, peak_gflops: peak.gflops });
+    'Reference given in issue 5 (authors\' PyTorch on this CPU): encode ~1.6 s, decode ~6.8 s; --authors measures it side by side. Shared machine: timings vary with load.');
+  const authors = authorsImpl ? await authorsTimings(path, authorsImpl) : null;
+  if (authors) {
+    console.log(`authors' PyTorch (moe ${authorsImpl}): encode ${Number(authors.authors_encode_s).toFixed(2)} s, decode ${Number(authors.authors_decode_s).toFixed(2)} s ` +
+      `(${authors.authors_steps} positions) → decoding ${(Number(authors.authors_decode_s) / decS).toFixed(1)}× faster here`);
+  }
+  printJson({
+    bench: 'report', seconds: totalMs / 1000, encode_s: encS, decode_s: decS, encode_fraction_of_peak: gflop / encS / peak.gflops, encode_gflop: gflop, peak_gflops: peak.gflops,
+    ...(authors ? { authors_moe_impl: authorsImpl, authors_encode_s: authors.authors_encode_s, authors_decode_s: authors.authors_decode_s, decode_speedup_vs_authors: Number(authors.authors_decode_s) / decS } : {}),
+  });
 }
