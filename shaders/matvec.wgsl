@@ -87,9 +87,10 @@ const NW: u32 = ${NW}u;   // weight matrices (2 for EXPERT_UP)
 var<workgroup> part: array<f32, LANES * RB * RN * NW>;
 
 #if ${EXPERT}
-// Whether any row routes to expert e (uniform: every lane reads the same words).
-fn selected(e: u32) -> bool {
-  for (var i = 0u; i < p.B * p.k; i++) {
+// Whether any row of this workgroup's block r0..r0+RB-1 routes to expert e (uniform: every
+// lane reads the same words); a block none of whose rows selects e reads none of its weights.
+fn selected(e: u32, r0: u32) -> bool {
+  for (var i = r0 * p.k; i < min(r0 + RB, p.B) * p.k; i++) {
     if (u32(indices[i]) == e) { return true; }
   }
   return false;
@@ -99,12 +100,12 @@ fn selected(e: u32) -> bool {
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let e = wid.z;
+  let r0 = wid.y * RB;
 #if ${EXPERT}
-  if (!selected(e)) { return; }
+  if (!selected(e, r0)) { return; }
 #endif
   let t = lid.x;
   let o0 = wid.x * RN;
-  let r0 = wid.y * RB;
   let wbase = e * p.N;
 #if ${EXPERT_DOWN}
   let xbase = e * p.B;
