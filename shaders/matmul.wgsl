@@ -3,9 +3,10 @@
 //
 // REGISTER (CPU adapters such as llvmpipe, which run a workgroup's invocations as SIMD lanes):
 //   no workgroup memory, no barriers. Each invocation owns RM rows of C; the workgroup owns a
-//   strip of RN columns, so every B element is loaded at a workgroup-uniform address (one
-//   scalar load broadcast to all lanes) while only A is loaded per lane (a per-lane loop on
-//   such drivers, ~10x dearer). Big RM×RN register blocks amortise those loads; the body is
+//   strip of RN columns, so every B element is loaded at a workgroup-uniform address while A
+//   is loaded per lane. On llvmpipe every load instruction has a large fixed cost (~20 cycles,
+//   uniform or per-lane alike; measured 2026-11 with a probe), so big RM×RN register blocks
+//   amortise the loads over many FMAs, and vec4 loads (AV, BV) cut their number; the body is
 //   generated fully unrolled in matmul.ts (REG_BODY) so the accumulators stay in registers
 //   instead of a dynamically indexed array. AV: A is read as vec4 (4 k's, or with transA 4
 //   rows, per load), needing K % 4 == 0 (or M % 4 == 0 with transA). BV: B is read as vec4
