@@ -3,7 +3,7 @@
 // the saved per-row max and sum (or uses the kept probabilities) and runs dV = Pᵀ·dO,
 // dP = dO·Vᵀ, dS = softmax-backward(P, dP), dQ = dS·K, dK = dSᵀ·Q.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, P } from './util.ts';
+import { grid1d, isCpuAdapter, P } from './util.ts';
 import { matmul } from './matmul.ts';
 import { reshape } from './shape.ts';
 import { add } from './elementwise.ts';
@@ -109,13 +109,6 @@ function useOneQuery(g: Geometry): boolean {
   return attnKernel === 'auto' && g.Sq === 1 && g.Sk <= ONE_Q_MAX_SK;
 }
 
-function isCpu(): boolean {
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
-}
 
 function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', maskBinding: number, writeP = false) {
   const t = attentionTiles(g.d, g.dv);
@@ -123,7 +116,7 @@ function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', maskBindi
   return {
     family: 'attention',
     defs: {
-      ONE_Q: kind === 'ONE_Q', WRITE_P: writeP, P_BINDING: g.mask ? 7 : 6, SKP: kind === 'ONE_Q' ? g.Sk : 1, OWG: kind === 'ONE_Q' && !isCpu() ? 64 : 8,
+      ONE_Q: kind === 'ONE_Q', WRITE_P: writeP, P_BINDING: g.mask ? 7 : 6, SKP: kind === 'ONE_Q' ? g.Sk : 1, OWG: kind === 'ONE_Q' && !isCpuAdapter() ? 64 : 8,
       FWD: kind === 'FWD' && !reg, PROBS: kind === 'PROBS' && !reg, SM_BWD: kind === 'SM_BWD',
       FWD_REG: kind === 'FWD' && reg, PROBS_REG: kind === 'PROBS' && reg,
       REG_BODY: reg ? attentionRegisterBody(g.d, g.dv, kind === 'PROBS', !!g.mask) : '',

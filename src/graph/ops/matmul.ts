@@ -1,7 +1,6 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { runtime } from '../runtime.ts';
-import { assertDtype, P } from './util.ts';
+import { assertDtype, isCpuAdapter, P } from './util.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
 
@@ -33,13 +32,6 @@ export function setMatmulKernel(k: MatmulKernelChoice): void {
   kernelChoice = k;
 }
 
-function isCpuAdapter(): boolean {
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Tile configuration for an M×N output. REGISTER blocks were tuned on llvmpipe (bench/matmul.ts):

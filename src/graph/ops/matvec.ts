@@ -4,20 +4,12 @@
 // lanes instead of tiling for reuse, and the experts no row selects are skipped without
 // reading their weights.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { runtime } from '../runtime.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
 import { matmul } from './matmul.ts';
 import { activation, type Activation, mul, sumTo } from './elementwise.ts';
 
 type Kind = 'LINEAR' | 'EXPERT_UP' | 'EXPERT_DOWN' | 'COMBINE';
 
-function isCpuAdapter(): boolean {
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
-}
 
 /** Lanes per workgroup: by adapter (8 = one SIMD vector on CPU adapters, 64 on GPUs) or forced. */
 let lanesChoice: 'auto' | 8 | 64 = 'auto';

@@ -1,7 +1,6 @@
 // RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
-import { runtime } from '../runtime.ts';
+import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
 
 const KINDS = ['FWD', 'DX', 'DW'] as const;
 type Kind = (typeof KINDS)[number];
@@ -26,13 +25,6 @@ export function setRmsNormWidth(w: 'auto' | 8 | 'gpu'): void {
   normWidth = w;
 }
 
-function isCpuAdapter(): boolean {
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
-}
 
 /** Columns of dw per workgroup in the DW kernel (DW_COLS in norm.wgsl). */
 const DW_COLS = 32;

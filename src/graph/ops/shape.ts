@@ -1,9 +1,8 @@
 // Shape ops: reshape (a free view), permute, slice, concat, split — all through one
 // strided-copy kernel. Dtype-agnostic for 4-byte types (the kernel moves bits as f32).
 import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, numel, P, pad8, stridesOf } from './util.ts';
+import { grid1d, isCpuAdapter, numel, P, pad8, stridesOf } from './util.ts';
 import { fill } from './elementwise.ts';
-import { runtime } from '../runtime.ts';
 
 /** Same data, new shape (one dimension may be -1). */
 export function reshape(x: Tensor, shape: number[]): Tensor {
@@ -46,13 +45,6 @@ export function mergeCopyAxes(dims: number[], ss: number[], ds: number[]): { dim
   return out;
 }
 
-function isCpuAdapter(): boolean {
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
-}
 
 /** Records a strided copy of a `dims` box from src to dst. */
 export function stridedCopy(

@@ -1,5 +1,6 @@
 // Helpers shared by op implementations.
 import { Params, type Tensor } from '../tensor.ts';
+import { runtime } from '../runtime.ts';
 
 export const WG = 256;
 
@@ -52,4 +53,16 @@ export function assertDtype(t: Tensor, dtype: string, op: string, what = 'input'
 
 export function P(): Params {
   return new Params();
+}
+
+/**
+ * A software (CPU) adapter — llvmpipe, lavapipe, SwiftShader — whose workgroups run as SIMD
+ * lanes; ops pick their CPU-adapter kernel layouts by it (false before the runtime exists).
+ */
+export function isCpuAdapter(): boolean {
+  try {
+    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
+  } catch {
+    return false;
+  }
 }
