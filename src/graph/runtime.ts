@@ -453,11 +453,15 @@ export async function read(t: Tensor): Promise<Float32Array | Int32Array | Uint3
   const copy = staging.getMappedRange().slice(0);
   staging.unmap();
   staging.destroy();
-  if (t.dtype === 'f32') return new Float32Array(copy, 0, t.size);
-  if (t.dtype === 'i32') return new Int32Array(copy, 0, t.size);
-  if (t.dtype === 'u32') return new Uint32Array(copy, 0, t.size);
-  const h = new Uint16Array(copy, 0, t.size);
-  return Float32Array.from(h, halfToFloat);
+  return hostArray(t, copy, 0);
+}
+
+/** `t`'s values at byte `offset` of read-back bytes, typed by its dtype (f16 widened to f32). */
+function hostArray(t: Tensor, bytes: ArrayBuffer, offset: number): Float32Array | Int32Array | Uint32Array {
+  if (t.dtype === 'f32') return new Float32Array(bytes, offset, t.size);
+  if (t.dtype === 'i32') return new Int32Array(bytes, offset, t.size);
+  if (t.dtype === 'u32') return new Uint32Array(bytes, offset, t.size);
+  return Float32Array.from(new Uint16Array(bytes, offset, t.size), halfToFloat);
 }
 
 /** Bytes per staging buffer of `readMany` (a tensor larger than this gets its own). */
@@ -503,13 +507,7 @@ export async function readMany(ts: Tensor[], chunkBytes = READ_MANY_CHUNK): Prom
     const all = buf.getMappedRange().slice(0);
     buf.unmap();
     buf.destroy();
-    for (const it of g.items) {
-      const t = it.t;
-      if (t.dtype === 'f32') out.push(new Float32Array(all, it.offset, t.size));
-      else if (t.dtype === 'i32') out.push(new Int32Array(all, it.offset, t.size));
-      else if (t.dtype === 'u32') out.push(new Uint32Array(all, it.offset, t.size));
-      else out.push(Float32Array.from(new Uint16Array(all, it.offset, t.size), halfToFloat));
-    }
+    for (const it of g.items) out.push(hostArray(it.t, all, it.offset));
   }
   return out;
 }
