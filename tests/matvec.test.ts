@@ -8,27 +8,13 @@ import { expertsForRows, rowsLinear, setMatvecLanes } from '../src/graph/ops/mat
 import { moeExperts, stackExpertWeights } from '../src/graph/ops/moe.ts';
 import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
-import { relL2, type Rng, rng } from './util.ts';
+import { relL2, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
-import { type ActName, type ExpertRef, moeRef } from './ref/moe.ts';
+import { type ActName, moeRef, randomExperts, randomRoute } from './ref/moe.ts';
 
 beforeAll(async () => {
   await init();
 });
-
-function randomRoute(R: Rng, B: number, k: number, allowed: number[]) {
-  const idx = new Int32Array(B * k), w = new Float64Array(B * k);
-  for (let t = 0; t < B; t++) {
-    const pool = allowed.slice();
-    let s = 0;
-    for (let j = 0; j < k; j++) {
-      idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
-      s += w[t * k + j] = 0.2 + R.next();
-    }
-    for (let j = 0; j < k; j++) w[t * k + j] = Math.fround(w[t * k + j] / s);
-  }
-  return { idx, w };
-}
 
 for (const lanes of [8, 64] as const) describe(`few-row products, ${lanes} lanes per workgroup`, () => {
   const R = rng(`matvec-${lanes}`);
@@ -78,9 +64,7 @@ for (const lanes of [8, 64] as const) describe(`few-row products, ${lanes} lanes
     it(`expertsForRows ${JSON.stringify(c)} equals the float64 MoE and the training path`, async () => {
       const { B, E, k, d, F, act, mode } = c;
       const X = R.randn(B * d);
-      const ex: ExpertRef[] = Array.from({ length: E }, () => ({
-        w1: R.randn(F * d, 1 / Math.sqrt(d)), w3: R.randn(F * d, 1 / Math.sqrt(d)), w2: R.randn(d * F, 1 / Math.sqrt(F)),
-      }));
+      const ex = randomExperts(R, E, d, F);
       // Route only to a subset of the experts when there are enough, so others are skipped.
       const allowed = Array.from({ length: E }, (_, e) => e).filter((e) => E - k < 2 || e !== E - 1);
       const { idx, w } = randomRoute(R, B, k, allowed);

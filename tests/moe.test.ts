@@ -8,36 +8,14 @@ import { grad, param } from '../src/graph/autograd.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { readFileBytes } from '../src/io/files.ts';
 import { readSafetensors, toFloat32 } from '../src/io/safetensors.ts';
-import { dot, finiteDiff, relL2, type Rng, rng } from './util.ts';
-import { type ActName, type ExpertRef, gateGradRef, gateRef, lbLossRef, moeRef } from './ref/moe.ts';
+import { dot, finiteDiff, relL2, rng } from './util.ts';
+import { type ActName, type ExpertRef, gateGradRef, gateRef, lbLossRef, moeRef, randomExperts, randomRoute } from './ref/moe.ts';
 
 beforeAll(async () => {
   await init();
 });
 
 const fmt = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ');
-
-/** k distinct experts per token drawn from `allowed`, and positive weights summing to 1. */
-function randomRoute(R: Rng, N: number, k: number, allowed: number[]) {
-  const idx = new Int32Array(N * k), w = new Float64Array(N * k);
-  for (let t = 0; t < N; t++) {
-    const pool = allowed.slice();
-    let s = 0;
-    for (let j = 0; j < k; j++) {
-      idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
-      s += w[t * k + j] = 0.2 + R.next();
-    }
-    for (let j = 0; j < k; j++) w[t * k + j] = Math.fround(w[t * k + j] / s);
-  }
-  return { idx, w };
-}
-
-function randomExperts(R: Rng, E: number, d: number, F: number): ExpertRef[] {
-  // ~Xavier scale so that activations stay O(1).
-  return Array.from({ length: E }, () => ({
-    w1: R.randn(F * d, 1 / Math.sqrt(d)), w3: R.randn(F * d, 1 / Math.sqrt(d)), w2: R.randn(d * F, 1 / Math.sqrt(F)),
-  }));
-}
 
 describe('MoE float64 references: analytic gradients vs finite differences', () => {
   const R = rng('moe-ref-fd');

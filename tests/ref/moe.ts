@@ -1,6 +1,7 @@
 // Float64 references of the MoE gate, the expert layer (a plain per-token loop, both combine
 // modes) and the load-balancing loss, with analytic gradients.
 import { act as actF, erf } from './cpu.ts';
+import type { Rng } from '../util.ts';
 
 export type ActName = 'relu' | 'silu' | 'gelu' | 'selu' | 'telu';
 
@@ -129,4 +130,26 @@ export function lbLossRef(probs: ArrayLike<number>, N: number, E: number) {
   for (let t = 0; t < N; t++)
     for (let e = 0; e < E; e++) grad[t * E + e] = (Math.log(mean[e] + 1e-8) + mean[e] / (mean[e] + 1e-8)) / N;
   return { loss, grad };
+}
+
+/** k distinct experts per token drawn from `allowed`, and positive weights summing to 1. */
+export function randomRoute(R: Rng, N: number, k: number, allowed: number[]) {
+  const idx = new Int32Array(N * k), w = new Float64Array(N * k);
+  for (let t = 0; t < N; t++) {
+    const pool = allowed.slice();
+    let s = 0;
+    for (let j = 0; j < k; j++) {
+      idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
+      s += w[t * k + j] = 0.2 + R.next();
+    }
+    for (let j = 0; j < k; j++) w[t * k + j] = Math.fround(w[t * k + j] / s);
+  }
+  return { idx, w };
+}
+
+export function randomExperts(R: Rng, E: number, d: number, F: number): ExpertRef[] {
+  // ~Xavier scale so that activations stay O(1).
+  return Array.from({ length: E }, () => ({
+    w1: R.randn(F * d, 1 / Math.sqrt(d)), w3: R.randn(F * d, 1 / Math.sqrt(d)), w2: R.randn(d * F, 1 / Math.sqrt(F)),
+  }));
 }
