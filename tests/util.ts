@@ -3,25 +3,52 @@
 
 declare const Deno: { env: { get(k: string): string | undefined } } | undefined;
 
-function envSeed(): number | undefined {
-  const s = typeof Deno !== 'undefined' ? Deno.env.get('MICAR_SEED') : (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.MICAR_SEED;
-  return s ? Number(s) : undefined;
+export function envVar(k: string): string | undefined {
+  return typeof Deno !== 'undefined' ? Deno.env.get(k) : (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[k];
+}
+
+/** The run's base seed: MICAR_SEED, else fresh. Each test reseeds from it and its own name
+ *  (tests/setup.ts), so `MICAR_SEED=s vitest run file -t name` replays one test alone. */
+export const baseSeed = { value: envVar('MICAR_SEED') ? Number(envVar('MICAR_SEED')) : Math.floor(Math.random() * 2 ** 31) };
+const live = new Set<Rng>();
+/** Draws from all generators so far (the sweep repeats only tests that draw). */
+export const rngDraws = { count: 0 };
+let currentTest = '';
+
+/** FNV-1a of a string, mixed into a seed. */
+function mixSeed(seed: number, text: string): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Called before each test (tests/setup.ts): every generator restarts from (seed, test, label). */
+export function reseedForTest(testName: string, seed = baseSeed.value): void {
+  currentTest = testName;
+  baseSeed.value = seed;
+  for (const r of live) r.reseed(mixSeed(mixSeed(seed, testName), r.label));
 }
 
 /** A seeded generator; logs its seed with `label` so a failure can be replayed. */
 export function rng(label: string): Rng {
-  const seed = envSeed() ?? Math.floor(Math.random() * 2 ** 31);
-  console.log(`[seed] ${label}: MICAR_SEED=${seed}`);
-  return new Rng(seed);
+  console.log(`[seed] ${label}: MICAR_SEED=${baseSeed.value}`);
+  const r = new Rng(mixSeed(mixSeed(baseSeed.value, currentTest), label), label);
+  live.add(r);
+  return r;
 }
 
 export class Rng {
   private s: number;
-  constructor(public seed: number) {
+  constructor(public seed: number, readonly label = '') {
+    this.s = seed >>> 0 || 1;
+  }
+  reseed(seed: number): void {
+    this.seed = seed;
     this.s = seed >>> 0 || 1;
   }
   /** Uniform in [0, 1) (mulberry32). */
   next(): number {
+    rngDraws.count++;
     let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
@@ -79,4 +106,57 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
+}
+
+// ---- Error bounds from the arithmetic -----------------------------------------------------
+// Model (Higham, "Accuracy and Stability of Numerical Algorithms", ch. 2–3): the inputs are f32
+// values (Rng.randn/uniform round them), each f32 +, −, ×, ÷ is exact then rounded to nearest,
+// |fl(a∘b) − a∘b| ≤ u·|a∘b| with u = 2⁻²⁴ (a fused multiply-add rounds once: never worse). A sum or
+// dot product of n terms in any order (sequential, tree, strided workgroup) is then within
+// γ_{n−1}·Σ|terms| of the exact value, γ_n = n·u/(1 − n·u). WGSL built-ins are less exact than
+// one rounding: the spec allows exp 3 + 2·|x| ULP, log 3 ULP (absolute 2⁻²¹ on [0.5, 2]),
+// inverseSqrt 2 ULP, ÷ 2.5 ULP, sqrt inherited (1/inverseSqrt: 4.5 ULP); one ULP ≤ 2u relative.
+// A wrong kernel (a dropped term, a wrong index, a missing scale) errs by O(one term) ≫ these.
+
+/** f32 unit roundoff. */
+export const U32 = 2 ** -24;
+/** γ_n = n·u/(1 − n·u): relative bound on n chained roundings. */
+export function gamma(n: number, u = U32): number {
+  if (n * u >= 1) throw new Error(`gamma: n·u = ${n * u} ≥ 1`);
+  return (n * u) / (1 - n * u);
+}
+/** k ULP as a relative error (an f32 ULP is at most 2u of the value). */
+export const ulps = (k: number) => 2 * k * U32;
+
+/** |x| elementwise (the magnitude operands of a bound: run the float64 reference on them). */
+export function abs(a: ArrayLike<number>): Float64Array {
+  return Float64Array.from(a as ArrayLike<number>, (v) => Math.abs(v));
+}
+
+/** Bound for n-term sums/dot products: γ_{n}·mag_i per element (mag = Σ|terms| of element i);
+ *  one more rounding than the sum needs, for storing the result. */
+export function sumBound(mag: ArrayLike<number>, n: number, extraRoundings = 0): Float64Array {
+  const g = gamma(Math.max(n, 1) + extraRoundings);
+  return Float64Array.from(mag as ArrayLike<number>, (m) => g * Math.abs(m));
+}
+
+/**
+ * Asserts |actual_i − ref_i| ≤ bound_i for every i (bound: one number for all, an array, or a
+ * function of i). On failure names `what`, the worst element (by error/bound), its values and
+ * how many elements exceeded.
+ */
+export function expectWithin(actual: ArrayLike<number>, ref: ArrayLike<number>, bound: number | ArrayLike<number> | ((i: number) => number), what: string): void {
+  if (actual.length !== ref.length) throw new Error(`${what}: ${actual.length} values, reference has ${ref.length}`);
+  const b = typeof bound === 'number' ? () => bound : typeof bound === 'function' ? bound : (i: number) => bound[i];
+  let worst = -1, worstRatio = 0, over = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const e = Math.abs(Number(actual[i]) - Number(ref[i])), bi = b(i);
+    const r = e === 0 ? 0 : e / bi;
+    if (!(r <= 1)) over++;
+    if (!(r <= worstRatio) || Number.isNaN(r)) { worstRatio = r; worst = i; }
+  }
+  if (envVar('MICAR_BOUND_REPORT')) console.log(`[bound] ${what}: worst error/bound ${worstRatio.toExponential(2)}`);
+  if (over > 0) {
+    throw new Error(`${what}: ${over} of ${ref.length} values outside the error bound; worst [${worst}]: got ${actual[worst]}, reference ${ref[worst]}, |error| ${Math.abs(Number(actual[worst]) - Number(ref[worst])).toExponential(3)} > bound ${b(worst).toExponential(3)} (×${worstRatio.toPrecision(3)})`);
+  }
 }

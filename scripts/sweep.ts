@@ -1,0 +1,34 @@
+// npm run test:sweep [-- N] [-- files…]: every randomized CPU-reference test (the files under
+// tests/ that draw from tests/util.ts `rng`, less the browser ones) run N times (default 200),
+// each time with a fresh seed, inside one vitest process per file (tests/setup.ts repeats the
+// tests). Prints each failure with the command that replays it, then one summary line.
+const args = Deno.args.filter((a) => a !== '--');
+const seeds = Number(args.find((a) => /^\d+$/.test(a)) ?? 200);
+const browser = new Set(['tests/browser.test.ts', 'tests/demo-e2e.test.ts']);
+let files = args.filter((a) => a.endsWith('.ts'));
+if (!files.length) {
+  for (const e of Deno.readDirSync('tests')) {
+    const f = `tests/${e.name}`;
+    if (e.isFile && f.endsWith('.test.ts') && !browser.has(f) && /\brng\(/.test(Deno.readTextFileSync(f))) files.push(f);
+  }
+  files.sort();
+}
+Deno.mkdirSync('out', { recursive: true });
+const out = `out/sweep-failures.jsonl`;
+for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
+const t0 = performance.now();
+const cmd = new Deno.Command('bash', {
+  args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', ...files],
+  env: { MICAR_SWEEP: String(seeds), MICAR_SWEEP_OUT: out },
+  stdout: 'inherit', stderr: 'inherit',
+});
+const { code } = await cmd.output();
+const read = (f: string) => { try { return Deno.readTextFileSync(f); } catch { return ''; } };
+const failures = read(out).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { file: string; test: string; seed: number; error: string });
+const runs = read(out + '.runs').split('\n').filter(Boolean).length;
+for (const f of failures) {
+  console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(f.test.split(' > ').pop())}`);
+}
+const tests = new Set(failures.map((f) => `${f.file} › ${f.test}`));
+console.log(`sweep: ${seeds} seeds × ${files.length} files: ${runs} randomized test runs, ${failures.length} failures in ${tests.size} tests (vitest exit ${code}), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+Deno.exit(failures.length || code ? 1 : 0);

@@ -1,0 +1,56 @@
+// Loaded before every test file (vite.config.ts setupFiles).
+// - Each test reseeds the file's generators from (MICAR_SEED, test name, generator label), so a
+//   seed replays one test alone, whatever ran before it.
+// - MICAR_SWEEP=N (npm run test:sweep): every test that draws random numbers runs N times in
+//   this one process (device start-up and pipeline compilation paid once), each time with a
+//   fresh seed; each failure is appended, with its seed and first error line, to
+//   MICAR_SWEEP_OUT (JSON lines) for scripts/sweep.ts to summarise.
+import { afterEach, beforeAll, beforeEach } from 'vitest';
+import { appendFileSync } from 'node:fs';
+import { baseSeed, envVar, reseedForTest, rngDraws } from './util.ts';
+
+const sweep = Number(envVar('MICAR_SWEEP') ?? 0);
+const sweepOut = envVar('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
+
+type Task = { type: string; name: string; fullTestName?: string; repeats?: number; tasks?: Task[]; file?: { name: string }; result?: { state?: string; errors?: { message?: string }[] } };
+const testName = (t: Task) => t.fullTestName ?? t.name;
+
+const seen = new WeakMap<object, { errors: number; draws: number; runs: number }>();
+
+if (sweep > 1) {
+  // eslint-disable-next-line no-empty-pattern -- vitest parses the first parameter as fixtures
+  beforeAll(({}, suite) => {
+    // Repeat every test of the file; tests that draw nothing are cut short after their first run.
+    const walk = (t: Task) => {
+      if (t.type === 'test') t.repeats = sweep - 1;
+      t.tasks?.forEach(walk);
+    };
+    walk(suite as unknown as Task);
+  });
+}
+
+beforeEach((ctx) => {
+  const task = ctx.task as unknown as Task;
+  const st = seen.get(task) ?? { errors: 0, draws: -1, runs: 0 };
+  seen.set(task, st);
+  if (sweep > 1 && st.runs > 0 && st.draws === 0) ctx.skip();   // deterministic: once is enough
+  const seed = sweep > 1 && st.runs > 0 ? Math.floor(Math.random() * 2 ** 31) : baseSeed.value;
+  (task as { sweepSeed?: number }).sweepSeed = seed;
+  reseedForTest(testName(task), seed);
+  st.draws = rngDraws.count;
+});
+
+afterEach((ctx) => {
+  const task = ctx.task as unknown as Task & { sweepSeed?: number };
+  const st = seen.get(task)!;
+  st.runs++;
+  st.draws = rngDraws.count - st.draws;
+  if (sweep <= 1) return;
+  const errors = task.result?.errors?.length ?? 0;
+  if (errors > st.errors) {
+    const msg = String(task.result!.errors![errors - 1]?.message ?? '').split('\n')[0].slice(0, 300);
+    appendFileSync(sweepOut, JSON.stringify({ file: task.file?.name, test: testName(task), seed: task.sweepSeed, error: msg }) + '\n');
+  }
+  st.errors = errors;
+  if (st.draws > 0) appendFileSync(sweepOut + '.runs', '1\n');
+});
