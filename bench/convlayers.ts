@@ -1,9 +1,10 @@
 // `npm run bench -- convlayers [batch]`: GPU time of the forward, dX and dW of every conv in the
 // tiny config's ResNet10 + FPN (48×48), per layer, from timestamp queries (best of 3 runs).
 // Last line JSON: {"bench":"convlayers","fwd_ms":…,"dx_ms":…,"dw_ms":…,"total_ms":…}.
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, lastProfile, realize } from '../src/graph/runtime.ts';
 import { grad } from '../src/graph/autograd.ts';
-import { conv2d, setConvKernel } from '../src/graph/ops/conv.ts';
+import { conv2d } from '../src/graph/ops/conv.ts';
 
 // [C, O, H, K, stride, pad, needs dX]
 const LAYERS: [number, number, number, number, number, number, boolean][] = [
@@ -29,7 +30,7 @@ export async function main(args: string[]): Promise<void> {
     const other = { fwd: Infinity, dx: Infinity, dw: Infinity };
     for (let r = 0; r < (compare ? 6 : 3); r++) {
       const alt = compare && r % 2 === 1;
-      setConvKernel(alt ? 'gemm4' : 'auto');
+      setKernelOverrides({ conv: alt ? 'gemm4' : undefined });
       const x = fromData(rnd(B * C * H * H), [B, C, H, H]);
       x.requiresGrad = dx;
       const w = fromData(rnd(O * C * K * K), [O, C, K, K]);

@@ -2,9 +2,10 @@
 // and tfjs-backend-webgpu's matMul on the same device, for square n = 256…2048 and the
 // paper's projection shapes (16·80 tokens × 512 → 2048) with their backward products.
 // Last line: JSON for n = 1024.
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { gflops, initTfjs, peakGflops, peakSample, printHeader, printJson, printTable, setup, timeRealize, timeTfjs, type Timing } from './harness.ts';
 import { fromData, read } from '../src/graph/runtime.ts';
-import { matmul, matmulTiles, setMatmulKernel } from '../src/graph/ops/matmul.ts';
+import { matmul, matmulTiles } from '../src/graph/ops/matmul.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 
 interface Case {
@@ -102,11 +103,11 @@ export async function main(args: string[]): Promise<void> {
   }
   // The previous (workgroup-memory tiled) kernel on this adapter, for the record.
   if (!quick) {
-    setMatmulKernel('tiled');
+    setKernelOverrides({ matmul: 'tiled' });
     const n = 1024;
     const a = fromData(randomData(n * n, 3), [n, n]), b = fromData(randomData(n * n, 4), [n, n]);
     const t = await timeRealize(() => [matmul(a, b)] as Tensor[], { reps: 2, warmup: 1 });
-    setMatmulKernel('auto');
+    setKernelOverrides({ matmul: undefined });
     console.log(`(tiled workgroup-memory kernel at n=1024: ${gflops(2 * n ** 3, t.bestMs).toFixed(2)} GFLOP/s)`);
   }
   // Ceiling again at the end; the best reading of all (including the samples taken between

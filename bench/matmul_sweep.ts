@@ -2,9 +2,10 @@
 // block on this adapter. Compiles each block once, then times them in alternating rounds
 // (best of all rounds: the machine may be shared) and reports GFLOP/s and the fraction of the
 // FMA ceiling. Example: npm run bench -- matmul_sweep 1024 '[[8,8,16],[8,16,16]]' 3
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { setup, timeRealize, gflops, peakGflops } from './harness.ts';
 import { fromData, realize } from '../src/graph/runtime.ts';
-import { matmul, setRegisterBlock } from '../src/graph/ops/matmul.ts';
+import { matmul } from '../src/graph/ops/matmul.ts';
 export async function main(args: string[]): Promise<void> {
   const env = await setup();
   const n = Number(args[0] ?? 1024);
@@ -13,7 +14,7 @@ export async function main(args: string[]): Promise<void> {
   const data = new Float32Array(n * n).map(() => Math.random());
   const a = fromData(data, [n, n]), b = fromData(data, [n, n]);
   const use = (c: [number, number, number]) => {
-    setRegisterBlock(c[0], c[1], c[2]);
+    setKernelOverrides({ matmulRegisterBlock: { WG: c[0], RM: c[1], RN: c[2] } });
   };
   for (const c of configs) { use(c); const t0 = performance.now(); await realize([matmul(a, b)]); await env.device.queue.onSubmittedWorkDone(); console.log(`compiled ${JSON.stringify(c)} in ${(performance.now() - t0).toFixed(0)} ms`); }
   const best = configs.map(() => Infinity);

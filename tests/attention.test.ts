@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { attention, setAttentionKernel } from '../src/graph/ops/attention.ts';
+import { attention } from '../src/graph/ops/attention.ts';
 import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
@@ -106,8 +107,8 @@ describe('attention reference', () => {
 // Both kernel families on any adapter (REGISTER: the CPU adapters' forward and probabilities).
 for (const kern of ['register', 'tiled'] as const) describe(`attention (GPU, ${kern}) against the float64 reference`, () => {
   const R = rng(`attention-${kern}`);
-  beforeAll(() => setAttentionKernel(kern));
-  afterAll(() => setAttentionKernel('auto'));
+  beforeAll(() => setKernelOverrides({ attention: kern }));
+  afterAll(() => setKernelOverrides({ attention: undefined }));
   it('self-attention, odd sizes, no mask, probs kept, backward', async () => {
     const S = R.int(1, 37);
     await runCase(R, { dm: { b: R.int(1, 2), H: R.int(1, 3), Sq: S, Sk: S, d: R.int(3, 33), dv: R.int(1, 29) }, keepProbs: true, backward: true });

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { batchNorm2d, setBatchNormReductionWidth } from '../src/graph/ops/batchnorm.ts';
+import { batchNorm2d } from '../src/graph/ops/batchnorm.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { dot, expectWithin, finiteDiff, gamma, relL2, rng, U32, ulps } from './util.ts';
 import { batchNormBackwardRef, batchNormRef } from './ref/vision.ts';
@@ -71,7 +72,7 @@ describe('batchNorm2d', () => {
   // Both channel-reduction widths on any adapter (8: CPU adapters' default, 256: GPUs').
   for (const training of [true, false]) for (const width of [8, 256] as const) {
     it(`${training ? 'training (batch statistics, running-stat update)' : 'eval (running statistics)'}, odd sizes, reduction width ${width}`, async () => {
-      setBatchNormReductionWidth(width);
+      setKernelOverrides({ batchNormWidth: width });
       const N = R.int(1, 3), C = R.int(1, 6), H = R.int(1, 9) | 1, W = R.int(2, 8);
       // f32 momentum and ε: the kernel and the reference see the same values.
       const HW = H * W, momentum = Math.fround(training ? 0.1 + 0.3 * R.next() : 0.1), eps = Math.fround(1e-5);
@@ -85,7 +86,7 @@ describe('batchNorm2d', () => {
       expect(update === null).toBe(!training);
       const [dx, dw, db] = grad(y, [x, weight, bias], fromData(DY, y.shape));
       await realize([y, dx!, dw!, db!], { effects: update ? [update] : [] });
-      setBatchNormReductionWidth('auto');
+      setKernelOverrides({ batchNormWidth: undefined });
 
       const ref = batchNormRef(X, N, C, HW, Wt, B, RM, RV, training, momentum, eps);
       const bw = batchNormBackwardRef(X, DY, N, C, HW, Wt, ref.mean, ref.varUsed, training, eps);
@@ -112,14 +113,14 @@ describe('batchNorm2d', () => {
   }
 
   for (const width of [8, 256] as const) it(`training over more values per channel than one workgroup covers, reduction width ${width}`, async () => {
-    setBatchNormReductionWidth(width);
+    setKernelOverrides({ batchNormWidth: width });
     const N = 2, C = 3, H = 23, W = 17, HW = H * W;
     const X = R.randn(N * C * HW).map((v) => Math.fround(v - 1.5)), Wt = R.randn(C), B = R.randn(C), RM = R.randn(C), RV = R.uniform(C, 0.5, 2);
     const x = fromData(X, [N, C, H, W]);
     const runningMean = fromData(RM, [C]), runningVar = fromData(RV, [C]);
     const { y, update } = batchNorm2d(x, { weight: fromData(Wt, [C]), bias: fromData(B, [C]), runningMean, runningVar }, { training: true });
     await realize([y], { effects: [update!] });
-    setBatchNormReductionWidth('auto');
+    setKernelOverrides({ batchNormWidth: undefined });
     const momentum = Math.fround(0.1), eps = Math.fround(1e-5);
     const ref = batchNormRef(X, N, C, HW, Wt, B, RM, RV, true, momentum, eps);
     const zeros = new Float64Array(X.length);

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { conv2d, setConvKernel } from '../src/graph/ops/conv.ts';
+import { conv2d } from '../src/graph/ops/conv.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { dot, finiteDiff, relL2, rng } from './util.ts';
 import { conv2dBackwardRef, conv2dRef, type ConvGeom, convOut } from './ref/vision.ts';
@@ -39,7 +40,7 @@ describe('conv2d', () => {
   // Both kernel families on any adapter (register: CPU adapters' default; gemm4: GPUs').
   for (const [name, geom, withBias] of cases) for (const kern of ['register', 'gemm4'] as const) {
     it(`${kern}: ${name}`, async () => {
-      setConvKernel(kern);
+      setKernelOverrides({ conv: kern });
       const g = geom();
       const [OH, OW] = convOut(g);
       const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * g.K * g.K), B = R.randn(g.O), DY = R.randn(g.N * g.O * OH * OW);
@@ -50,7 +51,7 @@ describe('conv2d', () => {
       expect(y.shape).toEqual([g.N, g.O, OH, OW]);
       const grads = grad(y, b ? [x, w, b] : [x, w], fromData(DY, y.shape));
       await realize([y, ...grads.map((t) => t!)]);
-      setConvKernel('auto');
+      setKernelOverrides({ conv: undefined });
 
       const yRef = conv2dRef(X, Wt, withBias ? B : null, g);
       expect(relL2(await read(y), yRef)).toBeLessThan(1e-5);

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { matmul, linear, matmulTiles, setMatmulKernel } from '../src/graph/ops/matmul.ts';
+import { matmul, linear, matmulTiles } from '../src/graph/ops/matmul.ts';
 import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { dot, finiteDiff, relL2, rng } from './util.ts';
@@ -65,7 +66,7 @@ describe('matmul', () => {
   // vec4 without transB when N % 4 == 0: aligned and odd sizes cover every load path; small
   // outputs use the small block, the last cases the mid-size, few-row and big ones.
   it('REGISTER kernel: vec4 and scalar load paths, transposes, bias, small and big blocks', async () => {
-    setMatmulKernel('register');
+    setKernelOverrides({ matmul: 'register' });
     try {
       const cases: [boolean, boolean, boolean, number, number, number][] = [];
       for (const transA of [false, true]) for (const transB of [false, true]) for (const aligned of [true, false]) {
@@ -91,12 +92,12 @@ describe('matmul', () => {
         expect(relL2(await read(c), ref), label).toBeLessThan(1e-5);
       }
     } finally {
-      setMatmulKernel('auto');
+      setKernelOverrides({ matmul: undefined });
     }
   });
 
   it('TILED kernel (GPUs) forward, all transposes, with bias', async () => {
-    setMatmulKernel('tiled');
+    setKernelOverrides({ matmul: 'tiled' });
     try {
       for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
         const M = R.int(1, 90), N = R.int(1, 90), K = R.int(1, 40);
@@ -106,7 +107,7 @@ describe('matmul', () => {
         expect(relL2(await read(c), ref), `tiled transA=${transA} transB=${transB} M=${M} N=${N} K=${K}`).toBeLessThan(1e-5);
       }
     } finally {
-      setMatmulKernel('auto');
+      setKernelOverrides({ matmul: undefined });
     }
   });
 });

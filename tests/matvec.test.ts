@@ -2,9 +2,10 @@
 // rowsLinear (forward, bias, gradients) and the top-k-only experts, with both workgroup widths
 // (8 lanes: CPU adapters; 64: GPUs) on any adapter, vec4 and scalar loads, k tails and
 // several row blocks.
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { expertsForRows, rowsLinear, setMatvecLanes } from '../src/graph/ops/matvec.ts';
+import { expertsForRows, rowsLinear } from '../src/graph/ops/matvec.ts';
 import { moeExperts, stackExpertWeights } from '../src/graph/ops/moe.ts';
 import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
@@ -18,8 +19,8 @@ beforeAll(async () => {
 
 for (const lanes of [8, 64] as const) describe(`few-row products, ${lanes} lanes per workgroup`, () => {
   const R = rng(`matvec-${lanes}`);
-  beforeAll(() => setMatvecLanes(lanes));
-  afterAll(() => setMatvecLanes('auto'));
+  beforeAll(() => setKernelOverrides({ matvecLanes: lanes }));
+  afterAll(() => setKernelOverrides({ matvecLanes: undefined }));
 
   // K: multiples of 4 (vec4 loads) with and without a tail past the lanes, and odd (scalar).
   const shapes = [

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { loadBalancingLoss, moeExperts, moePlan, setMoeKernel, topkGate } from '../src/graph/ops/moe.ts';
+import { loadBalancingLoss, moeExperts, moePlan, topkGate } from '../src/graph/ops/moe.ts';
 import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { dropout } from '../src/graph/ops/random.ts';
 import { reshape } from '../src/graph/ops/shape.ts';
@@ -117,7 +118,7 @@ describe('moeExperts (GPU) against the per-token float64 reference', () => {
   // Both grouped-matmul kernel families on any adapter (REGISTER is the CPU adapters' default).
   for (const c of cases) for (const kern of ['register', 'tiled'] as const) {
     it(`${kern}: N=${c.N} d=${c.d} d_ff=${c.F} E=${c.E} k=${c.k} ${c.act} ${c.mode}${c.unused !== undefined ? `, expert ${c.unused} unused` : ''}${c.rowTile ? `, tile ${c.rowTile}` : ''}`, async () => {
-      setMoeKernel(kern);
+      setKernelOverrides({ moe: kern });
       const { N, d, F, E, k, act, mode } = c;
       const allowed = [...Array(E).keys()].filter((e) => e !== c.unused);
       const { idx, w } = randomRoute(R, N, k, allowed);
@@ -145,7 +146,7 @@ describe('moeExperts (GPU) against the per-token float64 reference', () => {
         errs[`dW3[${e}]`] = relL2(got[1], ref.dExp[e].w3);
         errs[`dW2[${e}]`] = relL2(got[2], ref.dExp[e].w2);
       }
-      setMoeKernel('auto');
+      setKernelOverrides({ moe: undefined });
       console.log(`moeExperts ${kern} ${JSON.stringify(c)}: rel L2 ${fmt(errs)}`);
       for (const v of Object.values(errs)) expect(v).toBeLessThan(1e-5);
     });

@@ -1,8 +1,9 @@
 // rmsNorm's row reductions at both widths on any adapter: 8 lanes (CPU adapters' default)
 // and the GPU widths (32–256 by row length), against the float64 reference.
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { rmsNorm, setRmsNormWidth } from '../src/graph/ops/norm.ts';
+import { rmsNorm } from '../src/graph/ops/norm.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { relL2, rng } from './util.ts';
 import { numel, rmsNormBackRef, rmsNormRef } from './ref/nn.ts';
@@ -10,13 +11,13 @@ import { numel, rmsNormBackRef, rmsNormRef } from './ref/nn.ts';
 beforeAll(async () => {
   await init();
 });
-afterAll(() => setRmsNormWidth('auto'));
+afterAll(() => setKernelOverrides({ rmsNormWidth: undefined }));
 
 describe('rmsNorm row-reduction widths', () => {
   const R = rng('norm-width');
   for (const width of [8, 'gpu'] as const) {
     it(`width ${width}: short, odd and long rows`, async () => {
-      setRmsNormWidth(width);
+      setKernelOverrides({ rmsNormWidth: width });
       // D ≥ 2: with one feature y = ±w, dx = r·w·dy·eps/(x²+eps) is pure f32 cancellation.
       for (const shape of [[R.int(1, 4), R.int(2, 7)], [R.int(3, 9), R.int(33, 90)], [2, R.int(257, 600)]]) {
         const D = shape[shape.length - 1];

@@ -1,5 +1,6 @@
 // Adapter and device acquisition for Deno, browsers and (optionally) Node.
 // One device per process; every later layer asks `getGpu()`.
+import { type DeviceProfile, profileFrom } from './profile.ts';
 
 export interface Gpu {
   device: GPUDevice;
@@ -8,6 +9,8 @@ export interface Gpu {
   adapterName: string;
   hasF16: boolean;
   hasTimestamps: boolean;
+  /** What the adapter is and can do; kernel choices read this, never the name. */
+  profile: DeviceProfile;
   /** Set once the device is lost; every later use throws with this reason. */
   lost: GPUDeviceLostInfo | null;
 }
@@ -49,6 +52,7 @@ async function createGpu(): Promise<Gpu> {
   const hasTimestamps = adapter.features.has('timestamp-query');
   if (hasF16) want.push('shader-f16');
   if (hasTimestamps) want.push('timestamp-query');
+  if (adapter.features.has('subgroups')) want.push('subgroups' as GPUFeatureName);
   const L = adapter.limits;
   // Ask for what the kernels need: big storage buffers and the full workgroup memory.
   const requiredLimits: Record<string, number> = {
@@ -62,11 +66,10 @@ async function createGpu(): Promise<Gpu> {
     maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
   };
   const device = await adapter.requestDevice({ requiredFeatures: want, requiredLimits, label: 'micar' });
-  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
-  const adapterName =
-    [info?.description, info?.vendor, info?.architecture, info?.device].filter((s) => s && s !== '0').join(' / ') ||
-    'unknown adapter';
-  const gpu: Gpu = { device, adapter, adapterName, hasF16, hasTimestamps, lost: null };
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info ?? {};
+  const fallback = (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  const profile = profileFrom({ ...infoFields(info), ...(fallback ? { isFallbackAdapter: true } : {}) }, adapter.features, adapter.limits);
+  const gpu: Gpu = { device, adapter, adapterName: profile.adapterName, hasF16, hasTimestamps, profile, lost: null };
   device.lost.then((lostInfo) => {
     gpu.lost = lostInfo;
     gpuPromise = null; // a later getGpu() makes a fresh device
@@ -81,4 +84,14 @@ async function createGpu(): Promise<Gpu> {
 
 export function assertAlive(gpu: Gpu, what: string): void {
   if (gpu.lost) throw new Error(`WebGPU device was lost (${gpu.lost.reason}: ${gpu.lost.message}); cannot run ${what}`);
+}
+
+/** adapter.info's fields as a plain object (GPUAdapterInfo's are prototype getters). */
+function infoFields(info: GPUAdapterInfo | Record<string, unknown>): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const k of ['vendor', 'architecture', 'device', 'description', 'subgroupMinSize', 'subgroupMaxSize', 'isFallbackAdapter']) {
+    const v = (info as Record<string, unknown>)[k];
+    if (v !== undefined) o[k] = v;
+  }
+  return o;
 }

@@ -3,6 +3,7 @@
 // releasing each intermediate right after its last reader (liveness), so a whole training
 // step is one submission with no CPU read-back inside.
 import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
+import type { DeviceProfile } from '../gpu/profile.ts';
 import { BufferPool } from '../gpu/buffers.ts';
 import { getPipeline, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
@@ -11,6 +12,8 @@ import { type Bindable, type Dispatch, type DType, dtypeBytes, type EncodeCtx, t
 
 export interface Runtime {
   gpu: Gpu;
+  /** The adapter's profile (same object as gpu.profile). */
+  profile: DeviceProfile;
   device: GPUDevice;
   pool: BufferPool;
 }
@@ -21,7 +24,7 @@ let rt: Runtime | null = null;
 export async function init(): Promise<Runtime> {
   if (rt && !rt.gpu.lost) return rt;
   const gpu = await getGpu();
-  rt = { gpu, device: gpu.device, pool: new BufferPool(gpu.device) };
+  rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device) };
   return rt;
 }
 
@@ -252,6 +255,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     return st.buffer;
   };
   const ctx: EncodeCtx = {
+    profile: r.profile,
     dispatch(d) {
       families.add(d.kernel.family);
       d.bindings.forEach((b, j) => bufOf(b, `binding ${j + 1}`));

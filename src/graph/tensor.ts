@@ -1,5 +1,6 @@
 // Lazy tensors: ops record nodes; `realize` (scheduler.ts) runs them on the GPU.
 import type { KernelRef } from '../gpu/pipelines.ts';
+import type { DeviceProfile } from '../gpu/profile.ts';
 
 export type DType = 'f32' | 'i32' | 'u32' | 'f16';
 
@@ -65,6 +66,8 @@ export interface Dispatch {
 }
 
 export interface EncodeCtx {
+  /** The adapter's profile: kernel choices read it. */
+  profile: DeviceProfile;
   dispatch(d: Dispatch): void;
   /** A temporary buffer that lives until this node has finished. */
   scratch(bytes: number): GPUBuffer;

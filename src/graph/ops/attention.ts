@@ -3,11 +3,12 @@
 // the saved per-row max and sum (or uses the kept probabilities) and runs dV = Pᵀ·dO,
 // dP = dO·Vᵀ, dS = softmax-backward(P, dP), dQ = dS·K, dK = dSᵀ·Q.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, isCpuAdapter, P } from './util.ts';
+import { grid1d, isCpuAdapter, P, registerKernelsByDefault } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 import { matmul } from './matmul.ts';
 import { reshape } from './shape.ts';
 import { add } from './elementwise.ts';
-import { runtime } from '../runtime.ts';
 
 export interface AttentionOptions {
   /** Multiplies q·kᵀ (usually 1/sqrt(d)). */
@@ -42,28 +43,13 @@ function params(g: Geometry) {
   return P().u(g.b * g.H, g.H, g.Sq, g.Sk).f(g.scale).u(mb, mq, 1);
 }
 
-/** Which forward / probabilities kernels run: 'auto' picks REGISTER on CPU adapters (head sizes permitting). */
-export type AttentionKernelChoice = 'auto' | 'register' | 'tiled';
-let attnKernel: AttentionKernelChoice = 'auto';
-/** Forces the kernels (tests cover both on any adapter). */
-export function setAttentionKernel(k: AttentionKernelChoice): void {
-  attnKernel = k;
-}
-
 /** Head sizes up to which the unrolled register kernels are used (q row and output in registers). */
 const REG_MAX_D = 160;
 
 function useRegister(g: Geometry): boolean {
   if (g.d + g.dv > REG_MAX_D) return false;
-  if (attnKernel !== 'auto') return attnKernel === 'register';
-  try {
-    // Mesa's software Vulkan only: SwiftShader (Chromium) compiles these large unrolled bodies
-    // so slowly (about 80 s more before the tiny model's first report in the demo) that it keeps
-    // the GPU-style kernels.
-    return /llvmpipe|lavapipe/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
+  const forced = kernelOverride('attention');
+  return forced ? forced === 'register' : registerKernelsByDefault();
 }
 
 /**
@@ -106,7 +92,7 @@ const ONE_Q_MAX_SK = 3072;
 
 /** One query row (decoding steps): the ONE_Q kernel, unless a test forces another. */
 function useOneQuery(g: Geometry): boolean {
-  return attnKernel === 'auto' && g.Sq === 1 && g.Sk <= ONE_Q_MAX_SK;
+  return kernelOverride('attention') === undefined && g.Sq === 1 && g.Sk <= ONE_Q_MAX_SK;
 }
 
 

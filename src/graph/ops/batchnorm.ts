@@ -2,8 +2,9 @@
 // and biased variance and returns an effect that folds them (unbiased variance) into the
 // running statistics in place; eval normalises with the running statistics.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
-import { runtime } from '../runtime.ts';
+import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 
 export interface BatchNormParams {
   weight: Tensor;
@@ -24,19 +25,9 @@ type Flag = 'STATS' | 'APPLY' | 'BWD_REDUCE' | 'BWD_DX' | 'UPDATE';
  * Threads per channel reduction: one SIMD vector on CPU adapters (barriers are dear there),
  * else 256. Width 8 also selects the per-row (ROWS) normalisation and training input gradient.
  */
-let reductionWidth: 'auto' | 8 | 256 = 'auto';
-/** Forces the reduction workgroup size (tests cover both on any adapter). */
-export function setBatchNormReductionWidth(w: 'auto' | 8 | 256): void {
-  reductionWidth = w;
-}
 
 function rwg(): number {
-  if (reductionWidth !== 'auto') return reductionWidth;
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName) ? 8 : 256;
-  } catch {
-    return 256;
-  }
+  return kernelOverride('batchNormWidth') ?? (isCpuAdapter() ? 8 : 256);
 }
 
 function kernel(flag: Flag, training = false) {

@@ -5,8 +5,9 @@
 // copy made in the same node; the weight is re-laid as a vec4 GEMM operand the same way.
 // The bias gradient is a channel sum.
 import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
-import { runtime } from '../runtime.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertDtype, grid1d, P, registerKernelsByDefault } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 
 export interface Conv2dOptions {
   stride?: number;
@@ -40,24 +41,9 @@ export function convConfig(M: number): ConvConfig {
 
 const c4 = (n: number) => Math.ceil(n / 4);
 
-/** Which GEMM kernel the forward and dX use: 'auto' picks REGISTER (GEMMR) on CPU adapters, else GEMM4. */
-export type ConvKernelChoice = 'auto' | 'register' | 'gemm4';
-let convKernel: ConvKernelChoice = 'auto';
-/** Forces a kernel (tests cover both on any adapter; benchmarks compare them). */
-export function setConvKernel(k: ConvKernelChoice): void {
-  convKernel = k;
-}
-
 function useRegister(): boolean {
-  if (convKernel !== 'auto') return convKernel === 'register';
-  try {
-    // Mesa's software Vulkan only: SwiftShader (Chromium) compiles these large unrolled bodies
-    // so slowly (about 80 s more before the tiny model's first report in the demo) that it keeps
-    // the GPU-style kernels.
-    return /llvmpipe|lavapipe/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
+  const forced = kernelOverride('conv');
+  return forced ? forced === 'register' : registerKernelsByDefault();
 }
 
 /**

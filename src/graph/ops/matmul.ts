@@ -1,6 +1,8 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
 import { makeNode, type Tensor } from '../tensor.ts';
 import { assertDtype, isCpuAdapter, P } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
 
@@ -24,14 +26,6 @@ export interface MatmulTiles {
   WG: number;
 }
 
-/** Which kernel family member to use: 'auto' picks REGISTER on software (CPU) adapters. */
-export type MatmulKernelChoice = 'auto' | 'register' | 'tiled';
-let kernelChoice: MatmulKernelChoice = 'auto';
-/** Forces a kernel (tests cover both paths on any adapter; benchmarks compare them). */
-export function setMatmulKernel(k: MatmulKernelChoice): void {
-  kernelChoice = k;
-}
-
 
 /**
  * Tile configuration for an M×N output. REGISTER blocks were tuned on llvmpipe (bench/matmul.ts):
@@ -43,27 +37,17 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
     // Small outputs (tests, tiny heads): a small block compiles fast and wastes little.
     if (M * N <= 64 * 64) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 8, WG: 8 };
     // Few rows (decode steps): 32 rows per workgroup, so little of each strip is padding.
-    if (M <= 32 && !regOverride) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 16, WG: 8 };
+    const block = kernelOverride('matmulRegisterBlock');
+    if (M <= 32 && !block) return { kind, TM: 0, TN: 0, BK: 0, RM: 4, RN: 16, WG: 8 };
     // Mid-size: 8×16 compiles in about a second; the big block (2× the code, several seconds
     // to compile on llvmpipe, cached on disk by Mesa) pays off only where the product is large.
-    if (M * N < 256 * 256 && !regOverride) return { kind, TM: 0, TN: 0, BK: 0, RM: 8, RN: 16, WG: 8 };
-    return { kind, TM: 0, TN: 0, BK: 0, RM: REG_RM, RN: REG_RN, WG: REG_WG };
+    if (M * N < 256 * 256 && !block) return { kind, TM: 0, TN: 0, BK: 0, RM: 8, RN: 16, WG: 8 };
+    return { kind, TM: 0, TN: 0, BK: 0, RM: 16, RN: 16, WG: 8, ...block };
   }
   if (M * N <= 64 * 64) return { kind, TM: 32, TN: 32, BK: 16, RM: 4, RN: 4, WG: 0 };
   return { kind, TM: 64, TN: 64, BK: 16, RM: 4, RN: 4, WG: 0 };
 }
 
-// Tuned on llvmpipe (2 cores, 256-bit): see bench/matmul.ts.
-let REG_WG = 8, REG_RM = 16, REG_RN = 16;
-let regOverride = false;
-/** Overrides the big REGISTER block (benchmark sweeps). */
-export function setRegisterBlock(WG: number, RM: number, RN: number): void {
-  if (RM % 4 || RN % 4 || RM <= 0 || RN <= 0 || WG <= 0) throw new Error(`setRegisterBlock: RM ${RM} and RN ${RN} must be positive multiples of 4`);
-  REG_WG = WG;
-  REG_RM = RM;
-  REG_RN = RN;
-  regOverride = true;
-}
 
 /**
  * The fully unrolled body of the REGISTER kernel: RM×RN scalar accumulators, the B row of
@@ -140,7 +124,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const inputs = bias ? [a, b, bias] : [a, b];
   const [c] = makeNode('matmul', inputs, [{ shape: outShape }], {
     encode(ctx) {
-      const kind = kernelChoice === 'auto' ? (isCpuAdapter() ? 'register' : 'tiled') : kernelChoice;
+      const kind = kernelOverride('matmul') ?? (isCpuAdapter() ? 'register' : 'tiled');
       const { kind: _k, ...t } = matmulTiles(M, N, kind);
       const params = P().u(M, N, K, batch, bA === 1 ? 0 : M * K, bB === 1 ? 0 : K * N, M * N, 0);
       const bindings = bias ? [a, b, c, bias] : [a, b, c];

@@ -5,31 +5,22 @@
 // reading their weights.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 import { matmul } from './matmul.ts';
 import { activation, type Activation, mul, sumTo } from './elementwise.ts';
 
 type Kind = 'LINEAR' | 'EXPERT_UP' | 'EXPERT_DOWN' | 'COMBINE';
 
 
-/** Lanes per workgroup: by adapter (8 = one SIMD vector on CPU adapters, 64 on GPUs) or forced. */
-let lanesChoice: 'auto' | 8 | 64 = 'auto';
-/** Forces the workgroup width (tests cover both on any adapter). */
-export function setMatvecLanes(l: 'auto' | 8 | 64): void {
-  lanesChoice = l;
-}
 
 /** Partial sums per lane (RB·RN·NW): 16 ran fastest on llvmpipe (24, 32, 48 were 15–50% slower in a paper decode step). */
-let sumsPerLane = 16;
-/** Overrides the partial-sum budget per lane (benchmark sweeps). */
-export function setMatvecSumsPerLane(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`setMatvecSumsPerLane: ${n} must be a positive integer`);
-  sumsPerLane = n;
-}
+const SUMS_PER_LANE = 16;
 
 /** Rows (RB) and outputs (RN) per workgroup for B rows and NW weight matrices. */
 export function matvecBlock(B: number, NW: number): { RB: number; RN: number } {
   const RB = Math.min(B, 4);
-  const RN = Math.max(1, Math.min(8, Math.floor(sumsPerLane / (RB * NW))));
+  const RN = Math.max(1, Math.min(8, Math.floor((kernelOverride('matvecSumsPerLane') ?? SUMS_PER_LANE) / (RB * NW))));
   return { RB, RN };
 }
 
@@ -67,7 +58,8 @@ interface Launch {
 }
 
 function launch(kind: Kind, B: number, N: number, K: number, E: number, extra: { HAS_BIAS?: boolean; WEIGHTED?: boolean } = {}): Launch {
-  const LANES = lanesChoice === 'auto' ? (isCpuAdapter() ? 8 : 64) : lanesChoice;
+  // Lanes per workgroup: one SIMD vector (8) on CPU adapters, 64 on GPUs.
+  const LANES = kernelOverride('matvecLanes') ?? (isCpuAdapter() ? 8 : 64);
   const NW = kind === 'EXPERT_UP' ? 2 : 1;
   const vec = K % 4 === 0;
   const { RB, RN } = matvecBlock(B, NW);

@@ -5,10 +5,11 @@
 // fixed-order combine brings the rows back to tokens. Compute scales with N·k, not with E,
 // and nothing is read back to the CPU.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, P } from './util.ts';
+import { grid1d, P, registerKernelsByDefault } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 import { activation, type Activation, addScalar, log, mul, scale, sumTo } from './elementwise.ts';
 import { matmul, matmulTiles, registerBody } from './matmul.ts';
-import { runtime } from '../runtime.ts';
 import { concat, reshape } from './shape.ts';
 
 export type MoeMode = 'sum' | 'weighted';
@@ -177,24 +178,9 @@ function slotDot(rowsT: Tensor, tokensT: Tensor, plan: MoePlan): Tensor {
   return out;
 }
 
-/** Which grouped-matmul kernels run: 'auto' picks the REGISTER ones on CPU adapters. */
-export type MoeKernelChoice = 'auto' | 'register' | 'tiled';
-let moeKernel: MoeKernelChoice = 'auto';
-/** Forces the grouped-matmul kernels (tests cover both on any adapter). */
-export function setMoeKernel(k: MoeKernelChoice): void {
-  moeKernel = k;
-}
-
 function useRegister(): boolean {
-  if (moeKernel !== 'auto') return moeKernel === 'register';
-  try {
-    // Mesa's software Vulkan only: SwiftShader (Chromium) compiles these large unrolled bodies
-    // so slowly (about 80 s more before the tiny model's first report in the demo) that it keeps
-    // the GPU-style kernels.
-    return /llvmpipe|lavapipe/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
+  const forced = kernelOverride('moe');
+  return forced ? forced === 'register' : registerKernelsByDefault();
 }
 
 function gmmTiles(plan: MoePlan) {

@@ -1,6 +1,8 @@
 // RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
+import { kernelOverride } from '../kernels/overrides.ts';
+
 
 const KINDS = ['FWD', 'DX', 'DW'] as const;
 type Kind = (typeof KINDS)[number];
@@ -15,15 +17,11 @@ function kernel(kind: Kind, wg: number) {
 function wgFor(D: number): number {
   // CPU adapters: one SIMD vector per row (each barrier of a wider workgroup switches between
   // all its groups of lanes; the row reductions were barrier-bound on llvmpipe).
-  if (normWidth === 8 || (normWidth === 'auto' && isCpuAdapter())) return 8;
+  const forced = kernelOverride('rmsNormWidth');
+  if (forced === 8 || (forced === undefined && isCpuAdapter())) return 8;
   return D <= 128 ? 32 : D <= 256 ? 64 : D <= 512 ? 128 : 256;
 }
 
-let normWidth: 'auto' | 8 | 'gpu' = 'auto';
-/** Forces the row-reduction width (tests cover both on any adapter). */
-export function setRmsNormWidth(w: 'auto' | 8 | 'gpu'): void {
-  normWidth = w;
-}
 
 
 /** Columns of dw per workgroup in the DW kernel (DW_COLS in norm.wgsl). */

@@ -1,6 +1,7 @@
 // Helpers shared by op implementations.
 import { Params, type Tensor } from '../tensor.ts';
 import { runtime } from '../runtime.ts';
+import { type DeviceProfile, GENERIC_PROFILE } from '../../gpu/profile.ts';
 
 export const WG = 256;
 
@@ -55,14 +56,29 @@ export function P(): Params {
   return new Params();
 }
 
+/** The running adapter's profile (a generic GPU profile before the runtime exists). */
+export function adapterProfile(): DeviceProfile {
+  try {
+    return runtime().profile;
+  } catch {
+    return GENERIC_PROFILE;
+  }
+}
+
 /**
  * A software (CPU) adapter — llvmpipe, lavapipe, SwiftShader — whose workgroups run as SIMD
  * lanes; ops pick their CPU-adapter kernel layouts by it (false before the runtime exists).
  */
 export function isCpuAdapter(): boolean {
-  try {
-    return /llvmpipe|lavapipe|swiftshader|software/i.test(runtime().gpu.adapterName);
-  } catch {
-    return false;
-  }
+  return adapterProfile().software;
+}
+
+/**
+ * The fully unrolled register-blocked kernels (matmul, conv, moe, attention) are the default:
+ * a software adapter that compiles large unrolled bodies in acceptable time (Mesa; not
+ * SwiftShader, where they cost about 80 s more before the tiny model's first report).
+ */
+export function registerKernelsByDefault(): boolean {
+  const p = adapterProfile();
+  return p.software && p.unrolledKernels;
 }
