@@ -1,7 +1,7 @@
 // Whole-model check against the authors' PyTorch model: every golden case that ships its
 // weights (../shared/golden/*/weights.safetensors) must pass `runGolden`.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runGolden } from '../src/cli/golden.ts';
+import { caseTolerance, runGolden, TOLERANCE } from '../src/cli/golden.ts';
 
 declare const Deno: { readDirSync(p: string | URL): Iterable<{ name: string; isDirectory: boolean }>; statSync(p: string | URL): unknown; readFileSync(p: string | URL): Uint8Array };
 
@@ -17,6 +17,26 @@ for (const e of Deno.readDirSync(root)) {
     // no weights: the paper case (314 MB) is generated on demand, see the issue note
   }
 }
+
+describe('a case states its tolerance (config.json "tolerance")', () => {
+  it("the paper case's stated forward_vision tolerance applies to its groups only, and is said", () => {
+    const cfg = JSON.parse(new TextDecoder().decode(Deno.readFileSync(new URL('paper/config.json', root))));
+    const { tol, said } = caseTolerance(cfg.tolerance, 'paper/config.json');
+    for (const g of cfg.tolerance.groups) expect(tol(g, 'forward')).toBe(cfg.tolerance.forward_vision);
+    expect(tol('decoder', 'forward')).toBe(TOLERANCE.forward);
+    expect(tol('msve', 'grad')).toBe(TOLERANCE.grad);
+    expect(said).toMatch(/tolerance stated by the case \(paper\/config.json\): forward 0.001 in msve, proj, encoder, train_mode/);
+    expect(said).toMatch(/why: f32 floor/);
+  });
+  it('no stated tolerance: the defaults, nothing said; a bad one is an error naming the field', () => {
+    expect(caseTolerance(undefined, 'x').said).toBeNull();
+    expect(caseTolerance(undefined, 'x').tol('msve', 'forward')).toBe(TOLERANCE.forward);
+    expect(() => caseTolerance({ forward_vison: 1e-3 }, 'c.json')).toThrow(/c.json: tolerance.forward_vison is not a known field/);
+    expect(() => caseTolerance({ forward_vision: 1e-3, groups: ['msv'] }, 'c.json')).toThrow(/names msv, not a group/);
+    expect(() => caseTolerance({ forward_vision: -1, groups: ['msve'] }, 'c.json')).toThrow(/forward_vision must be a positive number/);
+    expect(() => caseTolerance({ forward_vision: 1e-3 }, 'c.json')).toThrow(/needs "groups"/);
+  });
+});
 
 describe('golden cases', () => {
   it('finds the shipped cases', () => {
