@@ -32,10 +32,10 @@ export interface AttentionResult {
   probs: Tensor | null;
 }
 
-/** Scaled dot-product attention; with attention dropout in training it runs unfused. */
+/** Scaled dot-product attention; unfused with attention dropout in training or when gradients must reach the probabilities. */
 export function scaledAttention(f: Forward, cfg: MicarConfig, q: Tensor, k: Tensor, v: Tensor, mask?: Tensor): AttentionResult {
   const scaleF = 1 / Math.sqrt(cfg.qk_nope_dim + cfg.qk_rope_dim);
-  if (f.training && cfg.attention_dropout > 0) {
+  if ((f.training && cfg.attention_dropout > 0) || f.differentiableAttention) {
     const [b, H, sq, dh] = q.shape, sk = k.shape[2];
     const scores = scale(matmul(reshape(q, [b * H, sq, dh]), reshape(k, [b * H, sk, dh]), { transB: true }), scaleF);
     const m = mask ? reshape(mask, [b, 1, sq, sk]) : undefined;

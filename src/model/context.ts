@@ -10,11 +10,22 @@ export interface ForwardOptions {
   seed?: number;
   /** Keep every attention map ([b, H, q, k]) and MoE routing for inspection. */
   keepAttention?: boolean;
+  /**
+   * Attention as separate softmax and matmul ops, so gradients reach the probabilities
+   * (the fused kernel's probs output is a read-only copy); implies keepAttention.
+   */
+  differentiableAttention?: boolean;
+  /** Record named intermediate tensors (e.g. the vision encoder's maps) in `captures`. */
+  capture?: boolean;
 }
 
 export class Forward {
   readonly training: boolean;
   readonly keepAttention: boolean;
+  readonly differentiableAttention: boolean;
+  /** Named intermediates (with `capture`): 'vis_enc.fused' [b,d_v,h,w], 'vis_enc.pooled' [b,d_v,7,7]. */
+  readonly captures = new Map<string, Tensor>();
+  private readonly capturing: boolean;
   private seed: number;
   private site = 0;
   /** BatchNorm running-stat updates to run as realize effects (training only). */
@@ -24,8 +35,16 @@ export class Forward {
 
   constructor(readonly w: Weights, opts: ForwardOptions = {}) {
     this.training = !!opts.training;
-    this.keepAttention = !!opts.keepAttention;
+    this.differentiableAttention = !!opts.differentiableAttention;
+    this.keepAttention = !!opts.keepAttention || this.differentiableAttention;
+    this.capturing = !!opts.capture;
     this.seed = (opts.seed ?? 0) >>> 0;
+  }
+
+  /** Records `t` under `name` when capturing; returns `t`. */
+  capture(name: string, t: Tensor): Tensor {
+    if (this.capturing) this.captures.set(name, t);
+    return t;
   }
 
   p(name: string): Tensor {

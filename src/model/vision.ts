@@ -92,7 +92,7 @@ export function fpnFromFeatures(f: Forward, cfg: MicarConfig, feats: Tensor[], b
   const p3 = add(lateral(f, c3, 3), upTo(p4, c3));
   const p2 = add(lateral(f, c2, 2), upTo(p3, c2));
   const sum = add(add(add(p2, upTo(p3, p2)), upTo(p4, p2)), upTo(p5, p2));
-  const fused = relu(convBn(f, sum, 'vis_enc.fusion.0', 'vis_enc.fusion.1', 1, 1, true));
-  const pooled = adaptiveAvgPool2d(fused, 7, 7); // [b, d_v, 7, 7]
+  const fused = f.capture('vis_enc.fused', relu(convBn(f, sum, 'vis_enc.fusion.0', 'vis_enc.fusion.1', 1, 1, true)));
+  const pooled = f.capture('vis_enc.pooled', adaptiveAvgPool2d(fused, 7, 7)); // [b, d_v, 7, 7]
   return permute(reshape(pooled, [b, cfg.d_v, 49]), [0, 2, 1]);
 }

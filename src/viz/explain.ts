@@ -1,0 +1,304 @@
+// Explanations of one generated word: where in the image the model's evidence for it lies.
+// Every method runs the model on the GPU (the gradients through the graph's autograd); the
+// explained quantity is the word's logit (pre-softmax score, as Grad-CAM and Chefer et al. use)
+// at its position, the decoder reading <sos> and the words before it (teacher forcing, exactly
+// the state generation was in when it chose the word).
+//
+//   attention       the cross-attention row of the word (per layer and head; `grid` = their mean).
+//   rollout         attention rollout through encoder and decoder, residual paths included:
+//                     R_ii = Π_enc (½I + ½Ā_enc)            image tokens ← image tokens (49×49)
+//                     R_tt = I, R_ti = 0                    text ← text, text ← image
+//                     per decoder layer:  M = ½I + ½Ā_self;  R_tt ← M·R_tt;  R_ti ← M·R_ti
+//                                         R_ti ← R_ti + Ā_cross·R_ii
+//                   (Ā = mean over heads). Self-attention mixes a token with earlier tokens, the
+//                   residual keeping half (Abnar & Zuidema 2020); cross-attention adds image
+//                   relevance to what the residual carries (Chefer et al. 2021's additive
+//                   co-attention rule with raw attention in place of gradient-weighted). So the
+//                   word's map also includes what earlier words attended to, as far as
+//                   self-attention routed it. The gated fusion's global vector (mean and max
+//                   over all image tokens) carries no location a rollout can follow: left out.
+//                   The map is row t of R_ti normalised to sum 1.
+//   grad-attention  mean over layers and heads of (A ⊙ ∂logit/∂A)⁺ on the cross-attention row
+//                   (Chefer et al. 2021, the gradient-weighted attention they roll out).
+//   gradcam         Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_c α_c F_c), α_c = spatial mean of
+//                   ∂logit/∂F_c, on the vision encoder's fused FPN map (stride 4: `fine`) and on
+//                   its 7×7 adaptive-average-pooled map (the image tokens: `grid`).
+//   saliency        |Σ_c x_c · ∂logit/∂x_c| per input pixel (gradient × input, Shrikumar et al.
+//                   2016) on the normalised pixels, so the implicit baseline is the mean colour;
+//                   optionally SmoothGrad (mean over noisy copies, Smilkov et al. 2017).
+//                   `grid` = the pixel map summed over the 7×7 adaptive-pool bins.
+// Several words (steps) are explained in one batched pass: each batch row is the same image and
+// sequence, seeded at its own word, so one backward gives every row's gradients.
+import type { Tensor } from '../graph/tensor.ts';
+import { dispose, fromData, readMany, realize } from '../graph/runtime.ts';
+import { grad } from '../graph/autograd.ts';
+import { abs, mul, relu } from '../graph/ops/elementwise.ts';
+import { mean, sum } from '../graph/ops/reduce.ts';
+import { reshape } from '../graph/ops/shape.ts';
+import { Forward } from '../model/context.ts';
+import { decodeText, decoderMask, encodeImage } from '../model/micar.ts';
+import type { Weights } from '../model/weights.ts';
+import { mulberry32 } from '../graph/ops/random.ts';
+import { GRID } from './heatmap.ts';
+
+export const EXPLAIN_METHODS = ['attention', 'rollout', 'grad-attention', 'gradcam', 'saliency'] as const;
+export type ExplainMethod = (typeof EXPLAIN_METHODS)[number];
+
+const GRADIENT_METHODS: readonly ExplainMethod[] = ['grad-attention', 'gradcam', 'saliency'];
+
+export function isExplainMethod(m: string): m is ExplainMethod {
+  return (EXPLAIN_METHODS as readonly string[]).includes(m);
+}
+
+export interface FineMap {
+  height: number;
+  width: number;
+  /** Row-major height×width, ≥ 0. */
+  values: Float64Array;
+  /** 'fpn': the vision encoder's fused FPN map (stride 4); 'pixels': the model input. */
+  level: 'fpn' | 'pixels';
+}
+
+export interface ExplainMap {
+  method: ExplainMethod;
+  /** Position of the explained word in the generated tokens. */
+  step: number;
+  token: number;
+  /** GRID×GRID map over the image tokens (row-major), ≥ 0. */
+  grid: Float64Array;
+  /** A finer map where the method has one (gradcam: FPN level; saliency: pixels). */
+  fine?: FineMap;
+  /** attention and grad-attention: [layer][head] grid maps (their mean is `grid`). */
+  perHead?: Float64Array[][];
+  /** The explained logit. */
+  logit: number;
+}
+
+export interface ExplainOptions {
+  /** Words explained per batched pass (default 8). */
+  batch?: number;
+  /** SmoothGrad for saliency: mean over `samples` copies with N(0, sigma²) noise on the normalised pixels. */
+  smoothGrad?: { samples: number; sigma: number; seed?: number };
+}
+
+/**
+ * Explains the word at `step` of `tokens` (generated ids, no <sos>) for one preprocessed image
+ * (3·S·S normalised pixels) with `method`.
+ */
+export async function explain(w: Weights, pixels: Float32Array, tokens: readonly number[], step: number, method: ExplainMethod, opts: ExplainOptions = {}): Promise<ExplainMap> {
+  return (await explainSteps(w, pixels, tokens, [step], [method], opts)).get(method)![0];
+}
+
+/** Several words and methods at once: method → one map per entry of `steps` (same order). */
+export async function explainSteps(
+  w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[], opts: ExplainOptions = {},
+): Promise<Map<ExplainMethod, ExplainMap[]>> {
+  const cfg = w.cfg, S = cfg.image_size;
+  if (pixels.length !== 3 * S * S) throw new Error(`explain: ${pixels.length} pixel values, expected 3×${S}×${S}`);
+  for (const m of methods) if (!isExplainMethod(m)) throw new Error(`explain: unknown method "${m}"; one of ${EXPLAIN_METHODS.join(', ')}`);
+  for (const s of steps) {
+    if (!Number.isInteger(s) || s < 0 || s >= tokens.length) throw new Error(`explain: step ${s} outside the ${tokens.length} generated tokens`);
+    if (s >= cfg.text_seq_len) throw new Error(`explain: step ${s} is past text_seq_len ${cfg.text_seq_len}`);
+    const t = tokens[s];
+    if (!(Number.isInteger(t) && t >= 0 && t < cfg.vocab_size)) throw new Error(`explain: token ${t} at step ${s} is outside the vocabulary (${cfg.vocab_size})`);
+  }
+  const out = new Map<ExplainMethod, ExplainMap[]>(methods.map((m) => [m, []]));
+  const B = Math.max(1, opts.batch ?? 8);
+  for (let i = 0; i < steps.length; i += B) {
+    const chunk = steps.slice(i, i + B);
+    const maps = await explainChunk(w, pixels, tokens, chunk, methods, opts);
+    for (const m of methods) out.get(m)!.push(...maps.get(m)!);
+  }
+  return out;
+}
+
+interface PassResult {
+  logits: Float64Array; // one per row
+  cross?: Float32Array[]; // per layer [B,H,T,N]
+  crossGrad?: Float32Array[]; // per layer relu(A ⊙ ∂y/∂A) [B,H,T,N]
+  decSelf?: Float32Array[]; // per layer [B,H,T,T]
+  encSelf?: Float32Array[]; // per layer [B,H,N,N]
+  camFine?: Float32Array; // [B, h·w]
+  camGrid?: Float32Array; // [B, 49]
+  fineSize?: [number, number];
+  saliency?: Float32Array; // [B, S·S]
+}
+
+/** One batched forward (+ backward) for the words `steps`; row j explains steps[j]. */
+async function explainPass(w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[], noise?: { sigma: number; seed: number }): Promise<PassResult> {
+  const cfg = w.cfg, S = cfg.image_size, N = GRID * GRID, V = cfg.vocab_size;
+  const B = steps.length, T = Math.max(...steps) + 1;
+  const needGrad = methods.some((m) => GRADIENT_METHODS.includes(m));
+  const px = new Float32Array(B * 3 * S * S);
+  const rnd = noise ? mulberry32(noise.seed) : null;
+  for (let j = 0; j < B; j++) {
+    px.set(pixels, j * 3 * S * S);
+    if (rnd) for (let p = j * 3 * S * S; p < (j + 1) * 3 * S * S; p++) px[p] += noise!.sigma * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  }
+  const image = fromData(px, [B, 3, S, S], 'f32', 'explain_image');
+  image.requiresGrad = needGrad;
+  const ids = new Int32Array(B * T);
+  for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = t === 0 ? cfg.sos_id : tokens[t - 1];
+  const idsT = fromData(ids, [B, T], 'i32', 'explain_ids');
+  const mask = decoderMask(new Float32Array(B * T).fill(1), B, T);
+  const f = new Forward(w, { keepAttention: true, differentiableAttention: needGrad, capture: methods.includes('gradcam') });
+  const enc = encodeImage(f, image);
+  const dec = decodeText(f, enc.out, idsT, mask);
+  const seed = new Float32Array(B * T * V);
+  steps.forEach((s, j) => (seed[(j * T + s) * V + tokens[s]] = 1));
+  const seedT = fromData(seed, [B, T, V], 'f32', 'explain_seed');
+  const targetLogit = sum(reshape(mul(dec.logits, seedT), [B, T * V]), 1); // [B]
+  const cross = dec.layers.map((l) => l.cross!);
+  const targets: Tensor[] = [targetLogit];
+  const slots: Record<string, number> = {};
+  const push = (k: string, ts: Tensor[]) => {
+    slots[k] = targets.length;
+    targets.push(...ts);
+  };
+  if (methods.includes('attention') || methods.includes('rollout') || methods.includes('grad-attention')) push('cross', cross);
+  if (methods.includes('rollout')) {
+    push('decSelf', dec.layers.map((l) => l.self!));
+    push('encSelf', enc.attn.map((a) => a!));
+  }
+  let fineSize: [number, number] | undefined;
+  if (needGrad) {
+    const fused = f.captures.get('vis_enc.fused'), pooled = f.captures.get('vis_enc.pooled');
+    const wrt: Tensor[] = [...cross, image];
+    if (fused && pooled) wrt.push(fused, pooled);
+    const g = grad(dec.logits, wrt, seedT);
+    if (methods.includes('grad-attention')) push('crossGrad', cross.map((a, l) => relu(mul(a, g[l]!))));
+    if (methods.includes('saliency')) push('saliency', [abs(sum(mul(g[cross.length]!, image), 1))]); // [B,S,S]
+    if (methods.includes('gradcam')) {
+      const cam = (F: Tensor, gF: Tensor) => {
+        const [b, C, h, wd] = F.shape;
+        const F3 = reshape(F, [b, C, h * wd]);
+        const alpha = mean(reshape(gF, [b, C, h * wd]), 2, true); // [b,C,1]
+        return relu(sum(mul(F3, alpha), 1)); // [b, h·w]
+      };
+      fineSize = [fused!.shape[2], fused!.shape[3]];
+      push('cam', [cam(fused!, g[cross.length + 1]!), cam(pooled!, g[cross.length + 2]!)]);
+    }
+  }
+  const res: PassResult = { logits: new Float64Array(B), fineSize };
+  try {
+    await realize(targets);
+    const host = await readMany(targets);
+    res.logits = Float64Array.from(host[0]);
+    const L = cfg.num_layers;
+    const get = (k: string, n: number) => host.slice(slots[k], slots[k] + n) as Float32Array[];
+    if (slots.cross !== undefined) res.cross = get('cross', L);
+    if (slots.decSelf !== undefined) {
+      res.decSelf = get('decSelf', L);
+      res.encSelf = get('encSelf', L);
+    }
+    if (slots.crossGrad !== undefined) res.crossGrad = get('crossGrad', L);
+    if (slots.saliency !== undefined) res.saliency = get('saliency', 1)[0];
+    if (slots.cam !== undefined) [res.camFine, res.camGrid] = get('cam', 2);
+  } finally {
+    dispose(...targets, image, idsT, mask, seedT);
+  }
+  return res;
+}
+
+async function explainChunk(w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[], opts: ExplainOptions): Promise<Map<ExplainMethod, ExplainMap[]>> {
+  const cfg = w.cfg, S = cfg.image_size, N = GRID * GRID, H = cfg.num_heads, L = cfg.num_layers;
+  const B = steps.length, T = Math.max(...steps) + 1;
+  const r = await explainPass(w, pixels, tokens, steps, methods);
+  const sg = opts.smoothGrad;
+  if (sg && methods.includes('saliency') && sg.samples > 0) {
+    const acc = new Float64Array(B * S * S);
+    for (let k = 0; k < sg.samples; k++) {
+      const rk = await explainPass(w, pixels, tokens, steps, ['saliency'], { sigma: sg.sigma, seed: ((sg.seed ?? 1) + k * 0x9e3779b1) >>> 0 });
+      for (let i = 0; i < acc.length; i++) acc[i] += rk.saliency![i] / sg.samples;
+    }
+    r.saliency = Float32Array.from(acc);
+  }
+  // Row (j, query s) of a [B,H,T,K] tensor for head h.
+  const row = (a: Float32Array, j: number, h: number, q: number, K: number, Tq = T) => a.subarray(((j * H + h) * Tq + q) * K, ((j * H + h) * Tq + q + 1) * K);
+  const perHeadOf = (a: Float32Array[], j: number, s: number) => a.map((al) => Array.from({ length: H }, (_, h) => Float64Array.from(row(al, j, h, s, N))));
+  const meanOf = (ph: Float64Array[][]) => {
+    const g = new Float64Array(N);
+    for (const l of ph) for (const h of l) for (let i = 0; i < N; i++) g[i] += h[i] / (L * H);
+    return g;
+  };
+  const out = new Map<ExplainMethod, ExplainMap[]>();
+  for (const m of methods) {
+    const maps: ExplainMap[] = [];
+    steps.forEach((s, j) => {
+      const base = { method: m, step: s, token: tokens[s], logit: r.logits[j] };
+      if (m === 'attention' || m === 'grad-attention') {
+        const ph = perHeadOf(m === 'attention' ? r.cross! : r.crossGrad!, j, s);
+        maps.push({ ...base, grid: meanOf(ph), perHead: ph });
+      } else if (m === 'rollout') {
+        maps.push({ ...base, grid: rolloutRow(r, j, s, T, H, L, N) });
+      } else if (m === 'gradcam') {
+        const [h, wd] = r.fineSize!;
+        maps.push({ ...base, grid: Float64Array.from(r.camGrid!.subarray(j * N, (j + 1) * N)), fine: { height: h, width: wd, level: 'fpn', values: Float64Array.from(r.camFine!.subarray(j * h * wd, (j + 1) * h * wd)) } });
+      } else {
+        const values = Float64Array.from(r.saliency!.subarray(j * S * S, (j + 1) * S * S));
+        maps.push({ ...base, grid: poolSum(values, S, S, GRID), fine: { height: S, width: S, level: 'pixels', values } });
+      }
+    });
+    out.set(m, maps);
+  }
+  return out;
+}
+
+/** Head-mean of a [B,H,n,n'] attention tensor, batch row j, as a row-major n×n' matrix. */
+function headMean(a: Float32Array, j: number, H: number, n: number, n2: number): Float64Array {
+  const m = new Float64Array(n * n2);
+  const off = j * H * n * n2;
+  for (let h = 0; h < H; h++) for (let i = 0; i < n * n2; i++) m[i] += a[off + h * n * n2 + i] / H;
+  return m;
+}
+
+/** C = A·B for row-major A [n×k], B [k×m]. */
+function matmul64(A: Float64Array, B: Float64Array, n: number, k: number, m: number): Float64Array {
+  const C = new Float64Array(n * m);
+  for (let i = 0; i < n; i++)
+    for (let p = 0; p < k; p++) {
+      const a = A[i * k + p];
+      if (a !== 0) for (let q = 0; q < m; q++) C[i * m + q] += a * B[p * m + q];
+    }
+  return C;
+}
+
+/** ½I + ½A for a row-major n×n A. */
+function halfResidual(A: Float64Array, n: number): Float64Array {
+  const M = new Float64Array(n * n);
+  for (let i = 0; i < n * n; i++) M[i] = 0.5 * A[i];
+  for (let i = 0; i < n; i++) M[i * n + i] += 0.5;
+  return M;
+}
+
+/** The rollout rule in the header, for batch row j and word position s. */
+function rolloutRow(r: PassResult, j: number, s: number, T: number, H: number, L: number, N: number): Float64Array {
+  let Rii: Float64Array = new Float64Array(N * N);
+  for (let i = 0; i < N; i++) Rii[i * N + i] = 1;
+  for (const a of r.encSelf!) Rii = matmul64(halfResidual(headMean(a, j, H, N, N), N), Rii, N, N, N);
+  let Rti: Float64Array = new Float64Array(T * N);
+  for (let l = 0; l < L; l++) {
+    Rti = matmul64(halfResidual(headMean(r.decSelf![l], j, H, T, T), T), Rti, T, T, N);
+    const add = matmul64(headMean(r.cross![l], j, H, T, N), Rii, T, N, N);
+    for (let i = 0; i < T * N; i++) Rti[i] += add[i];
+  }
+  const out = Rti.slice(s * N, (s + 1) * N);
+  let tot = 0;
+  for (const v of out) tot += v;
+  if (tot > 0) for (let i = 0; i < N; i++) out[i] /= tot;
+  return out;
+}
+
+/** Sums an H×W map over the adaptive-average-pool bins of a grid×grid pooling (PyTorch bins). */
+export function poolSum(values: ArrayLike<number>, H: number, W: number, grid: number): Float64Array {
+  const out = new Float64Array(grid * grid);
+  const bins = (n: number) => Array.from({ length: grid }, (_, i) => [Math.floor((i * n) / grid), Math.ceil(((i + 1) * n) / grid)]);
+  const by = bins(H), bx = bins(W);
+  for (let i = 0; i < grid; i++)
+    for (let k = 0; k < grid; k++) {
+      let s = 0;
+      for (let y = by[i][0]; y < by[i][1]; y++) for (let x = bx[k][0]; x < bx[k][1]; x++) s += values[y * W + x];
+      out[i * grid + k] = s;
+    }
+  return out;
+}

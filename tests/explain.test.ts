@@ -1,0 +1,172 @@
+// Explanations (src/viz/explain.ts) on a tiny random model against a float64 CPU computation of
+// the same definitions (tests/ref/model.ts). The gradients the methods use are not taken from the
+// GPU's autograd in the reference: they are central finite differences of the float64 forward
+// (∂logit/∂A per cross-attention entry; Grad-CAM's channel weights as directional derivatives
+// along one channel's whole map; saliency as the directional derivative along x at one pixel).
+//
+// Tolerance. The GPU runs in f32 (unit roundoff u = 6e-8) through ~30 sequential layers (backbone,
+// FPN, encoder, decoder, and back), each a dot product of K ≤ 2304 terms: a rounding-error
+// bound of √K·u per layer summed over layers gives ≈ 30·48·6e-8 ≈ 9e-5 relative error in a
+// forward or a gradient; the maps multiply two such quantities and sum over heads and channels,
+// and Grad-CAM's ReLU of a sum of 16 channel terms of mixed sign loses up to one more digit to
+// cancellation: 2e-3 relative (L2 over the map, or against the map's maximum for sampled
+// pixels). The FD reference's own error is far below (float64, step 1e-4..1e-5: truncation
+// ~1e-8, roundoff ~1e-11).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { init } from '../src/graph/runtime.ts';
+import { normaliseConfig } from '../src/model/config.ts';
+import { Weights } from '../src/model/weights.ts';
+import { toFloat32 } from '../src/io/safetensors.ts';
+import { EXPLAIN_METHODS, type ExplainMap, explainSteps } from '../src/viz/explain.ts';
+import { decoderRef, encoderRef, modelRef, poolRef, visionRef, type Weights64 } from './ref/model.ts';
+import { adaptiveBins } from './ref/vision.ts';
+import { relL2, rng } from './util.ts';
+
+const cfg = normaliseConfig({
+  backbone: 'resnet10', image_size: 32, d_v: 16, d_model: 32, d_latent: 48, num_heads: 4, qk_nope_dim: 4, qk_rope_dim: 8,
+  d_ff: 32, num_layers: 2, num_experts: 4, k: 2, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 8, vocab_size: 20,
+});
+const R = rng('explain');
+const S = cfg.image_size, N = 49, H = cfg.num_heads, L = cfg.num_layers;
+const pixels = Float32Array.from(R.randn(3 * S * S));
+const tokens = Array.from({ length: 6 }, () => R.int(4, cfg.vocab_size - 1));
+const steps = [2, 5];
+const ids = [cfg.sos_id, ...tokens.slice(0, 5)];
+
+let w: Weights;
+let w64: Weights64;
+let maps: Map<string, ExplainMap[]>;
+
+beforeAll(async () => {
+  await init();
+  w = Weights.init(cfg, R.int(1, 1 << 30));
+  w64 = new Map();
+  for (const [k, t] of await w.toStateDict()) if (t.dtype !== 'I64') w64.set(k, Float64Array.from(toFloat32(t)));
+  maps = await explainSteps(w, pixels, tokens, steps, EXPLAIN_METHODS);
+}, 120_000);
+
+const TOL = 2e-3;
+const relu = (v: number) => Math.max(v, 0);
+const logitOf = (logits: Float64Array, s: number) => logits[s * cfg.vocab_size + tokens[s]];
+
+describe('explain vs float64 CPU reference', () => {
+  it('the explained logit and the attention maps (per layer and head) match the float64 forward', () => {
+    const ref = modelRef(w64, cfg, pixels, ids);
+    steps.forEach((s, j) => {
+      const m = maps.get('attention')![j];
+      expect(Math.abs(m.logit - logitOf(ref.dec.logits, s))).toBeLessThan(TOL * (1 + Math.abs(logitOf(ref.dec.logits, s))));
+      const mean = new Float64Array(N);
+      for (let l = 0; l < L; l++)
+        for (let h = 0; h < H; h++) {
+          const row = ref.dec.cross[l].subarray((h * ids.length + s) * N, (h * ids.length + s + 1) * N);
+          expect(relL2(m.perHead![l][h], row)).toBeLessThan(TOL);
+          for (let i = 0; i < N; i++) mean[i] += row[i] / (L * H);
+        }
+      expect(relL2(m.grid, mean)).toBeLessThan(TOL);
+    });
+  });
+
+  it('rollout: encoder rollout, then decoder self-attention mixing and cross-attention accumulation', () => {
+    const ref = modelRef(w64, cfg, pixels, ids);
+    const T = ids.length;
+    const hm = (P: Float64Array, n: number, k: number, i: number, j: number) => {
+      let s = 0;
+      for (let h = 0; h < H; h++) s += P[(h * n + i) * k + j] / H;
+      return s;
+    };
+    // Written with explicit index loops (the implementation uses matrix helpers).
+    let Rii: number[][] = Array.from({ length: N }, (_, i) => Array.from({ length: N }, (_, j) => (i === j ? 1 : 0)));
+    for (const P of ref.enc.attn) Rii = Rii.map((_, i) => Rii[0].map((_, j) => {
+      let s = 0.5 * Rii[i][j];
+      for (let k = 0; k < N; k++) s += 0.5 * hm(P, N, N, i, k) * Rii[k][j];
+      return s;
+    }));
+    let Rti = Array.from({ length: T }, () => new Array(N).fill(0));
+    for (let l = 0; l < L; l++) {
+      const prev = Rti;
+      Rti = prev.map((_, i) => prev[0].map((_, j) => {
+        let s = 0.5 * prev[i][j];
+        for (let k = 0; k < T; k++) s += 0.5 * hm(ref.dec.self[l], T, T, i, k) * prev[k][j];
+        for (let k = 0; k < N; k++) s += hm(ref.dec.cross[l], T, N, i, k) * Rii[k][j];
+        return s;
+      }));
+    }
+    steps.forEach((s, j) => {
+      const row = Rti[s], tot = row.reduce((a, b) => a + b, 0);
+      expect(relL2(maps.get('rollout')![j].grid, row.map((v) => v / tot))).toBeLessThan(TOL);
+    });
+  });
+
+  it('grad-attention: mean over layers and heads of (A ⊙ ∂logit/∂A)⁺, gradients by finite differences', () => {
+    const enc = encoderRef(w64, cfg, poolRef(visionRef(w64, cfg, pixels)));
+    const base = decoderRef(w64, cfg, enc.img, ids);
+    const T = ids.length, eps = 1e-5;
+    // The last word only (392 finite differences of the decoder per word).
+    [[steps[1], 1]].forEach(([s, j]) => {
+      const ref = new Float64Array(N);
+      for (let l = 0; l < L; l++)
+        for (let h = 0; h < H; h++)
+          for (let i = 0; i < N; i++) {
+            const at = (h * T + s) * N + i;
+            const f = (d: number) => logitOf(decoderRef(w64, cfg, enc.img, ids, { cross: (ll, P) => ll === l && (P[at] += d) }).logits, s);
+            const g = (f(eps) - f(-eps)) / (2 * eps);
+            ref[i] += relu(base.cross[l][at] * g) / (L * H);
+          }
+      expect(relL2(maps.get('grad-attention')![j].grid, ref)).toBeLessThan(TOL);
+    });
+  });
+
+  it('gradcam on the pooled 7×7 tokens and on the fused FPN map, channel weights by finite differences', () => {
+    const fused = visionRef(w64, cfg, pixels);
+    const pooled = poolRef(fused);
+    const C = cfg.d_v, hw = fused.H * fused.W, eps = 1e-5;
+    const fromPooled = (p: Float64Array, s: number) => logitOf(decoderRef(w64, cfg, encoderRef(w64, cfg, p).img, ids).logits, s);
+    steps.forEach((s, j) => {
+      const m = maps.get('gradcam')![j];
+      const camGrid = new Float64Array(N), camFine = new Float64Array(hw);
+      for (let c = 0; c < C; c++) {
+        const shiftP = (d: number) => pooled.map((v, i) => (Math.floor(i / N) === c ? v + d : v));
+        const aP = (fromPooled(shiftP(eps), s) - fromPooled(shiftP(-eps), s)) / (2 * eps) / N;
+        for (let i = 0; i < N; i++) camGrid[i] += aP * pooled[c * N + i];
+        const shiftF = (d: number) => ({ ...fused, x: fused.x.map((v, i) => (Math.floor(i / hw) === c ? v + d : v)) });
+        const aF = (fromPooled(poolRef(shiftF(eps)), s) - fromPooled(poolRef(shiftF(-eps)), s)) / (2 * eps) / hw;
+        for (let i = 0; i < hw; i++) camFine[i] += aF * fused.x[c * hw + i];
+      }
+      expect(relL2(m.grid, camGrid.map(relu))).toBeLessThan(TOL);
+      expect([m.fine!.height, m.fine!.width]).toEqual([fused.H, fused.W]);
+      expect(relL2(m.fine!.values, camFine.map(relu))).toBeLessThan(TOL);
+    });
+  });
+
+  it('saliency: |Σ_c x·∂logit/∂x| at sampled pixels, by finite differences along x', () => {
+    const eps = 1e-4;
+    const at = (d: number, p: number, s: number) => {
+      const img = Float64Array.from(pixels);
+      for (let c = 0; c < 3; c++) img[c * S * S + p] += d * pixels[c * S * S + p];
+      return logitOf(modelRef(w64, cfg, img, ids).dec.logits, s);
+    };
+    steps.forEach((s, j) => {
+      const m = maps.get('saliency')![j];
+      expect(m.fine!.values.length).toBe(S * S);
+      let top = 0;
+      for (let p = 1; p < S * S; p++) if (m.fine!.values[p] > m.fine!.values[top]) top = p;
+      const scale = m.fine!.values[top];
+      expect(scale).toBeGreaterThan(0);
+      for (const p of [top, R.int(0, S * S - 1), R.int(0, S * S - 1), R.int(0, S * S - 1)]) {
+        const ref = Math.abs((at(eps, p, s) - at(-eps, p, s)) / (2 * eps));
+        expect(Math.abs(m.fine!.values[p] - ref)).toBeLessThan(TOL * scale);
+      }
+      // grid: the pixel map summed over the 7×7 adaptive-pool bins (which overlap at 32 px).
+      const bins = adaptiveBins(S, 7), cell = new Float64Array(N);
+      for (let a = 0; a < 7; a++)
+        for (let b = 0; b < 7; b++)
+          for (let y = bins[a][0]; y < bins[a][1]; y++) for (let x = bins[b][0]; x < bins[b][1]; x++) cell[a * 7 + b] += m.fine!.values[y * S + x];
+      expect(relL2(m.grid, cell)).toBeLessThan(1e-12);
+    });
+  }, 60_000);
+
+  it('rejects a step outside the tokens and an unknown method, naming them', async () => {
+    await expect(explainSteps(w, pixels, tokens, [6], ['attention'])).rejects.toThrow(/step 6/);
+    await expect(explainSteps(w, pixels, tokens, [0], ['lime' as never])).rejects.toThrow(/unknown method "lime"/);
+  });
+});
