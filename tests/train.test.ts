@@ -175,6 +175,28 @@ describe('training', () => {
     });
   });
 
+  it('best holds weights, config and vocabulary only; last keeps the optimiser state for --resume', async () => {
+    const { cfg, tok, examples } = await microData(16);
+    const dir = await Deno.makeTempDir();
+    // One epoch of two steps, no validation: best is written at the epoch's end, like last.
+    await train({ cfg: { ...cfg, batch_size: 8, epochs: 1 }, tokenizer: tok, train: examples, val: [], outDir: dir, seed: 2, quiet: true, log: () => {} });
+    const best = readSafetensors(await Deno.readFile(`${dir}/best.safetensors`), 'best');
+    const last = readSafetensors(await Deno.readFile(`${dir}/last.safetensors`), 'last');
+    expect(Object.keys(best.metadata).sort()).toEqual(['config', 'format', 'tokenizer']);
+    expect([...best.tensors.keys()].filter((k) => k.startsWith('optim.'))).toEqual([]);
+    expect(Object.keys(last.metadata)).toEqual(expect.arrayContaining(['optimizer', 'state']));
+    expect([...last.tensors.keys()].some((k) => k.startsWith('optim.'))).toBe(true);
+    // Same model weights in both (same epoch end).
+    const model = [...last.tensors.keys()].filter((k) => !k.startsWith('optim.'));
+    expect([...best.tensors.keys()].sort()).toEqual(model.sort());
+    for (const k of model) expect(relEq(best.tensors.get(k)!.data, last.tensors.get(k)!.data), k).toBe(true);
+    const bytes = async (p: string) => (await Deno.readFile(p)).length;
+    console.log(`best ${await bytes(`${dir}/best.safetensors`)} bytes, last ${await bytes(`${dir}/last.safetensors`)} bytes`);
+    const ck = (await loadCheckpoint(`${dir}/best.safetensors`))!;
+    const { vision, other } = ck.weights.trainable();
+    expect(() => ck.loadOptimizer(new AdamW([{ params: vision, lr: 1e-3 }, { params: other, lr: 1e-3 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: true }), ck.weights)).toThrow(/best\.safetensors: checkpoint has no optimiser state.*resume from "last"/);
+  });
+
   it('a corrupt or foreign checkpoint is a clear error naming the file', async () => {
     const { cfg, tok } = await microData(4);
     const w = Weights.init(cfg, 2);

@@ -11,6 +11,7 @@ import { prepareExamples } from '../train/data.ts';
 import { joinPath } from '../data/fs.ts';
 import { pixelsOf } from '../train/batches.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
+import { readModel } from '../model/load.ts';
 import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, nearestNeighbourSpace, predictReports, scorePredictions } from '../train/evaluate.ts';
 import { trainingPlotHtml } from '../train/plot.ts';
 import { readFileBytes, writeFileAtomic } from '../io/files.ts';
@@ -98,9 +99,10 @@ export async function trainCommand(argv: string[], opts: { timeBudgetS?: number 
   let initial: Weights | undefined;
   let tok: Tokenizer | undefined;
   if (typeof a.init === 'string') {
-    const ck = await loadCheckpoint(a.init);
-    initial = ck!.weights;
-    tok = ck!.tokenizer;
+    // A micar checkpoint, or the authors' .pth with --vocab (its config: --config, the training one).
+    const m = await readModel(a.init, { vocab: typeof a.vocab === 'string' ? a.vocab : undefined, config: rawCfg });
+    initial = m.weights;
+    tok = m.tokenizer;
   }
   const data = await prepareData(a, rawCfg, tok);
   if (typeof a['backbone-weights'] === 'string') {
@@ -189,9 +191,12 @@ export async function evaluateTest(
 export async function evalCommand(argv: string[]): Promise<void> {
   const a = parseArgs(argv);
   await init();
-  const ck = await loadCheckpoint(str(a, 'checkpoint'));
-  const data = await prepareData(a, { ...ck!.cfg }, ck!.tokenizer);
-  const { r, g } = await evaluateTest(ck!, data, data.test, data.testSamples);
+  const ck = await readModel(str(a, 'checkpoint', typeof a.weights === 'string' ? a.weights : undefined), {
+    vocab: typeof a.vocab === 'string' ? a.vocab : undefined,
+    config: typeof a.config === 'string' ? a.config : undefined,
+  });
+  const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
+  const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
   console.log(JSON.stringify({ eval: 'test', n: r.predictions.length, test: { ...r.test, grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null }, baselines: r.baselines }));
 }

@@ -4,14 +4,15 @@
 import type { Tensor } from '../graph/tensor.ts';
 import { readMany } from '../graph/runtime.ts';
 import type { AdamW } from '../graph/ops/optim.ts';
-import { Tokenizer, type TokenizerJSON } from '../data/tokenizer.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
 import { fromFloat32, type HostTensor, readSafetensors, toFloat32, writeSafetensors } from '../io/safetensors.ts';
 import { readFileBytes, writeFileAtomic } from '../io/files.ts';
-import { type MicarConfig, normaliseConfig } from '../model/config.ts';
-import { Weights } from '../model/weights.ts';
+import type { MicarConfig } from '../model/config.ts';
+import type { Weights } from '../model/weights.ts';
+import { CHECKPOINT_FORMAT, type LoadedModel, modelFromCheckpoint } from '../model/load.ts';
 import type { EpochRecord } from './trainer.ts';
 
-export const CHECKPOINT_FORMAT = 'micar-checkpoint/1';
+export { CHECKPOINT_FORMAT };
 
 export interface TrainState {
   epoch: number;
@@ -89,23 +90,25 @@ export async function loadCheckpoint(source: string | Uint8Array | Blob, opts: {
 export function parseCheckpoint(bytes: Uint8Array, file: string): LoadedCheckpoint {
   const { tensors, metadata } = readSafetensors(bytes, file);
   if (metadata.format !== CHECKPOINT_FORMAT) throw new Error(`${file}: not a micar checkpoint (metadata format ${JSON.stringify(metadata.format)}); use a model weights loader for plain state dicts`);
-  const cfg = normaliseConfig(parseMeta<Record<string, unknown>>(metadata, 'config', file), `${file} (config)`);
-  const tokenizer = Tokenizer.fromJSON(parseMeta<TokenizerJSON>(metadata, 'tokenizer', file));
-  if (tokenizer.vocabSize !== cfg.vocab_size) throw new Error(`${file}: tokenizer has ${tokenizer.vocabSize} tokens but config vocab_size is ${cfg.vocab_size}`);
-  const model = new Map<string, HostTensor>();
-  const optim = new Map<string, HostTensor>();
-  for (const [k, t] of tensors) (k.startsWith('optim.') ? optim : model).set(k.startsWith('optim.') ? k.slice(6) : k, t);
-  const weights = Weights.fromStateDict(cfg, model, file);
+  const m = modelFromCheckpoint(tensors, metadata, file);
+  return { cfg: m.cfg, tokenizer: m.tokenizer, weights: m.weights, ...checkpointTraining(m) };
+}
+
+/** The training state and saved optimiser state of a model read from a checkpoint (defaults for other sources). */
+export function checkpointTraining(m: LoadedModel): Pick<LoadedCheckpoint, 'state' | 'loadOptimizer'> {
+  const ck = m.checkpoint;
+  const file = ck?.file ?? m.source;
+  const metadata = ck?.metadata ?? {};
   const raw = metadata.state ? parseMeta<TrainState & { best: number | null }>(metadata, 'state', file) : null;
   const state: TrainState = raw
     ? { ...raw, best: raw.best ?? -Infinity }
-    : { epoch: 0, stepInEpoch: 0, step: 0, seed: cfg.seed ?? 0, best: -Infinity, badEpochs: 0, history: [], done: false };
+    : { epoch: 0, stepInEpoch: 0, step: 0, seed: m.cfg.seed ?? 0, best: -Infinity, badEpochs: 0, history: [], done: false };
   return {
-    cfg, tokenizer, weights, state,
+    state,
     loadOptimizer(opt: AdamW) {
-      if (!metadata.optimizer) throw new Error(`${file}: checkpoint has no optimiser state`);
+      if (!metadata.optimizer) throw new Error(`${file}: checkpoint has no optimiser state (a "best" checkpoint keeps only weights, config and vocabulary; resume from "last")`);
       const data: Record<string, Float32Array> = {};
-      for (const [k, t] of optim) data[k] = toFloat32(t);
+      for (const [k, t] of ck!.optim) data[k] = toFloat32(t);
       opt.loadStateDict({ tensors: data, meta: parseMeta(metadata, 'optimizer', file) });
     },
   };

@@ -179,7 +179,9 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     if (score >= state.best) {
       state.best = score;
       state.badEpochs = 0;
-      await saveCheckpoint(bestPath, w, opt, o.tokenizer, state);
+      // best: weights, config and vocabulary only (the model to use); the optimiser state, about
+      // 4× the weights with amsgrad, lives in last for --resume.
+      await saveCheckpoint(bestPath, w, null, o.tokenizer, null);
     } else if (++state.badEpochs >= patience) {
       log(`early stop: no improvement for ${patience} epochs`);
       state.done = true;

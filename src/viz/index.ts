@@ -8,14 +8,12 @@ import { CachedDecoder, type StepTrace } from '../generate/generator.ts';
 import { beamSearch, generate } from '../generate/decode.ts';
 import type { Weights } from '../model/weights.ts';
 import type { MicarConfig } from '../model/config.ts';
-import { normaliseConfig } from '../model/config.ts';
+import { type LoadedModel, readModel } from '../model/load.ts';
 import { decodeImage, type RGBImage } from '../data/images.ts';
 import { preprocess } from '../data/preprocess.ts';
-import { Tokenizer, type TokenizerJSON } from '../data/tokenizer.ts';
 import { type DataFiles, joinPath, localFiles } from '../data/fs.ts';
 import type { PhantomSample } from '../data/phantom.ts';
 import { readFileBytes } from '../io/files.ts';
-import { type HostTensor, readSafetensors } from '../io/safetensors.ts';
 import { type AttentionTrace, crossRow, GRID } from './heatmap.ts';
 import { type ColormapName } from './colormap.ts';
 import { expertUsage, routingPerWord } from './experts.ts';
@@ -182,49 +180,9 @@ export async function writeOutputs(out: AttentionOutputs, dir: string, fs?: Data
   return written;
 }
 
-export interface LoadedModel {
-  cfg: MicarConfig;
-  tokenizer: Tokenizer;
-  weights: Weights;
-}
-
-/**
- * A training checkpoint (safetensors with `config` and `tokenizer` in its metadata): through
- * src/train/checkpoint.ts for files it writes (metadata format micar-checkpoint/1) when that module
- * loads; otherwise (other writers, or the module unavailable) read here, optimiser tensors skipped.
- */
+/** A micar checkpoint (or any source the model loader takes: src/model/load.ts). */
 export async function loadModelCheckpoint(source: string | Uint8Array, name = typeof source === 'string' ? source : 'checkpoint'): Promise<LoadedModel> {
-  const bytes = await readFileBytes(source);
-  const { tensors, metadata } = readSafetensors(bytes, name);
-  if (metadata.format === 'micar-checkpoint/1') {
-    type CheckpointModule = { parseCheckpoint(b: Uint8Array, file: string): LoadedModel };
-    let mod: CheckpointModule | null = null;
-    try {
-      const spec = '../train/checkpoint.ts';
-      mod = (await import(/* @vite-ignore */ spec)) as CheckpointModule;
-    } catch {
-      mod = null; // not loadable in this build: read the metadata directly below
-    }
-    if (mod?.parseCheckpoint) {
-      const ck = mod.parseCheckpoint(bytes, name);
-      return { cfg: ck.cfg, tokenizer: ck.tokenizer, weights: ck.weights };
-    }
-  }
-  if (!metadata.config || !metadata.tokenizer) throw new Error(`${name}: safetensors metadata lacks "config" and/or "tokenizer"; not a micar training checkpoint`);
-  const { Weights } = await import('../model/weights.ts');
-  const json = (key: string) => {
-    try {
-      return JSON.parse(metadata[key]);
-    } catch (e) {
-      throw new Error(`${name}: checkpoint metadata "${key}" is not valid JSON: ${(e as Error).message}`);
-    }
-  };
-  const cfg = normaliseConfig(json('config'), `${name} (config)`);
-  const tokenizer = Tokenizer.fromJSON(json('tokenizer') as TokenizerJSON);
-  if (tokenizer.vocabSize !== cfg.vocab_size) throw new Error(`${name}: tokenizer has ${tokenizer.vocabSize} tokens but config vocab_size is ${cfg.vocab_size}`);
-  const model = new Map<string, HostTensor>();
-  for (const [k, t] of tensors) if (!k.startsWith('optim.')) model.set(k, t);
-  return { cfg, tokenizer, weights: Weights.fromStateDict(cfg, model, name) };
+  return readModel(source, { name });
 }
 
 /** Generates a report per phantom sample (batched greedy, traced) and scores grounding. */
@@ -271,13 +229,13 @@ function parseFlags(args: string[], usage: string): Map<string, string> {
   return m;
 }
 
-const ATTENTION_USAGE = 'usage: micar attention --checkpoint C --image I --out DIR [--beam N] [--max-len N] [--size PX] [--colormap viridis|inferno]';
+const ATTENTION_USAGE = 'usage: micar attention --checkpoint C [--vocab DIR] [--config preset|file] --image I --out DIR [--beam N] [--max-len N] [--size PX] [--colormap viridis|inferno]';
 
 /** `micar attention`: generate a report for one image and write the figures and the page. */
 export async function attentionCommand(args: string[]): Promise<void> {
   const f = parseFlags(args, ATTENTION_USAGE);
-  for (const k of f.keys()) if (!['checkpoint', 'image', 'out', 'beam', 'max-len', 'size', 'colormap'].includes(k)) throw new Error(`unknown flag --${k}\n${ATTENTION_USAGE}`);
-  const ckpt = f.get('checkpoint'), imagePath = f.get('image'), out = f.get('out');
+  for (const k of f.keys()) if (!['checkpoint', 'weights', 'vocab', 'config', 'image', 'out', 'beam', 'max-len', 'size', 'colormap'].includes(k)) throw new Error(`unknown flag --${k}\n${ATTENTION_USAGE}`);
+  const ckpt = f.get('checkpoint') ?? f.get('weights'), imagePath = f.get('image'), out = f.get('out');
   if (!ckpt || !imagePath || !out) throw new Error(ATTENTION_USAGE);
   const int = (k: string) => {
     const v = f.get(k);
@@ -290,7 +248,7 @@ export async function attentionCommand(args: string[]): Promise<void> {
   if (colormap !== 'viridis' && colormap !== 'inferno') throw new Error(`--colormap must be viridis or inferno, got "${colormap}"`);
   const { init } = await import('../graph/runtime.ts');
   await init();
-  const { cfg, tokenizer, weights } = await loadModelCheckpoint(ckpt);
+  const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: f.get('vocab'), config: f.get('config') });
   const original = decodeImage(await readFileBytes(imagePath), imagePath);
   const pixels = preprocess(original, inputGeometry(cfg));
   const beam = int('beam') ?? 1;
