@@ -1,7 +1,10 @@
-// WGSL lives in `shaders/*.wgsl`, read at run time in Deno and fetched in the browser.
+// WGSL lives in `shaders/*.wgsl` and travels with the code as strings in the generated
+// src/gpu/shader-sources.ts (scripts/gen-shaders.ts), so Deno, a browser, a bundled app and a
+// registry import all read the same sources without a shaders/ folder beside them.
 // Files are templates for wgsl-preprocessor: `${NAME}` holes and `#if ${FLAG}` blocks,
 // filled from a specialisation record (tile sizes, activation, element type).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import { SHADER_SOURCES } from './shader-sources.ts';
 
 const sourceCache = new Map<string, Promise<string>>();
 const syncCache = new Map<string, string>();
@@ -12,18 +15,26 @@ function shaderUrl(name: string): URL {
   return new URL(`../../shaders/${name}.wgsl`, import.meta.url);
 }
 
+let staleWarned = false;
+
+/**
+ * The generated source of a shader. In a source checkout run by Deno, a shaders/ file that was
+ * edited since the module was generated wins, with one warning (run `npm run gen:shaders`;
+ * tests/shader-sources.test.ts fails until then), so an edit is never silently ignored.
+ */
 async function fetchSource(name: string): Promise<string> {
+  const generated = Object.hasOwn(SHADER_SOURCES, name) ? SHADER_SOURCES[name] : undefined;
   const url = shaderUrl(name);
-  if (typeof Deno !== 'undefined') return Deno.readTextFile(url);
-  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  if (proc?.versions?.node && url.protocol === 'file:') {
-    const fs = 'node:fs/promises';
-    const { readFile } = await import(/* @vite-ignore */ fs);
-    return readFile(url, 'utf8');
+  if (typeof Deno !== 'undefined' && url.protocol === 'file:') {
+    const onDisk = await Deno.readTextFile(url).catch(() => undefined);
+    if (onDisk !== undefined && onDisk !== generated) {
+      if (!staleWarned) console.warn(`src/gpu/shader-sources.ts is stale (shaders/${name}.wgsl differs): using the file; run \`npm run gen:shaders\``);
+      staleWarned = true;
+      return onDisk;
+    }
   }
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`cannot load shader ${name}.wgsl from ${url}: HTTP ${res.status}`);
-  return res.text();
+  if (generated === undefined) throw new Error(`no shader "${name}" (shaders/${name}.wgsl is not in src/gpu/shader-sources.ts; have ${Object.keys(SHADER_SOURCES).join(', ')})`);
+  return generated;
 }
 
 /** Loads (once) the WGSL template of a kernel family. */
