@@ -391,7 +391,7 @@ describe('traces of a tiny model', () => {
       const html = new TextDecoder().decode(await Deno.readFile(`${dir}/out/attention.html`));
       const json = JSON.parse(/<script type="application\/json" id="micar-data">([\s\S]*?)<\/script>/.exec(html)![1]);
       expect(relL2(json.cross[0][0][0], direct.cross[0][0].subarray(0, 49))).toBeLessThan(1e-6);
-      await expect(attentionCommand(['--checkpoint', `${dir}/ck.safetensors`, '--out', `${dir}/o2`])).rejects.toThrow(/usage: micar attention/);
+      await expect(attentionCommand(['--checkpoint', `${dir}/ck.safetensors`, '--out', `${dir}/o2`])).rejects.toThrow(/micar attention: missing --image/);
 
       // the page in Chromium: no errors; hovering the last word with layer 0 / head 1 selected
       // draws exactly the overlay heatmap.ts computes for that row

@@ -19,14 +19,12 @@ import { readSafetensors } from '../io/safetensors.ts';
 import { readPth } from '../io/pth.ts';
 import { Weights } from '../model/weights.ts';
 import { loadBackboneWeights } from '../model/pretrained.ts';
-import { type Args, num, parseArgs, str } from './args.ts';
+import { DATA_FORMATS, type Parsed, parseCommand, UsageError } from './args.ts';
 
 declare const Deno: {
   readTextFile(p: string | URL): Promise<string>;
   mkdir(p: string, o?: { recursive?: boolean }): Promise<void>;
 };
-
-const FORMATS: DatasetFormat[] = ['phantom', 'covctr', 'mmretinal', 'pgross', 'roco'];
 
 /** A preset name (configs/<name>.json) or a path to a JSON file, with CLI overrides. */
 export async function loadConfig(nameOrPath: string, overrides: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
@@ -40,14 +38,6 @@ export async function loadConfig(nameOrPath: string, overrides: Record<string, u
   return { ...raw, ...overrides };
 }
 
-function overridesFrom(a: Args): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
-  for (const k of ['epochs', 'batch_size', 'lr', 'v_lr', 'image_size', 'resize_size', 'text_seq_len', 'patience', 'seed', 'min_frequency', 'step_size'])
-    if (a[k] !== undefined) o[k] = num(a, k);
-  for (const k of ['moe_mode', 'act_fn', 'backbone']) if (typeof a[k] === 'string') o[k] = a[k];
-  return o;
-}
-
 interface Prepared {
   cfg: MicarConfig;
   tok: Tokenizer;
@@ -58,22 +48,22 @@ interface Prepared {
   testSamples: Sample[];
 }
 
-async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Tokenizer): Promise<Prepared> {
-  const format = str(a, 'data', 'phantom') as DatasetFormat;
-  if (!FORMATS.includes(format)) throw new Error(`--data must be one of ${FORMATS.join(', ')}`);
-  const dir = str(a, 'data-dir', format === 'phantom' ? 'runs/phantom' : undefined);
+async function prepareData(a: Parsed, rawCfg: Record<string, unknown>, tok?: Tokenizer, dataDirDefault?: string): Promise<Prepared> {
+  const format = (a.str('data', 'optional') ?? 'phantom') as DatasetFormat;
+  if (!(DATA_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--data must be one of ${DATA_FORMATS.join(', ')}`, a.verb);
+  const dir = a.str('data-dir', 'optional') ?? dataDirDefault ?? (format === 'phantom' ? 'runs/phantom' : a.str('data-dir'));
   const size = Number(rawCfg.image_size);
   const splits = await loadDataset(format, dir, {
-    phantom: format === 'phantom' ? { count: num(a, 'phantom-count', 3000), seed: num(a, 'phantom-seed', 7), size: num(a, 'phantom-size', size) } : undefined,
+    phantom: format === 'phantom' ? { count: a.num('phantom-count'), seed: a.num('phantom-seed'), size: a.num('phantom-size', 'optional') ?? size } : undefined,
     // ROCO's images live inside its parquet files: extract them once instead of holding them all in memory.
-    rocoImages: format === 'roco' ? str(a, 'roco-images', joinPath(dir!, 'images')) : undefined,
+    rocoImages: format === 'roco' ? a.str('roco-images', 'optional') ?? joinPath(dir, 'images') : undefined,
   });
   const minFreq = Number(rawCfg.min_frequency ?? 3);
   const tokenizer = tok ?? Tokenizer.build(splits.train.map((s) => s.report), minFreq, format === 'phantom' ? 'whitespace' : 'generic');
   const cfg = normaliseConfig({ ...rawCfg, vocab_size: tokenizer.vocabSize }, 'config');
-  const limit = (n: number) => (a.limit !== undefined ? Math.min(n, num(a, 'limit')) : n);
+  const limit = (n: number) => Math.min(n, a.num('limit', 'optional') ?? n);
   // Preprocessed images kept in memory per split, in MiB; larger splits are decoded per batch.
-  const pixelMemory = num(a, 'pixel-memory-mb', 1024) * 1024 * 1024;
+  const pixelMemory = a.num('pixel-memory-mb') * 1024 * 1024;
   const prep = async (name: string, samples: Sample[]) => {
     const ex = await prepareExamples(samples, cfg, undefined, { pixelMemory });
     if (ex.length && !ex[0].pixels) {
@@ -90,38 +80,44 @@ async function prepareData(a: Args, rawCfg: Record<string, unknown>, tok?: Token
   };
 }
 
-export async function trainCommand(argv: string[], opts: { timeBudgetS?: number } = {}): Promise<{ out: string; data: Prepared; best: number }> {
-  const a = parseArgs(argv);
+export async function trainCommand(argv: string[]): Promise<{ out: string; data: Prepared; best: number }> {
+  return trainWith(parseCommand('train', argv));
+}
+
+/** `train` from parsed options (`main` passes its own, which include every `train` option). */
+async function trainWith(a: Parsed, opts: { timeBudgetS?: number; dataDirDefault?: string } = {}): Promise<{ out: string; data: Prepared; best: number }> {
   await init();
-  const rawCfg = await loadConfig(str(a, 'config', 'tiny'), overridesFrom(a));
-  const out = str(a, 'out', 'runs/train');
+  const rawCfg = await loadConfig(a.str('config'), a.configOverrides());
+  const out = a.str('out');
   await Deno.mkdir(out, { recursive: true });
   let initial: Weights | undefined;
   let tok: Tokenizer | undefined;
-  if (typeof a.init === 'string') {
+  const initPath = a.str('init', 'optional');
+  if (initPath !== undefined) {
     // A micar checkpoint, or the authors' .pth with --vocab (its config: --config, the training one).
-    const m = await readModel(a.init, { vocab: typeof a.vocab === 'string' ? a.vocab : undefined, config: rawCfg });
+    const m = await readModel(initPath, { vocab: a.str('vocab', 'optional'), config: rawCfg });
     initial = m.weights;
     tok = m.tokenizer;
   }
-  const data = await prepareData(a, rawCfg, tok);
-  if (typeof a['backbone-weights'] === 'string') {
+  const data = await prepareData(a, rawCfg, tok, opts.dataDirDefault);
+  const seed = a.num('seed', 'optional') ?? data.cfg.seed ?? 1;
+  const backbone = a.str('backbone-weights', 'optional');
+  if (backbone !== undefined) {
     // ImageNet-pretrained torchvision ResNet weights (.pth or .safetensors) for vis_enc only.
-    const file = a['backbone-weights'];
-    const bytes = await readFileBytes(file);
-    const sd = file.endsWith('.safetensors') ? readSafetensors(bytes, file).tensors : readPth(bytes, file).stateDict;
-    initial = initial ?? Weights.init(data.cfg, num(a, 'seed', data.cfg.seed ?? 1));
-    console.log(`backbone: ${loadBackboneWeights(initial, sd, file)} tensors from ${file}`);
+    const bytes = await readFileBytes(backbone);
+    const sd = backbone.endsWith('.safetensors') ? readSafetensors(bytes, backbone).tensors : readPth(bytes, backbone).stateDict;
+    initial = initial ?? Weights.init(data.cfg, seed);
+    console.log(`backbone: ${loadBackboneWeights(initial, sd, backbone)} tensors from ${backbone}`);
   }
   console.log(`data: ${data.train.length} train / ${data.val.length} val / ${data.test.length} test, vocabulary ${data.tok.vocabSize}; ` +
     `model ${data.cfg.backbone} d_model ${data.cfg.d_model}, ${data.cfg.num_layers}+${data.cfg.num_layers} layers, ${data.cfg.num_experts} experts (k ${data.cfg.k}, ${data.cfg.moe_mode}), image ${data.cfg.image_size}px`);
   const res = await train({
     cfg: data.cfg, tokenizer: data.tok, train: data.train, val: data.val, outDir: out,
-    seed: num(a, 'seed', data.cfg.seed ?? 1), resume: !!a.resume,
-    checkpointEvery: a['checkpoint-every'] !== undefined ? num(a, 'checkpoint-every') : 50,
-    maxSteps: a['max-steps'] !== undefined ? num(a, 'max-steps') : undefined,
-    timeBudgetS: opts.timeBudgetS ?? (a['time-budget'] !== undefined ? num(a, 'time-budget') : undefined),
-    valLimit: a['val-limit'] !== undefined ? num(a, 'val-limit') : undefined,
+    seed, resume: a.flag('resume'),
+    checkpointEvery: a.num('checkpoint-every'),
+    maxSteps: a.num('max-steps', 'optional'),
+    timeBudgetS: opts.timeBudgetS ?? a.num('time-budget', 'optional'),
+    valLimit: a.num('val-limit', 'optional'),
     initial,
   });
   await writeFileAtomic(`${out}/history.json`, new TextEncoder().encode(JSON.stringify(res.history, null, 1)));
@@ -189,12 +185,9 @@ export async function evaluateTest(
 }
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  const a = parseArgs(argv);
+  const a = parseCommand('eval', argv);
   await init();
-  const ck = await readModel(str(a, 'checkpoint', typeof a.weights === 'string' ? a.weights : undefined), {
-    vocab: typeof a.vocab === 'string' ? a.vocab : undefined,
-    config: typeof a.config === 'string' ? a.config : undefined,
-  });
+  const ck = await readModel(a.str('checkpoint'), { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
   const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
   const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
@@ -204,16 +197,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
 /** The README's main job: built-in dataset → train tiny → evaluate against baselines. */
 export async function mainJob(argv: string[]): Promise<void> {
   const t0 = Date.now();
-  const a = parseArgs(argv);
-  const budget = num(a, 'budget', 15 * 60);
-  const out = str(a, 'out', 'runs/main');
-  const trainArgs = [
-    '--config', str(a, 'config', 'tiny'), '--data', 'phantom', '--data-dir', `${out}/data`, '--out', out,
-    '--phantom-count', String(num(a, 'phantom-count', 3000)), '--val-limit', String(num(a, 'val-limit', 64)),
-    ...argv,
-  ];
+  const a = parseCommand('main', argv);
+  const budget = a.num('budget');
+  const out = a.str('out');
   // Leave time for the final evaluation and the attention pages (about a quarter of the budget).
-  const { data } = await trainCommand(trainArgs, { timeBudgetS: Math.max(30, budget * 0.76 - (Date.now() - t0) / 1000) });
+  const timeBudgetS = Math.max(30, budget * 0.76 - (Date.now() - t0) / 1000);
+  const { data } = await trainWith(a, { timeBudgetS: Math.min(timeBudgetS, a.num('time-budget', 'optional') ?? Infinity), dataDirDefault: `${out}/data` });
   const ck = (await loadCheckpoint(`${out}/best.safetensors`))!;
   const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
   console.log(metricsTable({ 'micar (tiny)': { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));

@@ -3,6 +3,7 @@ import { init, fromData, read, realize } from '../graph/runtime.ts';
 import { matmul } from '../graph/ops/matmul.ts';
 import { mul, sumTo } from '../graph/ops/elementwise.ts';
 import { grad, param } from '../graph/autograd.ts';
+import { COMMANDS, commandHelp, editDistance, mainHelp, parseCommand, UsageError, wantsHelp } from './args.ts';
 
 declare const Deno: { args: string[]; exit(code: number): never };
 
@@ -20,27 +21,43 @@ async function smoke(): Promise<void> {
 }
 
 async function golden(args: string[]): Promise<void> {
-  const dir = args[0];
-  if (!dir) throw new Error('usage: micar golden <case folder>   (e.g. ../shared/golden/tiny)');
+  const p = parseCommand('golden', args);
   const { runGolden } = await import('./golden.ts');
-  const r = await runGolden(dir);
+  const r = await runGolden(p.positionals[0]);
   if (!r.pass) Deno.exit(1);
 }
 
-const verbs: Record<string, (args: string[]) => Promise<void>> = {
+/** Each verb's implementation; its options are declared in COMMANDS (args.ts). */
+const run: Record<string, (args: string[]) => Promise<void>> = {
   main: async (a) => (await import('./commands.ts')).mainJob(a),
   train: async (a) => void (await (await import('./commands.ts')).trainCommand(a)),
   eval: async (a) => (await import('./commands.ts')).evalCommand(a),
-  smoke,
+  smoke: async (a) => (parseCommand('smoke', a), smoke()),
   golden,
   attention: async (a) => (await import('../viz/index.ts')).attentionCommand(a),
   generate: async (a) => (await import('../generate/command.ts')).generateCommand(a),
 };
 
+for (const v of Object.keys(COMMANDS)) if (!run[v]) throw new Error(`micar: command "${v}" is declared in args.ts but has no implementation in main.ts`);
+
 const [verb = 'main', ...rest] = Deno.args;
-const fn = verbs[verb];
-if (!fn) {
-  console.error(`micar: unknown command "${verb}". Commands: ${Object.keys(verbs).join(', ')}`);
+if (verb === '--help' || verb === '-h' || verb === 'help') {
+  console.log(rest[0] && COMMANDS[rest[0]] ? commandHelp(rest[0]) : mainHelp());
+  Deno.exit(0);
+}
+if (!run[verb] || !COMMANDS[verb]) {
+  const near = Object.keys(COMMANDS).map((k) => [k, editDistance(verb, k)] as const).sort((x, y) => x[1] - y[1])[0][0];
+  console.error(`micar: unknown command "${verb}"; did you mean "${near}"?\n\n${mainHelp()}`);
   Deno.exit(2);
 }
-await fn(rest);
+if (wantsHelp(rest)) {
+  console.log(commandHelp(verb));
+  Deno.exit(0);
+}
+try {
+  await run[verb](rest);
+} catch (e) {
+  if (!(e instanceof UsageError)) throw e;
+  console.error(`${e.message}\n(micar ${verb} --help lists the options)`);
+  Deno.exit(2);
+}

@@ -7,27 +7,18 @@ import { preprocess } from '../data/preprocess.ts';
 import { readFileBytes } from '../io/files.ts';
 import { readModel } from '../model/load.ts';
 import { beamSearch, generateStream } from './decode.ts';
+import { parseCommand } from '../cli/args.ts';
 
 declare const Deno: { stdout: { writeSync(b: Uint8Array): number } };
 
-const USAGE = 'usage: micar generate --checkpoint <checkpoint | model_snapshot.pth | HF folder | URL> [--vocab DIR] [--config preset|file] --image <png|jpeg> [--beam K] [--max-len N] [--length-penalty A] [--nbest N]';
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  if (i >= 0) return args[i + 1];
-  const eq = args.find((a) => a.startsWith(`--${name}=`));
-  return eq?.slice(name.length + 3);
-}
 
 export async function generateCommand(args: string[]): Promise<void> {
-  const ckPath = flag(args, 'checkpoint') ?? flag(args, 'weights'), imagePath = flag(args, 'image');
-  if (!ckPath || !imagePath) throw new Error(USAGE);
-  const beam = Number(flag(args, 'beam') ?? 1);
-  if (!Number.isInteger(beam) || beam < 1) throw new Error(`--beam must be a positive integer (${USAGE})`);
+  const a = parseCommand('generate', args);
+  const ckPath = a.str('checkpoint'), imagePath = a.str('image'), beam = a.num('beam');
   await init();
-  const { weights: w, tokenizer } = await readModel(ckPath, { vocab: flag(args, 'vocab'), config: flag(args, 'config') });
+  const { weights: w, tokenizer } = await readModel(ckPath, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
   const cfg = w.cfg;
-  const maxLen = Number(flag(args, 'max-len') ?? cfg.text_seq_len);
+  const maxLen = a.num('max-len', 'optional') ?? cfg.text_seq_len;
   const rgb = decodeImage(await readFileBytes(imagePath), imagePath);
   const pixels = preprocess(rgb, { resize: cfg.resize_size ?? cfg.image_size, crop: cfg.image_size });
   const image = fromData(pixels, [1, 3, cfg.image_size, cfg.image_size], 'f32', 'image');
@@ -45,8 +36,8 @@ export async function generateCommand(args: string[]): Promise<void> {
     Deno.stdout.writeSync(enc.encode('\n'));
     return;
   }
-  const nBest = Number(flag(args, 'nbest') ?? 1);
-  const hyps = (await beamSearch(w, image, { beamWidth: beam, maxLen, lengthPenalty: Number(flag(args, 'length-penalty') ?? 1), nBest: Math.min(nBest, beam) }))[0];
+  const nBest = a.num('nbest');
+  const hyps = (await beamSearch(w, image, { beamWidth: beam, maxLen, lengthPenalty: a.num('length-penalty'), nBest: Math.min(nBest, beam) }))[0];
   console.log(tokenizer.decode(hyps[0].tokens));
   if (nBest > 1) for (const h of hyps) console.log(`  ${h.score.toFixed(4)} (logp ${h.logp.toFixed(3)}, ${h.tokens.length} tokens${h.finished ? '' : ', unfinished'}): ${tokenizer.decode(h.tokens)}`);
 }

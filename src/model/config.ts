@@ -1,7 +1,8 @@
 // Model and training configuration (SPEC "Configuration"); presets live in configs/*.json.
 
 export type Backbone = 'resnet10' | 'resnet14b' | 'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'resnet152';
-export type ActName = 'silu' | 'gelu' | 'selu' | 'telu' | 'relu';
+export const ACT_NAMES = ['silu', 'gelu', 'selu', 'telu', 'relu'] as const;
+export type ActName = typeof ACT_NAMES[number];
 export type MoeMode = 'sum' | 'weighted';
 
 export interface MicarConfig {
@@ -48,7 +49,7 @@ export interface MicarConfig {
   seed?: number;
 }
 
-const BACKBONES: Backbone[] = ['resnet10', 'resnet14b', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'];
+export const BACKBONES: Backbone[] = ['resnet10', 'resnet14b', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'];
 
 /** Fills defaults and checks every field a model needs; errors name the field. */
 export function normaliseConfig(raw: Record<string, unknown>, source = 'config'): MicarConfig {
@@ -61,7 +62,7 @@ export function normaliseConfig(raw: Record<string, unknown>, source = 'config')
   need('backbone', (v) => BACKBONES.includes(v as Backbone), `one of ${BACKBONES.join(', ')}`);
   for (const k of ['image_size', 'd_v', 'd_model', 'd_latent', 'num_heads', 'qk_nope_dim', 'qk_rope_dim', 'd_ff', 'num_layers', 'num_experts', 'k', 'text_seq_len', 'vocab_size'])
     need(k, posInt, 'a positive integer');
-  need('act_fn', (v) => ['silu', 'gelu', 'selu', 'telu', 'relu'].includes(v as string), 'silu, gelu, selu, telu or relu');
+  need('act_fn', (v) => ACT_NAMES.includes(v as ActName), ACT_NAMES.join(', '));
   need('moe_mode', (v) => v === 'sum' || v === 'weighted', '"sum" or "weighted"');
   const cfg = c as unknown as MicarConfig;
   if (cfg.d_model % cfg.num_heads) throw new Error(`${source}: d_model ${cfg.d_model} is not divisible by num_heads ${cfg.num_heads}`);

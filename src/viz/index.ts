@@ -20,6 +20,7 @@ import { expertUsage, routingPerWord } from './experts.ts';
 import { aggregateGrounding, groundingScore, type GroundingResult, type GroundingSummary } from './grounding.ts';
 import { buildAttentionPageData, renderAttentionPage } from './page.ts';
 import { headLayerGridFigure, heatmapFigure, matrixFigure, modelView, Raster } from './png.ts';
+import { parseCommand } from '../cli/args.ts';
 
 export * from './colormap.ts';
 export * from './heatmap.ts';
@@ -212,50 +213,21 @@ export async function evaluateGrounding(w: Weights, vocab: readonly string[], sa
   return { summary: aggregateGrounding(results), results, tokens };
 }
 
-function parseFlags(args: string[], usage: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument "${a}"\n${usage}`);
-    const eq = a.indexOf('=');
-    if (eq > 0) m.set(a.slice(2, eq), a.slice(eq + 1));
-    else {
-      const v = args[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new Error(`flag ${a} needs a value\n${usage}`);
-      m.set(a.slice(2), v);
-      i++;
-    }
-  }
-  return m;
-}
-
-const ATTENTION_USAGE = 'usage: micar attention --checkpoint C [--vocab DIR] [--config preset|file] --image I --out DIR [--beam N] [--max-len N] [--size PX] [--colormap viridis|inferno]';
-
 /** `micar attention`: generate a report for one image and write the figures and the page. */
 export async function attentionCommand(args: string[]): Promise<void> {
-  const f = parseFlags(args, ATTENTION_USAGE);
-  for (const k of f.keys()) if (!['checkpoint', 'weights', 'vocab', 'config', 'image', 'out', 'beam', 'max-len', 'size', 'colormap'].includes(k)) throw new Error(`unknown flag --${k}\n${ATTENTION_USAGE}`);
-  const ckpt = f.get('checkpoint') ?? f.get('weights'), imagePath = f.get('image'), out = f.get('out');
-  if (!ckpt || !imagePath || !out) throw new Error(ATTENTION_USAGE);
-  const int = (k: string) => {
-    const v = f.get(k);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${k} must be a positive integer, got "${v}"`);
-    return n;
-  };
-  const colormap = (f.get('colormap') ?? 'viridis') as ColormapName;
-  if (colormap !== 'viridis' && colormap !== 'inferno') throw new Error(`--colormap must be viridis or inferno, got "${colormap}"`);
+  const a = parseCommand('attention', args);
+  const ckpt = a.str('checkpoint'), imagePath = a.str('image'), out = a.str('out');
+  const colormap = a.str('colormap') as ColormapName;
   const { init } = await import('../graph/runtime.ts');
   await init();
-  const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: f.get('vocab'), config: f.get('config') });
+  const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
   const original = decodeImage(await readFileBytes(imagePath), imagePath);
   const pixels = preprocess(original, inputGeometry(cfg));
-  const beam = int('beam') ?? 1;
+  const beam = a.num('beam');
   const t0 = performance.now();
-  const tr = await attentionForPixels(weights, pixels, { beam, maxLen: int('max-len') });
+  const tr = await attentionForPixels(weights, pixels, { beam, maxLen: a.num('max-len', 'optional') });
   const o = attentionOutputs(tr, tokenizer.tokens, cfg, original, {
-    displaySize: int('size'),
+    displaySize: a.num('size', 'optional'),
     colormap,
     title: `MicarVLMoE attention: ${imagePath}`,
     notes: [`checkpoint ${ckpt}; ${beam > 1 ? `beam search (width ${beam}), best hypothesis re-traced` : 'greedy decoding'}; ${cfg.num_layers} decoder layers × ${cfg.num_heads} heads, ${cfg.num_experts} experts (top-${cfg.k}).`],
