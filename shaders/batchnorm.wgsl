@@ -14,9 +14,7 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
+#include "lib/grid"
 
 const RWG: u32 = ${RWG}u;
 var<workgroup> red: array<f32, RWG>;

@@ -34,9 +34,7 @@ const RM: u32 = ${RM}u;
 const RN: u32 = ${RN}u;
 const RN4: u32 = RN / 4u;
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
+#include "lib/grid"
 
 #if ${LAYOUT}
 // src [N, Cs, HWs] → dst [N, HWs, Cs4] of vec4 (channels past Cs are zero), followed by one

@@ -23,9 +23,7 @@ fn dim(i: u32) -> u32 { return p.dims[i / 4u][i % 4u]; }
 fn stra(i: u32) -> u32 { return p.sa[i / 4u][i % 4u]; }
 fn strb(i: u32) -> u32 { return p.sb[i / 4u][i % 4u]; }
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
+#include "lib/grid"
 
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;

@@ -16,7 +16,7 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * 256u; }
+#include "lib/grid"
 
 #if ${GATHER}
 @group(0) @binding(1) var<storage, read> ids: array<i32>;

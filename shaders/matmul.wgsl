@@ -16,12 +16,9 @@
 //   thread an RM×RN register block; K advances BK at a time through workgroup memory.
 //
 // Specialisation: REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV, BV (bool); TM, TN, BK, RM, RN, WG
-// (u32); REG_BODY (generated WGSL, empty for TILED).
+// (u32); generated (src/graph/kernels/matmul.ts): PARAMS (the uniform struct), REG_BODY (empty for TILED).
 
-struct Params {
-  M: u32, N: u32, K: u32, batch: u32,
-  strideA: u32, strideB: u32, strideC: u32, pad0: u32,   // per-batch element strides (0 = broadcast)
-}
+${PARAMS}   // M, N, K, batch; strideA/B/C: per-batch element strides (0 = broadcast): src/graph/kernels/matmul.ts
 @group(0) @binding(0) var<uniform> p: Params;
 #if ${REGISTER}
 #if ${AV}

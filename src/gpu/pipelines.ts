@@ -9,6 +9,11 @@ export interface KernelRef {
   family: string;
   entry?: string;
   defs?: Defs;
+  /**
+   * Generated WGSL pieces filling `${NAME}` holes (the Params struct, unrolled bodies): each is
+   * a function of family + entry + defs, so they are not part of the pipeline key.
+   */
+  gen?: Record<string, string>;
 }
 
 export function kernelKey(k: KernelRef): string {
@@ -22,7 +27,7 @@ export function getPipeline(device: GPUDevice, k: KernelRef): GPUComputePipeline
   const key = kernelKey(k);
   let p = m.get(key);
   if (p) return p;
-  const code = specialise(k.family, shaderSourceSync(k.family), k.defs ?? {});
+  const code = specialise(k.family, shaderSourceSync(k.family), { ...k.defs, ...k.gen });
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code, label: key });
   p = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: k.entry ?? 'main' }, label: key });

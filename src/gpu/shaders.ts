@@ -5,6 +5,7 @@
 // filled from a specialisation record (tile sizes, activation, element type).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { SHADER_SOURCES } from './shader-sources.ts';
+import { expandIncludes, includesOf } from './include.ts';
 
 const sourceCache = new Map<string, Promise<string>>();
 const syncCache = new Map<string, string>();
@@ -37,11 +38,12 @@ async function fetchSource(name: string): Promise<string> {
   return generated;
 }
 
-/** Loads (once) the WGSL template of a kernel family. */
+/** Loads (once) the WGSL template of a kernel family, and the shaders/lib pieces it includes. */
 export function loadShader(name: string): Promise<string> {
   let p = sourceCache.get(name);
   if (!p) {
-    p = fetchSource(name).then((s) => {
+    p = fetchSource(name).then(async (s) => {
+      await Promise.all(includesOf(s).map(loadShader));
       syncCache.set(name, s);
       return s;
     });
@@ -65,6 +67,7 @@ export type Defs = Record<string, string | number | boolean>;
 
 /** Fills a template's `${NAME}` holes from `defs` and resolves `#if` blocks. */
 export function specialise(name: string, template: string, defs: Defs): string {
+  template = expandIncludes(name, template, shaderSourceSync);
   const strings: string[] = [];
   const values: unknown[] = [];
   const re = /\$\{(\w+)\}/g;

@@ -236,8 +236,8 @@ function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
     encode(ctx) {
       if (useRegister()) {
         const r = matmulTiles(M, N, 'register');
-        // registerBody reduces over p.K; here over the expert's segment (segK rows).
-        const body = registerBody(r, true, false, false, false, false).replaceAll('p.K', 'segK');
+        // Reduces over the expert's segment (segK rows), not p.K.
+        const body = registerBody(r, true, false, false, false, false, 'segK');
         ctx.dispatch({
           kernel: kernel('GMM_WGRAD_REG', { WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: body }),
           bindings: [g, a, out, plan.segs],

@@ -1,0 +1,90 @@
+// The kernel catalogue: one descriptor per tunable family (its geometry classes, hand-picked
+// configuration, candidate configurations, and a stable text key per configuration), and the
+// one selection rule every op uses: a trial forced by the tuner, else a test's override, else
+// the configuration measured fastest on this adapter (src/graph/tuner.ts), else the hand pick.
+import type { DeviceProfile } from '../../gpu/profile.ts';
+
+export interface KernelFamily<G, C> {
+  name: string;
+  /** Geometry class: sizes bucketed to powers of two, plus layout flags. */
+  bucket(g: G): string;
+  /** Today's hand-picked configuration (the reference the tuner compares against). */
+  handPicked(g: G, profile: DeviceProfile): C;
+  /** Configurations worth timing for this geometry on this adapter (the hand pick included). */
+  candidates(g: G, profile: DeviceProfile): C[];
+  configKey(c: C): string;
+  /** Inverse of configKey for cached choices (null: not a valid configuration). */
+  parseConfig(s: string): C | null;
+  /** A test override forces a variant: no tuned choice applies. */
+  forced(): boolean;
+}
+
+/** Smallest power of two ≥ n (1 for n ≤ 1). */
+export function pow2Bucket(n: number): number {
+  return n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n));
+}
+
+/** Tuned choices: family → bucket → config key (filled by the tuner, read by every encode). */
+const tuned = new Map<string, Map<string, string>>();
+/** A trial the tuner is timing: ops of `family` built inside `withTrial` use `config`. */
+let trial: { family: string; config: unknown } | null = null;
+/** Geometry classes met without a tuned choice (the tuner's work list). */
+export const misses = new Map<string, { family: KernelFamily<unknown, unknown>; bucket: string; geometry: unknown }>();
+/** Whether encodes report misses (the tuner turns this on unless tuning is off). */
+let recordMisses = false;
+
+export function setRecordMisses(on: boolean): void {
+  recordMisses = on;
+}
+
+export function setTuned(family: string, bucket: string, configKey: string | null): void {
+  let m = tuned.get(family);
+  if (!m) tuned.set(family, (m = new Map()));
+  if (configKey === null) m.delete(bucket);
+  else m.set(bucket, configKey);
+}
+
+export function tunedChoice(family: string, bucket: string): string | undefined {
+  return tuned.get(family)?.get(bucket);
+}
+
+export function clearTuned(): void {
+  tuned.clear();
+  misses.clear();
+}
+
+/**
+ * Builds (synchronously) the graph of `fn` with every op of `family` in it using `config`: the
+ * op captures the trial when it is built, so other graphs realized meanwhile are unaffected.
+ */
+export function withTrial<T>(family: string, config: unknown, fn: () => T): T {
+  const prev = trial;
+  trial = { family, config };
+  try {
+    return fn();
+  } finally {
+    trial = prev;
+  }
+}
+
+/** The trial configuration for an op of `family` being built now (undefined: none). */
+export function trialConfig(family: string): unknown {
+  return trial && trial.family === family ? trial.config : undefined;
+}
+
+/** The configuration an op uses for geometry `g` (see the header for the order). */
+export function chooseConfig<G, C>(fam: KernelFamily<G, C>, g: G, profile: DeviceProfile, trialCfg?: unknown): C {
+  if (trialCfg !== undefined) return trialCfg as C;
+  if (!fam.forced()) {
+    const bucket = fam.bucket(g);
+    const key = tunedChoice(fam.name, bucket);
+    if (key !== undefined) {
+      const c = fam.parseConfig(key);
+      if (c) return c;
+    } else if (recordMisses) {
+      const id = `${fam.name}/${bucket}`;
+      if (!misses.has(id)) misses.set(id, { family: fam as KernelFamily<unknown, unknown>, bucket, geometry: g });
+    }
+  }
+  return fam.handPicked(g, profile);
+}

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { expandIncludes, includesOf } from '../src/gpu/include.ts';
+import { loadShader, specialise } from '../src/gpu/shaders.ts';
+
+describe('#include step for shaders/lib pieces', () => {
+  const lib: Record<string, string> = {
+    'lib/a': 'fn a() {}\n#include "lib/b"',
+    'lib/b': 'fn b() {}',
+    'lib/loop': '#include "lib/loop2"',
+    'lib/loop2': '#include "lib/loop"',
+  };
+  const source = (n: string) => {
+    if (!(n in lib)) throw new Error(`no piece ${n}`);
+    return lib[n];
+  };
+  it('expands nested pieces once each, and leaves other lines alone', () => {
+    const out = expandIncludes('k', 'x\n#include "lib/a"\n  #include "lib/b"\ny', source);
+    expect(out.match(/fn a\(\)/g)?.length).toBe(1);
+    expect(out.match(/fn b\(\)/g)?.length).toBe(1);
+    expect(out.startsWith('x\n')).toBe(true);
+    expect(out.endsWith('\ny')).toBe(true);
+    expect(includesOf('#include "lib/a"\n#include "lib/b"')).toEqual(['lib/a', 'lib/b']);
+  });
+  it('reports cycles, missing pieces and pieces outside lib/ with the file names', () => {
+    expect(() => expandIncludes('k', '#include "lib/loop"', source)).toThrow(/k\.wgsl: #include cycle k → lib\/loop → lib\/loop2 → lib\/loop/);
+    expect(() => expandIncludes('k', '#include "lib/none"', source)).toThrow(/k\.wgsl: #include "lib\/none": no piece/);
+    expect(() => expandIncludes('k', '#include "matmul"', source)).toThrow(/shaders\/lib/);
+  });
+  it('real shaders load their lib pieces and specialise', async () => {
+    const src = await loadShader('embedding');
+    expect(includesOf(src)).toContain('lib/grid');
+    const code = specialise('conv', await loadShader('conv'), { LAYOUT: true, LAYOUT_ROWS: false, WEIGHT: false, WEIGHT_ROWS: false, GEMM4: false, GEMMR: false, DW4: false, DWR: false, BIAS_GRAD: false, FWD: true, HAS_BIAS: false, KH: 3, KW: 3, STRIDE: 1, PAD: 1, WG: 8, RM: 1, RN: 8, REG_BODY: '' });
+    expect(code).toContain('fn flat_id(');
+    expect(code).not.toContain('#include');
+  });
+});
