@@ -5,8 +5,15 @@
 // row statistics, for attention maps and the backward), SM_BWD (dS = scale·P⊙(dP − Σ P⊙dP),
 // zero where masked).
 // FWD_REG, PROBS_REG: FWD and PROBS for CPU adapters (generated REG_BODY, see attention.ts).
-// Specialisation: D, DV (head sizes), KVD = max(D, DV), QB, KB (query / key rows per tile),
+// Specialisation: T (element type of Q, K, V, O, P, dP, dS; scores, softmax statistics and
+// sums are f32, and the row statistics are stored as f32), D, DV (head sizes), KVD = max(D, DV), QB, KB (query / key rows per tile),
 // HAS_MASK, MASK_F32 (mask words are f32; else i32), MASK_BINDING (its binding number).
+
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
 
 struct Params {
   BH: u32, H: u32, Sq: u32, Sk: u32,
@@ -32,10 +39,10 @@ fn keep(b: u32, i: u32, j: u32) -> bool {
 #endif
 
 #if ${FWD}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<T>;
+@group(0) @binding(2) var<storage, read> K: array<T>;
+@group(0) @binding(3) var<storage, read> V: array<T>;
+@group(0) @binding(4) var<storage, read_write> O: array<T>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;   // [BH*Sq][2]: row max, Σ exp(s − max)
 
 const QB: u32 = ${QB}u;
@@ -64,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var e = li; e < QB * D; e += NT) {
     let qr = q0 + e / D;
     var val = 0.0;
-    if (qr < p.Sq) { val = Q[qBase + qr * D + e % D]; }
+    if (qr < p.Sq) { val = f32(Q[qBase + qr * D + e % D]); }
     Qs[e] = val;
   }
   var m = NONE;
@@ -75,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var e = li; e < KB * D; e += NT) {
       let kr = k0 + e / D;
       var val = 0.0;
-      if (kr < p.Sk) { val = K[kBase + kr * D + e % D]; }
+      if (kr < p.Sk) { val = f32(K[kBase + kr * D + e % D]); }
       KVs[e] = val;
     }
     workgroupBarrier();
@@ -99,7 +106,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var e = li; e < KB * DV; e += NT) {
       let kr = k0 + e / DV;
       var val = 0.0;
-      if (kr < p.Sk) { val = V[vBase + kr * DV + e % DV]; }
+      if (kr < p.Sk) { val = f32(V[vBase + kr * DV + e % DV]); }
       KVs[e] = val;
     }
     workgroupBarrier();
@@ -125,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ob = (bh * p.Sq + row) * DV;
     for (var c = 0u; c < DVT; c++) {
       let col = t4 + 4u * c;
-      if (col < DV) { O[ob + col] = acc[c] / l; }
+      if (col < DV) { O[ob + col] = T(acc[c] / l); }
     }
     // max and sum kept apart: m + log(l) would lose log(l) next to a masked −1e9 max.
     if (t4 == 0u) {
@@ -139,10 +146,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // FWD for CPU adapters: no workgroup memory, no barriers. One lane per query row (its q row in
 // registers); every lane walks the same keys, so K and V are read at workgroup-uniform
 // addresses; online softmax one key at a time. REG_BODY: generated in attention.ts.
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<T>;
+@group(0) @binding(2) var<storage, read> K: array<T>;
+@group(0) @binding(3) var<storage, read> V: array<T>;
+@group(0) @binding(4) var<storage, read_write> O: array<T>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;   // [BH*Sq][2]: row max, Σ exp(s − max)
 const NONE: f32 = -3.0e38;
 const RWG: u32 = 8u;
@@ -162,10 +169,10 @@ ${REG_BODY}
 #elif ${PROBS_REG}
 // PROBS for CPU adapters: one lane per query row, keys walked uniformly (K at uniform
 // addresses); the same dot-product order as FWD_REG.
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<T>;
+@group(0) @binding(2) var<storage, read> K: array<T>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> P: array<f32>;   // [BH, Sq, Sk]
+@group(0) @binding(4) var<storage, read_write> P: array<T>;   // [BH, Sq, Sk]
 const RWG: u32 = 8u;
 
 @compute @workgroup_size(RWG)
@@ -180,10 +187,10 @@ ${REG_BODY}
 }
 
 #elif ${PROBS}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<T>;
+@group(0) @binding(2) var<storage, read> K: array<T>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> P: array<f32>;   // [BH, Sq, Sk]
+@group(0) @binding(4) var<storage, read_write> P: array<T>;   // [BH, Sq, Sk]
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -196,13 +203,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let kb = (bh * p.Sk + j) * D;
   // Same summation order as FWD, so P matches the normalisation it computed.
   var dot = 0.0;
-  for (var c = 0u; c < D; c++) { dot = fma(Q[qb + c], K[kb + c], dot); }
+  for (var c = 0u; c < D; c++) { dot = fma(f32(Q[qb + c]), f32(K[kb + c]), dot); }
   var s = dot * p.scale;
 #if ${HAS_MASK}
   if (!keep(bh / p.H, i, j)) { s = MASKED; }
 #endif
   let sr = 2u * (bh * p.Sq + i);
-  P[idx] = exp(s - stats[sr]) / stats[sr + 1u];
+  P[idx] = T(exp(s - stats[sr]) / stats[sr + 1u]);
 }
 
 #elif ${ONE_Q}
@@ -210,13 +217,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // the keys for the scores (kept in workgroup memory), every lane then takes the row max and
 // sum, the scores become probabilities, and lanes stride over the output columns. Writes the
 // same row statistics as FWD (max, Σ exp(s − max)), and P when WRITE_P.
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<T>;
+@group(0) @binding(2) var<storage, read> K: array<T>;
+@group(0) @binding(3) var<storage, read> V: array<T>;
+@group(0) @binding(4) var<storage, read_write> O: array<T>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 #if ${WRITE_P}
-@group(0) @binding(${P_BINDING}) var<storage, read_write> P: array<f32>;   // [BH, 1, Sk]
+@group(0) @binding(${P_BINDING}) var<storage, read_write> P: array<T>;   // [BH, 1, Sk]
 #endif
 const OWG: u32 = ${OWG}u;
 const NONE: f32 = -3.0e38;
@@ -232,7 +239,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var key = li; key < p.Sk; key += OWG) {
     let kb = kBase + key * D;
     var dot = 0.0;
-    for (var c = 0u; c < D; c++) { dot = fma(Q[qb + c], K[kb + c], dot); }
+    for (var c = 0u; c < D; c++) { dot = fma(f32(Q[qb + c]), f32(K[kb + c]), dot); }
     var s = dot * p.scale;
 #if ${HAS_MASK}
     if (!keep(bh / p.H, 0u, key)) { s = MASKED; }
@@ -249,14 +256,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let pr = exp(S[key] - m) / l;
     S[key] = pr;
 #if ${WRITE_P}
-    P[bh * p.Sk + key] = pr;
+    P[bh * p.Sk + key] = T(pr);
 #endif
   }
   workgroupBarrier();
   for (var c = li; c < DV; c += OWG) {
     var o = 0.0;
-    for (var key = 0u; key < p.Sk; key++) { o = fma(S[key], V[vBase + key * DV + c], o); }
-    O[bh * DV + c] = o;
+    for (var key = 0u; key < p.Sk; key++) { o = fma(S[key], f32(V[vBase + key * DV + c]), o); }
+    O[bh * DV + c] = T(o);
   }
   if (li == 0u) {
     stats[2u * bh] = m;
@@ -265,9 +272,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 #elif ${SM_BWD}
-@group(0) @binding(1) var<storage, read> P: array<f32>;
-@group(0) @binding(2) var<storage, read> dP: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dS: array<f32>;
+@group(0) @binding(1) var<storage, read> P: array<T>;
+@group(0) @binding(2) var<storage, read> dP: array<T>;
+@group(0) @binding(3) var<storage, read_write> dS: array<T>;
 
 // One thread per query row.
 @compute @workgroup_size(256)
@@ -276,18 +283,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (rowId >= p.BH * p.Sq) { return; }
   let base = rowId * p.Sk;
   var dsum = 0.0;
-  for (var j = 0u; j < p.Sk; j++) { dsum = fma(P[base + j], dP[base + j], dsum); }
+  for (var j = 0u; j < p.Sk; j++) { dsum = fma(f32(P[base + j]), f32(dP[base + j]), dsum); }
 #if ${HAS_MASK}
   let i = rowId % p.Sq;
   let b = rowId / p.Sq / p.H;
 #endif
   for (var j = 0u; j < p.Sk; j++) {
-    var g = p.scale * P[base + j] * (dP[base + j] - dsum);
+    var g = p.scale * f32(P[base + j]) * (f32(dP[base + j]) - dsum);
 #if ${HAS_MASK}
     // A masked score is a constant: no gradient (matters only for a fully masked row).
     if (!keep(b, i, j)) { g = 0.0; }
 #endif
-    dS[base + j] = g;
+    dS[base + j] = T(g);
   }
 }
 #endif

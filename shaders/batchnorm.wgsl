@@ -8,6 +8,12 @@
 // 8 on CPU adapters (one SIMD vector: a barrier there costs a switch between every group of
 // lanes of the workgroup, and 256 lanes made the reductions barrier-bound).
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   N: u32, C: u32, HW: u32, total: u32,   // total = N·C·HW
   eps: f32, momentum: f32, pad0: u32, pad1: u32,
@@ -33,7 +39,7 @@ fn reduce2(li: u32) {
 }
 
 #if ${STATS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> bvar: array<f32>;   // biased
 
@@ -44,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var s = 0.0;
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.C + c) * p.HW;
-    for (var i = li; i < p.HW; i += RWG) { s += x[base + i]; }
+    for (var i = li; i < p.HW; i += RWG) { s += f32(x[base + i]); }
   }
   red[li] = s;
   red2[li] = 0.0;
@@ -55,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var q = 0.0;
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.C + c) * p.HW;
-    for (var i = li; i < p.HW; i += RWG) { let d = x[base + i] - mu; q += d * d; }
+    for (var i = li; i < p.HW; i += RWG) { let d = f32(x[base + i]) - mu; q += d * d; }
   }
   red[li] = 0.0;
   red2[li] = q;
@@ -66,12 +72,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }
 #elif ${APPLY}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> weight: array<T>;
+@group(0) @binding(3) var<storage, read> bias: array<T>;
 @group(0) @binding(4) var<storage, read> mean: array<f32>;
 @group(0) @binding(5) var<storage, read> vr: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -81,29 +87,29 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (row >= p.N * p.C) { return; }
   let c = row % p.C;
   let inv = 1.0 / sqrt(vr[c] + p.eps);
-  let sc = inv * weight[c];
+  let sc = inv * f32(weight[c]);
   let mu = mean[c];
-  let bc = bias[c];
+  let bc = f32(bias[c]);
   for (var j = 0u; j < p.HW; j++) {
     let i = row * p.HW + j;
-    y[i] = (x[i] - mu) * sc + bc;
+    y[i] = T((f32(x[i]) - mu) * sc + bc);
   }
 #else
   let i = flat_id(gid, nwg);
   if (i >= p.total) { return; }
   let c = (i / p.HW) % p.C;
   let inv = 1.0 / sqrt(vr[c] + p.eps);
-  y[i] = (x[i] - mean[c]) * inv * weight[c] + bias[c];
+  y[i] = T((f32(x[i]) - mean[c]) * inv * f32(weight[c]) + f32(bias[c]));
 #endif
 }
 #elif ${BWD_REDUCE}
 // dbias[c] = Σ dy, dweight[c] = Σ dy·x̂.
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
 @group(0) @binding(4) var<storage, read> vr: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dbias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dweight: array<T>;
+@group(0) @binding(6) var<storage, read_write> dbias: array<T>;
 
 @compute @workgroup_size(RWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -115,30 +121,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.C + c) * p.HW;
     for (var i = li; i < p.HW; i += RWG) {
-      let g = dy[base + i];
+      let g = f32(dy[base + i]);
       s += g;
-      sx += g * (x[base + i] - mu);
+      sx += g * (f32(x[base + i]) - mu);
     }
   }
   red[li] = s;
   red2[li] = sx;
   reduce2(li);
   if (li == 0u) {
-    dbias[c] = red[0];
-    dweight[c] = red2[0] * inv;
+    dbias[c] = T(red[0]);
+    dweight[c] = T(red2[0] * inv);
   }
 }
 #elif ${BWD_DX}
 #if ${TRAINING}
 // dx = w·inv·(dy − Σdy/M − x̂·Σdy·x̂/M)
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
+@group(0) @binding(3) var<storage, read> weight: array<T>;
 @group(0) @binding(4) var<storage, read> mean: array<f32>;
 @group(0) @binding(5) var<storage, read> vr: array<f32>;
-@group(0) @binding(6) var<storage, read> sdyx: array<f32>;   // Σ dy·x̂ (= dweight)
-@group(0) @binding(7) var<storage, read> sdy: array<f32>;    // Σ dy (= dbias)
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read> sdyx: array<T>;   // Σ dy·x̂ (= dweight)
+@group(0) @binding(7) var<storage, read> sdy: array<T>;    // Σ dy (= dbias)
+@group(0) @binding(8) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -150,36 +156,36 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let c = row % p.C;
   let inv = 1.0 / sqrt(vr[c] + p.eps);
   let mu = mean[c];
-  let wi = weight[c] * inv;
-  let mdy = sdy[c] / cnt;
-  let mdyx = sdyx[c] / cnt;
+  let wi = f32(weight[c]) * inv;
+  let mdy = f32(sdy[c]) / cnt;
+  let mdyx = f32(sdyx[c]) / cnt;
   for (var j = 0u; j < p.HW; j++) {
     let i = row * p.HW + j;
-    let xhat = (x[i] - mu) * inv;
-    dx[i] = wi * (dy[i] - mdy - xhat * mdyx);
+    let xhat = (f32(x[i]) - mu) * inv;
+    dx[i] = T(wi * (f32(dy[i]) - mdy - xhat * mdyx));
   }
 #else
   let i = flat_id(gid, nwg);
   if (i >= p.total) { return; }
   let c = (i / p.HW) % p.C;
   let inv = 1.0 / sqrt(vr[c] + p.eps);
-  let xhat = (x[i] - mean[c]) * inv;
-  dx[i] = weight[c] * inv * (dy[i] - sdy[c] / cnt - xhat * sdyx[c] / cnt);
+  let xhat = (f32(x[i]) - mean[c]) * inv;
+  dx[i] = T(f32(weight[c]) * inv * (f32(dy[i]) - f32(sdy[c]) / cnt - xhat * f32(sdyx[c]) / cnt));
 #endif
 }
 #else
 // Eval: the statistics are constants, dx = w·inv·dy.
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read> weight: array<T>;
 @group(0) @binding(3) var<storage, read> vr: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.total) { return; }
   let c = (i / p.HW) % p.C;
-  dx[i] = weight[c] * dy[i] / sqrt(vr[c] + p.eps);
+  dx[i] = T(f32(weight[c]) * f32(dy[i]) / sqrt(vr[c] + p.eps));
 }
 #endif
 #elif ${UPDATE}

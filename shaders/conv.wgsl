@@ -12,9 +12,15 @@
 //                 conv as a gather, deterministic, no col2im)
 // DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
 // BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
-// Specialisation: one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
+// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
 // dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
 // PAD, WG, RM, RN (u32; RN a multiple of 4).
+
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
 
 struct Params {
   N: u32, C: u32, H: u32, W: u32,          // the conv's input
@@ -40,8 +46,8 @@ const RN4: u32 = RN / 4u;
 // src [N, Cs, HWs] → dst [N, HWs, Cs4] of vec4 (channels past Cs are zero), followed by one
 // all-zero pixel (Cs4 vec4) that out-of-range taps read instead of branching.
 // Params: N, C = Cs, H·W = HWs (W = 1), SC4 = Cs4; total = (N·HWs + 1)·Cs4.
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> src: array<T>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<T>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -53,15 +59,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var v = vec4<f32>(0.0);
   for (var q = 0u; q < 4u; q++) {
     let c = c4 * 4u + q;
-    if (c < p.C && n < p.N) { v[q] = src[(n * p.C + c) * p.H + pix]; }
+    if (c < p.C && n < p.N) { v[q] = f32(src[(n * p.C + c) * p.H + pix]); }
   }
-  dst[i] = v;
+  dst[i] = vec4<T>(v);
 }
 #elif ${LAYOUT_ROWS}
 // LAYOUT for CPU adapters: one invocation per pixel (p.total = N·HWs + 1 pixels, the last the
 // zero pixel) looping over its Cs4 channel quads, so the index division is once per pixel.
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> src: array<T>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<T>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -75,16 +81,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var v = vec4<f32>(0.0);
     for (var q = 0u; q < 4u; q++) {
       let c = c4 * 4u + q;
-      if (c < p.C && inImage) { v[q] = src[sb + c * p.H]; }
+      if (c < p.C && inImage) { v[q] = f32(src[sb + c * p.H]); }
     }
-    dst[px * p.SC4 + c4] = v;
+    dst[px * p.SC4 + c4] = vec4<T>(v);
   }
 }
 #elif ${WEIGHT_ROWS}
 // WEIGHT for CPU adapters: one invocation per WB row (tap, r) looping over its NB4 column
 // quads (p.total = KHW·R4·4 rows), so the index division is once per row.
-@group(0) @binding(1) var<storage, read> Wsrc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> WB: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> Wsrc: array<T>;
+@group(0) @binding(2) var<storage, read_write> WB: array<vec4<T>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -106,17 +112,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       let o = r;
       let c = q;
 #endif
-      if (c < p.C && o < p.O) { v[e] = Wsrc[(o * p.C + c) * KHW + tap]; }
+      if (c < p.C && o < p.O) { v[e] = f32(Wsrc[(o * p.C + c) * KHW + tap]); }
     }
-    WB[row * p.NB4 + q4] = v;
+    WB[row * p.NB4 + q4] = vec4<T>(v);
   }
 }
 #elif ${WEIGHT}
 // W [O, C, KH, KW] → WB [KHW, R4·4, NB4] of vec4: FWD rows are input channels and columns
 // output channels; else (for dX) rows are output channels and columns input channels.
 // Params: C, O, SC4 = R4 (row vec4s), NB4; total = KHW·R4·4·NB4.
-@group(0) @binding(1) var<storage, read> Wsrc: array<f32>;
-@group(0) @binding(2) var<storage, read_write> WB: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> Wsrc: array<T>;
+@group(0) @binding(2) var<storage, read_write> WB: array<vec4<T>>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -135,16 +141,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let o = r;
     let c = q;
 #endif
-    if (c < p.C && o < p.O) { v[e] = Wsrc[(o * p.C + c) * KHW + tap]; }
+    if (c < p.C && o < p.O) { v[e] = f32(Wsrc[(o * p.C + c) * KHW + tap]); }
   }
-  WB[i] = v;
+  WB[i] = vec4<T>(v);
 }
 #elif ${GEMM4}
-@group(0) @binding(1) var<storage, read> A4: array<vec4<f32>>;   // Xh (FWD) or dYh (dX), channels-last
-@group(0) @binding(2) var<storage, read> WB: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // NCHW
+@group(0) @binding(1) var<storage, read> A4: array<vec4<T>>;   // Xh (FWD) or dYh (dX), channels-last
+@group(0) @binding(2) var<storage, read> WB: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;  // NCHW
 #if ${HAS_BIAS}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<T>;
 #endif
 
 @compute @workgroup_size(WG, 1, 1)
@@ -214,11 +220,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let tapRow = (ky * KW + kx) * p.SC4 * 4u;
       for (var c4 = 0u; c4 < p.SC4; c4++) {
         var a: array<vec4<f32>, RM>;
-        for (var i = 0u; i < RM; i++) { a[i] = A4[off[i] + c4]; }
+        for (var i = 0u; i < RM; i++) { a[i] = vec4<f32>(A4[off[i] + c4]); }
         let row = (tapRow + c4 * 4u) * p.NB4 + col4;
         for (var q = 0u; q < 4u; q++) {
           for (var j = 0u; j < RN4; j++) {
-            let b = WB[row + q * p.NB4 + j];
+            let b = vec4<f32>(WB[row + q * p.NB4 + j]);
             for (var i = 0u; i < RM; i++) {
               acc[i * RN4 + j] = fma(vec4<f32>(a[i][q]), b, acc[i * RN4 + j]);
             }
@@ -242,9 +248,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let n = col4 * 4u + j;
       if (n >= p.NC) { continue; }
 #if ${HAS_BIAS}
-      out[outBase + n * outP] = acc[i * RN4 + j / 4u][j % 4u] + bias[n];
+      out[outBase + n * outP] = T(acc[i * RN4 + j / 4u][j % 4u] + f32(bias[n]));
 #else
-      out[outBase + n * outP] = acc[i * RN4 + j / 4u][j % 4u];
+      out[outBase + n * outP] = T(acc[i * RN4 + j / 4u][j % 4u]);
 #endif
     }
   }
@@ -254,11 +260,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // generated unrolled in conv.ts (REG_BODY) with RM×RN scalar accumulators (no arrays, which
 // LLVM leaves in memory past a small size), one input channel per iteration: RM per-lane
 // loads of the gathered operand, RN/4 workgroup-uniform vec4 loads of WB.
-@group(0) @binding(1) var<storage, read> A: array<f32>;          // Xh (FWD) or dYh (dX), channels-last
-@group(0) @binding(2) var<storage, read> WB: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // NCHW
+@group(0) @binding(1) var<storage, read> A: array<T>;          // Xh (FWD) or dYh (dX), channels-last
+@group(0) @binding(2) var<storage, read> WB: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;  // NCHW
 #if ${HAS_BIAS}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<T>;
 #endif
 
 @compute @workgroup_size(WG, 1, 1)
@@ -288,9 +294,9 @@ ${REG_BODY}
 #elif ${DWR}
 // DW4's products for CPU adapters: unrolled body from conv.ts (REG_BODY), RM output channels
 // per lane (per-lane dY loads), RN/4 (tap, channel-quad) groups per workgroup (uniform Xh loads).
-@group(0) @binding(1) var<storage, read> dY: array<f32>;          // NCHW
-@group(0) @binding(2) var<storage, read> Xh: array<vec4<f32>>;    // channels-last input
-@group(0) @binding(3) var<storage, read_write> dW: array<f32>;    // [O, C, KH, KW]
+@group(0) @binding(1) var<storage, read> dY: array<T>;          // NCHW
+@group(0) @binding(2) var<storage, read> Xh: array<vec4<T>>;    // channels-last input
+@group(0) @binding(3) var<storage, read_write> dW: array<T>;    // [O, C, KH, KW]
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -304,9 +310,9 @@ ${REG_BODY}
 #elif ${DW4}
 // Rows (per invocation): output channels o; columns (per workgroup, uniform): vec4 groups
 // (tap, c4) of the weight gradient; reduction over every image's output pixels.
-@group(0) @binding(1) var<storage, read> dY: array<f32>;          // NCHW
-@group(0) @binding(2) var<storage, read> Xh: array<vec4<f32>>;    // channels-last input
-@group(0) @binding(3) var<storage, read_write> dW: array<f32>;    // [O, C, KH, KW]
+@group(0) @binding(1) var<storage, read> dY: array<T>;          // NCHW
+@group(0) @binding(2) var<storage, read> Xh: array<vec4<T>>;    // channels-last input
+@group(0) @binding(3) var<storage, read_write> dW: array<T>;    // [O, C, KH, KW]
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -335,12 +341,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       for (var ow = 0u; ow < p.OW; ow++) {
         let pix = yImg + oh * p.OW + ow;
         var a: array<f32, RM>;
-        for (var i = 0u; i < RM; i++) { a[i] = dY[pix + rowOff[i]]; }
+        for (var i = 0u; i < RM; i++) { a[i] = f32(dY[pix + rowOff[i]]); }
         for (var j = 0u; j < RN4; j++) {
           let sy = i32(oh) * S + gy[j];
           let sx = i32(ow) * S + gx[j];
           let valid = sy >= 0 && sy < i32(p.H) && sx >= 0 && sx < i32(p.W);
-          let b = select(vec4<f32>(0.0), Xh[xImg + select(0u, (u32(sy) * p.W + u32(sx)) * p.SC4, valid) + gc[j]], valid);
+          let b = select(vec4<f32>(0.0), vec4<f32>(Xh[xImg + select(0u, (u32(sy) * p.W + u32(sx)) * p.SC4, valid) + gc[j]]), valid);
           for (var i = 0u; i < RM; i++) {
             acc[i * RN4 + j] = fma(vec4<f32>(a[i]), b, acc[i * RN4 + j]);
           }
@@ -357,14 +363,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let tap = g / p.SC4;
       for (var e = 0u; e < 4u; e++) {
         let c = (g % p.SC4) * 4u + e;
-        if (c < p.C) { dW[(o * p.C + c) * KHW + tap] = acc[i * RN4 + j][e]; }
+        if (c < p.C) { dW[(o * p.C + c) * KHW + tap] = T(acc[i * RN4 + j][e]); }
       }
     }
   }
 }
 #elif ${BIAS_GRAD}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> db: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read_write> db: array<T>;
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
@@ -374,7 +380,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var acc = 0.0;
   for (var n = 0u; n < p.N; n++) {
     let base = (n * p.O + o) * P;
-    for (var i = li; i < P; i += 256u) { acc += dy[base + i]; }
+    for (var i = li; i < P; i += 256u) { acc += f32(dy[base + i]); }
   }
   red[li] = acc;
   workgroupBarrier();
@@ -382,6 +388,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (li < s) { red[li] += red[li + s]; }
     workgroupBarrier();
   }
-  if (li == 0u) { db[o] = red[0]; }
+  if (li == 0u) { db[o] = T(red[0]); }
 }
 #endif

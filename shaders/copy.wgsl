@@ -3,6 +3,12 @@
 // Specialisation: ACCUMULATE (bool): dst += src instead of dst = src.
 // (copyruns.wgsl: the same copy with one invocation per run of the innermost axis.)
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   n: u32, rank: u32, srcOff: u32, dstOff: u32,
   dims: array<vec4<u32>, 2>,
@@ -10,8 +16,8 @@ struct Params {
   ds: array<vec4<u32>, 2>,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<T>;
+@group(0) @binding(2) var<storage, read_write> dst: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -1,7 +1,13 @@
 // Elementwise kernels: unary maps (activations) with their derivatives, broadcasting binary
 // ops, fills, and the broadcast-reduction used by their backward.
-// Specialisation: OP (operation number, see ops/elementwise.ts) and one of the kind flags
+// Specialisation: T (f32 | f16, from the tensors), OP (operation number, see ops/elementwise.ts) and one of the kind flags
 // UNARY, UNARY_GRAD, BINARY, FILL, REDUCE_TO choosing the entry's bindings.
+
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16; arithmetic is f32 either way).
+alias T = ${T};
 
 const MAXR: u32 = 6u;
 
@@ -107,30 +113,30 @@ fn unary_df(op: u32, x: f32) -> f32 {
 
 
 #if ${UNARY}
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = unary_f(${OP}u, a[i]);
+  out[i] = T(unary_f(${OP}u, f32(a[i])));
 }
 #elif ${UNARY_GRAD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
+@group(0) @binding(3) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  dx[i] = dy[i] * unary_df(${OP}u, x[i]);
+  dx[i] = T(f32(dy[i]) * unary_df(${OP}u, f32(x[i])));
 }
 #elif ${BINARY}
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read> b: array<T>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
 
 // 0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min, 6 ge (1 or 0)
 fn binary_f(x: f32, y: f32) -> f32 {
@@ -152,7 +158,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) { return; }
 #if ${CONTIG}
   // Both operands have the output's shape (CONTIG): no index arithmetic.
-  out[i] = binary_f(a[i], b[i]);
+  out[i] = T(binary_f(f32(a[i]), f32(b[i])));
 #else
   var rem = i;
   var ia = 0u;
@@ -164,23 +170,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     ia += c * stra(u32(d));
     ib += c * strb(u32(d));
   }
-  out[i] = binary_f(a[ia], b[ib]);
+  out[i] = T(binary_f(f32(a[ia]), f32(b[ib])));
 #endif
 }
 #elif ${FILL}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = p.alpha;
+  out[i] = T(p.alpha);
 }
 #elif ${REDUCE_TO}
 // out (shape dims with 1s where reduced) = sum of `a` (shape dims_a) over the reduced axes.
 // sa = strides of a; sb.x.. = sizes of a along each axis (reduced where out dim is 1).
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<T>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -208,8 +214,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         r = r / n;
       }
     }
-    acc += a[off];
+    acc += f32(a[off]);
   }
-  out[i] = acc;
+  out[i] = T(acc);
 }
 #endif

@@ -8,6 +8,12 @@
 //           token order, so the result is bit-reproducible.
 // Specialisation (one kind flag true): GATHER, LINK, SCATTER.
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   N: u32,       // tokens
   V: u32,       // table rows
@@ -20,8 +26,8 @@ struct Params {
 
 #if ${GATHER}
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
-@group(0) @binding(2) var<storage, read> table: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> table: array<T>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -31,8 +37,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let f = e % p.D;
   let id = ids[t];
   var v = 0.0;
-  if (id >= 0 && u32(id) < p.V) { v = table[u32(id) * p.D + f]; }
-  out[e] = v;
+  if (id >= 0 && u32(id) < p.V) { v = f32(table[u32(id) * p.D + f]); }
+  out[e] = T(v);
 }
 #elif ${LINK}
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
@@ -59,8 +65,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif ${SCATTER}
 @group(0) @binding(1) var<storage, read> head: array<u32>;
 @group(0) @binding(2) var<storage, read> next: array<u32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dtable: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read_write> dtable: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -72,9 +78,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var t = head[v];
   // At most N links; the bound also guards against a corrupt list.
   for (var guard = 0u; t != 0u && guard < p.N; guard++) {
-    acc += dy[(t - 1u) * p.D + f];
+    acc += f32(dy[(t - 1u) * p.D + f]);
     t = next[t - 1u];
   }
-  dtable[e] = acc;
+  dtable[e] = T(acc);
 }
 #endif

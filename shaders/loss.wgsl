@@ -7,6 +7,12 @@
 //            ignored rows.
 // Specialisation (one kind flag true): CE_ROWS, CE_MEAN, CE_GRAD; WG (u32, power of two).
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   N: u32,
   V: u32,
@@ -47,7 +53,7 @@ fn wg_max(v: f32, li: u32) -> f32 {
 fn counted(label: i32) -> bool { return label != p.ignore; }
 
 #if ${CE_ROWS}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rowLoss: array<f32>;
@@ -59,10 +65,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row >= p.N) { return; }
   let base = row * p.V;
   var mx = LOWEST;
-  for (var j = li; j < p.V; j += WG) { mx = max(mx, x[base + j]); }
+  for (var j = li; j < p.V; j += WG) { mx = max(mx, f32(x[base + j])); }
   mx = wg_max(mx, li);
   var s = 0.0;
-  for (var j = li; j < p.V; j += WG) { s += exp(x[base + j] - mx); }
+  for (var j = li; j < p.V; j += WG) { s += exp(f32(x[base + j]) - mx); }
   let ls = log(wg_sum(s, li));
   if (li == 0u) {
     lse[row] = mx + ls;
@@ -70,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var l = 0.0;
     if (counted(label)) {
       if (label >= 0 && u32(label) < p.V) {
-        l = (mx - x[base + u32(label)]) + ls;
+        l = (mx - f32(x[base + u32(label)])) + ls;
       } else {
         // A NaN that depends on a run-time value: constant NaN is a compile error in Tint.
         l = bitcast<f32>(0x7fc00000u | (p.V & 0u));
@@ -101,12 +107,12 @@ fn main(@builtin(local_invocation_index) li: u32) {
   }
 }
 #elif ${CE_GRAD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
 @group(0) @binding(3) var<storage, read> lse: array<f32>;
 @group(0) @binding(4) var<storage, read> count: array<f32>;
 @group(0) @binding(5) var<storage, read> dloss: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -117,9 +123,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let label = labels[row];
   var g = 0.0;
   if (counted(label) && count[0] > 0.0) {
-    let pr = exp(x[e] - lse[row]);
+    let pr = exp(f32(x[e]) - lse[row]);
     g = (pr - select(0.0, 1.0, i32(j) == label)) * (dloss[0] / count[0]);
   }
-  dx[e] = g;
+  dx[e] = T(g);
 }
 #endif

@@ -15,25 +15,32 @@
 // TILED (GPUs): each workgroup computes a TM×TN tile of C with (TM/RM)×(TN/RN) threads, each
 //   thread an RM×RN register block; K advances BK at a time through workgroup memory.
 //
-// Specialisation: REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV, BV (bool); TM, TN, BK, RM, RN, WG
+// Specialisation: T (element type of A, B, C, bias: f32 | f16; accumulation is f32), REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV, BV (bool); TM, TN, BK, RM, RN, WG
 // (u32); generated (src/graph/kernels/matmul.ts): PARAMS (the uniform struct), REG_BODY (empty for TILED).
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 ${PARAMS}   // M, N, K, batch; strideA/B/C: per-batch element strides (0 = broadcast): src/graph/kernels/matmul.ts
+
 @group(0) @binding(0) var<uniform> p: Params;
 #if ${REGISTER}
 #if ${AV}
-@group(0) @binding(1) var<storage, read> A: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> A: array<vec4<T>>;
 #else
-@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<T>;
 #endif
 #if ${BV}
-@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> B: array<vec4<T>>;
 #else
-@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<T>;
 #endif
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<T>;
 #if ${HAS_BIAS}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<T>;
 #endif
 
 const WG: u32 = ${WG}u;
@@ -49,11 +56,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${REG_BODY}
 }
 #else
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<T>;
+@group(0) @binding(2) var<storage, read> B: array<T>;
+@group(0) @binding(3) var<storage, read_write> C: array<T>;
 #if ${HAS_BIAS}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<T>;
 #endif
 
 const TM: u32 = ${TM}u;
@@ -71,18 +78,18 @@ var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
 fn loadA(base: u32, m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
 #if ${TRANS_A}
-  return A[base + k * p.M + m];
+  return f32(A[base + k * p.M + m]);
 #else
-  return A[base + m * p.K + k];
+  return f32(A[base + m * p.K + k]);
 #endif
 }
 
 fn loadB(base: u32, k: u32, n: u32) -> f32 {
   if (k >= p.K || n >= p.N) { return 0.0; }
 #if ${TRANS_B}
-  return B[base + n * p.K + k];
+  return f32(B[base + n * p.K + k]);
 #else
-  return B[base + k * p.N + n];
+  return f32(B[base + k * p.N + n]);
 #endif
 }
 
@@ -135,9 +142,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let n = n0 + lid.x + j * TX;
       if (n >= p.N) { continue; }
 #if ${HAS_BIAS}
-      C[baseC + m * p.N + n] = acc[i][j] + bias[n];
+      C[baseC + m * p.N + n] = T(acc[i][j] + f32(bias[n]));
 #else
-      C[baseC + m * p.N + n] = acc[i][j];
+      C[baseC + m * p.N + n] = T(acc[i][j]);
 #endif
     }
   }

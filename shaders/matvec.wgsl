@@ -15,20 +15,26 @@
 //   llvmpipe, contiguous per-lane loads stream at ~8-11 GB/s where workgroup-uniform loads
 //   manage ~1-2 GB/s). Each lane keeps partial sums for the workgroup's RB rows × RN outputs
 //   in registers (generated unrolled: BODY), then they are summed across lanes in a fixed order.
-// Specialisation: the kind flags, EXPERT (EXPERT_UP or EXPERT_DOWN), VEC (X, W read as vec4;
+// Specialisation: T (element type of X, W, Y, bias, weights; sums are f32), the kind flags, EXPERT (EXPERT_UP or EXPERT_DOWN), VEC (X, W read as vec4;
 // K % 4 == 0), HAS_BIAS, WEIGHTED,
 // LANES (8 on CPU adapters: one SIMD vector; 64 on GPUs), RB, RN, NW (weight matrices: 2 for
 // EXPERT_UP), BODY.
+
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
 
 struct Params { B: u32, N: u32, K: u32, k: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
 #if ${COMBINE}
-@group(0) @binding(1) var<storage, read> Y: array<f32>;         // [E, B, N]
+@group(0) @binding(1) var<storage, read> Y: array<T>;         // [E, B, N]
 @group(0) @binding(2) var<storage, read> indices: array<i32>;   // [B, k]
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [B, N]
+@group(0) @binding(3) var<storage, read_write> out: array<T>; // [B, N]
 #if ${WEIGHTED}
-@group(0) @binding(4) var<storage, read> weights: array<f32>;   // [B, k]
+@group(0) @binding(4) var<storage, read> weights: array<T>;   // [B, k]
 #endif
 
 @compute @workgroup_size(64)
@@ -40,29 +46,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var acc = 0.0;
   for (var j = 0u; j < p.k; j++) {
     let e = u32(indices[r * p.k + j]);
-    let y = Y[(e * p.B + r) * p.N + o];
+    let y = f32(Y[(e * p.B + r) * p.N + o]);
 #if ${WEIGHTED}
-    acc = fma(weights[r * p.k + j], y, acc);
+    acc = fma(f32(weights[r * p.k + j]), y, acc);
 #else
     acc += y;
 #endif
   }
-  out[i] = acc;
+  out[i] = T(acc);
 }
 #else
 
 #if ${VEC}
-alias V = vec4<f32>;
+alias V = vec4<T>;
+alias VF = vec4<f32>;
 #else
-alias V = f32;
+alias V = T;
+alias VF = f32;
 #endif
 @group(0) @binding(1) var<storage, read> X: array<V>;
 
 #if ${LINEAR}
 @group(0) @binding(2) var<storage, read> W: array<V>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<T>;
 #if ${HAS_BIAS}
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<T>;
 #endif
 #endif
 
@@ -70,14 +78,14 @@ alias V = f32;
 @group(0) @binding(2) var<storage, read> W1: array<V>;
 @group(0) @binding(3) var<storage, read> W3: array<V>;
 @group(0) @binding(4) var<storage, read> indices: array<i32>;
-@group(0) @binding(5) var<storage, read_write> H1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> H3: array<f32>;
+@group(0) @binding(5) var<storage, read_write> H1: array<T>;
+@group(0) @binding(6) var<storage, read_write> H3: array<T>;
 #endif
 
 #if ${EXPERT_DOWN}
 @group(0) @binding(2) var<storage, read> W: array<V>;
 @group(0) @binding(3) var<storage, read> indices: array<i32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<T>;
 #endif
 
 const LANES: u32 = ${LANES}u;
@@ -126,13 +134,13 @@ ${BODY}
     let o = o0 + j;
     if (r < p.B && o < p.N) {
 #if ${EXPERT_UP}
-      if (w == 0u) { H1[(e * p.B + r) * p.N + o] = s; } else { H3[(e * p.B + r) * p.N + o] = s; }
+      if (w == 0u) { H1[(e * p.B + r) * p.N + o] = T(s); } else { H3[(e * p.B + r) * p.N + o] = T(s); }
 #elif ${EXPERT_DOWN}
-      Y[(e * p.B + r) * p.N + o] = s;
+      Y[(e * p.B + r) * p.N + o] = T(s);
 #elif ${HAS_BIAS}
-      Y[r * p.N + o] = s + bias[o];
+      Y[r * p.N + o] = T(s + f32(bias[o]));
 #else
-      Y[r * p.N + o] = s;
+      Y[r * p.N + o] = T(s);
 #endif
     }
   }

@@ -5,30 +5,37 @@
 // Slot s = t·k + j is token t's j-th choice; "rows" are the permuted, expert-grouped order.
 // Kinds (one flag true): GATE_FWD, GATE_BWD, ROUTE, GATHER, COMBINE, SLOT_DOT, GMM, GMM_WGRAD,
 // GMM_REG, GMM_WGRAD_REG (CPU adapters; WG and REG_BODY from matmul.ts's registerBody).
-// Specialisation: WEIGHTED (gather/combine scale by the slot weight), HAS_DP, HAS_DW,
+// Specialisation: T (element type of the float tensors; sums and the gate softmax are f32), WEIGHTED (gather/combine scale by the slot weight), HAS_DP, HAS_DW,
 // DW_BINDING (gate backward inputs), TRANS_B, TM, TN, BK, RM, RN (grouped matmul tiles).
+
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
 
 #if ${GATE_FWD}
 // probs = softmax(logits) per token; the k largest in descending order (ties: lower expert
 // first) and their renormalised values.
 struct Params { N: u32, E: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read_write> probs: array<f32>;
+@group(0) @binding(1) var<storage, read> logits: array<T>;
+@group(0) @binding(2) var<storage, read_write> probs: array<T>;
 @group(0) @binding(3) var<storage, read_write> indices: array<i32>;
-@group(0) @binding(4) var<storage, read_write> weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> weights: array<T>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = gid.x + gid.y * nwg.x * 64u;
   if (t >= p.N) { return; }
   let base = t * p.E;
-  var m = logits[base];
-  for (var e = 1u; e < p.E; e++) { m = max(m, logits[base + e]); }
+  var m = f32(logits[base]);
+  for (var e = 1u; e < p.E; e++) { m = max(m, f32(logits[base + e])); }
   var sum = 0.0;
-  for (var e = 0u; e < p.E; e++) { sum += exp(logits[base + e] - m); }
-  for (var e = 0u; e < p.E; e++) { probs[base + e] = exp(logits[base + e] - m) / sum; }
-  // j-th pick = the best expert after the previous pick in the order (prob desc, index asc).
+  for (var e = 0u; e < p.E; e++) { sum += exp(f32(logits[base + e]) - m); }
+  for (var e = 0u; e < p.E; e++) { probs[base + e] = T(exp(f32(logits[base + e]) - m) / sum); }
+  // j-th pick = the best expert after the previous pick in the order (prob desc, index asc),
+  // on the f32 probabilities (recomputed: the stored ones may be rounded to f16).
   var prevP = 0.0;
   var prevE = -1;
   var picked = 0.0;
@@ -36,17 +43,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var bestP = -1.0;
     var bestE = -1;
     for (var e = 0u; e < p.E; e++) {
-      let pe = probs[base + e];
+      let pe = exp(f32(logits[base + e]) - m) / sum;
       let after = prevE < 0 || pe < prevP || (pe == prevP && i32(e) > prevE);
       if (after && pe > bestP) { bestP = pe; bestE = i32(e); }
     }
     indices[t * p.K + j] = bestE;
-    weights[t * p.K + j] = bestP;
     picked += bestP;
     prevP = bestP;
     prevE = bestE;
   }
-  for (var j = 0u; j < p.K; j++) { weights[t * p.K + j] = weights[t * p.K + j] / picked; }
+  for (var j = 0u; j < p.K; j++) {
+    let e = u32(indices[t * p.K + j]);
+    weights[t * p.K + j] = T(exp(f32(logits[base + e]) - m) / sum / picked);
+  }
 }
 
 #elif ${GATE_BWD}
@@ -54,25 +63,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // w_j = p_{i_j}/S  ⇒  dp_{i_m} += (dw_m − Σ_j dw_j w_j)/S; then the softmax backward.
 struct Params { N: u32, E: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> probs: array<f32>;
+@group(0) @binding(1) var<storage, read> probs: array<T>;
 @group(0) @binding(2) var<storage, read> indices: array<i32>;
-@group(0) @binding(3) var<storage, read> weights: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dLogits: array<f32>;
+@group(0) @binding(3) var<storage, read> weights: array<T>;
+@group(0) @binding(4) var<storage, read_write> dLogits: array<T>;
 #if ${HAS_DP}
-@group(0) @binding(5) var<storage, read> dProbs: array<f32>;
+@group(0) @binding(5) var<storage, read> dProbs: array<T>;
 #endif
 #if ${HAS_DW}
-@group(0) @binding(${DW_BINDING}) var<storage, read> dWeights: array<f32>;
+@group(0) @binding(${DW_BINDING}) var<storage, read> dWeights: array<T>;
 #endif
 
 fn dProb(t: u32, e: u32, S: f32, wdw: f32) -> f32 {
   var g = 0.0;
 #if ${HAS_DP}
-  g = dProbs[t * p.E + e];
+  g = f32(dProbs[t * p.E + e]);
 #endif
 #if ${HAS_DW}
   for (var j = 0u; j < p.K; j++) {
-    if (indices[t * p.K + j] == i32(e)) { g += (dWeights[t * p.K + j] - wdw) / S; }
+    if (indices[t * p.K + j] == i32(e)) { g += (f32(dWeights[t * p.K + j]) - wdw) / S; }
   }
 #endif
   return g;
@@ -85,18 +94,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var S = 0.0;
   var wdw = 0.0;
   for (var j = 0u; j < p.K; j++) {
-    S += probs[t * p.E + u32(indices[t * p.K + j])];
+    S += f32(probs[t * p.E + u32(indices[t * p.K + j])]);
 #if ${HAS_DW}
-    wdw += weights[t * p.K + j] * dWeights[t * p.K + j];
+    wdw += f32(weights[t * p.K + j]) * f32(dWeights[t * p.K + j]);
 #else
-    wdw += 0.0 * weights[t * p.K + j];   // keeps the binding used
+    wdw += 0.0 * f32(weights[t * p.K + j]);   // keeps the binding used
 #endif
   }
   var pdp = 0.0;
-  for (var e = 0u; e < p.E; e++) { pdp += probs[t * p.E + e] * dProb(t, e, S, wdw); }
+  for (var e = 0u; e < p.E; e++) { pdp += f32(probs[t * p.E + e]) * dProb(t, e, S, wdw); }
   for (var e = 0u; e < p.E; e++) {
-    let pe = probs[t * p.E + e];
-    dLogits[t * p.E + e] = pe * (dProb(t, e, S, wdw) - pdp);
+    let pe = f32(probs[t * p.E + e]);
+    dLogits[t * p.E + e] = T(pe * (dProb(t, e, S, wdw) - pdp));
   }
 }
 
@@ -154,11 +163,11 @@ fn main(@builtin(local_invocation_index) li: u32) {
 // dst[r] = c · src[token of row r] (0 for padding rows); c = weight of the row's slot or 1.
 struct Params { rows: u32, d: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;        // [N, d]
+@group(0) @binding(1) var<storage, read> src: array<T>;        // [N, d]
 @group(0) @binding(2) var<storage, read> rowSlot: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;  // [rows, d]
+@group(0) @binding(3) var<storage, read_write> dst: array<T>;  // [rows, d]
 #if ${WEIGHTED}
-@group(0) @binding(4) var<storage, read> w: array<f32>;          // [N·k]
+@group(0) @binding(4) var<storage, read> w: array<T>;          // [N·k]
 #endif
 
 @compute @workgroup_size(256)
@@ -168,23 +177,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let slot = rowSlot[i / p.d];
   var v = 0.0;
   if (slot >= 0) {
-    v = src[(u32(slot) / p.K) * p.d + i % p.d];
+    v = f32(src[(u32(slot) / p.K) * p.d + i % p.d]);
 #if ${WEIGHTED}
-    v *= w[u32(slot)];
+    v *= f32(w[u32(slot)]);
 #endif
   }
-  dst[i] = v;
+  dst[i] = T(v);
 }
 
 #elif ${COMBINE}
 // dst[t] = Σ_j c_j · src[row of slot t·k+j], j in order; c_j = weight or 1.
 struct Params { N: u32, d: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;        // [rows, d]
+@group(0) @binding(1) var<storage, read> src: array<T>;        // [rows, d]
 @group(0) @binding(2) var<storage, read> pos: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;  // [N, d]
+@group(0) @binding(3) var<storage, read_write> dst: array<T>;  // [N, d]
 #if ${WEIGHTED}
-@group(0) @binding(4) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> w: array<T>;
 #endif
 
 @compute @workgroup_size(256)
@@ -198,22 +207,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let r = pos[t * p.K + j];
     if (r < 0) { continue; }
 #if ${WEIGHTED}
-    acc = fma(w[t * p.K + j], src[u32(r) * p.d + c], acc);
+    acc = fma(f32(w[t * p.K + j]), f32(src[u32(r) * p.d + c]), acc);
 #else
-    acc += src[u32(r) * p.d + c];
+    acc += f32(src[u32(r) * p.d + c]);
 #endif
   }
-  dst[i] = acc;
+  dst[i] = T(acc);
 }
 
 #elif ${SLOT_DOT}
 // out[s] = a[token of s] · b[row of s] (the gradient of a slot weight).
 struct Params { nSlots: u32, d: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;          // [N, d]
-@group(0) @binding(2) var<storage, read> b: array<f32>;          // [rows, d]
+@group(0) @binding(1) var<storage, read> a: array<T>;          // [N, d]
+@group(0) @binding(2) var<storage, read> b: array<T>;          // [rows, d]
 @group(0) @binding(3) var<storage, read> pos: array<i32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;  // [N·k]
+@group(0) @binding(4) var<storage, read_write> out: array<T>;  // [N·k]
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -224,9 +233,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (r >= 0) {
     let ab = (s / p.K) * p.d;
     let bb = u32(r) * p.d;
-    for (var c = 0u; c < p.d; c++) { acc = fma(a[ab + c], b[bb + c], acc); }
+    for (var c = 0u; c < p.d; c++) { acc = fma(f32(a[ab + c]), f32(b[bb + c]), acc); }
   }
-  out[s] = acc;
+  out[s] = T(acc);
 }
 
 #elif ${GMM}
@@ -234,9 +243,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // (TRANS_B, PyTorch Linear layout) or [E, K, N]. Unused tiles write zeros and stop.
 struct Params { M: u32, N: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<T>;
+@group(0) @binding(2) var<storage, read> W: array<T>;
+@group(0) @binding(3) var<storage, read_write> C: array<T>;
 @group(0) @binding(4) var<storage, read> tileExpert: array<i32>;
 
 const TM: u32 = ${TM}u;
@@ -264,7 +273,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       for (var j = 0u; j < RN; j++) {
         let m = m0 + lid.y + i * TY;
         let n = n0 + lid.x + j * TX;
-        if (m < p.M && n < p.N) { C[m * p.N + n] = 0.0; }
+        if (m < p.M && n < p.N) { C[m * p.N + n] = T(0.0); }
       }
     }
     return;
@@ -276,7 +285,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let k = x % BK;
       let m = x / BK;
       var v = 0.0;
-      if (m0 + m < p.M && k0 + k < p.K) { v = A[(m0 + m) * p.K + k0 + k]; }
+      if (m0 + m < p.M && k0 + k < p.K) { v = f32(A[(m0 + m) * p.K + k0 + k]); }
       As[k * TM + m] = v;
     }
     for (var x = li; x < BK * TN; x += NT) {
@@ -290,9 +299,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       var v = 0.0;
       if (k0 + k < p.K && n0 + n < p.N) {
 #if ${TRANS_B}
-        v = W[baseW + (n0 + n) * p.K + k0 + k];
+        v = f32(W[baseW + (n0 + n) * p.K + k0 + k]);
 #else
-        v = W[baseW + (k0 + k) * p.N + n0 + n];
+        v = f32(W[baseW + (k0 + k) * p.N + n0 + n]);
 #endif
       }
       Bs[k * TN + n] = v;
@@ -314,7 +323,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (m >= p.M) { continue; }
     for (var j = 0u; j < RN; j++) {
       let n = n0 + lid.x + j * TX;
-      if (n < p.N) { C[m * p.N + n] = acc[i][j]; }
+      if (n < p.N) { C[m * p.N + n] = T(acc[i][j]); }
     }
   }
 }
@@ -325,9 +334,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // its RN columns a uniform strip of W[e]. REG_BODY is matmul.ts's registerBody.
 struct Params { M: u32, N: u32, K: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;          // W [E, N, K] (TRANS_B) or [E, K, N]
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<T>;
+@group(0) @binding(2) var<storage, read> B: array<T>;          // W [E, N, K] (TRANS_B) or [E, K, N]
+@group(0) @binding(3) var<storage, read_write> C: array<T>;
 @group(0) @binding(4) var<storage, read> tileExpert: array<i32>;
 const WG: u32 = ${WG}u;
 
@@ -340,7 +349,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var i = 0u; i < ${RM}u; i++) {
       let r = m4 + (i / 4u) * 4u * WG + i % 4u;
       for (var j = 0u; j < ${RN}u; j++) {
-        if (r < p.M && n0 + j < p.N) { C[r * p.N + n0 + j] = 0.0; }
+        if (r < p.M && n0 + j < p.N) { C[r * p.N + n0 + j] = T(0.0); }
       }
     }
     return;
@@ -356,9 +365,9 @@ ${REG_BODY}
 // transposed A over the expert's row segment (segK rows; an empty segment stores zeros).
 struct Params { M: u32, N: u32, rows: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;          // G [rows, M]
-@group(0) @binding(2) var<storage, read> B: array<f32>;          // A [rows, N]
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;    // [E, M, N]
+@group(0) @binding(1) var<storage, read> A: array<T>;          // G [rows, M]
+@group(0) @binding(2) var<storage, read> B: array<T>;          // A [rows, N]
+@group(0) @binding(3) var<storage, read_write> C: array<T>;    // [E, M, N]
 @group(0) @binding(4) var<storage, read> segs: array<i32>;
 const WG: u32 = ${WG}u;
 
@@ -380,9 +389,9 @@ ${REG_BODY}
 // the reduction runs over that expert's segment only (an empty segment gives zeros).
 struct Params { M: u32, N: u32, rows: u32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> A: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(1) var<storage, read> G: array<T>;
+@group(0) @binding(2) var<storage, read> A: array<T>;
+@group(0) @binding(3) var<storage, read_write> Out: array<T>;
 @group(0) @binding(4) var<storage, read> segs: array<i32>;
 
 const TM: u32 = ${TM}u;
@@ -417,14 +426,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let m = x % TM;
       let k = x / TM;
       var v = 0.0;
-      if (k0 + k < end && m0 + m < p.M) { v = G[(k0 + k) * p.M + m0 + m]; }
+      if (k0 + k < end && m0 + m < p.M) { v = f32(G[(k0 + k) * p.M + m0 + m]); }
       As[k * TM + m] = v;
     }
     for (var x = li; x < BK * TN; x += NT) {
       let n = x % TN;
       let k = x / TN;
       var v = 0.0;
-      if (k0 + k < end && n0 + n < p.N) { v = A[(k0 + k) * p.N + n0 + n]; }
+      if (k0 + k < end && n0 + n < p.N) { v = f32(A[(k0 + k) * p.N + n0 + n]); }
       Bs[k * TN + n] = v;
     }
     workgroupBarrier();
@@ -445,7 +454,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (m >= p.M) { continue; }
     for (var j = 0u; j < RN; j++) {
       let n = n0 + lid.x + j * TX;
-      if (n < p.N) { Out[baseO + m * p.N + n] = acc[i][j]; }
+      if (n < p.N) { Out[baseO + m * p.N + n] = T(acc[i][j]); }
     }
   }
 }

@@ -3,7 +3,14 @@
 // Backward: dx = r·w⊙dy − x · r³/D · Σ(w⊙dy⊙x) (one workgroup per row);
 // dw[j] = Σ_rows dy·x·r, a column reduction: each workgroup takes DW_COLS adjacent columns
 // with WG/DW_COLS lanes splitting the rows (coalesced, deterministic, no atomics).
-// Specialisation (one kind flag true): FWD, DX, DW; WG (u32, power of two).
+// Specialisation: T (element type of x, w, y and gradients; sums and rstd are f32),
+// (one kind flag true): FWD, DX, DW; WG (u32, power of two).
+
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
 
 struct Params {
   rows: u32,
@@ -30,9 +37,9 @@ fn wg_sum(v: f32, li: u32) -> f32 {
 }
 
 #if ${FWD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> w: array<T>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>;
 @group(0) @binding(4) var<storage, read_write> rstd: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -42,18 +49,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row >= p.rows) { return; }
   let base = row * p.D;
   var ss = 0.0;
-  for (var j = li; j < p.D; j += WG) { let v = x[base + j]; ss += v * v; }
+  for (var j = li; j < p.D; j += WG) { let v = f32(x[base + j]); ss += v * v; }
   ss = wg_sum(ss, li);
   let r = 1.0 / sqrt(ss / f32(p.D) + p.eps);
-  for (var j = li; j < p.D; j += WG) { y[base + j] = x[base + j] * r * w[j]; }
+  for (var j = li; j < p.D; j += WG) { y[base + j] = T(f32(x[base + j]) * r * f32(w[j])); }
   if (li == 0u) { rstd[row] = r; }
 }
 #elif ${DX}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> w: array<T>;
 @group(0) @binding(3) var<storage, read> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<T>;
+@group(0) @binding(5) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -62,17 +69,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row >= p.rows) { return; }
   let base = row * p.D;
   var s = 0.0;
-  for (var j = li; j < p.D; j += WG) { s += w[j] * dy[base + j] * x[base + j]; }
+  for (var j = li; j < p.D; j += WG) { s += f32(w[j]) * f32(dy[base + j]) * f32(x[base + j]); }
   s = wg_sum(s, li);
   let r = rstd[row];
   let c = r * r * r * s / f32(p.D);
-  for (var j = li; j < p.D; j += WG) { dx[base + j] = r * w[j] * dy[base + j] - x[base + j] * c; }
+  for (var j = li; j < p.D; j += WG) { dx[base + j] = T(r * f32(w[j]) * f32(dy[base + j]) - f32(x[base + j]) * c); }
 }
 #elif ${DW}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> rstd: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<T>;
+@group(0) @binding(4) var<storage, read_write> dw: array<T>;
 
 const DW_COLS: u32 = 32u;
 const LANES: u32 = WG / DW_COLS;
@@ -86,7 +93,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc = 0.0;
   if (j < p.D) {
     for (var r = lane; r < p.rows; r += LANES) {
-      acc += dy[r * p.D + j] * x[r * p.D + j] * rstd[r];
+      acc += f32(dy[r * p.D + j]) * f32(x[r * p.D + j]) * rstd[r];
     }
   }
   red[li] = acc;
@@ -95,6 +102,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lane < s) { red[li] += red[li + s * DW_COLS]; }
     workgroupBarrier();
   }
-  if (lane == 0u && j < p.D) { dw[j] = red[c]; }
+  if (lane == 0u && j < p.D) { dw[j] = T(red[c]); }
 }
 #endif

@@ -4,6 +4,12 @@
 // outputs whose window holds it (deterministic, no atomics).
 // Entry chosen by one flag: MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD.
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   NC: u32, H: u32, W: u32, OH: u32,
   OW: u32, K: u32, S: u32, PAD: u32,
@@ -20,8 +26,8 @@ fn binStart(i: u32, inSize: u32, outSize: u32) -> u32 { return (i * inSize) / ou
 fn binEnd(i: u32, inSize: u32, outSize: u32) -> u32 { return ((i + 1u) * inSize + outSize - 1u) / outSize; }
 
 #if ${MAX_FWD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
 @group(0) @binding(3) var<storage, read_write> arg: array<i32>;   // h·W + w within the plane
 
 @compute @workgroup_size(256)
@@ -42,7 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var kx = 0; kx < i32(p.K); kx++) {
       let iw = w0 + kx;
       if (iw < 0 || iw >= i32(p.W)) { continue; }
-      let v = x[base + u32(ih) * p.W + u32(iw)];
+      let v = f32(x[base + u32(ih) * p.W + u32(iw)]);
       // First maximum in scan order wins ties; NaN propagates (as PyTorch).
       if (bi < 0 || v > best || v != v) {
         best = v;
@@ -50,13 +56,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       }
     }
   }
-  y[i] = best;
+  y[i] = T(best);
   arg[i] = bi;
 }
 #elif ${MAX_BWD}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
 @group(0) @binding(2) var<storage, read> arg: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -78,14 +84,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var oh = ohLo; oh <= ohHi; oh++) {
     for (var ow = owLo; ow <= owHi; ow++) {
       let o = q * p.OH * p.OW + u32(oh) * p.OW + u32(ow);
-      if (arg[o] == me) { acc += dy[o]; }
+      if (arg[o] == me) { acc += f32(dy[o]); }
     }
   }
-  dx[i] = acc;
+  dx[i] = T(acc);
 }
 #elif ${AVG_FWD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -100,13 +106,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let w1 = binEnd(ow, p.W, p.OW);
   var acc = 0.0;
   for (var h = h0; h < h1; h++) {
-    for (var w = w0; w < w1; w++) { acc += x[(q * p.H + h) * p.W + w]; }
+    for (var w = w0; w < w1; w++) { acc += f32(x[(q * p.H + h) * p.W + w]); }
   }
-  y[i] = acc / f32((h1 - h0) * (w1 - w0));
+  y[i] = T(acc / f32((h1 - h0) * (w1 - w0)));
 }
 #elif ${AVG_BWD}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -125,9 +131,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let hn = binEnd(oy, p.H, p.OH) - binStart(oy, p.H, p.OH);
     for (var ox = oxLo; ox <= oxHi; ox++) {
       let wn = binEnd(ox, p.W, p.OW) - binStart(ox, p.W, p.OW);
-      acc += dy[(q * p.OH + oy) * p.OW + ox] / f32(hn * wn);
+      acc += f32(dy[(q * p.OH + oy) * p.OW + ox]) / f32(hn * wn);
     }
   }
-  dx[i] = acc;
+  dx[i] = T(acc);
 }
 #endif

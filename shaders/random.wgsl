@@ -8,6 +8,12 @@
 // correctly rounded multiply, so every implementation gives the same bits — built-in log/cos
 // are too loosely specified for that), DROPOUT (out = x·scale where u ≥ p, else 0).
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   n: u32,
   k1: u32,
@@ -41,29 +47,29 @@ fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 #if ${UNIFORM}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<T>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = p.a + (p.b - p.a) * unit(i);
+  out[i] = T(p.a + (p.b - p.a) * unit(i));
 }
 #elif ${NORMAL}
 @group(0) @binding(1) var<storage, read> quantiles: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = p.a * quantiles[bits(i) >> 16u];
+  out[i] = T(p.a * quantiles[bits(i) >> 16u]);
 }
 #elif ${DROPOUT}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = select(0.0, x[i] * p.b, unit(i) >= p.a);
+  out[i] = T(select(0.0, f32(x[i]) * p.b, unit(i) >= p.a));
 }
 #endif

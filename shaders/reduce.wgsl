@@ -6,6 +6,12 @@
 // first maximum; NaN counts as the largest), BCAST (backward of SUM: dx = scale·dy broadcast
 // along n), MAX_GRAD (backward of MAX: dy routed to the recorded index). COLS (u32).
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   outer: u32,
   n: u32,
@@ -21,8 +27,8 @@ const COLS: u32 = ${COLS}u;
 const LANES: u32 = WG / COLS;
 
 #if ${SUM}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
 
 var<workgroup> red: array<f32, WG>;
 
@@ -39,7 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (i < p.inner) {
     let base = o * p.n * p.inner + i;
     for (var j = lane; j < p.n; j += LANES) {
-      acc += x[base + j * p.inner];
+      acc += f32(x[base + j * p.inner]);
     }
   }
   red[li] = acc;
@@ -49,12 +55,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
   if (lane == 0u && i < p.inner) {
-    out[o * p.inner + i] = red[c] * p.scale;
+    out[o * p.inner + i] = T(red[c] * p.scale);
   }
 }
 #elif ${MAX}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
 @group(0) @binding(3) var<storage, read_write> idx: array<i32>;
 
 var<workgroup> redv: array<f32, WG>;
@@ -79,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (i < p.inner) {
     let base = o * p.n * p.inner + i;
     for (var j = lane; j < p.n; j += LANES) {
-      let v = x[base + j * p.inner];
+      let v = f32(x[base + j * p.inner]);
       // j increases, so strict comparison keeps the first maximum of this lane.
       if (bi == 0xffffffffu || beats(v, best)) { best = v; bi = j; }
     }
@@ -100,13 +106,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
   if (lane == 0u && i < p.inner) {
-    out[o * p.inner + i] = redv[c];
+    out[o * p.inner + i] = T(redv[c]);
     idx[o * p.inner + i] = i32(redi[c]);
   }
 }
 #elif ${BCAST}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -114,12 +120,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (e >= p.total) { return; }
   let i = e % p.inner;
   let o = e / (p.n * p.inner);
-  dx[e] = dy[o * p.inner + i] * p.scale;
+  dx[e] = T(f32(dy[o * p.inner + i]) * p.scale);
 }
 #elif ${MAX_GRAD}
 @group(0) @binding(1) var<storage, read> idx: array<i32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
+@group(0) @binding(3) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -129,6 +135,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let j = (e / p.inner) % p.n;
   let o = e / (p.n * p.inner);
   let k = o * p.inner + i;
-  dx[e] = select(0.0, dy[k], idx[k] == i32(j));
+  dx[e] = select(T(0.0), dy[k], idx[k] == i32(j));
 }
 #endif

@@ -5,6 +5,12 @@
 // forward's exact formula, so both passes agree bit for bit on which taps are used.
 // Entry chosen by one flag: FWD or BWD.
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   NC: u32, H: u32, W: u32, OH: u32,
   OW: u32, total: u32, scaleY: f32, scaleX: f32,   // scale = in/out
@@ -37,8 +43,8 @@ fn outRange(i: u32, outSize: u32, scale: f32) -> vec2<u32> {
 }
 
 #if ${FWD}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -52,13 +58,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let base = q * p.H * p.W;
   let r0 = base + ty.i0 * p.W;
   let r1 = base + ty.i1 * p.W;
-  let top = (1.0 - tx.l1) * x[r0 + tx.i0] + tx.l1 * x[r0 + tx.i1];
-  let bot = (1.0 - tx.l1) * x[r1 + tx.i0] + tx.l1 * x[r1 + tx.i1];
-  y[i] = (1.0 - ty.l1) * top + ty.l1 * bot;
+  let top = (1.0 - tx.l1) * f32(x[r0 + tx.i0]) + tx.l1 * f32(x[r0 + tx.i1]);
+  let bot = (1.0 - tx.l1) * f32(x[r1 + tx.i0]) + tx.l1 * f32(x[r1 + tx.i1]);
+  y[i] = T((1.0 - ty.l1) * top + ty.l1 * bot);
 }
 #elif ${BWD}
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<T>;
+@group(0) @binding(2) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -76,10 +82,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let row = (q * p.OH + oh) * p.OW;
     var accRow = 0.0;
     for (var ow = rx.x; ow <= rx.y; ow++) {
-      accRow += weightOf(ow, iw, p.W, p.scaleX) * dy[row + ow];
+      accRow += weightOf(ow, iw, p.W, p.scaleX) * f32(dy[row + ow]);
     }
     acc += wy * accRow;
   }
-  dx[i] = acc;
+  dx[i] = T(acc);
 }
 #endif

@@ -6,6 +6,12 @@
 // sin/cos are computed here with an explicit range reduction because WGSL only promises
 // 2^-11 absolute error for the built-ins.
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   total: u32,   // elements of x
   n: u32,       // positions (size of axis -2)
@@ -16,9 +22,9 @@ struct Params {
   offset: u32,  // position of row 0 (incremental decoding with a key/value cache)
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> freqs: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<T>;
 
 // (sin a, cos a): Cody–Waite reduction by π/2 (three-part constant), then the Cephes sinf/cosf
 // minimax polynomials on [−π/4, π/4]; a few ulp for |a| up to ~1e4.
@@ -42,9 +48,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let e = gid.x + gid.y * nwg.x * 256u;
   if (e >= p.total) { return; }
   let c = e % p.dh;
-  let v = x[e];
+  let v = f32(x[e]);
   if (c < p.start || c >= p.start + 2u * p.m) {
-    out[e] = v;
+    out[e] = T(v);
     return;
   }
   let pos = (e / p.dh) % p.n;
@@ -52,8 +58,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let theta = f32(pos + p.offset) * freqs[rel / 2u] * p.sign;
   let sc = sincos(theta);
   if ((rel & 1u) == 0u) {
-    out[e] = v * sc.y - x[e + 1u] * sc.x;
+    out[e] = T(v * sc.y - f32(x[e + 1u]) * sc.x);
   } else {
-    out[e] = v * sc.y + x[e - 1u] * sc.x;
+    out[e] = T(v * sc.y + f32(x[e - 1u]) * sc.x);
   }
 }

@@ -5,6 +5,12 @@
 // Specialisation (one kind flag true): SOFTMAX, LOG_SOFTMAX, SOFTMAX_GRAD, LOG_SOFTMAX_GRAD;
 // HAS_MASK, MASK_I32 (bool); WG (u32, power of two).
 
+#if ${F16}
+enable f16;
+#endif
+// Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
+alias T = ${T};
+
 struct Params {
   rows: u32,
   K: u32,
@@ -70,8 +76,8 @@ fn mask_base(row: u32) -> u32 {
 #endif
 
 #if ${SOFTMAX}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -84,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
   var mx = LOWEST;
   for (var j = li; j < p.K; j += WG) {
-    var z = x[base + j];
+    var z = f32(x[base + j]);
 #if ${HAS_MASK}
     if (mask_zero(mb + j * p.mlast)) { z = MASK_FILL; }
 #endif
@@ -93,7 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   mx = wg_max(mx, li);
   var s = 0.0;
   for (var j = li; j < p.K; j += WG) {
-    var z = x[base + j];
+    var z = f32(x[base + j]);
 #if ${HAS_MASK}
     if (mask_zero(mb + j * p.mlast)) { z = MASK_FILL; }
 #endif
@@ -101,16 +107,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   s = wg_sum(s, li);
   for (var j = li; j < p.K; j += WG) {
-    var z = x[base + j];
+    var z = f32(x[base + j]);
 #if ${HAS_MASK}
     if (mask_zero(mb + j * p.mlast)) { z = MASK_FILL; }
 #endif
-    y[base + j] = exp(z - mx) / s;
+    y[base + j] = T(exp(z - mx) / s);
   }
 }
 #elif ${LOG_SOFTMAX}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -119,21 +125,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row >= p.rows) { return; }
   let base = row * p.K;
   var mx = LOWEST;
-  for (var j = li; j < p.K; j += WG) { mx = max(mx, x[base + j]); }
+  for (var j = li; j < p.K; j += WG) { mx = max(mx, f32(x[base + j])); }
   mx = wg_max(mx, li);
   var s = 0.0;
-  for (var j = li; j < p.K; j += WG) { s += exp(x[base + j] - mx); }
+  for (var j = li; j < p.K; j += WG) { s += exp(f32(x[base + j]) - mx); }
   let ls = log(wg_sum(s, li));
-  for (var j = li; j < p.K; j += WG) { y[base + j] = (x[base + j] - mx) - ls; }
+  for (var j = li; j < p.K; j += WG) { y[base + j] = T((f32(x[base + j]) - mx) - ls); }
 }
 #elif ${SOFTMAX_GRAD}
 // dx = y ⊙ (dy − Σ dy⊙y), and 0 where the mask replaced the logit.
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
 #if ${HAS_MASK}
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<T>;
 #else
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<T>;
 #endif
 
 @compute @workgroup_size(WG)
@@ -143,24 +149,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row >= p.rows) { return; }
   let base = row * p.K;
   var s = 0.0;
-  for (var j = li; j < p.K; j += WG) { s += dy[base + j] * y[base + j]; }
+  for (var j = li; j < p.K; j += WG) { s += f32(dy[base + j]) * f32(y[base + j]); }
   s = wg_sum(s, li);
 #if ${HAS_MASK}
   let mb = mask_base(row);
 #endif
   for (var j = li; j < p.K; j += WG) {
-    var g = y[base + j] * (dy[base + j] - s);
+    var g = f32(y[base + j]) * (f32(dy[base + j]) - s);
 #if ${HAS_MASK}
     if (mask_zero(mb + j * p.mlast)) { g = 0.0; }
 #endif
-    dx[base + j] = g;
+    dx[base + j] = T(g);
   }
 }
 #elif ${LOG_SOFTMAX_GRAD}
 // dx = dy − exp(y)·Σ dy
-@group(0) @binding(1) var<storage, read> y: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<T>;
+@group(0) @binding(2) var<storage, read> dy: array<T>;
+@group(0) @binding(3) var<storage, read_write> dx: array<T>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -169,8 +175,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row >= p.rows) { return; }
   let base = row * p.K;
   var s = 0.0;
-  for (var j = li; j < p.K; j += WG) { s += dy[base + j]; }
+  for (var j = li; j < p.K; j += WG) { s += f32(dy[base + j]); }
   s = wg_sum(s, li);
-  for (var j = li; j < p.K; j += WG) { dx[base + j] = dy[base + j] - exp(y[base + j]) * s; }
+  for (var j = li; j < p.K; j += WG) { dx[base + j] = T(f32(dy[base + j]) - exp(f32(y[base + j])) * s); }
 }
 #endif

@@ -21,6 +21,33 @@ export function kernelKey(k: KernelRef): string {
   return `${k.family}:${k.entry ?? 'main'}:${defs}`;
 }
 
+/** Scalar element type of each storage binding (index = @binding), from the specialised WGSL. */
+export type BindingTypes = Map<number, string>;
+const bindingTypes = new WeakMap<GPUComputePipeline, BindingTypes>();
+
+export function pipelineBindingTypes(p: GPUComputePipeline): BindingTypes | undefined {
+  return bindingTypes.get(p);
+}
+
+/** `@binding(n) var<storage, …> name: array<vec4<T>>` → n ↦ its scalar type (aliases resolved). */
+function parseBindingTypes(code: string): BindingTypes {
+  const aliases = new Map<string, string>();
+  for (const m of code.matchAll(/\balias\s+(\w+)\s*=\s*([\w<>]+)\s*;/g)) aliases.set(m[1], m[2]);
+  const scalar = (t: string): string => {
+    for (let i = 0; i < 8; i++) {
+      const inner = /^(?:vec\d|atomic|mat\dx\d)<(\w+)>$/.exec(t);
+      if (inner) t = inner[1];
+      else if (aliases.has(t)) t = aliases.get(t)!;
+      else break;
+    }
+    return t;
+  };
+  const out: BindingTypes = new Map();
+  const re = /@binding\((\d+)\)\s*var<storage[^>]*>\s*\w+\s*:\s*array<([\w<>]+?)(?:,\s*\d+)?>\s*;/g;
+  for (let m = re.exec(code); m; m = re.exec(code)) out.set(Number(m[1]), scalar(m[2]));
+  return out;
+}
+
 export function getPipeline(device: GPUDevice, k: KernelRef): GPUComputePipeline {
   let m = cache.get(device);
   if (!m) cache.set(device, (m = new Map()));
@@ -36,6 +63,7 @@ export function getPipeline(device: GPUDevice, k: KernelRef): GPUComputePipeline
   device.popErrorScope().then((e) => {
     if (e) pipelineErrors.push(new GpuOpError(`compile ${key}`, 'validation', e.message));
   });
+  bindingTypes.set(p, parseBindingTypes(code));
   m.set(key, p);
   return p;
 }

@@ -44,7 +44,7 @@ function backwardMap(out: Tensor, seed?: Tensor): Map<Tensor, Tensor> {
     }
   }
   const grads = new Map<Tensor, Tensor>();
-  grads.set(out, seed ?? fill(out.shape, 1));
+  grads.set(out, seed ?? fill(out.shape, 1, out.dtype === 'f16' ? 'f16' : 'f32'));
   for (let j = order.length - 1; j >= 0; j--) {
     const n = order[j];
     const gouts = n.outputs.map((o) => grads.get(o) ?? null);

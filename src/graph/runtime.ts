@@ -5,7 +5,7 @@
 import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
 import type { DeviceProfile } from '../gpu/profile.ts';
 import { BufferPool } from '../gpu/buffers.ts';
-import { getPipeline, pipelineErrors } from '../gpu/pipelines.ts';
+import { getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
 import { type Bindable, type Dispatch, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
@@ -258,6 +258,10 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     profile: r.profile,
     dispatch(d) {
       families.add(d.kernel.family);
+      // Element type: kernels declare their float tensors `array<${T}>` (`#if ${F16}` for the
+      // `enable f16;`), specialised here from the bound tensors so no op repeats it.
+      const f16 = d.bindings.some((b) => b instanceof Tensor && b.dtype === 'f16');
+      d = { ...d, kernel: { ...d.kernel, defs: { T: f16 ? 'f16' : 'f32', F16: f16, ...d.kernel.defs } } };
       d.bindings.forEach((b, j) => bufOf(b, `binding ${j + 1}`));
       for (const w of d.workgroups) if (w !== undefined && (!Number.isInteger(w) || w < 0 || w > 65535))
         throw new Error(`${current.op}: bad workgroup count [${d.workgroups}] for ${d.kernel.family}`);
@@ -376,6 +380,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     const d = rec.d!;
     pushScopes(device);
     const pipeline = getPipeline(device, d.kernel);
+    checkBindingTypes(pipeline, d, rec.node);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
     rec.buffers!.forEach((b, j) => entries.push({ binding: j + 1, resource: { buffer: b } }));
     const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
@@ -438,6 +443,23 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   if (pipelineErrors.length) throw pipelineErrors.shift();
   lastStats = { nodes: nodes.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
   return lastStats;
+}
+
+/**
+ * Buffers are untyped in WebGPU: an f16 tensor read as array<f32> (or the reverse) would be
+ * silently wrong, so every f16 tensor must meet an f16 binding and every f16 binding an f16
+ * tensor (f32 bindings may still read i32/u32 bits, as copies do).
+ */
+function checkBindingTypes(pipeline: GPUComputePipeline, d: Dispatch, node: Node): void {
+  const types = pipelineBindingTypes(pipeline);
+  if (!types) return;
+  d.bindings.forEach((b, j) => {
+    if (!(b instanceof Tensor)) return;
+    const want = types.get(j + 1);
+    if (want === undefined) return;
+    if ((want === 'f16') !== (b.dtype === 'f16'))
+      throw new Error(`op ${node.op}(${shapeStr(node.inputs)}): kernel ${d.kernel.family} binding ${j + 1} is array<${want}> but ${b} is ${b.dtype}`);
+  });
 }
 
 /** Reads a tensor back to the CPU (realizing it first). */

@@ -146,7 +146,16 @@ export function shapeStr(ts: Tensor[]): string {
   return ts.map((t) => t.describe()).join(', ');
 }
 
-/** Creates the node and its output tensors. */
+/**
+ * The element type of an op's float values: f16 when any float input is f16, else f32. Float
+ * outputs default to it, and the runtime specialises each dispatch's `${T}` with it, so one
+ * kernel template serves both precisions (reductions still accumulate in f32 inside).
+ */
+export function floatType(ts: readonly Tensor[]): 'f32' | 'f16' {
+  return ts.some((t) => t.dtype === 'f16') ? 'f16' : 'f32';
+}
+
+/** Creates the node and its output tensors (float outputs default to the inputs' floatType). */
 export function makeNode(
   op: string,
   inputs: Tensor[],
@@ -155,10 +164,12 @@ export function makeNode(
 ): Tensor[] {
   const node: Node = { op, inputs, outputs: [], ...impl };
   const rg = !!impl.backward && inputs.some((t) => t.requiresGrad);
+  const elem = floatType(inputs);
   node.outputs = outShapes.map((o) => {
-    const t = new Tensor(o.shape, o.dtype ?? 'f32');
+    const dtype = o.dtype ?? elem;
+    const t = new Tensor(o.shape, dtype);
     t.node = node;
-    t.requiresGrad = rg && (o.dtype ?? 'f32') !== 'i32' && (o.dtype ?? 'f32') !== 'u32';
+    t.requiresGrad = rg && dtype !== 'i32' && dtype !== 'u32';
     return t;
   });
   if (impl.view) node.outputs[0].base = inputs[0].root;

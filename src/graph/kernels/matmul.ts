@@ -143,27 +143,27 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
   // One k per iteration: the B row segment at uniform addresses, A per lane, then RM×RN fmas.
   // (Bigger iterations let LLVM hoist every product ahead of the adds and spill them all.)
   L.push(`  for (var k = 0u; k < ${kExtent}; k++) {`);
-  if (av) for (let g = 0; g < RM / 4; g++) L.push(`    let a${g} = A[ag${g} + k * M4];`);
-  else for (let i = 0; i < RM; i++) L.push(`    let a${i} = A[ao${i} + k${transA ? ' * p.M' : ''}];`);
+  if (av) for (let g = 0; g < RM / 4; g++) L.push(`    let a${g} = vec4<f32>(A[ag${g} + k * M4]);`);
+  else for (let i = 0; i < RM; i++) L.push(`    let a${i} = f32(A[ao${i} + k${transA ? ' * p.M' : ''}]);`);
   const comp = ['x', 'y', 'z', 'w'];
   const aOf = (i: number) => (av ? `a${Math.floor(i / 4)}.${comp[i % 4]}` : `a${i}`);
   if (bv) {
     L.push('    let kq = k * N4;');
     for (let j4 = 0; j4 < RN / 4; j4++) {
-      L.push(`    let bv${j4} = B[bq${j4} + kq];`);
+      L.push(`    let bv${j4} = vec4<f32>(B[bq${j4} + kq]);`);
       for (let c = 0; c < 4; c++) L.push(`    let b${4 * j4 + c} = bv${j4}.${comp[c]};`);
     }
   } else {
     L.push(`    let kb = k${transB ? '' : ' * p.N'};`);
-    for (let j = 0; j < RN; j++) L.push(`    let b${j} = B[bo${j} + kb];`);
+    for (let j = 0; j < RN; j++) L.push(`    let b${j} = f32(B[bo${j} + kb]);`);
   }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} = fma(${aOf(i)}, b${j}, c${i}_${j});`);
   L.push('  }');
-  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `bias[min(n0 + ${j}u, p.N - 1u)]` : '0.0'};`);
+  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n0 + ${j}u, p.N - 1u)])` : '0.0'};`);
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
     L.push(`    let o = baseC + r${i} * p.N + n0;`);
-    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = c${i}_${j} + bias${j}; }`);
+    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = T(c${i}_${j} + bias${j}); }`);
     L.push('  }');
   }
   return L.join('\n');

@@ -59,7 +59,7 @@ function useRegister(g: Geometry): boolean {
  */
 export function attentionRegisterBody(d: number, dv: number, probs: boolean, hasMask: boolean): string {
   const L: string[] = [];
-  for (let c = 0; c < d; c++) L.push(`  let q${c} = Q[qb + ${c}u];`);
+  for (let c = 0; c < d; c++) L.push(`  let q${c} = f32(Q[qb + ${c}u]);`);
   if (probs) L.push('  let sr = 2u * (bh * p.Sq + qRow);', '  let rm = stats[sr];', '  let rl = stats[sr + 1u];', '  let pb = (bh * p.Sq + qRow) * p.Sk;');
   else {
     L.push('  var m = NONE;', '  var l = 0.0;');
@@ -67,21 +67,21 @@ export function attentionRegisterBody(d: number, dv: number, probs: boolean, has
   }
   L.push('  for (var key = 0u; key < p.Sk; key++) {');
   L.push('    let kb = kBase + key * D;', '    var dot = 0.0;');
-  for (let c = 0; c < d; c++) L.push(`    dot = fma(q${c}, K[kb + ${c}u], dot);`);
+  for (let c = 0; c < d; c++) L.push(`    dot = fma(q${c}, f32(K[kb + ${c}u]), dot);`);
   L.push('    var s = dot * p.scale;');
   if (hasMask) L.push('    if (!keep(b, qRow, key)) { s = -1e9; }');
   if (probs) {
-    L.push('    if (row < p.Sq) { P[pb + key] = exp(s - rm) / rl; }');
+    L.push('    if (row < p.Sq) { P[pb + key] = T(exp(s - rm) / rl); }');
   } else {
     L.push('    let up = s > m;', '    let e = exp(-abs(s - m));');
     L.push('    let alpha = select(1.0, e, up);', '    let pr = select(e, 1.0, up);');
     L.push('    m = max(m, s);', '    l = fma(l, alpha, pr);', '    let vb = vBase + key * DV;');
-    for (let c = 0; c < dv; c++) L.push(`    o${c} = fma(o${c}, alpha, pr * V[vb + ${c}u]);`);
+    for (let c = 0; c < dv; c++) L.push(`    o${c} = fma(o${c}, alpha, pr * f32(V[vb + ${c}u]));`);
   }
   L.push('  }');
   if (!probs) {
     L.push('  if (row < p.Sq) {', '    let ob = (bh * p.Sq + row) * DV;');
-    for (let c = 0; c < dv; c++) L.push(`    O[ob + ${c}u] = o${c} / l;`);
+    for (let c = 0; c < dv; c++) L.push(`    O[ob + ${c}u] = T(o${c} / l);`);
     L.push('    stats[2u * (bh * p.Sq + row)] = m;', '    stats[2u * (bh * p.Sq + row) + 1u] = l;', '  }');
   }
   return L.join('\n');
@@ -157,7 +157,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const { scale, mask, keepProbs = false } = opts;
   for (const [t, n] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
     if (t.rank !== 4) throw new Error(`attention: ${n} ${t} must be [b,H,S,d]`);
-    if (t.dtype !== 'f32') throw new Error(`attention: ${n} ${t} must be f32`);
+    if (t.dtype !== q.dtype || (t.dtype !== 'f32' && t.dtype !== 'f16')) throw new Error(`attention: ${n} ${t} must be f32 or f16, like q ${q}`);
   }
   const [b, H, Sq, d] = q.shape;
   const [Sk, dv] = [k.shape[2], v.shape[3]];
@@ -174,7 +174,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   }
   const g: Geometry = { b, H, Sq, Sk, d, dv, scale, mask };
   const inputs = mask ? [q, k, v, mask] : [q, k, v];
-  const outShapes = [{ shape: [b, H, Sq, dv] }, { shape: [b * H * Sq, 2] }];
+  // Row statistics (max, Σ exp) stay f32 whatever the element type.
+  const outShapes: { shape: number[]; dtype?: 'f32' }[] = [{ shape: [b, H, Sq, dv] }, { shape: [b * H * Sq, 2], dtype: 'f32' }];
   if (keepProbs) outShapes.push({ shape: [b, H, Sq, Sk] });
   const outs = makeNode('attention', inputs, outShapes, {
     encode(ctx) {

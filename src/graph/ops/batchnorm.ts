@@ -2,7 +2,7 @@
 // and biased variance and returns an effect that folds them (unbiased variance) into the
 // running statistics in place; eval normalises with the running statistics.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
+import { assertFloat, grid1d, isCpuAdapter, P } from './util.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 
@@ -44,11 +44,11 @@ function kernel(flag: Flag, training = false) {
  */
 export function batchNorm2d(x: Tensor, p: BatchNormParams, opts: BatchNormOptions): { y: Tensor; update: Tensor | null } {
   const momentum = opts.momentum ?? 0.1, eps = opts.eps ?? 1e-5;
-  assertDtype(x, 'f32', 'batchNorm2d', 'x');
+  assertFloat(x, 'batchNorm2d', 'x');
   if (x.rank !== 4) throw new Error(`batchNorm2d: input ${x} must be [N,C,H,W]`);
   const [N, C, H, W] = x.shape, HW = H * W;
   for (const [k, t] of Object.entries(p) as [string, Tensor][]) {
-    assertDtype(t, 'f32', 'batchNorm2d', k);
+    assertFloat(t, 'batchNorm2d', k);
     if (t.rank !== 1 || t.shape[0] !== C) throw new Error(`batchNorm2d: ${k} ${t} must be [${C}] for input ${x}`);
   }
   if (opts.training && N * HW < 2) throw new Error(`batchNorm2d: training needs more than 1 value per channel, input ${x}`);
@@ -57,13 +57,13 @@ export function batchNorm2d(x: Tensor, p: BatchNormParams, opts: BatchNormOption
   let mean: Tensor, vr: Tensor, update: Tensor | null = null;
   if (opts.training) {
     // No backward here: the statistics' gradient is folded into the normalisation's backward.
-    [mean, vr] = makeNode('batchnorm_stats', [x], [{ shape: [C] }, { shape: [C] }], {
+    [mean, vr] = makeNode('batchnorm_stats', [x], [{ shape: [C], dtype: 'f32' }, { shape: [C], dtype: 'f32' }], {
       encode(ctx) {
         ctx.dispatch({ kernel: kernel('STATS'), bindings: [x, mean, vr], params: params(), workgroups: [C] });
       },
     });
     const { runningMean, runningVar } = p;
-    [update] = makeNode('batchnorm_update', [mean, vr, runningMean, runningVar], [{ shape: [1] }], {
+    [update] = makeNode('batchnorm_update', [mean, vr, runningMean, runningVar], [{ shape: [1], dtype: 'f32' }], {
       effect: true,
       encode(ctx) {
         ctx.dispatch({ kernel: kernel('UPDATE'), bindings: [mean, vr, runningMean, runningVar], params: params(), workgroups: grid1d(C) });

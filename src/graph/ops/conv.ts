@@ -4,8 +4,8 @@
 // register-blocked GEMM that gathers its patch operand on the fly from a channels-last vec4
 // copy made in the same node; the weight is re-laid as a vec4 GEMM operand the same way.
 // The bias gradient is a channel sum.
-import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P, registerKernelsByDefault } from './util.ts';
+import { dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
+import { assertFloat, grid1d, P, registerKernelsByDefault } from './util.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 
@@ -85,15 +85,15 @@ export function convRegisterBody(cfg: ConvConfig, fwd: boolean, hasBias: boolean
   }
   L.push('      let tapRow = (ky * KW + kx) * CS;');
   L.push('      for (var c = 0u; c < p.CR; c++) {');
-  for (let i = 0; i < RM; i++) L.push(`        let a${i} = A[o${i} + c];`);
+  for (let i = 0; i < RM; i++) L.push(`        let a${i} = f32(A[o${i} + c]);`);
   L.push('        let wrow = (tapRow + c) * p.NB4 + col4;');
   for (let j4 = 0; j4 < RN / 4; j4++) {
-    L.push(`        let bv${j4} = WB[wrow + ${j4}u];`);
+    L.push(`        let bv${j4} = vec4<f32>(WB[wrow + ${j4}u]);`);
     for (let e = 0; e < 4; e++) L.push(`        let b${4 * j4 + e} = bv${j4}.${comp[e]};`);
   }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`        c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
   L.push('      }', '    }', '  }');
-  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `bias[min(col0 + ${j}u, p.NC - 1u)]` : '0.0'};`);
+  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(col0 + ${j}u, p.NC - 1u)])` : '0.0'};`);
   for (let i = 0; i < RM; i++) {
     L.push(`  if (mBase + ${i}u * WG < p.M) {`);
     if (fwd) L.push(`    let ob = (m${i} / outP) * p.NC * outP + m${i} % outP;`);
@@ -102,7 +102,7 @@ export function convRegisterBody(cfg: ConvConfig, fwd: boolean, hasBias: boolean
       L.push(`    if (oy < outH && ox < outW) {`);
       L.push(`    let ob = (m${i} / rowP) * p.NC * outP + oy * outW + ox;`);
     }
-    for (let j = 0; j < RN; j++) L.push(`    if (col0 + ${j}u < p.NC) { out[ob + (col0 + ${j}u) * outP] = c${i}_${j} + bias${j}; }`);
+    for (let j = 0; j < RN; j++) L.push(`    if (col0 + ${j}u < p.NC) { out[ob + (col0 + ${j}u) * outP] = T(c${i}_${j} + bias${j}); }`);
     if (!fwd) L.push('    }');
     L.push('  }');
   }
@@ -134,11 +134,11 @@ export function convDwRegisterBody(cfg: ConvConfig): string {
   }
   L.push('      for (var ow = 0u; ow < p.OW; ow++) {');
   L.push('        let pix = yImg + oh * p.OW + ow;');
-  for (let i = 0; i < RM; i++) L.push(`        let a${i} = dY[pix + ro${i}];`);
+  for (let i = 0; i < RM; i++) L.push(`        let a${i} = f32(dY[pix + ro${i}]);`);
   for (let j = 0; j < RN4; j++) {
     L.push(`        let sx${j} = i32(ow) * S + gx${j};`);
     L.push(`        let v${j} = vy${j} && sx${j} >= 0 && sx${j} < i32(p.W);`);
-    L.push(`        let bv${j} = select(vec4<f32>(0.0), Xh[xImg + select(0u, (u32(sy${j}) * p.W + u32(sx${j})) * p.SC4, v${j}) + gc${j}], v${j});`);
+    L.push(`        let bv${j} = select(vec4<f32>(0.0), vec4<f32>(Xh[xImg + select(0u, (u32(sy${j}) * p.W + u32(sx${j})) * p.SC4, v${j}) + gc${j}]), v${j});`);
     for (let e = 0; e < 4; e++) L.push(`        let b${4 * j + e} = bv${j}.${comp[e]};`);
   }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`        c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
@@ -149,7 +149,7 @@ export function convDwRegisterBody(cfg: ConvConfig): string {
     for (let j = 0; j < RN4; j++) {
       L.push(`    if (col4 + ${j}u < nGroups) {`);
       L.push(`      let tap = g${j} / p.SC4;`);
-      for (let e = 0; e < 4; e++) L.push(`      if (gc${j} * 4u + ${e}u < p.C) { dW[(o * p.C + gc${j} * 4u + ${e}u) * KHW + tap] = c${i}_${4 * j + e}; }`);
+      for (let e = 0; e < 4; e++) L.push(`      if (gc${j} * 4u + ${e}u < p.C) { dW[(o * p.C + gc${j} * 4u + ${e}u) * KHW + tap] = T(c${i}_${4 * j + e}); }`);
       L.push('    }');
     }
     L.push('  }');
@@ -193,7 +193,7 @@ function params(g: Geometry, f: Fields) {
 /** Records NCHW [n, ch, hw] → channels-last vec4 [n, hw, ⌈ch/4⌉] (+ one zero pixel) into a scratch buffer. */
 function toChannelsLast(ctx: EncodeCtx, g: Geometry, src: Tensor, n: number, ch: number, hw: number): GPUBuffer {
   const total = (n * hw + 1) * c4(ch);
-  const dst = ctx.scratch(total * 16);
+  const dst = ctx.scratch(total * 4 * dtypeBytes(src.dtype));
   if (useRegister()) {
     // CPU adapters: one invocation per pixel (index division once per pixel, not per quad).
     const pixels = n * hw + 1;
@@ -208,7 +208,7 @@ function toChannelsLast(ctx: EncodeCtx, g: Geometry, src: Tensor, n: number, ch:
 function weightMatrix(ctx: EncodeCtx, g: Geometry, w: Tensor, fwd: boolean, NB4: number): GPUBuffer {
   const rows4 = c4(fwd ? g.C : g.O);
   const total = g.KH * g.KW * rows4 * 4 * NB4;
-  const dst = ctx.scratch(total * 16);
+  const dst = ctx.scratch(total * 4 * dtypeBytes(w.dtype));
   if (useRegister()) {
     // CPU adapters: one invocation per WB row (index division once per row).
     const rows = g.KH * g.KW * rows4 * 4;
@@ -222,8 +222,8 @@ function weightMatrix(ctx: EncodeCtx, g: Geometry, w: Tensor, fwd: boolean, NB4:
 /** y = conv2d(x, w) + bias, PyTorch semantics (output size ⌊(H + 2p − k)/s⌋ + 1). */
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const stride = opts.stride ?? 1, pad = opts.padding ?? 0;
-  assertDtype(x, 'f32', 'conv2d', 'x');
-  assertDtype(w, 'f32', 'conv2d', 'weight');
+  assertFloat(x, 'conv2d', 'x');
+  assertFloat(w, 'conv2d', 'weight');
   if (x.rank !== 4) throw new Error(`conv2d: input ${x} must be [N,C,H,W]`);
   if (w.rank !== 4) throw new Error(`conv2d: weight ${w} must be [O,C,kh,kw]`);
   const [N, C, H, W] = x.shape;
@@ -233,7 +233,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(pad) || pad < 0)
     throw new Error(`conv2d: bad stride ${stride} / padding ${pad} for input ${x}`);
   if (bias) {
-    assertDtype(bias, 'f32', 'conv2d', 'bias');
+    assertFloat(bias, 'conv2d', 'bias');
     if (bias.rank !== 1 || bias.shape[0] !== O) throw new Error(`conv2d: bias ${bias} must be [${O}] for weight ${w}`);
   }
   const OH = Math.floor((H + 2 * pad - KH) / stride) + 1, OW = Math.floor((W + 2 * pad - KW) / stride) + 1;

@@ -1,7 +1,7 @@
 // Elementwise ops: activations and other unary maps, broadcasting binary arithmetic,
 // constants, and `sumTo` (the broadcast reduction their backward needs).
 import { makeNode, sameShape, type Tensor } from '../tensor.ts';
-import { assertDtype, broadcastShapes, broadcastStrides, grid1d, numel, P, pad8, stridesOf } from './util.ts';
+import { assertFloat, broadcastShapes, broadcastStrides, grid1d, numel, P, pad8, stridesOf } from './util.ts';
 
 const KINDS = ['UNARY', 'UNARY_GRAD', 'BINARY', 'FILL', 'REDUCE_TO'] as const;
 type Kind = (typeof KINDS)[number];
@@ -24,7 +24,7 @@ export type Activation = 'relu' | 'silu' | 'gelu' | 'selu' | 'telu' | 'sigmoid' 
 
 /** y = f(x) elementwise; `affine` computes alpha·x + beta. */
 export function unary(op: UnaryOp, x: Tensor, alpha = 1, beta = 0): Tensor {
-  assertDtype(x, 'f32', op);
+  assertFloat(x, op);
   const [y] = makeNode(op, [x], [{ shape: x.shape }], {
     encode(ctx) {
       const n = x.size;
@@ -75,8 +75,8 @@ const BINARY_OPS = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, ge:
 type BinaryOp = Exclude<keyof typeof BINARY_OPS, 'ge'>;
 
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  assertDtype(a, 'f32', op, 'a');
-  assertDtype(b, 'f32', op, 'b');
+  assertFloat(a, op, 'a');
+  assertFloat(b, op, 'b');
   const shape = broadcastShapes(a.shape, b.shape, op);
   const [y] = makeNode(op, [a, b], [{ shape }], {
     encode(ctx) {
@@ -132,8 +132,8 @@ export const maximum = (a: Tensor, b: Tensor) => binary('maximum', a, b);
 export const minimum = (a: Tensor, b: Tensor) => binary('minimum', a, b);
 
 /** A constant tensor (lazy, no gradient). */
-export function fill(shape: number[], value: number): Tensor {
-  const [y] = makeNode('fill', [], [{ shape }], {
+export function fill(shape: number[], value: number, dtype: 'f32' | 'f16' = 'f32'): Tensor {
+  const [y] = makeNode('fill', [], [{ shape, dtype }], {
     encode(ctx) {
       const n = numel(shape);
       ctx.dispatch({ kernel: kernel('FILL'), bindings: [y], params: header(n, [n], [], [], value), workgroups: grid1d(n) });
@@ -172,5 +172,5 @@ export function sumTo(x: Tensor, shape: number[]): Tensor {
 /** Broadcasts `x` to `shape` (materialised). */
 export function expandTo(x: Tensor, shape: number[]): Tensor {
   if (sameShape(x.shape, shape)) return x;
-  return add(x, fill(shape, 0));
+  return add(x, fill(shape, 0, x.dtype === 'f16' ? 'f16' : 'f32'));
 }

@@ -2,7 +2,7 @@
 // sinusoidal position table of the text embedding.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { fromData } from '../runtime.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertDtype, assertFloat, grid1d, P } from './util.ts';
 
 const KINDS = ['GATHER', 'LINK', 'SCATTER'] as const;
 type Kind = (typeof KINDS)[number];
@@ -21,7 +21,7 @@ function kernel(kind: Kind) {
  */
 export function embedding(ids: Tensor, table: Tensor): Tensor {
   assertDtype(ids, 'i32', 'embedding', 'ids');
-  assertDtype(table, 'f32', 'embedding', 'table');
+  assertFloat(table, 'embedding', 'table');
   if (table.rank !== 2) throw new Error(`embedding: table ${table} must be [V, d]`);
   const [V, D] = table.shape;
   const N = ids.size;

@@ -1,6 +1,6 @@
 // Cross entropy over rows of logits with an ignored label (shaders/loss.wgsl).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertDtype, assertFloat, grid1d, P } from './util.ts';
 
 const KINDS = ['CE_ROWS', 'CE_MEAN', 'CE_GRAD'] as const;
 type Kind = (typeof KINDS)[number];
@@ -23,15 +23,15 @@ function wgFor(V: number): number {
  * gives NaN); a counted label outside [0, V) makes the loss NaN (PyTorch raises).
  */
 export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex: number): Tensor {
-  assertDtype(logits, 'f32', 'crossEntropy', 'logits');
+  assertFloat(logits, 'crossEntropy', 'logits');
   assertDtype(labels, 'i32', 'crossEntropy', 'labels');
   if (logits.rank !== 2) throw new Error(`crossEntropy: logits ${logits} must be [N, V]`);
   const [N, V] = logits.shape;
   if (labels.rank !== 1 || labels.shape[0] !== N) throw new Error(`crossEntropy: labels ${labels} must be [${N}] for logits ${logits}`);
   if (!Number.isInteger(ignoreIndex)) throw new Error(`crossEntropy: ignoreIndex ${ignoreIndex} is not an integer`);
   const params = (total: number) => P().u(N, V).i(ignoreIndex).u(total);
-  // Outputs: the loss, and per-row log-sum-exp and the counted-row total for the backward.
-  const [loss, lse, count] = makeNode('cross_entropy', [logits, labels], [{ shape: [] }, { shape: [N] }, { shape: [] }], {
+  // Outputs (f32 whatever the logits' element type): the loss, and per-row log-sum-exp and the counted-row total for the backward.
+  const [loss, lse, count] = makeNode('cross_entropy', [logits, labels], [{ shape: [], dtype: 'f32' }, { shape: [N], dtype: 'f32' }, { shape: [], dtype: 'f32' }], {
     encode(ctx) {
       const rowLoss = ctx.scratch(4 * Math.max(1, N));
       ctx.dispatch({ kernel: kernel('CE_ROWS', wgFor(V)), bindings: [logits, labels, lse, rowLoss], params: params(N), workgroups: grid1d(N, 1) });

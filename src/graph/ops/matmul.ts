@@ -1,6 +1,6 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype } from './util.ts';
+import { assertFloat } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
 import { matmulFamily, matmulLaunch, matmulParams } from '../kernels/matmul.ts';
 import { sumTo } from './elementwise.ts';
@@ -20,8 +20,8 @@ export { type MatmulTiles, matmulTiles, registerBody } from '../kernels/matmul.t
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { transA = false, transB = false, bias } = opts;
-  assertDtype(a, 'f32', 'matmul', 'A');
-  assertDtype(b, 'f32', 'matmul', 'B');
+  assertFloat(a, 'matmul', 'A');
+  assertFloat(b, 'matmul', 'B');
   if (a.rank < 2 || a.rank > 3 || b.rank < 2 || b.rank > 3) throw new Error(`matmul: operands must be 2-D or 3-D, got ${a} and ${b}`);
   const bA = a.rank === 3 ? a.shape[0] : 1, bB = b.rank === 3 ? b.shape[0] : 1;
   if (bA !== bB && bA !== 1 && bB !== 1) throw new Error(`matmul: batch sizes ${bA} and ${bB} differ`);

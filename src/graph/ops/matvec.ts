@@ -4,7 +4,7 @@
 // lanes instead of tiling for reuse, and the experts no row selects are skipped without
 // reading their weights.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
+import { assertFloat, grid1d, isCpuAdapter, P } from './util.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 import { matmul } from './matmul.ts';
@@ -43,8 +43,8 @@ export function matvecBody(RB: number, RN: number, NW: number, vec: boolean, kFu
   if (kFull) L.push('    let k = k0 + t;');
   else L.push(`    let k = min(k0 + t, ${KL} - 1u);`, `    let live = k0 + t < ${KL};`);
   const zero = vec ? 'vec4<f32>()' : '0.0';
-  for (let i = 0; i < RB; i++) L.push(kFull ? `    let x${i} = X[xo${i} + k];` : `    let x${i} = select(${zero}, X[xo${i} + k], live);`);
-  for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`    let w${j}_${w} = ${wName[w]}[wo${j} + k];`);
+  for (let i = 0; i < RB; i++) L.push(kFull ? `    let x${i} = VF(X[xo${i} + k]);` : `    let x${i} = select(${zero}, VF(X[xo${i} + k]), live);`);
+  for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`    let w${j}_${w} = VF(${wName[w]}[wo${j} + k]);`);
   const dot = (x: string, v: string, a: string) => (vec ? `fma(${x}.w, ${v}.w, fma(${x}.z, ${v}.z, fma(${x}.y, ${v}.y, fma(${x}.x, ${v}.x, ${a}))))` : `fma(${x}, ${v}, ${a})`);
   for (let i = 0; i < RB; i++) for (let j = 0; j < RN; j++) for (let w = 0; w < NW; w++) L.push(`    ${acc(i, j, w)} = ${dot(`x${i}`, `w${j}_${w}`, acc(i, j, w))};`);
   L.push('  }');
@@ -78,12 +78,12 @@ function launch(kind: Kind, B: number, N: number, K: number, E: number, extra: {
  * `linear` up to f32 summation order; meant for B up to a few tens (decoding steps).
  */
 export function rowsLinear(x: Tensor, W: Tensor, bias?: Tensor | null): Tensor {
-  assertDtype(x, 'f32', 'rowsLinear', 'x');
-  assertDtype(W, 'f32', 'rowsLinear', 'W');
+  assertFloat(x, 'rowsLinear', 'x');
+  assertFloat(W, 'rowsLinear', 'W');
   if (x.rank !== 2 || W.rank !== 2 || W.shape[1] !== x.shape[1]) throw new Error(`rowsLinear: x ${x} must be [B,K] and W ${W} [N,K]`);
   const [B, K] = x.shape, N = W.shape[0];
   if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new Error(`rowsLinear: bias ${bias} must be [${N}]`);
-  if (bias) assertDtype(bias, 'f32', 'rowsLinear', 'bias');
+  if (bias) assertFloat(bias, 'rowsLinear', 'bias');
   const inputs = bias ? [x, W, bias] : [x, W];
   const [y] = makeNode('rows_linear', inputs, [{ shape: [B, N] }], {
     encode(ctx) {
@@ -118,7 +118,7 @@ export interface StackedExperts {
 export function expertsForRows(
   x: Tensor, indices: Tensor, weights: Tensor, W: StackedExperts, act: Activation, mode: 'sum' | 'weighted',
 ): Tensor {
-  assertDtype(x, 'f32', 'expertsForRows', 'x');
+  assertFloat(x, 'expertsForRows', 'x');
   if (x.rank !== 2) throw new Error(`expertsForRows: x ${x} must be [B,d]`);
   const [B, d] = x.shape;
   if (indices.rank !== 2 || indices.shape[0] !== B || indices.dtype !== 'i32') throw new Error(`expertsForRows: indices ${indices} must be i32 [${B},k]`);

@@ -275,7 +275,7 @@ export function moeExperts(
   x: Tensor, route: { indices: Tensor; weights: Tensor }, experts: ExpertWeights[], act: Activation, mode: MoeMode,
   opts: { rowTile?: 32 | 64; expertOutput?: (y: Tensor) => Tensor } = {},
 ): Tensor {
-  if (x.rank !== 2 || x.dtype !== 'f32') throw new Error(`moeExperts: x ${x} must be f32 [N,d]`);
+  if (x.rank !== 2 || (x.dtype !== 'f32' && x.dtype !== 'f16')) throw new Error(`moeExperts: x ${x} must be f32 or f16 [N,d]`);
   const [N, d] = x.shape;
   const { indices, weights } = route;
   if (indices.rank !== 2 || indices.dtype !== 'i32' || indices.shape[0] !== N)

@@ -1,6 +1,6 @@
 // RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, isCpuAdapter, P } from './util.ts';
+import { assertFloat, grid1d, isCpuAdapter, P } from './util.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 
@@ -29,14 +29,14 @@ const DW_COLS = 32;
 
 /** RMSNorm of each row of the last axis; gradients for x and weight. */
 export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
-  assertDtype(x, 'f32', 'rmsNorm', 'x');
-  assertDtype(weight, 'f32', 'rmsNorm', 'weight');
+  assertFloat(x, 'rmsNorm', 'x');
+  assertFloat(weight, 'rmsNorm', 'weight');
   if (x.rank < 1) throw new Error(`rmsNorm: x ${x} must have at least one axis`);
   const D = x.shape[x.rank - 1];
   if (weight.rank !== 1 || weight.shape[0] !== D) throw new Error(`rmsNorm: weight ${weight} must be [${D}] for x ${x}`);
   const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
   const params = () => P().u(rows, D).f(eps).u(0);
-  const [y, rstd] = makeNode('rms_norm', [x, weight], [{ shape: x.shape }, { shape: [rows] }], {
+  const [y, rstd] = makeNode('rms_norm', [x, weight], [{ shape: x.shape }, { shape: [rows], dtype: 'f32' }], {
     encode(ctx) {
       ctx.dispatch({ kernel: kernel('FWD', wgFor(D)), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });
     },

@@ -4,7 +4,7 @@
 // passed as kernel parameters, so a whole training step needs no read-back.
 import { makeNode, Tensor } from '../tensor.ts';
 import { fromData, writeData } from '../runtime.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertFloat, grid1d, P } from './util.ts';
 
 export interface AdamWGroup {
   params: Tensor[];
@@ -80,7 +80,7 @@ export class AdamW {
     groups.forEach((g, gi) => {
       if (!(g.lr >= 0)) throw new Error(`AdamW: group ${gi} lr ${g.lr} must be ≥ 0`);
       for (const p of g.params) {
-        assertDtype(p, 'f32', 'AdamW', `group ${gi} parameter`);
+        assertFloat(p, 'AdamW', `group ${gi} parameter`);
         if (p.node || p.base) throw new Error(`AdamW: group ${gi} parameter ${p} must be a leaf tensor with its own storage`);
         if (seen.has(p)) throw new Error(`AdamW: parameter ${p} appears in more than one place`);
         seen.add(p);
@@ -117,14 +117,14 @@ export class AdamW {
   step(grads: Map<Tensor, Tensor | null>, opts: AdamWStepOptions = {}): Tensor[] {
     const { betas: [beta1, beta2], eps, weightDecay, amsgrad } = this.opts;
     const guard = opts.guard;
-    if (guard) assertDtype(guard, 'f32', 'AdamW.step', 'guard');
+    if (guard) assertFloat(guard, 'AdamW.step', 'guard');
     this.stepCount++;
     const effects: Tensor[] = [];
     this.groups.forEach((group, gi) => {
       group.params.forEach((param, pi) => {
         const g = grads.get(param) ?? null;
         if (!g) return;
-        assertDtype(g, 'f32', 'AdamW.step', `gradient of ${param}`);
+        assertFloat(g, 'AdamW.step', `gradient of ${param}`);
         if (g.size !== param.size || g.shape.join() !== param.shape.join())
           throw new Error(`AdamW.step: gradient ${g} does not match parameter ${param} (group ${gi}, index ${pi})`);
         const st = this.stateOf(param, `${gi}.${pi}`);
@@ -202,7 +202,7 @@ export class AdamW {
 export function clipGradNorm(grads: Tensor[], maxNorm: number): { grads: Tensor[]; totalNorm: Tensor } {
   if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm ${maxNorm} must be > 0`);
   if (grads.length === 0) throw new Error('clipGradNorm: no gradients given');
-  grads.forEach((g, i) => assertDtype(g, 'f32', 'clipGradNorm', `gradient ${i}`));
+  grads.forEach((g, i) => assertFloat(g, 'clipGradNorm', `gradient ${i}`));
   const count = grads.length;
   const [totalNorm] = makeNode('grad_norm', grads, [{ shape: [1] }], {
     encode(ctx) {

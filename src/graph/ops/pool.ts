@@ -2,7 +2,7 @@
 // gradient to the first maximum of each window) and adaptive average pooling (overlapping
 // bins [⌊i·H/out⌋, ⌈(i+1)·H/out⌉)). Backward kernels gather per input element (deterministic).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertFloat, grid1d, P } from './util.ts';
 
 export interface MaxPoolOptions {
   kernel?: number;
@@ -16,7 +16,7 @@ function kernel(flag: Flag) {
 }
 
 function check4d(x: Tensor, op: string): [number, number, number, number] {
-  assertDtype(x, 'f32', op, 'x');
+  assertFloat(x, op, 'x');
   if (x.rank !== 4) throw new Error(`${op}: input ${x} must be [N,C,H,W]`);
   return x.shape as [number, number, number, number];
 }

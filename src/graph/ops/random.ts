@@ -4,7 +4,7 @@
 // `cpuBits` / `cpuUniform` are the same generator in TypeScript (bit-identical).
 import { makeNode, type Tensor } from '../tensor.ts';
 import { fromData, runtime } from '../runtime.ts';
-import { assertDtype, grid1d, numel, P } from './util.ts';
+import { assertFloat, grid1d, numel, P } from './util.ts';
 
 /** Wellons' lowbias32: a bijective 32-bit integer hash with low bias. */
 function mix32(x: number): number {
@@ -157,7 +157,7 @@ export function cpuNormal(seed: number, n: number, std = 1): Float32Array {
  * applied to dy (the mask is regenerated, never stored). p = 0 returns x itself.
  */
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
-  assertDtype(x, 'f32', 'dropout');
+  assertFloat(x, 'dropout');
   checkSeed(seed, 'dropout');
   if (!(p >= 0 && p < 1)) throw new Error(`dropout(${x}): p = ${p} must be in [0, 1)`);
   if (p === 0) return x;

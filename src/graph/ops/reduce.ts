@@ -1,7 +1,7 @@
 // Reductions along one axis: sum, mean, max (values; the gradient goes to the first maximum).
 // The tensor is viewed as [outer, n, inner] and reduced over n (shaders/reduce.wgsl).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertFloat, grid1d, P } from './util.ts';
 import { reshape } from './shape.ts';
 
 const KINDS = ['SUM', 'MAX', 'BCAST', 'MAX_GRAD'] as const;
@@ -47,7 +47,7 @@ function params(v: AxisView, tiles: number, scale: number, total: number) {
 
 /** scale · Σ over the axis, output shape `v.outShape`; backward broadcasts scale·dy. */
 function scaledSum(x: Tensor, v: AxisView, scale: number, op: string): Tensor {
-  assertDtype(x, 'f32', op);
+  assertFloat(x, op);
   const cols = colsFor(v.inner);
   const tiles = Math.ceil(v.inner / cols);
   const [y] = makeNode(op, [x], [{ shape: v.outShape }], {
@@ -92,7 +92,7 @@ export function mean(x: Tensor, axis: number, keepdim = false): Tensor {
  * torch.max(dim)); NaN counts as the maximum (propagates).
  */
 export function max(x: Tensor, axis: number, keepdim = false): Tensor {
-  assertDtype(x, 'f32', 'max');
+  assertFloat(x, 'max');
   const v = axisView(x, axis, keepdim, 'max');
   if (v.n === 0) throw new Error(`max: axis ${axis} of ${x} is empty`);
   const cols = colsFor(v.inner);

@@ -1,10 +1,10 @@
 // Bilinear resize of x [N,C,H,W] to [N,C,outH,outW]: F.interpolate(mode='bilinear',
 // align_corners=False), no antialias. Backward is a deterministic gather per input element.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertFloat, grid1d, P } from './util.ts';
 
 export function resizeBilinear(x: Tensor, outH: number, outW: number): Tensor {
-  assertDtype(x, 'f32', 'resizeBilinear', 'x');
+  assertFloat(x, 'resizeBilinear', 'x');
   if (x.rank !== 4) throw new Error(`resizeBilinear: input ${x} must be [N,C,H,W]`);
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1)
     throw new Error(`resizeBilinear: bad output size ${outH}×${outW} for ${x}`);

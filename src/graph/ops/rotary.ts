@@ -1,6 +1,6 @@
 // Rotary position embedding, interleaved pairs (rotary_embedding_torch; shaders/rotary.wgsl).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, grid1d, P } from './util.ts';
+import { assertDtype, assertFloat, grid1d, P } from './util.ts';
 
 /**
  * Rotates features [start, start + 2m) of each row of x [..., n, dh] in pairs (2i, 2i+1)
@@ -10,7 +10,8 @@ import { assertDtype, grid1d, P } from './util.ts';
  * `offset` shifts every position (a single new token at position t during cached decoding).
  */
 export function rotary(x: Tensor, freqs: Tensor, start: number, offset = 0): Tensor {
-  assertDtype(x, 'f32', 'rotary', 'x');
+  assertFloat(x, 'rotary', 'x');
+  // Angles pos·freq need f32 whatever x's element type (f16 would misplace far positions).
   assertDtype(freqs, 'f32', 'rotary', 'freqs');
   if (x.rank < 2) throw new Error(`rotary: x ${x} must be [..., n, dh]`);
   if (freqs.rank !== 1) throw new Error(`rotary: freqs ${freqs} must be 1-D`);

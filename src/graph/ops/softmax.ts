@@ -1,6 +1,6 @@
 // Softmax and log-softmax over the last axis (shaders/softmax.wgsl): one workgroup per row.
 import { makeNode, sameShape, type Tensor } from '../tensor.ts';
-import { assertDtype, broadcastShapes, broadcastStrides, grid1d, P, pad8 } from './util.ts';
+import { assertFloat, broadcastShapes, broadcastStrides, grid1d, P, pad8 } from './util.ts';
 
 const KINDS = ['SOFTMAX', 'LOG_SOFTMAX', 'SOFTMAX_GRAD', 'LOG_SOFTMAX_GRAD'] as const;
 type Kind = (typeof KINDS)[number];
@@ -52,7 +52,7 @@ function params(v: RowView) {
  * uniform row. The mask gets no gradient; masked logits get gradient 0.
  */
 export function softmax(x: Tensor, mask?: Tensor): Tensor {
-  assertDtype(x, 'f32', 'softmax');
+  assertFloat(x, 'softmax');
   const v = rowView(x, mask, 'softmax');
   const inputs = mask ? [x, mask] : [x];
   const [y] = makeNode('softmax', inputs, [{ shape: x.shape }], {
@@ -74,7 +74,7 @@ export function softmax(x: Tensor, mask?: Tensor): Tensor {
 
 /** log(softmax(x)) over the last axis, computed as x − max − log Σ exp(x − max). */
 export function logSoftmax(x: Tensor): Tensor {
-  assertDtype(x, 'f32', 'logSoftmax');
+  assertFloat(x, 'logSoftmax');
   const v = rowView(x, undefined, 'logSoftmax');
   const [y] = makeNode('log_softmax', [x], [{ shape: x.shape }], {
     encode(ctx) {

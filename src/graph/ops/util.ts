@@ -52,6 +52,11 @@ export function assertDtype(t: Tensor, dtype: string, op: string, what = 'input'
   if (t.dtype !== dtype) throw new Error(`${op}: ${what} ${t} must be ${dtype}, got ${t.dtype}`);
 }
 
+/** f32 or f16 (the element type the kernels are specialised for; see floatType). */
+export function assertFloat(t: Tensor, op: string, what = 'input'): void {
+  if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new Error(`${op}: ${what} ${t} must be f32 or f16, got ${t.dtype}`);
+}
+
 export function P(): Params {
   return new Params();
 }
