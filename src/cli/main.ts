@@ -36,6 +36,7 @@ const run: Record<string, (args: string[]) => Promise<void>> = {
   golden,
   attention: async (a) => (await import('../viz/index.ts')).attentionCommand(a),
   generate: async (a) => (await import('../generate/command.ts')).generateCommand(a),
+  export: async (a) => (await import('./export.ts')).exportCommand(a),
 };
 
 for (const v of Object.keys(COMMANDS)) if (!run[v]) throw new Error(`micar: command "${v}" is declared in args.ts but has no implementation in main.ts`);

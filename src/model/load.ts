@@ -14,7 +14,8 @@ import { readPth } from '../io/pth.ts';
 import { type HostTensor, readSafetensors } from '../io/safetensors.ts';
 import { type MicarConfig, normaliseConfig } from './config.ts';
 import { isPreset, presetConfig } from './presets.ts';
-import { Weights } from './weights.ts';
+
+import { checkStateDictFits, Weights } from './weights.ts';
 
 export const CHECKPOINT_FORMAT = 'micar-checkpoint/1';
 /** `model_type` in an exported Hugging Face config.json. */
@@ -37,6 +38,19 @@ export interface ReadModelOptions {
   fallbackConfig?: string | Record<string, unknown>;
   /** Name used in messages when the source is bytes. */
   name?: string;
+}
+
+/** A model read into host memory (no GPU needed): what export and the GPU loader start from. */
+export interface HostModel {
+  cfg: MicarConfig;
+  /** Null only when read with `vocabOptional` and no vocabulary was found. */
+  tokenizer: Tokenizer | null;
+  /** The state dict, keys and shapes checked against the config; dtypes as stored. */
+  stateDict: Map<string, HostTensor>;
+  /** The weights file, for messages. */
+  file: string;
+  source: string;
+  checkpoint?: LoadedModel['checkpoint'];
 }
 
 export interface LoadedModel {
@@ -203,7 +217,7 @@ function metaJson<T>(metadata: Record<string, string>, key: string, file: string
 }
 
 /** A safetensors file carrying its config and vocabulary in the metadata (a micar checkpoint, or another writer's). */
-export function modelFromCheckpoint(tensors: Map<string, HostTensor>, metadata: Record<string, string>, file: string): LoadedModel {
+export function hostModelFromCheckpoint(tensors: Map<string, HostTensor>, metadata: Record<string, string>, file: string): HostModel {
   const cfg = normaliseConfig(metaJson<Record<string, unknown>>(metadata, 'config', file), `${file} (config)`);
   const tokenizer = Tokenizer.fromJSON(metaJson<TokenizerJSON>(metadata, 'tokenizer', file));
   if (tokenizer.vocabSize !== cfg.vocab_size) throw new Error(`${file}: tokenizer has ${tokenizer.vocabSize} tokens but config vocab_size is ${cfg.vocab_size}`);
@@ -213,8 +227,19 @@ export function modelFromCheckpoint(tensors: Map<string, HostTensor>, metadata: 
     if (k.startsWith('optim.')) optim.set(k.slice(6), t);
     else model.set(k, t);
   }
-  const weights = Weights.fromStateDict(cfg, model, file);
-  return { cfg, tokenizer, weights, source: `checkpoint ${file}`, checkpoint: { file, metadata, optim } };
+  checkStateDictFits(cfg, model, file);
+  return { cfg, tokenizer, stateDict: model, file, source: `checkpoint ${file}`, checkpoint: { file, metadata, optim } };
+}
+
+/** A checkpoint's model on the GPU (see hostModelFromCheckpoint). */
+export function modelFromCheckpoint(tensors: Map<string, HostTensor>, metadata: Record<string, string>, file: string): LoadedModel {
+  return toGpu(hostModelFromCheckpoint(tensors, metadata, file));
+}
+
+function toGpu(h: HostModel): LoadedModel {
+  if (!h.tokenizer) throw new Error(`${h.file}: no vocabulary`);
+  const weights = Weights.fromStateDict(h.cfg, h.stateDict, h.file);
+  return { cfg: h.cfg, tokenizer: h.tokenizer, weights, source: h.source, checkpoint: h.checkpoint };
 }
 
 /** The state dict of a plain weights file (safetensors or torch.save zip), keys as stored. */
@@ -331,10 +356,12 @@ export function configForVocabulary(raw: Record<string, unknown>, from: string, 
 }
 
 /**
- * Builds the model a source describes (the GPU runtime must be initialised). Files beside the
- * weights (a folder, or named files) supply the vocabulary and config unless `opts` gives them.
+ * Reads the model a source describes into host memory, names and shapes checked against the
+ * config. Files beside the weights (a folder, or named files) supply the vocabulary and config
+ * unless `opts` gives them. With `vocabOptional`, a plain state dict without a vocabulary is
+ * read too (tokenizer null; vocab_size from the config, else from the embedding's rows).
  */
-export async function readModel(source: ModelSource, opts: ReadModelOptions = {}): Promise<LoadedModel> {
+export async function readHostModel(source: ModelSource, opts: ReadModelOptions & { vocabOptional?: boolean } = {}): Promise<HostModel> {
   const files = await readSourceFiles(source, opts.name);
   if (!files.length) throw new Error('no files given');
   const c = classifyFiles(files);
@@ -345,11 +372,11 @@ export async function readModel(source: ModelSource, opts: ReadModelOptions = {}
     const st = readSafetensors(wf.bytes, wf.name);
     // A checkpoint carries config and vocabulary itself.
     if (st.metadata.format === CHECKPOINT_FORMAT || (st.metadata.config !== undefined && st.metadata.tokenizer !== undefined))
-      return modelFromCheckpoint(st.tensors, st.metadata, wf.name);
+      return hostModelFromCheckpoint(st.tensors, st.metadata, wf.name);
   }
   const sd = stripModulePrefix(stateDictOf(wf));
   const vocab = opts.vocab !== undefined ? await readVocabulary(opts.vocab) : tokenizerOf(c);
-  if (!vocab) {
+  if (!vocab && !opts.vocabOptional) {
     const have = [c.token2id?.name, c.id2token?.name].filter(Boolean).join(', ');
     throw new Error(`${wf.name} is a plain state dict: it needs its vocabulary (token2id.json + id2token.json as the authors save them, a tokenizer.json, or a micar tokenizer JSON; --vocab DIR on the command line)${have ? `; only ${have} was given` : ''}`);
   }
@@ -358,7 +385,22 @@ export async function readModel(source: ModelSource, opts: ReadModelOptions = {}
   else if (c.config) conf = { raw: parseJson(c.config) as Record<string, unknown>, from: c.config.name };
   else if (opts.fallbackConfig !== undefined) conf = await readConfig(opts.fallbackConfig);
   else throw new Error(`${wf.name} is a plain state dict: it needs a config (a preset such as tiny or paper, or a config.json; --config on the command line)`);
-  const cfg = configForVocabulary(conf.raw, conf.from, vocab.tokenizer);
-  const weights = Weights.fromStateDict(cfg, sd, wf.name);
-  return { cfg, tokenizer: vocab.tokenizer, weights, source: `${wf.name} with ${conf.from} and a ${vocab.tokenizer.vocabSize}-token vocabulary (${vocab.from})` };
+  let cfg: MicarConfig;
+  if (vocab) cfg = configForVocabulary(conf.raw, conf.from, vocab.tokenizer);
+  else {
+    const emb = sd.get('text_embs.embedding.weight');
+    const rows = Number(conf.raw.vocab_size ?? 0) || (emb?.shape.length === 2 ? emb.shape[0] : 0);
+    if (!rows) throw new Error(`${wf.name}: without a vocabulary the vocabulary size must come from ${conf.from} (field "vocab_size") or the tensor text_embs.embedding.weight, and neither has it`);
+    cfg = configForVocabulary({ ...conf.raw, vocab_size: 0 }, conf.from, { vocabSize: rows } as Tokenizer);
+  }
+  checkStateDictFits(cfg, sd, wf.name);
+  return {
+    cfg, tokenizer: vocab?.tokenizer ?? null, stateDict: sd, file: wf.name,
+    source: `${wf.name} with ${conf.from} and ${vocab ? `a ${vocab.tokenizer.vocabSize}-token vocabulary (${vocab.from})` : 'no vocabulary'}`,
+  };
+}
+
+/** Builds the model a source describes on the GPU (the runtime must be initialised); see readHostModel. */
+export async function readModel(source: ModelSource, opts: ReadModelOptions = {}): Promise<LoadedModel> {
+  return toGpu(await readHostModel(source, opts));
 }

@@ -89,26 +89,7 @@ export class Weights {
    */
   static fromStateDict(cfg: MicarConfig, sd: Map<string, HostTensor>, file: string, opts: { allowMissing?: (name: string) => boolean } = {}): Weights {
     const w = new Weights(cfg);
-    const missing: string[] = [], misShaped: string[] = [], badType: string[] = [];
-    for (const e of w.spec) {
-      const h = sd.get(e.name);
-      if (!h) {
-        if (!opts.allowMissing?.(e.name)) missing.push(e.name);
-        continue;
-      }
-      if (h.shape.join() !== e.shape.join()) misShaped.push(`${e.name}: expected [${e.shape}], file has [${h.shape}]`);
-      else if (e.kind === 'bn_count' ? !/^[IU]/.test(h.dtype) : !['F32', 'F16', 'BF16', 'F64'].includes(h.dtype)) badType.push(`${e.name}: dtype ${h.dtype}`);
-    }
-    const unexpected = [...sd.keys()].filter((k) => !w.byName.has(k));
-    if (missing.length || misShaped.length || unexpected.length || badType.length) {
-      const parts = [
-        missing.length && `missing ${missing.length}: ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''}`,
-        unexpected.length && `unexpected ${unexpected.length}: ${unexpected.slice(0, 20).join(', ')}${unexpected.length > 20 ? ', …' : ''}`,
-        misShaped.length && `wrong shape: ${misShaped.slice(0, 20).join('; ')}`,
-        badType.length && `wrong dtype: ${badType.join('; ')}`,
-      ].filter(Boolean);
-      throw new Error(`${file}: state dict does not match config (${cfg.backbone}, d_model ${cfg.d_model}, ${cfg.num_layers} layers, ${cfg.num_experts} experts, vocab ${cfg.vocab_size}): ${parts.join(' | ')}`);
-    }
+    const missing = checkStateDictFits(cfg, sd, file, opts, w.spec);
     const fresh = missing.length === 0 ? null : Weights.init(cfg, 0);
     for (const e of w.spec) {
       const h = sd.get(e.name);
@@ -189,6 +170,35 @@ export class Weights {
     }
     return out;
   }
+}
+
+/**
+ * Throws, listing every missing, unexpected, mis-shaped and wrongly typed entry, unless `sd`
+ * fits `cfg`'s state dict (no GPU needed); returns the names allowed to be missing and absent.
+ */
+export function checkStateDictFits(cfg: MicarConfig, sd: Map<string, HostTensor>, file: string, opts: { allowMissing?: (name: string) => boolean } = {}, spec: Entry[] = stateDictSpec(cfg)): string[] {
+  const names = new Set(spec.map((e) => e.name));
+  const missing: string[] = [], misShaped: string[] = [], badType: string[] = [];
+  for (const e of spec) {
+    const h = sd.get(e.name);
+    if (!h) {
+      if (!opts.allowMissing?.(e.name)) missing.push(e.name);
+      continue;
+    }
+    if (h.shape.join() !== e.shape.join()) misShaped.push(`${e.name}: expected [${e.shape}], file has [${h.shape}]`);
+    else if (e.kind === 'bn_count' ? !/^[IU]/.test(h.dtype) : !['F32', 'F16', 'BF16', 'F64'].includes(h.dtype)) badType.push(`${e.name}: dtype ${h.dtype}`);
+  }
+  const unexpected = [...sd.keys()].filter((k) => !names.has(k));
+  if (missing.length || misShaped.length || unexpected.length || badType.length) {
+    const parts = [
+      missing.length && `missing ${missing.length}: ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''}`,
+      unexpected.length && `unexpected ${unexpected.length}: ${unexpected.slice(0, 20).join(', ')}${unexpected.length > 20 ? ', …' : ''}`,
+      misShaped.length && `wrong shape: ${misShaped.slice(0, 20).join('; ')}`,
+      badType.length && `wrong dtype: ${badType.join('; ')}`,
+    ].filter(Boolean);
+    throw new Error(`${file}: state dict does not match config (${cfg.backbone}, d_model ${cfg.d_model}, ${cfg.num_layers} layers, ${cfg.num_experts} experts, vocab ${cfg.vocab_size}): ${parts.join(' | ')}`);
+  }
+  return spec.filter((e) => !sd.has(e.name)).map((e) => e.name);
 }
 
 /** rotary_embedding_torch frequencies 1/10000^(2i/dim), rounded as torch does in f32. */
