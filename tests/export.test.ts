@@ -128,7 +128,8 @@ describe('export → load', () => {
     expectSameTensors(back.stateDict, src.stateDict, 'f32');
     const bad = await cli(['export', '--weights', `${golden}model_snapshot.pth`, '--to', 'onnx', '--out', `${dir}/x`]);
     expect(bad.code).not.toBe(0);
-    expect(new TextDecoder().decode(bad.stderr)).toMatch(/--to must be authors, hf or safetensors/);
+    expect(bad.code).toBe(2);
+    expect(new TextDecoder().decode(bad.stderr)).toMatch(/--to must be one of authors, hf, safetensors/);
   });
 
   it.skipIf(!hasTorch)("torch: the authors' module tree (golden gen.py CaptionModel) takes load_state_dict(torch.load(p)[\"model\"], strict=True)", async () => {

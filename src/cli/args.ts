@@ -181,6 +181,16 @@ export const COMMANDS: Record<string, CommandSpec> = {
       { name: 'colormap', type: ['viridis', 'inferno'], default: 'viridis', help: 'heat-map colours' },
     ],
   },
+  export: {
+    summary: 'write a model for the authors\' PyTorch code, Hugging Face tools or as plain safetensors',
+    description: 'Runs on the CPU. Without a vocabulary (a plain state dict and no --vocab) the weights are written and a warning says the vocabulary is missing.',
+    options: [
+      { name: 'to', type: ['authors', 'hf', 'safetensors'], required: true, help: 'authors: model_snapshot.pth ({"model": state_dict}) + token2id.json / id2token.json; hf: config.json, model.safetensors, tokenizer.json; safetensors: the state dict alone' },
+      { name: 'out', type: 'string', required: true, meta: 'DIR', help: 'folder to write (created)' },
+      { name: 'dtype', type: ['f32', 'f16'], default: 'f32', help: 'float tensors\' type (rotary frequencies and the positional table stay f32)' },
+      ...MODEL_SOURCE,
+    ],
+  },
   golden: {
     summary: 'compare every tensor of a ../shared/golden case with the authors\' PyTorch model',
     positionals: [{ name: 'case', help: 'case folder, e.g. ../shared/golden/tiny', required: true }],
