@@ -5,7 +5,7 @@
 // traced by teacher forcing (viz traceTokens) for its attention maps.
 import { dispose, fromData } from '../src/graph/runtime.ts';
 import { beamSearch, generate, type Hypothesis } from '../src/generate/decode.ts';
-import { decodeImageAsync, type RGBImage, sniffImageFormat } from '../src/data/images.ts';
+import { decodeImage, type RGBImage, sniffImageFormat } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { type AttentionTrace, inputGeometry, readTrace, traceTokens } from '../src/viz/index.ts';
 import type { DemoModel } from './model-loader.ts';
@@ -41,12 +41,12 @@ export interface LoadedImage {
 }
 
 /**
- * Decodes PNG / JPEG with the same pure-JS decoders the CLI uses (identical pixels, so identical
- * reports); other formats the browser can decode go through createImageBitmap.
+ * Decodes PNG / JPEG with the decoders the CLI uses (fast-png, libjpeg-turbo WASM: identical
+ * pixels, so identical reports); other formats the browser can decode go through createImageBitmap.
  */
 export async function loadImage(bytes: Uint8Array, name: string): Promise<LoadedImage> {
   const known = sniffImageFormat(bytes) !== undefined;
-  return { name, original: await decodeImageAsync(bytes, name, { browser: !known }) };
+  return { name, original: await decodeImage(bytes, name, { browser: !known }) };
 }
 
 /** The model input [3,S,S] for an image, with the CLI's geometry (resize shorter side, centre crop). */

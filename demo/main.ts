@@ -13,6 +13,8 @@ import type { DatasetFormat } from '../src/data/datasets.ts';
 import type { Hypothesis } from '../src/generate/decode.ts';
 import type { AttentionTrace, ColormapName, HeadSel, LayerSel } from '../src/viz/index.ts';
 import { loadModelFiles, newTinyModel, type DemoModel, type PickedFile, type PresetName } from './model-loader.ts';
+import { setJpegWasm } from '../src/data/jpeg.ts';
+import jpegWasmUrl from '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasm?url';
 import { generateBeam, generateGreedy, loadImage, type LoadedImage, modelPixels, traceHypothesis } from './generation.ts';
 import { displayImage, drawAttention, drawImage, drawLegend, formatWeight, type RenderedMap, routingRows } from './attention-view.ts';
 import { builtInData, folderData, type FolderFile, formatDuration, modelCheckpoint, type TrainData, TrainingSession } from './training.ts';
@@ -143,6 +145,8 @@ declare global {
       checkpoint(): Promise<Uint8Array>;
       /** The canvas's RGBA pixels. */
       canvasPixels(): { width: number; height: number; data: number[] };
+      /** Decodes image bytes as the page does for a picked image (RGB). */
+      decodeImage(bytes: number[], name: string): Promise<{ width: number; height: number; data: number[] }>;
     };
   }
 }
@@ -604,6 +608,9 @@ function setupTraining(): void {
 
 // ------------------------------------------------------------------ start
 
+// JPEGs are decoded by libjpeg-turbo (WASM), as in the CLI: Vite emits the .wasm as an asset.
+setJpegWasm(jpegWasmUrl);
+
 window.micarDemo = {
   app,
   checkpoint: currentCheckpoint,
@@ -611,6 +618,10 @@ window.micarDemo = {
     const c = $<HTMLCanvasElement>('attention-canvas');
     const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height);
     return { width: d.width, height: d.height, data: Array.from(d.data) };
+  },
+  async decodeImage(bytes, name) {
+    const { original } = await loadImage(new Uint8Array(bytes), name);
+    return { width: original.width, height: original.height, data: Array.from(original.data) };
   },
 };
 

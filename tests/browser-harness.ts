@@ -46,7 +46,7 @@ function serverUrl(s: ViteDevServer | PreviewServer, what: string): string {
 
 /** CommonJS packages the demo imports (through src/data/images.ts): the dev server serves ESM
  *  only, so these are pre-bundled, as `vite demo` does after its dependency discovery. */
-export const DEMO_CJS_DEPS = ['jpeg-js'];
+export const DEMO_CJS_DEPS = ['@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs'];
 
 /**
  * A Vite dev server on a free 127.0.0.1 port. Default: rooted at the repository (test pages

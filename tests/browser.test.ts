@@ -5,12 +5,15 @@
 // in out/demo.png). Chromium is required (scripts/setup-system.sh installs it): a missing
 // browser fails these tests, it does not skip them.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PreviewServer, ViteDevServer } from 'vite';
 import { buildDemo, type Chromium, launchChromium, openPage, repoRoot, servePreview, startDevServer } from './browser-harness.ts';
 import { CASES, decode, runSuite, type SuiteResult } from './browser/suite.ts';
 import { relL2, rng } from './util.ts';
+import { readSafetensors } from '../src/io/safetensors.ts';
+
+const ORACLE = join(repoRoot, '../shared/golden/preprocess');
 
 const seed = rng('browser suite').seed;
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -126,6 +129,19 @@ async function checkDemo(url: string, label: string, screenshot: string): Promis
   expect(state.state, state.text).toBe('ready');
   expect(state.text).toMatch(/swiftshader/i);
   expect(state.text).toMatch(/kernel check: passed/i);
+  // The page decodes images as PIL does (libjpeg-turbo WASM, loaded from the app's assets):
+  // the preprocessing oracle's files come out byte for byte as ../shared/golden/preprocess says.
+  const golden = readSafetensors(readFileSync(join(ORACLE, 'decoded.safetensors')), 'decoded.safetensors').tensors;
+  for (const name of [...golden.keys()].filter((n) => n.endsWith('.jpg') || n === 'rgba-230x260.png')) {
+    const bytes = Array.from(readFileSync(join(ORACLE, name)));
+    const got = await page.evaluate((b: number[], n: string) => window.micarDemo!.decodeImage(b, n), bytes, name);
+    const want = golden.get(name)!;
+    let off = 0;
+    for (let i = 0; i < want.data.length; i++) off = Math.max(off, Math.abs(got.data[i] - want.data[i]));
+    console.log(`${label}: ${name} decoded in the page, ${off} levels from PIL`);
+    expect([got.height, got.width, 3], name).toEqual(want.shape);
+    expect(off, name).toBe(0);
+  }
   expect(problems, problems.join('\n')).toEqual([]);
   await page.close();
 }

@@ -20,7 +20,7 @@ import { Weights } from '../src/model/weights.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { phantomSamples } from '../src/data/datasets.ts';
 import { generatePhantom, generatePhantomSample, writePhantomDataset } from '../src/data/phantom.ts';
-import { decodeImage, encodePng } from '../src/data/images.ts';
+import { decodePng, encodePng } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { checkpointBytes, parseCheckpoint } from '../src/train/checkpoint.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
@@ -109,7 +109,7 @@ beforeAll(async () => {
   // The same model in Deno, from the same checkpoint bytes.
   const ck = parseCheckpoint(ckBytes, 'demo-model.safetensors');
   const geo = inputGeometry(cfg);
-  const pixels = preprocess(decodeImage(imageBytes), { resize: geo.resize, crop: geo.crop });
+  const pixels = preprocess(decodePng(imageBytes), { resize: geo.resize, crop: geo.crop });
   const image = fromData(pixels, [1, 3, cfg.image_size, cfg.image_size]);
   const res = await generate(ck.weights, image, { trace: true, stopAtEos: true });
   const trace = await readTrace(res.traces, res.tokens[0], cfg);
@@ -190,7 +190,7 @@ describe('demo app in headless Chromium', () => {
     expect(err).toBeLessThanOrEqual(1e-4);
     // Canvas pixels against the overlay made here from the Deno row with src/viz.
     const geo = inputGeometry(cfg);
-    const display = modelView(decodeImage(ctx.imageBytes), geo.resize, geo.crop, DISPLAY);
+    const display = modelView(decodePng(ctx.imageBytes), geo.resize, geo.crop, DISPLAY);
     const expected = (row: ArrayLike<number>) => {
       const map = upsample(row, 7, 7, DISPLAY, DISPLAY, 'bilinear');
       return overlayHeatmap(display, map, { alpha: ALPHA, range: minMax(map) }).data;

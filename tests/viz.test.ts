@@ -11,7 +11,7 @@ import { forward } from '../src/model/micar.ts';
 import { beamSearch, generate } from '../src/generate/decode.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { generatePhantom } from '../src/data/phantom.ts';
-import { decodeImage, encodePng, type RGBImage } from '../src/data/images.ts';
+import { decodePng, encodePng, type RGBImage } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import {
@@ -258,7 +258,7 @@ describe('traces of a tiny model', () => {
     const base = randomPicture(R, D, D);
     const row = crossRow(tr, 0);
     const fig = heatmapFigure(base, row, { title: 'x' });
-    const png = decodeImage(encodePng(fig.image));
+    const png = decodePng(encodePng(fig.image));
     expect(png.width).toBe(fig.image.width);
     const map = upsample(row, 7, 7, D, D), [lo, hi] = minMax(map);
     expect(fig.range).toEqual([lo, hi]);
@@ -335,7 +335,7 @@ describe('traces of a tiny model', () => {
     expect(json.image.startsWith('data:image/png;base64,')).toBe(true);
     // the inlined base image decodes to the display picture
     const bytes = Uint8Array.from(atob(json.image.slice(22)), (ch) => ch.charCodeAt(0));
-    expect(decodeImage(bytes).data).toEqual(display.data);
+    expect(decodePng(bytes).data).toEqual(display.data);
     // evaluate the page's drawing core exactly as the browser gets it
     const core = new Function(PAGE_CORE_JS + '\nreturn micarVizCore();')() as {
       upsample(m: ArrayLike<number>, g: number, n: number): Float64Array;
@@ -382,7 +382,7 @@ describe('traces of a tiny model', () => {
       expect(names.filter((n) => /^word_\d+_.*(?<!_heads)\.png$/.test(n)).length).toBe(T);
       expect(names.filter((n) => /_heads\.png$/.test(n)).length).toBe(T);
       for (const n of ['image.png', 'self_attention.png', 'attention.html', 'routing.json']) expect(names).toContain(n);
-      const img = decodeImage(await Deno.readFile(`${dir}/out/image.png`));
+      const img = decodePng(await Deno.readFile(`${dir}/out/image.png`));
       expect([img.width, img.height]).toEqual([64, 64]);
       // same image through the API gives the same report and routing
       const direct = await attentionForPixels(loaded.weights, preprocess(picture, inputGeometry(cfg)), { maxLen: 4 });

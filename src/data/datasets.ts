@@ -187,10 +187,10 @@ async function checkImages(rows: Row[], fs: DataFiles, opts: LoadOptions): Promi
         if (opts.missingImages === 'drop') continue;
         throw new Error(`${r.where}: image file ${s.imagePath} not found`);
       }
-      if (opts.verifyImages) decodeImage(await fs.readFile(s.imagePath), `${s.imagePath} (${r.where})`);
+      if (opts.verifyImages) await decodeImage(await fs.readFile(s.imagePath), `${s.imagePath} (${r.where})`);
     } else if (s.imageBytes !== undefined) {
       if (!sniffImageFormat(s.imageBytes)) throw new Error(`${r.where}: image bytes are neither PNG nor JPEG (${s.imageBytes.length} bytes)`);
-      if (opts.verifyImages) decodeImage(s.imageBytes, r.where);
+      if (opts.verifyImages) await decodeImage(s.imageBytes, r.where);
     }
     out.push(s);
   }

@@ -1,10 +1,11 @@
 // Image decoding to 8-bit RGB, the way the authors' loader sees images (PIL `Image.open(p).convert("RGB")`):
 // grayscale is replicated to 3 channels, alpha is dropped (PIL's RGBA→RGB drops it, no compositing),
-// palettes are expanded. Pure JS (fast-png, jpeg-js) so Deno and browsers decode identically;
-// `decodeImageAsync` may use the browser's decoder instead when asked.
+// palettes are expanded. PNG with fast-png; JPEG with libjpeg-turbo (WASM, ./jpeg.ts), the decoder
+// PIL uses, so Deno and browsers both get PIL's pixels exactly (checked on
+// ../shared/golden/preprocess). Other formats only in a browser, with its own decoder, on request.
 
 import { convertIndexedToRgb, decode as decodePngRaw, encode as encodePngRaw } from 'fast-png';
-import jpeg from 'jpeg-js';
+import { decodeJpeg } from './jpeg.ts';
 
 /** An 8-bit RGB image, row-major, interleaved (`data.length = width * height * 3`). */
 export interface RGBImage {
@@ -48,61 +49,69 @@ export function toRGB(width: number, height: number, channels: number, data: Arr
   return { width, height, data: out };
 }
 
-/** Decodes PNG or JPEG bytes to 8-bit RGB. `source` names the file in errors. */
-export function decodeImage(bytes: Uint8Array, source = '<bytes>'): RGBImage {
-  const format = sniffImageFormat(bytes);
+/** Decodes PNG bytes to 8-bit RGB (synchronously). `source` names the file in errors. */
+export function decodePng(bytes: Uint8Array, source = '<bytes>'): RGBImage {
+  if (sniffImageFormat(bytes) !== 'png') throw new Error(`decodePng: ${source} is not a PNG (${describeHead(bytes)})`);
   try {
-    if (format === 'png') {
-      const png = decodePngRaw(bytes);
-      if (png.palette) {
-        const expanded = convertIndexedToRgb(png);
-        return toRGB(png.width, png.height, png.palette[0]?.length ?? 3, expanded);
-      }
-      const depth = png.depth === 16 ? 16 : 8;
-      if (png.depth !== 8 && png.depth !== 16) {
-        // fast-png leaves 1/2/4-bit grayscale packed (MSB first, rows byte-aligned): unpack and scale
-        // 0..2^d-1 to 0..255 like PIL's "L" conversion.
-        const d = png.depth, perRow = png.width * png.channels, rowBytes = Math.ceil((d * perRow) / 8);
-        const scale = 255 / ((1 << d) - 1), mask = (1 << d) - 1, packed = png.data as Uint8Array;
-        const unpacked = new Uint8Array(perRow * png.height);
-        for (let y = 0; y < png.height; y++) {
-          for (let k = 0; k < perRow; k++) {
-            const bit = k * d, byte = packed[y * rowBytes + (bit >> 3)];
-            unpacked[y * perRow + k] = Math.round(((byte >> (8 - d - (bit & 7))) & mask) * scale);
-          }
+    const png = decodePngRaw(bytes);
+    if (png.palette) {
+      const expanded = convertIndexedToRgb(png);
+      return toRGB(png.width, png.height, png.palette[0]?.length ?? 3, expanded);
+    }
+    const depth = png.depth === 16 ? 16 : 8;
+    if (png.depth !== 8 && png.depth !== 16) {
+      // fast-png leaves 1/2/4-bit grayscale packed (MSB first, rows byte-aligned): unpack and scale
+      // 0..2^d-1 to 0..255 like PIL's "L" conversion.
+      const d = png.depth, perRow = png.width * png.channels, rowBytes = Math.ceil((d * perRow) / 8);
+      const scale = 255 / ((1 << d) - 1), mask = (1 << d) - 1, packed = png.data as Uint8Array;
+      const unpacked = new Uint8Array(perRow * png.height);
+      for (let y = 0; y < png.height; y++) {
+        for (let k = 0; k < perRow; k++) {
+          const bit = k * d, byte = packed[y * rowBytes + (bit >> 3)];
+          unpacked[y * perRow + k] = Math.round(((byte >> (8 - d - (bit & 7))) & mask) * scale);
         }
-        return toRGB(png.width, png.height, png.channels, unpacked);
       }
-      return toRGB(png.width, png.height, png.channels, png.data, depth);
+      return toRGB(png.width, png.height, png.channels, unpacked);
     }
-    if (format === 'jpeg') {
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxMemoryUsageInMB: 2048, maxResolutionInMP: 400 });
-      return { width: img.width, height: img.height, data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.width * img.height * 3) };
-    }
+    return toRGB(png.width, png.height, png.channels, png.data, depth);
   } catch (e) {
-    throw new Error(`decodeImage: cannot decode ${format} image ${source}: ${(e as Error).message}`);
+    throw new Error(`decodeImage: cannot decode png image ${source}: ${(e as Error).message}`);
   }
+}
+
+function describeHead(bytes: Uint8Array): string {
   const head = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
-  throw new Error(`decodeImage: ${source} is neither PNG nor JPEG (first bytes ${head || 'none'}, ${bytes.length} bytes)`);
+  return `first bytes ${head || 'none'}, ${bytes.length} bytes`;
 }
 
 /**
- * Like decodeImage; with `{ browser: true }` in a browser it uses createImageBitmap + OffscreenCanvas
- * (faster for large JPEGs, but colour management and JPEG IDCT may differ from the pure-JS path by a
- * few levels). Falls back to the pure-JS decoder where those APIs are missing.
+ * Decodes PNG or JPEG bytes to 8-bit RGB as PIL does. `source` names the file in errors. With
+ * `{ browser: true }` in a browser, other formats (WebP, BMP, GIF…) go through createImageBitmap
+ * and a canvas (not PIL-exact: colour management may differ).
  */
-export async function decodeImageAsync(bytes: Uint8Array, source = '<bytes>', opts: { browser?: boolean } = {}): Promise<RGBImage> {
+export async function decodeImage(bytes: Uint8Array, source = '<bytes>', opts: { browser?: boolean } = {}): Promise<RGBImage> {
+  const format = sniffImageFormat(bytes);
+  if (format === 'png') return decodePng(bytes, source);
+  if (format === 'jpeg') {
+    let img;
+    try {
+      img = await decodeJpeg(bytes);
+    } catch (e) {
+      throw new Error(`decodeImage: cannot decode jpeg image ${source}: ${(e as Error).message}`);
+    }
+    return img.channels === 3 ? { width: img.width, height: img.height, data: img.data } : toRGB(img.width, img.height, 1, img.data);
+  }
   const g = globalThis as unknown as { createImageBitmap?: typeof createImageBitmap; OffscreenCanvas?: typeof OffscreenCanvas };
-  if (!opts.browser || !g.createImageBitmap || !g.OffscreenCanvas) return decodeImage(bytes, source);
+  if (!opts.browser || !g.createImageBitmap || !g.OffscreenCanvas) throw new Error(`decodeImage: ${source} is neither PNG nor JPEG (${describeHead(bytes)})`);
   let bitmap: ImageBitmap;
   try {
     bitmap = await g.createImageBitmap(new Blob([bytes as BlobPart]), { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   } catch (e) {
-    throw new Error(`decodeImageAsync: cannot decode image ${source}: ${(e as Error).message}`);
+    throw new Error(`decodeImage: cannot decode image ${source}: ${(e as Error).message}`);
   }
   const canvas = new g.OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext('2d');
-  if (!ctx) throw new Error(`decodeImageAsync: no 2d context for ${source}`);
+  if (!ctx) throw new Error(`decodeImage: no 2d context for ${source}`);
   ctx.drawImage(bitmap, 0, 0);
   const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
   bitmap.close();

@@ -7,10 +7,12 @@
 // tri(x) = max(0, 1 − |x|), normalised to sum 1. Applied separably (horizontal, then vertical).
 //
 // Two arithmetic modes:
-//  - 'float' (default): the formula in float64 on values in [0,1] — torchvision's Resize on float tensors.
-//  - 'pil': PIL's 8-bit path, which the authors' pipeline actually used (they resize PIL images):
-//    22-bit fixed-point coefficients, a horizontal pass rounded and clipped to uint8, then a vertical
-//    pass rounded and clipped to uint8. Use it to feed the authors' checkpoints exactly what they saw.
+//  - 'pil' (default): PIL's 8-bit path, which the authors' pipeline used (torchvision's Resize on
+//    PIL images): 22-bit fixed-point coefficients, a horizontal pass rounded and clipped to uint8,
+//    then a vertical pass rounded and clipped to uint8. With libjpeg-turbo decoding (images.ts)
+//    this gives the authors' input tensors exactly (tests/preprocess-oracle.test.ts).
+//  - 'float': the formula in float64 on values in [0,1] — torchvision's Resize on float tensors.
+//    Within one level of 'pil'; kept as the reference the 8-bit path is tested against.
 
 import type { RGBImage } from './images.ts';
 
@@ -24,6 +26,7 @@ export interface PreprocessOptions {
   crop: number;
   mean?: readonly [number, number, number];
   std?: readonly [number, number, number];
+  /** 'pil' (default): PIL's 8-bit resize, as the authors' pipeline; 'float': float64 resize. */
   mode?: 'float' | 'pil';
 }
 
@@ -190,7 +193,7 @@ export function preprocessInto(img: RGBImage, opts: PreprocessOptions, out: Floa
   const [rh, rw] = resizedSize(img.height, img.width, resize);
   let pixels: ArrayLike<number>;
   let scaleTo01: number;
-  if ((opts.mode ?? 'float') === 'pil') {
+  if ((opts.mode ?? 'pil') === 'pil') {
     pixels = rh === img.height && rw === img.width ? img.data : resizePil(img, rh, rw).data;
     scaleTo01 = 1 / 255;
   } else {

@@ -19,7 +19,7 @@ export async function generateCommand(args: string[]): Promise<void> {
   const { weights: w, tokenizer } = await readModel(ckPath, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
   const cfg = w.cfg;
   const maxLen = a.num('max-len', 'optional') ?? cfg.text_seq_len;
-  const rgb = decodeImage(await readFileBytes(imagePath), imagePath);
+  const rgb = await decodeImage(await readFileBytes(imagePath), imagePath);
   const pixels = preprocess(rgb, { resize: cfg.resize_size ?? cfg.image_size, crop: cfg.image_size });
   const image = fromData(pixels, [1, 3, cfg.image_size, cfg.image_size], 'f32', 'image');
   const enc = new TextEncoder();
