@@ -20,11 +20,22 @@ export interface Runtime {
 
 let rt: Runtime | null = null;
 
+export interface InitOptions {
+  /**
+   * Kernel autotuning (src/graph/tuner.ts): 'off' (default for the library: hand-picked kernels),
+   * 'cached' (use measured choices, measure what is missing within a budget), 'full' (measure
+   * again), or the full options (budget, cache folder, progress log).
+   */
+  tune?: import('./tuner.ts').TuneMode | import('./tuner.ts').TuneOptions;
+}
+
 /** Acquires the GPU once; every op needs it. */
-export async function init(): Promise<Runtime> {
-  if (rt && !rt.gpu.lost) return rt;
-  const gpu = await getGpu();
-  rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device) };
+export async function init(opts: InitOptions = {}): Promise<Runtime> {
+  if (!rt || rt.gpu.lost) {
+    const gpu = await getGpu();
+    rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device) };
+  }
+  if (opts.tune !== undefined) await (await import('./tuner.ts')).configureTuning(opts.tune);
   return rt;
 }
 
@@ -160,11 +171,18 @@ export let lastStats: StepStats = { nodes: 0, dispatches: 0, submissions: 0, pea
 
 let queue: Promise<unknown> = Promise.resolve();
 
+/** Runs after each realize, outside the realize queue (the tuner measures kernels met for the first time). */
+let afterRealize: (() => Promise<unknown>) | null = null;
+export function setAfterRealize(fn: (() => Promise<unknown>) | null): void {
+  afterRealize = fn;
+}
+
 /** Computes `targets` (and runs `effects`), all in one command buffer. Targets stay realized. */
 export function realize(targets: Tensor[], opts: RealizeOptions = {}): Promise<StepStats> {
   const run = queue.then(() => realizeNow(targets, opts));
   queue = run.catch(() => undefined);
-  return run;
+  const after = afterRealize;
+  return after ? run.then(async (s) => (await after(), s)) : run;
 }
 
 interface Recorded {

@@ -1,8 +1,10 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
 import { makeNode, type Tensor } from '../tensor.ts';
+import { dispose, fromData } from '../runtime.ts';
+import { registerTunable } from '../tuner.ts';
 import { assertFloat } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { matmulFamily, matmulLaunch, matmulParams } from '../kernels/matmul.ts';
+import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams } from '../kernels/matmul.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
 
@@ -76,3 +78,33 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   return reshape(y, [...lead, w.shape[0]]);
 }
 
+
+/** Inputs in [-1, 1] from a fixed seed (tuning trials). */
+export function trialData(n: number, seed: number): Float32Array {
+  let x = seed >>> 0 || 1;
+  return Float32Array.from({ length: n }, () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return ((x >>> 0) / 4294967296) * 2 - 1;
+  });
+}
+
+registerTunable<MatmulGeometry>({
+  family: matmulFamily,
+  trial(g) {
+    const { M, N, K, batch, transA, transB } = g;
+    const a = fromData(trialData(batch * M * K, 1), transA ? [batch, K, M] : [batch, M, K]).keep();
+    const b = fromData(trialData(batch * K * N, 2), transB ? [batch, N, K] : [batch, K, N]).keep();
+    const bias = g.bias ? fromData(trialData(N, 3), [N]).keep() : undefined;
+    return {
+      op: 'matmul',
+      build: () => matmul(a, b, { transA, transB, bias }),
+      // Each result is within γ_{K+1}·(Σ|a||b| + |bias|) ≤ γ_{K+1}·(K+1) of the exact value
+      // (|inputs| ≤ 1), whatever the summation order, so two configurations differ by ≤ twice that.
+      tolerance: 2 * (((K + 1) * 2 ** -24) / (1 - (K + 1) * 2 ** -24)) * (K + 1),
+      flops: 2 * batch * M * N * K,
+      dispose: () => dispose(a, b, bias),
+    };
+  },
+});

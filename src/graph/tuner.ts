@@ -1,0 +1,422 @@
+// The autotuner: the first time a (family, geometry class, adapter) is met, time the family's
+// candidate configurations on this adapter, keep the fastest whose output matches the hand-picked
+// configuration's within the family's tolerance, and cache the choice on disk (Deno: JSON in the
+// user's cache directory) or in OPFS (browsers), keyed by adapter + driver and project version.
+//
+// Modes: 'off' (hand-picked kernels, nothing measured), 'cached' (use the cache; tune what is
+// missing after each realize, within the time budget), 'full' (re-measure every class met, also
+// those cached). Geometry classes are sizes bucketed to powers of two (Burn/CubeCL's rule), so a
+// model meets a few dozen classes; candidates are pruned per family before timing.
+import { SHADER_SOURCES } from '../gpu/shader-sources.ts';
+import { type KernelFamily, misses, setRecordMisses, setTuned, tunedChoice, withTrial } from './kernels/catalogue.ts';
+import { dispose, lastProfile, read, realize, runtime, setAfterRealize } from './runtime.ts';
+import type { Tensor } from './tensor.ts';
+
+export type TuneMode = 'off' | 'cached' | 'full';
+
+/** Bump with package.json's version: cached choices of another version are ignored. */
+export const PROJECT_VERSION = '0.1.0';
+const CACHE_FORMAT = 'micar-tune';
+
+export interface TuneOptions {
+  mode?: TuneMode;
+  /** Seconds of measuring allowed per tuning pass (default 30; `micar tune` uses more). */
+  budgetS?: number;
+  /** Folder of the cache file (Deno). Default $MICAR_CACHE_DIR, $XDG_CACHE_HOME/micar or ~/.cache/micar. */
+  cacheDir?: string;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+/** A geometry made runnable: inputs in [-1, 1] and the op built on them. */
+export interface Trial {
+  /** The op's node name (its timestamp-query entry). */
+  op: string;
+  /** Builds the op's output on the trial inputs (called inside the family's trial). */
+  build(): Tensor;
+  /** Largest allowed |candidate − reference| per element for these inputs (an error bound). */
+  tolerance: number;
+  /** Useful floating-point operations per build (for reports). */
+  flops: number;
+  dispose(): void;
+}
+
+export interface Tunable<G> {
+  family: KernelFamily<G, unknown>;
+  trial(g: G): Trial;
+}
+
+const tunables = new Map<string, Tunable<unknown>>();
+
+/** Declares a family tunable (ops files register theirs). */
+export function registerTunable<G>(t: Tunable<G>): void {
+  tunables.set(t.family.name, t as Tunable<unknown>);
+}
+
+export function tunableFamilies(): Tunable<unknown>[] {
+  return [...tunables.values()];
+}
+
+export interface TuneEntry {
+  config: string;
+  /** Best ms per op of the chosen configuration and of the hand pick, when measured. */
+  ms: number;
+  handMs: number;
+  hand: string;
+  /** Hash of the family's WGSL when measured: a changed kernel is measured again. */
+  src: string;
+  /** The geometry measured (for `micar tune` reports). */
+  geometry?: unknown;
+}
+
+interface CacheFile {
+  format: string;
+  project: string;
+  adapter: string;
+  entries: Record<string, TuneEntry>;
+}
+
+interface State {
+  mode: TuneMode;
+  budgetS: number;
+  cacheDir?: string;
+  log: (line: string) => void;
+  entries: Map<string, TuneEntry>;
+  loaded: boolean;
+  dirty: boolean;
+  busy: boolean;
+  /** Measured classes this process (full mode re-measures each once). */
+  measured: Set<string>;
+  /** Classes given up on this process (budget spent mid-way, failed trial). */
+  skipped: Set<string>;
+  /** Where the cache lives, for messages. */
+  where: string;
+}
+
+const state: State = { mode: 'off', budgetS: 30, log: () => {}, entries: new Map(), loaded: false, dirty: false, busy: false, measured: new Set(), skipped: new Set(), where: '' };
+
+/** FNV-1a, 32 bits, as 8 hex digits (cache file names and kernel-source fingerprints). */
+export function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+function sourceHash(family: string): string {
+  const src = SHADER_SOURCES[family] ?? '';
+  const libs = Object.keys(SHADER_SOURCES).filter((k) => k.startsWith('lib/')).sort().map((k) => SHADER_SOURCES[k]).join('\n');
+  return fnv1a(src + libs);
+}
+
+// ---- storage ------------------------------------------------------------------------------------
+
+interface DenoLike {
+  env: { get(k: string): string | undefined };
+  readTextFile(p: string): Promise<string>;
+  writeTextFile(p: string, s: string): Promise<void>;
+  rename(a: string, b: string): Promise<void>;
+  mkdir(p: string, o?: { recursive?: boolean }): Promise<void>;
+  remove(p: string): Promise<void>;
+}
+const deno = (globalThis as { Deno?: DenoLike }).Deno;
+
+/** The cache file's folder in Deno (null in browsers). */
+export function defaultCacheDir(): string | null {
+  if (!deno) return null;
+  const env = (k: string) => deno.env.get(k);
+  const dir = env('MICAR_CACHE_DIR') ?? (env('XDG_CACHE_HOME') ? `${env('XDG_CACHE_HOME')}/micar` : env('HOME') ? `${env('HOME')}/.cache/micar` : null);
+  return dir;
+}
+
+function cacheName(): string {
+  return `tune-${fnv1a(runtime().profile.key)}.json`;
+}
+
+/** Path (Deno) or OPFS name (browser) of this adapter's cache. */
+export function cachePath(): string {
+  const dir = state.cacheDir ?? defaultCacheDir();
+  return dir ? `${dir}/${cacheName()}` : `opfs:micar/${cacheName()}`;
+}
+
+async function opfsDir(): Promise<FileSystemDirectoryHandle | null> {
+  const storage = (globalThis as { navigator?: { storage?: { getDirectory?: () => Promise<FileSystemDirectoryHandle> } } }).navigator?.storage;
+  if (!storage?.getDirectory) return null;
+  const root = await storage.getDirectory();
+  return root.getDirectoryHandle('micar', { create: true });
+}
+
+async function readStore(): Promise<string | null> {
+  const path = cachePath();
+  try {
+    if (!path.startsWith('opfs:')) return await deno!.readTextFile(path);
+    const dir = await opfsDir();
+    if (!dir) return null;
+    const fh = await dir.getFileHandle(cacheName());
+    return await (await fh.getFile()).text();
+  } catch (e) {
+    const name = (e as Error).name;
+    if (name === 'NotFound' || name === 'NotFoundError') return null;
+    throw e;
+  }
+}
+
+async function writeStore(text: string): Promise<void> {
+  const path = cachePath();
+  if (!path.startsWith('opfs:')) {
+    // Atomic: write beside, then rename over (a crash leaves the old file or the new one).
+    await deno!.mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+    const tmp = `${path}.${fnv1a(String(Math.random()))}.tmp`;
+    await deno!.writeTextFile(tmp, text);
+    await deno!.rename(tmp, path);
+    return;
+  }
+  const dir = await opfsDir();
+  if (!dir) return;
+  const fh = await dir.getFileHandle(cacheName(), { create: true });
+  const w = await (fh as FileSystemFileHandle & { createWritable(): Promise<{ write(s: string): Promise<void>; close(): Promise<void> }> }).createWritable();
+  await w.write(text);
+  await w.close();
+}
+
+/**
+ * Loads this adapter's cached choices. A file for another adapter or project version is
+ * ignored (and replaced at the next save); a corrupt file is reported and rebuilt, never trusted.
+ */
+async function loadCache(): Promise<void> {
+  state.loaded = true;
+  state.where = cachePath();
+  let text: string | null;
+  try {
+    text = await readStore();
+  } catch (e) {
+    state.log(`tune cache ${state.where} unreadable (${(e as Error).message}): starting empty`);
+    return;
+  }
+  if (text === null) return;
+  const key = runtime().profile.key;
+  let file: CacheFile;
+  try {
+    file = JSON.parse(text);
+    if (!file || typeof file !== 'object' || file.format !== CACHE_FORMAT || typeof file.entries !== 'object' || file.entries === null || Array.isArray(file.entries))
+      throw new Error(`not a ${CACHE_FORMAT} file`);
+  } catch (e) {
+    console.warn(`micar: tune cache ${state.where} is corrupt (${(e as Error).message}): ignored, it will be rebuilt`);
+    state.dirty = true;
+    return;
+  }
+  if (file.adapter !== key || file.project !== PROJECT_VERSION) {
+    state.log(`tune cache ${state.where} is for ${file.adapter !== key ? `another adapter (${file.adapter})` : `version ${file.project}`}: ignored`);
+    state.dirty = true;
+    return;
+  }
+  for (const [id, e] of Object.entries(file.entries)) {
+    const [family, bucket] = [id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1)];
+    const t = tunables.get(family);
+    const ok = t && e && typeof e.config === 'string' && t.family.parseConfig(e.config) !== null && typeof e.src === 'string';
+    if (!ok) {
+      console.warn(`micar: tune cache ${state.where}: entry ${id} is invalid: ignored, it will be measured again`);
+      state.dirty = true;
+      continue;
+    }
+    if (e.src !== sourceHash(family)) {
+      state.dirty = true; // the kernel changed since: measure again
+      continue;
+    }
+    state.entries.set(id, e);
+    if (state.mode !== 'off') setTuned(family, bucket, e.config);
+  }
+}
+
+async function saveCache(): Promise<void> {
+  if (!state.dirty) return;
+  const file: CacheFile = { format: CACHE_FORMAT, project: PROJECT_VERSION, adapter: runtime().profile.key, entries: Object.fromEntries([...state.entries].sort(([a], [b]) => (a < b ? -1 : 1))) };
+  try {
+    await writeStore(JSON.stringify(file, null, 1) + '\n');
+    state.dirty = false;
+  } catch (e) {
+    console.warn(`micar: could not write tune cache ${state.where}: ${(e as Error).message}`);
+  }
+}
+
+// ---- configuration --------------------------------------------------------------------------
+
+/**
+ * Sets the tuning mode (the runtime must be initialised). 'off' drops tuned choices from this
+ * process; 'cached'/'full' load this adapter's cache and tune what is met after each realize.
+ */
+export async function configureTuning(opts: TuneOptions | TuneMode): Promise<void> {
+  const o = typeof opts === 'string' ? { mode: opts } : opts;
+  if (o.mode && !['off', 'cached', 'full'].includes(o.mode)) throw new Error(`tune mode must be off, cached or full, got ${JSON.stringify(o.mode)}`);
+  const dirChanged = o.cacheDir !== undefined && o.cacheDir !== state.cacheDir;
+  state.mode = o.mode ?? state.mode;
+  state.budgetS = o.budgetS ?? state.budgetS;
+  if (o.cacheDir !== undefined) state.cacheDir = o.cacheDir;
+  if (o.log) state.log = o.log;
+  if (dirChanged) resetTuning();
+  setRecordMisses(state.mode !== 'off');
+  setAfterRealize(state.mode === 'off' ? null : tunePending);
+  if (state.mode === 'off') {
+    for (const id of state.entries.keys()) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), null);
+    return;
+  }
+  if (!state.loaded) await loadCache();
+  else for (const [id, e] of state.entries) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), e.config);
+}
+
+/** Forgets everything loaded or measured in this process (tests: simulate a restart). */
+export function resetTuning(): void {
+  for (const id of state.entries.keys()) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), null);
+  state.entries.clear();
+  state.measured.clear();
+  state.skipped.clear();
+  state.loaded = false;
+  state.dirty = false;
+  misses.clear();
+}
+
+export function tuningMode(): TuneMode {
+  return state.mode;
+}
+
+/** The cached entries (for reports and tests). */
+export function tuneEntries(): ReadonlyMap<string, TuneEntry> {
+  return state.entries;
+}
+
+// ---- measuring ------------------------------------------------------------------------------
+
+/** ms per op of `trial` under `config`: timestamp queries where the adapter has them, else wall clock. */
+async function timeConfig(tun: Tunable<unknown>, trial: Trial, config: unknown, copies: number): Promise<number> {
+  const outs = withTrial(tun.family.name, config, () => Array.from({ length: copies }, () => trial.build()));
+  const useTs = runtime().gpu.hasTimestamps;
+  const t0 = performance.now();
+  await realize(outs, { profile: useTs, label: `tune ${tun.family.name}` });
+  await runtime().device.queue.onSubmittedWorkDone();
+  const wall = (performance.now() - t0) / copies;
+  dispose(...outs);
+  // Timestamp entries are keyed op/kernel-family; a trial's graph holds only its op's nodes.
+  let ms = 0, count = 0;
+  if (useTs && lastProfile) for (const [k, v] of lastProfile) if (k.startsWith(`${trial.op}/`)) (ms += v.ms), (count += v.count);
+  return count > 0 && ms > 0 ? ms / copies : wall;
+}
+
+async function outputOf(tun: Tunable<unknown>, trial: Trial, config: unknown): Promise<Float32Array> {
+  const out = withTrial(tun.family.name, config, () => trial.build());
+  const v = (await read(out)) as Float32Array;
+  dispose(out);
+  return v;
+}
+
+export interface TuneResult {
+  id: string;
+  entry: TuneEntry;
+  /** Candidates timed and rejected (wrong output or compile failure). */
+  rejected: string[];
+  seconds: number;
+}
+
+/**
+ * Measures one geometry class now: every candidate (hand pick first) compiled, checked against
+ * the hand pick's output, timed in alternating rounds (best of rounds: the machine may be
+ * shared); the fastest correct one is kept. Stops early, keeping the best so far, past `deadline`.
+ */
+export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, deadline = Infinity): Promise<TuneResult | null> {
+  const tun = tunables.get(family.name);
+  if (!tun) throw new Error(`tune: family ${family.name} is not tunable`);
+  const t0 = performance.now();
+  const profile = runtime().profile;
+  const hand = family.handPicked(g, profile);
+  const handKey = family.configKey(hand);
+  const cands = [hand, ...family.candidates(g, profile).filter((c) => family.configKey(c) !== handKey)];
+  const trial = tun.trial(g);
+  const rejected: string[] = [];
+  try {
+    const ref = await outputOf(tun, trial, hand);
+    // First pass: compile + check each candidate, one timing; pick copies so a sample is ~10 ms.
+    const alive: { c: unknown; key: string; best: number }[] = [];
+    for (const c of cands) {
+      if (alive.length && performance.now() > deadline) break;
+      const key = family.configKey(c);
+      try {
+        const out = await outputOf(tun, trial, c);
+        let worst = 0;
+        for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(out[i] - ref[i]));
+        if (!(worst <= trial.tolerance)) {
+          rejected.push(`${key} (max |Δ| ${worst.toExponential(2)} > ${trial.tolerance.toExponential(2)})`);
+          continue;
+        }
+        alive.push({ c, key, best: await timeConfig(tun, trial, c, 1) });
+      } catch (e) {
+        rejected.push(`${key} (${(e as Error).message.split('\n')[0]})`);
+      }
+    }
+    if (!alive.length) return null;
+    const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(alive[0].best, 0.05))));
+    // Alternating rounds over the leaders (the hand pick always among them).
+    const leaders = () => [...alive].sort((a, b) => a.best - b.best).filter((x, i) => i < 3 || x.key === handKey);
+    for (let round = 0; round < 3 && performance.now() < deadline; round++) {
+      for (const x of leaders()) x.best = Math.min(x.best, await timeConfig(tun, trial, x.c, copies));
+    }
+    const handX = alive.find((x) => x.key === handKey)!;
+    let win = alive.reduce((a, b) => (b.best < a.best ? b : a));
+    // Keep the hand pick unless the winner is clearly faster (a 3% margin against timing noise).
+    if (win !== handX && !(win.best < 0.97 * handX.best)) win = handX;
+    const entry: TuneEntry = { config: win.key, ms: win.best, handMs: handX.best, hand: handKey, src: sourceHash(family.name), geometry: g };
+    return { id: `${family.name}/${family.bucket(g)}`, entry, rejected, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    trial.dispose();
+  }
+}
+
+/** Records a measured choice (used by the next encodes) and marks the cache for saving. */
+function adopt(r: TuneResult): void {
+  state.entries.set(r.id, r.entry);
+  state.measured.add(r.id);
+  state.dirty = true;
+  const [family, bucket] = [r.id.slice(0, r.id.indexOf('/')), r.id.slice(r.id.indexOf('/') + 1)];
+  setTuned(family, bucket, r.entry.config);
+}
+
+/**
+ * Tunes the geometry classes met since the last pass (runs after each realize while tuning is
+ * on), within the time budget; saves the cache. Returns the results measured.
+ */
+export async function tunePending(budgetS = state.budgetS): Promise<TuneResult[]> {
+  if (state.busy || state.mode === 'off' || !misses.size) return [];
+  state.busy = true;
+  const done: TuneResult[] = [];
+  try {
+    if (!state.loaded) await loadCache();
+    const deadline = performance.now() + budgetS * 1000;
+    for (const [id, m] of [...misses]) {
+      misses.delete(id);
+      if (state.skipped.has(id) || (state.mode !== 'full' && state.entries.has(id)) || state.measured.has(id)) continue;
+      if (!tunables.has(m.family.name)) continue;
+      if (performance.now() > deadline) {
+        state.log(`tune: budget of ${budgetS} s spent; ${id} and ${misses.size} more stay hand-picked this run`);
+        for (const k of misses.keys()) if (!state.entries.has(k)) misses.delete(k);
+        break;
+      }
+      try {
+        const r = await tuneGeometry(m.family, m.geometry, deadline);
+        if (!r) {
+          state.skipped.add(id);
+          continue;
+        }
+        adopt(r);
+        done.push(r);
+        state.log(`tune ${id}: ${r.entry.config} ${r.entry.ms.toFixed(3)} ms vs hand ${r.entry.hand} ${r.entry.handMs.toFixed(3)} ms (${(r.entry.handMs / r.entry.ms).toFixed(2)}x, ${r.seconds.toFixed(1)} s)${r.rejected.length ? `; rejected ${r.rejected.join(', ')}` : ''}`);
+      } catch (e) {
+        state.skipped.add(id);
+        state.log(`tune ${id}: failed (${(e as Error).message}); keeping the hand pick`);
+      }
+    }
+    await saveCache();
+  } finally {
+    state.busy = false;
+  }
+  return done;
+}

@@ -1,0 +1,109 @@
+// The autotuner's cache: survives a restart, is ignored for another adapter or project version,
+// and a corrupt file is reported and rebuilt, never trusted. Small geometries keep it quick.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { fromData, init, read, runtime } from '../src/graph/runtime.ts';
+import { matmul } from '../src/graph/ops/matmul.ts';
+import { chooseConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
+import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
+import { cachePath, configureTuning, PROJECT_VERSION, resetTuning, tuneEntries, tunePending } from '../src/graph/tuner.ts';
+import { matmulRef } from './ref/cpu.ts';
+import { expectWithin, gamma, rng } from './util.ts';
+
+declare const Deno: {
+  makeTempDir(): Promise<string>;
+  readTextFile(p: string): Promise<string>;
+  writeTextFile(p: string, s: string): Promise<void>;
+  remove(p: string, o?: { recursive?: boolean }): Promise<void>;
+};
+
+let dir = '';
+const lines: string[] = [];
+beforeAll(async () => {
+  await init();
+  dir = await Deno.makeTempDir();
+});
+afterAll(async () => {
+  await configureTuning({ mode: 'off' });
+  resetTuning();
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** A matmul met in a realize (the tuner measures its class right after). */
+async function meet(M: number, N: number, K: number): Promise<void> {
+  const R = rng(`tuner ${M}x${N}x${K}`);
+  const A = R.randn(M * K), B = R.randn(N * K);
+  const c = matmul(fromData(A, [M, K]), fromData(B, [N, K]), { transB: true });
+  const out = await read(c);
+  // Whatever was chosen, the product is right (γ_K · Σ|a||b| per element).
+  const mag = matmulRef(A.map(Math.abs), B.map(Math.abs), M, N, K, false, true);
+  expectWithin(out, matmulRef(A, B, M, N, K, false, true), (i) => gamma(K) * mag[i] + 1e-30, 'tuned matmul');
+}
+
+const geom: MatmulGeometry = { M: 24, N: 40, K: 16, batch: 1, transA: false, transB: true, bias: false };
+const id = `matmul/${matmulFamily.bucket(geom)}`;
+
+describe('autotuner cache', () => {
+  it('measures a class met for the first time, caches it, and a restart uses the file', async () => {
+    await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60, log: (l) => lines.push(l) });
+    await meet(geom.M, geom.N, geom.K);
+    console.log(lines.join('\n'));
+    const e = tuneEntries().get(id);
+    expect(e, `entry ${id}`).toBeDefined();
+    expect(matmulFamily.parseConfig(e!.config)).not.toBeNull();
+    expect(e!.ms).toBeGreaterThan(0);
+    const file = JSON.parse(await Deno.readTextFile(cachePath()));
+    expect(file.adapter).toBe(runtime().profile.key);
+    expect(file.project).toBe(PROJECT_VERSION);
+    expect(file.entries[id].config).toBe(e!.config);
+    // Restart: nothing in memory, the file gives the same choice without measuring.
+    resetTuning();
+    expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBeUndefined();
+    await configureTuning({ mode: 'cached', cacheDir: dir });
+    expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBe(e!.config);
+    expect(matmulFamily.configKey(chooseConfig(matmulFamily, geom, runtime().profile))).toBe(e!.config);
+    await meet(geom.M, geom.N, geom.K);
+    expect(await tunePending()).toEqual([]);
+  });
+
+  it('ignores a cache written for another adapter or project version', async () => {
+    const path = cachePath();
+    const good = JSON.parse(await Deno.readTextFile(path));
+    for (const bad of [{ ...good, adapter: 'some other GPU|driver 1' }, { ...good, project: '0.0.1' }]) {
+      await Deno.writeTextFile(path, JSON.stringify(bad));
+      resetTuning();
+      lines.length = 0;
+      await configureTuning({ mode: 'cached', cacheDir: dir });
+      expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBeUndefined();
+      expect(lines.join('\n')).toMatch(/ignored/);
+    }
+  });
+
+  it('reports a corrupt cache file, never trusts it, and rebuilds it', async () => {
+    const path = cachePath();
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      for (const corrupt of ['{"format":"micar-tune", "entries": {"matmul/x": ', '[1,2,3]', JSON.stringify({ format: 'micar-tune', project: PROJECT_VERSION, adapter: runtime().profile.key, entries: { [id]: { config: 'register:8x3x8', ms: 1, handMs: 1, hand: 'x', src: 'x' } } })]) {
+        await Deno.writeTextFile(path, corrupt);
+        resetTuning();
+        warn.mockClear();
+        await configureTuning({ mode: 'cached', cacheDir: dir });
+        expect(warn.mock.calls.map((c) => String(c[0])).join('\n')).toMatch(/corrupt|invalid/);
+        expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBeUndefined();
+      }
+      // Met again: measured again and the file is whole again.
+      await meet(geom.M, geom.N, geom.K);
+      const file = JSON.parse(await Deno.readTextFile(path));
+      expect(matmulFamily.parseConfig(file.entries[id].config)).not.toBeNull();
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("'off' uses the hand-picked kernels and measures nothing", async () => {
+    await configureTuning({ mode: 'off' });
+    const hand = matmulFamily.configKey(matmulFamily.handPicked(geom, runtime().profile));
+    expect(matmulFamily.configKey(chooseConfig(matmulFamily, geom, runtime().profile))).toBe(hand);
+    await meet(40, 72, 8);
+    expect(await tunePending()).toEqual([]);
+  });
+});
