@@ -159,8 +159,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: [...TRAIN_OPTIONS, ...DATA_OPTIONS, ...CONFIG_OVERRIDES],
   },
   eval: {
-    summary: 'score a model on the test split beside two baselines',
-    options: [...MODEL_SOURCE, ...DATA_OPTIONS],
+    summary: 'score a model on the test split beside two baselines; writes predictions.csv and metrics.json',
+    options: [
+      ...MODEL_SOURCE, ...DATA_OPTIONS,
+      { name: 'out', type: 'string', default: 'runs/eval', meta: 'DIR', help: 'where predictions.csv (image_id, actual_report, generated_report) and metrics.json go' },
+    ],
   },
   generate: {
     summary: 'write the report for one image',

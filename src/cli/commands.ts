@@ -9,6 +9,7 @@ import { type MicarConfig, normaliseConfig } from '../model/config.ts';
 import { train } from '../train/trainer.ts';
 import { prepareExamples } from '../train/data.ts';
 import { joinPath } from '../data/fs.ts';
+import { writeCsv } from '../data/csv.ts';
 import { pixelsOf } from '../train/batches.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
 import { readModel } from '../model/load.ts';
@@ -184,6 +185,22 @@ export async function evaluateTest(
   return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary };
 }
 
+/** Columns of predictions.csv: the authors' gen_reports.csv (actual_report, generated_report) with the image id first. */
+export const PREDICTION_COLUMNS = ['image_id', 'actual_report', 'generated_report'] as const;
+
+/**
+ * Writes `predictions.csv` (one row per test image: id, the reference the metrics score against,
+ * the model's report) and `metrics.json` (the model's and the baselines' scores) to `out`.
+ */
+export async function writeEvalOutputs(out: string, test: EvalExample[], r: EvalResult, g: GroundingSummary | null, about: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  await Deno.mkdir(out, { recursive: true });
+  const rows = test.map((e, i) => [e.id, e.report, r.predictions[i]]);
+  await writeFileAtomic(joinPath(out, 'predictions.csv'), new TextEncoder().encode(writeCsv(PREDICTION_COLUMNS, rows)));
+  const metrics = { eval: 'test', n: r.predictions.length, ...about, test: { ...r.test, grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null }, baselines: r.baselines };
+  await writeFileAtomic(joinPath(out, 'metrics.json'), new TextEncoder().encode(JSON.stringify(metrics, null, 1) + '\n'));
+  return metrics;
+}
+
 export async function evalCommand(argv: string[]): Promise<void> {
   const a = parseCommand('eval', argv);
   await init();
@@ -191,7 +208,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
   const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
-  console.log(JSON.stringify({ eval: 'test', n: r.predictions.length, test: { ...r.test, grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null }, baselines: r.baselines }));
+  const out = a.str('out');
+  const metrics = await writeEvalOutputs(out, data.test, r, g, { checkpoint: a.str('checkpoint'), data: a.str('data') });
+  console.log(`predictions: ${joinPath(out, 'predictions.csv')}; metrics: ${joinPath(out, 'metrics.json')}`);
+  console.log(JSON.stringify(metrics));
 }
 
 /** The README's main job: built-in dataset → train tiny → evaluate against baselines. */
@@ -206,6 +226,8 @@ export async function mainJob(argv: string[]): Promise<void> {
   const ck = (await loadCheckpoint(`${out}/best.safetensors`))!;
   const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
   console.log(metricsTable({ 'micar (tiny)': { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  await writeEvalOutputs(out, data.test, r, g, { checkpoint: `${out}/best.safetensors`, data: 'phantom' });
+  console.log(`predictions: ${out}/predictions.csv; metrics: ${out}/metrics.json`);
   const phantom = await phantomOf(data.testSamples.slice(0, 3));
   if (g) console.log(`grounding: ${(100 * g.share).toFixed(1)}% of the cross-attention mass falls inside the finding's box while its words are written, against ${(100 * g.uniform).toFixed(1)}% for uniform attention (${g.n} findings)`);
   // Attention maps for a few test images (PNG per word + one HTML page each).
