@@ -147,6 +147,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     description: 'Accepts the `train` options too (the data is always the built-in set).',
     options: patch([
       { name: 'budget', type: 'number', min: 1, default: 900, meta: 'S', help: 'wall-clock budget for the whole job' },
+      { name: 'explain-limit', type: 'int', min: 0, default: 60, meta: 'N', help: 'test images on which the explanation methods are scored (0: none)' },
       ...TRAIN_OPTIONS, ...DATA_OPTIONS.filter((o) => o.name !== 'data' && o.name !== 'roco-images'), ...CONFIG_OVERRIDES,
     ], {
       out: { default: 'runs/main' },
@@ -163,6 +164,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: [
       ...MODEL_SOURCE, ...DATA_OPTIONS,
       { name: 'out', type: 'string', default: 'runs/eval', meta: 'DIR', help: 'where predictions.csv (image_id, actual_report, generated_report) and metrics.json go' },
+      { name: 'explain-limit', type: 'int', min: 0, default: 100, meta: 'N', help: 'test images on which the explanation methods are scored (built-in data; 0: none)' },
     ],
   },
   generate: {

@@ -4,6 +4,7 @@ import { type DatasetFormat, loadDataset, loadSampleImage, type Sample } from '.
 import type { PhantomSample } from '../data/phantom.ts';
 import { attentionForPixels, attentionOutputs, evaluateGrounding, writeOutputs } from '../viz/index.ts';
 import type { GroundingSummary } from '../viz/grounding.ts';
+import { evaluateExplanations, type ExplainEvaluation, explainTable } from '../viz/explain-scores.ts';
 import { Tokenizer } from '../data/tokenizer.ts';
 import { type MicarConfig, normaliseConfig } from '../model/config.ts';
 import { train } from '../train/trainer.ts';
@@ -176,13 +177,19 @@ async function phantomOf(samples: Sample[]): Promise<PhantomSample[]> {
 export async function evaluateTest(
   ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer },
   data: { train: EvalExample[] }, test: EvalExample[], samples: Sample[],
-): Promise<{ r: EvalResult; g: GroundingSummary | null }> {
+  opts: { explainLimit?: number } = {},
+): Promise<{ r: EvalResult; g: GroundingSummary | null; explain: ExplainEvaluation | null }> {
   if (!samples.every((s) => s.meta)) {
-    return { r: scoreAgainstBaselines(await predictReports(ck.weights, ck.tokenizer, test), data.train, test), g: null };
+    return { r: scoreAgainstBaselines(await predictReports(ck.weights, ck.tokenizer, test), data.train, test), g: null, explain: null };
   }
-  const g = await evaluateGrounding(ck.weights, ck.tokenizer.tokens, await phantomOf(samples), { batch: 16 });
+  const phantom = await phantomOf(samples);
+  const g = await evaluateGrounding(ck.weights, ck.tokenizer.tokens, phantom, { batch: 16 });
   const predictions = g.tokens.map((t) => ck.tokenizer.decode(t, { stopAtEos: true }));
-  return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary };
+  // Explanation methods scored on the first `explainLimit` test images (each costs a batched
+  // forward + backward per method family, a deletion forward and the sanity model's pass).
+  const limit = opts.explainLimit ?? 100;
+  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit }) : null;
+  return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary, explain };
 }
 
 /** Columns of predictions.csv: the authors' gen_reports.csv (actual_report, generated_report) with the image id first. */
@@ -192,11 +199,14 @@ export const PREDICTION_COLUMNS = ['image_id', 'actual_report', 'generated_repor
  * Writes `predictions.csv` (one row per test image: id, the reference the metrics score against,
  * the model's report) and `metrics.json` (the model's and the baselines' scores) to `out`.
  */
-export async function writeEvalOutputs(out: string, test: EvalExample[], r: EvalResult, g: GroundingSummary | null, about: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+export async function writeEvalOutputs(out: string, test: EvalExample[], r: EvalResult, g: GroundingSummary | null, about: Record<string, unknown> = {}, explain: ExplainEvaluation | null = null): Promise<Record<string, unknown>> {
   await Deno.mkdir(out, { recursive: true });
   const rows = test.map((e, i) => [e.id, e.report, r.predictions[i]]);
   await writeFileAtomic(joinPath(out, 'predictions.csv'), new TextEncoder().encode(writeCsv(PREDICTION_COLUMNS, rows)));
-  const metrics = { eval: 'test', n: r.predictions.length, ...about, test: { ...r.test, grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null }, baselines: r.baselines };
+  const metrics = {
+    eval: 'test', n: r.predictions.length, ...about, test: { ...r.test, grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null }, baselines: r.baselines,
+    ...(explain ? { explain: explain.scores, explain_meta: { findings: explain.findings, images: explain.images, seconds: Math.round(explain.seconds * 10) / 10 } } : {}),
+  };
   await writeFileAtomic(joinPath(out, 'metrics.json'), new TextEncoder().encode(JSON.stringify(metrics, null, 1) + '\n'));
   return metrics;
 }
@@ -206,10 +216,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
   await init();
   const ck = await readModel(a.str('checkpoint'), { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
   const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
-  const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
+  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit') });
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
+  if (explain) console.log(explainTable(explain));
   const out = a.str('out');
-  const metrics = await writeEvalOutputs(out, data.test, r, g, { checkpoint: a.str('checkpoint'), data: a.str('data') });
+  const metrics = await writeEvalOutputs(out, data.test, r, g, { checkpoint: a.str('checkpoint'), data: a.str('data') }, explain);
   console.log(`predictions: ${joinPath(out, 'predictions.csv')}; metrics: ${joinPath(out, 'metrics.json')}`);
   console.log(JSON.stringify(metrics));
 }
@@ -224,9 +235,10 @@ export async function mainJob(argv: string[]): Promise<void> {
   const timeBudgetS = Math.max(30, budget * 0.76 - (Date.now() - t0) / 1000);
   const { data } = await trainWith(a, { timeBudgetS: Math.min(timeBudgetS, a.num('time-budget', 'optional') ?? Infinity), dataDirDefault: `${out}/data` });
   const ck = (await loadCheckpoint(`${out}/best.safetensors`))!;
-  const { r, g } = await evaluateTest(ck, data, data.test, data.testSamples);
+  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit') });
   console.log(metricsTable({ 'micar (tiny)': { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
-  await writeEvalOutputs(out, data.test, r, g, { checkpoint: `${out}/best.safetensors`, data: 'phantom' });
+  if (explain) console.log(explainTable(explain));
+  await writeEvalOutputs(out, data.test, r, g, { checkpoint: `${out}/best.safetensors`, data: 'phantom' }, explain);
   console.log(`predictions: ${out}/predictions.csv; metrics: ${out}/metrics.json`);
   const phantom = await phantomOf(data.testSamples.slice(0, 3));
   if (g) console.log(`grounding: ${(100 * g.share).toFixed(1)}% of the cross-attention mass falls inside the finding's box while its words are written, against ${(100 * g.uniform).toFixed(1)}% for uniform attention (${g.n} findings)`);
@@ -245,5 +257,6 @@ export async function mainJob(argv: string[]): Promise<void> {
     wall_s: Math.round((Date.now() - t0) / 100) / 10,
     test: { ...pick(r.test), grounding: g?.share ?? null, grounding_uniform: g?.uniform ?? null },
     baselines: { most_frequent: { ...pick(r.baselines.most_frequent), grounding: null }, nearest_neighbour: { ...pick(r.baselines.nearest_neighbour), grounding: null } },
+    ...(explain ? { explain: explain.scores, explain_meta: { findings: explain.findings, images: explain.images, seconds: Math.round(explain.seconds * 10) / 10 } } : {}),
   }));
 }

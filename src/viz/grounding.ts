@@ -66,11 +66,7 @@ export function groundingScore(
   const grid = opts.grid ?? (isTrace(maps) ? maps.grid : GRID);
   const nMaps = isTrace(maps) ? maps.cross.length : maps.length;
   if (nMaps < tokens.length) throw new Error(`groundingScore: ${nMaps} attention maps for ${tokens.length} generated tokens`);
-  const words = tokens.map((id, i) => {
-    const w = vocab[id];
-    if (w === undefined) throw new Error(`groundingScore: token id ${id} at position ${i} is outside the vocabulary (${vocab.length})`);
-    return w;
-  });
+  const words = wordsOf(tokens, vocab);
   const density = new Map<number, Float64Array>();
   const densityOf = (i: number): Float64Array => {
     let d = density.get(i);
@@ -82,16 +78,9 @@ export function groundingScore(
     density.set(i, d);
     return d;
   };
-  const sents = sentences(words).map((s) => ({ ...s, location: parseFindings(s.text).findings[0]?.location }));
-  const used = new Set<number>();
   const perFinding: GroundingResult['perFinding'] = [];
-  for (const f of truth) {
+  for (const { finding: f, sentence: s } of matchFindings(words, truth)) {
     const [x0, y0, x1, y1] = f.box;
-    if (!(x0 < x1 && y0 < y1)) throw new Error(`groundingScore: empty box [${f.box}] for the finding at ${f.location}`);
-    const k = sents.findIndex((s, j) => !used.has(j) && s.location === f.location);
-    if (k < 0) continue;
-    used.add(k);
-    const s = sents[k];
     let share = 0;
     for (const i of s.words) {
       const d = densityOf(i);
@@ -110,6 +99,64 @@ export function groundingScore(
     n,
     perFinding,
   };
+}
+
+/**
+ * Pairs each true finding with the first unused generated sentence that reports a finding at its
+ * location (findings the report misses are left out). `words`: the generated words.
+ */
+export function matchFindings<F extends GroundingFinding>(words: readonly string[], truth: readonly F[]): { finding: F; sentence: Sentence }[] {
+  const sents = sentences(words).map((s) => ({ ...s, location: parseFindings(s.text).findings[0]?.location }));
+  const used = new Set<number>();
+  const out: { finding: F; sentence: Sentence }[] = [];
+  for (const f of truth) {
+    const [x0, y0, x1, y1] = f.box;
+    if (!(x0 < x1 && y0 < y1)) throw new Error(`groundingScore: empty box [${f.box}] for the finding at ${f.location}`);
+    const k = sents.findIndex((s, j) => !used.has(j) && s.location === f.location);
+    if (k < 0) continue;
+    used.add(k);
+    out.push({ finding: f, sentence: { words: sents[k].words, text: sents[k].text } });
+  }
+  return out;
+}
+
+/**
+ * Pointing game: 1 when the map's maximum lies inside the box [x0,x1)×[y0,y1) (pixels whose
+ * centre is inside); with tied maxima, the share of them inside (the expected hit when a tie is
+ * broken at random, so a uniform map scores the box's area share).
+ */
+export function pointingHit(map: ArrayLike<number>, width: number, height: number, box: Box): number {
+  if (map.length !== width * height) throw new Error(`pointingHit: ${map.length} values for ${width}×${height}`);
+  let best = -Infinity, n = 0, inside = 0;
+  const [x0, y0, x1, y1] = box;
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const v = map[y * width + x];
+      if (v < best) continue;
+      if (v > best) {
+        best = v;
+        n = 0;
+        inside = 0;
+      }
+      n++;
+      if (x + 0.5 >= x0 && x + 0.5 < x1 && y + 0.5 >= y0 && y + 0.5 < y1) inside++;
+    }
+  return n ? inside / n : 0;
+}
+
+/** Share of a non-negative map's total inside the box (0 for an all-zero map). */
+export function massShare(map: ArrayLike<number>, width: number, height: number, box: Box): number {
+  let total = 0;
+  for (let i = 0; i < map.length; i++) total += map[i];
+  return total > 0 ? massInBox(map, width, height, box) / total : 0;
+}
+
+/** Indices of the ⌈frac·n⌉ largest values (ties: lower index first). */
+export function topFraction(map: ArrayLike<number>, frac: number): number[] {
+  const n = map.length, k = Math.ceil(frac * n);
+  const idx = Array.from({ length: n }, (_, i) => i);
+  idx.sort((a, b) => map[b] - map[a] || a - b);
+  return idx.slice(0, k);
 }
 
 export interface GroundingSummary {
@@ -132,6 +179,15 @@ export function aggregateGrounding(results: readonly Pick<GroundingResult, 'shar
     uniform += r.uniform * r.n;
   }
   return { share: n ? share / n : NaN, uniform: n ? uniform / n : NaN, ratio: n ? share / uniform : NaN, n, reports: results.length };
+}
+
+/** Generated ids → words; an id outside the vocabulary is an error naming its position. */
+export function wordsOf(tokens: readonly number[], vocab: readonly string[]): string[] {
+  return tokens.map((id, i) => {
+    const w = vocab[id];
+    if (w === undefined) throw new Error(`token id ${id} at position ${i} is outside the vocabulary (${vocab.length})`);
+    return w;
+  });
 }
 
 function isTrace(m: unknown): m is AttentionTrace {

@@ -26,6 +26,8 @@ export * from './colormap.ts';
 export * from './heatmap.ts';
 export * from './experts.ts';
 export * from './grounding.ts';
+export * from './explain.ts';
+export * from './explain-scores.ts';
 export * from './page.ts';
 export * from './png.ts';
 

@@ -1,0 +1,238 @@
+// How well each explanation method points at the finding, on the built-in phantom data where
+// every finding's box is known. For each true finding the generated report mentions at its
+// location, the method's per-word maps (normalised to sum 1 at pixel resolution) are averaged over
+// the words of that sentence, and scored:
+//   mass_in_box    share of the map inside the box;
+//   pointing       the map's maximum falls inside the box (ties shared; see pointingHit);
+//   deletion_drop  the sentence's mean word probability (teacher-forced on the generated report)
+//                  minus the same with the 10% most-attributed pixels set to the mean colour
+//                  (0 after normalisation); random_drop: the same for a random 10% of the pixels.
+// Controls scored the same way: `uniform` (constant map; its deletion masks the random 10%),
+// `random` (i.i.d. uniform pixel values), `centre` (a Gaussian blob at the image centre,
+// σ = S/16: "always point at the middle"). Sanity check (Adebayo et al. 2018): each method again
+// on the model with every weight re-initialised (Weights.init, other seed), explaining the same
+// words; a method that scores as well there shows the image, not the model.
+import { dispose, fromData, read } from '../graph/runtime.ts';
+import { Forward } from '../model/context.ts';
+import { decodeText, decoderMask, encodeImage } from '../model/micar.ts';
+import { Weights } from '../model/weights.ts';
+import { mulberry32 } from '../graph/ops/random.ts';
+import { generate } from '../generate/decode.ts';
+import { preprocess } from '../data/preprocess.ts';
+import type { PhantomSample } from '../data/phantom.ts';
+import { attentionDensity, GRID, upsample } from './heatmap.ts';
+import { type Box, massShare, matchFindings, pointingHit, topFraction, wordsOf } from './grounding.ts';
+import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, explainSteps } from './explain.ts';
+
+export const EXPLAIN_CONTROLS = ['uniform', 'random', 'centre'] as const;
+export type ExplainControl = (typeof EXPLAIN_CONTROLS)[number];
+
+export interface ExplainScoreRow {
+  mass_in_box: number;
+  pointing: number;
+  deletion_drop: number;
+  random_drop: number;
+  /** Methods only: the same scores on the re-initialised model. */
+  sanity_mass_in_box?: number;
+  sanity_pointing?: number;
+}
+
+export interface ExplainEvaluation {
+  /** Method or control → mean scores over the matched findings. */
+  scores: Record<string, ExplainScoreRow>;
+  findings: number;
+  images: number;
+  seconds: number;
+}
+
+export interface ExplainEvalOptions {
+  methods?: readonly ExplainMethod[];
+  /** Images scored (the first ones; default all). */
+  limit?: number;
+  /** Run the re-initialised-model sanity check (default true). */
+  sanity?: boolean;
+  /** Seed of the random maps and masks and of the re-initialised weights. */
+  seed?: number;
+  /** Fraction of pixels deleted (default 0.1). */
+  deleteFraction?: number;
+}
+
+/** A map as a density over S×S pixels (sum 1; all zero when the map is). */
+export function pixelDensity(m: Pick<ExplainMap, 'grid' | 'fine'>, S: number): Float64Array {
+  let d: Float64Array;
+  if (m.fine && m.fine.height === S && m.fine.width === S) d = Float64Array.from(m.fine.values);
+  else if (m.fine) d = upsample(m.fine.values, m.fine.height, m.fine.width, S, S, 'bilinear');
+  else d = attentionDensity(m.grid, S, S, 'bilinear', GRID);
+  let tot = 0;
+  for (let i = 0; i < d.length; i++) tot += (d[i] = Math.max(0, d[i]));
+  if (tot > 0) for (let i = 0; i < d.length; i++) d[i] /= tot;
+  return d;
+}
+
+/** Control maps over S×S pixels. */
+export function controlMap(kind: ExplainControl, S: number, rnd: () => number): Float64Array {
+  const d = new Float64Array(S * S);
+  if (kind === 'uniform') d.fill(1 / (S * S));
+  else if (kind === 'random') for (let i = 0; i < d.length; i++) d[i] = rnd();
+  else {
+    const c = (S - 1) / 2, sig = S / 16;
+    for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) d[y * S + x] = Math.exp(-((x - c) ** 2 + (y - c) ** 2) / (2 * sig * sig));
+  }
+  return d;
+}
+
+function meanOf(maps: Float64Array[]): Float64Array {
+  const out = new Float64Array(maps[0].length);
+  for (const m of maps) for (let i = 0; i < out.length; i++) out[i] += m[i] / maps.length;
+  return out;
+}
+
+/**
+ * Mean word probabilities of several pixel sets for one sequence: row r of `images` is an image
+ * (3·S·S); returns probs[r][s] for every position s < T (probability of tokens[s]).
+ */
+async function wordProbabilities(w: Weights, images: Float32Array[], tokens: readonly number[], T: number, chunk = 16): Promise<Float64Array[]> {
+  const cfg = w.cfg, S = cfg.image_size, V = cfg.vocab_size;
+  const out: Float64Array[] = [];
+  for (let i = 0; i < images.length; i += chunk) {
+    const rows = images.slice(i, i + chunk), B = rows.length;
+    const px = new Float32Array(B * 3 * S * S);
+    rows.forEach((r, j) => px.set(r, j * 3 * S * S));
+    const ids = new Int32Array(B * T);
+    for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = t === 0 ? cfg.sos_id : tokens[t - 1];
+    const image = fromData(px, [B, 3, S, S], 'f32', 'deletion_images'), idsT = fromData(ids, [B, T], 'i32', 'deletion_ids');
+    const mask = decoderMask(new Float32Array(B * T).fill(1), B, T);
+    const f = new Forward(w);
+    const dec = decodeText(f, encodeImage(f, image).out, idsT, mask);
+    try {
+      const logits = (await read(dec.logits)) as Float32Array;
+      for (let j = 0; j < B; j++) {
+        const p = new Float64Array(T);
+        for (let t = 0; t < T; t++) {
+          const row = logits.subarray((j * T + t) * V, (j * T + t + 1) * V);
+          let m = -Infinity, z = 0;
+          for (const v of row) m = Math.max(m, v);
+          for (const v of row) z += Math.exp(v - m);
+          p[t] = Math.exp(row[tokens[t]] - m) / z;
+        }
+        out.push(p);
+      }
+    } finally {
+      dispose(dec.logits, image, idsT, mask);
+    }
+  }
+  return out;
+}
+
+function disposeWeights(w: Weights): void {
+  dispose(...w.tensors.values(), ...[...w.chunked.values()].flat());
+}
+
+/**
+ * Scores every method and control on the phantom samples. `tokens[i]`: the report generated for
+ * samples[i] (greedy, as evaluation does); generated here where absent.
+ */
+export async function evaluateExplanations(w: Weights, vocab: readonly string[], samples: readonly PhantomSample[], tokens?: readonly number[][], opts: ExplainEvalOptions = {}): Promise<ExplainEvaluation> {
+  const t0 = performance.now();
+  const cfg = w.cfg, S = cfg.image_size;
+  const methods = opts.methods ?? EXPLAIN_METHODS;
+  const frac = opts.deleteFraction ?? 0.1;
+  const seed = opts.seed ?? 1234;
+  const rnd = mulberry32(seed);
+  const n = Math.min(samples.length, opts.limit ?? samples.length);
+  const names = [...methods, ...EXPLAIN_CONTROLS];
+  const acc = new Map<string, { mass: number; point: number; del: number; rand: number; sMass: number; sPoint: number }>(
+    names.map((m) => [m, { mass: 0, point: 0, del: 0, rand: 0, sMass: 0, sPoint: 0 }]),
+  );
+  const sanityW = opts.sanity === false ? null : Weights.init(cfg, (seed * 7919 + 17) >>> 0);
+  let findings = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = samples[i];
+      if (s.image.width !== S || s.image.height !== S) throw new Error(`evaluateExplanations: sample ${s.id} is ${s.image.width}×${s.image.height}; boxes are in model-input pixels, so it must be ${S}×${S}`);
+      const pixels = preprocess(s.image, { resize: S, crop: S });
+      let toks = tokens?.[i];
+      if (!toks) {
+        const image = fromData(pixels, [1, 3, S, S], 'f32', 'image');
+        try {
+          toks = (await generate(w, image)).tokens[0];
+        } finally {
+          dispose(image);
+        }
+      }
+      const matched = matchFindings(wordsOf(toks, vocab), s.findings).filter((m) => m.sentence.words.every((t) => t < cfg.text_seq_len));
+      if (!matched.length) continue;
+      const steps = [...new Set(matched.flatMap((m) => m.sentence.words))].sort((a, b) => a - b);
+      const at = new Map(steps.map((st, j) => [st, j]));
+      const maps = await explainSteps(w, pixels, toks, steps, methods);
+      const sanity = sanityW ? await explainSteps(sanityW, pixels, toks, steps, methods) : null;
+      const T = steps[steps.length - 1] + 1;
+      // Deletion images: row 0 the original, then per finding: each name's top mask, the random mask.
+      const images: Float32Array[] = [pixels];
+      const masked = (idx: number[]) => {
+        const img = Float32Array.from(pixels);
+        for (const p of idx) for (let c = 0; c < 3; c++) img[c * S * S + p] = 0;
+        return img;
+      };
+      const perFinding = matched.map((m) => {
+        const box: Box = m.finding.box;
+        const sentenceMap = (list: ExplainMap[]) => meanOf(m.sentence.words.map((st) => pixelDensity(list[at.get(st)!], S)));
+        const dens = new Map<string, Float64Array>();
+        for (const meth of methods) dens.set(meth, sentenceMap(maps.get(meth)!));
+        for (const c of EXPLAIN_CONTROLS) dens.set(c, controlMap(c, S, rnd));
+        const randomIdx = topFraction(controlMap('random', S, rnd), frac);
+        const rows = new Map<string, number>();
+        for (const name of names) {
+          rows.set(name, images.length);
+          images.push(masked(name === 'uniform' ? randomIdx : topFraction(dens.get(name)!, frac)));
+        }
+        const randomRow = images.length;
+        images.push(masked(randomIdx));
+        const sanityDens = new Map<string, Float64Array>();
+        if (sanity) for (const meth of methods) sanityDens.set(meth, sentenceMap(sanity.get(meth)!));
+        return { m, box, dens, rows, randomRow, sanityDens };
+      });
+      const probs = await wordProbabilities(w, images, toks, T);
+      const meanProb = (row: number, words: number[]) => words.reduce((a, st) => a + probs[row][st], 0) / words.length;
+      for (const f of perFinding) {
+        findings++;
+        const p0 = meanProb(0, f.m.sentence.words), pr = meanProb(f.randomRow, f.m.sentence.words);
+        for (const name of names) {
+          const a = acc.get(name)!, d = f.dens.get(name)!;
+          a.mass += massShare(d, S, S, f.box);
+          a.point += pointingHit(d, S, S, f.box);
+          a.del += p0 - meanProb(f.rows.get(name)!, f.m.sentence.words);
+          a.rand += p0 - pr;
+          const sd = f.sanityDens.get(name);
+          if (sd) {
+            a.sMass += massShare(sd, S, S, f.box);
+            a.sPoint += pointingHit(sd, S, S, f.box);
+          }
+        }
+      }
+    }
+  } finally {
+    if (sanityW) disposeWeights(sanityW);
+  }
+  const scores: Record<string, ExplainScoreRow> = {};
+  const k = findings || NaN;
+  for (const name of names) {
+    const a = acc.get(name)!;
+    const row: ExplainScoreRow = { mass_in_box: a.mass / k, pointing: a.point / k, deletion_drop: a.del / k, random_drop: a.rand / k };
+    if (sanityW && (methods as readonly string[]).includes(name)) {
+      row.sanity_mass_in_box = a.sMass / k;
+      row.sanity_pointing = a.sPoint / k;
+    }
+    scores[name] = row;
+  }
+  return { scores, findings, images: n, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** The table `micar eval` prints. */
+export function explainTable(ev: ExplainEvaluation): string {
+  const cols = ['mass_in_box', 'pointing', 'deletion_drop', 'random_drop', 'sanity_mass_in_box', 'sanity_pointing'] as const;
+  const head = `${'explanation'.padEnd(16)}${cols.map((c) => c.padStart(19)).join('')}`;
+  const fmt = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(4)).padStart(19);
+  const lines = Object.entries(ev.scores).map(([name, r]) => `${name.padEnd(16)}${cols.map((c) => fmt(r[c])).join('')}`);
+  return [head, ...lines, `(${ev.findings} findings in ${ev.images} test images; ${ev.seconds.toFixed(1)} s)`].join('\n');
+}
