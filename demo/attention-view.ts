@@ -4,11 +4,13 @@
 import type { RGBImage } from '../src/data/images.ts';
 import { type AttentionTrace, colormapLUT, type ColormapName, crossRow, type HeadSel, type LayerSel, minMax, modelView, overlayHeatmap, routingPerWord, upsample } from '../src/viz/index.ts';
 import type { MicarConfig } from '../src/model/config.ts';
-import { inputGeometry } from '../src/viz/index.ts';
+import { type ExplainMap, type ExplainMethod, inputGeometry } from '../src/viz/index.ts';
 
 /** What the canvas shows right now (tests read it back). */
 export interface RenderedMap {
   step: number;
+  /** 'attention' (the trace's cross-attention) or an explanation method. */
+  method: ExplainMethod;
   layer: LayerSel;
   head: HeadSel;
   /** The grid² attention row drawn. */
@@ -52,7 +54,29 @@ export function drawAttention(canvas: HTMLCanvasElement, display: RGBImage, tr: 
   const range = minMax(map);
   const over = overlayHeatmap(display, map, { colormap, alpha, range });
   drawImage(canvas, over);
-  return { step, layer, head, row: Array.from(row), range, alpha, size: S, colormap };
+  return { step, method: 'attention', layer, head, row: Array.from(row), range, alpha, size: S, colormap };
+}
+
+/**
+ * Draws an explanation map (src/viz/explain.ts) of word `step`: grad-attention per (layer, head)
+ * or averaged; gradcam and saliency at their finer resolution; rollout on the grid.
+ */
+export function drawExplanation(canvas: HTMLCanvasElement, display: RGBImage, m: ExplainMap, layer: LayerSel, head: HeadSel, alpha: number, colormap: ColormapName): RenderedMap {
+  const S = display.width;
+  let row: ArrayLike<number> = m.grid, g = Math.round(Math.sqrt(m.grid.length)), vals: ArrayLike<number> = m.grid;
+  if (m.perHead) {
+    const ls = layer === 'avg' ? m.perHead.map((_, l) => l) : [layer], hs = head === 'avg' ? m.perHead[0].map((_, h) => h) : [head];
+    const out = new Float64Array(m.grid.length);
+    for (const l of ls) for (const h of hs) m.perHead[l][h].forEach((v, i) => (out[i] += v / (ls.length * hs.length)));
+    row = vals = out;
+  } else if (m.fine && m.fine.height === m.fine.width) {
+    vals = m.fine.values;
+    g = m.fine.height;
+  }
+  const map = upsample(vals, g, g, S, S, 'bilinear');
+  const range = minMax(map);
+  drawImage(canvas, overlayHeatmap(display, map, { colormap, alpha, range }));
+  return { step: m.step, method: m.method, layer, head, row: Array.from(row), range, alpha, size: S, colormap };
 }
 
 /** A vertical colour bar (top = high) into a small canvas. */

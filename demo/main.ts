@@ -11,12 +11,12 @@ import { encodePng } from '../src/data/images.ts';
 import { generatePhantomSample } from '../src/data/phantom.ts';
 import type { DatasetFormat } from '../src/data/datasets.ts';
 import type { Hypothesis } from '../src/generate/decode.ts';
-import type { AttentionTrace, ColormapName, HeadSel, LayerSel } from '../src/viz/index.ts';
+import { type AttentionTrace, type ColormapName, type ExplainMap, type ExplainMethod, explainTrace, type HeadSel, type LayerSel } from '../src/viz/index.ts';
 import { loadModelFiles, newTinyModel, type DemoModel, type PickedFile, type PresetName } from './model-loader.ts';
 import { setJpegWasm } from '../src/data/jpeg.ts';
 import jpegWasmUrl from '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasm?url';
 import { generateBeam, generateGreedy, loadImage, type LoadedImage, modelPixels, traceHypothesis } from './generation.ts';
-import { displayImage, drawAttention, drawImage, drawLegend, formatWeight, type RenderedMap, routingRows } from './attention-view.ts';
+import { displayImage, drawAttention, drawExplanation, drawImage, drawLegend, formatWeight, type RenderedMap, routingRows } from './attention-view.ts';
 import { builtInData, folderData, type FolderFile, formatDuration, modelCheckpoint, type TrainData, TrainingSession } from './training.ts';
 import { drawLossChart } from './chart.ts';
 
@@ -125,7 +125,7 @@ interface AppState {
   model: DemoModel | null;
   image: (LoadedImage & { pixels: Float32Array | null; display: RGBImage | null }) | null;
   /** The shown report: tokens and their trace. */
-  report: { tokens: number[]; words: string[]; trace: AttentionTrace | null; mode: 'greedy' | 'beam'; hypotheses: Hypothesis[] } | null;
+  report: { tokens: number[]; words: string[]; trace: AttentionTrace | null; mode: 'greedy' | 'beam'; hypotheses: Hypothesis[]; explained?: Map<ExplainMethod, ExplainMap[]>; explaining?: Set<ExplainMethod> } | null;
   generating: boolean;
   step: number;
   pinned: number;
@@ -357,6 +357,28 @@ function selection(id: string): LayerSel {
   return v === 'avg' ? 'avg' : Number(v);
 }
 
+/** Computes `method`'s maps for every word of report `r` (one batched GPU pass per 8 words), then redraws. */
+async function explainReport(r: NonNullable<AppState['report']>, method: ExplainMethod): Promise<void> {
+  const m = app.model, img = app.image;
+  if (!m || !img?.pixels || r.explaining?.has(method)) return;
+  if (app.generating) {
+    setLine('attention-status', `${method}: waiting for the report to finish.`);
+    return;
+  }
+  (r.explaining ??= new Set()).add(method);
+  setLine('attention-status', `Computing ${method} maps for ${r.tokens.length} words on the GPU…`);
+  try {
+    const maps = await explainTrace(m.weights, img.pixels, r.trace?.tokens ?? r.tokens, [method]);
+    (r.explained ??= new Map()).set(method, maps.get(method)!);
+  } catch (e) {
+    setLine('attention-status', `${method} failed: ${(e as Error).message}`);
+    return;
+  } finally {
+    r.explaining.delete(method);
+  }
+  if (app.report === r && $<HTMLSelectElement>('attn-method').value === method) showStep(app.pinned >= 0 ? app.pinned : app.step);
+}
+
 /** Draws word `step`'s map with the selected layer / head, its legend and routing. */
 function showStep(step: number): void {
   const r = app.report, img = app.image;
@@ -369,11 +391,27 @@ function showStep(step: number): void {
   });
   const layer = selection('attn-layer'), head = selection('attn-head') as HeadSel;
   const alpha = Number($<HTMLInputElement>('attn-alpha').value);
-  app.rendered = drawAttention($<HTMLCanvasElement>('attention-canvas'), img.display, r.trace, step, layer, head, alpha, COLORMAP);
+  const method = $<HTMLSelectElement>('attn-method').value as ExplainMethod;
+  const lsel = $<HTMLSelectElement>('attn-layer'), hsel = $<HTMLSelectElement>('attn-head');
+  if (method !== 'attention') {
+    const maps = r.explained?.get(method);
+    if (!maps) {
+      void explainReport(r, method);
+      return;
+    }
+    if (!maps[step]) {
+      setLine('attention-status', `Word ${step} is past text_seq_len: no ${method} map.`);
+      return;
+    }
+    app.rendered = drawExplanation($<HTMLCanvasElement>('attention-canvas'), img.display, maps[step], layer, head, alpha, COLORMAP);
+    const what = method === 'grad-attention' ? `(${lsel.selectedOptions[0]?.textContent}, ${hsel.selectedOptions[0]?.textContent})` : maps[step].fine ? `at ${maps[step].fine!.height}×${maps[step].fine!.width}` : 'on the 7×7 grid';
+    setLine('attention-status', `Word ${step}: "${r.words[step]}" — ${method} ${what}, explaining the word's logit; colour scale from this map's minimum to maximum.`);
+  } else {
+    app.rendered = drawAttention($<HTMLCanvasElement>('attention-canvas'), img.display, r.trace, step, layer, head, alpha, COLORMAP);
+    setLine('attention-status', `Word ${step}: "${r.words[step]}" — cross-attention weight per image cell (${lsel.selectedOptions[0]?.textContent}, ${hsel.selectedOptions[0]?.textContent}), bilinearly upsampled; colour scale from this map's minimum to maximum.`);
+  }
   $('legend-hi').textContent = formatWeight(app.rendered.range[1]);
   $('legend-lo').textContent = formatWeight(app.rendered.range[0]);
-  const lsel = $<HTMLSelectElement>('attn-layer'), hsel = $<HTMLSelectElement>('attn-head');
-  setLine('attention-status', `Word ${step}: "${r.words[step]}" — cross-attention weight per image cell (${lsel.selectedOptions[0]?.textContent}, ${hsel.selectedOptions[0]?.textContent}), bilinearly upsampled; colour scale from this map's minimum to maximum.`);
   setPanel('attention-panel', 'ready');
   const body = $('routing').querySelector('tbody')!;
   body.replaceChildren();
@@ -468,7 +506,7 @@ async function showHypothesis(i: number): Promise<void> {
 
 function setupReport(): void {
   button('generate').addEventListener('click', () => void runGenerate());
-  for (const id of ['attn-layer', 'attn-head', 'attn-alpha']) $(id).addEventListener('input', () => showStep(app.pinned >= 0 ? app.pinned : app.step));
+  for (const id of ['attn-method', 'attn-layer', 'attn-head', 'attn-alpha']) $(id).addEventListener('input', () => showStep(app.pinned >= 0 ? app.pinned : app.step));
   drawLegend($<HTMLCanvasElement>('attention-legend'), COLORMAP);
 }
 

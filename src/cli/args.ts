@@ -147,7 +147,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     description: 'Accepts the `train` options too (the data is always the built-in set).',
     options: patch([
       { name: 'budget', type: 'number', min: 1, default: 900, meta: 'S', help: 'wall-clock budget for the whole job' },
-      { name: 'explain-limit', type: 'int', min: 0, default: 60, meta: 'N', help: 'test images on which the explanation methods are scored (0: none)' },
+      { name: 'explain-limit', type: 'int', min: 0, default: 40, meta: 'N', help: 'test images on which the explanation methods are scored (fewer when the budget runs out; 0: none)' },
       ...TRAIN_OPTIONS, ...DATA_OPTIONS.filter((o) => o.name !== 'data' && o.name !== 'roco-images'), ...CONFIG_OVERRIDES,
     ], {
       out: { default: 'runs/main' },
@@ -182,6 +182,20 @@ export const COMMANDS: Record<string, CommandSpec> = {
       ...MODEL_SOURCE, ...IMAGE_OPTIONS,
       { name: 'out', type: 'string', meta: 'DIR', required: true, help: 'where the PNGs, JSON and attention.html go' },
       { name: 'beam', type: 'int', min: 1, default: 1, aliases: ['beam_width'], meta: 'K', help: 'beam width (the best hypothesis is traced again)' },
+      { name: 'size', type: 'int', min: 1, meta: 'PX', defaultHelp: 'the image\'s size', help: 'side of the heat-map figures' },
+      { name: 'colormap', type: ['viridis', 'inferno'], default: 'viridis', help: 'heat-map colours' },
+      { name: 'method', type: ['attention', 'rollout', 'grad-attention', 'gradcam', 'saliency'], default: 'attention', help: 'what the word maps show (see micar explain)' },
+    ],
+  },
+  explain: {
+    summary: 'explain each word of a report: attention, rollout, grad-attention, gradcam, saliency maps (PNG + HTML page)',
+    options: [
+      ...MODEL_SOURCE, ...IMAGE_OPTIONS,
+      { name: 'out', type: 'string', meta: 'DIR', required: true, help: 'where the PNGs, JSON and attention.html go' },
+      { name: 'methods', type: 'string', default: 'all', meta: 'LIST', help: 'comma-separated: attention, rollout, grad-attention, gradcam, saliency (or all)' },
+      { name: 'beam', type: 'int', min: 1, default: 1, aliases: ['beam_width'], meta: 'K', help: 'beam width (the best hypothesis is explained)' },
+      { name: 'smoothgrad', type: 'int', min: 0, default: 0, meta: 'N', help: 'saliency: average over N noisy copies (SmoothGrad; 0 = plain gradient × input)' },
+      { name: 'smoothgrad-sigma', type: 'number', min: 0, default: 0.5, meta: 'S', help: 'SmoothGrad noise std on the normalised pixels' },
       { name: 'size', type: 'int', min: 1, meta: 'PX', defaultHelp: 'the image\'s size', help: 'side of the heat-map figures' },
       { name: 'colormap', type: ['viridis', 'inferno'], default: 'viridis', help: 'heat-map colours' },
     ],

@@ -177,7 +177,7 @@ async function phantomOf(samples: Sample[]): Promise<PhantomSample[]> {
 export async function evaluateTest(
   ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer },
   data: { train: EvalExample[] }, test: EvalExample[], samples: Sample[],
-  opts: { explainLimit?: number } = {},
+  opts: { explainLimit?: number; explainDeadline?: number } = {},
 ): Promise<{ r: EvalResult; g: GroundingSummary | null; explain: ExplainEvaluation | null }> {
   if (!samples.every((s) => s.meta)) {
     return { r: scoreAgainstBaselines(await predictReports(ck.weights, ck.tokenizer, test), data.train, test), g: null, explain: null };
@@ -188,7 +188,7 @@ export async function evaluateTest(
   // Explanation methods scored on the first `explainLimit` test images (each costs a batched
   // forward + backward per method family, a deletion forward and the sanity model's pass).
   const limit = opts.explainLimit ?? 100;
-  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit }) : null;
+  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit, deadline: opts.explainDeadline }) : null;
   return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary, explain };
 }
 
@@ -235,7 +235,8 @@ export async function mainJob(argv: string[]): Promise<void> {
   const timeBudgetS = Math.max(30, budget * 0.76 - (Date.now() - t0) / 1000);
   const { data } = await trainWith(a, { timeBudgetS: Math.min(timeBudgetS, a.num('time-budget', 'optional') ?? Infinity), dataDirDefault: `${out}/data` });
   const ck = (await loadCheckpoint(`${out}/best.safetensors`))!;
-  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit') });
+  // Explanation scores stop taking new images 60 s before the budget ends (the attention pages follow).
+  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit'), explainDeadline: t0 + (budget - 60) * 1000 });
   console.log(metricsTable({ 'micar (tiny)': { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
   if (explain) console.log(explainTable(explain));
   await writeEvalOutputs(out, data.test, r, g, { checkpoint: `${out}/best.safetensors`, data: 'phantom' }, explain);

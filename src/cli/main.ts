@@ -35,6 +35,7 @@ const run: Record<string, (args: string[]) => Promise<void>> = {
   smoke: async (a) => (parseCommand('smoke', a), smoke()),
   golden,
   attention: async (a) => (await import('../viz/index.ts')).attentionCommand(a),
+  explain: async (a) => (await import('../viz/index.ts')).explainCommand(a),
   generate: async (a) => (await import('../generate/command.ts')).generateCommand(a),
   export: async (a) => (await import('./export.ts')).exportCommand(a),
 };

@@ -55,6 +55,9 @@ export interface ExplainEvalOptions {
   seed?: number;
   /** Fraction of pixels deleted (default 0.1). */
   deleteFraction?: number;
+  /** Stop starting new images after this time (Date.now() ms); at least `minImages` are scored. */
+  deadline?: number;
+  minImages?: number;
 }
 
 /** A map as a density over S×S pixels (sum 1; all zero when the map is). */
@@ -145,9 +148,13 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
     names.map((m) => [m, { mass: 0, point: 0, del: 0, rand: 0, sMass: 0, sPoint: 0 }]),
   );
   const sanityW = opts.sanity === false ? null : Weights.init(cfg, (seed * 7919 + 17) >>> 0);
-  let findings = 0;
+  let findings = 0, scored = n;
   try {
     for (let i = 0; i < n; i++) {
+      if (opts.deadline !== undefined && Date.now() > opts.deadline && i >= (opts.minImages ?? 4)) {
+        scored = i;
+        break;
+      }
       const s = samples[i];
       if (s.image.width !== S || s.image.height !== S) throw new Error(`evaluateExplanations: sample ${s.id} is ${s.image.width}×${s.image.height}; boxes are in model-input pixels, so it must be ${S}×${S}`);
       const pixels = preprocess(s.image, { resize: S, crop: S });
@@ -225,7 +232,7 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
     }
     scores[name] = row;
   }
-  return { scores, findings, images: n, seconds: (performance.now() - t0) / 1000 };
+  return { scores, findings, images: scored, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** The table `micar eval` prints. */

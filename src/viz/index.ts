@@ -21,6 +21,7 @@ import { aggregateGrounding, groundingScore, type GroundingResult, type Groundin
 import { buildAttentionPageData, renderAttentionPage } from './page.ts';
 import { headLayerGridFigure, heatmapFigure, matrixFigure, modelView, Raster } from './png.ts';
 import { parseCommand } from '../cli/args.ts';
+import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps, isExplainMethod } from './explain.ts';
 
 export * from './colormap.ts';
 export * from './heatmap.ts';
@@ -134,7 +135,32 @@ export function inputGeometry(cfg: MicarConfig): { resize: number; crop: number 
  * and heads, with colour bar), word_<t>_<word>_heads.png (layer × head grid), self_attention.png;
  * attention.html; routing.json.
  */
-export function attentionOutputs(tr: AttentionTrace, vocab: readonly string[], cfg: MicarConfig, original: RGBImage, opts: { displaySize?: number; colormap?: ColormapName; title?: string; notes?: string[] } = {}): AttentionOutputs {
+export interface AttentionOutputOptions {
+  displaySize?: number;
+  colormap?: ColormapName;
+  title?: string;
+  notes?: string[];
+  /** Explanation maps (explainTrace): word_<t>_<w>_<method>.png per method, and the page's method selector. */
+  explain?: Map<ExplainMethod, ExplainMap[]>;
+  /** The method word_<t>_<w>.png shows and the page opens with (default attention). */
+  method?: ExplainMethod;
+}
+
+/** Every word of a traced report explained with `methods` (the words past text_seq_len excepted). */
+export async function explainTrace(w: Weights, pixels: Float32Array, tokens: readonly number[], methods: readonly ExplainMethod[], opts: ExplainOptions = {}): Promise<Map<ExplainMethod, ExplainMap[]>> {
+  const steps = tokens.map((_, i) => i).filter((i) => i < w.cfg.text_seq_len);
+  const grad = methods.filter((m) => m !== 'attention');
+  const out = grad.length && steps.length ? await explainSteps(w, pixels, tokens, steps, grad, opts) : new Map<ExplainMethod, ExplainMap[]>();
+  return new Map(methods.filter((m) => out.has(m)).map((m) => [m, out.get(m)!]));
+}
+
+/** The row and grid side a figure draws for an explanation map (its finer map when square). */
+function figureMap(m: ExplainMap): { row: ArrayLike<number>; grid: number; what: string } {
+  if (m.fine && m.fine.height === m.fine.width) return { row: m.fine.values, grid: m.fine.height, what: m.fine.level === 'pixels' ? 'per pixel' : `${m.fine.height}x${m.fine.width} FPN map` };
+  return { row: m.grid, grid: GRID, what: `${GRID}x${GRID} grid` };
+}
+
+export function attentionOutputs(tr: AttentionTrace, vocab: readonly string[], cfg: MicarConfig, original: RGBImage, opts: AttentionOutputOptions = {}): AttentionOutputs {
   const D = opts.displaySize ?? Math.max(224, cfg.image_size);
   const geo = inputGeometry(cfg);
   const display = modelView(original, geo.resize, geo.crop, D);
@@ -150,7 +176,17 @@ export function attentionOutputs(tr: AttentionTrace, vocab: readonly string[], c
   const pad = String(Math.max(0, words.length - 1)).length;
   words.forEach((w, t) => {
     const name = `word_${String(t).padStart(pad, '0')}_${fileWord(w)}`;
-    files.set(`${name}.png`, png(heatmapFigure(display, crossRow(tr, t), { colormap: opts.colormap, title: `${t}: ${w} (mean of layers and heads)` }).image));
+    const shown = opts.method && opts.method !== 'attention' ? opts.explain?.get(opts.method)?.[t] : undefined;
+    if (opts.method && opts.method !== 'attention' && !shown) throw new Error(`attentionOutputs: no ${opts.method} map for word ${t}`);
+    if (shown) {
+      const f = figureMap(shown);
+      files.set(`${name}.png`, png(heatmapFigure(display, f.row, { grid: f.grid, colormap: opts.colormap, title: `${t}: ${w} (${opts.method}, ${f.what})` }).image));
+    } else files.set(`${name}.png`, png(heatmapFigure(display, crossRow(tr, t), { colormap: opts.colormap, title: `${t}: ${w} (mean of layers and heads)` }).image));
+    for (const [method, list] of opts.explain ?? []) {
+      if (method === opts.method || !list[t]) continue;
+      const f = figureMap(list[t]);
+      files.set(`${name}_${method}.png`, png(heatmapFigure(display, f.row, { grid: f.grid, colormap: opts.colormap, title: `${t}: ${w} (${method}, ${f.what})` }).image));
+    }
     const maps = tr.cross[t].map((a) => Array.from({ length: tr.heads }, (_, h) => a.subarray(h * tr.grid * tr.grid, (h + 1) * tr.grid * tr.grid)));
     files.set(`${name}_heads.png`, png(headLayerGridFigure(tile, maps, { colormap: opts.colormap, title: `${t}: ${w} - cross-attention per layer and head (shared scale)` })));
   });
@@ -163,7 +199,10 @@ export function attentionOutputs(tr: AttentionTrace, vocab: readonly string[], c
     files.set('self_attention.png', png(matrixFigure(rows, words, ['<sos>', ...words.slice(0, -1)], { colormap: opts.colormap, title: 'self-attention (mean of layers and heads)' })));
   }
   const usage = words.length ? expertUsage([tr]) : undefined;
-  const data = buildAttentionPageData(tr, vocab, display, { title: opts.title, colormap: opts.colormap, usage, notes: opts.notes });
+  const data = buildAttentionPageData(tr, vocab, display, {
+    title: opts.title, colormap: opts.colormap, usage, notes: opts.notes,
+    explain: opts.explain?.size ? { initial: opts.method ?? 'attention', maps: opts.explain } : undefined,
+  });
   const html = renderAttentionPage(data);
   files.set('attention.html', new TextEncoder().encode(html));
   const routing = routingPerWord(tr).map((r) => ({ step: r.step, word: words[r.step], layers: r.layers }));
@@ -228,13 +267,50 @@ export async function attentionCommand(args: string[]): Promise<void> {
   const beam = a.num('beam');
   const t0 = performance.now();
   const tr = await attentionForPixels(weights, pixels, { beam, maxLen: a.num('max-len', 'optional') });
+  const method = a.str('method') as ExplainMethod;
+  const explained = method === 'attention' ? undefined : await explainTrace(weights, pixels, tr.tokens, [method]);
   const o = attentionOutputs(tr, tokenizer.tokens, cfg, original, {
     displaySize: a.num('size', 'optional'),
     colormap,
-    title: `MicarVLMoE attention: ${imagePath}`,
+    title: `MicarVLMoE ${method === 'attention' ? 'attention' : `explanations (${method})`}: ${imagePath}`,
     notes: [`checkpoint ${ckpt}; ${beam > 1 ? `beam search (width ${beam}), best hypothesis re-traced` : 'greedy decoding'}; ${cfg.num_layers} decoder layers × ${cfg.num_heads} heads, ${cfg.num_experts} experts (top-${cfg.k}).`],
+    explain: explained,
+    method,
   });
   const written = await writeOutputs(o, out);
   console.log(`report: ${o.report}`);
   console.log(`${tr.tokens.length} words traced in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${written.length} files to ${out} (page: ${joinPath(out, 'attention.html')})`);
+}
+
+/** `micar explain`: a report for one image, every word explained with each method (PNGs + the page). */
+export async function explainCommand(args: string[]): Promise<void> {
+  const a = parseCommand('explain', args);
+  const ckpt = a.str('checkpoint'), imagePath = a.str('image'), out = a.str('out');
+  const list = a.str('methods');
+  const methods = (list === 'all' ? [...EXPLAIN_METHODS] : list.split(',').map((m) => m.trim())) as ExplainMethod[];
+  for (const m of methods) if (!isExplainMethod(m)) throw new Error(`--methods: unknown method "${m}"; choose from ${EXPLAIN_METHODS.join(', ')} or all`);
+  const { init } = await import('../graph/runtime.ts');
+  await init();
+  const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
+  const original = decodeImage(await readFileBytes(imagePath), imagePath);
+  const pixels = preprocess(original, inputGeometry(cfg));
+  const beam = a.num('beam');
+  const t0 = performance.now();
+  const tr = await attentionForPixels(weights, pixels, { beam, maxLen: a.num('max-len', 'optional') });
+  const samples = a.num('smoothgrad');
+  const explained = await explainTrace(weights, pixels, tr.tokens, methods, samples > 0 ? { smoothGrad: { samples, sigma: a.num('smoothgrad-sigma') } } : {});
+  const o = attentionOutputs(tr, tokenizer.tokens, cfg, original, {
+    displaySize: a.num('size', 'optional'),
+    colormap: a.str('colormap') as ColormapName,
+    title: `MicarVLMoE explanations: ${imagePath}`,
+    notes: [
+      `checkpoint ${ckpt}; ${beam > 1 ? `beam search (width ${beam}), best hypothesis re-traced` : 'greedy decoding'}; methods: ${methods.join(', ')}${samples > 0 ? `; saliency with SmoothGrad (${samples} samples, sigma ${a.num('smoothgrad-sigma')})` : ''}.`,
+      'Each map explains the logit of the word at its position, the decoder reading <sos> and the words before it. Files: word_<t>_<word>_<method>.png per method; word_<t>_<word>.png is the raw attention.',
+    ],
+    explain: explained,
+    method: methods.includes('attention') ? 'attention' : methods[0],
+  });
+  const written = await writeOutputs(o, out);
+  console.log(`report: ${o.report}`);
+  console.log(`${tr.tokens.length} words × ${methods.length} methods in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${written.length} files to ${out} (page: ${joinPath(out, 'attention.html')})`);
 }

@@ -38,6 +38,32 @@ export interface AttentionPageData {
   /** Extra PNG figures (name, data URL) shown at the bottom. */
   figures: { name: string; src: string }[];
   notes: string[];
+  /** Other explanation methods (src/viz/explain.ts): the page offers them next to layer/head. */
+  explain?: PageExplain;
+}
+
+/** Per method, per step: the grid² map, a finer square map where the method has one, and per-head maps. */
+export interface PageExplain {
+  /** Method shown first ('attention' = the raw cross-attention above). */
+  initial: string;
+  maps: Record<string, { grid: number[]; fine?: { size: number; values: number[] }; perHead?: number[][][] }[]>;
+}
+
+/** Finest map side kept in the page (larger maps are averaged down: a 224² saliency map per word would make the page tens of MB). */
+export const PAGE_FINE_MAX = 64;
+
+/** Averages a square side×side map down to at most `max` per side (adaptive-pool bins). */
+export function shrinkSquare(values: ArrayLike<number>, side: number, max = PAGE_FINE_MAX): { size: number; values: number[] } {
+  if (side <= max) return { size: side, values: Array.from(values, f32) };
+  const bins = Array.from({ length: max }, (_, i) => [Math.floor((i * side) / max), Math.ceil(((i + 1) * side) / max)]);
+  const out: number[] = [];
+  for (const [y0, y1] of bins)
+    for (const [x0, x1] of bins) {
+      let s = 0;
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) s += values[y * side + x];
+      out.push(f32(s / ((y1 - y0) * (x1 - x0))));
+    }
+  return { size: max, values: out };
 }
 
 /** f32 values printed with 9 significant digits round-trip exactly. */
@@ -51,6 +77,8 @@ export interface PageDataOptions {
   notes?: string[];
   /** Add the self-attention matrix (averaged over layers and heads) as a PNG figure (default true). */
   selfFigure?: boolean;
+  /** Explanation maps per method (one per step, square `fine` maps) and the method shown first. */
+  explain?: { initial?: string; maps: Map<string, readonly { grid: ArrayLike<number>; fine?: { height: number; width: number; values: ArrayLike<number> }; perHead?: ArrayLike<number>[][] }[]> };
 }
 
 /** The page's data from a trace, the vocabulary (id → word) and the displayed image. */
@@ -89,6 +117,14 @@ export function buildAttentionPageData(tr: AttentionTrace, vocab: readonly strin
     usage: opts.usage ? { counts: opts.usage.counts, shares: usageShares(opts.usage), tokens: opts.usage.tokens } : undefined,
     figures,
     notes: opts.notes ?? [],
+    explain: opts.explain && {
+      initial: opts.explain.initial ?? 'attention',
+      maps: Object.fromEntries([...opts.explain.maps].map(([m, list]) => [m, list.slice(0, T).map((x) => ({
+        grid: Array.from(x.grid, f32),
+        fine: x.fine && (x.fine.height === x.fine.width ? shrinkSquare(x.fine.values, x.fine.height) : undefined),
+        perHead: x.perHead?.map((l) => l.map((h) => Array.from(h, f32))),
+      }))])),
+    },
   };
 }
 
@@ -164,6 +200,10 @@ const PAGE_UI_JS = String.raw`
   opt(layerSel, 'avg', 'mean of layers'); for (var l = 0; l < D.layers; l++) opt(layerSel, l, 'layer ' + l);
   opt(headSel, 'avg', 'mean of heads'); for (var h = 0; h < D.heads; h++) opt(headSel, h, 'head ' + h);
   function sel(s) { return s.value === 'avg' ? 'avg' : Number(s.value); }
+  var methodSel = document.getElementById('method');
+  opt(methodSel, 'attention', 'attention');
+  if (D.explain) Object.keys(D.explain.maps).forEach(function (m) { if (m !== 'attention') opt(methodSel, m, m); });
+  if (D.explain) methodSel.value = D.explain.initial;
   var canvas = document.getElementById('map'), ctx = canvas.getContext('2d');
   canvas.width = S; canvas.height = S;
   var base = null, img = new Image();
@@ -177,16 +217,24 @@ const PAGE_UI_JS = String.raw`
     var t = pinned >= 0 ? pinned : cur;
     document.querySelectorAll('.w').forEach(function (e, i) { e.classList.toggle('cur', i === t); e.classList.toggle('pin', i === pinned); });
     if (!base || !D.words.length) return;
-    var row = core.meanRow(D.cross[t], sel(layerSel), sel(headSel));
-    var up = core.upsample(row, D.grid, S), lo = Infinity, hi = -Infinity;
+    var method = methodSel.value, row, g = D.grid, vals, what = layerSel.selectedOptions[0].textContent + ', ' + headSel.selectedOptions[0].textContent;
+    if (method === 'attention') { row = core.meanRow(D.cross[t], sel(layerSel), sel(headSel)); vals = row; }
+    else {
+      var m = D.explain.maps[method][t];
+      if (m.perHead) { row = core.meanRow(m.perHead, sel(layerSel), sel(headSel)); vals = row; }
+      else { row = m.grid; vals = m.fine ? m.fine.values : row; g = m.fine ? m.fine.size : D.grid; what = m.fine ? g + '×' + g + ' map' : D.grid + '×' + D.grid + ' grid'; }
+      what = method + ', ' + what;
+    }
+    var up = core.upsample(vals, g, S), lo = Infinity, hi = -Infinity;
     for (var i = 0; i < up.length; i++) { if (up[i] < lo) lo = up[i]; if (up[i] > hi) hi = up[i]; }
     var px = core.colorize(base, up, D.lut, lo, hi, Number(alphaIn.value));
     ctx.putImageData(new ImageData(px, S, S), 0, 0);
     document.getElementById('hi').textContent = fmt(hi);
     document.getElementById('lo').textContent = fmt(lo);
-    document.getElementById('caption').textContent = 'word ' + t + ': "' + D.words[t] + '" (' + layerSel.selectedOptions[0].textContent + ', ' + headSel.selectedOptions[0].textContent + ')';
+    document.getElementById('caption').textContent = 'word ' + t + ': "' + D.words[t] + '" (' + what + ')';
     var cells = '';
-    for (var r = 0; r < D.grid; r++) { cells += '<tr>'; for (var c = 0; c < D.grid; c++) cells += '<td>' + row[r * D.grid + c].toFixed(3) + '</td>'; cells += '</tr>'; }
+    var cmax = 0; for (var q = 0; q < row.length; q++) cmax = Math.max(cmax, Math.abs(row[q]));
+    for (var r = 0; r < D.grid; r++) { cells += '<tr>'; for (var c = 0; c < D.grid; c++) { var v = row[r * D.grid + c]; cells += '<td>' + (cmax >= 0.01 && cmax < 100 ? v.toFixed(3) : v.toExponential(1)) + '</td>'; } cells += '</tr>'; }
     document.getElementById('cells').innerHTML = cells;
     var ex = '<tr><th>layer</th><th>experts (gate weight)</th></tr>';
     D.experts[t].forEach(function (e, l) { ex += '<tr><td>' + l + '</td><td>' + e.experts.map(function (x, j) { return 'E' + x + ' (' + e.weights[j].toFixed(3) + ')'; }).join(', ') + '</td></tr>'; });
@@ -223,7 +271,7 @@ const PAGE_UI_JS = String.raw`
     D.usage.counts.forEach(function (row, l) { u += '<tr><td>' + l + '</td>' + row.map(function (c, e) { return '<td>' + c + ' (' + (100 * D.usage.shares[l][e]).toFixed(1) + '%)</td>'; }).join('') + '</tr>'; });
     document.getElementById('usage').innerHTML = u;
   }
-  [layerSel, headSel, alphaIn].forEach(function (e) { e.oninput = draw; });
+  [layerSel, headSel, alphaIn, methodSel].forEach(function (e) { e.oninput = draw; });
 })();
 `;
 
@@ -250,9 +298,9 @@ export function renderAttentionPage(d: AttentionPageData): string {
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(d.title)}</title><style>${CSS}</style></head>
 <body>
 <h1>${escapeHtml(d.title)}</h1>
-<p>Hover a word to see where the model looked (decoder cross-attention over the ${d.grid}×${d.grid} image grid, bilinearly upsampled) while writing it; click to pin it.</p>
+<p>Hover a word to see where the model looked (decoder cross-attention over the ${d.grid}×${d.grid} image grid, bilinearly upsampled) while writing it; click to pin it.${d.explain ? ' Other methods explain the word\'s logit: rollout (attention through the residual paths), grad-attention (attention × its gradient, positive part), gradcam (on the vision encoder\'s maps), saliency (gradient × input per pixel); layer/head apply to attention and grad-attention.' : ''}</p>
 <div id="words"></div>
-<p><label>layer <select id="layer"></select></label> <label>head <select id="head"></select></label>
+<p><label>method <select id="method"></select></label> <label>layer <select id="layer"></select></label> <label>head <select id="head"></select></label>
 <label>opacity <input id="alpha" type="range" min="0" max="1" step="0.05" value="0.6"></label></p>
 <div class="row">
 <div><canvas id="map"></canvas><div id="caption"></div></div>
