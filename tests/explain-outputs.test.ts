@@ -90,7 +90,7 @@ describe('micar explain / attention --method', () => {
         });
         expect(problems).toEqual([]);
         expect(got.caption).toBe(`word ${t}: "${json.words[t]}" (gradcam, 8×8 map)`);
-        const img = decodeImage(await Deno.readFile(`${dir}/out/image.png`));
+        const img = await decodeImage(await Deno.readFile(`${dir}/out/image.png`));
         const up = upsample(json.explain.maps.gradcam[t].fine.values, 8, 8, 64, 64);
         const want = overlayHeatmap(img, up, { alpha: 0.6, range: minMax(up) });
         let maxDiff = 0;

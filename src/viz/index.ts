@@ -292,7 +292,7 @@ export async function explainCommand(args: string[]): Promise<void> {
   const { init } = await import('../graph/runtime.ts');
   await init();
   const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
-  const original = decodeImage(await readFileBytes(imagePath), imagePath);
+  const original = await decodeImage(await readFileBytes(imagePath), imagePath);
   const pixels = preprocess(original, inputGeometry(cfg));
   const beam = a.num('beam');
   const t0 = performance.now();
