@@ -59,7 +59,14 @@ export class UsageError extends Error {
 // ---- shared option groups ---------------------------------------------------------------------
 
 /** Where a trained model comes from (generate, eval, attention, …). */
+/** f32 | f16 | auto: the element type of weights, activations and key/value cache on the GPU. */
+export const PRECISION_OPTION: OptionSpec = {
+  name: 'precision', type: ['f32', 'f16', 'auto'], default: 'f32',
+  help: 'f16: weights, activations and KV cache in half precision, sums in f32 (needs shader-f16); auto: f16 where the adapter has it',
+};
+
 export const MODEL_SOURCE: OptionSpec[] = [
+  PRECISION_OPTION,
   { name: 'checkpoint', type: 'string', meta: 'SOURCE', required: true, aliases: ['weights'], help: 'micar checkpoint, the authors\' model_snapshot.pth (with --vocab), a Hugging Face or authors\' folder, or a URL' },
   { name: 'vocab', type: 'string', meta: 'DIR|FILE', defaultHelp: 'beside the weights', help: 'vocabulary for a plain state dict: token2id.json + id2token.json folder, or tokenizer.json' },
   { name: 'config', type: 'string', meta: 'NAME|FILE', defaultHelp: 'beside the weights', help: 'config for a plain state dict: preset (tiny, paper, covctr, …) or JSON file' },
@@ -213,7 +220,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   golden: {
     summary: 'compare every tensor of a ../shared/golden case with the authors\' PyTorch model',
     positionals: [{ name: 'case', help: 'case folder, e.g. ../shared/golden/tiny', required: true }],
-    options: [],
+    options: [PRECISION_OPTION],
   },
   smoke: {
     summary: 'print the adapter and run one matmul + autograd step',

@@ -1,4 +1,5 @@
 // CLI verbs for training and evaluation, and the README's main job.
+import { parsePrecision } from '../model/precision.ts';
 import { init } from '../graph/runtime.ts';
 import { type DatasetFormat, loadDataset, loadSampleImage, type Sample } from '../data/datasets.ts';
 import type { PhantomSample } from '../data/phantom.ts';
@@ -214,7 +215,8 @@ export async function writeEvalOutputs(out: string, test: EvalExample[], r: Eval
 export async function evalCommand(argv: string[]): Promise<void> {
   const a = parseCommand('eval', argv);
   await init();
-  const ck = await readModel(a.str('checkpoint'), { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
+  const ck = await readModel(a.str('checkpoint'), { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional'), precision: parsePrecision(a.str('precision')) });
+  if (ck.precision.note) console.error(ck.precision.note);
   const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
   const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit') });
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));

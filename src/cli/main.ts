@@ -3,6 +3,7 @@ import { init, fromData, read, realize } from '../graph/runtime.ts';
 import { matmul } from '../graph/ops/matmul.ts';
 import { mul, sumTo } from '../graph/ops/elementwise.ts';
 import { grad, param } from '../graph/autograd.ts';
+import { parsePrecision } from '../model/precision.ts';
 import { COMMANDS, commandHelp, editDistance, mainHelp, parseCommand, UsageError, wantsHelp } from './args.ts';
 
 declare const Deno: { args: string[]; exit(code: number): never };
@@ -23,7 +24,7 @@ async function smoke(): Promise<void> {
 async function golden(args: string[]): Promise<void> {
   const p = parseCommand('golden', args);
   const { runGolden } = await import('./golden.ts');
-  const r = await runGolden(p.positionals[0]);
+  const r = await runGolden(p.positionals[0], console.log, { precision: parsePrecision(p.str('precision')) });
   if (!r.pass) Deno.exit(1);
 }
 

@@ -1,6 +1,7 @@
 // `micar generate --checkpoint C [--vocab DIR --config preset|file] --image I [--beam K] [--max-len N] [--length-penalty A]`:
 // writes the report for one image. Greedy (the default, beam 1) streams the words as they
 // are produced; a beam prints the best hypothesis (and the n-best with --nbest).
+import { parsePrecision } from '../model/precision.ts';
 import { fromData, init } from '../graph/runtime.ts';
 import { decodeImage } from '../data/images.ts';
 import { preprocess } from '../data/preprocess.ts';
@@ -16,7 +17,8 @@ export async function generateCommand(args: string[]): Promise<void> {
   const a = parseCommand('generate', args);
   const ckPath = a.str('checkpoint'), imagePath = a.str('image'), beam = a.num('beam');
   await init();
-  const { weights: w, tokenizer } = await readModel(ckPath, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
+  const { weights: w, tokenizer, precision } = await readModel(ckPath, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional'), precision: parsePrecision(a.str('precision')) });
+  if (precision.note) console.error(precision.note);
   const cfg = w.cfg;
   const maxLen = a.num('max-len', 'optional') ?? cfg.text_seq_len;
   const rgb = await decodeImage(await readFileBytes(imagePath), imagePath);

@@ -5,7 +5,7 @@
 // whole prefix. Attention runs over all T cache slots with a mask (slots past the current
 // position are masked, so their −1e9 scores weigh exactly 0): the step's cost does not grow
 // with the position. A step is one submission; beam reorders are folded into the next one.
-import { makeNode, type Tensor } from '../graph/tensor.ts';
+import { dtypeBytes, makeNode, type Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
 import { linear } from '../graph/ops/matmul.ts';
 import { expertsForRows, rowsLinear, type StackedExperts } from '../graph/ops/matvec.ts';
@@ -43,7 +43,8 @@ function gatherSlabs(x: Tensor, rows: number[], label: string): Tensor {
   for (const r of rows) if (!Number.isInteger(r) || r < 0 || r >= x.shape[0]) throw new Error(`${label}: row ${r} out of range for ${x}`);
   const [y] = makeNode(label, [x], [{ shape: [rows.length, ...x.shape.slice(1)], dtype: x.dtype }], {
     encode(ctx) {
-      rows.forEach((src, r) => ctx.copy(x, y, slab * 4, src * slab * 4, r * slab * 4));
+      const bytes = slab * dtypeBytes(x.dtype);
+      rows.forEach((src, r) => ctx.copy(x, y, bytes, src * bytes, r * bytes));
     },
   });
   return y;
@@ -79,7 +80,7 @@ function qkHeads(qkv: Tensor, H: number): Tensor {
 function appendKV(kc: Tensor, vc: Tensor, qkr: Tensor, qkv: Tensor, maskTable: Tensor, pos: number): Tensor {
   const [B, H, T, dh] = kc.shape;
   const dl = H * dh;
-  const [mask] = makeNode('kv_append', [kc, vc, qkr, qkv, maskTable], [{ shape: [1, 1, T] }], {
+  const [mask] = makeNode('kv_append', [kc, vc, qkr, qkv, maskTable], [{ shape: [1, 1, T], dtype: maskTable.dtype }], {
     encode(ctx) {
       const dst = [H * T * dh, T * dh, 1];
       stridedCopy(ctx, qkr, kc, [B, H, dh], [H * dh, dh, 1], dst, B * H * dh, pos * dh);
@@ -165,8 +166,10 @@ export class CachedDecoder {
     for (let i = 0; i < images; i++) for (let r = 0; r < rowsPerImage; r++) this.rowImage.push(i);
     const B = this.rowImage.length, H = cfg.num_heads, T = cfg.text_seq_len, dh = cfg.d_latent / H;
     // Zeroed caches: masked slots must hold finite values (0·NaN would poison P·V).
-    this.kc = Array.from({ length: cfg.num_layers }, () => fromData(new Float32Array(B * H * T * dh), [B, H, T, dh], 'f32', 'k_cache'));
-    this.vc = Array.from({ length: cfg.num_layers }, () => fromData(new Float32Array(B * H * T * dh), [B, H, T, dh], 'f32', 'v_cache'));
+    // The caches hold keys/values in the model's element type (f16 models: half the memory).
+    const dt = this.w.dtype, zeros = () => (dt === 'f16' ? new Uint16Array(B * H * T * dh) : new Float32Array(B * H * T * dh));
+    this.kc = Array.from({ length: cfg.num_layers }, () => fromData(zeros(), [B, H, T, dh], dt, 'k_cache'));
+    this.vc = Array.from({ length: cfg.num_layers }, () => fromData(zeros(), [B, H, T, dh], dt, 'v_cache'));
     if (!this.maskTable) {
       const m = new Float32Array(T * T);
       for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) m[i * T + j] = 1;

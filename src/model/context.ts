@@ -1,6 +1,7 @@
 // Per-forward state: mode, dropout seeds, collected BatchNorm updates and captures.
 import type { Tensor } from '../graph/tensor.ts';
 import { dropout } from '../graph/ops/random.ts';
+import { cast } from '../graph/ops/cast.ts';
 import type { Weights } from './weights.ts';
 
 export interface ForwardOptions {
@@ -17,6 +18,12 @@ export interface ForwardOptions {
   differentiableAttention?: boolean;
   /** Record named intermediate tensors (e.g. the vision encoder's maps) in `captures`. */
   capture?: boolean;
+  /**
+   * Element type of the activations: the weights' storage type by default. 'f16' with f32
+   * weights is mixed-precision training: each parameter is cast to f16 once per forward (its
+   * gradient is cast back, so the optimiser sees f32 gradients of the f32 master weights).
+   */
+  compute?: 'f32' | 'f16';
 }
 
 export class Forward {
@@ -33,7 +40,12 @@ export class Forward {
   /** BatchNorm layers whose num_batches_tracked advances when the updates run. */
   readonly bnTouched: string[] = [];
 
+  /** Element type of the activations (see ForwardOptions.compute). */
+  readonly dtype: 'f32' | 'f16';
+  private casts = new Map<Tensor, Tensor>();
+
   constructor(readonly w: Weights, opts: ForwardOptions = {}) {
+    this.dtype = opts.compute ?? w.dtype;
     this.training = !!opts.training;
     this.differentiableAttention = !!opts.differentiableAttention;
     this.keepAttention = !!opts.keepAttention || this.differentiableAttention;
@@ -47,8 +59,28 @@ export class Forward {
     return t;
   }
 
+  /** A weight in the compute type (BatchNorm statistics and rotary frequencies stay f32). */
   p(name: string): Tensor {
-    return this.w.get(name);
+    return this.inCompute(this.w.get(name), name);
+  }
+
+  /** A weight's pieces along axis 0 (see Weights.chunks), in the compute type. */
+  chunks(name: string): Tensor[] {
+    return this.w.chunks(name).map((t) => this.inCompute(t, name));
+  }
+
+  /** `x` in the compute type (inputs such as images; identity when it already is). */
+  input(x: Tensor): Tensor {
+    return x.dtype === 'f32' || x.dtype === 'f16' ? cast(x, this.dtype) : x;
+  }
+
+  private inCompute(t: Tensor, name: string): Tensor {
+    if (t.dtype === this.dtype) return t;
+    const kind = this.w.entry(name).kind;
+    if (kind !== 'param' && kind !== 'pe') return t;
+    let c = this.casts.get(t);
+    if (!c) this.casts.set(t, (c = cast(t, this.dtype)));
+    return c;
   }
 
   /** Inverted dropout with a distinct, reproducible seed per call site. */

@@ -8,6 +8,7 @@
 //     tokenizer_config.json) or the authors' layout (model_snapshot.pth, token2id.json, id2token.json),
 //   - a URL of a file or (ending in "/") of such a folder, or bytes / a Blob / named files.
 // Every error names the file and, where one is involved, the field or tensor.
+import { type Precision, type ResolvedPrecision, resolvePrecision } from './precision.ts';
 import { Tokenizer, type CleanerName, type TokenizerJSON } from '../data/tokenizer.ts';
 import { joinPath, localFiles } from '../data/fs.ts';
 import { readPth } from '../io/pth.ts';
@@ -38,6 +39,11 @@ export interface ReadModelOptions {
   fallbackConfig?: string | Record<string, unknown>;
   /** Name used in messages when the source is bytes. */
   name?: string;
+  /**
+   * Element type of the model on the GPU: f32 (default), f16 (weights, activations and the
+   * key/value cache in f16; needs shader-f16), or auto (f16 where the adapter has it).
+   */
+  precision?: Precision;
 }
 
 /** A model read into host memory (no GPU needed): what export and the GPU loader start from. */
@@ -59,6 +65,8 @@ export interface LoadedModel {
   weights: Weights;
   /** Where the model came from, in words. */
   source: string;
+  /** The precision the weights were loaded in (`note` set when auto fell back to f32). */
+  precision: ResolvedPrecision;
   /** Set when the source was a micar checkpoint: its metadata and optimiser tensors (names without "optim."). */
   checkpoint?: { file: string; metadata: Record<string, string>; optim: Map<string, HostTensor> };
 }
@@ -232,14 +240,17 @@ export function hostModelFromCheckpoint(tensors: Map<string, HostTensor>, metada
 }
 
 /** A checkpoint's model on the GPU (see hostModelFromCheckpoint). */
-export function modelFromCheckpoint(tensors: Map<string, HostTensor>, metadata: Record<string, string>, file: string): LoadedModel {
-  return toGpu(hostModelFromCheckpoint(tensors, metadata, file));
+export function modelFromCheckpoint(
+  tensors: Map<string, HostTensor>, metadata: Record<string, string>, file: string, precision: ResolvedPrecision = { dtype: 'f32', note: null },
+): LoadedModel {
+  return toGpu(hostModelFromCheckpoint(tensors, metadata, file), precision);
 }
 
-function toGpu(h: HostModel): LoadedModel {
+/** Uploads a host model (f16: F16 tensors as they are, others converted on the GPU by `weights.ready()`). */
+function toGpu(h: HostModel, precision: ResolvedPrecision): LoadedModel {
   if (!h.tokenizer) throw new Error(`${h.file}: no vocabulary`);
-  const weights = Weights.fromStateDict(h.cfg, h.stateDict, h.file);
-  return { cfg: h.cfg, tokenizer: h.tokenizer, weights, source: h.source, checkpoint: h.checkpoint };
+  const weights = Weights.fromStateDict(h.cfg, h.stateDict, h.file, { dtype: precision.dtype });
+  return { cfg: h.cfg, tokenizer: h.tokenizer, weights, source: h.source, precision, checkpoint: h.checkpoint };
 }
 
 /** The state dict of a plain weights file (safetensors or torch.save zip), keys as stored. */
@@ -368,6 +379,7 @@ export async function readHostModel(source: ModelSource, opts: ReadModelOptions 
   if (c.weights.length === 0) throw new Error(`no weights file among ${files.map((f) => f.name).join(', ')} (give a micar checkpoint, or a .safetensors / .pth state dict with its vocabulary and config)`);
   if (c.weights.length > 1) throw new Error(`one weights file expected, got ${c.weights.map((f) => f.name).join(', ')}`);
   const wf = c.weights[0];
+  const precision = resolvePrecision(opts.precision ?? 'f32');
   if (!isZip(wf.bytes)) {
     const st = readSafetensors(wf.bytes, wf.name);
     // A checkpoint carries config and vocabulary itself.
@@ -402,5 +414,8 @@ export async function readHostModel(source: ModelSource, opts: ReadModelOptions 
 
 /** Builds the model a source describes on the GPU (the runtime must be initialised); see readHostModel. */
 export async function readModel(source: ModelSource, opts: ReadModelOptions = {}): Promise<LoadedModel> {
-  return toGpu(await readHostModel(source, opts));
+  const precision = resolvePrecision(opts.precision ?? 'f32');
+  const m = toGpu(await readHostModel(source, opts), precision);
+  await m.weights.ready();
+  return m;
 }

@@ -8,6 +8,7 @@ import { embedding } from '../graph/ops/embedding.ts';
 import { crossEntropy } from '../graph/ops/loss.ts';
 import { add, scale } from '../graph/ops/elementwise.ts';
 import { reshape, slice } from '../graph/ops/shape.ts';
+import { cast } from '../graph/ops/cast.ts';
 import type { MicarConfig } from './config.ts';
 import { Forward, type ForwardOptions } from './context.ts';
 import { visionEncoder } from './vision.ts';
@@ -105,6 +106,7 @@ export function forward(w: Weights, batch: Batch, opts: ForwardOptions = {}): Mo
   const enc = encodeImage(f, batch.image);
   const dec = decodeText(f, enc.out, batch.inputIds, decoderMask(batch.padMask, b, T));
   const xe = crossEntropy(reshape(dec.logits, [b * T, cfg.vocab_size]), reshape(batch.labelIds, [b * T]), cfg.pad_id);
-  const loss = add(xe, scale(dec.lb, cfg.lb_loss_weight));
+  // The loss is f32 whatever the compute type (cross entropy accumulates and returns f32).
+  const loss = add(xe, scale(cast(dec.lb, 'f32'), cfg.lb_loss_weight));
   return { f, enc, dec, xe, loss };
 }

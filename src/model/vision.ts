@@ -24,7 +24,7 @@ function bn(f: Forward, x: Tensor, prefix: string): Tensor {
 }
 
 function convBn(f: Forward, x: Tensor, conv: string, norm: string, stride: number, padding: number, bias = false): Tensor {
-  const ws = f.w.chunks(`${conv}.weight`);
+  const ws = f.chunks(`${conv}.weight`);
   let y: Tensor;
   if (ws.length === 1) y = conv2d(x, ws[0], bias ? f.p(`${conv}.bias`) : null, { stride, padding });
   else {
@@ -56,7 +56,7 @@ function block(f: Forward, x: Tensor, p: string, stride: number, bottleneck: boo
 /** ResNet stages → [C2, C3, C4, C5]. */
 export function backbone(f: Forward, cfg: MicarConfig, image: Tensor): Tensor[] {
   const { bottleneck, blocks } = backboneLayout(cfg.backbone);
-  let x = relu(convBn(f, image, 'vis_enc.layer1.0', 'vis_enc.layer1.1', 2, 3));
+  let x = relu(convBn(f, f.input(image), 'vis_enc.layer1.0', 'vis_enc.layer1.1', 2, 3));
   x = maxPool2d(x, { kernel: 3, stride: 2, padding: 1 });
   const feats: Tensor[] = [];
   for (let s = 0; s < 4; s++) {

@@ -1,7 +1,8 @@
 // The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
 import { Tensor } from '../graph/tensor.ts';
-import { fromData, readMany, runtime } from '../graph/runtime.ts';
+import { dispose, fromData, readMany, realize, runtime } from '../graph/runtime.ts';
+import { cast } from '../graph/ops/cast.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
 import type { MicarConfig } from './config.ts';
@@ -14,7 +15,17 @@ export class Weights {
   /** BatchNorm num_batches_tracked (kept on the CPU: it only counts). */
   readonly bnCount = new Map<string, number>();
 
-  private constructor(readonly cfg: MicarConfig) {
+  /**
+   * Storage element type of the parameters and the positional table: 'f16' for half-precision
+   * inference (half the GPU memory). BatchNorm statistics and the rotary frequencies stay f32
+   * in every model (statistics; angles pos·freq).
+   */
+  readonly dtype: 'f32' | 'f16';
+  /** f32 uploads waiting for their GPU conversion to f16 (see `ready`). */
+  private pendingCasts: { src: Tensor; dst: Tensor }[] = [];
+
+  private constructor(readonly cfg: MicarConfig, dtype: 'f32' | 'f16' = 'f32') {
+    this.dtype = dtype;
     this.spec = stateDictSpec(cfg);
     for (const e of this.spec) this.byName.set(e.name, e);
   }
@@ -63,12 +74,36 @@ export class Weights {
     return undefined;
   }
 
-  private set(e: Entry, data: Float32Array): void {
+  /** The element type entry `e` is stored in (see `dtype`). */
+  storageType(e: Entry): 'f32' | 'f16' {
+    return this.dtype === 'f16' && (e.kind === 'param' || e.kind === 'pe') ? 'f16' : 'f32';
+  }
+
+  /**
+   * Uploads one entry: f32 values, or f16 bits (Uint16Array) straight from an f16 file into an
+   * f16 model (no f32 host copy). f32 values for an f16 entry are uploaded as f32 and converted
+   * on the GPU (`ready` runs the conversions and frees the f32 copies).
+   */
+  private set(e: Entry, data: Float32Array | Uint16Array): void {
+    const want = this.storageType(e);
+    const upload = (part: Float32Array | Uint16Array, shape: number[], name: string): Tensor => {
+      if (part instanceof Uint16Array) {
+        if (want !== 'f16') throw new Error(`${name}: f16 bits for an f32 entry`);
+        return fromData(part, shape, 'f16', name);
+      }
+      const t = fromData(part, shape, 'f32', name);
+      if (want === 'f32') return t;
+      const h = cast(t, 'f16').keep();
+      h.name = name;
+      this.pendingCasts.push({ src: t, dst: h });
+      return h;
+    };
+    const bytesPer = want === 'f16' ? 2 : 4;
     const limit = runtime().device.limits.maxStorageBufferBindingSize;
     const rows = e.shape[0] ?? 1, per = data.length / Math.max(1, rows);
-    const pieces = e.shape.length ? Math.ceil((data.length * 4) / (limit / 2)) : 1;
+    const pieces = e.shape.length ? Math.ceil((data.length * Math.max(bytesPer, data.BYTES_PER_ELEMENT)) / (limit / 2)) : 1;
     if (pieces <= 1) {
-      const t = fromData(data, e.shape, 'f32', e.name);
+      const t = upload(data, e.shape, e.name);
       if (e.kind === 'param') t.requiresGrad = true;
       this.tensors.set(e.name, t);
       return;
@@ -76,7 +111,7 @@ export class Weights {
     const step = Math.ceil(rows / pieces), list: Tensor[] = [];
     for (let r = 0; r < rows; r += step) {
       const n = Math.min(step, rows - r);
-      const t = fromData(data.subarray(r * per, (r + n) * per), [n, ...e.shape.slice(1)], 'f32', `${e.name}[${r}:${r + n}]`);
+      const t = upload(data.subarray(r * per, (r + n) * per), [n, ...e.shape.slice(1)], `${e.name}[${r}:${r + n}]`);
       if (e.kind === 'param') t.requiresGrad = true;
       list.push(t);
     }
@@ -85,12 +120,17 @@ export class Weights {
 
   /**
    * Loads a state dict. `file` names the source in errors. Missing, unexpected and
-   * mis-shaped entries are all listed in one error. Float tensors of any dtype become f32.
+   * mis-shaped entries are all listed in one error. Float tensors of any dtype become `dtype`
+   * (f32 by default; 'f16': F16 tensors upload their bits as they are, others convert on the
+   * GPU — await `ready()` before measuring memory).
    */
-  static fromStateDict(cfg: MicarConfig, sd: Map<string, HostTensor>, file: string, opts: { allowMissing?: (name: string) => boolean } = {}): Weights {
-    const w = new Weights(cfg);
+  static fromStateDict(
+    cfg: MicarConfig, sd: Map<string, HostTensor>, file: string,
+    opts: { allowMissing?: (name: string) => boolean; dtype?: 'f32' | 'f16' } = {},
+  ): Weights {
+    const w = new Weights(cfg, opts.dtype);
     const missing = checkStateDictFits(cfg, sd, file, opts, w.spec);
-    const fresh = missing.length === 0 ? null : Weights.init(cfg, 0);
+    const fresh = missing.length === 0 ? null : Weights.init(cfg, 0, opts.dtype);
     for (const e of w.spec) {
       const h = sd.get(e.name);
       if (e.kind === 'bn_count') {
@@ -102,14 +142,31 @@ export class Weights {
         else w.tensors.set(e.name, fresh!.get(e.name));
         continue;
       }
-      w.set(e, toFloat32(h));
+      w.set(e, h.dtype === 'F16' && w.storageType(e) === 'f16' ? f16Bits(h) : toFloat32(h));
     }
     return w;
   }
 
+  /**
+   * Runs the pending f32 → f16 conversions on the GPU (a few tens of MB per submission) and
+   * frees the f32 uploads. Lazy casts would also run at first use, but the f32 copies would
+   * stay allocated until then.
+   */
+  async ready(): Promise<this> {
+    const LIMIT = 64 * 1024 * 1024;
+    while (this.pendingCasts.length) {
+      let bytes = 0, n = 0;
+      while (n < this.pendingCasts.length && (n === 0 || bytes + this.pendingCasts[n].src.bytes <= LIMIT)) bytes += this.pendingCasts[n++].src.bytes;
+      const batch = this.pendingCasts.splice(0, n);
+      await realize(batch.map((c) => c.dst), { label: 'weights f32 → f16' });
+      for (const c of batch) dispose(c.src);
+    }
+    return this;
+  }
+
   /** A freshly initialised model (xavier-uniform for ≥2-D decoder-side weights, torchvision init for the backbone). */
-  static init(cfg: MicarConfig, seed: number): Weights {
-    const w = new Weights(cfg);
+  static init(cfg: MicarConfig, seed: number, dtype: 'f32' | 'f16' = 'f32'): Weights {
+    const w = new Weights(cfg, dtype);
     const rnd = mulberry32(seed);
     const uniform = (n: number, bound: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * bound);
     const normal = (n: number, std: number) =>
@@ -140,8 +197,12 @@ export class Weights {
     return w;
   }
 
-  /** Reads every tensor back into a state dict (f32; num_batches_tracked as I64). */
-  async toStateDict(): Promise<Map<string, HostTensor>> {
+  /**
+   * Reads every tensor back into a state dict (num_batches_tracked as I64). Float tensors are
+   * written as `dtype` (F32 by default; 'F16' halves a file — BatchNorm statistics and rotary
+   * frequencies stay F32, as they are kept in every model).
+   */
+  async toStateDict(opts: { dtype?: 'F32' | 'F16' } = {}): Promise<Map<string, HostTensor>> {
     const out = new Map<string, HostTensor>();
     // Every chunk of every weight in one read-back.
     const chunkList = this.spec.filter((e) => e.kind !== 'bn_count').flatMap((e) => this.chunks(e.name));
@@ -166,7 +227,8 @@ export class Weights {
           o += p.length;
         }
       }
-      out.set(e.name, fromFloat32(all, e.shape, 'F32'));
+      const f16 = opts.dtype === 'F16' && (e.kind === 'param' || e.kind === 'pe');
+      out.set(e.name, fromFloat32(all, e.shape, f16 ? 'F16' : 'F32'));
     }
     return out;
   }
@@ -199,6 +261,13 @@ export function checkStateDictFits(cfg: MicarConfig, sd: Map<string, HostTensor>
     throw new Error(`${file}: state dict does not match config (${cfg.backbone}, d_model ${cfg.d_model}, ${cfg.num_layers} layers, ${cfg.num_experts} experts, vocab ${cfg.vocab_size}): ${parts.join(' | ')}`);
   }
   return spec.filter((e) => !sd.has(e.name)).map((e) => e.name);
+}
+
+/** The raw f16 bits of an F16 host tensor (a view when aligned, else a copy). */
+function f16Bits(h: HostTensor): Uint16Array {
+  const n = h.data.length / 2;
+  if (h.data.byteOffset % 2 === 0) return new Uint16Array(h.data.buffer, h.data.byteOffset, n);
+  return new Uint16Array(h.data.slice().buffer, 0, n);
 }
 
 /** rotary_embedding_torch frequencies 1/10000^(2i/dim), rounded as torch does in f32. */

@@ -2,6 +2,7 @@
 // given report (beam search output), the figures and the page for one image, grounding over the
 // phantom dataset, and the `micar attention` command. File access goes through DataFiles and
 // io/files, so nothing here needs Deno; the demo app imports the same functions.
+import { parsePrecision } from '../model/precision.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read } from '../graph/runtime.ts';
 import { CachedDecoder, type StepTrace } from '../generate/generator.ts';
@@ -261,7 +262,8 @@ export async function attentionCommand(args: string[]): Promise<void> {
   const colormap = a.str('colormap') as ColormapName;
   const { init } = await import('../graph/runtime.ts');
   await init();
-  const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
+  const { cfg, tokenizer, weights, precision } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional'), precision: parsePrecision(a.str('precision')) });
+  if (precision.note) console.error(precision.note);
   const original = await decodeImage(await readFileBytes(imagePath), imagePath);
   const pixels = preprocess(original, inputGeometry(cfg));
   const beam = a.num('beam');

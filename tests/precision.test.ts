@@ -1,0 +1,51 @@
+// The precision option: parsing, auto's fallback and f16's refusal on adapters without
+// shader-f16, and an f16 model's memory (weights and KV cache half of f32).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { init, runtime } from '../src/graph/runtime.ts';
+import { parsePrecision, resolvePrecision } from '../src/model/precision.ts';
+import { presetConfig } from '../src/model/presets.ts';
+import { normaliseConfig } from '../src/model/config.ts';
+import { Weights } from '../src/model/weights.ts';
+
+beforeAll(async () => {
+  await init();
+});
+
+describe('precision option', () => {
+  it('parses f32, f16, auto; anything else is an error naming the value', () => {
+    expect(parsePrecision('f16')).toBe('f16');
+    expect(parsePrecision(undefined)).toBe('f32');
+    expect(() => parsePrecision('fp16', '--precision')).toThrow(/--precision: "fp16" is not a precision \(f32, f16 or auto\)/);
+  });
+
+  it('auto follows shader-f16 (and says so when it falls back); f16 without it is a clear error', () => {
+    const gpu = runtime().gpu;
+    const had = gpu.hasF16;
+    try {
+      gpu.hasF16 = false;
+      expect(resolvePrecision('auto')).toEqual({ dtype: 'f32', note: expect.stringMatching(/no shader-f16 feature, running in f32/) });
+      expect(() => resolvePrecision('f16')).toThrow(/precision f16: the adapter ".*" has no shader-f16 feature/);
+      gpu.hasF16 = true;
+      expect(resolvePrecision('auto')).toEqual({ dtype: 'f16', note: null });
+    } finally {
+      gpu.hasF16 = had;
+    }
+  });
+
+  it('an f16 model stores parameters and positions in f16, BatchNorm statistics and rotary frequencies in f32', async () => {
+    if (!runtime().gpu.hasF16) return;
+    const cfg = normaliseConfig({ ...presetConfig('tiny'), vocab_size: 50 }, 'tiny');
+    const w32 = Weights.init(cfg, 1), w16 = await Weights.init(cfg, 1, 'f16').ready();
+    let b32 = 0, b16 = 0;
+    for (const e of w16.spec) {
+      if (e.kind === 'bn_count') continue;
+      const t16 = w16.chunks(e.name), t32 = w32.chunks(e.name);
+      for (const t of t16) expect(t.dtype).toBe(e.kind === 'param' || e.kind === 'pe' ? 'f16' : 'f32');
+      b16 += t16.reduce((s, t) => s + t.bytes, 0);
+      b32 += t32.reduce((s, t) => s + t.bytes, 0);
+    }
+    // Everything but the (tiny) statistics halves.
+    expect(b16 / b32).toBeGreaterThan(0.5);
+    expect(b16 / b32).toBeLessThan(0.51);
+  });
+});
