@@ -379,7 +379,6 @@ export async function readHostModel(source: ModelSource, opts: ReadModelOptions 
   if (c.weights.length === 0) throw new Error(`no weights file among ${files.map((f) => f.name).join(', ')} (give a micar checkpoint, or a .safetensors / .pth state dict with its vocabulary and config)`);
   if (c.weights.length > 1) throw new Error(`one weights file expected, got ${c.weights.map((f) => f.name).join(', ')}`);
   const wf = c.weights[0];
-  const precision = resolvePrecision(opts.precision ?? 'f32');
   if (!isZip(wf.bytes)) {
     const st = readSafetensors(wf.bytes, wf.name);
     // A checkpoint carries config and vocabulary itself.

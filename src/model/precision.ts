@@ -23,8 +23,8 @@ export function parsePrecision(v: unknown, where = 'precision'): Precision {
  * else f32 (with a note); `f16` without shader-f16 is an error naming the adapter.
  */
 export function resolvePrecision(p: Precision = 'f32'): ResolvedPrecision {
-  const gpu = runtime().gpu;
   if (p === 'f32') return { dtype: 'f32', note: null };
+  const gpu = runtime().gpu;
   if (gpu.hasF16) return { dtype: 'f16', note: null };
   if (p === 'f16')
     throw new Error(`precision f16: the adapter "${gpu.adapterName}" has no shader-f16 feature; use precision f32 or auto`);
