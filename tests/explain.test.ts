@@ -170,3 +170,40 @@ describe('explain vs float64 CPU reference', () => {
     await expect(explainSteps(w, pixels, tokens, [0], ['lime' as never])).rejects.toThrow(/unknown method "lime"/);
   });
 });
+
+describe('diagnostic hooks of the forward (bench/explain.ts)', () => {
+  it('crossMask / encoderMask keep only the unmasked tokens; swapImagePath is a no-op on identical images and not on different ones', async () => {
+    const { fromData, dispose } = await import('../src/graph/runtime.ts');
+    const { Forward } = await import('../src/model/context.ts');
+    const { decodeText, decoderMask, encodeImage } = await import('../src/model/micar.ts');
+    const T = ids.length;
+    const run = async (px: Float32Array, b: number, opts: ConstructorParameters<typeof Forward>[1]) => {
+      const image = fromData(px, [b, 3, S, S]), idsT = fromData(Int32Array.from({ length: b * T }, (_, i) => ids[i % T]), [b, T], 'i32');
+      const mask = decoderMask(new Float32Array(b * T).fill(1), b, T);
+      const f = new Forward(w, { keepAttention: true, ...opts });
+      const e = encodeImage(f, image);
+      const dec = decodeText(f, e.out, idsT, mask);
+      const { readMany } = await import('../src/graph/runtime.ts');
+      const [logits, cross, encAttn] = await readMany([dec.logits, dec.layers[0].cross!, e.attn[0]!]);
+      dispose(image, idsT, mask);
+      return { logits: logits as Float32Array, cross: cross as Float32Array, enc: encAttn as Float32Array };
+    };
+    const keep = 17;
+    const cm = new Float32Array(T * N);
+    for (let t = 0; t < T; t++) cm[t * N + keep] = 1;
+    const em = new Float32Array(N * N);
+    for (let q = 0; q < N; q++) em[q * N + keep] = 1;
+    const r = await run(pixels, 1, { crossMask: fromData(cm, [1, T, N]), encoderMask: fromData(em, [1, N, N]) });
+    for (let i = 0; i < H * T; i++) expect(r.cross[i * N + keep]).toBeCloseTo(1, 6);
+    for (let i = 0; i < H * N; i++) expect(r.enc[i * N + keep]).toBeCloseTo(1, 6);
+    const other = Float32Array.from(R.randn(3 * S * S));
+    const twice = new Float32Array(6 * S * S), pair = new Float32Array(6 * S * S);
+    twice.set(pixels), twice.set(pixels, 3 * S * S), pair.set(pixels), pair.set(other, 3 * S * S);
+    for (const swap of ['cross', 'global'] as const) {
+      const plain = await run(twice, 2, {}), same = await run(twice, 2, { swapImagePath: swap });
+      expect(relL2(same.logits, plain.logits)).toBeLessThan(1e-6);
+      const a = await run(pair, 2, {}), b = await run(pair, 2, { swapImagePath: swap });
+      expect(relL2(b.logits, a.logits)).toBeGreaterThan(1e-4);
+    }
+  }, 60_000);
+});

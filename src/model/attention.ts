@@ -66,6 +66,6 @@ export function cmhla(f: Forward, cfg: MicarConfig, text: Tensor, img: Tensor, p
   const kv = downNormUp(f, img, `${p}.kv_down_norm_up`);
   const [k, v] = split(kv, [dl, dl], 2).map((t) => splitHeads(t, H));
   const freqs = f.p(`${p}.rope.freqs`);
-  const att = scaledAttention(f, cfg, rotary(q, freqs, cfg.qk_nope_dim), rotary(k, freqs, cfg.qk_nope_dim), v);
+  const att = scaledAttention(f, cfg, rotary(q, freqs, cfg.qk_nope_dim), rotary(k, freqs, cfg.qk_nope_dim), v, f.crossMask);
   return { out: linear(mergeHeads(att.out), f.p(`${p}.wo.weight`)), probs: att.probs };
 }

@@ -4,7 +4,7 @@ import type { Tensor } from '../graph/tensor.ts';
 import { linear } from '../graph/ops/matmul.ts';
 import { rmsNorm } from '../graph/ops/norm.ts';
 import { activation, add, expandTo, mul, sigmoid, sub } from '../graph/ops/elementwise.ts';
-import { concat, reshape } from '../graph/ops/shape.ts';
+import { concat, reshape, slice } from '../graph/ops/shape.ts';
 import { max, mean } from '../graph/ops/reduce.ts';
 import { loadBalancingLoss, moeExperts, topkGate } from '../graph/ops/moe.ts';
 import type { MicarConfig } from './config.ts';
@@ -26,7 +26,7 @@ export interface EncoderLayerOut {
 
 export function encoderLayer(f: Forward, cfg: MicarConfig, x: Tensor, l: number): EncoderLayerOut {
   const p = `encoder.layers.${l}`;
-  const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`);
+  const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`, f.encoderMask);
   const h = add(x, sa.out);
   return { out: add(h, feedForward(f, cfg, norm(f, h, `${p}.norm_ff`), `${p}.ff`)), attn: sa.probs };
 }
@@ -41,9 +41,11 @@ export function gatedFusion(f: Forward, cfg: MicarConfig, x: Tensor, img: Tensor
   const [b, T, d] = x.shape;
   const nx = norm(f, x, `${p}.norm1`);
   const ni = norm(f, img, `${p}.norm2`);
-  const ca = cmhla(f, cfg, nx, ni, `${p}.cross_attention`);
+  const rolled = f.swapImagePath && b > 1 ? concat([slice(ni, 0, 1, b - 1), slice(ni, 0, 0, 1)], 0) : ni;
+  const ca = cmhla(f, cfg, nx, f.swapImagePath === 'cross' ? rolled : ni, `${p}.cross_attention`);
   const a = add(ca.out, x);
-  const g = linear(concat([mean(ni, 1, true), max(ni, 1, true)], 2), f.p(`${p}.global_proj.weight`), f.p(`${p}.global_proj.bias`)); // [b,1,d]
+  const gi = f.swapImagePath === 'global' ? rolled : ni;
+  const g = linear(concat([mean(gi, 1, true), max(gi, 1, true)], 2), f.p(`${p}.global_proj.weight`), f.p(`${p}.global_proj.bias`)); // [b,1,d]
   const na = norm(f, a, `${p}.norm3`);
   const gateHidden = activation(cfg.act_fn, linear(concat([na, nx], 2), f.p(`${p}.gate.0.weight`), f.p(`${p}.gate.0.bias`)));
   const gate = sigmoid(linear(gateHidden, f.p(`${p}.gate.2.weight`), f.p(`${p}.gate.2.bias`)));

@@ -24,12 +24,25 @@ export interface ForwardOptions {
    * gradient is cast back, so the optimiser sees f32 gradients of the f32 master weights).
    */
   compute?: 'f32' | 'f16';
+  /**
+   * Diagnostic: the gated fusion's cross-attention ('cross') or global vector ('global') reads
+   * the image tokens of the next image in the batch (rolled by one), breaking that path's link
+   * to its own image while keeping its input distribution.
+   */
+  swapImagePath?: 'cross' | 'global';
+  /** Diagnostic: a [b, T, 49] keep-mask (1 keep) on every decoder layer's cross-attention. */
+  crossMask?: Tensor;
+  /** Diagnostic: a [b, 49, 49] keep-mask on every encoder layer's self-attention. */
+  encoderMask?: Tensor;
 }
 
 export class Forward {
   readonly training: boolean;
   readonly keepAttention: boolean;
   readonly differentiableAttention: boolean;
+  readonly swapImagePath?: 'cross' | 'global';
+  readonly crossMask?: Tensor;
+  readonly encoderMask?: Tensor;
   /** Named intermediates (with `capture`): 'vis_enc.fused' [b,d_v,h,w], 'vis_enc.pooled' [b,d_v,7,7]. */
   readonly captures = new Map<string, Tensor>();
   private readonly capturing: boolean;
@@ -50,6 +63,9 @@ export class Forward {
     this.differentiableAttention = !!opts.differentiableAttention;
     this.keepAttention = !!opts.keepAttention || this.differentiableAttention;
     this.capturing = !!opts.capture;
+    this.swapImagePath = opts.swapImagePath;
+    this.crossMask = opts.crossMask;
+    this.encoderMask = opts.encoderMask;
     this.seed = (opts.seed ?? 0) >>> 0;
   }
 
