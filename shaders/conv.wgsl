@@ -22,12 +22,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  N: u32, C: u32, H: u32, W: u32,          // the conv's input
-  O: u32, OH: u32, OW: u32, total: u32,    // its output; total = threads for 1-D kernels
-  M: u32, NC: u32, SC4: u32, NB4: u32,     // GEMM rows, true columns, vec4 channels of the gathered operand, vec4 columns of WB
-  SH: u32, SW: u32, CR: u32, pad1: u32,    // spatial size of the gathered operand; GEMMR: its true channels
-}
+${PARAMS}   // src/graph/kernels/conv.ts convParams
 @group(0) @binding(0) var<uniform> p: Params;
 
 const KH: u32 = ${KH}u;

@@ -2,11 +2,15 @@
 // references — not only the configuration this adapter ends up using. Candidates for both a
 // software-adapter profile (register blocks) and a GPU profile (tiles) run here on any adapter.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, init, read } from '../src/graph/runtime.ts';
+import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { profileFrom } from '../src/gpu/profile.ts';
 import { withTrial } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
+import { conv2d } from '../src/graph/ops/conv.ts';
+import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry } from '../src/graph/kernels/conv.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
 
@@ -51,6 +55,51 @@ describe('matmul: every candidate configuration', () => {
         if (g.bias) ref.forEach((v, i) => (ref[i] = v + Bi[i % N]));
         // f32 dot product of length K (+ bias): |error| ≤ γ_{K+1} · (Σ|a||b| + |bias|), any order.
         expectWithin(await read(out), ref, (i) => gamma(K + 1) * (mag[i] + (g.bias ? Math.abs(Bi[i % N]) : 0)) + 1e-30, `${key} ${JSON.stringify(g)}`);
+      });
+    }
+  }
+});
+
+describe('conv: every candidate configuration (forward, dX, dW)', () => {
+  const R = rng('conv-candidates');
+  // Candidates of a large conv, so no block is shrunk to the geometry (smaller geometries get
+  // the same blocks with fewer rows per lane: the same emitter with a shorter unroll).
+  const bases: ConvGemmGeometry[] = [[4, 64, 24, 24, 512, 1, 1, 0]].map(([N, C, H, W, O, K, stride, pad]) => {
+    const OH = Math.floor((H + 2 * pad - K) / stride) + 1, OW = Math.floor((W + 2 * pad - K) / stride) + 1;
+    return { pass: 'fwd', N, C, H, W, O, K, stride, pad, bias: true, M: N * OH * OW, cols: O, CR: C };
+  });
+  const gemm = new Map<string, ConvGemmConfig>(), dw = new Map<string, ConvGemmConfig>();
+  for (const profile of [software, gpu]) for (const b of bases) {
+    for (const c of convFamily.candidates(b, profile)) gemm.set(convFamily.configKey(c), c);
+    for (const c of convDwFamily.candidates(b, profile)) dw.set(convDwFamily.configKey(c), c);
+  }
+  const abs = (a: Float64Array) => a.map(Math.abs);
+  for (const [family, configs] of [['conv', gemm], ['conv_dw', dw]] as const) {
+    for (const [key, c] of configs) {
+      it(`${family} ${key}`, async () => {
+        // Odd sizes, stride 1 or 2, 1×1 or 3×3: each configuration on a drawn geometry.
+        const K = R.next() < 0.3 ? 1 : 3, stride = R.int(1, 2), pad = K === 3 ? 1 : 0;
+        const g = { N: R.int(1, 2), C: R.int(3, 13), H: R.int(5, 11), W: R.int(5, 11), O: R.int(3, 21), K, stride, pad };
+        const [OH, OW] = convOut(g);
+        const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * K * K), B = R.randn(g.O), DY = R.randn(g.N * g.O * OH * OW);
+        const x = param(fromData(X, [g.N, g.C, g.H, g.W])), w = param(fromData(Wt, [g.O, g.C, K, K]));
+        const what = `${family} ${key} ${JSON.stringify(g)}`;
+        if (family === 'conv') {
+          const y = withTrial('conv', c, () => conv2d(x, w, fromData(B, [g.O]), { stride, padding: pad }));
+          const [dx] = withTrial('conv', c, () => grad(y, [x], fromData(DY, y.shape)));
+          await realize([y, dx!]);
+          const mag = conv2dRef(abs(X), abs(Wt), abs(B), g);
+          // Length-L f32 dot products: |error| ≤ γ_L · Σ|terms| (L = C·K² + 1 forward, O·K² for dX).
+          expectWithin(await read(y), conv2dRef(X, Wt, B, g), (i) => gamma(g.C * K * K + 1) * mag[i] + 1e-30, `${what} forward`);
+          const ref = conv2dBackwardRef(X, Wt, DY, g), magB = conv2dBackwardRef(abs(X), abs(Wt), abs(DY), g);
+          expectWithin(await read(dx!), ref.dx, (i) => gamma(g.O * K * K) * magB.dx[i] + 1e-30, `${what} dX`);
+        } else {
+          const y = conv2d(x, w, null, { stride, padding: pad });
+          const [dw] = withTrial('conv_dw', c, () => grad(y, [w], fromData(DY, y.shape)));
+          await realize([dw!]);
+          const ref = conv2dBackwardRef(X, Wt, DY, g), magB = conv2dBackwardRef(abs(X), abs(Wt), abs(DY), g);
+          expectWithin(await read(dw!), ref.dw, (i) => gamma(g.N * OH * OW) * magB.dw[i] + 1e-30, `${what} dW`);
+        }
       });
     }
   }

@@ -222,6 +222,16 @@ export const COMMANDS: Record<string, CommandSpec> = {
     positionals: [{ name: 'case', help: 'case folder, e.g. ../shared/golden/tiny', required: true }],
     options: [PRECISION_OPTION],
   },
+  tune: {
+    summary: 'measure the fastest kernels for a model\'s shapes on this adapter and cache them',
+    description: 'One training step and one evaluation forward at --batch on synthetic data; every kernel geometry met is measured (see also --tune off|cached|full, accepted by every verb that uses the GPU: cached, the default, measures what the cache lacks within 30 s per pass).',
+    options: [
+      { name: 'config', type: 'string', default: 'tiny', meta: 'NAME|FILE', help: 'preset (tiny, paper, covctr, mmretinal, pgross, roco) or a JSON file' },
+      { name: 'batch', type: 'int', min: 1, meta: 'B', defaultHelp: 'the config\'s batch_size', help: 'batch size of the shapes to tune' },
+      { name: 'mode', type: ['cached', 'full'], default: 'cached', help: 'cached: measure what the cache lacks; full: measure every shape again' },
+      { name: 'budget', type: 'number', min: 1, default: 300, meta: 'S', help: 'seconds of measuring allowed' },
+    ],
+  },
   smoke: {
     summary: 'print the adapter and run one matmul + autograd step',
     options: [],

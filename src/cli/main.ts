@@ -39,7 +39,26 @@ const run: Record<string, (args: string[]) => Promise<void>> = {
   explain: async (a) => (await import('../viz/index.ts')).explainCommand(a),
   generate: async (a) => (await import('../generate/command.ts')).generateCommand(a),
   export: async (a) => (await import('./export.ts')).exportCommand(a),
+  tune: async (a) => (await import('./tune.ts')).tuneCommand(a),
 };
+
+/**
+ * `--tune off|cached|full` (any verb; default cached): kernel autotuning for this run. Taken
+ * out of the verb's arguments; verbs that run on the CPU only never start the GPU for it.
+ */
+function takeTuneOption(args: string[]): { args: string[]; tune: 'off' | 'cached' | 'full' } {
+  const out: string[] = [];
+  let tune = 'cached';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--tune' && i + 1 < args.length) tune = args[++i];
+    else if (a.startsWith('--tune=')) tune = a.slice(7);
+    else out.push(a);
+  }
+  if (!['off', 'cached', 'full'].includes(tune)) throw new UsageError(`--tune must be off, cached or full, got "${tune}"`);
+  return { args: out, tune: tune as 'off' | 'cached' | 'full' };
+}
+const CPU_VERBS = new Set(['export']);
 
 for (const v of Object.keys(COMMANDS)) if (!run[v]) throw new Error(`micar: command "${v}" is declared in args.ts but has no implementation in main.ts`);
 
@@ -58,7 +77,12 @@ if (wantsHelp(rest)) {
   Deno.exit(0);
 }
 try {
-  await run[verb](rest);
+  const { args, tune } = takeTuneOption(rest);
+  if (!CPU_VERBS.has(verb) && tune !== 'off') {
+    const { init } = await import('../graph/runtime.ts');
+    await init({ tune: verb === 'tune' ? { mode: 'cached', log: (l) => console.log(`  ${l}`) } : { mode: tune, log: (l) => console.log(`[tune] ${l}`) } });
+  }
+  await run[verb](args);
 } catch (e) {
   if (!(e instanceof UsageError)) throw e;
   console.error(`${e.message}\n(micar ${verb} --help lists the options)`);

@@ -20,7 +20,7 @@ const CACHE_FORMAT = 'micar-tune';
 
 export interface TuneOptions {
   mode?: TuneMode;
-  /** Seconds of measuring allowed per tuning pass (default 30; `micar tune` uses more). */
+  /** Seconds of measuring allowed in this process, all passes together (default 30; `micar tune` uses more). */
   budgetS?: number;
   /** Folder of the cache file (Deno). Default $MICAR_CACHE_DIR, $XDG_CACHE_HOME/micar or ~/.cache/micar. */
   cacheDir?: string;
@@ -91,9 +91,12 @@ interface State {
   skipped: Set<string>;
   /** Where the cache lives, for messages. */
   where: string;
+  /** Seconds spent measuring in this process. */
+  spentS: number;
+  budgetWarned: boolean;
 }
 
-const state: State = { mode: 'off', budgetS: 30, log: () => {}, entries: new Map(), loaded: false, dirty: false, busy: false, measured: new Set(), skipped: new Set(), where: '' };
+const state: State = { mode: 'off', budgetS: 30, log: () => {}, entries: new Map(), loaded: false, dirty: false, busy: false, measured: new Set(), skipped: new Set(), where: '', spentS: 0, budgetWarned: false };
 
 /** FNV-1a, 32 bits, as 8 hex digits (cache file names and kernel-source fingerprints). */
 export function fnv1a(s: string): string {
@@ -252,7 +255,7 @@ export async function configureTuning(opts: TuneOptions | TuneMode): Promise<voi
   if (o.mode && !['off', 'cached', 'full'].includes(o.mode)) throw new Error(`tune mode must be off, cached or full, got ${JSON.stringify(o.mode)}`);
   const dirChanged = o.cacheDir !== undefined && o.cacheDir !== state.cacheDir;
   state.mode = o.mode ?? state.mode;
-  state.budgetS = o.budgetS ?? state.budgetS;
+  if (o.budgetS !== undefined) (state.budgetS = o.budgetS), (state.spentS = 0), (state.budgetWarned = false);
   if (o.cacheDir !== undefined) state.cacheDir = o.cacheDir;
   if (o.log) state.log = o.log;
   if (dirChanged) resetTuning();
@@ -371,7 +374,34 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
   }
 }
 
+/**
+ * Times configurations `a` and `b` of one geometry side by side: `rounds` alternating pairs,
+ * best of each (benchmarks: tuned against hand-picked).
+ */
+export async function timeTrialPair<G>(family: KernelFamily<G, unknown>, g: G, a: unknown, b: unknown, rounds = 3): Promise<{ aMs: number; bMs: number }> {
+  const tun = tunables.get(family.name)!;
+  const trial = tun.trial(g);
+  try {
+    await outputOf(tun, trial, a);
+    await outputOf(tun, trial, b);
+    const one = await timeConfig(tun, trial, a, 1);
+    const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(one, 0.05))));
+    let aMs = Infinity, bMs = Infinity;
+    for (let r = 0; r < rounds; r++) {
+      aMs = Math.min(aMs, await timeConfig(tun, trial, a, copies));
+      bMs = Math.min(bMs, await timeConfig(tun, trial, b, copies));
+    }
+    return { aMs, bMs };
+  } finally {
+    trial.dispose();
+  }
+}
+
 /** Records a measured choice (used by the next encodes) and marks the cache for saving. */
+export function adoptResult(r: TuneResult): void {
+  adopt(r);
+}
+
 function adopt(r: TuneResult): void {
   state.entries.set(r.id, r.entry);
   state.measured.add(r.id);
@@ -384,19 +414,21 @@ function adopt(r: TuneResult): void {
  * Tunes the geometry classes met since the last pass (runs after each realize while tuning is
  * on), within the time budget; saves the cache. Returns the results measured.
  */
-export async function tunePending(budgetS = state.budgetS): Promise<TuneResult[]> {
+export async function tunePending(budgetS = state.budgetS - state.spentS): Promise<TuneResult[]> {
   if (state.busy || state.mode === 'off' || !misses.size) return [];
   state.busy = true;
   const done: TuneResult[] = [];
+  const t0 = performance.now();
   try {
     if (!state.loaded) await loadCache();
-    const deadline = performance.now() + budgetS * 1000;
+    const deadline = t0 + budgetS * 1000;
     for (const [id, m] of [...misses]) {
       misses.delete(id);
       if (state.skipped.has(id) || (state.mode !== 'full' && state.entries.has(id)) || state.measured.has(id)) continue;
       if (!tunables.has(m.family.name)) continue;
       if (performance.now() > deadline) {
-        state.log(`tune: budget of ${budgetS} s spent; ${id} and ${misses.size} more stay hand-picked this run`);
+        if (!state.budgetWarned) state.log(`tune: time budget spent; ${id} and ${misses.size} more stay hand-picked this run (measured next time)`);
+        state.budgetWarned = true;
         for (const k of misses.keys()) if (!state.entries.has(k)) misses.delete(k);
         break;
       }
@@ -416,6 +448,7 @@ export async function tunePending(budgetS = state.budgetS): Promise<TuneResult[]
     }
     await saveCache();
   } finally {
+    state.spentS += (performance.now() - t0) / 1000;
     state.busy = false;
   }
   return done;

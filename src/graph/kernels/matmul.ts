@@ -71,13 +71,16 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
   const out: MatmulTiles[] = [];
   // (8×8×32 was dropped: it compiled in ~25 s on llvmpipe and never won.)
   const regs: [number, number, number][] = [[8, 4, 8], [8, 4, 16], [8, 8, 8], [8, 8, 16], [8, 16, 8], [8, 16, 16], [16, 8, 16]];
+  // Each block is one more pipeline per operand layout (seconds each on llvmpipe): blocks over
+  // 128 accumulators are timed only where the product is big enough to use them.
   const tiles: [number, number, number, number, number][] = [[32, 32, 16, 4, 4], [64, 64, 16, 4, 4], [64, 64, 8, 8, 8], [32, 64, 16, 4, 4], [64, 32, 16, 4, 4], [128, 64, 8, 8, 8]];
   if (profile.unrolledKernels || kernelOverride('matmul') === 'register') {
     for (const [WG, RM, RN] of regs) {
       // A block much taller or wider than the output only computes clamped padding.
       if (WG * RM > 2 * Math.max(g.M, 32) || RN > 2 * Math.max(g.N, 8)) continue;
       // 256 accumulators: seconds to compile on llvmpipe; worth timing only for big products.
-      if (RM * RN >= 256 && g.M * g.N * g.K < 128 * 128 * 128) continue;
+      if (RM * RN > 128 && g.M * g.N * g.K < 128 * 128 * 128) continue;
+      if (RM * RN === 128 && g.M * g.N < 64 * 64) continue;
       out.push(reg(WG, RM, RN));
     }
   }

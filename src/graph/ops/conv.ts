@@ -5,8 +5,13 @@
 // copy made in the same node; the weight is re-laid as a vec4 GEMM operand the same way.
 // The bias gradient is a channel sum.
 import { dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, P, registerKernelsByDefault } from './util.ts';
-import { kernelOverride } from '../kernels/overrides.ts';
+import { adapterProfile, assertFloat, grid1d } from './util.ts';
+import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convParams, convRegisterDefault } from '../kernels/conv.ts';
+import { dispose, fromData } from '../runtime.ts';
+import { registerTunable } from '../tuner.ts';
+import { trialData } from './matmul.ts';
+export { type ConvConfig, convConfig, convDwRegisterConfig, convRegisterConfig } from '../kernels/conv.ts';
 
 
 export interface Conv2dOptions {
@@ -14,48 +19,17 @@ export interface Conv2dOptions {
   padding?: number;
 }
 
-interface Geometry {
+export interface Geometry {
   N: number; C: number; H: number; W: number;
   O: number; KH: number; KW: number; OH: number; OW: number;
   stride: number; pad: number;
 }
 
-export interface ConvConfig {
-  /** Invocations per workgroup (1-D). */
-  WG: number;
-  /** GEMM rows per invocation. */
-  RM: number;
-  /** GEMM columns per workgroup (a multiple of 4), shared by all its invocations. */
-  RN: number;
-}
-
-/**
- * Register blocking for an M-row GEMM. Measured on llvmpipe (the loads, not the FMAs, are the
- * cost there): 16 rows × 8 columns per invocation ran 2–4× faster than 4×8 or 8×8, and
- * wider column blocks (RN 12, 16) fell off a cliff; small M shrinks RM so lanes are not idle.
- */
-export function convConfig(M: number): ConvConfig {
-  const WG = 32;
-  return { WG, RM: Math.min(16, Math.max(1, Math.ceil(M / WG))), RN: 8 };
-}
-
 const c4 = (n: number) => Math.ceil(n / 4);
 
+/** The layout kernels' form: per-row (CPU adapters' register path) or per-element. */
 function useRegister(): boolean {
-  const forced = kernelOverride('conv');
-  return forced ? forced === 'register' : registerKernelsByDefault();
-}
-
-/**
- * Register block of the GEMMR kernel for an M-row GEMM with `cols` columns. Measured on
- * llvmpipe over the tiny config's convs (bench/convlayers.ts): one SIMD vector of lanes (WG 8)
- * × 8 rows × 16 columns beat 4×16, 4×32, 16×8, 12×16 and WG 16 by 5–30%; few rows get fewer
- * rows per lane so lanes are not idle, few columns a narrower strip.
- */
-export function convRegisterConfig(M: number, cols: number): ConvConfig {
-  const WG = 8;
-  const RN = cols <= 8 ? 8 : 16;
-  return { WG, RM: Math.min(8, Math.max(1, Math.ceil(M / WG))), RN };
+  return convRegisterDefault(adapterProfile());
 }
 
 /**
@@ -157,11 +131,6 @@ export function convDwRegisterBody(cfg: ConvConfig): string {
   return L.join('\n');
 }
 
-/** Register block of the DWR kernel: O rows (output channels), uniform (tap, channel) columns. */
-export function convDwRegisterConfig(O: number): ConvConfig {
-  return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
-}
-
 /** Generated bodies by configuration (encoding runs every step; the text never changes). */
 const bodies = new Map<string, string>();
 function registerBodyOf(kind: 'GEMMR' | 'DWR', cfg: ConvConfig, fwd: boolean, bias: boolean): string {
@@ -176,18 +145,20 @@ function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; 
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
   return {
     family: 'conv',
+    gen: {
+      PARAMS: convParams.wgsl,
+      REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? registerBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
+    },
     defs: {
       LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD',
-      FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, ...cfg,
-      REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? registerBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
+      FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN,
     },
   };
 }
 
 interface Fields { total?: number; M?: number; NC?: number; SC4?: number; NB4?: number; SH?: number; SW?: number; C?: number; H?: number; W?: number; N?: number; O?: number; CR?: number }
 function params(g: Geometry, f: Fields) {
-  return P().u(f.N ?? g.N, f.C ?? g.C, f.H ?? g.H, f.W ?? g.W, f.O ?? g.O, g.OH, g.OW, f.total ?? 0)
-    .u(f.M ?? 0, f.NC ?? 0, f.SC4 ?? 0, f.NB4 ?? 0, f.SH ?? 0, f.SW ?? 0, f.CR ?? 0, 0);
+  return convParams.pack({ N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, OH: g.OH, OW: g.OW, ...f }, true);
 }
 
 /** Records NCHW [n, ch, hw] → channels-last vec4 [n, hw, ⌈ch/4⌉] (+ one zero pixel) into a scratch buffer. */
@@ -240,9 +211,12 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   if (OH < 1 || OW < 1) throw new Error(`conv2d: input ${x} is smaller than kernel ${KH}×${KW} with padding ${pad}`);
   const g: Geometry = { N, C, H, W, O, KH, KW, OH, OW, stride, pad };
   const inputs = bias ? [x, w, bias] : [x, w];
+  const trialCfg = trialConfig('conv');
   const [y] = makeNode('conv2d', inputs, [{ shape: [N, O, OH, OW] }], {
     encode(ctx) {
-      const M = N * OH * OW, reg = useRegister(), cfg = reg ? convRegisterConfig(M, O) : convConfig(M), NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
+      const M = N * OH * OW;
+      const gg: ConvGemmGeometry = { pass: 'fwd', N, C, H, W, O, K: KH, stride, pad, bias: !!bias, M, cols: O, CR: C };
+      const cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg), reg = cfg.kind === 'register', NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
       const xh = toChannelsLast(ctx, g, x, N, C, H * W);
       const wb = weightMatrix(ctx, g, w, true, NB4);
       ctx.dispatch({
@@ -264,12 +238,14 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
 }
 
 /** dX [N,C,H,W]: GEMM over input pixels × C, reducing over (tap, o) of the dY taps that reach each pixel. */
-function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
+export function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
+  const trialCfg = trialConfig('conv');
   const [dx] = makeNode('conv2d_grad_input', [dy, w], [{ shape: [g.N, g.C, g.H, g.W] }], {
     encode(ctx) {
       // Rows per stride-parity class (the kernel's wid.z): pixels (cy + S·a, cx + S·b).
-      const S = g.stride, M = g.N * Math.ceil(g.H / S) * Math.ceil(g.W / S), reg = useRegister();
-      const cfg = reg ? convRegisterConfig(M, g.C) : convConfig(M), NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
+      const S = g.stride, M = g.N * Math.ceil(g.H / S) * Math.ceil(g.W / S);
+      const gg: ConvGemmGeometry = { pass: 'dx', N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.KH, stride: S, pad: g.pad, bias: false, M, cols: g.C, CR: g.O };
+      const cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg), reg = cfg.kind === 'register', NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
       const dyh = toChannelsLast(ctx, g, dy, g.N, g.O, g.OH * g.OW);
       const wb = weightMatrix(ctx, g, w, false, NB4);
       ctx.dispatch({
@@ -284,10 +260,12 @@ function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
 }
 
 /** dW [O,C,kh,kw]: GEMM over O × (tap, c), reducing over every image's output pixels. */
-function conv2dGradWeight(dy: Tensor, x: Tensor, g: Geometry): Tensor {
+export function conv2dGradWeight(dy: Tensor, x: Tensor, g: Geometry): Tensor {
+  const trialCfg = trialConfig('conv_dw');
   const [dw] = makeNode('conv2d_grad_weight', [dy, x], [{ shape: [g.O, g.C, g.KH, g.KW] }], {
     encode(ctx) {
-      const reg = useRegister(), cfg = reg ? convDwRegisterConfig(g.O) : convConfig(g.O), groups = g.KH * g.KW * c4(g.C);
+      const dg: ConvDwGeometry = { N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.KH, stride: g.stride, pad: g.pad };
+      const cfg = chooseConfig(convDwFamily, dg, ctx.profile, trialCfg), reg = cfg.kind === 'register', groups = g.KH * g.KW * c4(g.C);
       const xh = toChannelsLast(ctx, g, x, g.N, g.C, g.H * g.W);
       ctx.dispatch({
         kernel: kernel(g, reg ? 'DWR' : 'DW4', { cfg }),
@@ -308,3 +286,40 @@ function conv2dGradBias(dy: Tensor, g: Geometry): Tensor {
   });
   return db;
 }
+
+/** The full conv geometry of a GEMM or dW geometry. */
+function fullGeometry(q: { N: number; C: number; H: number; W: number; O: number; K: number; stride: number; pad: number }): Geometry {
+  const OH = Math.floor((q.H + 2 * q.pad - q.K) / q.stride) + 1, OW = Math.floor((q.W + 2 * q.pad - q.K) / q.stride) + 1;
+  return { N: q.N, C: q.C, H: q.H, W: q.W, O: q.O, KH: q.K, KW: q.K, OH, OW, stride: q.stride, pad: q.pad };
+}
+
+/** Two f32 results of a length-L dot product of values in [-1, 1] differ by at most 2·γ_L·L. */
+const pairBound = (L: number) => 2 * ((L * 2 ** -24) / (1 - L * 2 ** -24)) * L;
+
+registerTunable<ConvGemmGeometry>({
+  family: convFamily,
+  trial(q) {
+    const g = fullGeometry(q);
+    const w = fromData(trialData(g.O * g.C * g.KH * g.KW, 2), [g.O, g.C, g.KH, g.KW]).keep();
+    if (q.pass === 'fwd') {
+      const x = fromData(trialData(g.N * g.C * g.H * g.W, 1), [g.N, g.C, g.H, g.W]).keep();
+      const bias = q.bias ? fromData(trialData(g.O, 3), [g.O]).keep() : null;
+      const L = g.C * g.KH * g.KW + 1;
+      return { op: 'conv2d', build: () => conv2d(x, w, bias, { stride: g.stride, padding: g.pad }), tolerance: pairBound(L), flops: 2 * q.M * g.O * (L - 1), dispose: () => dispose(x, w, bias) };
+    }
+    const dy = fromData(trialData(g.N * g.O * g.OH * g.OW, 4), [g.N, g.O, g.OH, g.OW]).keep();
+    const L = g.O * g.KH * g.KW;
+    return { op: 'conv2d_grad_input', build: () => conv2dGradInput(dy, w, g), tolerance: pairBound(L), flops: 2 * g.N * g.H * g.W * g.C * L, dispose: () => dispose(dy, w) };
+  },
+});
+
+registerTunable<ConvDwGeometry>({
+  family: convDwFamily,
+  trial(q) {
+    const g = fullGeometry(q);
+    const x = fromData(trialData(g.N * g.C * g.H * g.W, 1), [g.N, g.C, g.H, g.W]).keep();
+    const dy = fromData(trialData(g.N * g.O * g.OH * g.OW, 4), [g.N, g.O, g.OH, g.OW]).keep();
+    const L = g.N * g.OH * g.OW;
+    return { op: 'conv2d_grad_weight', build: () => conv2dGradWeight(dy, x, g), tolerance: pairBound(L), flops: 2 * g.O * g.C * g.KH * g.KW * L, dispose: () => dispose(x, dy) };
+  },
+});

@@ -1,0 +1,132 @@
+// Kernel families of 2-D convolution (shaders/conv.wgsl): the uniform schema shared by its
+// entry points, and the two tunable GEMMs — `conv` (forward and dX, rows = pixels, columns =
+// channels) and `conv_dw` (weight gradient, rows = output channels) — with their hand picks and
+// candidates. The bodies are emitted in src/graph/ops/conv.ts.
+import type { DeviceProfile } from '../../gpu/profile.ts';
+import { kernelOverride } from './overrides.ts';
+import { type KernelFamily, pow2Bucket } from './catalogue.ts';
+import { uniformSchema } from './uniforms.ts';
+
+export const convParams = uniformSchema('conv', {
+  N: 'u32', C: 'u32', H: 'u32', W: 'u32', // the conv's input
+  O: 'u32', OH: 'u32', OW: 'u32', total: 'u32', // its output; total = threads for 1-D kernels
+  M: 'u32', NC: 'u32', SC4: 'u32', NB4: 'u32', // GEMM rows, true columns, vec4 channels of the gathered operand, vec4 columns of WB
+  SH: 'u32', SW: 'u32', CR: 'u32', // spatial size of the gathered operand; GEMMR: its true channels
+});
+
+export interface ConvConfig {
+  /** Invocations per workgroup (1-D). */
+  WG: number;
+  /** GEMM rows per invocation. */
+  RM: number;
+  /** GEMM columns per workgroup (a multiple of 4), shared by all its invocations. */
+  RN: number;
+}
+
+/** A conv GEMM configuration: the register-blocked unrolled kernel (GEMMR/DWR) or GEMM4/DW4. */
+export interface ConvGemmConfig extends ConvConfig {
+  kind: 'register' | 'gemm4';
+}
+
+/**
+ * Register blocking of GEMM4/DW4 for an M-row GEMM. Measured on llvmpipe (the loads, not the
+ * FMAs, are the cost there): 16 rows × 8 columns per invocation ran 2–4× faster than 4×8 or
+ * 8×8, and wider column blocks (RN 12, 16) fell off a cliff; small M shrinks RM so lanes are not idle.
+ */
+export function convConfig(M: number): ConvConfig {
+  const WG = 32;
+  return { WG, RM: Math.min(16, Math.max(1, Math.ceil(M / WG))), RN: 8 };
+}
+
+/**
+ * Register block of the GEMMR kernel for an M-row GEMM with `cols` columns. Measured on
+ * llvmpipe over the tiny config's convs (bench/convlayers.ts): one SIMD vector of lanes (WG 8)
+ * × 8 rows × 16 columns beat 4×16, 4×32, 16×8, 12×16 and WG 16 by 5–30%; few rows get fewer
+ * rows per lane so lanes are not idle, few columns a narrower strip.
+ */
+export function convRegisterConfig(M: number, cols: number): ConvConfig {
+  const WG = 8;
+  const RN = cols <= 8 ? 8 : 16;
+  return { WG, RM: Math.min(8, Math.max(1, Math.ceil(M / WG))), RN };
+}
+
+/** Register block of the DWR kernel: O rows (output channels), uniform (tap, channel) columns. */
+export function convDwRegisterConfig(O: number): ConvConfig {
+  return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
+}
+
+/** Register kernels by default: a software adapter that compiles unrolled bodies fast (Mesa), or forced. */
+export function convRegisterDefault(profile: DeviceProfile): boolean {
+  const forced = kernelOverride('conv');
+  return forced ? forced === 'register' : profile.software && profile.unrolledKernels;
+}
+
+/** The GEMM of a conv pass: M rows, `cols` columns, reducing over `taps` × `CR` channels. */
+export interface ConvGemmGeometry {
+  pass: 'fwd' | 'dx';
+  N: number; C: number; H: number; W: number; O: number; K: number; stride: number; pad: number; bias: boolean;
+  /** GEMM rows, columns, reduction channels. */
+  M: number; cols: number; CR: number;
+}
+
+export interface ConvDwGeometry {
+  N: number; C: number; H: number; W: number; O: number; K: number; stride: number; pad: number;
+}
+
+function key(c: ConvGemmConfig): string {
+  return `${c.kind}:${c.WG}x${c.RM}x${c.RN}`;
+}
+
+function parse(s: string): ConvGemmConfig | null {
+  const m = /^(register|gemm4):(\d+)x(\d+)x(\d+)$/.exec(s);
+  if (!m) return null;
+  const [WG, RM, RN] = m.slice(2).map(Number);
+  if (!(WG > 0 && RM > 0 && RN > 0 && RN % 4 === 0 && RM <= 32 && RN <= 32)) return null;
+  return { kind: m[1] as 'register' | 'gemm4', WG, RM, RN };
+}
+
+function dedupe(cs: ConvGemmConfig[]): ConvGemmConfig[] {
+  const seen = new Set<string>();
+  return cs.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
+}
+
+const forced = () => kernelOverride('conv') !== undefined;
+
+export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
+  name: 'conv',
+  bucket: (g) => `${g.pass}:k${g.K}s${g.stride}:${pow2Bucket(g.M)}x${pow2Bucket(g.cols)}x${pow2Bucket(g.CR)}${g.bias ? '+b' : ''}`,
+  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convRegisterConfig(g.M, g.cols) } : { kind: 'gemm4', ...convConfig(g.M) }),
+  candidates(g, profile) {
+    const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.M / WG)));
+    const out: ConvGemmConfig[] = [];
+    if (profile.unrolledKernels || kernelOverride('conv') === 'register') {
+      for (const [WG, RM, RN] of [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 16, 8], [8, 4, 32], [16, 8, 16]]) {
+        if (RN > 2 * Math.max(g.cols, 8)) continue;
+        out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
+      }
+    }
+    for (const [WG, RM, RN] of [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]]) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
+    return dedupe([convFamily.handPicked(g, profile), ...out]);
+  },
+  configKey: key,
+  parseConfig: parse,
+  forced,
+};
+
+export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
+  name: 'conv_dw',
+  bucket: (g) => `k${g.K}s${g.stride}:${pow2Bucket(g.O)}x${pow2Bucket(g.C)}x${pow2Bucket(g.N * g.H * g.W)}`,
+  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O) } : { kind: 'gemm4', ...convConfig(g.O) }),
+  candidates(g, profile) {
+    const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.O / WG)));
+    const out: ConvGemmConfig[] = [];
+    if (profile.unrolledKernels || kernelOverride('conv') === 'register') {
+      for (const [WG, RM, RN] of [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 4, 32]]) out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
+    }
+    for (const [WG, RM, RN] of [[32, 16, 8], [32, 8, 8], [64, 4, 8]]) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
+    return dedupe([convDwFamily.handPicked(g, profile), ...out]);
+  },
+  configKey: key,
+  parseConfig: parse,
+  forced,
+};
