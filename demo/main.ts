@@ -13,6 +13,8 @@ import type { DatasetFormat } from '../src/data/datasets.ts';
 import type { Hypothesis } from '../src/generate/decode.ts';
 import { type AttentionTrace, type ColormapName, type ExplainMap, type ExplainMethod, explainTrace, type HeadSel, type LayerSel } from '../src/viz/index.ts';
 import { loadModelFiles, newTinyModel, type DemoModel, type PickedFile, type PresetName } from './model-loader.ts';
+import { forgetStoredModels, listStoredModels, readStoredModel, storageAvailable, storedBytes, storeModel, type StoredModel } from './model-store.ts';
+import { readSourceFiles } from '../src/model/load.ts';
 import { setJpegWasm } from '../src/data/jpeg.ts';
 import jpegWasmUrl from '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasm?url';
 import { generateBeam, generateGreedy, loadImage, type LoadedImage, modelPixels, traceHypothesis } from './generation.ts';
@@ -132,10 +134,12 @@ interface AppState {
   rendered: RenderedMap | null;
   session: TrainingSession | null;
   folder: FolderFile[] | null;
+  /** Models kept in this browser's storage (most recent first). */
+  stored: StoredModel[];
   log: string[];
 }
 
-const app: AppState = { gpuReady: false, model: null, image: null, report: null, generating: false, step: -1, pinned: -1, rendered: null, session: null, folder: null, log: [] };
+const app: AppState = { gpuReady: false, model: null, image: null, report: null, generating: false, step: -1, pinned: -1, rendered: null, session: null, folder: null, stored: [], log: [] };
 
 declare global {
   interface Window {
@@ -180,6 +184,12 @@ function refreshControls(): void {
   const busy = app.generating;
   $<HTMLInputElement>('model-files').disabled = !app.gpuReady || training || busy;
   button('model-new').disabled = !app.gpuReady || training || busy;
+  $<HTMLInputElement>('model-url').disabled = !app.gpuReady || training || busy;
+  button('model-url-load').disabled = !app.gpuReady || training || busy;
+  const storeBusy = $('store').dataset.state === 'saving';
+  $<HTMLSelectElement>('stored-models').disabled = !app.stored.length;
+  button('stored-load').disabled = !app.gpuReady || training || busy || storeBusy || !app.stored.length;
+  button('stored-forget').disabled = storeBusy || !app.stored.length;
   button('generate').disabled = !app.model || !app.image?.pixels || busy;
   button('training-start').disabled = !app.model || training || busy;
   button('training-pause').disabled = !training;
@@ -221,7 +231,7 @@ function showModel(m: DemoModel): void {
   $<HTMLInputElement>('train-lr').value = String(c.lr ?? 1e-3);
 }
 
-async function setModel(load: () => Promise<DemoModel>, what: string): Promise<void> {
+async function setModel(load: () => Promise<DemoModel>, what: string): Promise<boolean> {
   setPanel('model-panel', 'loading');
   setLine('model-status', `Loading ${what}…`);
   button('model-new').disabled = true;
@@ -240,12 +250,60 @@ async function setModel(load: () => Promise<DemoModel>, what: string): Promise<v
     setPanel('training-panel', 'ready');
     setLine('training-status', 'Ready to fine-tune this model.');
     log(`model loaded: ${m.source}`);
+    refreshControls();
+    return true;
   } catch (e) {
     setPanel('model-panel', 'error');
     setLine('model-status', `Could not load the model: ${errorText(e)}`, 'bad');
     log(`model load failed: ${errorText(e)}`);
+    refreshControls();
+    return false;
   }
+}
+
+// ------------------------------------------------------------------ models kept in the browser
+
+function setStore(state: 'unavailable' | 'empty' | 'ready' | 'saving' | 'error', text: string): void {
+  $('store').dataset.state = state;
+  setLine('store-status', text, state === 'error' ? 'bad' : undefined);
   refreshControls();
+}
+
+/** Lists the stored models in the select and says how many there are. */
+async function showStored(note = ''): Promise<void> {
+  if (!storageAvailable()) {
+    setStore('unavailable', 'Models cannot be kept in this browser (no Cache Storage: the page needs https or localhost).');
+    return;
+  }
+  app.stored = await listStoredModels();
+  const select = $<HTMLSelectElement>('stored-models');
+  select.replaceChildren(...app.stored.map((m) => {
+    const o = document.createElement('option');
+    o.value = m.id;
+    o.textContent = `${m.label} (${formatBytes(m.files.reduce((a, f) => a + f.size, 0))}, ${m.savedAt.slice(0, 16).replace('T', ' ')})`;
+    return o;
+  }));
+  const n = app.stored.length;
+  setStore(n ? 'ready' : 'empty', (note ? `${note} ` : '') + (n ? `${n} model${n > 1 ? 's' : ''} kept in this browser (${formatBytes(storedBytes(app.stored))}).` : 'No models kept in this browser.'));
+}
+
+/** Keeps the files a model was just loaded from, for the next visit. */
+async function keepModel(label: string, files: PickedFile[], preset: PresetName | null): Promise<void> {
+  if (!storageAvailable()) return;
+  setStore('saving', `Keeping ${label} in this browser…`);
+  try {
+    await storeModel(label, files, preset);
+    log(`model stored: ${label}`);
+    await showStored(`Kept ${label}.`);
+  } catch (e) {
+    log(`model store failed: ${errorText(e)}`);
+    await showStored().catch(() => undefined);
+    setStore('error', `Could not keep ${label} in this browser: ${errorText(e)}`);
+  }
+}
+
+function shortName(name: string): string {
+  return name.split(/[\\/]/).filter(Boolean).pop() ?? name;
 }
 
 function setupModel(): void {
@@ -256,9 +314,55 @@ function setupModel(): void {
     if (!files.length) return;
     const picked: PickedFile[] = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
     const preset = ($<HTMLSelectElement>('config-preset').value || null) as PresetName | null;
-    await setModel(() => loadModelFiles(picked, preset), files.map((f) => f.name).join(', '));
+    const label = files.map((f) => f.name).join(', ');
+    if (await setModel(() => loadModelFiles(picked, preset), label)) await keepModel(label, picked, preset);
   });
   button('model-new').addEventListener('click', () => setModel(() => newTinyModel(1), 'a new tiny model'));
+
+  // From a URL: a file (checkpoint, state dict) or a folder ending in "/" (Hugging Face or the
+  // authors' layout). The fetched files are kept like picked ones.
+  const loadUrl = async () => {
+    const text = $<HTMLInputElement>('model-url').value.trim();
+    if (!text) return;
+    let url: URL;
+    try {
+      url = new URL(text, location.href);
+    } catch {
+      setPanel('model-panel', 'error');
+      setLine('model-status', `Could not load the model: "${text}" is not a URL.`, 'bad');
+      log(`model load failed: bad URL ${text}`);
+      return;
+    }
+    const preset = ($<HTMLSelectElement>('config-preset').value || null) as PresetName | null;
+    let fetched: PickedFile[] = [];
+    const ok = await setModel(async () => {
+      fetched = await readSourceFiles(url);
+      return loadModelFiles(fetched, preset);
+    }, url.href);
+    if (ok) await keepModel(url.pathname.endsWith('/') ? url.href : shortName(url.pathname) + ` (${url.host})`, fetched, preset);
+  };
+  button('model-url-load').addEventListener('click', () => void loadUrl());
+  $<HTMLInputElement>('model-url').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') void loadUrl();
+  });
+
+  button('stored-load').addEventListener('click', async () => {
+    const entry = app.stored.find((m) => m.id === $<HTMLSelectElement>('stored-models').value) ?? app.stored[0];
+    if (!entry) return;
+    await setModel(async () => {
+      const m = await loadModelFiles(await readStoredModel(entry), entry.preset);
+      return { ...m, source: `${m.source}, kept in this browser` };
+    }, `${entry.label} from this browser's storage`);
+  });
+  button('stored-forget').addEventListener('click', async () => {
+    try {
+      await forgetStoredModels();
+      log('stored models forgotten');
+      await showStored('Forgot the stored models.');
+    } catch (e) {
+      setStore('error', `Could not forget the stored models: ${errorText(e)}`);
+    }
+  });
 }
 
 // ------------------------------------------------------------------ image
@@ -664,6 +768,7 @@ window.micarDemo = {
 };
 
 setupModel();
+void showStored().catch((e) => setStore('error', `Could not read the stored models: ${errorText(e)}`));
 setupImageInput();
 setupReport();
 setupTraining();

@@ -74,11 +74,12 @@ async function upload(page: Page, selector: string, paths: string[]): Promise<vo
 
 const text = (page: Page, sel: string) => page.$eval(sel, (el) => (el as HTMLElement).innerText);
 
-/** Picks model files and waits for the page to finish with them (its log gets a line); returns the panel state. */
+/** Picks model files and waits for the page to finish with them (its log says loaded or failed); returns the panel state. */
 async function loadModel(page: Page, paths: string[]): Promise<string> {
   const before = await page.evaluate(() => window.micarDemo!.app.log.length);
   await upload(page, '#model-files', paths);
-  await page.waitForFunction((n: number) => window.micarDemo!.app.log.length > n, { timeout: 60_000, polling: 50 }, before);
+  // Only the load's own line: the page also logs when it has kept a model in its storage.
+  await page.waitForFunction((n: number) => window.micarDemo!.app.log.slice(n).some((l) => /^model (loaded|load failed)/.test(l)), { timeout: 60_000, polling: 50 }, before);
   return (await page.$eval('#model-panel', (el) => el.getAttribute('data-state')))!;
 }
 

@@ -111,6 +111,12 @@ async function fetchBytes(url: URL | string, optional = false): Promise<Uint8Arr
     if (optional && res.status === 404) return null;
     throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
   }
+  // Single-page-app servers (vite preview, many static hosts) answer a missing file with their
+  // index.html and status 200: that is a missing file, not model data.
+  if (/text\/html/i.test(res.headers.get('content-type') ?? '') && !/\.html?$/i.test(new URL(url).pathname)) {
+    if (optional) return null;
+    throw new Error(`${url}: not found (the server answered with an HTML page, HTTP ${res.status})`);
+  }
   return new Uint8Array(await res.arrayBuffer());
 }
 
