@@ -12,8 +12,11 @@ const syncCache = new Map<string, string>();
 
 declare const Deno: { readTextFile(p: URL): Promise<string> } | undefined;
 
+/** Where the shader's file sits in a source checkout (only Deno's staleness check reads it). */
+const SHADERS_DIR = '../../shaders/';
 function shaderUrl(name: string): URL {
-  return new URL(`../../shaders/${name}.wgsl`, import.meta.url);
+  // Not a literal `new URL('…', import.meta.url)`: bundlers would copy every .wgsl as an asset.
+  return new URL(SHADERS_DIR + name + '.wgsl', import.meta.url);
 }
 
 let staleWarned = false;

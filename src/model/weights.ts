@@ -11,9 +11,9 @@ import { type Entry, stateDictSpec } from './spec.ts';
 export class Weights {
   readonly spec: Entry[];
   private byName = new Map<string, Entry>();
-  readonly tensors = new Map<string, Tensor>();
+  readonly tensors: Map<string, Tensor> = new Map();
   /** BatchNorm num_batches_tracked (kept on the CPU: it only counts). */
-  readonly bnCount = new Map<string, number>();
+  readonly bnCount: Map<string, number> = new Map();
 
   /**
    * Storage element type of the parameters and the positional table: 'f16' for half-precision
@@ -52,7 +52,7 @@ export class Weights {
   }
 
   /** Weights kept in pieces (name → pieces along axis 0). */
-  readonly chunked = new Map<string, Tensor[]>();
+  readonly chunked: Map<string, Tensor[]> = new Map();
 
   entry(name: string): Entry {
     const e = this.byName.get(name);
