@@ -8,7 +8,7 @@
 //   console.log((await model.generate(pngBytes)).text);
 import { dispose, fromData, init } from './graph/runtime.ts';
 import { AdamW } from './graph/ops/optim.ts';
-import { decodeImageAsync, type RGBImage, toRGB } from './data/images.ts';
+import { decodeImage, type RGBImage, toRGB } from './data/images.ts';
 import { preprocess } from './data/preprocess.ts';
 import { type CleanerName, Tokenizer } from './data/tokenizer.ts';
 import { phantomSamples } from './data/datasets.ts';
@@ -98,9 +98,9 @@ export function initGpu(): Promise<unknown> {
 }
 
 async function toRgb(image: Exclude<ImageInput, Float32Array>): Promise<RGBImage> {
-  if (image instanceof Uint8Array) return decodeImageAsync(image, 'image');
-  if (image instanceof ArrayBuffer) return decodeImageAsync(new Uint8Array(image), 'image');
-  if (typeof Blob !== 'undefined' && image instanceof Blob) return decodeImageAsync(new Uint8Array(await image.arrayBuffer()), (image as { name?: string }).name ?? 'image');
+  if (image instanceof Uint8Array) return decodeImage(image, 'image');
+  if (image instanceof ArrayBuffer) return decodeImage(new Uint8Array(image), 'image');
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return decodeImage(new Uint8Array(await image.arrayBuffer()), (image as { name?: string }).name ?? 'image');
   const { width, height, data } = image as RGBImage;
   const channels = data.length / (width * height);
   if (channels === 3 && data instanceof Uint8Array) return image as RGBImage;
