@@ -165,6 +165,17 @@ describe('explain vs float64 CPU reference', () => {
     });
   }, 60_000);
 
+  it('SmoothGrad: zero noise gives the plain map; with noise it is reproducible by seed and differs', async () => {
+    const plain = maps.get('saliency')![1].fine!.values;
+    const zero = (await explainSteps(w, pixels, tokens, [steps[1]], ['saliency'], { smoothGrad: { samples: 2, sigma: 0 } })).get('saliency')![0].fine!.values;
+    expect(relL2(zero, plain)).toBeLessThan(1e-6);
+    const sg = { samples: 2, sigma: 0.5, seed: 9 };
+    const a = (await explainSteps(w, pixels, tokens, [steps[1]], ['saliency'], { smoothGrad: sg })).get('saliency')![0].fine!.values;
+    const b = (await explainSteps(w, pixels, tokens, [steps[1]], ['saliency'], { smoothGrad: sg })).get('saliency')![0].fine!.values;
+    expect(relL2(a, b)).toBe(0);
+    expect(relL2(a, plain)).toBeGreaterThan(1e-3);
+  }, 60_000);
+
   it('rejects a step outside the tokens and an unknown method, naming them', async () => {
     await expect(explainSteps(w, pixels, tokens, [6], ['attention'])).rejects.toThrow(/step 6/);
     await expect(explainSteps(w, pixels, tokens, [0], ['lime' as never])).rejects.toThrow(/unknown method "lime"/);

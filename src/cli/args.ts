@@ -172,6 +172,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
       ...MODEL_SOURCE, ...DATA_OPTIONS,
       { name: 'out', type: 'string', default: 'runs/eval', meta: 'DIR', help: 'where predictions.csv (image_id, actual_report, generated_report) and metrics.json go' },
       { name: 'explain-limit', type: 'int', min: 0, default: 100, meta: 'N', help: 'test images on which the explanation methods are scored (built-in data; 0: none)' },
+      { name: 'explain-smoothgrad', type: 'int', min: 0, default: 0, meta: 'N', help: 'score saliency with SmoothGrad over N noisy copies (sigma 0.5 on normalised pixels; 0: plain)' },
     ],
   },
   generate: {

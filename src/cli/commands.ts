@@ -178,7 +178,7 @@ async function phantomOf(samples: Sample[]): Promise<PhantomSample[]> {
 export async function evaluateTest(
   ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer },
   data: { train: EvalExample[] }, test: EvalExample[], samples: Sample[],
-  opts: { explainLimit?: number; explainDeadline?: number } = {},
+  opts: { explainLimit?: number; explainDeadline?: number; smoothGrad?: number } = {},
 ): Promise<{ r: EvalResult; g: GroundingSummary | null; explain: ExplainEvaluation | null }> {
   if (!samples.every((s) => s.meta)) {
     return { r: scoreAgainstBaselines(await predictReports(ck.weights, ck.tokenizer, test), data.train, test), g: null, explain: null };
@@ -189,7 +189,7 @@ export async function evaluateTest(
   // Explanation methods scored on the first `explainLimit` test images (each costs a batched
   // forward + backward per method family, a deletion forward and the sanity model's pass).
   const limit = opts.explainLimit ?? 100;
-  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit, deadline: opts.explainDeadline }) : null;
+  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit, deadline: opts.explainDeadline, smoothGrad: opts.smoothGrad ? { samples: opts.smoothGrad, sigma: 0.5 } : undefined }) : null;
   return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary, explain };
 }
 
@@ -218,7 +218,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const ck = await readModel(a.str('checkpoint'), { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional'), precision: parsePrecision(a.str('precision')) });
   if (ck.precision.note) console.error(ck.precision.note);
   const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
-  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit') });
+  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit'), smoothGrad: a.num('explain-smoothgrad') });
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
   if (explain) console.log(explainTable(explain));
   const out = a.str('out');

@@ -55,6 +55,8 @@ export interface ExplainEvalOptions {
   seed?: number;
   /** Fraction of pixels deleted (default 0.1). */
   deleteFraction?: number;
+  /** SmoothGrad for saliency (see ExplainOptions). */
+  smoothGrad?: { samples: number; sigma: number; seed?: number };
   /** Stop starting new images after this time (Date.now() ms); at least `minImages` are scored. */
   deadline?: number;
   minImages?: number;
@@ -171,8 +173,9 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
       if (!matched.length) continue;
       const steps = [...new Set(matched.flatMap((m) => m.sentence.words))].sort((a, b) => a - b);
       const at = new Map(steps.map((st, j) => [st, j]));
-      const maps = await explainSteps(w, pixels, toks, steps, methods);
-      const sanity = sanityW ? await explainSteps(sanityW, pixels, toks, steps, methods) : null;
+      const xo = { smoothGrad: opts.smoothGrad };
+      const maps = await explainSteps(w, pixels, toks, steps, methods, xo);
+      const sanity = sanityW ? await explainSteps(sanityW, pixels, toks, steps, methods, xo) : null;
       const T = steps[steps.length - 1] + 1;
       // Deletion images: row 0 the original, then per finding: each name's top mask, the random mask.
       const images: Float32Array[] = [pixels];
