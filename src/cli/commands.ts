@@ -244,7 +244,8 @@ export async function mainJob(argv: string[]): Promise<void> {
   await writeEvalOutputs(out, data.test, r, g, { checkpoint: `${out}/best.safetensors`, data: 'phantom' }, explain);
   console.log(`predictions: ${out}/predictions.csv; metrics: ${out}/metrics.json`);
   const phantom = await phantomOf(data.testSamples.slice(0, 3));
-  if (g) console.log(`grounding: ${(100 * g.share).toFixed(1)}% of the cross-attention mass falls inside the finding's box while its words are written, against ${(100 * g.uniform).toFixed(1)}% for uniform attention (${g.n} findings)`);
+  if (g && g.n) console.log(`grounding: ${(100 * g.share).toFixed(1)}% of the cross-attention mass falls inside the finding's box while its words are written, against ${(100 * g.uniform).toFixed(1)}% for uniform attention (${g.n} findings)`);
+  else if (g) console.log('grounding: not scored (no generated report named a finding of its image)');
   // Attention maps for a few test images (PNG per word + one HTML page each).
   for (const s of phantom) {
     const ex = data.test.find((e) => e.id === s.id)!;
