@@ -1,6 +1,8 @@
-// `npm run bench -- tune [budget_s] [paper_batch]`: the autotuner on this adapter. Tunes the
-// tiny config's shapes (the main job's) from an empty cache and times it (tune_s), reloads the
-// cache as a new run would (cached_startup_s), tunes the paper config's shapes, then times the
+// `npm run bench -- tune [budget_s] [paper_batch] [paper_image_size]`: the autotuner on this
+// adapter. Tunes the tiny config's shapes (the main job's) from an empty cache and times it
+// (tune_s), reloads the cache as a new run would (cached_startup_s), tunes the paper config's
+// shapes (its transformer at full size; the image at paper_image_size, default 64, because a
+// resnet101 step at 224 px takes minutes on a CPU adapter), then times the
 // tuned choice against today's hand-picked one for every shape class, side by side in the same
 // process (alternating pairs, best of each: the machine may be shared).
 // Last line: {"bench":"tune","adapter":…,"shapes":N,"geomean_vs_hand":…,"worst_vs_hand":…,"tune_s":…,"cached_startup_s":…}
@@ -16,6 +18,7 @@ export async function main(args: string[]): Promise<void> {
   const r = await init();
   const budgetS = Number(args[0] ?? 300);
   const paperBatch = Number(args[1] ?? 1);
+  const paperImage = Number(args[2] ?? 64);
   const dir = await Deno.makeTempDir();
   console.log(`adapter: ${r.profile.adapterName}; empty tune cache in ${dir}; budget ${budgetS} s`);
   try {
@@ -40,10 +43,15 @@ export async function main(args: string[]): Promise<void> {
     if (measuredAgain.length) console.log(`  warning: ${measuredAgain.length} classes were measured again from a full cache`);
 
     // 3. The paper config's shapes.
-    const paper = await shapeConfig('paper');
+    const paper = { ...(await shapeConfig('paper')), image_size: paperImage };
+    const paperDeadline = performance.now() + budgetS * 1000;
     for (const g of await modelGeometries(paper, paperBatch)) {
       if (tuneEntries().has(g.id)) continue;
-      const res = await tuneGeometry(fams.get(g.family)!, g.geometry, performance.now() + 60_000);
+      if (performance.now() > paperDeadline) {
+        console.log(`  paper: budget spent before ${g.id}`);
+        break;
+      }
+      const res = await tuneGeometry(fams.get(g.family)!, g.geometry, paperDeadline);
       if (res) console.log(`  tune ${res.id}: ${res.entry.config} vs hand ${res.entry.hand} (${res.seconds.toFixed(1)} s)`);
       if (res) (await import('../src/graph/tuner.ts')).adoptResult(res);
     }
@@ -63,7 +71,7 @@ export async function main(args: string[]): Promise<void> {
     for (const x of rows) console.log(`${x.id.padEnd(30)} ${x.hand.padEnd(22)} ${x.tuned.padEnd(22)} ${x.handMs.toFixed(3).padStart(7)} ${x.tunedMs.toFixed(3).padStart(9)} ${x.ratio.toFixed(2).padStart(8)}`);
     const geo = Math.exp(rows.reduce((a, x) => a + Math.log(x.ratio), 0) / Math.max(1, rows.length));
     const worst = Math.min(...rows.map((x) => x.ratio));
-    console.log(`tiny: ${tinyClasses} classes; paper (batch ${paperBatch}) adds ${rows.length - tinyClasses}`);
+    console.log(`tiny: ${tinyClasses} classes tuned in ${tuneS.toFixed(1)} s; paper (batch ${paperBatch}, ${paperImage} px) adds ${rows.length - tinyClasses}`);
     console.log(JSON.stringify({ bench: 'tune', adapter: r.profile.adapterName, shapes: rows.length, geomean_vs_hand: +geo.toFixed(3), worst_vs_hand: +worst.toFixed(3), tune_s: +tuneS.toFixed(1), cached_startup_s: +cachedS.toFixed(3) }));
   } finally {
     await configureTuning('off');

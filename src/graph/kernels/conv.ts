@@ -99,13 +99,17 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
   candidates(g, profile) {
     const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.M / WG)));
     const out: ConvGemmConfig[] = [];
+    // Each candidate costs a compile of its unrolled tap loop per (kernel size, stride, pass):
+    // seconds on llvmpipe, so software adapters time few blocks and GEMM4 only as hand-picked.
     if (profile.unrolledKernels || kernelOverride('conv') === 'register') {
-      for (const [WG, RM, RN] of [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 16, 8], [8, 4, 32], [16, 8, 16]]) {
+      const blocks = profile.software ? [[8, 8, 16], [8, 4, 16], [8, 16, 8]] : [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 16, 8], [8, 4, 32], [16, 8, 16]];
+      for (const [WG, RM, RN] of blocks) {
         if (RN > 2 * Math.max(g.cols, 8)) continue;
         out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
       }
     }
-    for (const [WG, RM, RN] of [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]]) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
+    const tiles = profile.software ? [[32, 16, 8]] : [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]];
+    for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,
@@ -121,9 +125,11 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
     const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.O / WG)));
     const out: ConvGemmConfig[] = [];
     if (profile.unrolledKernels || kernelOverride('conv') === 'register') {
-      for (const [WG, RM, RN] of [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 4, 32]]) out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
+      const blocks = profile.software ? [[8, 8, 16], [8, 4, 16], [8, 8, 8]] : [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 4, 32]];
+      for (const [WG, RM, RN] of blocks) out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
     }
-    for (const [WG, RM, RN] of [[32, 16, 8], [32, 8, 8], [64, 4, 8]]) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
+    const tiles = profile.software ? [[32, 16, 8]] : [[32, 16, 8], [32, 8, 8], [64, 4, 8]];
+    for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,

@@ -29,6 +29,8 @@ export interface MatmulTiles {
 export interface MatmulGeometry {
   M: number; N: number; K: number; batch: number;
   transA: boolean; transB: boolean; bias: boolean;
+  /** Storage types of A and B when not both f32 (f16 variants are other pipelines). */
+  types?: [string, string];
 }
 
 const reg = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG });
@@ -109,7 +111,7 @@ function parseConfig(s: string): MatmulTiles | null {
 
 export const matmulFamily: KernelFamily<MatmulGeometry, MatmulTiles> = {
   name: 'matmul',
-  bucket: (g) => `${pow2Bucket(g.M)}x${pow2Bucket(g.N)}x${pow2Bucket(g.K)}b${pow2Bucket(g.batch)}${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'}${g.bias ? '+b' : ''}`,
+  bucket: (g) => `${pow2Bucket(g.M)}x${pow2Bucket(g.N)}x${pow2Bucket(g.K)}b${pow2Bucket(g.batch)}${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'}${g.bias ? '+b' : ''}${g.types ? `:${g.types.join('')}` : ''}`,
   handPicked,
   candidates,
   configKey,

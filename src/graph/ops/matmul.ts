@@ -38,7 +38,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const trialCfg = trialConfig('matmul');
   const [c] = makeNode('matmul', inputs, [{ shape: outShape }], {
     encode(ctx) {
-      const g = { M, N, K, batch, transA, transB, bias: !!bias };
+      const g: MatmulGeometry = { M, N, K, batch, transA, transB, bias: !!bias, ...(a.dtype !== 'f32' || b.dtype !== 'f32' ? { types: [a.dtype, b.dtype] as [string, string] } : {}) };
       const { kernel, workgroups } = matmulLaunch(g, chooseConfig(matmulFamily, g, ctx.profile, trialCfg));
       ctx.dispatch({
         kernel,
@@ -94,8 +94,9 @@ registerTunable<MatmulGeometry>({
   family: matmulFamily,
   trial(g) {
     const { M, N, K, batch, transA, transB } = g;
-    const a = fromData(trialData(batch * M * K, 1), transA ? [batch, K, M] : [batch, M, K]).keep();
-    const b = fromData(trialData(batch * K * N, 2), transB ? [batch, N, K] : [batch, K, N]).keep();
+    const [ta, tb] = (g.types ?? ['f32', 'f32']) as ['f32' | 'f16', 'f32' | 'f16'];
+    const a = fromData(trialData(batch * M * K, 1), transA ? [batch, K, M] : [batch, M, K], ta).keep();
+    const b = fromData(trialData(batch * K * N, 2), transB ? [batch, N, K] : [batch, K, N], tb).keep();
     const bias = g.bias ? fromData(trialData(N, 3), [N]).keep() : undefined;
     return {
       op: 'matmul',
