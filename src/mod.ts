@@ -20,7 +20,7 @@ import { Weights } from './model/weights.ts';
 import { checkpointBytes } from './train/checkpoint.ts';
 import { epochOrder, hostBatch, type TrainExample } from './train/batches.ts';
 import { stepLr, trainStep } from './train/trainer.ts';
-import { attentionForPixels, attentionOutputs, type AttentionOutputs, inputGeometry } from './viz/index.ts';
+import { attentionForPixels, attentionOutputs, type AttentionOutputs, type ExplainMap, type ExplainMethod, type ExplainOptions, explainTrace, inputGeometry } from './viz/index.ts';
 import type { AttentionTrace } from './viz/heatmap.ts';
 import { expertUsage, type ExpertUsage, routingPerWord, type WordRouting } from './viz/experts.ts';
 
@@ -28,6 +28,7 @@ export type { AttentionOutputs, AttentionTrace, CleanerName, ExpertUsage, MicarC
 export { computeMetrics, type CaptionMetrics, type ComputeMetricsOptions } from './metrics/index.ts';
 export { decodeImage, encodePng } from './data/images.ts';
 export { Tokenizer } from './data/tokenizer.ts';
+export { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions } from './viz/explain.ts';
 export { PRESETS, type PresetName, presetConfig } from './model/presets.ts';
 import { type ExportFormat, exportModel, type ExportOptions } from './model/export.ts';
 export { exportModel, type ExportFormat, type ExportOptions };
@@ -177,8 +178,16 @@ export class MicarModel {
     return { text: this.tokenizer.decode(body), tokens: trace.tokens, logp: NaN, words, trace, routing: routingPerWord(trace), usage: expertUsage([trace]) };
   }
 
-  /** The figures (PNG per word, self-attention matrix) and a self-contained HTML page for an attention report. */
-  async attentionPage(image: Exclude<ImageInput, Float32Array>, report: AttentionReport, opts: { title?: string; displaySize?: number } = {}): Promise<AttentionOutputs> {
+  /**
+   * Every word of a report explained with each method (attention, rollout, grad-attention,
+   * gradcam, saliency; see src/viz/explain.ts): method → one map per word.
+   */
+  async explain(image: ImageInput, report: Pick<Report, 'tokens'>, methods: readonly ExplainMethod[], opts: ExplainOptions = {}): Promise<Map<ExplainMethod, ExplainMap[]>> {
+    return explainTrace(this.weights, await this.pixels(image), report.tokens, methods, opts);
+  }
+
+  /** The figures (PNG per word, self-attention matrix) and a self-contained HTML page for an attention report; with `explain` (from explain()) also per-method figures and a method selector. */
+  async attentionPage(image: Exclude<ImageInput, Float32Array>, report: AttentionReport, opts: { title?: string; displaySize?: number; explain?: Map<ExplainMethod, ExplainMap[]>; method?: ExplainMethod } = {}): Promise<AttentionOutputs> {
     return attentionOutputs(report.trace, this.tokenizer.tokens, this.config, await toRgb(image), opts);
   }
 

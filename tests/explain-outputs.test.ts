@@ -104,3 +104,24 @@ describe('micar explain / attention --method', () => {
     }
   }, 240_000);
 });
+
+describe('public API', () => {
+  it('MicarModel.explain gives explainSteps\' maps for every word of a report, and attentionPage takes them', async () => {
+    const api = await import('../src/mod.ts');
+    const reports = generatePhantom({ count: 20, seed: 4, size: 16 }).map((s) => s.report);
+    const m = await api.createModel({
+      backbone: 'resnet10', image_size: 32, d_v: 16, d_model: 32, d_latent: 48, num_heads: 4, qk_nope_dim: 4, qk_rope_dim: 8,
+      d_ff: 32, num_layers: 2, num_experts: 4, k: 2, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 6,
+    }, { reports }, { seed: R.int(1, 1 << 30) });
+    const picture = { width: 32, height: 32, data: Uint8Array.from({ length: 32 * 32 * 3 }, () => R.int(0, 255)) };
+    const rep = await m.attention(picture, { maxLen: 3 });
+    const maps = await m.explain(picture, rep, ['rollout', 'saliency']);
+    expect(maps.get('rollout')!.length).toBe(rep.tokens.length);
+    const direct = await explainSteps(m.weights, preprocess(picture, inputGeometry(m.config)), rep.tokens, rep.tokens.map((_, i) => i), ['rollout']);
+    // explain() also ran saliency, so its attention was the unfused (differentiable) one; the fused
+    // kernel rounds differently in f32: ~1e-7 relative per layer over a few layers.
+    for (let t = 0; t < rep.tokens.length; t++) expect(relL2(maps.get('rollout')![t].grid, direct.get('rollout')![t].grid)).toBeLessThan(1e-5);
+    const page = await m.attentionPage(picture, rep, { explain: maps, method: 'saliency' });
+    expect([...page.files.keys()].filter((n) => n.endsWith('_rollout.png')).length).toBe(rep.tokens.length);
+  }, 120_000);
+});
