@@ -9,6 +9,8 @@ import { readSafetensors, toFloat32, writeSafetensors, type HostTensor } from '.
 import { writePth } from '../src/io/pth-writer.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import type { Weights } from '../src/model/weights.ts';
+import { encodePng } from '../src/data/images.ts';
+import { generatePhantomSample } from '../src/data/phantom.ts';
 
 declare const Deno: {
   makeTempDir(): Promise<string>;
@@ -17,9 +19,13 @@ declare const Deno: {
   readFile(p: string): Promise<Uint8Array<ArrayBuffer>>;
   mkdir(p: string): Promise<void>;
   remove(p: string, o?: { recursive?: boolean }): Promise<void>;
+  execPath(): string;
+  Command: new (cmd: string, o: { args: string[]; cwd?: string; stdout?: 'piped'; stderr?: 'piped' }) => { output(): Promise<{ code: number; stdout: Uint8Array; stderr: Uint8Array }> };
   serve(o: { port: number; hostname: string; onListen?: () => void }, h: (r: Request) => Response | Promise<Response>): { shutdown(): Promise<void>; addr: { port: number } };
 };
 
+const repo = decodeURIComponent(new URL('..', import.meta.url).pathname);
+const cli = (args: string[]) => new Deno.Command(Deno.execPath(), { args: ['run', '-A', `${repo}src/cli/main.ts`, ...args], cwd: repo, stdout: 'piped', stderr: 'piped' }).output();
 const golden = new URL('../../shared/golden/tiny/', import.meta.url).pathname;
 let dir: string;
 let want: Map<string, HostTensor>;
@@ -110,5 +116,24 @@ describe('readModel', () => {
     } finally {
       await server.shutdown();
     }
+  });
+
+  it("micar generate and train --init take the authors' .pth with --vocab and --config", async () => {
+    await Deno.writeFile(`${dir}/scan.png`, encodePng(generatePhantomSample(3, 1, 64).image));
+    const source = ['--checkpoint', `${golden}model_snapshot.pth`, '--vocab', dir, '--config', `${golden}config.json`];
+    const g = await cli(['generate', ...source, '--image', `${dir}/scan.png`, '--max-len', '6', '--tune', 'off']);
+    // The report is the last line (the kernel tuner may log before it).
+    const out = new TextDecoder().decode(g.stdout).trim().split('\n').pop()!;
+    expect(g.code, new TextDecoder().decode(g.stderr)).toBe(0);
+    const words = out.split(' ');
+    expect(words.length).toBeGreaterThan(0);
+    expect(words.length).toBeLessThanOrEqual(6);
+    for (const w of words) expect(tok.tokens, w).toContain(w);
+    // One training step from the .pth: the vocabulary comes with it (40 tokens), the config is --config's.
+    const t = await cli(['train', '--init', `${golden}model_snapshot.pth`, '--vocab', dir, '--config', `${golden}config.json`,
+      '--data', 'phantom', '--data-dir', `${dir}/phantom`, '--phantom-count', '12', '--phantom-size', '64', '--max-steps', '1', '--epochs', '1', '--out', `${dir}/run`, '--tune', 'off']);
+    const log = new TextDecoder().decode(t.stdout);
+    expect(t.code, new TextDecoder().decode(t.stderr) + log).toBe(0);
+    expect(log).toMatch(/vocabulary 40/);
   });
 });
