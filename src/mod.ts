@@ -27,6 +27,9 @@ import { expertUsage, type ExpertUsage, routingPerWord, type WordRouting } from 
 export type { AttentionOutputs, AttentionTrace, CleanerName, ExpertUsage, MicarConfig, ModelSource, RGBImage, WordRouting };
 export { computeMetrics, type CaptionMetrics, type ComputeMetricsOptions } from './metrics/index.ts';
 export { decodeImage, encodePng } from './data/images.ts';
+// JPEG goes through libjpeg-turbo (WASM): in a browser, give the .wasm's URL once before the first JPEG
+// (e.g. Vite: import url from '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasm?url').
+export { setJpegWasm } from './data/jpeg.ts';
 export { Tokenizer } from './data/tokenizer.ts';
 export { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions } from './viz/explain.ts';
 export { PRESETS, type PresetName, presetConfig } from './model/presets.ts';
