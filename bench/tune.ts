@@ -44,8 +44,9 @@ export async function main(args: string[]): Promise<void> {
 
     // 3. The paper config's shapes.
     const paper = { ...(await shapeConfig('paper')), image_size: paperImage };
+    const paperGeoms = await modelGeometries(paper, paperBatch);
     const paperDeadline = performance.now() + budgetS * 1000;
-    for (const g of await modelGeometries(paper, paperBatch)) {
+    for (const g of paperGeoms) {
       if (tuneEntries().has(g.id)) continue;
       if (performance.now() > paperDeadline) {
         console.log(`  paper: budget spent before ${g.id}`);

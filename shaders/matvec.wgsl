@@ -18,7 +18,7 @@
 // Specialisation: T (element type of X, W, Y, bias, weights; sums are f32), the kind flags, EXPERT (EXPERT_UP or EXPERT_DOWN), VEC (X, W read as vec4;
 // K % 4 == 0), HAS_BIAS, WEIGHTED,
 // LANES (8 on CPU adapters: one SIMD vector; 64 on GPUs), RB, RN, NW (weight matrices: 2 for
-// EXPERT_UP), BODY.
+// EXPERT_UP), KFULL; generated: PARAMS, BODY.
 
 #if ${F16}
 enable f16;
@@ -26,7 +26,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params { B: u32, N: u32, K: u32, k: u32 }
+${PARAMS}   // B, N, K, k: src/graph/kernels/matvec.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 #if ${COMBINE}

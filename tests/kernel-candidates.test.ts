@@ -8,6 +8,8 @@ import { withTrial } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { conv2d } from '../src/graph/ops/conv.ts';
+import { rowsLinear } from '../src/graph/ops/matvec.ts';
+import { matvecFamily, type MatvecConfig } from '../src/graph/kernels/matvec.ts';
 import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry } from '../src/graph/kernels/conv.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
@@ -102,5 +104,22 @@ describe('conv: every candidate configuration (forward, dX, dW)', () => {
         }
       });
     }
+  }
+});
+
+describe('matvec (rowsLinear): every candidate configuration', () => {
+  const R = rng('matvec-candidates');
+  const cands = new Map<string, MatvecConfig>();
+  for (const profile of [software, gpu]) for (const c of matvecFamily.candidates({ B: 4, N: 64, K: 256, bias: true }, profile)) cands.set(matvecFamily.configKey(c), c);
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      // Rows 1–9 (one and several row blocks), K vec4-aligned or not, with and without bias.
+      const B = R.int(1, 9), N = R.int(1, 40), K = R.next() < 0.5 ? 4 * R.int(1, 70) : 2 * R.int(1, 70) + 1, withBias = R.next() < 0.5;
+      const X = R.randn(B * K), Wt = R.randn(N * K), Bi = R.randn(N);
+      const y = withTrial('matvec', c, () => rowsLinear(fromData(X, [B, K]), fromData(Wt, [N, K]), withBias ? fromData(Bi, [N]) : null));
+      const ref = matmulRef(X, Wt, B, N, K, false, true), mag = matmulRef(X.map(Math.abs), Wt.map(Math.abs), B, N, K, false, true);
+      if (withBias) ref.forEach((v, i) => (ref[i] = v + Bi[i % N]));
+      expectWithin(await read(y), ref, (i) => gamma(K + 1) * (mag[i] + (withBias ? Math.abs(Bi[i % N]) : 0)) + 1e-30, `${key} B=${B} N=${N} K=${K} bias=${withBias}`);
+    });
   }
 });

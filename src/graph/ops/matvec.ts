@@ -4,10 +4,13 @@
 // lanes instead of tiling for reuse, and the experts no row selects are skipped without
 // reading their weights.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, isCpuAdapter, P } from './util.ts';
-import { kernelOverride } from '../kernels/overrides.ts';
+import { adapterProfile, assertFloat, grid1d } from './util.ts';
+import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
+import { matvecFamily, type MatvecConfig, type MatvecGeometry, matvecHandConfig, matvecParams } from '../kernels/matvec.ts';
+import { dispose, fromData } from '../runtime.ts';
+import { registerTunable } from '../tuner.ts';
 
-import { matmul } from './matmul.ts';
+import { matmul, trialData } from './matmul.ts';
 import { activation, type Activation, mul, sumTo } from './elementwise.ts';
 
 type Kind = 'LINEAR' | 'EXPERT_UP' | 'EXPERT_DOWN' | 'COMBINE';
@@ -15,12 +18,10 @@ type Kind = 'LINEAR' | 'EXPERT_UP' | 'EXPERT_DOWN' | 'COMBINE';
 
 
 /** Partial sums per lane (RB·RN·NW): 16 ran fastest on llvmpipe (24, 32, 48 were 15–50% slower in a paper decode step). */
-const SUMS_PER_LANE = 16;
-
-/** Rows (RB) and outputs (RN) per workgroup for B rows and NW weight matrices. */
-export function matvecBlock(B: number, NW: number): { RB: number; RN: number } {
+/** Rows (RB) and outputs (RN) per workgroup for B rows, NW weight matrices and `sums` partial sums per lane. */
+export function matvecBlock(B: number, NW: number, sums = 16): { RB: number; RN: number } {
   const RB = Math.min(B, 4);
-  const RN = Math.max(1, Math.min(8, Math.floor((kernelOverride('matvecSumsPerLane') ?? SUMS_PER_LANE) / (RB * NW))));
+  const RN = Math.max(1, Math.min(8, Math.floor(sums / (RB * NW))));
   return { RB, RN };
 }
 
@@ -53,24 +54,24 @@ export function matvecBody(RB: number, RN: number, NW: number, vec: boolean, kFu
 }
 
 interface Launch {
-  kernel: { family: string; defs: Record<string, boolean | number | string> };
+  kernel: { family: string; defs: Record<string, boolean | number | string>; gen: Record<string, string> };
   workgroups: [number, number, number];
 }
 
-function launch(kind: Kind, B: number, N: number, K: number, E: number, extra: { HAS_BIAS?: boolean; WEIGHTED?: boolean } = {}): Launch {
-  // Lanes per workgroup: one SIMD vector (8) on CPU adapters, 64 on GPUs.
-  const LANES = kernelOverride('matvecLanes') ?? (isCpuAdapter() ? 8 : 64);
+function launch(kind: Kind, B: number, N: number, K: number, E: number, extra: { HAS_BIAS?: boolean; WEIGHTED?: boolean } = {}, cfg: MatvecConfig = matvecHandConfig(adapterProfile())): Launch {
+  const LANES = cfg.LANES;
   const NW = kind === 'EXPERT_UP' ? 2 : 1;
   const vec = K % 4 === 0;
-  const { RB, RN } = matvecBlock(B, NW);
+  const { RB, RN } = matvecBlock(B, NW, cfg.sums);
   const defs: Record<string, boolean | number | string> = {
     LINEAR: kind === 'LINEAR', EXPERT_UP: kind === 'EXPERT_UP', EXPERT_DOWN: kind === 'EXPERT_DOWN', COMBINE: kind === 'COMBINE',
     EXPERT: kind === 'EXPERT_UP' || kind === 'EXPERT_DOWN',
     HAS_BIAS: !!extra.HAS_BIAS, WEIGHTED: !!extra.WEIGHTED, LANES, RB, RN, NW,
     VEC: vec,
-    BODY: kind === 'COMBINE' ? '' : matvecBody(RB, RN, NW, vec, (vec ? K / 4 : K) % LANES === 0),
+    KFULL: (vec ? K / 4 : K) % LANES === 0,
   };
-  return { kernel: { family: 'matvec', defs }, workgroups: [Math.ceil(N / RN), Math.ceil(B / RB), E] };
+  const gen = { PARAMS: matvecParams.wgsl, BODY: kind === 'COMBINE' ? '' : matvecBody(RB, RN, NW, vec, defs.KFULL as boolean) };
+  return { kernel: { family: 'matvec', defs, gen }, workgroups: [Math.ceil(N / RN), Math.ceil(B / RB), E] };
 }
 
 /**
@@ -85,10 +86,12 @@ export function rowsLinear(x: Tensor, W: Tensor, bias?: Tensor | null): Tensor {
   if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new Error(`rowsLinear: bias ${bias} must be [${N}]`);
   if (bias) assertFloat(bias, 'rowsLinear', 'bias');
   const inputs = bias ? [x, W, bias] : [x, W];
+  const trialCfg = trialConfig('matvec');
   const [y] = makeNode('rows_linear', inputs, [{ shape: [B, N] }], {
     encode(ctx) {
-      const l = launch('LINEAR', B, N, K, 1, { HAS_BIAS: !!bias });
-      ctx.dispatch({ kernel: l.kernel, bindings: bias ? [x, W, y, bias] : [x, W, y], params: P().u(B, N, K, 0), workgroups: l.workgroups });
+      const cfg = chooseConfig(matvecFamily, { B, N, K, bias: !!bias }, ctx.profile, trialCfg);
+      const l = launch('LINEAR', B, N, K, 1, { HAS_BIAS: !!bias }, cfg);
+      ctx.dispatch({ kernel: l.kernel, bindings: bias ? [x, W, y, bias] : [x, W, y], params: matvecParams.pack({ B, N, K, k: 0 }), workgroups: l.workgroups });
     },
     backward([dy]) {
       const g = dy!;
@@ -134,7 +137,7 @@ export function expertsForRows(
   const [h1, h3] = makeNode('experts_up', [x, W.W1, W.W3, indices], [{ shape: [E, B, F] }, { shape: [E, B, F] }], {
     encode(ctx) {
       const l = launch('EXPERT_UP', B, F, d, E);
-      ctx.dispatch({ kernel: l.kernel, bindings: [x, W.W1, W.W3, indices, h1, h3], params: P().u(B, F, d, k), workgroups: l.workgroups });
+      ctx.dispatch({ kernel: l.kernel, bindings: [x, W.W1, W.W3, indices, h1, h3], params: matvecParams.pack({ B, N: F, K: d, k }), workgroups: l.workgroups });
     },
     backward: inferenceOnly,
   });
@@ -142,7 +145,7 @@ export function expertsForRows(
   const [ye] = makeNode('experts_down', [h, W.W2, indices], [{ shape: [E, B, d] }], {
     encode(ctx) {
       const l = launch('EXPERT_DOWN', B, d, F, E);
-      ctx.dispatch({ kernel: l.kernel, bindings: [h, W.W2, indices, ye], params: P().u(B, d, F, k), workgroups: l.workgroups });
+      ctx.dispatch({ kernel: l.kernel, bindings: [h, W.W2, indices, ye], params: matvecParams.pack({ B, N: d, K: F, k }), workgroups: l.workgroups });
     },
     backward: inferenceOnly,
   });
@@ -150,9 +153,21 @@ export function expertsForRows(
   const [y] = makeNode('experts_combine', weighted ? [ye, indices, weights] : [ye, indices], [{ shape: [B, d] }], {
     encode(ctx) {
       const l = launch('COMBINE', B, d, d, 1, { WEIGHTED: weighted });
-      ctx.dispatch({ kernel: l.kernel, bindings: weighted ? [ye, indices, y, weights] : [ye, indices, y], params: P().u(B, d, d, k), workgroups: grid1d(B * d, 64) });
+      ctx.dispatch({ kernel: l.kernel, bindings: weighted ? [ye, indices, y, weights] : [ye, indices, y], params: matvecParams.pack({ B, N: d, K: d, k }), workgroups: grid1d(B * d, 64) });
     },
     backward: inferenceOnly,
   });
   return y;
 }
+
+registerTunable<MatvecGeometry>({
+  family: matvecFamily,
+  trial(g) {
+    const x = fromData(trialData(g.B * g.K, 1), [g.B, g.K]).keep();
+    const W = fromData(trialData(g.N * g.K, 2), [g.N, g.K]).keep();
+    const bias = g.bias ? fromData(trialData(g.N, 3), [g.N]).keep() : null;
+    const L = g.K + 1;
+    // Two f32 sums of L terms in [-1, 1], any order: within 2·γ_L·L of each other.
+    return { op: 'rows_linear', build: () => rowsLinear(x, W, bias), tolerance: 2 * ((L * 2 ** -24) / (1 - L * 2 ** -24)) * L, flops: 2 * g.B * g.N * g.K, dispose: () => dispose(x, W, bias) };
+  },
+});
