@@ -7,6 +7,7 @@ import { decodeImage } from '../data/images.ts';
 import { preprocess } from '../data/preprocess.ts';
 import { readFileBytes } from '../io/files.ts';
 import { readModel } from '../model/load.ts';
+import { inputGeometry } from '../model/config.ts';
 import { beamSearch, generateStream } from './decode.ts';
 import { parseCommand } from '../cli/args.ts';
 
@@ -22,7 +23,7 @@ export async function generateCommand(args: string[]): Promise<void> {
   const cfg = w.cfg;
   const maxLen = a.num('max-len', 'optional') ?? cfg.text_seq_len;
   const rgb = await decodeImage(await readFileBytes(imagePath), imagePath);
-  const pixels = preprocess(rgb, { resize: cfg.resize_size ?? cfg.image_size, crop: cfg.image_size });
+  const pixels = preprocess(rgb, inputGeometry(cfg));
   const image = fromData(pixels, [1, 3, cfg.image_size, cfg.image_size], 'f32', 'image');
   const enc = new TextEncoder();
   if (beam === 1) {

@@ -75,6 +75,15 @@ export function normaliseConfig(raw: Record<string, unknown>, source = 'config')
   return cfg;
 }
 
+/**
+ * The model input's geometry, shared by training, evaluation, generation, the viewers and the
+ * library: shorter side resized to `resize_size` (default the authors' 232/224 ratio, SPEC §7),
+ * then a centre crop of `image_size`.
+ */
+export function inputGeometry(cfg: Pick<MicarConfig, 'image_size' | 'resize_size'>): { resize: number; crop: number } {
+  return { resize: cfg.resize_size ?? Math.round((cfg.image_size * 232) / 224), crop: cfg.image_size };
+}
+
 /** Backbone stage layout: block kind and blocks per stage. */
 export function backboneLayout(b: Backbone): { bottleneck: boolean; blocks: number[] } {
   switch (b) {

@@ -6,7 +6,7 @@
 import { loadSampleImage, type Sample } from '../data/datasets.ts';
 import type { DataFiles } from '../data/fs.ts';
 import { preprocess } from '../data/preprocess.ts';
-import type { MicarConfig } from '../model/config.ts';
+import { inputGeometry, type MicarConfig } from '../model/config.ts';
 import type { EvalExample } from './evaluate.ts';
 
 /** Default budget for preprocessed images held in memory, per call (bytes). */
@@ -49,7 +49,7 @@ export async function prepareExamples(samples: Sample[], cfg: MicarConfig, files
   const S = cfg.image_size;
   const budget = opts.pixelMemory ?? DEFAULT_PIXEL_MEMORY;
   const inMemory = samples.length * 3 * S * S * 4 <= budget;
-  const pixelsFor = async (s: Sample) => preprocess(await loadSampleImage(s, files), { resize: cfg.resize_size ?? S, crop: S });
+  const pixelsFor = async (s: Sample) => preprocess(await loadSampleImage(s, files), inputGeometry(cfg));
   const out: EvalExample[] = [];
   for (const s of samples) {
     if (!s.report || !s.report.trim()) throw new Error(`sample ${s.id}${s.imagePath ? ` (${s.imagePath})` : ''}: empty report`);

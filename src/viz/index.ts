@@ -8,7 +8,7 @@ import { dispose, fromData, read } from '../graph/runtime.ts';
 import { CachedDecoder, type StepTrace } from '../generate/generator.ts';
 import { beamSearch, generate } from '../generate/decode.ts';
 import type { Weights } from '../model/weights.ts';
-import type { MicarConfig } from '../model/config.ts';
+import { inputGeometry, type MicarConfig } from '../model/config.ts';
 import { type LoadedModel, readModel } from '../model/load.ts';
 import { decodeImage, type RGBImage } from '../data/images.ts';
 import { preprocess } from '../data/preprocess.ts';
@@ -125,10 +125,7 @@ function fileWord(w: string): string {
   return w.replace(/[^a-z0-9]+/gi, '_').replace(/^_|_$/g, '') || 'tok';
 }
 
-/** The preprocessing geometry the model uses: shorter side → resize, centre crop image_size. */
-export function inputGeometry(cfg: MicarConfig): { resize: number; crop: number } {
-  return { resize: cfg.resize_size ?? Math.round((cfg.image_size * 232) / 224), crop: cfg.image_size };
-}
+export { inputGeometry };
 
 /**
  * Every figure and the page for one traced image. `original`: the image as loaded (the display
