@@ -107,3 +107,19 @@ describe('autotuner cache', () => {
     expect(await tunePending()).toEqual([]);
   });
 });
+
+describe("autotuner 'full' mode", () => {
+  it('measures a cached class again', async () => {
+    await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60 });
+    await meet(geom.M, geom.N, geom.K);
+    expect(tuneEntries().has(id)).toBe(true);
+    resetTuning();
+    const measured: string[] = [];
+    await configureTuning({ mode: 'full', cacheDir: dir, budgetS: 60, log: (l) => measured.push(l) });
+    expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBeUndefined();
+    await meet(geom.M, geom.N, geom.K);
+    expect(measured.some((l) => l.startsWith(`tune ${id}:`))).toBe(true);
+    expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBe(tuneEntries().get(id)!.config);
+    await configureTuning({ mode: 'off' });
+  });
+});

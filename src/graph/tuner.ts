@@ -229,7 +229,8 @@ async function loadCache(): Promise<void> {
       continue;
     }
     state.entries.set(id, e);
-    if (state.mode !== 'off') setTuned(family, bucket, e.config);
+    // 'full' measures every class met again, so cached choices are not applied.
+    if (state.mode === 'cached') setTuned(family, bucket, e.config);
   }
 }
 
@@ -266,7 +267,7 @@ export async function configureTuning(opts: TuneOptions | TuneMode): Promise<voi
     return;
   }
   if (!state.loaded) await loadCache();
-  else for (const [id, e] of state.entries) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), e.config);
+  else for (const [id, e] of state.entries) if (state.mode === 'cached' || state.measured.has(id)) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), e.config);
 }
 
 /** Forgets everything loaded or measured in this process (tests: simulate a restart). */
