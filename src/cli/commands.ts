@@ -14,7 +14,7 @@ import { joinPath } from '../data/fs.ts';
 import { writeCsv } from '../data/csv.ts';
 import { pixelsOf } from '../train/batches.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
-import { readModel } from '../model/load.ts';
+import { readConfig, readModel } from '../model/load.ts';
 import { type EvalExample, type EvalScores, mostFrequentReport, nearestNeighbourReports, nearestNeighbourSpace, predictReports, scorePredictions } from '../train/evaluate.ts';
 import { trainingPlotHtml } from '../train/plot.ts';
 import { readFileBytes, writeFileAtomic } from '../io/files.ts';
@@ -31,14 +31,8 @@ declare const Deno: {
 
 /** A preset name (configs/<name>.json) or a path to a JSON file, with CLI overrides. */
 export async function loadConfig(nameOrPath: string, overrides: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-  const url = /[/.]/.test(nameOrPath) ? nameOrPath : new URL(`../../configs/${nameOrPath}.json`, import.meta.url);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(await Deno.readTextFile(url));
-  } catch (e) {
-    throw new Error(`config ${nameOrPath}: ${(e as Error).message}`);
-  }
-  return { ...raw, ...overrides };
+  // The loader's reader: presets come from the module (src/model/presets.ts), files from disk.
+  return { ...(await readConfig(nameOrPath)).raw, ...overrides };
 }
 
 interface Prepared {
