@@ -122,6 +122,7 @@ export const CONFIG_OVERRIDES: OptionSpec[] = [
 
 /** Training run options other than config overrides. */
 export const TRAIN_OPTIONS: OptionSpec[] = [
+  PRECISION_OPTION,
   { name: 'config', type: 'string', default: 'tiny', meta: 'NAME|FILE', help: 'preset (configs/NAME.json: tiny, paper, covctr, mmretinal, pgross, roco) or a JSON file' },
   { name: 'out', type: 'string', default: 'runs/train', meta: 'DIR', help: 'checkpoints (best/last), history.json and training.html' },
   { name: 'resume', type: 'boolean', help: 'continue from OUT/last.safetensors (bit-exact)' },

@@ -1,5 +1,5 @@
 // CLI verbs for training and evaluation, and the README's main job.
-import { parsePrecision } from '../model/precision.ts';
+import { parsePrecision, resolvePrecision } from '../model/precision.ts';
 import { init } from '../graph/runtime.ts';
 import { type DatasetFormat, loadDataset, loadSampleImage, type Sample } from '../data/datasets.ts';
 import type { PhantomSample } from '../data/phantom.ts';
@@ -116,6 +116,7 @@ async function trainWith(a: Parsed, opts: { timeBudgetS?: number; dataDirDefault
     timeBudgetS: opts.timeBudgetS ?? a.num('time-budget', 'optional'),
     valLimit: a.num('val-limit', 'optional'),
     initial,
+    precision: trainPrecision(a.str('precision')),
   });
   await writeFileAtomic(`${out}/history.json`, new TextEncoder().encode(JSON.stringify(res.history, null, 1)));
   await writeFileAtomic(`${out}/training.html`, new TextEncoder().encode(trainingPlotHtml(res.history)));
@@ -257,4 +258,12 @@ export async function mainJob(argv: string[]): Promise<void> {
     baselines: { most_frequent: { ...pick(r.baselines.most_frequent), grounding: null }, nearest_neighbour: { ...pick(r.baselines.nearest_neighbour), grounding: null } },
     ...(explain ? { explain: explain.scores, explain_meta: { findings: explain.findings, images: explain.images, seconds: Math.round(explain.seconds * 10) / 10 } } : {}),
   }));
+}
+
+/** --precision for training: f16 = mixed precision (f32 master weights, f16 compute, loss scaling). */
+function trainPrecision(v: string): 'f32' | 'f16' {
+  const r = resolvePrecision(parsePrecision(v, '--precision'));
+  if (r.note) console.error(r.note);
+  if (r.dtype === 'f16') console.log('precision f16: mixed-precision training (f32 master weights and AdamW state, f16 forward/backward, dynamic loss scaling)');
+  return r.dtype;
 }

@@ -4,7 +4,8 @@
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose, read, realize } from '../graph/runtime.ts';
 import { grad } from '../graph/autograd.ts';
-import { AdamW } from '../graph/ops/optim.ts';
+import { AdamW, clipGradNorm } from '../graph/ops/optim.ts';
+import { add, scale } from '../graph/ops/elementwise.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import type { MicarConfig } from '../model/config.ts';
 import { forward } from '../model/micar.ts';
@@ -36,6 +37,36 @@ export interface TrainOptions {
   quiet?: boolean;
   /** Start from these weights instead of a fresh init (fine-tuning). */
   initial?: Weights;
+  /**
+   * 'f16': mixed precision — f32 master weights and AdamW state, forward and backward in f16,
+   * dynamic loss scaling (LossScaler); BatchNorm statistics stay f32. Default 'f32'.
+   */
+  precision?: 'f32' | 'f16';
+}
+
+/**
+ * Dynamic loss scaling for f16 training: the loss is multiplied by `scale` before the backward
+ * so small gradients survive f16; the gradients are divided by it again before AdamW. A step
+ * whose gradients overflow (the GPU-side guard sees a non-finite value) is skipped and the scale
+ * halved; after `growthInterval` clean steps in a row the scale doubles.
+ */
+export class LossScaler {
+  /** Clean steps since the last overflow or growth. */
+  good = 0;
+  /** Steps skipped for overflow so far. */
+  skipped = 0;
+  constructor(public scale = 2 ** 15, readonly growthInterval = 1000, readonly minScale = 1) {}
+  /** Records a step's outcome (true: its gradients overflowed and it was skipped). */
+  update(overflow: boolean): void {
+    if (overflow) {
+      this.scale = Math.max(this.minScale, this.scale / 2);
+      this.good = 0;
+      this.skipped++;
+    } else if (++this.good >= this.growthInterval) {
+      this.scale *= 2;
+      this.good = 0;
+    }
+  }
 }
 
 export interface EpochRecord {
@@ -55,21 +86,40 @@ export class NonFiniteError extends Error {}
  */
 export async function trainStep(
   w: Weights, opt: AdamW, examples: TrainExample[] | HostBatch, tok: Tokenizer, seed: number, during?: () => Promise<unknown>,
+  scaler: LossScaler | null = null,
 ): Promise<number> {
   const cfg = w.cfg;
   const h = Array.isArray(examples) ? await hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size) : examples;
   const batch = toGpuBatch(h);
-  const out = forward(w, batch, { training: true, seed });
+  // With a scaler: f16 forward and backward over the f32 master weights (Forward casts them).
+  const out = forward(w, batch, { training: true, seed, compute: scaler ? 'f16' : undefined });
   const { vision, other } = w.trainable();
   const params = [...vision, ...other];
-  const grads = grad(out.loss, params);
+  let grads = grad(scaler ? scale(out.loss, scaler.scale) : out.loss, params);
+  let guard = out.loss;
+  if (scaler) {
+    // f32 gradients (the casts' backward), unscaled; the guard turns non-finite when the loss or
+    // any gradient is (0·inf = NaN), so the GPU skips the whole update on an overflow.
+    grads = grads.map((g) => (g ? scale(g, 1 / scaler.scale) : null));
+    const present = grads.filter((g): g is Tensor => !!g);
+    if (present.length) guard = add(out.loss, scale(clipGradNorm(present, 1).totalNorm, 0));
+  }
   const gradMap = new Map<Tensor, Tensor | null>(params.map((p, i) => [p, grads[i]]));
-  const effects = opt.step(gradMap, { guard: out.loss });
-  await realize([out.loss], { effects: [...effects, ...out.f.bnUpdates], label: 'train step' });
+  const effects = opt.step(gradMap, { guard });
+  await realize(guard === out.loss ? [out.loss] : [out.loss, guard], { effects: [...effects, ...out.f.bnUpdates], label: 'train step' });
   for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);
   if (during) await during();
   const loss = (await read(out.loss))[0];
-  dispose(out.loss, batch.image, batch.inputIds, batch.labelIds);
+  const overflow = scaler !== null && Number.isFinite(loss) && !Number.isFinite((await read(guard))[0]);
+  dispose(out.loss, guard, batch.image, batch.inputIds, batch.labelIds);
+  if (scaler) {
+    scaler.update(overflow);
+    if (overflow) {
+      // The GPU skipped the update: take back the step counts it recorded.
+      opt.unstep();
+      return loss;
+    }
+  }
   if (!Number.isFinite(loss)) {
     // The optimiser skipped the update (guard). Find the first non-finite gradient for the report.
     const diag = forward(w, toGpuBatch(h), { training: true, seed });
@@ -121,6 +171,7 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     opt = makeOpt(w);
     state = { epoch: 0, stepInEpoch: 0, step: 0, seed: o.seed, best: -Infinity, badEpochs: 0, history: [], done: false };
   }
+  const scaler = o.precision === 'f16' ? new LossScaler() : null;
   const progress = new Progress(o.quiet ? null : log);
   const t0 = Date.now();
   while (!state.done && state.epoch < epochs) {
@@ -149,7 +200,7 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
       const prefetch = s + 1 < stepsPerEpoch && (o.maxSteps === undefined || state.step + 1 < o.maxSteps)
         ? async () => { next = await batchAt(s + 1); }
         : undefined;
-      const loss = await trainStep(w, opt, h, o.tokenizer, stepSeed, prefetch);
+      const loss = await trainStep(w, opt, h, o.tokenizer, stepSeed, prefetch, scaler);
       lossSum += loss;
       lossN++;
       state.step++;

@@ -71,6 +71,8 @@ export class AdamW {
   /** Number of `step` calls so far. */
   stepCount = 0;
   private state = new Map<Tensor, ParamState>();
+  /** States whose step count the last `step` advanced (see `unstep`). */
+  private lastStepped: ParamState[] = [];
 
   constructor(groups: AdamWGroup[], opts: AdamWOptions) {
     const [b1, b2] = opts.betas;
@@ -119,6 +121,7 @@ export class AdamW {
     const guard = opts.guard;
     if (guard) assertFloat(guard, 'AdamW.step', 'guard');
     this.stepCount++;
+    this.lastStepped = [];
     const effects: Tensor[] = [];
     this.groups.forEach((group, gi) => {
       group.params.forEach((param, pi) => {
@@ -129,6 +132,7 @@ export class AdamW {
           throw new Error(`AdamW.step: gradient ${g} does not match parameter ${param} (group ${gi}, index ${pi})`);
         const st = this.stateOf(param, `${gi}.${pi}`);
         st.step++;
+        this.lastStepped.push(st);
         const t = st.step, lr = group.lr;
         // Scalars in double, rounded to f32 by Params (torch casts Python scalars likewise).
         const bc1 = 1 - beta1 ** t, bc2 = 1 - beta2 ** t;
@@ -145,6 +149,16 @@ export class AdamW {
       });
     });
     return effects;
+  }
+
+  /**
+   * Takes back the step counts of the last `step` whose update the GPU skipped (its guard was
+   * non-finite: a loss-scaling overflow), so bias correction counts only applied updates.
+   */
+  unstep(): void {
+    for (const st of this.lastStepped) st.step--;
+    if (this.lastStepped.length) this.stepCount--;
+    this.lastStepped = [];
   }
 
   /** State tensors by name (`<group>.<index>.exp_avg|exp_avg_sq|max_exp_avg_sq`) and metadata. */
