@@ -44,11 +44,11 @@ if ! grep -q '"hardware":true' "$out/adapter.log"; then
 fi
 
 if [ "$quick" = 1 ]; then
-  step tune 200 tune 20 1 32
-  step matmul 120 matmul quick
-  step conv 120 conv --quick
-  step trainstep-tiny 120 trainstep tiny 2 2
-  step trainstep-paper 240 trainstep paper 1 2
+  step tune 150 tune 20 1 32
+  step matmul 90 matmul quick
+  step conv 90 conv --quick
+  step trainstep-tiny 90 trainstep tiny 2 2
+  step trainstep-paper 120 trainstep paper 1 2
 else
   step tune 90 tune 45 2 224
   step matmul 45 matmul

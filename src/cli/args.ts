@@ -226,7 +226,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   tune: {
     summary: 'measure the fastest kernels for a model\'s shapes on this adapter and cache them',
-    description: 'One training step and one evaluation forward at --batch on synthetic data; every kernel geometry met is measured (see also --tune off|cached|full, accepted by every verb that uses the GPU: cached, the default, measures what the cache lacks within 30 s per pass).',
+    description: 'One training step and one evaluation forward at --batch on synthetic data; every kernel geometry met is measured (see also --tune off|cached|full, accepted by every verb that uses the GPU: cached, the default, measures what the cache lacks, at most 30 s per run).',
     options: [
       { name: 'config', type: 'string', default: 'tiny', meta: 'NAME|FILE', help: 'preset (tiny, paper, covctr, mmretinal, pgross, roco) or a JSON file' },
       { name: 'batch', type: 'int', min: 1, meta: 'B', defaultHelp: 'the config\'s batch_size', help: 'batch size of the shapes to tune' },
