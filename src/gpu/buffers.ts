@@ -1,5 +1,6 @@
 // Storage buffers pooled by size class so that a training step reuses memory instead
 // of allocating: sizes round up to 1/4-octave classes (≤ 19% waste).
+import { scopedOom } from './errors.ts';
 
 const USAGE = GPUBufferUsageFlags();
 function GPUBufferUsageFlags(): number {
@@ -29,11 +30,15 @@ export class BufferPool {
   constructor(private device: GPUDevice) {}
 
   acquire(bytes: number, label = ''): GPUBuffer {
-    const size = sizeClass(bytes);
+    const limit = this.device.limits.maxBufferSize;
+    if (bytes > limit) throw new Error(`${label || 'buffer'}: ${bytes} bytes exceed the adapter's largest buffer (maxBufferSize ${limit} bytes)`);
+    // The size class may round past the limit: the limit itself is then the class.
+    const size = Math.min(sizeClass(bytes), limit - (limit % 4));
     const list = this.free.get(size);
     let buf = list?.pop();
     if (!buf) {
-      buf = this.device.createBuffer({ size, usage: USAGE, label });
+      buf = scopedOom(this.device, `allocating ${label || 'a buffer'} (${size} bytes; ${this.totalBytes} bytes already allocated)`, () =>
+        this.device.createBuffer({ size, usage: USAGE, label }));
       this.totalBytes += size;
     }
     this.liveBytes += size;

@@ -28,6 +28,17 @@ export function popScopes(device: GPUDevice, op: string): void {
   }
 }
 
+/** Runs `fn` (a buffer allocation) inside an out-of-memory scope; an OOM surfaces at the next
+ *  `flushErrors` naming `what` (the op and tensor the buffer was for). */
+export function scopedOom<T>(device: GPUDevice, what: string, fn: () => T): T {
+  device.pushErrorScope('out-of-memory');
+  try {
+    return fn();
+  } finally {
+    pending.push(device.popErrorScope().then((e) => (e ? new GpuOpError(what, 'out-of-memory', e.message) : null)));
+  }
+}
+
 /** Runs `fn` inside error scopes; errors surface at the next `flushErrors`. */
 export function scoped<T>(device: GPUDevice, op: string, fn: () => T): T {
   pushScopes(device);

@@ -47,6 +47,10 @@ export function sourceName(source: string | Blob | ArrayBuffer | Uint8Array): st
   return typeof name === 'string' ? name : '<memory>';
 }
 
+/** Fault injection for tests: called after the first chunk of a write reached the temporary
+ *  file; throwing from it acts as a failed write (disk full, I/O error) at that point. */
+export const writeFaults: { afterFirstChunk?: (path: string) => void } = {};
+
 /** Writes `bytes` to `path.tmp-<random>`, syncs it where the runtime can, then renames it over
  *  `path`, so a crash never leaves a half-written weights file under the real name. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
@@ -57,7 +61,11 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   try {
     try {
       let done = 0;
-      while (done < bytes.length) done += await file.write(bytes.subarray(done));
+      while (done < bytes.length) {
+        const first = done === 0;
+        done += await file.write(bytes.subarray(done));
+        if (first) writeFaults.afterFirstChunk?.(path);
+      }
       if (file.syncData) await file.syncData();
     } finally {
       file.close();

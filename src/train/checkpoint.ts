@@ -51,8 +51,22 @@ export async function checkpointBytes(w: Weights, opt: AdamW | null, tok: Tokeni
   return writeSafetensors(tensors, metadata);
 }
 
+/** A checkpoint that could not be written; the file under `path` (if any) is the previous one. */
+export class CheckpointWriteError extends Error {
+  constructor(readonly path: string, readonly cause: unknown) {
+    super(`could not write checkpoint ${path}: ${(cause as Error)?.message ?? cause}; the previous ${path} (if there was one) is intact`);
+    this.name = 'CheckpointWriteError';
+  }
+}
+
 export async function saveCheckpoint(path: string, w: Weights, opt: AdamW | null, tok: Tokenizer, state: TrainState | null): Promise<void> {
-  await writeFileAtomic(path, await checkpointBytes(w, opt, tok, state));
+  const bytes = await checkpointBytes(w, opt, tok, state);
+  try {
+    // Atomic (temporary file, then rename): a failed write leaves the previous file as it was.
+    await writeFileAtomic(path, bytes);
+  } catch (e) {
+    throw new CheckpointWriteError(path, e);
+  }
 }
 
 export interface LoadedCheckpoint {

@@ -12,7 +12,9 @@ import { forward } from '../model/micar.ts';
 import { Weights } from '../model/weights.ts';
 import { epochOrder, type HostBatch, hostBatch, toGpuBatch, type TrainExample } from './batches.ts';
 import { type EvalExample, predictReports, scorePredictions, type EvalScores } from './evaluate.ts';
-import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { CheckpointWriteError, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { lockOutDir } from './lock.ts';
+import { runtime } from '../graph/runtime.ts';
 import { Progress } from './progress.ts';
 
 export interface TrainOptions {
@@ -42,6 +44,8 @@ export interface TrainOptions {
    * dynamic loss scaling (LossScaler); BatchNorm statistics stay f32. Default 'f32'.
    */
   precision?: 'f32' | 'f16';
+  /** Called after each optimiser step (and its checkpoint, if one was due). */
+  onStep?: (step: number) => void | Promise<void>;
 }
 
 /**
@@ -67,6 +71,27 @@ export class LossScaler {
       this.good = 0;
     }
   }
+}
+
+/** The GPU device was lost during training; says where, and what is saved. */
+export class DeviceLostError extends Error {
+  constructor(message: string, readonly step: number, readonly lastCheckpoint: { path: string; step: number } | null) {
+    super(message);
+    this.name = 'DeviceLostError';
+  }
+}
+
+/** The device's lost info once it is lost (waits briefly: loss is reported asynchronously). */
+async function deviceLost(): Promise<GPUDeviceLostInfo | null> {
+  let gpu;
+  try {
+    gpu = runtime().gpu;
+  } catch {
+    return null;
+  }
+  if (gpu.lost) return gpu.lost;
+  const timeout = new Promise<null>((r) => setTimeout(() => r(null), 1000));
+  return (await Promise.race([gpu.device.lost, timeout])) ?? gpu.lost;
 }
 
 export interface EpochRecord {
@@ -159,6 +184,14 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     });
   };
   let opt: AdamW;
+  const release = await lockOutDir(o.outDir, log);
+  try {
+    return await trainLocked();
+  } finally {
+    release();
+  }
+
+  async function trainLocked() {
   const resumed = o.resume ? await loadCheckpoint(lastPath, { optional: true }) : null;
   if (resumed) {
     w = resumed.weights;
@@ -172,8 +205,34 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     state = { epoch: 0, stepInEpoch: 0, step: 0, seed: o.seed, best: -Infinity, badEpochs: 0, history: [], done: false };
   }
   const scaler = o.precision === 'f16' ? new LossScaler() : null;
+  // The last checkpoint known intact on disk, and what the trainer is doing (for fault reports).
+  let lastSaved: { path: string; step: number } | null = resumed ? { path: lastPath, step: state.step } : null;
+  let doing = 'starting';
+  const save = async (path: string, withTrainingState = true) => {
+    doing = `writing ${path} after step ${state.step}`;
+    await saveCheckpoint(path, w, withTrainingState ? opt : null, o.tokenizer, withTrainingState ? state : null);
+    if (path === lastPath) lastSaved = { path, step: state.step };
+  };
   const progress = new Progress(o.quiet ? null : log);
   const t0 = Date.now();
+  try {
+    await loop();
+  } catch (e) {
+    const lost = e instanceof NonFiniteError ? null : await deviceLost();
+    const saved = lastSaved
+      ? `the last checkpoint is ${lastSaved.path} (step ${lastSaved.step}), intact: run again with --resume to continue from it`
+      : 'no checkpoint was written yet: run again to start over';
+    if (lost) {
+      throw new DeviceLostError(`GPU device lost (${lost.reason || 'unknown'}${lost.message ? `: ${lost.message}` : ''}) while ${doing}; ${saved}`, state.step, lastSaved);
+    }
+    if (e instanceof CheckpointWriteError) {
+      (e as Error).message = `${e.message} (while ${doing}); ${saved}`;
+    }
+    throw e;
+  }
+  return { weights: w, history: state.history, best: state.best, state };
+
+  async function loop() {
   while (!state.done && state.epoch < epochs) {
     const epoch = state.epoch;
     const lrs = [stepLr(baseVLr, epoch, stepSize, gamma), stepLr(baseLr, epoch, stepSize, gamma)];
@@ -200,6 +259,7 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
       const prefetch = s + 1 < stepsPerEpoch && (o.maxSteps === undefined || state.step + 1 < o.maxSteps)
         ? async () => { next = await batchAt(s + 1); }
         : undefined;
+      doing = `step ${state.step + 1} (epoch ${epoch + 1}, batch ${s + 1} of ${stepsPerEpoch})`;
       const loss = await trainStep(w, opt, h, o.tokenizer, stepSeed, prefetch, scaler);
       lossSum += loss;
       lossN++;
@@ -207,17 +267,19 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
       state.stepInEpoch = s + 1;
       progress.tick(loss, h.b * cfg.text_seq_len);
       if (o.checkpointEvery && state.step % o.checkpointEvery === 0 && state.stepInEpoch < stepsPerEpoch)
-        await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
+        await save(lastPath);
+      await o.onStep?.(state.step);
     }
     progress.end();
     const interrupted = state.stepInEpoch < stepsPerEpoch;
     if (interrupted) {
       // maxSteps reached mid-epoch: leave a resumable checkpoint at this step.
-      await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
+      await save(lastPath);
       break;
     }
     let val: EvalScores | null = null;
     if (o.val.length) {
+      doing = `validating after step ${state.step} (epoch ${epoch + 1})`;
       const vs = o.val.slice(0, o.valLimit ?? o.val.length);
       val = scorePredictions(await predictReports(w, o.tokenizer, vs), vs as EvalExample[]);
     }
@@ -232,13 +294,14 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
       state.badEpochs = 0;
       // best: weights, config and vocabulary only (the model to use); the optimiser state, about
       // 4× the weights with amsgrad, lives in last for --resume.
-      await saveCheckpoint(bestPath, w, null, o.tokenizer, null);
+      await save(bestPath, false);
     } else if (++state.badEpochs >= patience) {
       log(`early stop: no improvement for ${patience} epochs`);
       state.done = true;
     }
     if (o.timeBudgetS !== undefined && (Date.now() - t0) / 1000 > o.timeBudgetS) state.done = true;
-    await saveCheckpoint(lastPath, w, opt, o.tokenizer, state);
+    await save(lastPath);
   }
-  return { weights: w, history: state.history, best: state.best, state };
+  }
+  }
 }

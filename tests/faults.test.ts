@@ -1,0 +1,138 @@
+// Faults lose nothing: a GPU device lost mid-training stops with the step and the last
+// checkpoint, which resumes bit-identically; a failed checkpoint write leaves the previous one
+// intact and names the path; two trainings cannot share an output folder (a stale lock of a
+// killed run is taken over with a warning); a buffer over the adapter's limit is refused naming
+// the tensor and the limit.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { fromData, init, realize, runtime } from '../src/graph/runtime.ts';
+import { normaliseConfig } from '../src/model/config.ts';
+import { DeviceLostError, train } from '../src/train/trainer.ts';
+import { loadCheckpoint } from '../src/train/checkpoint.ts';
+import { LOCK_NAME } from '../src/train/lock.ts';
+import { prepareExamples } from '../src/train/data.ts';
+import { phantomSamples } from '../src/data/datasets.ts';
+import { Tokenizer } from '../src/data/tokenizer.ts';
+import { readSafetensors } from '../src/io/safetensors.ts';
+import { writeFaults } from '../src/io/files.ts';
+
+declare const Deno: {
+  pid: number;
+  hostname(): string;
+  readTextFile(p: string | URL): Promise<string>;
+  writeTextFile(p: string, s: string): Promise<void>;
+  readFile(p: string): Promise<Uint8Array>;
+  readDir(p: string): AsyncIterable<{ name: string }>;
+  makeTempDir(): Promise<string>;
+  stat(p: string): Promise<unknown>;
+  Command: new (cmd: string, o: { args: string[] }) => {
+    spawn(): { pid: number; kill(sig: string): void; status: Promise<unknown> };
+    output(): Promise<unknown>;
+  };
+};
+
+const repo = decodeURIComponent(new URL('..', import.meta.url).pathname);
+
+beforeEach(async () => {
+  await init(); // a fresh device after the device-lost test
+});
+
+async function microRun() {
+  const raw = JSON.parse(await Deno.readTextFile(`${repo}tests/fixtures/micro.json`));
+  const samples = phantomSamples({ count: 20, seed: 3, size: 32 });
+  const tok = Tokenizer.build(samples.map((s) => s.report), 1, 'whitespace');
+  const cfg = normaliseConfig({ ...raw, vocab_size: tok.vocabSize, batch_size: 5, epochs: 2 });
+  const examples = await prepareExamples(samples, cfg);
+  return (outDir: string, more: Partial<Parameters<typeof train>[0]> = {}) =>
+    train({ cfg, tokenizer: tok, train: examples, val: [], outDir, seed: 4, maxSteps: 5, checkpointEvery: 1, quiet: true, log: () => {}, ...more });
+}
+
+async function weightBytes(path: string): Promise<Map<string, Uint8Array>> {
+  const { tensors } = readSafetensors(await Deno.readFile(path), path);
+  return new Map([...tensors].filter(([k]) => !k.startsWith('optim.')).map(([k, t]) => [k, t.data]));
+}
+
+function differing(a: Map<string, Uint8Array>, b: Map<string, Uint8Array>): string[] {
+  const out: string[] = [];
+  for (const [k, v] of a) {
+    const u = b.get(k);
+    if (!u || u.length !== v.length || u.some((x, i) => x !== v[i])) out.push(k);
+  }
+  return out;
+}
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}
+
+describe('faults lose nothing', () => {
+  it('a checkpoint write that fails leaves the previous checkpoint intact and loadable, and names the path', async () => {
+    const run = await microRun();
+    const dir = await Deno.makeTempDir();
+    let writes = 0;
+    writeFaults.afterFirstChunk = (path) => {
+      if (path.endsWith('last.safetensors') && ++writes === 3) throw new Error('No space left on device (os error 28) [injected]');
+    };
+    try {
+      await expect(run(dir)).rejects.toThrow(new RegExp(`could not write checkpoint ${dir}/last\\.safetensors: No space left.*last checkpoint is ${dir}/last\\.safetensors \\(step 2\\), intact`));
+    } finally {
+      writeFaults.afterFirstChunk = undefined;
+    }
+    const ck = await loadCheckpoint(`${dir}/last.safetensors`);
+    expect(ck!.state.step).toBe(2);
+    // No temporary file left, and the lock is released.
+    expect(await names(dir)).toEqual(['last.safetensors']);
+  });
+
+  it('a device lost mid-training stops naming the step and the last checkpoint; --resume ends bit-identical to an uninterrupted run', async () => {
+    const run = await microRun();
+    const ref = await Deno.makeTempDir(), dir = await Deno.makeTempDir();
+    await run(ref);
+    let err: unknown;
+    try {
+      await run(dir, { onStep: (step) => { if (step === 3) runtime().device.destroy(); } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DeviceLostError);
+    expect((err as Error).message).toMatch(new RegExp(`GPU device lost \\(destroyed.*\\) while step 4 \\(epoch 1, batch 4 of 4\\); the last checkpoint is ${dir}/last\\.safetensors \\(step 3\\), intact: run again with --resume`));
+    expect((await loadCheckpoint(`${dir}/last.safetensors`))!.state.step).toBe(3);
+    await init(); // what a new process does: a fresh device
+    const resumed = await run(dir, { resume: true });
+    expect(resumed.state.step).toBe(5);
+    expect(differing(await weightBytes(`${ref}/last.safetensors`), await weightBytes(`${dir}/last.safetensors`))).toEqual([]);
+  });
+
+  it('a second training on the same --out refuses (lock with the owner pid); a stale lock is taken over with a warning', async () => {
+    const run = await microRun();
+    const dir = await Deno.makeTempDir();
+    // A live owner: a child process that sleeps.
+    const sleeper = new Deno.Command('sleep', { args: ['30'] }).spawn();
+    try {
+      await Deno.writeTextFile(`${dir}/${LOCK_NAME}`, JSON.stringify({ pid: sleeper.pid, host: Deno.hostname(), started: '2026-01-01T00:00:00Z' }));
+      await expect(run(dir)).rejects.toThrow(new RegExp(`${dir} is in use by another training \\(pid ${sleeper.pid} on .*lock file ${dir}/${LOCK_NAME.replace('.', '\\.')}`));
+      expect(await names(dir)).toEqual([LOCK_NAME]); // nothing written
+    } finally {
+      sleeper.kill('SIGKILL');
+      await sleeper.status;
+    }
+    // The owner is gone now (as after a kill -9): its lock is stale.
+    const lines: string[] = [];
+    const r = await run(dir, { maxSteps: 1, log: (s) => lines.push(s) });
+    expect(r.state.step).toBe(1);
+    expect(lines.join('\n')).toMatch(new RegExp(`warning: taking over the stale lock ${dir}/\\.micar-train\\.lock of pid ${sleeper.pid}`));
+    expect(await names(dir)).toEqual(['last.safetensors']); // released at the end
+  });
+
+  it("a buffer over the adapter's largest buffer is refused naming the op, the tensor and the limit", async () => {
+    const max = runtime().device.limits.maxBufferSize;
+    const n = Math.floor(max / 4) + 1;
+    const { mul } = await import('../src/graph/ops/elementwise.ts');
+    const { reshape } = await import('../src/graph/ops/shape.ts');
+    // A broadcast product whose output (only) is over the limit; the inputs are small.
+    const a = fromData(new Float32Array(1024), [1024, 1]), b = fromData(new Float32Array(Math.ceil(n / 1024)), [1, Math.ceil(n / 1024)]);
+    const y = reshape(mul(a, b), [-1]);
+    await expect(realize([y])).rejects.toThrow(new RegExp(`mul.*bytes exceed the adapter's largest buffer \\(maxBufferSize ${max} bytes\\)`));
+  });
+});
