@@ -1,24 +1,29 @@
-// npm run test:sweep [-- N] [-- files…]: every randomized CPU-reference test (the files under
-// tests/ that draw from tests/util.ts `rng`, less the browser ones) run N times (default 200),
+// npm run test:sweep [-- N] [-- --all] [-- files…]: every randomized CPU-reference test (the
+// files under tests/ that draw from tests/util.ts `rng`, less the browser ones and, unless
+// --all, the whole-model ones: a tiny model per run, minutes per seed here) run N times (default 200),
 // each time with a fresh seed, inside one vitest process per file (tests/setup.ts repeats the
 // tests). Prints each failure with the command that replays it, then one summary line.
 const args = Deno.args.filter((a) => a !== '--');
+// (the vitest child inherits this process's environment, plus MICAR_SWEEP and its output file)
 const seeds = Number(args.find((a) => /^\d+$/.test(a)) ?? 200);
 const browser = new Set(['tests/browser.test.ts', 'tests/demo-e2e.test.ts']);
+const wholeModel = new Set(['tests/generate.test.ts', 'tests/grounding.test.ts', 'tests/viz.test.ts']);
+const all = args.includes('--all');
 let files = args.filter((a) => a.endsWith('.ts'));
 if (!files.length) {
   for (const e of Deno.readDirSync('tests')) {
     const f = `tests/${e.name}`;
-    if (e.isFile && f.endsWith('.test.ts') && !browser.has(f) && /\brng\(/.test(Deno.readTextFileSync(f))) files.push(f);
+    if (e.isFile && f.endsWith('.test.ts') && !browser.has(f) && (all || !wholeModel.has(f)) && /\brng\(/.test(Deno.readTextFileSync(f))) files.push(f);
   }
   files.sort();
 }
 Deno.mkdirSync('out', { recursive: true });
 const out = `out/sweep-failures.jsonl`;
 for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
+console.log(`sweep: ${seeds} seeds over ${files.length} files: ${files.join(' ')}`);
 const t0 = performance.now();
 const cmd = new Deno.Command('bash', {
-  args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', ...files],
+  args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...files],
   env: { MICAR_SWEEP: String(seeds), MICAR_SWEEP_OUT: out },
   stdout: 'inherit', stderr: 'inherit',
 });

@@ -125,6 +125,8 @@ export function gamma(n: number, u = U32): number {
   if (n * u >= 1) throw new Error(`gamma: n·u = ${n * u} ≥ 1`);
   return (n * u) / (1 - n * u);
 }
+/** The smallest normal f32: WGSL may flush subnormal results to zero, an absolute error up to this. */
+export const TINY32 = 2 ** -126;
 /** k ULP as a relative error (an f32 ULP is at most 2u of the value). */
 export const ulps = (k: number) => 2 * k * U32;
 
@@ -159,4 +161,25 @@ export function expectWithin(actual: ArrayLike<number>, ref: ArrayLike<number>, 
   if (over > 0) {
     throw new Error(`${what}: ${over} of ${ref.length} values outside the error bound; worst [${worst}]: got ${actual[worst]}, reference ${ref[worst]}, |error| ${Math.abs(Number(actual[worst]) - Number(ref[worst])).toExponential(3)} > bound ${b(worst).toExponential(3)} (×${worstRatio.toPrecision(3)})`);
   }
+}
+
+/** ‖x‖₂ (Frobenius for a flattened matrix). */
+export function norm2(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Number(a[i]) * Number(a[i]);
+  return Math.sqrt(s);
+}
+
+/**
+ * Asserts ‖actual − ref‖₂ ≤ bound (a norm-wise bound, for products where the per-element
+ * magnitudes cost as much as the reference: ‖ |A||B| ‖_F ≤ ‖A‖_F‖B‖_F by Cauchy–Schwarz, so
+ * ‖Ĉ − C‖_F ≤ γ_K‖A‖_F‖B‖_F for a product over K terms).
+ */
+export function expectNormWithin(actual: ArrayLike<number>, ref: ArrayLike<number>, bound: number, what: string): void {
+  if (actual.length !== ref.length) throw new Error(`${what}: ${actual.length} values, reference has ${ref.length}`);
+  let s = 0;
+  for (let i = 0; i < ref.length; i++) s += (Number(actual[i]) - Number(ref[i])) ** 2;
+  const e = Math.sqrt(s);
+  if (envVar('MICAR_BOUND_REPORT')) console.log(`[bound] ${what}: error/bound ${(e / bound).toExponential(2)}`);
+  if (!(e <= bound)) throw new Error(`${what}: ‖error‖₂ ${e.toExponential(3)} > bound ${bound.toExponential(3)} (×${(e / bound).toPrecision(3)})`);
 }
