@@ -124,7 +124,9 @@ export async function launchChromium(): Promise<Chromium> {
     // A pipe instead of a DevTools websocket: no port, nothing for Deno's ws shim to get wrong.
     pipe: true,
     args: [...CHROMIUM_ARGS, `--user-data-dir=${profile}`],
-    protocolTimeout: 120_000,
+    // No blanket protocol timeout: every wait in the tests has its own budget, scaled from a
+    // measured pace, and a timeout message naming the state (waitForState, withinBudget).
+    protocolTimeout: 0,
   });
   return {
     browser,
@@ -163,4 +165,78 @@ export async function openPage(browser: Browser, url: string, label: string): Pr
   });
   await page.goto(url, { waitUntil: 'load', timeout: 60_000 });
   return { page, problems };
+}
+
+// ---- Waiting on states, not on the clock ---------------------------------------------------
+// Every wait is for a state of the page, with a budget in units of a pace measured at the
+// start on this machine (e.g. the page's start-up: module load plus the adapter's kernel check,
+// or one training step), so a slower machine gets proportionally longer; a timeout names the
+// state waited for and what the page showed.
+
+/** A measured duration that budgets are multiples of. */
+export class Pace {
+  constructor(readonly unitMs: number, readonly what: string) {}
+  /** `units` of the pace, and at least `floorMs` (timer and scheduling noise). */
+  budget(units: number, floorMs = 10_000): number {
+    return Math.max(floorMs, Math.ceil(units * this.unitMs));
+  }
+  toString(): string {
+    return `${(this.unitMs / 1000).toFixed(2)} s (${this.what})`;
+  }
+}
+
+/** The budget of a first wait, before any pace is known: the test's own time limit. */
+export const FIRST_WAIT_MS = 280_000;
+
+/** What the page shows: every element's data-state, the status lines, the app log's tail. */
+export async function describePage(page: Page): Promise<string> {
+  try {
+    return await page.evaluate(() => {
+      const parts: string[] = [];
+      for (const el of Array.from(document.querySelectorAll('[data-state]'))) parts.push(`#${el.id || el.tagName.toLowerCase()} state=${el.getAttribute('data-state')}`);
+      for (const el of Array.from(document.querySelectorAll('[id$="-status"]'))) {
+        const t = (el as HTMLElement).innerText?.trim();
+        if (t) parts.push(`#${el.id}: "${t.slice(0, 200)}"`);
+      }
+      const demo = (window as unknown as { micarDemo?: { app: { log: string[]; session?: { state?: string; losses?: unknown[] } | null } } }).micarDemo;
+      if (demo) {
+        const s = demo.app.session;
+        if (s) parts.push(`training session state=${s.state}, ${s.losses?.length ?? 0} steps`);
+        if (demo.app.log.length) parts.push(`log tail: ${demo.app.log.slice(-3).join(' | ')}`);
+      }
+      return parts.join('; ') || `(nothing identifiable; title "${document.title}")`;
+    });
+  } catch (e) {
+    return `(the page could not be read: ${(e as Error).message})`;
+  }
+}
+
+/**
+ * Waits until `predicate` (run in the page) holds; `state` says what that means in words. On
+ * timeout throws naming the state, the budget, the pace it came from and what the page showed.
+ */
+export async function waitForState<A extends unknown[]>(
+  page: Page, state: string, budgetMs: number, predicate: (...args: A) => unknown, ...args: A
+): Promise<number> {
+  const t0 = performance.now();
+  try {
+    await page.waitForFunction(predicate as (...a: unknown[]) => unknown, { timeout: budgetMs, polling: 100 }, ...args);
+  } catch (e) {
+    if ((e as Error).name !== 'TimeoutError' && !/timed? ?out/i.test((e as Error).message)) throw e;
+    throw new Error(`timed out after ${(budgetMs / 1000).toFixed(1)} s waiting for ${state}; the page showed: ${await describePage(page)}`);
+  }
+  return performance.now() - t0;
+}
+
+/** Runs `work` (e.g. a page.evaluate) within a budget; on timeout names `state` and the page. */
+export async function withinBudget<T>(page: Page, state: string, budgetMs: number, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(async () => reject(new Error(`timed out after ${(budgetMs / 1000).toFixed(1)} s waiting for ${state}; the page showed: ${await describePage(page)}`)), budgetMs);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

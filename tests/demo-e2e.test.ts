@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
-import { type Chromium, launchChromium, openPage, repoRoot, startDevServer } from './browser-harness.ts';
+import { type Chromium, FIRST_WAIT_MS, launchChromium, openPage, Pace, repoRoot, startDevServer, waitForState } from './browser-harness.ts';
 import { relL2, rng } from './util.ts';
 import { dispose, fromData, init } from '../src/graph/runtime.ts';
 import { normaliseConfig, type MicarConfig } from '../src/model/config.ts';
@@ -57,12 +57,22 @@ interface Ctx {
   imagePath: string;
   imageBytes: Uint8Array;
   deno: { tokens: number[]; trace: AttentionTrace; pixels: Float32Array };
+  /** The page's start-up (modules, adapter, kernel check), measured: budgets are multiples of it. */
+  pace: Pace;
+  /** One training step in the page, once the training test measured it. */
+  stepPace?: Pace;
 }
 let ctx: Ctx;
 let chromium: Chromium;
 
-async function waitState(page: Page, panel: string, states: string[], timeout = 120_000): Promise<string> {
-  await page.waitForFunction((p: string, s: string[]) => s.includes(document.querySelector(p)?.getAttribute('data-state') ?? ''), { timeout, polling: 100 }, panel, states);
+// Budgets (multiples of ctx.pace, the page's measured start-up): what each wait covers relative
+// to a kernel check of every op family: loading a model ≈ a few (weights upload, pipelines), an
+// image or a report ≈ one or two; 20–30 units leave an order of magnitude of slack.
+const UNITS = { load: 30, report: 30, image: 20 };
+
+async function waitState(page: Page, panel: string, states: string[], budgetMs = ctx.pace.budget(UNITS.report)): Promise<string> {
+  await waitForState(page, `${panel} to reach data-state ${states.join(' or ')}`, budgetMs,
+    (p: string, s: string[]) => s.includes(document.querySelector(p)?.getAttribute('data-state') ?? ''), panel, states);
   return (await page.$eval(panel, (el) => el.getAttribute('data-state')))!;
 }
 
@@ -79,7 +89,8 @@ async function loadModel(page: Page, paths: string[]): Promise<string> {
   const before = await page.evaluate(() => window.micarDemo!.app.log.length);
   await upload(page, '#model-files', paths);
   // Only the load's own line: the page also logs when it has kept a model in its storage.
-  await page.waitForFunction((n: number) => window.micarDemo!.app.log.slice(n).some((l) => /^model (loaded|load failed)/.test(l)), { timeout: 60_000, polling: 50 }, before);
+  await waitForState(page, `the page to log the outcome of loading ${paths.map((f) => f.split('/').pop()).join(', ')}`, ctx.pace.budget(UNITS.load),
+    (n: number) => window.micarDemo!.app.log.slice(n).some((l) => /^model (loaded|load failed)/.test(l)), before);
   return (await page.$eval('#model-panel', (el) => el.getAttribute('data-state')))!;
 }
 
@@ -122,10 +133,14 @@ beforeAll(async () => {
   cleanups.push(() => server.close(), () => ch.close());
   const { page, problems } = await openPage(ch.browser, url, 'demo app');
   await page.setViewport({ width: 1400, height: 1100 });
-  const adapter = await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], 90_000);
-  expect(adapter, await text(page, '#adapter-panel')).toBe('ready');
-  await page.waitForFunction(() => !(document.getElementById('model-files') as HTMLInputElement).disabled, { timeout: 30_000 });
-  ctx = { page, problems, cfg, tok, ckBytes, ckPath, imagePath, imageBytes, deno: { tokens: res.tokens[0], trace, pixels } };
+  // The first wait measures the pace: until the adapter panel settles (its kernel check done).
+  const startMs = await waitForState(page, '#adapter-panel to settle (ready, error or unsupported) after the kernel check', FIRST_WAIT_MS,
+    () => ['ready', 'error', 'unsupported'].includes(document.querySelector('#adapter-panel')?.getAttribute('data-state') ?? ''));
+  const pace = new Pace(startMs, 'page start-up and kernel check');
+  console.log(`pace: ${pace}`);
+  expect(await page.$eval('#adapter-panel', (el) => el.getAttribute('data-state')), await text(page, '#adapter-panel')).toBe('ready');
+  await waitForState(page, 'the model file input to be enabled', pace.budget(2), () => !(document.getElementById('model-files') as HTMLInputElement).disabled);
+  ctx = { page, problems, cfg, tok, ckBytes, ckPath, imagePath, imageBytes, deno: { tokens: res.tokens[0], trace, pixels }, pace };
   console.log(`setup ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 });
 
@@ -150,9 +165,9 @@ describe('demo app in headless Chromium', () => {
     const { page, deno, tok } = ctx;
     expect(await loadModel(page, [ctx.ckPath]), await text(page, '#model-status')).toBe('ready');
     await upload(page, '#image-input', [ctx.imagePath]);
-    expect(await waitState(page, '#image-panel', ['ready', 'error'])).toBe('ready');
+    expect(await waitState(page, '#image-panel', ['ready', 'error'], ctx.pace.budget(UNITS.image))).toBe('ready');
     // The page's model input equals the Deno preprocessing (same decoder and resize).
-    await page.waitForFunction(() => !(document.getElementById('generate') as HTMLButtonElement).disabled, { timeout: 10_000 });
+    await waitForState(page, 'the Generate button to be enabled', ctx.pace.budget(2), () => !(document.getElementById('generate') as HTMLButtonElement).disabled);
     // Count the words as they appear (a MutationObserver sees each DOM update).
     await page.evaluate(() => {
       const seen: number[] = [];
@@ -263,18 +278,28 @@ describe('demo app in headless Chromium', () => {
       dispose(...ck.weights.tensors.values());
       return session;
     })();
+    // The first step measures the step pace (it includes the data set-up and pipeline compiles,
+    // so later steps are faster than one unit).
+    const firstMs = await waitForState(page, 'the first training step in the page', ctx.pace.budget(60),
+      () => (window.micarDemo!.app.session?.losses.length ?? 0) >= 1);
+    const step = (ctx.stepPace = new Pace(firstMs, 'first training step in the page'));
+    console.log(`step pace: ${step}`);
     // Pause after two steps; nothing may advance while paused.
-    await page.waitForFunction(() => (window.micarDemo!.app.session?.losses.length ?? 0) >= 2, { timeout: 120_000, polling: 50 });
+    await waitForState(page, 'the second training step', step.budget(4), () => (window.micarDemo!.app.session?.losses.length ?? 0) >= 2);
     await page.click('#training-pause');
     expect(await text(page, '#training-status')).toMatch(/Paus(ing after the current step|ed at)/);
-    await page.waitForFunction(() => window.micarDemo!.app.session!.parked, { timeout: 60_000, polling: 50 });
+    // The pause takes effect after the step under way: at most one step (with validation).
+    await waitForState(page, 'the training to park after the pause (session.parked)', step.budget(6), () => window.micarDemo!.app.session!.parked);
     const atPause = await page.evaluate(() => window.micarDemo!.app.session!.losses.length);
-    await new Promise((res) => setTimeout(res, 1500));
+    // Nothing advances while parked: watch for the time of two steps (a running loop would
+    // have finished one by then).
+    await new Promise((res) => setTimeout(res, 2 * step.unitMs));
     expect(await page.evaluate(() => window.micarDemo!.app.session!.losses.length)).toBe(atPause);
     expect(await page.$eval('#training-pause', (el) => el.textContent)).toBe('Resume');
     expect(await text(page, '#training-status')).toMatch(/Paused at/);
     await page.click('#training-pause');
-    await page.waitForFunction(() => window.micarDemo!.app.session?.state === 'done' || window.micarDemo!.app.session?.state === 'failed', { timeout: 150_000, polling: 100 });
+    await waitForState(page, 'the training session to finish (state done or failed)', step.budget(4 * STEPS),
+      () => window.micarDemo!.app.session?.state === 'done' || window.micarDemo!.app.session?.state === 'failed');
     console.log(`training in the page: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const s = await page.evaluate(() => {
       const x = window.micarDemo!.app.session!;
@@ -302,14 +327,15 @@ describe('demo app in headless Chromium', () => {
     const cdp = await page.createCDPSession();
     await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
     await page.click('#training-download');
-    const deadline = Date.now() + 30_000;
+    const downloadBudget = ctx.pace.budget(10);
+    const deadline = Date.now() + downloadBudget;
     let file: string | undefined;
     while (Date.now() < deadline) {
       file = readdirSync(downloads).find((f) => f.endsWith('.safetensors'));
       if (file && existsSync(join(downloads, file))) break;
       await new Promise((res) => setTimeout(res, 200));
     }
-    expect(file, 'no .safetensors downloaded').toBeTruthy();
+    expect(file, `no .safetensors in ${downloads} after ${(downloadBudget / 1000).toFixed(1)} s (10 × pace ${ctx.pace}); it holds: ${readdirSync(downloads).join(', ') || 'nothing'}`).toBeTruthy();
     const saved = parseCheckpoint(new Uint8Array(readFileSync(join(downloads, file!))), file!);
     expect(saved.state.step).toBe(STEPS);
     expect(saved.cfg.d_model).toBe(cfg.d_model);
@@ -326,7 +352,8 @@ describe('demo app in headless Chromium', () => {
     const samples = generatePhantom({ count: 20, seed: r.int(1, 1e6), size: 36 });
     await writePhantomDataset(dir, samples, await localFiles());
     await upload(page, '#train-folder', [dir]);
-    await page.waitForFunction(() => /files/.test(document.getElementById('train-folder-status')!.textContent!), { timeout: 30_000, polling: 50 });
+    await waitForState(page, 'the picked folder to be listed (#train-folder-status says "files")', ctx.pace.budget(10),
+      () => /files/.test(document.getElementById('train-folder-status')!.textContent!));
     const picked = await page.evaluate(() => window.micarDemo!.app.folder!.map((f) => f.path));
     console.log(`folder picked in the page: ${picked.length} files, e.g. ${picked.slice(0, 2).join(', ')}`);
     expect(picked).toContain('covctr-folder/reports.csv');
@@ -336,7 +363,8 @@ describe('demo app in headless Chromium', () => {
     await set('#train-batch', '4');
     await set('#train-val-every', '1');
     await page.click('#training-start');
-    await page.waitForFunction(() => window.micarDemo!.app.session?.losses.length === 1 && window.micarDemo!.app.session.state !== 'running' || /Data:/.test(document.getElementById('training-status')!.textContent!), { timeout: 120_000, polling: 100 });
+    await waitForState(page, 'one training step on the folder to finish (or a data error)', (ctx.stepPace ?? ctx.pace).budget(ctx.stepPace ? 8 : 60),
+      () => window.micarDemo!.app.session?.losses.length === 1 && window.micarDemo!.app.session.state !== 'running' || /Data:/.test(document.getElementById('training-status')!.textContent!));
     const got = await page.evaluate(() => ({ state: window.micarDemo!.app.session?.state, ids: window.micarDemo!.app.session?.batchIds, n: window.micarDemo!.app.session?.data.train.map((e) => e.id), status: document.getElementById('training-status')!.textContent! }));
     console.log(`folder training: ${got.status}`);
     expect(got.state, got.status).toBe('done');
@@ -359,13 +387,39 @@ describe('demo app in headless Chromium', () => {
     expect(problems, problems.join('\n')).toEqual([]);
   });
 
+  it('a model loaded while the page still checks the adapter keeps its "Loaded" status', async () => {
+    const page = await chromium.browser.newPage();
+    // Hold every GPU read-back (the kernel check reads its results back; loading a model does
+    // not) until the test opens the gate: the check is then still running when the model loads.
+    await page.evaluateOnNewDocument(() => {
+      const w = window as unknown as { micarGate: Promise<void>; micarOpenGate: () => void };
+      w.micarGate = new Promise<void>((res) => (w.micarOpenGate = res));
+      const map = GPUBuffer.prototype.mapAsync;
+      GPUBuffer.prototype.mapAsync = async function (this: GPUBuffer, ...a: Parameters<GPUBuffer['mapAsync']>) {
+        await w.micarGate;
+        return map.apply(this, a);
+      };
+    });
+    await page.goto(ctx.page.url(), { waitUntil: 'load' });
+    await waitForState(page, 'the adapter check to be under way (#adapter-panel state checking)', ctx.pace.budget(5),
+      () => document.querySelector('#adapter-panel')?.getAttribute('data-state') === 'checking');
+    await upload(page, '#model-files', [ctx.ckPath]);
+    await waitForState(page, 'the model to load during the adapter check (#model-panel ready or error)', ctx.pace.budget(UNITS.load),
+      () => ['ready', 'error'].includes(document.querySelector('#model-panel')?.getAttribute('data-state') ?? ''));
+    expect(await page.$eval('#adapter-panel', (el) => el.getAttribute('data-state')), 'the check finished before the model loaded: no race tested').toBe('checking');
+    await page.evaluate(() => (window as unknown as { micarOpenGate: () => void }).micarOpenGate());
+    expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(10))).toBe('ready');
+    expect(await text(page, '#model-status')).toMatch(/^Loaded: /);
+    await page.close();
+  });
+
   it('without WebGPU the page says so and offers no model', async () => {
     const page = await chromium.browser.newPage();
     await page.evaluateOnNewDocument(() => {
       Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
     });
     await page.goto(ctx.page.url(), { waitUntil: 'load' });
-    expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], 30_000)).toBe('unsupported');
+    expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(5))).toBe('unsupported');
     expect(await text(page, '#adapter-status')).toMatch(/no WebGPU/);
     expect(await page.$eval('#model-new', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
     expect(await text(page, '#model-status')).toMatch(/needs WebGPU/);

@@ -1,5 +1,6 @@
 // Float64 CPU references for the neural-network kernels (reduce, softmax, norm, embedding,
 // rotary, loss): forward and analytic backward, plain loops.
+import { gamma, ulps } from '../util.ts';
 
 export function numel(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -255,4 +256,34 @@ export function finiteDiffAt(f: (x: Float64Array) => number, x: Float64Array, at
     g[k] = (fp - fm) / (2 * h);
   });
   return g;
+}
+
+/**
+ * Per-element error bounds of an f32 rmsNorm (y, dx, dw) against rmsNormRef/rmsNormBackRef,
+ * model in tests/util.ts. Per row: Σx² is D positive terms (γ_D), /D and +ε two roundings (ε
+ * itself rounded to f32: one more), so the mean square is off by γ_{D+3} relative; the square
+ * root halves that, sqrt and ÷ add 7 ULP: ε_r = γ_{D+3}/2 + ulps(7). y = x·r·w: ε_r + γ_2.
+ * dx = r·w·dy − x·r³·s/D with s = Σ w·dy·x (γ_D on magnitudes): r³ carries 3ε_r. dw = Σ over
+ * rows of dy·x·r. Second-order terms: factor 1.001.
+ */
+export function rmsNormBounds(x: ArrayLike<number>, w: ArrayLike<number>, dy: ArrayLike<number>, D: number, eps: number) {
+  const y = new Float64Array(x.length), dx = new Float64Array(x.length), dw = new Float64Array(D);
+  const rows = x.length / D;
+  for (let b = 0; b < x.length; b += D) {
+    let ss = 0, s = 0, sAbs = 0;
+    for (let j = 0; j < D; j++) {
+      ss += x[b + j] * x[b + j];
+      s += w[j] * dy[b + j] * x[b + j];
+      sAbs += Math.abs(w[j] * dy[b + j] * x[b + j]);
+    }
+    const r = 1 / Math.sqrt(ss / D + eps);
+    const er = gamma(D + 3) / 2 + ulps(7);
+    for (let j = 0; j < D; j++) {
+      const t1 = Math.abs(r * w[j] * dy[b + j]), t2 = (Math.abs(x[b + j]) * r ** 3 * Math.abs(s)) / D;
+      y[b + j] = 1.001 * Math.abs(x[b + j] * r * w[j]) * (er + gamma(2));
+      dx[b + j] = 1.001 * (t1 * (er + gamma(4)) + t2 * (3 * er + gamma(6)) + (Math.abs(x[b + j]) * r ** 3 / D) * gamma(D + 2) * sAbs);
+      dw[j] += 1.001 * Math.abs(dy[b + j] * x[b + j] * r) * (er + gamma(rows + 2));
+    }
+  }
+  return { y, dx, dw };
 }
