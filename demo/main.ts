@@ -776,7 +776,9 @@ refreshControls();
 showAdapter()
   .then((ok) => {
     app.gpuReady = ok;
-    if (ok) setLine('model-status', 'No model loaded: load model files, or start from a new tiny model.');
+    // A model picked while the check ran keeps its status ("Loading…", "Loaded: …").
+    const modelState = $('model-panel').dataset.state;
+    if (ok && !app.model && modelState !== 'loading' && modelState !== 'error') setLine('model-status', 'No model loaded: load model files, or start from a new tiny model.');
     else setLine('model-status', 'No model can run here: this page needs WebGPU (see above).', 'bad');
     refreshControls();
   })
