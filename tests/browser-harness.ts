@@ -163,7 +163,7 @@ export async function openPage(browser: Browser, url: string, label: string): Pr
       console.log(line);
     }
   });
-  await page.goto(url, { waitUntil: 'load', timeout: 60_000 });
+  await page.goto(url, { waitUntil: 'load', timeout: FIRST_WAIT_MS });
   return { page, problems };
 }
 

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PreviewServer, ViteDevServer } from 'vite';
-import { buildDemo, type Chromium, launchChromium, openPage, repoRoot, servePreview, startDevServer } from './browser-harness.ts';
+import { buildDemo, type Chromium, FIRST_WAIT_MS, launchChromium, openPage, Pace, repoRoot, servePreview, startDevServer, waitForState, withinBudget } from './browser-harness.ts';
 import { CASES, decode, runSuite, type SuiteResult } from './browser/suite.ts';
 import { relL2, rng } from './util.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
@@ -49,15 +49,18 @@ async function runBoth(): Promise<Runs> {
   cleanups.push(() => (server as ViteDevServer).close());
   const { page, problems } = await openPage(ch.browser, `${url}tests/browser/index.html`, 'suite page');
   try {
-    await page.waitForFunction(() => !!window.micarSuite, { timeout: 60_000 });
+    await waitForState(page, 'the suite page to load its modules (window.micarSuite)', FIRST_WAIT_MS, () => !!window.micarSuite);
   } catch (e) {
-    throw new Error(`the suite page did not load its modules: ${problems.join('\n') || (e as Error).message}`);
+    throw new Error(`${(e as Error).message}${problems.length ? `\n${problems.join('\n')}` : ''}`);
   }
   console.log(`browser page ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const [browser, deno] = await Promise.all([
-    page.evaluate((s: number) => window.micarSuite!.run(s), seed),
-    runSuite(seed),
-  ]);
+  // Both hosts run the same suite at once; the Deno run's time is the pace: the page then gets
+  // 20 of it on top (SwiftShader runs these kernels several times slower than llvmpipe here).
+  const inPage = page.evaluate((s: number) => window.micarSuite!.run(s), seed);
+  const d0 = performance.now();
+  const deno = await runSuite(seed);
+  const pace = new Pace(performance.now() - d0, 'the kernel suite in Deno');
+  const browser = await withinBudget(page, `the kernel suite to finish in the page (pace ${pace})`, pace.budget(20, 60_000), inPage);
   console.log(`browser adapter: ${browser.adapter}\n  ${JSON.stringify(browser.adapterInfo)}\n  ${browser.host}`);
   console.log(`deno adapter:    ${deno.adapter} (${deno.host})`);
   for (const c of browser.cases) console.log(`  browser ${c.ms.toFixed(0).padStart(6)} ms  ${c.name}`);
@@ -117,10 +120,11 @@ async function checkDemo(url: string, label: string, screenshot: string): Promis
   const ch = await chromium();
   const { page, problems } = await openPage(ch.browser, url, label);
   await page.setViewport({ width: 1280, height: 900 });
-  await page.waitForFunction(() => {
+  // The first wait on this page: its budget is the test's own limit (nothing measured yet).
+  await waitForState(page, '#adapter-panel to settle (ready, error or unsupported) after the kernel check', FIRST_WAIT_MS, () => {
     const s = document.querySelector('#adapter-panel')?.getAttribute('data-state');
     return s === 'ready' || s === 'error' || s === 'unsupported';
-  }, { timeout: 60_000 });
+  });
   const state = await page.$eval('#adapter-panel', (el) => ({ state: el.getAttribute('data-state'), text: (el as HTMLElement).innerText }));
   mkdirSync(join(repoRoot, 'out'), { recursive: true });
   const shot = join(repoRoot, 'out', screenshot);
