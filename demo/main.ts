@@ -778,8 +778,9 @@ showAdapter()
     app.gpuReady = ok;
     // A model picked while the check ran keeps its status ("Loading…", "Loaded: …").
     const modelState = $('model-panel').dataset.state;
-    if (ok && !app.model && modelState !== 'loading' && modelState !== 'error') setLine('model-status', 'No model loaded: load model files, or start from a new tiny model.');
-    else setLine('model-status', 'No model can run here: this page needs WebGPU (see above).', 'bad');
+    if (ok) {
+      if (!app.model && modelState !== 'loading' && modelState !== 'error') setLine('model-status', 'No model loaded: load model files, or start from a new tiny model.');
+    } else setLine('model-status', 'No model can run here: this page needs WebGPU (see above).', 'bad');
     refreshControls();
   })
   .catch((e) => setStatus('adapter-panel', 'adapter-status', 'error', `Unexpected error: ${(e as Error).message}`));
