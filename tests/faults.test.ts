@@ -14,6 +14,8 @@ import { phantomSamples } from '../src/data/datasets.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
 import { writeFaults } from '../src/io/files.ts';
+import { Weights } from '../src/model/weights.ts';
+import { planTrainStep, stepDoesNotFit } from '../src/train/memory.ts';
 
 declare const Deno: {
   pid: number;
@@ -35,6 +37,14 @@ const repo = decodeURIComponent(new URL('..', import.meta.url).pathname);
 beforeEach(async () => {
   await init(); // a fresh device after the device-lost test
 });
+
+async function microSetup() {
+  const raw = JSON.parse(await Deno.readTextFile(`${repo}tests/fixtures/micro.json`));
+  const samples = phantomSamples({ count: 20, seed: 3, size: 32 });
+  const tok = Tokenizer.build(samples.map((s) => s.report), 1, 'whitespace');
+  const cfg = normaliseConfig({ ...raw, vocab_size: tok.vocabSize, batch_size: 5, epochs: 2 });
+  return { cfg, tok, examples: await prepareExamples(samples, cfg) };
+}
 
 async function microRun() {
   const raw = JSON.parse(await Deno.readTextFile(`${repo}tests/fixtures/micro.json`));
@@ -123,6 +133,29 @@ describe('faults lose nothing', () => {
     expect(r.state.step).toBe(1);
     expect(lines.join('\n')).toMatch(new RegExp(`warning: taking over the stale lock ${dir}/\\.micar-train\\.lock of pid ${sleeper.pid}`));
     expect(await names(dir)).toEqual(['last.safetensors']); // released at the end
+  });
+
+  it("a step that cannot fit the adapter's limits is refused before training, with the plan's bytes against the limits", async () => {
+    const { cfg, tok, examples } = await microSetup();
+    const w = Weights.init(cfg, 1);
+    const plan = await planTrainStep(w, examples, tok, 5, false, true);
+    // The plan: positive peak, the weights resident, AdamW's three moments per parameter (amsgrad).
+    const paramBytes = [...w.trainable().vision, ...w.trainable().other].reduce((a, p) => a + p.bytes, 0);
+    expect(plan.optimizerBytes).toBe(3 * paramBytes);
+    expect(plan.peakBytes).toBeGreaterThan(0);
+    expect(plan.residentBytes).toBeGreaterThanOrEqual(paramBytes);
+    expect(plan.largest.bytes).toBeGreaterThan(0);
+    const limits = runtime().device.limits;
+    expect(stepDoesNotFit(plan, limits, 'this adapter')).toBeNull();
+    // An adapter whose largest binding is one byte short of the plan's largest buffer.
+    const small = { maxBufferSize: limits.maxBufferSize, maxStorageBufferBindingSize: plan.largest.bytes - 1 };
+    const msg = stepDoesNotFit(plan, small, 'a small adapter')!;
+    expect(msg).toMatch(new RegExp(`cannot train on a small adapter: one step \\(batch 5\\) needs .*\\(${plan.peakBytes} bytes\\) of step buffers at peak .*largest buffer .*\\(${plan.largest.bytes} bytes\\) for \\S+.*largest storage binding .*\\(${plan.largest.bytes - 1} bytes\\).*Reduce batch_size \\(now 5\\)`));
+    // train() states the plan before its first step.
+    const lines: string[] = [];
+    const run = await microRun();
+    await run(await Deno.makeTempDir(), { maxSteps: 1, log: (l) => lines.push(l) });
+    expect(lines.join('\n')).toMatch(/memory plan: one step \(batch 5\) needs .* in total; largest buffer/);
   });
 
   it("a buffer over the adapter's largest buffer is refused naming the op, the tensor and the limit", async () => {

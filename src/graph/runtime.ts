@@ -4,7 +4,7 @@
 // step is one submission with no CPU read-back inside.
 import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
 import type { DeviceProfile } from '../gpu/profile.ts';
-import { BufferPool } from '../gpu/buffers.ts';
+import { BufferPool, sizeClass } from '../gpu/buffers.ts';
 import { getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
@@ -230,6 +230,49 @@ function schedule(targets: Tensor[], effects: Tensor[]): Node[] {
   }
   for (const t of effects) if (t.node && !seen.has(t.node)) visit(t.node);
   return [...order, ...effectNodes];
+}
+
+/** What one realize of `targets` would allocate, from the schedule and liveness alone. */
+export interface MemoryPlan {
+  /** Highest sum of live output buffers (pool size classes) during the step; op scratch not included. */
+  peakBytes: number;
+  /** Buffers already on the device (weights, optimiser state, kept tensors). */
+  residentBytes: number;
+  /** The largest single buffer the step allocates, and the op/tensor it is for. */
+  largest: { bytes: number; what: string };
+}
+
+/**
+ * Plans a realize of `targets` (and `effects`) without running it: the same schedule and
+ * liveness as `realize`, counting buffer sizes instead of allocating them. Nothing changes.
+ */
+export function planMemory(targets: Tensor[], effects: Tensor[] = []): MemoryPlan {
+  const nodes = schedule(targets, effects);
+  const keep = new Set<Tensor>(targets.map((t) => t.root));
+  const readers = new Map<Tensor, number>();
+  for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
+  const produced = new Set<Tensor>();
+  let live = 0, peak = 0;
+  const largest = { bytes: 0, what: '' };
+  for (const n of nodes) {
+    if (!n.view) {
+      for (const o of n.outputs) if (!o.base) {
+        const b = sizeClass(Math.max(4, o.bytes));
+        produced.add(o);
+        live += b;
+        if (o.bytes > largest.bytes) Object.assign(largest, { bytes: o.bytes, what: `${n.op}(${shapeStr(n.inputs)}) → ${o.describe()}` });
+      }
+      peak = Math.max(peak, live);
+    }
+    for (const i of n.inputs) {
+      const root = i.root;
+      const left = readers.get(root)! - 1;
+      readers.set(root, left);
+      if (left === 0 && !keep.has(root) && produced.has(root)) live -= sizeClass(Math.max(4, root.bytes));
+    }
+    for (const o of n.outputs) if (!o.base && !readers.get(o) && !keep.has(o)) live -= sizeClass(Math.max(4, o.bytes));
+  }
+  return { peakBytes: peak, residentBytes: rt ? rt.pool.liveBytes : 0, largest };
 }
 
 /** The producer to run so that `t` has data, or null if it has data already. */

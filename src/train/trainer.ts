@@ -14,6 +14,7 @@ import { epochOrder, type HostBatch, hostBatch, toGpuBatch, type TrainExample } 
 import { type EvalExample, predictReports, scorePredictions, type EvalScores } from './evaluate.ts';
 import { CheckpointWriteError, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
 import { lockOutDir } from './lock.ts';
+import { describePlan, planTrainStep, stepDoesNotFit } from './memory.ts';
 import { runtime } from '../graph/runtime.ts';
 import { Progress } from './progress.ts';
 
@@ -72,6 +73,9 @@ export class LossScaler {
     }
   }
 }
+
+/** One training step of this configuration cannot fit the adapter's limits (refused before training). */
+export class StepTooLargeError extends Error {}
 
 /** The GPU device was lost during training; says where, and what is saved. */
 export class DeviceLostError extends Error {
@@ -205,6 +209,15 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     state = { epoch: 0, stepInEpoch: 0, step: 0, seed: o.seed, best: -Infinity, badEpochs: 0, history: [], done: false };
   }
   const scaler = o.precision === 'f16' ? new LossScaler() : null;
+
+  // Refuse before training what one step cannot fit (the scheduler's plan against the limits).
+  {
+    const plan = await planTrainStep(w, o.train, o.tokenizer, B, state.step > 0, cfg.amsgrad ?? true);
+    const r = runtime();
+    const refusal = stepDoesNotFit(plan, r.device.limits, r.gpu.adapterName);
+    if (refusal) throw new StepTooLargeError(refusal);
+    log(`memory plan: ${describePlan(plan)}`);
+  }
   // The last checkpoint known intact on disk, and what the trainer is doing (for fault reports).
   let lastSaved: { path: string; step: number } | null = resumed ? { path: lastPath, step: state.step } : null;
   let doing = 'starting';
