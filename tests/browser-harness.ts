@@ -194,7 +194,7 @@ export async function describePage(page: Page): Promise<string> {
     return await page.evaluate(() => {
       const parts: string[] = [];
       for (const el of Array.from(document.querySelectorAll('[data-state]'))) parts.push(`#${el.id || el.tagName.toLowerCase()} state=${el.getAttribute('data-state')}`);
-      for (const el of Array.from(document.querySelectorAll('[id$="-status"]'))) {
+      for (const el of Array.from(document.querySelectorAll('[id$="-status"], #kernel-check'))) {
         const t = (el as HTMLElement).innerText?.trim();
         if (t) parts.push(`#${el.id}: "${t.slice(0, 200)}"`);
       }
