@@ -18,7 +18,7 @@ if (!files.length) {
   files.sort();
 }
 Deno.mkdirSync('out', { recursive: true });
-const out = `out/sweep-failures.jsonl`;
+const out = Deno.env.get('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
 for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
 console.log(`sweep: ${seeds} seeds over ${files.length} files: ${files.join(' ')}`);
 const t0 = performance.now();
@@ -30,7 +30,11 @@ const cmd = new Deno.Command('bash', {
 const { code } = await cmd.output();
 const read = (f: string) => { try { return Deno.readTextFileSync(f); } catch { return ''; } };
 const failures = read(out).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { file: string; test: string; seed: number; error: string });
-const runs = read(out + '.runs').split('\n').filter(Boolean).length;
+const runLines = read(out + '.runs').split('\n').filter(Boolean);
+const runs = runLines.length;
+const perFile = new Map<string, number>();
+for (const f of runLines) perFile.set(f, (perFile.get(f) ?? 0) + 1);
+console.log(`randomized test runs per file: ${[...perFile].map(([f, n]) => `${f.replace(/^tests\//, '')} ${n}`).join(', ')}`);
 for (const f of failures) {
   console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(f.test.split(' > ').pop())}`);
 }

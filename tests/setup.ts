@@ -52,5 +52,5 @@ afterEach((ctx) => {
     appendFileSync(sweepOut, JSON.stringify({ file: task.file?.name, test: testName(task), seed: task.sweepSeed, error: msg }) + '\n');
   }
   st.errors = errors;
-  if (st.draws > 0) appendFileSync(sweepOut + '.runs', '1\n');
+  if (st.draws > 0) appendFileSync(sweepOut + '.runs', `${task.file?.name}\n`);
 });
