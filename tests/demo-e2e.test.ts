@@ -25,7 +25,7 @@ import { preprocess } from '../src/data/preprocess.ts';
 import { checkpointBytes, parseCheckpoint } from '../src/train/checkpoint.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { beamSearch, generate } from '../src/generate/decode.ts';
-import { type AttentionTrace, crossRow, inputGeometry, minMax, modelView, overlayHeatmap, readTrace, upsample } from '../src/viz/index.ts';
+import { type AttentionTrace, crossRow, explainSteps, inputGeometry, minMax, modelView, overlayHeatmap, readTrace, upsample } from '../src/viz/index.ts';
 import { builtInData, folderData, TrainingSession } from '../demo/training.ts';
 import { epochOrder } from '../src/train/batches.ts';
 import { localFiles } from '../src/data/fs.ts';
@@ -243,6 +243,26 @@ describe('demo app in headless Chromium', () => {
       expect(relL2(shown.experts[step][l].weights, deno.trace.experts[step][l].weights)).toBeLessThanOrEqual(1e-4);
       for (const e of deno.trace.experts[step][l].indices) expect(shown.routing).toContain(`E${e} (`);
     }
+  });
+
+  it('the method selector draws an explanation (gradcam): the page computes the Deno map', async () => {
+    const { page, deno } = ctx;
+    const step = r.int(0, deno.tokens.length - 1);
+    await page.select('#attn-layer', 'avg');
+    await page.select('#attn-head', 'avg');
+    await page.select('#attn-method', 'gradcam');
+    await page.click(`#report-text .word[data-step="${step}"]`);
+    await page.waitForFunction((s) => window.micarDemo!.app.rendered?.method === 'gradcam' && window.micarDemo!.app.rendered.step === s, { timeout: 120_000 }, step);
+    const rd = (await page.evaluate(() => window.micarDemo!.app.rendered))!;
+    const ck = parseCheckpoint(ctx.ckBytes, 'ck');
+    const want = (await explainSteps(ck.weights, deno.pixels, deno.tokens, [step], ['gradcam'])).get('gradcam')![0];
+    dispose(...ck.weights.tensors.values());
+    // Two software GPUs through forward and backward: 1e-3 (the attention row above allows 1e-4
+    // for the forward alone; the backward doubles the depth and Grad-CAM's ReLU of a channel sum cancels).
+    const err = relL2(rd.row, want.grid);
+    console.log(`gradcam grid of step ${step}: page vs deno rel L2 ${err.toExponential(2)}`);
+    expect(err).toBeLessThanOrEqual(1e-3);
+    await page.select('#attn-method', 'attention');
   });
 
   it('beam search shows the n-best: the Deno hypotheses', async () => {
