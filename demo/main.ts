@@ -151,6 +151,8 @@ declare global {
       canvasPixels(): { width: number; height: number; data: number[] };
       /** Decodes image bytes as the page does for a picked image (RGB). */
       decodeImage(bytes: number[], name: string): Promise<{ width: number; height: number; data: number[] }>;
+      /** Destroys the GPU device (tests: a device loss as a driver reset would cause). */
+      loseDevice(): Promise<void>;
     };
   }
 }
@@ -765,7 +767,38 @@ window.micarDemo = {
     const { original } = await loadImage(new Uint8Array(bytes), name);
     return { width: original.width, height: original.height, data: Array.from(original.data) };
   },
+  async loseDevice() {
+    (await getGpu()).device.destroy();
+  },
 };
+
+/**
+ * A lost GPU device (driver reset, tab in the background too long, device.destroy()) takes the
+ * model's weights with it: say so in words and offer to start again (a new device; the model
+ * files must be loaded again).
+ */
+function watchDeviceLoss(): void {
+  void getGpu().then((gpu) => gpu.device.lost.then((info) => {
+    app.gpuReady = false;
+    app.model = null;
+    app.session = null;
+    setStatus('adapter-panel', 'adapter-status', 'error',
+      `The GPU device was lost (${info.reason || 'unknown reason'}${info.message ? `: ${info.message}` : ''}). The model and any training in progress were on it. Press "Start again" for a new device, then load the model again.`);
+    setPanel('model-panel', 'empty');
+    setLine('model-status', 'No model loaded: the GPU device was lost.', 'bad');
+    const again = document.createElement('button');
+    again.id = 'adapter-restart';
+    again.textContent = 'Start again';
+    again.onclick = () => {
+      again.remove();
+      $('adapter-details').replaceChildren();
+      setStatus('adapter-panel', 'adapter-status', 'checking', 'Checking for WebGPU…');
+      void start();
+    };
+    $('adapter-panel').append(again);
+    refreshControls();
+  })).catch(() => undefined);
+}
 
 setupModel();
 void showStored().catch((e) => setStore('error', `Could not read the stored models: ${errorText(e)}`));
@@ -773,9 +806,11 @@ setupImageInput();
 setupReport();
 setupTraining();
 refreshControls();
-showAdapter()
+function start(): Promise<void> {
+  return showAdapter()
   .then((ok) => {
     app.gpuReady = ok;
+    if (ok) watchDeviceLoss();
     // A model picked while the check ran keeps its status ("Loading…", "Loaded: …").
     const modelState = $('model-panel').dataset.state;
     if (ok) {
@@ -784,3 +819,5 @@ showAdapter()
     refreshControls();
   })
   .catch((e) => setStatus('adapter-panel', 'adapter-status', 'error', `Unexpected error: ${(e as Error).message}`));
+}
+void start();

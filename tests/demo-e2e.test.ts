@@ -442,6 +442,22 @@ describe('demo app in headless Chromium', () => {
     await page.close();
   });
 
+  it('a lost GPU device is said in words, and "Start again" gives a working page (a model loads again)', async () => {
+    const page = await chromium.browser.newPage();
+    await page.goto(ctx.page.url(), { waitUntil: 'load' });
+    expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(20))).toBe('ready');
+    expect(await loadModel(page, [ctx.ckPath]), await text(page, '#model-status')).toBe('ready');
+    await page.evaluate(() => window.micarDemo!.loseDevice());
+    await waitForState(page, 'the page to say the device was lost ("Start again" offered)', ctx.pace.budget(5), () => !!document.getElementById('adapter-restart'));
+    expect(await page.$eval('#adapter-panel', (el) => el.getAttribute('data-state'))).toBe('error');
+    expect(await text(page, '#adapter-status')).toMatch(/The GPU device was lost \(destroyed.*Press "Start again"/);
+    expect(await text(page, '#model-status')).toMatch(/No model loaded: the GPU device was lost/);
+    await page.click('#adapter-restart');
+    expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(20)), await text(page, '#adapter-panel')).toBe('ready');
+    expect(await loadModel(page, [ctx.ckPath]), await text(page, '#model-status')).toBe('ready');
+    await page.close();
+  });
+
   it('without WebGPU the page says so and offers no model', async () => {
     const page = await chromium.browser.newPage();
     await page.evaluateOnNewDocument(() => {
