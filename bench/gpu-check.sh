@@ -44,7 +44,7 @@ if ! grep -q '"hardware":true' "$out/adapter.log"; then
 fi
 
 if [ "$quick" = 1 ]; then
-  step tune 150 tune 20 1 32
+  step tune 150 tune 20 1 64
   step matmul 90 matmul quick
   step conv 90 conv --quick
   step trainstep-tiny 90 trainstep tiny 2 2
