@@ -10,7 +10,8 @@ import { generatePhantom } from '../src/data/phantom.ts';
 import { decodeImage, encodePng } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
-import { attentionCommand, explainCommand, explainSteps, inputGeometry, minMax, overlayHeatmap, shrinkSquare, upsample } from '../src/viz/index.ts';
+import { attentionCommand, explainCommand } from '../src/cli/viz.ts';
+import { explainSteps, inputGeometry, minMax, overlayHeatmap, shrinkSquare, upsample } from '../src/viz/index.ts';
 import { relL2, rng } from './util.ts';
 import { launchChromium, openPage } from './browser-harness.ts';
 

@@ -3,6 +3,7 @@
 // their legends (decoded back from PNG), the self-contained page (its inline drawing code vs the
 // TypeScript), expert usage, and the `micar attention` command end to end. Tiny random models.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { attentionCommand } from '../src/cli/viz.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { resizeBilinear } from '../src/graph/ops/resize.ts';
 import { normaliseConfig, type MicarConfig } from '../src/model/config.ts';
@@ -15,7 +16,7 @@ import { decodePng, encodePng, type RGBImage } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import {
-  areaWeights, attentionCommand, attentionDensity, attentionForPixels, type AttentionTrace, bilinearWeights, buildAttentionPageData,
+  areaWeights, attentionDensity, attentionForPixels, type AttentionTrace, bilinearWeights, buildAttentionPageData,
   colormapLUT, colormapStops, crossRow, drawColorbar, expertUsage, formatValue, GRID, headLayerGridFigure, heatmapFigure, inputGeometry,
   loadModelCheckpoint, luminance, matrixFigure, minMax, overlayHeatmap, PAGE_CORE_JS, pageCrossRow, Raster, readTrace, renderAttentionPage,
   routingPerWord, selfRow, textWidth, traceTokens, upsample, usageShares,

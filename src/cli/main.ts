@@ -35,9 +35,9 @@ const run: Record<string, (args: string[]) => Promise<void>> = {
   eval: async (a) => (await import('./commands.ts')).evalCommand(a),
   smoke: async (a) => (parseCommand('smoke', a), smoke()),
   golden,
-  attention: async (a) => (await import('../viz/index.ts')).attentionCommand(a),
-  explain: async (a) => (await import('../viz/index.ts')).explainCommand(a),
-  generate: async (a) => (await import('../generate/command.ts')).generateCommand(a),
+  attention: async (a) => (await import('./viz.ts')).attentionCommand(a),
+  explain: async (a) => (await import('./viz.ts')).explainCommand(a),
+  generate: async (a) => (await import('./generate.ts')).generateCommand(a),
   export: async (a) => (await import('./export.ts')).exportCommand(a),
   tune: async (a) => (await import('./tune.ts')).tuneCommand(a),
 };

@@ -1,8 +1,7 @@
 // Attention visualisation: reading the generator's traces to the CPU, teacher-forced traces for a
 // given report (beam search output), the figures and the page for one image, grounding over the
-// phantom dataset, and the `micar attention` command. File access goes through DataFiles and
+// phantom dataset (the `micar attention` / `explain` commands are in src/cli/viz.ts). File access goes through DataFiles and
 // io/files, so nothing here needs Deno; the demo app imports the same functions.
-import { parsePrecision } from '../model/precision.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read } from '../graph/runtime.ts';
 import { CachedDecoder, type StepTrace } from '../generate/generator.ts';
@@ -10,19 +9,17 @@ import { beamSearch, generate } from '../generate/decode.ts';
 import type { Weights } from '../model/weights.ts';
 import { inputGeometry, type MicarConfig } from '../model/config.ts';
 import { type LoadedModel, readModel } from '../model/load.ts';
-import { decodeImage, type RGBImage } from '../data/images.ts';
+import type { RGBImage } from '../data/images.ts';
 import { preprocess } from '../data/preprocess.ts';
 import { type DataFiles, joinPath, localFiles } from '../data/fs.ts';
 import type { PhantomSample } from '../data/phantom.ts';
-import { readFileBytes } from '../io/files.ts';
 import { type AttentionTrace, crossRow, GRID } from './heatmap.ts';
 import { type ColormapName } from './colormap.ts';
 import { expertUsage, routingPerWord } from './experts.ts';
 import { aggregateGrounding, groundingScore, type GroundingResult, type GroundingSummary } from './grounding.ts';
 import { buildAttentionPageData, renderAttentionPage } from './page.ts';
 import { headLayerGridFigure, heatmapFigure, matrixFigure, modelView, Raster } from './png.ts';
-import { parseCommand } from '../cli/args.ts';
-import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps, isExplainMethod } from './explain.ts';
+import { type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps } from './explain.ts';
 
 export * from './colormap.ts';
 export * from './heatmap.ts';
@@ -250,66 +247,4 @@ export async function evaluateGrounding(w: Weights, vocab: readonly string[], sa
     }
   }
   return { summary: aggregateGrounding(results), results, tokens };
-}
-
-/** `micar attention`: generate a report for one image and write the figures and the page. */
-export async function attentionCommand(args: string[]): Promise<void> {
-  const a = parseCommand('attention', args);
-  const ckpt = a.str('checkpoint'), imagePath = a.str('image'), out = a.str('out');
-  const colormap = a.str('colormap') as ColormapName;
-  const { init } = await import('../graph/runtime.ts');
-  await init();
-  const { cfg, tokenizer, weights, precision } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional'), precision: parsePrecision(a.str('precision')) });
-  if (precision.note) console.error(precision.note);
-  const original = await decodeImage(await readFileBytes(imagePath), imagePath);
-  const pixels = preprocess(original, inputGeometry(cfg));
-  const beam = a.num('beam');
-  const t0 = performance.now();
-  const tr = await attentionForPixels(weights, pixels, { beam, maxLen: a.num('max-len', 'optional') });
-  const method = a.str('method') as ExplainMethod;
-  const explained = method === 'attention' ? undefined : await explainTrace(weights, pixels, tr.tokens, [method]);
-  const o = attentionOutputs(tr, tokenizer.tokens, cfg, original, {
-    displaySize: a.num('size', 'optional'),
-    colormap,
-    title: `MicarVLMoE ${method === 'attention' ? 'attention' : `explanations (${method})`}: ${imagePath}`,
-    notes: [`checkpoint ${ckpt}; ${beam > 1 ? `beam search (width ${beam}), best hypothesis re-traced` : 'greedy decoding'}; ${cfg.num_layers} decoder layers × ${cfg.num_heads} heads, ${cfg.num_experts} experts (top-${cfg.k}).`],
-    explain: explained,
-    method,
-  });
-  const written = await writeOutputs(o, out);
-  console.log(`report: ${o.report}`);
-  console.log(`${tr.tokens.length} words traced in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${written.length} files to ${out} (page: ${joinPath(out, 'attention.html')})`);
-}
-
-/** `micar explain`: a report for one image, every word explained with each method (PNGs + the page). */
-export async function explainCommand(args: string[]): Promise<void> {
-  const a = parseCommand('explain', args);
-  const ckpt = a.str('checkpoint'), imagePath = a.str('image'), out = a.str('out');
-  const list = a.str('methods');
-  const methods = (list === 'all' ? [...EXPLAIN_METHODS] : list.split(',').map((m) => m.trim())) as ExplainMethod[];
-  for (const m of methods) if (!isExplainMethod(m)) throw new Error(`--methods: unknown method "${m}"; choose from ${EXPLAIN_METHODS.join(', ')} or all`);
-  const { init } = await import('../graph/runtime.ts');
-  await init();
-  const { cfg, tokenizer, weights } = await readModel(ckpt, { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional') });
-  const original = await decodeImage(await readFileBytes(imagePath), imagePath);
-  const pixels = preprocess(original, inputGeometry(cfg));
-  const beam = a.num('beam');
-  const t0 = performance.now();
-  const tr = await attentionForPixels(weights, pixels, { beam, maxLen: a.num('max-len', 'optional') });
-  const samples = a.num('smoothgrad');
-  const explained = await explainTrace(weights, pixels, tr.tokens, methods, samples > 0 ? { smoothGrad: { samples, sigma: a.num('smoothgrad-sigma') } } : {});
-  const o = attentionOutputs(tr, tokenizer.tokens, cfg, original, {
-    displaySize: a.num('size', 'optional'),
-    colormap: a.str('colormap') as ColormapName,
-    title: `MicarVLMoE explanations: ${imagePath}`,
-    notes: [
-      `checkpoint ${ckpt}; ${beam > 1 ? `beam search (width ${beam}), best hypothesis re-traced` : 'greedy decoding'}; methods: ${methods.join(', ')}${samples > 0 ? `; saliency with SmoothGrad (${samples} samples, sigma ${a.num('smoothgrad-sigma')})` : ''}.`,
-      'Each map explains the logit of the word at its position, the decoder reading <sos> and the words before it. Files: word_<t>_<word>_<method>.png per method; word_<t>_<word>.png is the raw attention.',
-    ],
-    explain: explained,
-    method: methods.includes('attention') ? 'attention' : methods[0],
-  });
-  const written = await writeOutputs(o, out);
-  console.log(`report: ${o.report}`);
-  console.log(`${tr.tokens.length} words × ${methods.length} methods in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${written.length} files to ${out} (page: ${joinPath(out, 'attention.html')})`);
 }

@@ -8,8 +8,8 @@ import { preprocess } from '../data/preprocess.ts';
 import { readFileBytes } from '../io/files.ts';
 import { readModel } from '../model/load.ts';
 import { inputGeometry } from '../model/config.ts';
-import { beamSearch, generateStream } from './decode.ts';
-import { parseCommand } from '../cli/args.ts';
+import { beamSearch, generateStream } from '../generate/decode.ts';
+import { parseCommand } from './args.ts';
 
 declare const Deno: { stdout: { writeSync(b: Uint8Array): number } };
 
