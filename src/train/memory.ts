@@ -23,12 +23,15 @@ export interface StepPlan extends MemoryPlan {
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB (${b} bytes)`;
 
 /** Plans one training step on the first `batch` examples (nothing runs; the batch's inputs are uploaded and freed). */
-export async function planTrainStep(w: Weights, examples: TrainExample[], tok: Tokenizer, batch: number, optimizerStateAllocated: boolean, amsgrad: boolean): Promise<StepPlan> {
+export async function planTrainStep(
+  w: Weights, examples: TrainExample[], tok: Tokenizer, batch: number, optimizerStateAllocated: boolean, amsgrad: boolean, compute?: 'f16',
+): Promise<StepPlan> {
   const cfg = w.cfg;
   const h = await hostBatch(examples.slice(0, batch), tok, cfg.text_seq_len, cfg.image_size);
   const b = toGpuBatch(h);
   try {
-    const out = forward(w, b, { training: true, seed: 0 });
+    // The same forward as the step (f16 compute under mixed precision: smaller activations).
+    const out = forward(w, b, { training: true, seed: 0, compute });
     const { vision, other } = w.trainable();
     const params = [...vision, ...other];
     const grads = grad(out.loss, params).filter((g) => g !== null);

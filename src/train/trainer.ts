@@ -212,7 +212,7 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
 
   // Refuse before training what one step cannot fit (the scheduler's plan against the limits).
   {
-    const plan = await planTrainStep(w, o.train, o.tokenizer, B, state.step > 0, cfg.amsgrad ?? true);
+    const plan = await planTrainStep(w, o.train, o.tokenizer, B, state.step > 0, cfg.amsgrad ?? true, o.precision === 'f16' ? 'f16' : undefined);
     const r = runtime();
     const refusal = stepDoesNotFit(plan, r.device.limits, r.gpu.adapterName);
     if (refusal) throw new StepTooLargeError(refusal);
