@@ -12,6 +12,7 @@ import { generatePhantomSample } from '../src/data/phantom.ts';
 import type { DatasetFormat } from '../src/data/datasets.ts';
 import type { Hypothesis } from '../src/generate/decode.ts';
 import { type AttentionTrace, type ColormapName, type ExplainMap, type ExplainMethod, explainTrace, type HeadSel, type LayerSel } from '../src/viz/index.ts';
+import { parsePrecision, type Precision, resolvePrecision } from '../src/model/precision.ts';
 import { loadModelFiles, newTinyModel, type DemoModel, type PickedFile, type PresetName } from './model-loader.ts';
 import { forgetStoredModels, listStoredModels, readStoredModel, storageAvailable, storedBytes, storeModel, type StoredModel } from './model-store.ts';
 import { readSourceFiles } from '../src/model/load.ts';
@@ -74,7 +75,27 @@ async function showAdapter(): Promise<boolean> {
   addDetail(details, 'Workgroup memory', formatBytes(gpu.device.limits.maxComputeWorkgroupStorageSize));
   details.hidden = false;
   $('adapter-status').textContent = `Running on ${gpu.adapterName}`;
+  showPrecision();
+  $('precision').addEventListener('change', showPrecision);
   return kernelCheck();
+}
+
+/** The precision picked in the adapter panel (used for the next model loaded). */
+function pickedPrecision(): Precision {
+  return parsePrecision(($('precision') as HTMLSelectElement).value);
+}
+
+/** Says what the picked precision means on this adapter (auto's fallback; f16 refused without shader-f16). */
+function showPrecision(): void {
+  const line = $('precision-status');
+  try {
+    const r = resolvePrecision(pickedPrecision());
+    line.textContent = r.note ?? (r.dtype === 'f16'
+      ? 'f16: weights, activations and KV cache in half precision, sums in f32 (applies to the next model loaded).'
+      : 'f32 everywhere (applies to the next model loaded).');
+  } catch (e) {
+    line.textContent = (e as Error).message;
+  }
 }
 
 /** A 5×7·7×3 matmul with bias on the GPU against float64 on the CPU (loads shaders as the model will). */
@@ -317,7 +338,7 @@ function setupModel(): void {
     const picked: PickedFile[] = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
     const preset = ($<HTMLSelectElement>('config-preset').value || null) as PresetName | null;
     const label = files.map((f) => f.name).join(', ');
-    if (await setModel(() => loadModelFiles(picked, preset), label)) await keepModel(label, picked, preset);
+    if (await setModel(() => loadModelFiles(picked, preset, pickedPrecision()), label)) await keepModel(label, picked, preset);
   });
   button('model-new').addEventListener('click', () => setModel(() => newTinyModel(1), 'a new tiny model'));
 
@@ -339,7 +360,7 @@ function setupModel(): void {
     let fetched: PickedFile[] = [];
     const ok = await setModel(async () => {
       fetched = await readSourceFiles(url);
-      return loadModelFiles(fetched, preset);
+      return loadModelFiles(fetched, preset, pickedPrecision());
     }, url.href);
     if (ok) await keepModel(url.pathname.endsWith('/') ? url.href : shortName(url.pathname) + ` (${url.host})`, fetched, preset);
   };
@@ -352,7 +373,7 @@ function setupModel(): void {
     const entry = app.stored.find((m) => m.id === $<HTMLSelectElement>('stored-models').value) ?? app.stored[0];
     if (!entry) return;
     await setModel(async () => {
-      const m = await loadModelFiles(await readStoredModel(entry), entry.preset);
+      const m = await loadModelFiles(await readStoredModel(entry), entry.preset, pickedPrecision());
       return { ...m, source: `${m.source}, kept in this browser` };
     }, `${entry.label} from this browser's storage`);
   });

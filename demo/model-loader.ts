@@ -4,6 +4,7 @@
 // config.json, or a preset). Everything goes through src/model/load.ts, the loader the CLI and
 // the library use, so a mismatch gives the same precise message.
 import { readModel, type ModelSource, type NamedFile } from '../src/model/load.ts';
+import type { Precision } from '../src/model/precision.ts';
 import { PRESETS, type PresetName, presetConfig } from '../src/model/presets.ts';
 import { type MicarConfig, normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
@@ -33,9 +34,9 @@ export interface DemoModel {
  * Builds a model from picked files or a URL. `preset`: the config to use when no config file
  * was picked (for a plain state dict). Errors say what is missing or wrong, naming the files.
  */
-export async function loadModelFiles(files: PickedFile[] | URL | string, preset: PresetName | null): Promise<DemoModel> {
+export async function loadModelFiles(files: PickedFile[] | URL | string, preset: PresetName | null, precision: Precision = 'f32'): Promise<DemoModel> {
   if (Array.isArray(files) && !files.length) throw new Error('no files picked');
-  const m = await readModel(files as ModelSource, { fallbackConfig: preset ?? undefined });
+  const m = await readModel(files as ModelSource, { fallbackConfig: preset ?? undefined, precision });
   if (m.checkpoint?.metadata.format === 'micar-checkpoint/1') {
     const t = checkpointTraining(m);
     const metaOpt = m.checkpoint.metadata.optimizer !== undefined;

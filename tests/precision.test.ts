@@ -49,3 +49,40 @@ describe('precision option', () => {
     expect(b16 / b32).toBeLessThan(0.51);
   });
 });
+
+describe('f16 weight files', () => {
+  it('toStateDict({dtype: F16}) writes half-size parameters; an F16 file loads into an f16 model bit for bit; an F32 file converts on the GPU', async () => {
+    if (!runtime().gpu.hasF16) return;
+    const { halfToFloat, toHalfBits, read } = await import('../src/graph/runtime.ts');
+    const cfg = normaliseConfig({ ...presetConfig('tiny'), vocab_size: 50 }, 'tiny');
+    const w32 = Weights.init(cfg, 4);
+    const sd32 = await w32.toStateDict(), sd16 = await w32.toStateDict({ dtype: 'F16' });
+    let bytes32 = 0, bytes16 = 0;
+    for (const [k, t] of sd16) {
+      const kind = w32.entry(k).kind;
+      expect(t.dtype).toBe(kind === 'param' || kind === 'pe' ? 'F16' : kind === 'bn_count' ? 'I64' : 'F32');
+      bytes16 += t.data.length;
+      bytes32 += sd32.get(k)!.data.length;
+    }
+    expect(bytes16 / bytes32).toBeLessThan(0.51);
+    // F16 file → f16 model: the stored bits as they are. F32 file → f16 model: rounded on the GPU,
+    // equal to round-to-nearest-even on the CPU.
+    const fromF16 = await Weights.fromStateDict(cfg, sd16, 'f16 file', { dtype: 'f16' }).ready();
+    const fromF32 = await Weights.fromStateDict(cfg, sd32, 'f32 file', { dtype: 'f16' }).ready();
+    for (const name of ['proj.1.weight', 'gen_logits.1.weight', 'text_embs.pe.pe']) {
+      const want = Float32Array.from(await read(w32.get(name)), (v) => halfToFloat(toHalfBits(v)));
+      expect(fromF16.get(name).dtype).toBe('f16');
+      expect(Array.from(await read(fromF16.get(name)))).toEqual(Array.from(want));
+      expect(Array.from(await read(fromF32.get(name)))).toEqual(Array.from(want));
+    }
+    expect(fromF32.get('vis_enc.layer1.1.running_var').dtype).toBe('f32');
+  });
+
+  it('an f16 model refuses to train (f32 master weights are needed) with a message saying what to do', async () => {
+    if (!runtime().gpu.hasF16) return;
+    const { trainStep } = await import('../src/train/trainer.ts');
+    const cfg = normaliseConfig({ ...presetConfig('tiny'), vocab_size: 50 }, 'tiny');
+    const w = Weights.init(cfg, 1, 'f16');
+    await expect(trainStep(w, null as never, [], null as never, 0)).rejects.toThrow(/loaded in f16 \(for inference\)/);
+  });
+});

@@ -304,6 +304,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   const readers = new Map<Tensor, number>();
   for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
 
+  peakMark = Math.max(peakMark, r.pool.peakBytes);
   r.pool.resetPeak();
   const recorded: Recorded[] = [];
   const families = new Set<string>();
@@ -503,6 +504,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   }
   if (pipelineErrors.length) throw pipelineErrors.shift();
   lastStats = { nodes: nodes.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
+  peakMark = Math.max(peakMark, r.pool.peakBytes);
   return lastStats;
 }
 
@@ -521,6 +523,16 @@ function checkBindingTypes(pipeline: GPUComputePipeline, d: Dispatch, node: Node
     if ((want === 'f16') !== (b.dtype === 'f16'))
       throw new Error(`op ${node.op}(${shapeStr(node.inputs)}): kernel ${d.kernel.family} binding ${j + 1} is array<${want}> but ${b} is ${b.dtype}`);
   });
+}
+
+let peakMark = 0;
+/** Starts measuring the pool's peak bytes in use (weights, caches and every realize's intermediates). */
+export function markPeak(): void {
+  peakMark = runtime().pool.peakBytes = runtime().pool.liveBytes;
+}
+/** Highest pool bytes in use since `markPeak` (across realizes, which each reset the pool's own peak). */
+export function peakSinceMark(): number {
+  return Math.max(peakMark, runtime().pool.peakBytes);
 }
 
 /** Reads a tensor back to the CPU (realizing it first). */

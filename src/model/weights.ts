@@ -1,7 +1,7 @@
 // The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
 import { Tensor } from '../graph/tensor.ts';
-import { dispose, fromData, readMany, realize, runtime } from '../graph/runtime.ts';
+import { dispose, fromData, readMany, realize, runtime, toHalfBits } from '../graph/runtime.ts';
 import { cast } from '../graph/ops/cast.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
@@ -65,6 +65,14 @@ export class Weights {
     const vision: Tensor[] = [], other: Tensor[] = [];
     for (const e of this.spec) if (e.kind === 'param') (e.vision ? vision : other).push(...this.chunks(e.name));
     return { vision, other };
+  }
+
+  /** Frees every tensor's GPU memory (the object is unusable afterwards). */
+  dispose(): void {
+    for (const t of this.tensors.values()) dispose(t);
+    for (const ts of this.chunked.values()) dispose(...ts);
+    for (const c of this.pendingCasts) dispose(c.src);
+    this.pendingCasts = [];
   }
 
   /** Name of a parameter tensor (for reports). */
@@ -192,7 +200,8 @@ export class Weights {
         w.bnCount.set(e.name.replace(/\.num_batches_tracked$/, ''), 0);
         continue;
       }
-      w.set(e, data);
+      // Values made on the host: an f16 entry is converted here (no f32 copy on the GPU).
+      w.set(e, w.storageType(e) === 'f16' ? Uint16Array.from(data, toHalfBits) : data);
     }
     return w;
   }

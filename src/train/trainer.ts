@@ -118,6 +118,7 @@ export async function trainStep(
   scaler: LossScaler | null = null,
 ): Promise<number> {
   const cfg = w.cfg;
+  if (w.dtype !== 'f32') throw new Error('trainStep: training keeps f32 master weights; this model was loaded in f16 (for inference). Load it with precision f32 and train with precision f16 for mixed precision');
   const h = Array.isArray(examples) ? await hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size) : examples;
   const batch = toGpuBatch(h);
   // With a scaler: f16 forward and backward over the f32 master weights (Forward casts them).
