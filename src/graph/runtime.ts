@@ -101,7 +101,7 @@ function toTyped(data: ArrayLike<number> | ArrayBufferView, dtype: DType): Float
   if (dtype === 'f32') out = data instanceof Float32Array ? data : Float32Array.from(src);
   else if (dtype === 'i32') out = data instanceof Int32Array ? data : Int32Array.from(src, (x) => Number(x));
   else if (dtype === 'u32') out = data instanceof Uint32Array ? data : Uint32Array.from(src, (x) => Number(x));
-  else out = data instanceof Uint16Array ? data : Uint16Array.from(src, toHalfBits);
+  else out = data instanceof Uint16Array ? data : toHalfBitsArray(src);
   if (out.byteLength % 4 !== 0) {
     const padded = new Uint16Array(out.length + 1);
     padded.set(out as Uint16Array);
@@ -110,10 +110,25 @@ function toTyped(data: ArrayLike<number> | ArrayBufferView, dtype: DType): Float
   return out;
 }
 
+const halfScratch = new Float32Array(1);
+const halfScratchBits = new Uint32Array(halfScratch.buffer);
+
 /** f32 → IEEE half bits (round to nearest even). */
 export function toHalfBits(v: number): number {
-  const f = new Float32Array([v]);
-  const x = new Uint32Array(f.buffer)[0];
+  halfScratch[0] = v;
+  return halfBitsOf(halfScratchBits[0]);
+}
+
+/** Many values → half bits (one pass over their f32 bits; no per-value allocation). */
+export function toHalfBitsArray(v: ArrayLike<number>): Uint16Array {
+  const f = v instanceof Float32Array ? v : Float32Array.from(v);
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) out[i] = halfBitsOf(u[i]);
+  return out;
+}
+
+function halfBitsOf(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   let exp = ((x >>> 23) & 0xff) - 127 + 15;
   let mant = x & 0x7fffff;

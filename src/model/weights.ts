@@ -1,7 +1,7 @@
 // The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
 import { Tensor } from '../graph/tensor.ts';
-import { dispose, fromData, readMany, realize, runtime, toHalfBits } from '../graph/runtime.ts';
+import { dispose, fromData, readMany, realize, runtime, toHalfBitsArray } from '../graph/runtime.ts';
 import { cast } from '../graph/ops/cast.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import { type HostTensor, toFloat32, fromFloat32 } from '../io/safetensors.ts';
@@ -201,7 +201,7 @@ export class Weights {
         continue;
       }
       // Values made on the host: an f16 entry is converted here (no f32 copy on the GPU).
-      w.set(e, w.storageType(e) === 'f16' ? Uint16Array.from(data, toHalfBits) : data);
+      w.set(e, w.storageType(e) === 'f16' ? toHalfBitsArray(data) : data);
     }
     return w;
   }
