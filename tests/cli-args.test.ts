@@ -145,5 +145,5 @@ describe('help', () => {
     const verb = await micar(['trian']);
     expect(verb.code).toBe(2);
     expect(verb.stderr).toContain('did you mean "train"');
-  }, 120_000);
+  });
 });

@@ -103,7 +103,7 @@ describe('micar explain / attention --method', () => {
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
-  }, 240_000);
+  });
 });
 
 describe('public API', () => {
@@ -124,5 +124,5 @@ describe('public API', () => {
     for (let t = 0; t < rep.tokens.length; t++) expect(relL2(maps.get('rollout')![t].grid, direct.get('rollout')![t].grid)).toBeLessThan(1e-5);
     const page = await m.attentionPage(picture, rep, { explain: maps, method: 'saliency' });
     expect([...page.files.keys()].filter((n) => n.endsWith('_rollout.png')).length).toBe(rep.tokens.length);
-  }, 120_000);
+  });
 });

@@ -107,5 +107,5 @@ describe('evaluateExplanations on a tiny random model', () => {
       expect(r.random_drop).toBe(ev.scores.attention.random_drop); // one random mask per finding, shared
       if (!['uniform', 'random', 'centre'].includes(name)) expect(Number.isFinite(r.sanity_mass_in_box!), `${name} sanity`).toBe(true);
     }
-  }, 120_000);
+  });
 });

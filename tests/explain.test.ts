@@ -43,7 +43,7 @@ beforeAll(async () => {
   w64 = new Map();
   for (const [k, t] of await w.toStateDict()) if (t.dtype !== 'I64') w64.set(k, Float64Array.from(toFloat32(t)));
   maps = await explainSteps(w, pixels, tokens, steps, EXPLAIN_METHODS);
-}, 120_000);
+});
 
 const TOL = 2e-3;
 const relu = (v: number) => Math.max(v, 0);
@@ -163,7 +163,7 @@ describe('explain vs float64 CPU reference', () => {
           for (let y = bins[a][0]; y < bins[a][1]; y++) for (let x = bins[b][0]; x < bins[b][1]; x++) cell[a * 7 + b] += m.fine!.values[y * S + x];
       expect(relL2(m.grid, cell)).toBeLessThan(1e-12);
     });
-  }, 60_000);
+  });
 
   it('SmoothGrad: zero noise gives the plain map; with noise it is reproducible by seed and differs', async () => {
     const plain = maps.get('saliency')![1].fine!.values;
@@ -174,7 +174,7 @@ describe('explain vs float64 CPU reference', () => {
     const b = (await explainSteps(w, pixels, tokens, [steps[1]], ['saliency'], { smoothGrad: sg })).get('saliency')![0].fine!.values;
     expect(relL2(a, b)).toBe(0);
     expect(relL2(a, plain)).toBeGreaterThan(1e-3);
-  }, 60_000);
+  });
 
   it('rejects a step outside the tokens and an unknown method, naming them', async () => {
     await expect(explainSteps(w, pixels, tokens, [6], ['attention'])).rejects.toThrow(/step 6/);
@@ -216,5 +216,5 @@ describe('diagnostic hooks of the forward (bench/explain.ts)', () => {
       const a = await run(pair, 2, {}), b = await run(pair, 2, { swapImagePath: swap });
       expect(relL2(b.logits, a.logits)).toBeGreaterThan(1e-4);
     }
-  }, 60_000);
+  });
 });

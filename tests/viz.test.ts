@@ -193,7 +193,7 @@ describe('traces of a tiny model', () => {
     // different kernels (cached single-row vs full attention): f32 rounding only
     expect(crossErr).toBeLessThan(1e-5);
     expect(selfErr).toBeLessThan(1e-5);
-  }, 60_000);
+  });
 
   it('each (layer, head) row is a distribution; its upsampled density integrates to 1; averages are exact means', () => {
     const T = tr.tokens.length;
@@ -230,7 +230,7 @@ describe('traces of a tiny model', () => {
     const bt = await attentionForPixels(w, pixels, { beam: 2, maxLen: 5 });
     expect(bt.tokens).toEqual(best.tokens);
     expect(bt.cross.length).toBe(best.tokens.length);
-  }, 60_000);
+  });
 
   it('expert usage counts every routing slot; routingPerWord lists them per word', () => {
     const u = expertUsage([tr, tr]);
@@ -422,5 +422,5 @@ describe('traces of a tiny model', () => {
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
-  }, 60_000);
+  });
 });
