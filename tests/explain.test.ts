@@ -153,8 +153,15 @@ describe('explain vs float64 CPU reference', () => {
       const scale = m.fine!.values[top];
       expect(scale).toBeGreaterThan(0);
       for (const p of [top, R.int(0, S * S - 1), R.int(0, S * S - 1), R.int(0, S * S - 1)]) {
-        const ref = Math.abs((at(eps, p, s) - at(-eps, p, s)) / (2 * eps));
-        expect(Math.abs(m.fine!.values[p] - ref)).toBeLessThan(TOL * scale);
+        // A ReLU or max-pool switch within ±eps of the image makes the logit a kink there: the
+        // central difference then averages two slopes, and the GPU's gradient (correctly) equals
+        // the one-sided slope of the side its f32 forward sits on (seed 529735647: one-sided
+        // slopes 0.0099817 / 0.0098975, GPU 0.0098975). So the GPU value must match the central
+        // difference or, at such a kink, one of the one-sided differences; at smooth points the
+        // three agree to ~1e-8, so a wrong gradient still fails.
+        const f0 = at(0, p, s), fp = at(eps, p, s), fm = at(-eps, p, s);
+        const slopes = [(fp - fm) / (2 * eps), (fp - f0) / eps, (f0 - fm) / eps].map(Math.abs);
+        expect(Math.min(...slopes.map((r) => Math.abs(m.fine!.values[p] - r)))).toBeLessThan(TOL * scale);
       }
       // grid: the pixel map summed over the 7×7 adaptive-pool bins (which overlap at 32 px).
       const bins = adaptiveBins(S, 7), cell = new Float64Array(N);
