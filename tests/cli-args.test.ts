@@ -145,5 +145,11 @@ describe('help', () => {
     const verb = await micar(['trian']);
     expect(verb.code).toBe(2);
     expect(verb.stderr).toContain('did you mean "train"');
+    // A bad value that only the command's work finds (a config preset that does not exist): one
+    // line naming the verb and the problem, exit 1, no stack trace.
+    const preset = await micar(['generate', '--checkpoint', 'none.safetensors', '--image', 'none.png', '--config', 'nosuch', '--tune', 'off']);
+    expect(preset.code).toBe(1);
+    expect(preset.stderr).toMatch(/^micar generate: .*(nosuch|none\.safetensors)/m);
+    expect(preset.stderr).not.toMatch(/^\s+at /m);
   });
 });

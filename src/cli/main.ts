@@ -6,7 +6,7 @@ import { grad, param } from '../graph/autograd.ts';
 import { parsePrecision } from '../model/precision.ts';
 import { COMMANDS, commandHelp, editDistance, mainHelp, parseCommand, UsageError, wantsHelp } from './args.ts';
 
-declare const Deno: { args: string[]; exit(code: number): never };
+declare const Deno: { args: string[]; exit(code: number): never; env: { get(k: string): string | undefined } };
 
 async function smoke(): Promise<void> {
   const r = await init();
@@ -80,11 +80,16 @@ try {
   const { args, tune } = takeTuneOption(rest);
   if (!CPU_VERBS.has(verb) && tune !== 'off') {
     const { init } = await import('../graph/runtime.ts');
-    await init({ tune: verb === 'tune' ? { mode: 'cached', log: (l) => console.log(`  ${l}`) } : { mode: tune, log: (l) => console.log(`[tune] ${l}`) } });
+    await init({ tune: verb === 'tune' ? { mode: 'cached', log: (l) => console.log(`  ${l}`) } : { mode: tune, log: (l) => console.error(`[tune] ${l}`) } });
   }
   await run[verb](args);
 } catch (e) {
-  if (!(e instanceof UsageError)) throw e;
-  console.error(`${e.message}\n(micar ${verb} --help lists the options)`);
-  Deno.exit(2);
+  if (e instanceof UsageError) {
+    console.error(`${e.message}\n(micar ${verb} --help lists the options)`);
+    Deno.exit(2);
+  }
+  // Errors from files, configs and the GPU carry their own explanation; the stack is for bug reports.
+  if (Deno.env.get('MICAR_DEBUG') === '1' || !(e instanceof Error)) throw e;
+  console.error(`micar ${verb}: ${e.message}${e.cause ? ` (${e.cause})` : ''}\n(MICAR_DEBUG=1 shows where it happened)`);
+  Deno.exit(1);
 }
