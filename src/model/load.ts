@@ -220,7 +220,8 @@ export function stripModulePrefix(sd: Map<string, HostTensor>): Map<string, Host
   return new Map([...sd].map(([k, v]) => [k.slice('module.'.length), v]));
 }
 
-function metaJson<T>(metadata: Record<string, string>, key: string, file: string): T {
+/** A JSON field of a checkpoint's metadata; errors name the file and the key. */
+export function metaJson<T>(metadata: Record<string, string>, key: string, file: string): T {
   const raw = metadata[key];
   if (raw === undefined) throw new Error(`${file}: checkpoint metadata has no "${key}"`);
   try {

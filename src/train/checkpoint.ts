@@ -9,7 +9,7 @@ import { fromFloat32, type HostTensor, readSafetensors, toFloat32, writeSafetens
 import { readFileBytes, writeFileAtomic } from '../io/files.ts';
 import type { MicarConfig } from '../model/config.ts';
 import type { Weights } from '../model/weights.ts';
-import { CHECKPOINT_FORMAT, type LoadedModel, modelFromCheckpoint } from '../model/load.ts';
+import { CHECKPOINT_FORMAT, type LoadedModel, metaJson, modelFromCheckpoint } from '../model/load.ts';
 import type { EpochRecord } from './trainer.ts';
 
 export { CHECKPOINT_FORMAT };
@@ -78,16 +78,6 @@ export interface LoadedCheckpoint {
   loadOptimizer(opt: AdamW, w: Weights): void;
 }
 
-function parseMeta<T>(meta: Record<string, string>, key: string, file: string): T {
-  const raw = meta[key];
-  if (raw === undefined) throw new Error(`${file}: checkpoint metadata has no "${key}"`);
-  try {
-    return JSON.parse(raw) as T;
-  } catch (e) {
-    throw new Error(`${file}: checkpoint metadata "${key}" is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
 /** Reads a checkpoint (or returns null when `optional` and the file does not exist). */
 export async function loadCheckpoint(source: string | Uint8Array | Blob, opts: { optional?: boolean; name?: string } = {}): Promise<LoadedCheckpoint | null> {
   const file = opts.name ?? (typeof source === 'string' ? source : 'checkpoint');
@@ -113,7 +103,7 @@ export function checkpointTraining(m: LoadedModel): Pick<LoadedCheckpoint, 'stat
   const ck = m.checkpoint;
   const file = ck?.file ?? m.source;
   const metadata = ck?.metadata ?? {};
-  const raw = metadata.state ? parseMeta<TrainState & { best: number | null }>(metadata, 'state', file) : null;
+  const raw = metadata.state ? metaJson<TrainState & { best: number | null }>(metadata, 'state', file) : null;
   const state: TrainState = raw
     ? { ...raw, best: raw.best ?? -Infinity }
     : { epoch: 0, stepInEpoch: 0, step: 0, seed: m.cfg.seed ?? 0, best: -Infinity, badEpochs: 0, history: [], done: false };
@@ -123,7 +113,7 @@ export function checkpointTraining(m: LoadedModel): Pick<LoadedCheckpoint, 'stat
       if (!metadata.optimizer) throw new Error(`${file}: checkpoint has no optimiser state (a "best" checkpoint keeps only weights, config and vocabulary; resume from "last")`);
       const data: Record<string, Float32Array> = {};
       for (const [k, t] of ck!.optim) data[k] = toFloat32(t);
-      opt.loadStateDict({ tensors: data, meta: parseMeta(metadata, 'optimizer', file) });
+      opt.loadStateDict({ tensors: data, meta: metaJson(metadata, 'optimizer', file) });
     },
   };
 }
