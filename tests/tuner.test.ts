@@ -5,7 +5,8 @@ import { fromData, init, read, runtime } from '../src/graph/runtime.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { chooseConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
-import { cachePath, configureTuning, PROJECT_VERSION, resetTuning, tuneEntries, tunePending } from '../src/graph/tuner.ts';
+import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tuneEntries, tunePending } from '../src/graph/tuner.ts';
+import type { KernelFamily } from '../src/graph/kernels/catalogue.ts';
 import { matmulRef } from './ref/cpu.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 
@@ -94,6 +95,34 @@ describe('autotuner cache', () => {
       await meet(geom.M, geom.N, geom.K);
       const file = JSON.parse(await Deno.readTextFile(path));
       expect(matmulFamily.parseConfig(file.entries[id].config)).not.toBeNull();
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("keeps entries of families registered after the cache is read, and another process's entries at save", async () => {
+    // The CLI reads the cache before a verb's ops modules are imported: their entries must wait
+    // for their family, not be dropped as invalid (they were, and every run measured them again).
+    const path = cachePath();
+    const entry = (config: string, family: string) => ({ config, ms: 1, handMs: 1, hand: config, src: sourceHash(family) });
+    const head = { format: 'micar-tune', project: PROJECT_VERSION, adapter: runtime().profile.key };
+    await Deno.writeTextFile(path, JSON.stringify({ ...head, entries: { 'late/b1': entry('c1', 'late'), 'never/b2': entry('c2', 'never') } }));
+    resetTuning();
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60 });
+      expect(tunedChoice('late', 'b1')).toBeUndefined();
+      const late = { name: 'late', parseConfig: (s: string) => (s === 'c1' ? {} : null) } as unknown as KernelFamily<unknown, unknown>;
+      registerTunable({ family: late, trial: () => { throw new Error('not measured in this test'); } });
+      expect(tunedChoice('late', 'b1')).toBe('c1');
+      expect(warn).not.toHaveBeenCalled();
+      // Another process saves between this one's load and save.
+      const other = JSON.parse(await Deno.readTextFile(path));
+      other.entries['other/b3'] = entry('c3', 'other');
+      await Deno.writeTextFile(path, JSON.stringify(other));
+      await meet(16, 24, 8); // a new class: measured, then saved
+      const file = JSON.parse(await Deno.readTextFile(path));
+      expect(Object.keys(file.entries)).toEqual(expect.arrayContaining(['late/b1', 'never/b2', 'other/b3', `matmul/${matmulFamily.bucket({ ...geom, M: 16, N: 24, K: 8 })}`]));
     } finally {
       warn.mockRestore();
     }

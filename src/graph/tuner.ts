@@ -51,6 +51,31 @@ const tunables = new Map<string, Tunable<unknown>>();
 /** Declares a family tunable (ops files register theirs). */
 export function registerTunable<G>(t: Tunable<G>): void {
   tunables.set(t.family.name, t as Tunable<unknown>);
+  // Cached entries read before this family's module was imported (the CLI loads the cache
+  // before importing a verb's code) are checked and applied now, not dropped.
+  for (const [id, e] of state.entries) if (familyOf(id) === t.family.name && state.unchecked.delete(id)) admitEntry(id, e);
+}
+
+const familyOf = (id: string) => id.slice(0, id.indexOf('/'));
+
+/** Checks a cached entry of a registered family and applies it; a bad or outdated one is dropped. */
+function admitEntry(id: string, e: TuneEntry): void {
+  const t = tunables.get(familyOf(id))!;
+  if (!(e && typeof e.config === 'string' && t.family.parseConfig(e.config) !== null && typeof e.src === 'string')) {
+    console.warn(`micar: tune cache ${state.where}: entry ${id} is invalid: ignored, it will be measured again`);
+    state.entries.delete(id);
+    state.dropped.add(id);
+    state.dirty = true;
+    return;
+  }
+  if (e.src !== sourceHash(familyOf(id))) {
+    state.entries.delete(id); // the kernel changed since: measure again
+    state.dropped.add(id);
+    state.dirty = true;
+    return;
+  }
+  // 'full' measures every class met again, so cached choices are not applied.
+  if (state.mode === 'cached') setTuned(familyOf(id), id.slice(id.indexOf('/') + 1), e.config);
 }
 
 export function tunableFamilies(): Tunable<unknown>[] {
@@ -82,6 +107,10 @@ interface State {
   cacheDir?: string;
   log: (line: string) => void;
   entries: Map<string, TuneEntry>;
+  /** Loaded entries whose family has not registered yet in this process. */
+  unchecked: Set<string>;
+  /** Entries dropped this process (invalid or outdated): not merged back from disk at save. */
+  dropped: Set<string>;
   loaded: boolean;
   dirty: boolean;
   busy: boolean;
@@ -96,7 +125,7 @@ interface State {
   budgetWarned: boolean;
 }
 
-const state: State = { mode: 'off', budgetS: 30, log: () => {}, entries: new Map(), loaded: false, dirty: false, busy: false, measured: new Set(), skipped: new Set(), where: '', spentS: 0, budgetWarned: false };
+const state: State = { mode: 'off', budgetS: 30, log: () => {}, entries: new Map(), unchecked: new Set(), dropped: new Set(), loaded: false, dirty: false, busy: false, measured: new Set(), skipped: new Set(), where: '', spentS: 0, budgetWarned: false };
 
 /** FNV-1a, 32 bits, as 8 hex digits (cache file names and kernel-source fingerprints). */
 export function fnv1a(s: string): string {
@@ -108,7 +137,8 @@ export function fnv1a(s: string): string {
   return h.toString(16).padStart(8, '0');
 }
 
-function sourceHash(family: string): string {
+/** Fingerprint of a family's WGSL (and the shared lib pieces): cached choices are per kernel version. */
+export function sourceHash(family: string): string {
   const src = SHADER_SOURCES[family] ?? '';
   const libs = Object.keys(SHADER_SOURCES).filter((k) => k.startsWith('lib/')).sort().map((k) => SHADER_SOURCES[k]).join('\n');
   return fnv1a(src + libs);
@@ -216,26 +246,21 @@ async function loadCache(): Promise<void> {
     return;
   }
   for (const [id, e] of Object.entries(file.entries)) {
-    const [family, bucket] = [id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1)];
-    const t = tunables.get(family);
-    const ok = t && e && typeof e.config === 'string' && t.family.parseConfig(e.config) !== null && typeof e.src === 'string';
-    if (!ok) {
-      console.warn(`micar: tune cache ${state.where}: entry ${id} is invalid: ignored, it will be measured again`);
-      state.dirty = true;
-      continue;
-    }
-    if (e.src !== sourceHash(family)) {
-      state.dirty = true; // the kernel changed since: measure again
-      continue;
-    }
     state.entries.set(id, e);
-    // 'full' measures every class met again, so cached choices are not applied.
-    if (state.mode === 'cached') setTuned(family, bucket, e.config);
+    if (tunables.has(familyOf(id))) admitEntry(id, e);
+    else state.unchecked.add(id); // its family registers later (or never in this process: kept as it is)
   }
 }
 
 async function saveCache(): Promise<void> {
   if (!state.dirty) return;
+  // Another process (a second CLI run, a test file) may have saved since this one loaded:
+  // keep its entries unless this process measured the same class or dropped it as invalid.
+  try {
+    const disk = JSON.parse((await readStore()) ?? 'null') as CacheFile | null;
+    if (disk && disk.format === CACHE_FORMAT && disk.adapter === runtime().profile.key && disk.project === PROJECT_VERSION && disk.entries && typeof disk.entries === 'object')
+      for (const [id, e] of Object.entries(disk.entries)) if (!state.entries.has(id) && !state.dropped.has(id)) state.entries.set(id, e);
+  } catch { /* unreadable or corrupt: this process's entries replace it */ }
   const file: CacheFile = { format: CACHE_FORMAT, project: PROJECT_VERSION, adapter: runtime().profile.key, entries: Object.fromEntries([...state.entries].sort(([a], [b]) => (a < b ? -1 : 1))) };
   try {
     await writeStore(JSON.stringify(file, null, 1) + '\n');
@@ -267,13 +292,15 @@ export async function configureTuning(opts: TuneOptions | TuneMode): Promise<voi
     return;
   }
   if (!state.loaded) await loadCache();
-  else for (const [id, e] of state.entries) if (state.mode === 'cached' || state.measured.has(id)) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), e.config);
+  else for (const [id, e] of state.entries) if (!state.unchecked.has(id) && (state.mode === 'cached' || state.measured.has(id))) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), e.config);
 }
 
 /** Forgets everything loaded or measured in this process (tests: simulate a restart). */
 export function resetTuning(): void {
   for (const id of state.entries.keys()) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), null);
   state.entries.clear();
+  state.unchecked.clear();
+  state.dropped.clear();
   state.measured.clear();
   state.skipped.clear();
   state.loaded = false;
