@@ -74,3 +74,111 @@ export function attentionGradRef(
   }
   return { dq, dk, dv: dvv };
 }
+
+/**
+ * Per-element error bounds of the f32 kernels against this reference (tests/util.ts model).
+ * Scores s = scale·(q·k): d fused products and the scale, δ = γ_{d+1}·scale·Σ|q||k| absolute
+ * (a masked score is replaced exactly: δ = 0). Probabilities p_j = e_j / l, e_j = exp(s_j − m):
+ * the score errors shift p_j by the relative δ_j + Σ_k p_k·δ_k (the max cancels); exp is within
+ * 3 + 3|x| ULP (tests/softmax.test.ts) of the rounded difference (3u|d_j| more); the online
+ * softmax of the tiled kernel rescales what it has by α = exp(m − m_new) once per key tile, and a
+ * key's weight carries the α errors of the tiles after it: their arguments add up to at most
+ * d_j = m − s_j, so with T ≤ Sk tiles (any tiling) ε_j = ulps(3(T+1) + 6|d_j|) + 3u|d_j| + 2(T+1)u;
+ * the sum l adds Σ p_k·ε_k + γ_Sk, the division 2.5 ULP. Then out and the gradients are sums of
+ * products of these (γ_n·Σ|terms| each, plus the inputs' errors times the other factor):
+ * dP = gO·v (+ gP), dsum = Σ p·dP, dS = scale·p(dP − dsum), dq = dS·k, dk = dSᵀ·q, dv = pᵀ·gO.
+ * Second-order terms: factor 1.001; underflow flushed to zero: TINY32 absolute terms.
+ */
+export function attentionBounds(
+  q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dm: AttnDims, scale: number, mask?: ArrayLike<number>,
+  gOut?: ArrayLike<number>, gProbs?: ArrayLike<number>,
+) {
+  const U = 2 ** -24, ulp = (n: number) => 2 * n * U, gam = (n: number) => (n * U) / (1 - n * U), TINY = 2 ** -126;
+  const { b, H, Sq, Sk, d, dv } = dm;
+  const { probs } = attentionRef(q, k, v, dm, scale, mask);
+  const S = scores(q, k, dm, scale, mask);
+  const T = Sk;
+  const rho = new Float64Array(probs.length);   // relative error of each probability
+  const bProbs = new Float64Array(probs.length), bOut = new Float64Array(b * H * Sq * dv);
+  const delta = new Float64Array(Sk), eps = new Float64Array(Sk);
+  for (let bh = 0; bh < b * H; bh++) {
+    const bb = Math.floor(bh / H);
+    for (let i = 0; i < Sq; i++) {
+      const row = bh * Sq + i;
+      let m = -Infinity;
+      for (let j = 0; j < Sk; j++) m = Math.max(m, S[row * Sk + j]);
+      let sd = 0, se = 0;
+      for (let j = 0; j < Sk; j++) {
+        const masked = mask && mask[(bb * Sq + i) * Sk + j] === 0;
+        let mag = 0;
+        if (!masked) for (let c = 0; c < d; c++) mag += Math.abs(q[row * d + c] * k[(bh * Sk + j) * d + c]);
+        delta[j] = gam(d + 1) * scale * mag;
+        const dj = m - S[row * Sk + j];
+        eps[j] = ulp(3 * (T + 1) + 6 * dj) + 3 * U * dj + 2 * (T + 1) * U;
+        const p = probs[row * Sk + j];
+        sd += p * delta[j];
+        se += p * eps[j];
+      }
+      for (let j = 0; j < Sk; j++) {
+        const r = 1.001 * (delta[j] + sd + eps[j] + se + gam(Sk) + ulp(2.5));
+        rho[row * Sk + j] = r;
+        bProbs[row * Sk + j] = r * probs[row * Sk + j] + 2 * TINY;
+      }
+      for (let c = 0; c < dv; c++) {
+        let e = 0, mag = 0;
+        for (let j = 0; j < Sk; j++) {
+          const pv = probs[row * Sk + j] * Math.abs(v[(bh * Sk + j) * dv + c]);
+          e += rho[row * Sk + j] * pv;
+          mag += pv;
+        }
+        bOut[row * dv + c] = 1.001 * (e + gam(Sk + 1) * mag) + 2 * TINY;
+      }
+    }
+  }
+  if (!gOut) return { out: bOut, probs: bProbs };
+  const bdq = new Float64Array(q.length), bdk = new Float64Array(k.length), bdv = new Float64Array(v.length);
+  // Magnitudes and errors of dS, then of the products that use it.
+  const dsAbs = new Float64Array(probs.length), dsErr = new Float64Array(probs.length);
+  for (let bh = 0; bh < b * H; bh++) {
+    const bb = Math.floor(bh / H);
+    for (let i = 0; i < Sq; i++) {
+      const row = bh * Sq + i;
+      const dP = new Float64Array(Sk), dPmag = new Float64Array(Sk);
+      let D = 0, Dmag = 0, Derr = 0;
+      for (let j = 0; j < Sk; j++) {
+        let s = gProbs ? gProbs[row * Sk + j] : 0, mag = Math.abs(s);
+        for (let c = 0; c < dv; c++) {
+          const t = gOut[row * dv + c] * v[(bh * Sk + j) * dv + c];
+          s += t; mag += Math.abs(t);
+        }
+        dP[j] = s; dPmag[j] = mag;
+        const p = probs[row * Sk + j];
+        D += p * s; Dmag += p * mag;
+        Derr += p * rho[row * Sk + j] * Math.abs(s) + p * gam(dv + 1) * mag;
+      }
+      Derr += gam(Sk) * Dmag;
+      for (let j = 0; j < Sk; j++) {
+        const masked = mask && mask[(bb * Sq + i) * Sk + j] === 0;
+        if (masked) continue;
+        const p = probs[row * Sk + j];
+        dsAbs[row * Sk + j] = scale * p * Math.abs(dP[j] - D);
+        dsErr[row * Sk + j] = 1.001 * scale * (p * rho[row * Sk + j] * Math.abs(dP[j] - D) + p * (gam(dv + 1) * dPmag[j] + Derr) + gam(3) * p * (Math.abs(dP[j]) + Math.abs(D))) + 2 * TINY;
+      }
+      for (let j = 0; j < Sk; j++) {
+        const p = probs[row * Sk + j], r = rho[row * Sk + j];
+        for (let c = 0; c < dv; c++) {
+          const g = Math.abs(gOut[row * dv + c]);
+          bdv[(bh * Sk + j) * dv + c] += p * r * g + gam(Sq) * p * g;
+        }
+        const a = dsAbs[row * Sk + j], e = dsErr[row * Sk + j];
+        for (let c = 0; c < d; c++) {
+          const kk = Math.abs(k[(bh * Sk + j) * d + c]), qq = Math.abs(q[row * d + c]);
+          bdq[row * d + c] += e * kk + gam(Sk) * a * kk;
+          bdk[(bh * Sk + j) * d + c] += e * qq + gam(Sq) * a * qq;
+        }
+      }
+    }
+  }
+  const fin = (x: Float64Array) => x.map((e) => 1.001 * e + 2 * TINY);
+  return { out: bOut, probs: bProbs, dq: fin(bdq), dk: fin(bdk), dv: fin(bdv) };
+}
