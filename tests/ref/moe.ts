@@ -153,3 +153,99 @@ export function randomExperts(R: Rng, E: number, d: number, F: number): ExpertRe
     w1: R.randn(F * d, 1 / Math.sqrt(d)), w3: R.randn(F * d, 1 / Math.sqrt(d)), w2: R.randn(d * F, 1 / Math.sqrt(F)),
   }));
 }
+
+/**
+ * Per-element error bounds of the f32 expert kernels against moeRef (tests/util.ts model; the
+ * activation's own formula error from tests/ref/elementwise-err.ts). Per slot (token t, choice j,
+ * expert e): u1 = w1·x, u3 = w3·x (γ_d·Σ|w||x|); a = act(u1) (act's change over u1 ± Δu1 + the formula's error);
+ * h = a·u3 (one rounding); y = w2·h (γ_F·Σ|w2||h| + Σ|w2|·Δh); out = Σ_j c_j·y (c_j·y one rounding,
+ * γ_k over the choices). Backward: dy = c·gOut; dWeights = gOut·y (γ_d); dh = w2ᵀ·dy (γ_d);
+ * du1 = (dh·u3)·act′(u1) (act′'s change over u1 ± Δu1: relu's step too, its formula error,
+ * two roundings); du3 = dh·a; dW1 = Σ_slots du1·xᵀ, dW3 likewise, dW2 = Σ_slots dy·hᵀ (γ over the
+ * slots routed to the expert); dx = Σ_slots (w1ᵀ·du1 + w3ᵀ·du3) (γ_{2F·k}). Inputs' errors times
+ * the other factor; second-order terms: factor 1.001; flushed underflow: TINY32 per term.
+ */
+export function moeBounds(
+  x: ArrayLike<number>, indices: ArrayLike<number>, weights: ArrayLike<number>, experts: ExpertRef[],
+  N: number, d: number, F: number, k: number, act: ActName, mode: 'sum' | 'weighted', gOut?: ArrayLike<number>,
+  actErr: (act: ActName, v: number) => number = () => 0, actGradErr: (act: ActName, v: number) => number = () => 0,
+) {
+  const U = 2 ** -24, TINY = 2 ** -126, gam = (n: number) => (n * U) / (1 - n * U);
+  // How far act′ (and act) can move for an input off by at most r (the change at the interval's
+  // ends: a smooth act′ over an interval of ~1e-6, and relu's step if the interval holds the kink).
+  const spread = (g: (v: number) => number, v: number, r: number) => Math.max(Math.abs(g(v + r) - g(v)), Math.abs(g(v - r) - g(v)));
+  const wt = mode === 'weighted' ? U : 0;   // rounding of the slot weight's product
+  const out = new Float64Array(N * d), outMag = new Float64Array(N * d);
+  const dx = new Float64Array(N * d), dxMag = new Float64Array(N * d), dWeights = new Float64Array(N * k);
+  const dE = experts.map(() => ({ w1: new Float64Array(F * d), w3: new Float64Array(F * d), w2: new Float64Array(d * F) }));
+  const dM = experts.map(() => ({ w1: new Float64Array(F * d), w3: new Float64Array(F * d), w2: new Float64Array(d * F) }));
+  const slots = new Float64Array(experts.length);
+  for (let t = 0; t < N * k; t++) slots[indices[t]]++;
+  for (let t = 0; t < N; t++)
+    for (let j = 0; j < k; j++) {
+      const e = indices[t * k + j];
+      const { w1, w3, w2 } = experts[e];
+      const c = mode === 'weighted' ? weights[t * k + j] : 1;
+      const u1 = new Float64Array(F), u3 = new Float64Array(F), h = new Float64Array(F), eh = new Float64Array(F), av = new Float64Array(F), ea = new Float64Array(F), e1 = new Float64Array(F), e3 = new Float64Array(F);
+      for (let f = 0; f < F; f++) {
+        let m1 = 0, m3 = 0;
+        for (let i = 0; i < d; i++) {
+          u1[f] += w1[f * d + i] * x[t * d + i]; m1 += Math.abs(w1[f * d + i] * x[t * d + i]);
+          u3[f] += w3[f * d + i] * x[t * d + i]; m3 += Math.abs(w3[f * d + i] * x[t * d + i]);
+        }
+        e1[f] = gam(d) * m1 + TINY; e3[f] = gam(d) * m3 + TINY;
+        av[f] = actF[act](u1[f]);
+        ea[f] = 1.001 * spread(actF[act], u1[f], e1[f]) + actErr(act, u1[f]);
+        h[f] = av[f] * u3[f];
+        eh[f] = Math.abs(av[f]) * e3[f] + Math.abs(u3[f]) * ea[f] + U * Math.abs(h[f]);
+      }
+      const y = new Float64Array(d), ey = new Float64Array(d);
+      for (let i = 0; i < d; i++) {
+        let mag = 0;
+        for (let f = 0; f < F; f++) { y[i] += w2[i * F + f] * h[f]; mag += Math.abs(w2[i * F + f] * h[f]); ey[i] += Math.abs(w2[i * F + f]) * eh[f]; }
+        ey[i] += gam(F) * mag;
+        out[t * d + i] += Math.abs(c) * ey[i] + wt * Math.abs(c * y[i]);
+        outMag[t * d + i] += Math.abs(c * y[i]);
+      }
+      if (!gOut) continue;
+      const dy = new Float64Array(d);
+      let dwE = 0, dwM = 0;
+      for (let i = 0; i < d; i++) {
+        dy[i] = c * gOut[t * d + i];
+        dwE += Math.abs(gOut[t * d + i]) * ey[i];
+        dwM += Math.abs(gOut[t * d + i] * y[i]);
+      }
+      dWeights[t * k + j] = dwE + gam(d) * dwM;
+      const dh = new Float64Array(F), edh = new Float64Array(F);
+      for (let f = 0; f < F; f++) {
+        let mag = 0;
+        for (let i = 0; i < d; i++) { dh[f] += w2[i * F + f] * dy[i]; mag += Math.abs(w2[i * F + f] * dy[i]); }
+        edh[f] = (gam(d) + wt) * mag + TINY;
+      }
+      for (let i = 0; i < d; i++)
+        for (let f = 0; f < F; f++) {
+          dE[e].w2[i * F + f] += Math.abs(dy[i]) * eh[f] + (U + wt) * Math.abs(dy[i] * h[f]);
+          dM[e].w2[i * F + f] += Math.abs(dy[i] * h[f]);
+        }
+      for (let f = 0; f < F; f++) {
+        const g1 = actGrad[act](u1[f]);
+        const du1 = dh[f] * u3[f] * g1, du3 = dh[f] * av[f];
+        const edu1 = 1.001 * (Math.abs(u3[f] * g1) * edh[f] + Math.abs(dh[f] * g1) * e3[f] + Math.abs(dh[f] * u3[f]) * (actGradErr(act, u1[f]) + spread(actGrad[act], u1[f], e1[f])) + 2 * U * Math.abs(du1)) + TINY;
+        const edu3 = Math.abs(av[f]) * edh[f] + Math.abs(dh[f]) * ea[f] + U * Math.abs(du3) + TINY;
+        for (let i = 0; i < d; i++) {
+          const xi = Math.abs(x[t * d + i]);
+          dE[e].w1[f * d + i] += xi * edu1 + U * Math.abs(du1) * xi;
+          dM[e].w1[f * d + i] += Math.abs(du1) * xi;
+          dE[e].w3[f * d + i] += xi * edu3 + U * Math.abs(du3) * xi;
+          dM[e].w3[f * d + i] += Math.abs(du3) * xi;
+          dx[t * d + i] += Math.abs(w1[f * d + i]) * edu1 + Math.abs(w3[f * d + i]) * edu3;
+          dxMag[t * d + i] += Math.abs(w1[f * d + i] * du1) + Math.abs(w3[f * d + i] * du3);
+        }
+      }
+    }
+  const fin = (e: Float64Array, m: Float64Array, n: number) => e.map((v, i) => 1.001 * (v + gam(n) * m[i]) + TINY);
+  return {
+    out: fin(out, outMag, k), dx: fin(dx, dxMag, 2 * F * k), dWeights: dWeights.map((v) => 1.001 * v + TINY),
+    dExp: dE.map((b, e) => ({ w1: fin(b.w1, dM[e].w1, slots[e]), w3: fin(b.w3, dM[e].w3, slots[e]), w2: fin(b.w2, dM[e].w2, slots[e]) })),
+  };
+}
