@@ -1,14 +1,65 @@
-// npm run test:sweep [-- N] [-- --all] [-- files…]: every randomized CPU-reference test (the
-// files under tests/ that draw from tests/util.ts `rng`, less the browser ones and, unless
-// --all, the whole-model ones: a tiny model per run, minutes per seed here) run N times (default 200),
-// each time with a fresh seed, inside one vitest process per file (tests/setup.ts repeats the
-// tests). Prints each failure with the command that replays it, then one summary line.
+// npm run test:sweep [-- N] [-- --all] [-- --rounds R] [-- --out FILE] [-- --append] [-- files…]: every randomized
+// CPU-reference test (the files under tests/ that draw from tests/util.ts `rng`, less the browser
+// ones and, unless --all, the whole-model ones: a tiny model per run, minutes per seed here) run N
+// times (default 200), each time with a fresh seed, inside one vitest process per file
+// (tests/setup.ts repeats the tests). Prints each failure with the command that replays it, the
+// runs and seeds reached per file, then one summary line.
+// Failures and runs are appended to FILE (default out/sweep-failures.jsonl) and FILE.runs as each
+// test run ends, so an interrupted sweep keeps its counts. Sweep a subset with the file names,
+// --append to add to earlier runs in the same FILE; `--summary FILE…` prints the merged counts of
+// one or more such files without running anything.
 const args = Deno.args.filter((a) => a !== '--');
+const opt = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args.splice(i, 2)[1] : undefined; };
+const flag = (name: string) => { const i = args.indexOf(name); if (i >= 0) args.splice(i, 1); return i >= 0; };
+const read = (f: string) => { try { return Deno.readTextFileSync(f); } catch { return ''; } };
+
+type Failure = { file: string; test: string; seed: number; error: string };
+/** Prints the per-file counts and failures recorded in `outs`; returns the failure count. */
+function summarise(outs: string[]): { failures: number; runs: number; tests: number } {
+  const failures = outs.flatMap((o) => read(o).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Failure));
+  // One line per randomized test run: "file\ttest\tms" (tests/setup.ts).
+  const perTest = new Map<string, number>(), msPerFile = new Map<string, number>();
+  let runs = 0;
+  for (const o of outs) for (const l of read(o + '.runs').split('\n').filter(Boolean)) {
+    const [f, t, ms] = l.split('\t');
+    perTest.set(`${f}\t${t}`, (perTest.get(`${f}\t${t}`) ?? 0) + 1);
+    msPerFile.set(f, (msPerFile.get(f) ?? 0) + Number(ms ?? 0));
+    runs++;
+  }
+  const perFile = new Map<string, { runs: number; tests: number; minSeeds: number }>();
+  for (const [k, n] of perTest) {
+    const f = k.split('\t')[0];
+    const e = perFile.get(f) ?? { runs: 0, tests: 0, minSeeds: Infinity };
+    e.runs += n; e.tests++; e.minSeeds = Math.min(e.minSeeds, n);
+    perFile.set(f, e);
+  }
+  console.log('randomized test runs per file: runs / randomized tests / seeds (fewest runs of one test) / seconds per seed (all its tests)');
+  for (const [f, e] of [...perFile].sort()) {
+    const perSeed = (msPerFile.get(f)! / 1000) * e.tests / e.runs;
+    console.log(`  ${f.replace(/^tests\//, '').padEnd(34)} ${String(e.runs).padStart(6)} / ${String(e.tests).padStart(3)} / ${String(e.minSeeds).padStart(4)} / ${perSeed.toFixed(2)} s`);
+  }
+  for (const f of failures) {
+    console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(f.test.split(' > ').pop())}`);
+  }
+  return { failures: failures.length, runs, tests: new Set(failures.map((f) => `${f.file} › ${f.test}`)).size };
+}
+
+if (flag('--summary')) {
+  const s = summarise(args);
+  console.log(`sweep summary of ${args.join(' ')}: ${s.runs} randomized test runs, ${s.failures} failures in ${s.tests} tests`);
+  Deno.exit(s.failures ? 1 : 0);
+}
+
+const all = flag('--all');
+const append = flag('--append');
+// --rounds R: the seeds in R rounds over all the files (each round one vitest process), so
+// that a sweep stopped early has given every file about the same number of seeds.
+const rounds = Math.max(1, Number(opt('--rounds') ?? 1));
+const out = opt('--out') ?? Deno.env.get('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
 // (the vitest child inherits this process's environment, plus MICAR_SWEEP and its output file)
 const seeds = Number(args.find((a) => /^\d+$/.test(a)) ?? 200);
 const browser = new Set(['tests/browser.test.ts', 'tests/demo-e2e.test.ts']);
 const wholeModel = new Set(['tests/generate.test.ts', 'tests/grounding.test.ts', 'tests/viz.test.ts']);
-const all = args.includes('--all');
 let files = args.filter((a) => a.endsWith('.ts'));
 if (!files.length) {
   for (const e of Deno.readDirSync('tests')) {
@@ -17,27 +68,24 @@ if (!files.length) {
   }
   files.sort();
 }
-Deno.mkdirSync('out', { recursive: true });
-const out = Deno.env.get('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
-for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
-console.log(`sweep: ${seeds} seeds over ${files.length} files: ${files.join(' ')}`);
+const dir = out.includes('/') ? out.slice(0, out.lastIndexOf('/')) : '.';
+Deno.mkdirSync(dir, { recursive: true });
+if (!append) for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
+console.log(`sweep: ${seeds} seeds over ${files.length} files in ${rounds} round(s): ${files.join(' ')}`);
 const t0 = performance.now();
-const cmd = new Deno.Command('bash', {
-  args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...files],
-  env: { MICAR_SWEEP: String(seeds), MICAR_SWEEP_OUT: out },
-  stdout: 'inherit', stderr: 'inherit',
-});
-const { code } = await cmd.output();
-const read = (f: string) => { try { return Deno.readTextFileSync(f); } catch { return ''; } };
-const failures = read(out).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { file: string; test: string; seed: number; error: string });
-const runLines = read(out + '.runs').split('\n').filter(Boolean);
-const runs = runLines.length;
-const perFile = new Map<string, number>();
-for (const f of runLines) perFile.set(f, (perFile.get(f) ?? 0) + 1);
-console.log(`randomized test runs per file: ${[...perFile].map(([f, n]) => `${f.replace(/^tests\//, '')} ${n}`).join(', ')}`);
-for (const f of failures) {
-  console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(f.test.split(' > ').pop())}`);
+let code = 0;
+for (let r = 0, done = 0; r < rounds; r++) {
+  const n = Math.ceil((seeds - done) / (rounds - r));
+  done += n;
+  const cmd = new Deno.Command('bash', {
+    args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...files],
+    // (MICAR_SWEEP=1 would be a plain run: 2 seeds at least per round)
+    env: { MICAR_SWEEP: String(Math.max(n, 2)), MICAR_SWEEP_OUT: out },
+    stdout: 'inherit', stderr: 'inherit',
+  });
+  code ||= (await cmd.output()).code;
+  if (rounds > 1) console.log(`sweep: round ${r + 1}/${rounds} done (${done} seeds), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
-const tests = new Set(failures.map((f) => `${f.file} › ${f.test}`));
-console.log(`sweep: ${seeds} seeds × ${files.length} files: ${runs} randomized test runs, ${failures.length} failures in ${tests.size} tests (vitest exit ${code}), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-Deno.exit(failures.length || code ? 1 : 0);
+const s = summarise([out]);
+console.log(`sweep: ${seeds} seeds × ${files.length} files: ${s.runs} randomized test runs, ${s.failures} failures in ${s.tests} tests (vitest exit ${code}), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+Deno.exit(s.failures || code ? 1 : 0);

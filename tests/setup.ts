@@ -4,7 +4,8 @@
 // - MICAR_SWEEP=N (npm run test:sweep): every test that draws random numbers runs N times in
 //   this one process (device start-up and pipeline compilation paid once), each time with a
 //   fresh seed; each failure is appended, with its seed and first error line, to
-//   MICAR_SWEEP_OUT (JSON lines) for scripts/sweep.ts to summarise.
+//   MICAR_SWEEP_OUT (JSON lines), and each run (file, test, milliseconds) to MICAR_SWEEP_OUT.runs,
+//   as they end (an interrupted sweep keeps its counts), for scripts/sweep.ts to summarise.
 import { afterEach, beforeAll, beforeEach } from 'vitest';
 import { appendFileSync } from 'node:fs';
 import { baseSeed, envVar, reseedForTest, rngDraws } from './util.ts';
@@ -15,7 +16,7 @@ const sweepOut = envVar('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
 type Task = { type: string; name: string; fullTestName?: string; repeats?: number; tasks?: Task[]; file?: { name: string }; result?: { state?: string; errors?: { message?: string }[] } };
 const testName = (t: Task) => t.fullTestName ?? t.name;
 
-const seen = new WeakMap<object, { errors: number; draws: number; runs: number }>();
+const seen = new WeakMap<object, { errors: number; draws: number; runs: number; t0: number }>();
 
 if (sweep > 1) {
   // eslint-disable-next-line no-empty-pattern -- vitest parses the first parameter as fixtures
@@ -31,13 +32,14 @@ if (sweep > 1) {
 
 beforeEach((ctx) => {
   const task = ctx.task as unknown as Task;
-  const st = seen.get(task) ?? { errors: 0, draws: -1, runs: 0 };
+  const st = seen.get(task) ?? { errors: 0, draws: -1, runs: 0, t0: 0 };
   seen.set(task, st);
   if (sweep > 1 && st.runs > 0 && st.draws === 0) ctx.skip();   // deterministic: once is enough
   const seed = sweep > 1 && st.runs > 0 ? Math.floor(Math.random() * 2 ** 31) : baseSeed.value;
   (task as { sweepSeed?: number }).sweepSeed = seed;
   reseedForTest(testName(task), seed);
   st.draws = rngDraws.count;
+  st.t0 = performance.now();
 });
 
 afterEach((ctx) => {
@@ -52,5 +54,5 @@ afterEach((ctx) => {
     appendFileSync(sweepOut, JSON.stringify({ file: task.file?.name, test: testName(task), seed: task.sweepSeed, error: msg }) + '\n');
   }
   st.errors = errors;
-  if (st.draws > 0) appendFileSync(sweepOut + '.runs', `${task.file?.name}\n`);
+  if (st.draws > 0) appendFileSync(sweepOut + '.runs', `${task.file?.name}\t${testName(task)}\t${Math.round(performance.now() - st.t0)}\n`);
 });
