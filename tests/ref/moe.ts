@@ -162,19 +162,23 @@ export function randomExperts(R: Rng, E: number, d: number, F: number): ExpertRe
  * γ_k over the choices). Backward: dy = c·gOut; dWeights = gOut·y (γ_d); dh = w2ᵀ·dy (γ_d);
  * du1 = (dh·u3)·act′(u1) (act′'s change over u1 ± Δu1: relu's step too, its formula error,
  * two roundings); du3 = dh·a; dW1 = Σ_slots du1·xᵀ, dW3 likewise, dW2 = Σ_slots dy·hᵀ (γ over the
- * slots routed to the expert); dx = Σ_slots (w1ᵀ·du1 + w3ᵀ·du3) (γ_{2F·k}). Inputs' errors times
+ * slots routed to the expert); dx = Σ_slots (w1ᵀ·du1 + w3ᵀ·du3) (γ_{2F·k}). Slot weights that
+ * carry an error (weightErr: computed by the gate) scale their slot's terms by it. Inputs' errors times
  * the other factor; second-order terms: factor 1.001; flushed underflow: TINY32 per term.
  */
 export function moeBounds(
   x: ArrayLike<number>, indices: ArrayLike<number>, weights: ArrayLike<number>, experts: ExpertRef[],
   N: number, d: number, F: number, k: number, act: ActName, mode: 'sum' | 'weighted', gOut?: ArrayLike<number>,
   actErr: (act: ActName, v: number) => number = () => 0, actGradErr: (act: ActName, v: number) => number = () => 0,
+  weightErr?: ArrayLike<number>,
 ) {
   const U = 2 ** -24, TINY = 2 ** -126, gam = (n: number) => (n * U) / (1 - n * U);
   // How far act′ (and act) can move for an input off by at most r (the change at the interval's
   // ends: a smooth act′ over an interval of ~1e-6, and relu's step if the interval holds the kink).
   const spread = (g: (v: number) => number, v: number, r: number) => Math.max(Math.abs(g(v + r) - g(v)), Math.abs(g(v - r) - g(v)));
-  const wt = mode === 'weighted' ? U : 0;   // rounding of the slot weight's product
+  // Relative error of the slot weight's products: their rounding, and the weight's own error
+  // (weights computed by the gate: weightErr) — the weight scales everything of its slot.
+  const wtOf = (s: number) => (mode === 'weighted' ? U + (weightErr ? weightErr[s] / Math.abs(weights[s]) : 0) : 0);
   const out = new Float64Array(N * d), outMag = new Float64Array(N * d);
   const dx = new Float64Array(N * d), dxMag = new Float64Array(N * d), dWeights = new Float64Array(N * k);
   const dE = experts.map(() => ({ w1: new Float64Array(F * d), w3: new Float64Array(F * d), w2: new Float64Array(d * F) }));
@@ -185,7 +189,7 @@ export function moeBounds(
     for (let j = 0; j < k; j++) {
       const e = indices[t * k + j];
       const { w1, w3, w2 } = experts[e];
-      const c = mode === 'weighted' ? weights[t * k + j] : 1;
+      const c = mode === 'weighted' ? weights[t * k + j] : 1, wt = wtOf(t * k + j);
       const u1 = new Float64Array(F), u3 = new Float64Array(F), h = new Float64Array(F), eh = new Float64Array(F), av = new Float64Array(F), ea = new Float64Array(F), e1 = new Float64Array(F), e3 = new Float64Array(F);
       for (let f = 0; f < F; f++) {
         let m1 = 0, m3 = 0;
@@ -247,5 +251,102 @@ export function moeBounds(
   return {
     out: fin(out, outMag, k), dx: fin(dx, dxMag, 2 * F * k), dWeights: dWeights.map((v) => 1.001 * v + TINY),
     dExp: dE.map((b, e) => ({ w1: fin(b.w1, dM[e].w1, slots[e]), w3: fin(b.w3, dM[e].w3, slots[e]), w2: fin(b.w2, dM[e].w2, slots[e]) })),
+  };
+}
+
+/**
+ * Per-element error bounds of topkGate (shaders/moe.wgsl GATE_FWD/GATE_BWD, logits by matmul),
+ * the load-balancing loss and the gradients to x and W, against gateRef / lbLossRef /
+ * gateGradRef (tests/util.ts model). Logits: γ_d·Σ|x||W|; probs: softmax's relative error as in
+ * tests/ref/attention.ts (the logits' errors δ_e + Σp·δ, exp 3 + 3|x| ULP, γ_E, ÷); weights =
+ * p/Σ_sel p (γ_k, one more ÷); lb = Σ_e m̄·log(m̄ + 1e-8), m̄ = (Σ_t p)·(1/N): the mean's error,
+ * log's 3 ULP (2⁻²¹ absolute on [0.5, 2]) and the input's error over a, products, γ_E; its
+ * gradient (log a + m̄/a)/N through the same ops. Backward: dp = gP (+ lb's) + (gW − Σw·gW)/S at
+ * the picks, pdp = Σp·dp (γ_E), dz = p(dp − pdp), dx = dz·W (γ_E), dW = dzᵀ·x (γ_N); each
+ * input's error times the other factor. gWErr: errors of gW when computed upstream.
+ */
+export function gateBounds(
+  x: ArrayLike<number>, W: ArrayLike<number>, N: number, d: number, E: number, k: number,
+  gP?: ArrayLike<number>, withLb = false, gW?: ArrayLike<number>, gWErr?: ArrayLike<number>,
+) {
+  const U = 2 ** -24, TINY = 2 ** -126, ulps = (n: number) => 2 * n * U, gam = (n: number) => (n * U) / (1 - n * U);
+  const { probs, indices, weights } = gateRef(x, W, N, d, E, k);
+  const bP = new Float64Array(N * E), bW = new Float64Array(N * k);
+  for (let t = 0; t < N; t++) {
+    const z = new Float64Array(E), dl = new Float64Array(E);
+    for (let e = 0; e < E; e++) for (let c = 0; c < d; c++) { z[e] += x[t * d + c] * W[e * d + c]; dl[e] += gam(d) * Math.abs(x[t * d + c] * W[e * d + c]); }
+    const m = Math.max(...z);
+    let sd = 0, se = 0;
+    const eps = z.map((v) => ulps(3 + 3 * (m - v)) + 3 * U * (m - v));
+    for (let e = 0; e < E; e++) { sd += probs[t * E + e] * dl[e]; se += probs[t * E + e] * eps[e]; }
+    const rho = new Float64Array(E);
+    for (let e = 0; e < E; e++) {
+      rho[e] = 1.001 * (dl[e] + sd + eps[e] + se + gam(E) + ulps(2.5));
+      bP[t * E + e] = rho[e] * probs[t * E + e] + TINY;
+    }
+    let S = 0, sRho = 0;
+    for (let j = 0; j < k; j++) S += probs[t * E + indices[t * k + j]];
+    for (let j = 0; j < k; j++) sRho += (probs[t * E + indices[t * k + j]] / S) * rho[indices[t * k + j]];
+    for (let j = 0; j < k; j++) bW[t * k + j] = 1.001 * (rho[indices[t * k + j]] + sRho + gam(k) + ulps(2.5)) * weights[t * k + j] + TINY;
+  }
+  // The load-balancing loss and its gradient wrt probs (the same for every token).
+  const lb = lbLossRef(probs, N, E);
+  const mean = new Float64Array(E), eMean = new Float64Array(E);
+  for (let t = 0; t < N; t++) for (let e = 0; e < E; e++) { mean[e] += probs[t * E + e] / N; eMean[e] += bP[t * E + e] / N; }
+  let eLb = 0, lbMag = 0;
+  const eLbGrad = new Float64Array(E);
+  for (let e = 0; e < E; e++) {
+    eMean[e] = 1.001 * (eMean[e] + gam(N) * mean[e] + 2 * U * mean[e]);
+    const a = mean[e] + 1e-8, eA = eMean[e] + gam(2) * a;
+    const lg = Math.log(a), eLog = eA / a + (a >= 0.5 && a <= 2 ? 2 ** -21 : ulps(3) * Math.abs(lg));
+    eLb += mean[e] * eLog + Math.abs(lg) * eMean[e] + U * Math.abs(mean[e] * lg);
+    lbMag += Math.abs(mean[e] * lg);
+    const q = mean[e] / a;
+    eLbGrad[e] = 1.001 * ((eLog + eMean[e] / a + mean[e] * eA / (a * a) + (ulps(2.5) + U) * q + 3 * U * (Math.abs(lg) + q)) / N + 2 * U * Math.abs(lg + q) / N);
+  }
+  eLb = 1.001 * (eLb + gam(E) * lbMag);
+  if (!gP && !gW) return { probs: bP, weights: bW, lb: eLb };
+  const dx = new Float64Array(N * d), dxMag = new Float64Array(N * d), dW = new Float64Array(E * d), dWMag = new Float64Array(E * d);
+  for (let t = 0; t < N; t++) {
+    let S = 0, eS = 0, wdw = 0, eWdw = 0, wdwMag = 0;
+    for (let j = 0; j < k; j++) {
+      const e = indices[t * k + j];
+      S += probs[t * E + e]; eS += bP[t * E + e];
+      const g = gW ? gW[t * k + j] : 0, eg = gWErr ? gWErr[t * k + j] : 0;
+      wdw += weights[t * k + j] * g; wdwMag += Math.abs(weights[t * k + j] * g);
+      eWdw += bW[t * k + j] * Math.abs(g) + weights[t * k + j] * eg;
+    }
+    eS += gam(k) * S; eWdw += gam(k) * wdwMag;
+    const dp = new Float64Array(E), edp = new Float64Array(E);
+    for (let e = 0; e < E; e++) {
+      const lbg = withLb ? lb.grad[t * E + e] : 0;
+      dp[e] = (gP ? gP[t * E + e] : 0) + lbg;
+      edp[e] = withLb ? eLbGrad[e] + U * Math.abs(dp[e]) : 0;
+    }
+    for (let j = 0; j < k; j++) {
+      const e = indices[t * k + j], g = gW ? gW[t * k + j] : 0, eg = gWErr ? gWErr[t * k + j] : 0;
+      const num = g - wdw, q = num / S;
+      dp[e] += q;
+      edp[e] += (eg + eWdw + U * Math.abs(num)) / S + Math.abs(num) * eS / (S * S) + ulps(2.5) * Math.abs(q) + U * Math.abs(dp[e]);
+    }
+    let pdp = 0, ePdp = 0, pdpMag = 0;
+    for (let e = 0; e < E; e++) {
+      const p = probs[t * E + e];
+      pdp += p * dp[e]; pdpMag += p * Math.abs(dp[e]);
+      ePdp += bP[t * E + e] * Math.abs(dp[e]) + p * edp[e];
+    }
+    ePdp += gam(E) * pdpMag;
+    for (let e = 0; e < E; e++) {
+      const p = probs[t * E + e], dz = p * (dp[e] - pdp);
+      const edz = 1.001 * (bP[t * E + e] * Math.abs(dp[e] - pdp) + p * (edp[e] + ePdp) + gam(2) * p * (Math.abs(dp[e]) + Math.abs(pdp))) + TINY;
+      for (let c = 0; c < d; c++) {
+        dx[t * d + c] += edz * Math.abs(W[e * d + c]); dxMag[t * d + c] += Math.abs(dz * W[e * d + c]);
+        dW[e * d + c] += edz * Math.abs(x[t * d + c]); dWMag[e * d + c] += Math.abs(dz * x[t * d + c]);
+      }
+    }
+  }
+  return {
+    probs: bP, weights: bW, lb: eLb,
+    dx: dx.map((v, i) => 1.001 * (v + gam(E) * dxMag[i]) + TINY), dW: dW.map((v, i) => 1.001 * (v + gam(N) * dWMag[i]) + TINY),
   };
 }
