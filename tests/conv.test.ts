@@ -3,7 +3,7 @@ import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { conv2d } from '../src/graph/ops/conv.ts';
 import { grad, param } from '../src/graph/autograd.ts';
-import { abs, dot, expectWithin, finiteDiff, gamma, relL2, rng } from './util.ts';
+import { abs, dot, expectWithin, gamma, relL2, rng } from './util.ts';
 import { conv2dBackwardRef, conv2dRef, type ConvGeom, convOut } from './ref/vision.ts';
 
 beforeAll(async () => {
@@ -68,7 +68,9 @@ describe('conv2d', () => {
       const ix = pick(X.length), iw = pick(Wt.length);
       expect(relL2(ix.map((i) => ref.dx[i]), fdAt((v) => loss(v, Wt, null), X, ix))).toBeLessThan(1e-7);
       expect(relL2(iw.map((i) => ref.dw[i]), fdAt((v) => loss(X, v, null), Wt, iw))).toBeLessThan(1e-7);
-      if (withBias) expect(relL2(ref.db, finiteDiff((v) => loss(X, Wt, v), B, 1e-3))).toBeLessThan(1e-7);
+      // (sampled like dx and dw: the full finite difference over 520 channels cost seconds per run)
+      const ib = pick(B.length);
+      if (withBias) expect(relL2(ib.map((i) => ref.db[i]), fdAt((v) => loss(X, Wt, v), B, ib))).toBeLessThan(1e-7);
 
       const mag = conv2dBackwardRef(abs(X), abs(Wt), abs(DY), g), rows = g.N * OH * OW;
       expectWithin(await read(grads[0]!), ref.dx, mag.dx.map((m) => gamma(g.O * g.K * g.K) * m), `${kern} ${name}: dx`);
