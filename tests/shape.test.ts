@@ -6,7 +6,7 @@ import { add, mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { concat, permute, reshape, slice, split, transpose } from '../src/graph/ops/shape.ts';
 import { grad, param } from '../src/graph/autograd.ts';
-import { relL2, rng } from './util.ts';
+import { expectWithin, gamma, relL2, rng } from './util.ts';
 
 beforeAll(async () => {
   await init();
@@ -136,7 +136,19 @@ describe('autograd and scheduler', () => {
       m[i] -= 1e-3;
       g[i] = (F(p) - F(m)) / 2e-3;
     }
-    expect(relL2(await read(gx!), g)).toBeLessThan(1e-5);
+    // The float64 gradient 2X_ab + Σ_k W_bk·Σ_j X_kj + Σ_i Σ_m X_im·W_ma against them (~1e-13).
+    const ga = new Float64Array(n * n), mag = new Float64Array(n * n);
+    for (let a = 0; a < n; a++)
+      for (let b = 0; b < n; b++) {
+        let t = 2 * X[a * n + b], m = 2 * Math.abs(X[a * n + b]);
+        for (let k = 0; k < n; k++) for (let j = 0; j < n; j++) { t += W[b * n + k] * X[k * n + j]; m += Math.abs(W[b * n + k] * X[k * n + j]); }
+        for (let i = 0; i < n; i++) for (let q = 0; q < n; q++) { t += X[i * n + q] * W[q * n + a]; m += Math.abs(X[i * n + q] * W[q * n + a]); }
+        ga[a * n + b] = t; mag[a * n + b] = m;
+      }
+    expect(relL2(ga, g)).toBeLessThan(1e-7);
+    // The GPU's: every term passes at most two n-term sums (the two products' backward) and the
+    // three-way accumulation: γ_{2n+3}·Σ|terms| per element (tests/util.ts).
+    expectWithin(await read(gx!), ga, mag.map((m) => gamma(2 * n + 3) * m), 'accumulated gradient');
   });
 
   it('a chain of ops reuses freed buffers within one submission (liveness)', async () => {
