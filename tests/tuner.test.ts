@@ -100,21 +100,25 @@ describe('autotuner cache', () => {
     }
   });
 
+  let lateRuns = 0;
   it("keeps entries of families registered after the cache is read, and another process's entries at save", async () => {
     // The CLI reads the cache before a verb's ops modules are imported: their entries must wait
     // for their family, not be dropped as invalid (they were, and every run measured them again).
     const path = cachePath();
+    // A family name of its own per run: registrations are process-wide, and the sweep
+    // (MICAR_SWEEP) repeats the test in one process (the second run found 'late' registered).
+    const lateName = `late${++lateRuns}`;
     const entry = (config: string, family: string) => ({ config, ms: 1, handMs: 1, hand: config, src: sourceHash(family) });
     const head = { format: 'micar-tune', project: PROJECT_VERSION, adapter: runtime().profile.key };
-    await Deno.writeTextFile(path, JSON.stringify({ ...head, entries: { 'late/b1': entry('c1', 'late'), 'never/b2': entry('c2', 'never') } }));
+    await Deno.writeTextFile(path, JSON.stringify({ ...head, entries: { [`${lateName}/b1`]: entry('c1', lateName), 'never/b2': entry('c2', 'never') } }));
     resetTuning();
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
     try {
       await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60 });
-      expect(tunedChoice('late', 'b1')).toBeUndefined();
-      const late = { name: 'late', parseConfig: (s: string) => (s === 'c1' ? {} : null) } as unknown as KernelFamily<unknown, unknown>;
+      expect(tunedChoice(lateName, 'b1')).toBeUndefined();
+      const late = { name: lateName, parseConfig: (s: string) => (s === 'c1' ? {} : null) } as unknown as KernelFamily<unknown, unknown>;
       registerTunable({ family: late, trial: () => { throw new Error('not measured in this test'); } });
-      expect(tunedChoice('late', 'b1')).toBe('c1');
+      expect(tunedChoice(lateName, 'b1')).toBe('c1');
       expect(warn).not.toHaveBeenCalled();
       // Another process saves between this one's load and save.
       const other = JSON.parse(await Deno.readTextFile(path));
@@ -122,7 +126,7 @@ describe('autotuner cache', () => {
       await Deno.writeTextFile(path, JSON.stringify(other));
       await meet(16, 24, 8); // a new class: measured, then saved
       const file = JSON.parse(await Deno.readTextFile(path));
-      expect(Object.keys(file.entries)).toEqual(expect.arrayContaining(['late/b1', 'never/b2', 'other/b3', `matmul/${matmulFamily.bucket({ ...geom, M: 16, N: 24, K: 8 })}`]));
+      expect(Object.keys(file.entries)).toEqual(expect.arrayContaining([`${lateName}/b1`, 'never/b2', 'other/b3', `matmul/${matmulFamily.bucket({ ...geom, M: 16, N: 24, K: 8 })}`]));
     } finally {
       warn.mockRestore();
     }
