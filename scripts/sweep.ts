@@ -26,17 +26,17 @@ function summarise(outs: string[]): { failures: number; runs: number; tests: num
     msPerFile.set(f, (msPerFile.get(f) ?? 0) + Number(ms ?? 0));
     runs++;
   }
-  const perFile = new Map<string, { runs: number; tests: number; minSeeds: number }>();
+  const perFile = new Map<string, { runs: number; tests: number; minSeeds: number; maxSeeds: number }>();
   for (const [k, n] of perTest) {
     const f = k.split('\t')[0];
-    const e = perFile.get(f) ?? { runs: 0, tests: 0, minSeeds: Infinity };
-    e.runs += n; e.tests++; e.minSeeds = Math.min(e.minSeeds, n);
+    const e = perFile.get(f) ?? { runs: 0, tests: 0, minSeeds: Infinity, maxSeeds: 0 };
+    e.runs += n; e.tests++; e.minSeeds = Math.min(e.minSeeds, n); e.maxSeeds = Math.max(e.maxSeeds, n);
     perFile.set(f, e);
   }
-  console.log('randomized test runs per file: runs / randomized tests / seeds (fewest runs of one test) / seconds per seed (all its tests)');
+  console.log('randomized test runs per file: runs / randomized tests / seeds per test (fewest–most) / seconds per seed (all its tests)');
   for (const [f, e] of [...perFile].sort()) {
     const perSeed = (msPerFile.get(f)! / 1000) * e.tests / e.runs;
-    console.log(`  ${f.replace(/^tests\//, '').padEnd(34)} ${String(e.runs).padStart(6)} / ${String(e.tests).padStart(3)} / ${String(e.minSeeds).padStart(4)} / ${perSeed.toFixed(2)} s`);
+    console.log(`  ${f.replace(/^tests\//, '').padEnd(34)} ${String(e.runs).padStart(6)} / ${String(e.tests).padStart(3)} / ${`${e.minSeeds}–${e.maxSeeds}`.padStart(9)} / ${perSeed.toFixed(2)} s`);
   }
   for (const f of failures) {
     console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(f.test.split(' > ').pop())}`);
