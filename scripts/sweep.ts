@@ -58,10 +58,11 @@ const rounds = Math.max(1, Number(opt('--rounds') ?? 1));
 const out = opt('--out') ?? Deno.env.get('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
 // (the vitest child inherits this process's environment, plus MICAR_SWEEP and its output file)
 const seeds = Number(args.find((a) => /^\d+$/.test(a)) ?? 200);
-const browser = new Set(['tests/browser.test.ts', 'tests/demo-e2e.test.ts']);
+const browser = new Set(['tests/browser.test.ts', 'tests/demo-e2e.test.ts', 'tests/demo-store.test.ts']);
 // Whole-model files: a tiny model and a CLI or generation run per test, compared with no CPU
-// reference (explain-outputs: ~18 s per seed here, its page data against the GPU maps).
-const wholeModel = new Set(['tests/generate.test.ts', 'tests/grounding.test.ts', 'tests/viz.test.ts', 'tests/explain-outputs.test.ts']);
+// reference (explain-outputs: ~18 s per seed here, its page data against the GPU maps;
+// eval-outputs: the eval CLI's files against the model's own greedy reports).
+const wholeModel = new Set(['tests/generate.test.ts', 'tests/grounding.test.ts', 'tests/viz.test.ts', 'tests/explain-outputs.test.ts', 'tests/eval-outputs.test.ts']);
 let files = args.filter((a) => a.endsWith('.ts'));
 if (!files.length) {
   for (const e of Deno.readDirSync('tests')) {
