@@ -17,7 +17,7 @@ import { init } from '../src/graph/runtime.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
 import { toFloat32 } from '../src/io/safetensors.ts';
-import { EXPLAIN_METHODS, type ExplainMap, explainSteps } from '../src/viz/explain.ts';
+import { EXPLAIN_METHODS, type ExplainMap, explainSteps, igBaseline } from '../src/viz/explain.ts';
 import { decoderRef, encoderRef, modelRef, poolRef, visionRef, type Weights64 } from './ref/model.ts';
 import { adaptiveBins } from './ref/vision.ts';
 import { relL2, rng } from './util.ts';
@@ -48,6 +48,22 @@ beforeAll(async () => {
 const TOL = 2e-3;
 const relu = (v: number) => Math.max(v, 0);
 const logitOf = (logits: Float64Array, s: number) => logits[s * cfg.vocab_size + tokens[s]];
+/** log softmax(logits at position s)[tokens[s]] in float64 (the 'logprob' target). */
+const logprobOf = (logits: Float64Array, s: number) => {
+  const row = logits.subarray(s * cfg.vocab_size, (s + 1) * cfg.vocab_size);
+  const m = Math.max(...row);
+  let z = 0;
+  for (const v of row) z += Math.exp(v - m);
+  return row[tokens[s]] - m - Math.log(z);
+};
+/**
+ * |value − slope| where slope is the central difference (fp − fm)/2eps or, at a ReLU/max-pool
+ * kink within ±eps, one of the one-sided ones (see the saliency test): the smallest of the three.
+ */
+const slopeError = (value: number, f0: number, fp: number, fm: number, eps: number, abs = false) => {
+  const slopes = [(fp - fm) / (2 * eps), (fp - f0) / eps, (f0 - fm) / eps].map((v) => (abs ? Math.abs(v) : v));
+  return Math.min(...slopes.map((r) => Math.abs(value - r)));
+};
 
 describe('explain vs float64 CPU reference', () => {
   it('the explained logit and the attention maps (per layer and head) match the float64 forward', () => {
@@ -183,9 +199,91 @@ describe('explain vs float64 CPU reference', () => {
     expect(relL2(a, plain)).toBeGreaterThan(1e-3);
   });
 
+  it("target 'logprob': the explained value is log softmax(logits)_w, and saliency is its input gradient × input (finite differences)", async () => {
+    const lp = await explainSteps(w, pixels, tokens, steps, ['saliency', 'grad-attention'], { target: 'logprob' });
+    const ref = modelRef(w64, cfg, pixels, ids);
+    const eps = 1e-4;
+    const at = (d: number, p: number, s: number) => {
+      const img = Float64Array.from(pixels);
+      for (let c = 0; c < 3; c++) img[c * S * S + p] += d * pixels[c * S * S + p];
+      return logprobOf(modelRef(w64, cfg, img, ids).dec.logits, s);
+    };
+    steps.forEach((s, j) => {
+      const m = lp.get('saliency')![j];
+      const want = logprobOf(ref.dec.logits, s);
+      expect(Math.abs(m.logit - want)).toBeLessThan(TOL * (1 + Math.abs(want)));
+      expect(Math.abs(lp.get('grad-attention')![j].logit - want)).toBeLessThan(TOL * (1 + Math.abs(want)));
+      // A log-probability gradient differs from the logit's (∂/∂z = onehot − p, not onehot).
+      expect(relL2(m.fine!.values, maps.get('saliency')![j].fine!.values)).toBeGreaterThan(1e-3);
+      let top = 0;
+      for (let p = 1; p < S * S; p++) if (m.fine!.values[p] > m.fine!.values[top]) top = p;
+      const scale = m.fine!.values[top];
+      for (const p of [top, R.int(0, S * S - 1), R.int(0, S * S - 1)]) {
+        expect(slopeError(m.fine!.values[p], at(0, p, s), at(eps, p, s), at(-eps, p, s), eps, true)).toBeLessThan(TOL * scale);
+      }
+    });
+  });
+
+  it('integrated gradients: attributions sum to the float64 trapezoid of ∂f/∂α along b + α(x − b), and to f(x) − f(b) within the quadrature bound', async () => {
+    // Σ_p Σ_c (x − b)_c ∫ ∂f/∂x_c dα = ∫₀¹ φ'(α) dα with φ(α) = f(b + α(x − b)): the GPU's signed
+    // sum must equal the same trapezoid Σ_i w_i φ'(i/m) with φ' by float64 central differences
+    // along the path (rounding tolerance TOL of Σ w_i |φ'|). Completeness: the trapezoid error
+    // on one interval I is ∫_I (g − (g(a)+g(b))/2) ≤ |I|·V_I(g)/2 for g = φ' of bounded variation
+    // (ReLU kinks make φ' jump, so no φ'' bound), so |Σ − (φ(1) − φ(0))| ≤ V(φ')/(2m); V(φ') is
+    // estimated on a 4× finer grid (a lower bound of the true variation, hence the factor 2).
+    const m = 8, s = steps[1], hFd = 1e-4;
+    for (const baseline of ['mean', 'black'] as const) {
+      const ig = (await explainSteps(w, pixels, tokens, [s], ['integrated-gradients'], { integratedGradients: { steps: m, baseline } })).get('integrated-gradients')![0];
+      const b = igBaseline(baseline, S);
+      const phi = (a: number) => logitOf(modelRef(w64, cfg, Float64Array.from(b, (v, i) => v + a * (pixels[i] - v)), ids).dec.logits, s);
+      const fine = 4 * m;
+      const vals = Array.from({ length: fine + 1 }, (_, i) => phi(i / fine));
+      const dphi = (i: number) => { // φ'(i/m): central or one-sided (kink) — the GPU's value decides which
+        const a = i / m, f0 = vals[i * 4], fp = phi(a + hFd), fm = phi(a - hFd);
+        return [(fp - fm) / (2 * hFd), (fp - f0) / hFd, (f0 - fm) / hFd];
+      };
+      const d = Array.from({ length: m + 1 }, (_, i) => dphi(i));
+      const wt = (i: number) => (i === 0 || i === m ? 0.5 : 1) / m;
+      const trap = d.reduce((acc, g, i) => acc + wt(i) * g[0], 0);
+      const mag = d.reduce((acc, g, i) => acc + wt(i) * Math.abs(g[0]), 0);
+      // Each node may sit at a kink: allow its one-sided slopes in place of the central one.
+      const slack = d.reduce((acc, g, i) => acc + wt(i) * Math.max(Math.abs(g[1] - g[0]), Math.abs(g[2] - g[0])), 0);
+      expect(Math.abs(ig.completeness!.attributionSum - trap)).toBeLessThan(TOL * mag + slack);
+      expect(Math.abs(ig.completeness!.difference - (vals[fine] - vals[0]))).toBeLessThan(TOL * (1 + Math.abs(vals[fine]) + Math.abs(vals[0])));
+      expect(Math.abs(ig.logit - vals[fine])).toBeLessThan(TOL * (1 + Math.abs(vals[fine])));
+      let V = 0;
+      for (let i = 0; i < fine; i++) {
+        // φ' on the fine grid by the slopes between neighbouring points: their variation.
+        if (i > 0) V += Math.abs((vals[i + 1] - vals[i]) - (vals[i] - vals[i - 1])) * fine;
+      }
+      expect(Math.abs(trap - (vals[fine] - vals[0]))).toBeLessThan((2 * V) / (2 * m) + 1e-9);
+      expect(Math.abs(ig.completeness!.attributionSum - ig.completeness!.difference)).toBeLessThan((2 * V) / (2 * m) + TOL * mag + slack);
+      // The map is |signed attribution| per pixel, and grid its 7×7 bin sums.
+      expect(ig.fine!.values.length).toBe(S * S);
+      expect(Math.min(...ig.fine!.values)).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  it('SmoothGrad kinds: with zero noise squared = plain², var = 0; with noise var ≤ squared and mean ≤ √squared (Jensen)', async () => {
+    const plain = maps.get('saliency')![1].fine!.values;
+    const run = async (kind: 'mean' | 'squared' | 'var', sigma: number) =>
+      (await explainSteps(w, pixels, tokens, [steps[1]], ['saliency'], { smoothGrad: { samples: 3, sigma, seed: 5, kind } })).get('saliency')![0].fine!.values;
+    const max = Math.max(...plain);
+    expect(relL2(await run('squared', 0), plain.map((v) => v * v))).toBeLessThan(1e-6);
+    expect(Math.max(...(await run('var', 0)))).toBeLessThan(1e-6 * max * max);
+    const [mean, sq, vr] = [await run('mean', 0.5), await run('squared', 0.5), await run('var', 0.5)];
+    for (let p = 0; p < S * S; p++) {
+      expect(vr[p]).toBeLessThanOrEqual(sq[p] * (1 + 1e-9) + 1e-30);
+      expect(mean[p]).toBeLessThanOrEqual(Math.sqrt(sq[p]) * (1 + 1e-9) + 1e-30);
+    }
+    expect(relL2(vr, sq)).toBeGreaterThan(1e-3);
+  });
+
   it('rejects a step outside the tokens and an unknown method, naming them', async () => {
     await expect(explainSteps(w, pixels, tokens, [6], ['attention'])).rejects.toThrow(/step 6/);
     await expect(explainSteps(w, pixels, tokens, [0], ['lime' as never])).rejects.toThrow(/unknown method "lime"/);
+    await expect(explainSteps(w, pixels, tokens, [0], ['saliency'], { target: 'prob' as never })).rejects.toThrow(/target "prob"/);
+    await expect(explainSteps(w, pixels, tokens, [0], ['integrated-gradients'], { integratedGradients: { steps: 0 } })).rejects.toThrow(/steps 0/);
   });
 });
 

@@ -6,6 +6,7 @@ import type { PhantomSample } from '../data/phantom.ts';
 import { attentionForPixels, attentionOutputs, evaluateGrounding, writeOutputs } from '../viz/index.ts';
 import type { GroundingSummary } from '../viz/grounding.ts';
 import { evaluateExplanations, type ExplainEvaluation, explainTable } from '../viz/explain-scores.ts';
+import { EXPLAIN_METHODS, type ExplainMethod, type ExplainOptions, type ExplainTarget, isExplainMethod, type SmoothGradKind } from '../viz/explain.ts';
 import { Tokenizer } from '../data/tokenizer.ts';
 import { type MicarConfig, normaliseConfig } from '../model/config.ts';
 import { train } from '../train/trainer.ts';
@@ -173,7 +174,7 @@ async function phantomOf(samples: Sample[]): Promise<PhantomSample[]> {
 export async function evaluateTest(
   ck: { weights: import('../model/weights.ts').Weights; tokenizer: Tokenizer },
   data: { train: EvalExample[] }, test: EvalExample[], samples: Sample[],
-  opts: { explainLimit?: number; explainDeadline?: number; smoothGrad?: number } = {},
+  opts: { explainLimit?: number; explainDeadline?: number; explainMethods?: readonly ExplainMethod[]; explain?: ExplainOptions } = {},
 ): Promise<{ r: EvalResult; g: GroundingSummary | null; explain: ExplainEvaluation | null }> {
   if (!samples.every((s) => s.meta)) {
     return { r: scoreAgainstBaselines(await predictReports(ck.weights, ck.tokenizer, test), data.train, test), g: null, explain: null };
@@ -184,7 +185,7 @@ export async function evaluateTest(
   // Explanation methods scored on the first `explainLimit` test images (each costs a batched
   // forward + backward per method family, a deletion forward and the sanity model's pass).
   const limit = opts.explainLimit ?? 100;
-  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit, deadline: opts.explainDeadline, smoothGrad: opts.smoothGrad ? { samples: opts.smoothGrad, sigma: 0.5 } : undefined }) : null;
+  const explain = limit > 0 ? await evaluateExplanations(ck.weights, ck.tokenizer.tokens, phantom, g.tokens, { limit, deadline: opts.explainDeadline, methods: opts.explainMethods, explain: opts.explain }) : null;
   return { r: scoreAgainstBaselines(predictions, data.train, test), g: g.summary, explain };
 }
 
@@ -213,7 +214,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const ck = await readModel(a.str('checkpoint'), { vocab: a.str('vocab', 'optional'), config: a.str('config', 'optional'), precision: parsePrecision(a.str('precision')) });
   if (ck.precision.note) console.error(ck.precision.note);
   const data = await prepareData(a, { ...ck.cfg }, ck.tokenizer);
-  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit'), smoothGrad: a.num('explain-smoothgrad') });
+  const list = a.str('explain-methods');
+  const explainMethods = (list === 'all' ? [...EXPLAIN_METHODS] : list.split(',').map((m) => m.trim())) as ExplainMethod[];
+  for (const m of explainMethods) if (!isExplainMethod(m)) throw new UsageError(`--explain-methods: unknown method "${m}"; choose from ${EXPLAIN_METHODS.join(', ')} or all`, a.verb);
+  const sg = a.num('explain-smoothgrad');
+  const explainOpts: ExplainOptions = {
+    target: a.str('explain-target') as ExplainTarget,
+    integratedGradients: { steps: a.num('explain-ig-steps'), baseline: a.str('explain-ig-baseline') as 'mean' | 'black' },
+    ...(sg > 0 ? { smoothGrad: { samples: sg, sigma: a.num('explain-smoothgrad-sigma'), kind: a.str('explain-smoothgrad-kind') as SmoothGradKind } } : {}),
+  };
+  const { r, g, explain } = await evaluateTest(ck, data, data.test, data.testSamples, { explainLimit: a.num('explain-limit'), explainMethods, explain: explainOpts });
   console.log(metricsTable({ model: { ...r.test, grounding: g?.share ?? null }, most_frequent: r.baselines.most_frequent, nearest_neighbour: r.baselines.nearest_neighbour }));
   if (explain) console.log(explainTable(explain));
   const out = a.str('out');

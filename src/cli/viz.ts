@@ -13,7 +13,7 @@ import { joinPath } from '../data/fs.ts';
 import { readFileBytes } from '../io/files.ts';
 import { attentionForPixels, attentionOutputs, explainTrace, writeOutputs } from '../viz/index.ts';
 import type { ColormapName } from '../viz/colormap.ts';
-import { EXPLAIN_METHODS, type ExplainMethod, type ExplainOptions, isExplainMethod } from '../viz/explain.ts';
+import { EXPLAIN_METHODS, type ExplainMethod, type ExplainOptions, type ExplainTarget, isExplainMethod, type SmoothGradKind } from '../viz/explain.ts';
 
 interface MapsRequest {
   /** Methods to compute beyond the raw attention the trace carries. */
@@ -70,13 +70,15 @@ export async function explainCommand(args: string[]): Promise<void> {
   const list = a.str('methods');
   const methods = (list === 'all' ? [...EXPLAIN_METHODS] : list.split(',').map((m) => m.trim())) as ExplainMethod[];
   for (const m of methods) if (!isExplainMethod(m)) throw new Error(`--methods: unknown method "${m}"; choose from ${EXPLAIN_METHODS.join(', ')} or all`);
-  const samples = a.num('smoothgrad'), sigma = a.num('smoothgrad-sigma');
+  const samples = a.num('smoothgrad'), sigma = a.num('smoothgrad-sigma'), kind = a.str('smoothgrad-kind') as SmoothGradKind;
+  const target = a.str('target') as ExplainTarget, igSteps = a.num('ig-steps'), igBaseline = a.str('ig-baseline') as 'mean' | 'black';
   await writeMaps('explain', a, {
     methods,
     shown: methods.includes('attention') ? 'attention' : methods[0],
-    explainOpts: samples > 0 ? { smoothGrad: { samples, sigma } } : {},
+    explainOpts: { target, integratedGradients: { steps: igSteps, baseline: igBaseline }, ...(samples > 0 ? { smoothGrad: { samples, sigma, kind } } : {}) },
     title: (img) => `MicarVLMoE explanations: ${img}`,
-    note: `Methods: ${methods.join(', ')}${samples > 0 ? `; saliency with SmoothGrad (${samples} samples, sigma ${sigma})` : ''}. ` +
-      'Each map explains the logit of the word at its position, the decoder reading <sos> and the words before it. Files: word_<t>_<word>_<method>.png per method; word_<t>_<word>.png is the raw attention.',
+    note: `Methods: ${methods.join(', ')}${samples > 0 ? `; saliency with SmoothGrad (${samples} samples, sigma ${sigma}, ${kind})` : ''}` +
+      `${methods.includes('integrated-gradients') ? `; integrated gradients with ${igSteps} steps from the ${igBaseline === 'mean' ? 'mean-colour' : 'black'} image` : ''}. ` +
+      `Each map explains the ${target === 'logprob' ? 'log-probability' : 'logit'} of the word at its position, the decoder reading <sos> and the words before it. Files: word_<t>_<word>_<method>.png per method; word_<t>_<word>.png is the raw attention.`,
   });
 }

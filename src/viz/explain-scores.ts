@@ -22,9 +22,11 @@ import { preprocess } from '../data/preprocess.ts';
 import type { PhantomSample } from '../data/phantom.ts';
 import { attentionDensity, GRID, upsample } from './heatmap.ts';
 import { type Box, massShare, matchFindings, pointingHit, topFraction, wordsOf } from './grounding.ts';
-import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, explainSteps } from './explain.ts';
+import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps } from './explain.ts';
 
 export const EXPLAIN_CONTROLS = ['uniform', 'random', 'centre'] as const;
+/** Methods scored unless asked otherwise: integrated gradients costs ~m+1 saliency passes (×2 with the sanity model), too slow for the main job's budget. */
+export const SCORED_BY_DEFAULT: readonly ExplainMethod[] = EXPLAIN_METHODS.filter((m) => m !== 'integrated-gradients');
 export type ExplainControl = (typeof EXPLAIN_CONTROLS)[number];
 
 export interface ExplainScoreRow {
@@ -46,6 +48,7 @@ export interface ExplainEvaluation {
 }
 
 export interface ExplainEvalOptions {
+  /** Default SCORED_BY_DEFAULT. */
   methods?: readonly ExplainMethod[];
   /** Images scored (the first ones; default all). */
   limit?: number;
@@ -56,7 +59,9 @@ export interface ExplainEvalOptions {
   /** Fraction of pixels deleted (default 0.1). */
   deleteFraction?: number;
   /** SmoothGrad for saliency (see ExplainOptions). */
-  smoothGrad?: { samples: number; sigma: number; seed?: number };
+  smoothGrad?: ExplainOptions['smoothGrad'];
+  /** Everything else the methods take (target, integrated gradients, …; see ExplainOptions). */
+  explain?: ExplainOptions;
   /** Stop starting new images after this time (Date.now() ms); at least `minImages` are scored. */
   deadline?: number;
   minImages?: number;
@@ -140,7 +145,7 @@ function disposeWeights(w: Weights): void {
 export async function evaluateExplanations(w: Weights, vocab: readonly string[], samples: readonly PhantomSample[], tokens?: readonly number[][], opts: ExplainEvalOptions = {}): Promise<ExplainEvaluation> {
   const t0 = performance.now();
   const cfg = w.cfg, S = cfg.image_size;
-  const methods = opts.methods ?? EXPLAIN_METHODS;
+  const methods = opts.methods ?? SCORED_BY_DEFAULT;
   const frac = opts.deleteFraction ?? 0.1;
   const seed = opts.seed ?? 1234;
   const rnd = mulberry32(seed);
@@ -173,7 +178,7 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
       if (!matched.length) continue;
       const steps = [...new Set(matched.flatMap((m) => m.sentence.words))].sort((a, b) => a - b);
       const at = new Map(steps.map((st, j) => [st, j]));
-      const xo = { smoothGrad: opts.smoothGrad };
+      const xo: ExplainOptions = { ...opts.explain, smoothGrad: opts.smoothGrad ?? opts.explain?.smoothGrad };
       const maps = await explainSteps(w, pixels, toks, steps, methods, xo);
       const sanity = sanityW ? await explainSteps(sanityW, pixels, toks, steps, methods, xo) : null;
       const T = steps[steps.length - 1] + 1;

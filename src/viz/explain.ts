@@ -25,8 +25,19 @@
 //                   its 7×7 adaptive-average-pooled map (the image tokens: `grid`).
 //   saliency        |Σ_c x_c · ∂logit/∂x_c| per input pixel (gradient × input, Shrikumar et al.
 //                   2016) on the normalised pixels, so the implicit baseline is the mean colour;
-//                   optionally SmoothGrad (mean over noisy copies, Smilkov et al. 2017).
+//                   optionally SmoothGrad over n noisy copies x+ε, ε ~ N(0, σ²), of the signed
+//                   map s = Σ_c x_c·∂logit/∂x_c: 'mean' E|s| (Smilkov et al. 2017), 'squared'
+//                   E[s²] (SmoothGrad-Squared) or 'var' E[s²] − E[s]² (VarGrad; Hooker et al. 2019).
 //                   `grid` = the pixel map summed over the 7×7 adaptive-pool bins.
+//   integrated-gradients
+//                   |Σ_c (x_c − b_c)·∫₀¹ ∂logit/∂x_c(b + α(x − b)) dα| per pixel (Sundararajan et al.
+//                   2017), the integral by the trapezoid rule on m+1 points α = 0, 1/m, …, 1 (all
+//                   rows of one word batched), baseline b the mean colour (0 after normalisation)
+//                   or black. Completeness: the signed attributions sum to f(x) − f(b) up to the
+//                   quadrature error; both are returned (`completeness`).
+// `target`: 'logit' (default) or 'logprob' — the word's log-probability log softmax(logits)_w,
+// which subtracts the evidence shared with the other words (∂/∂z = onehot − p): contrastive.
+// It applies to every gradient method; attention and rollout do not depend on it.
 // Several words (steps) are explained in one batched pass: each batch row is the same image and
 // sequence, seeded at its own word, so one backward gives every row's gradients.
 import type { Tensor } from '../graph/tensor.ts';
@@ -40,11 +51,13 @@ import { decodeText, decoderMask, encodeImage } from '../model/micar.ts';
 import type { Weights } from '../model/weights.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import { GRID } from './heatmap.ts';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/preprocess.ts';
+import { logSoftmax } from '../graph/ops/softmax.ts';
 
-export const EXPLAIN_METHODS = ['attention', 'rollout', 'grad-attention', 'gradcam', 'saliency'] as const;
+export const EXPLAIN_METHODS = ['attention', 'rollout', 'grad-attention', 'gradcam', 'saliency', 'integrated-gradients'] as const;
 export type ExplainMethod = (typeof EXPLAIN_METHODS)[number];
 
-const GRADIENT_METHODS: readonly ExplainMethod[] = ['grad-attention', 'gradcam', 'saliency'];
+const GRADIENT_METHODS: readonly ExplainMethod[] = ['grad-attention', 'gradcam', 'saliency', 'integrated-gradients'];
 
 export function isExplainMethod(m: string): m is ExplainMethod {
   return (EXPLAIN_METHODS as readonly string[]).includes(m);
@@ -70,15 +83,33 @@ export interface ExplainMap {
   fine?: FineMap;
   /** attention and grad-attention: [layer][head] grid maps (their mean is `grid`). */
   perHead?: Float64Array[][];
-  /** The explained logit. */
+  /** The explained quantity: the word's logit, or its log-probability with target 'logprob'. */
   logit: number;
+  /** integrated-gradients: Σ of the signed attributions and f(x) − f(baseline) (equal up to the quadrature error). */
+  completeness?: { attributionSum: number; difference: number };
 }
+
+export type ExplainTarget = 'logit' | 'logprob';
+export type SmoothGradKind = 'mean' | 'squared' | 'var';
 
 export interface ExplainOptions {
   /** Words explained per batched pass (default 8). */
   batch?: number;
-  /** SmoothGrad for saliency: mean over `samples` copies with N(0, sigma²) noise on the normalised pixels. */
-  smoothGrad?: { samples: number; sigma: number; seed?: number };
+  /** SmoothGrad for saliency: `samples` copies with N(0, sigma²) noise on the normalised pixels, combined by `kind` (default 'mean'). */
+  smoothGrad?: { samples: number; sigma: number; seed?: number; kind?: SmoothGradKind };
+  /** Integrated gradients: `steps` trapezoid intervals (default 16), baseline 'mean' colour (default) or 'black'. */
+  integratedGradients?: { steps?: number; baseline?: 'mean' | 'black' };
+  /** What the gradient methods explain (default 'logit'). */
+  target?: ExplainTarget;
+  /** Batch rows per forward + backward for SmoothGrad and integrated gradients (default 32). */
+  rowsPerPass?: number;
+}
+
+/** The integrated-gradients baseline in normalised pixels: 'mean' colour = 0, 'black' = −mean/std per channel. */
+export function igBaseline(kind: 'mean' | 'black', S: number): Float32Array {
+  const b = new Float32Array(3 * S * S);
+  if (kind === 'black') for (let c = 0; c < 3; c++) b.fill(-IMAGENET_MEAN[c] / IMAGENET_STD[c], c * S * S, (c + 1) * S * S);
+  return b;
 }
 
 /**
@@ -96,6 +127,12 @@ export async function explainSteps(
   const cfg = w.cfg, S = cfg.image_size;
   if (pixels.length !== 3 * S * S) throw new Error(`explain: ${pixels.length} pixel values, expected 3×${S}×${S}`);
   for (const m of methods) if (!isExplainMethod(m)) throw new Error(`explain: unknown method "${m}"; one of ${EXPLAIN_METHODS.join(', ')}`);
+  if (opts.target !== undefined && opts.target !== 'logit' && opts.target !== 'logprob') throw new Error(`explain: target "${opts.target}" is not 'logit' or 'logprob'`);
+  const kind = opts.smoothGrad?.kind;
+  if (kind !== undefined && !['mean', 'squared', 'var'].includes(kind)) throw new Error(`explain: SmoothGrad kind "${kind}" is not mean, squared or var`);
+  const ig = opts.integratedGradients;
+  if (ig?.steps !== undefined && !(Number.isInteger(ig.steps) && ig.steps >= 1)) throw new Error(`explain: integrated-gradients steps ${ig.steps} is not a positive integer`);
+  if (ig?.baseline !== undefined && ig.baseline !== 'mean' && ig.baseline !== 'black') throw new Error(`explain: integrated-gradients baseline "${ig.baseline}" is not mean or black`);
   for (const s of steps) {
     if (!Number.isInteger(s) || s < 0 || s >= tokens.length) throw new Error(`explain: step ${s} outside the ${tokens.length} generated tokens`);
     if (s >= cfg.text_seq_len) throw new Error(`explain: step ${s} is past text_seq_len ${cfg.text_seq_len}`);
@@ -113,7 +150,7 @@ export async function explainSteps(
 }
 
 interface PassResult {
-  logits: Float64Array; // one per row
+  logits: Float64Array; // one per row: the explained logit or log-probability
   cross?: Float32Array[]; // per layer [B,H,T,N]
   crossGrad?: Float32Array[]; // per layer relu(A ⊙ ∂y/∂A) [B,H,T,N]
   decSelf?: Float32Array[]; // per layer [B,H,T,T]
@@ -121,22 +158,28 @@ interface PassResult {
   camFine?: Float32Array; // [B, h·w]
   camGrid?: Float32Array; // [B, 49]
   fineSize?: [number, number];
-  saliency?: Float32Array; // [B, S·S]
+  inputGrad?: Float32Array; // [B, S·S]: signed Σ_c times_c · ∂y/∂x_c
 }
 
-/** One batched forward (+ backward) for the words `steps`; row j explains steps[j]. */
-async function explainPass(w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[], noise?: { sigma: number; seed: number }): Promise<PassResult> {
-  const cfg = w.cfg, S = cfg.image_size, N = GRID * GRID, V = cfg.vocab_size;
+/**
+ * One batched forward (+ backward): row j explains the word steps[j] on the image inputs[j]
+ * (3·S·S normalised pixels). `times[j]` multiplies the input gradient before the channel sum
+ * (default: the row's input, i.e. gradient × input); only 'saliency' or 'integrated-gradients'
+ * in `methods` asks for it.
+ */
+async function explainPass(
+  w: Weights, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[],
+  inputs: readonly Float32Array[], target: ExplainTarget, times?: readonly Float32Array[],
+): Promise<PassResult> {
+  const cfg = w.cfg, S = cfg.image_size, V = cfg.vocab_size;
   const B = steps.length, T = Math.max(...steps) + 1;
   const needGrad = methods.some((m) => GRADIENT_METHODS.includes(m));
+  const wantInputGrad = methods.includes('saliency') || methods.includes('integrated-gradients');
   const px = new Float32Array(B * 3 * S * S);
-  const rnd = noise ? mulberry32(noise.seed) : null;
-  for (let j = 0; j < B; j++) {
-    px.set(pixels, j * 3 * S * S);
-    if (rnd) for (let p = j * 3 * S * S; p < (j + 1) * 3 * S * S; p++) px[p] += noise!.sigma * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
-  }
+  inputs.forEach((x, j) => px.set(x, j * 3 * S * S));
   const image = fromData(px, [B, 3, S, S], 'f32', 'explain_image');
   image.requiresGrad = needGrad;
+  const timesT = times ? fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => times[Math.floor(i / (3 * S * S))][i % (3 * S * S)]), [B, 3, S, S], 'f32', 'explain_times') : null;
   const ids = new Int32Array(B * T);
   for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = t === 0 ? cfg.sos_id : tokens[t - 1];
   const idsT = fromData(ids, [B, T], 'i32', 'explain_ids');
@@ -144,12 +187,14 @@ async function explainPass(w: Weights, pixels: Float32Array, tokens: readonly nu
   const f = new Forward(w, { keepAttention: true, differentiableAttention: needGrad, capture: methods.includes('gradcam') });
   const enc = encodeImage(f, image);
   const dec = decodeText(f, enc.out, idsT, mask);
+  // The explained quantity y per row: the word's logit, or its log-probability (contrastive).
+  const scores = target === 'logprob' ? logSoftmax(dec.logits) : dec.logits;
   const seed = new Float32Array(B * T * V);
   steps.forEach((s, j) => (seed[(j * T + s) * V + tokens[s]] = 1));
   const seedT = fromData(seed, [B, T, V], 'f32', 'explain_seed');
-  const targetLogit = sum(reshape(mul(dec.logits, seedT), [B, T * V]), 1); // [B]
+  const targetScore = sum(reshape(mul(scores, seedT), [B, T * V]), 1); // [B]
   const cross = dec.layers.map((l) => l.cross!);
-  const targets: Tensor[] = [targetLogit];
+  const targets: Tensor[] = [targetScore];
   const slots: Record<string, number> = {};
   const push = (k: string, ts: Tensor[]) => {
     slots[k] = targets.length;
@@ -165,9 +210,9 @@ async function explainPass(w: Weights, pixels: Float32Array, tokens: readonly nu
     const fused = f.captures.get('vis_enc.fused'), pooled = f.captures.get('vis_enc.pooled');
     const wrt: Tensor[] = [...cross, image];
     if (fused && pooled) wrt.push(fused, pooled);
-    const g = grad(dec.logits, wrt, seedT);
+    const g = grad(scores, wrt, seedT);
     if (methods.includes('grad-attention')) push('crossGrad', cross.map((a, l) => relu(mul(a, g[l]!))));
-    if (methods.includes('saliency')) push('saliency', [abs(sum(mul(g[cross.length]!, image), 1))]); // [B,S,S]
+    if (wantInputGrad) push('inputGrad', [sum(mul(g[cross.length]!, timesT ?? image), 1)]); // [B,S,S]
     if (methods.includes('gradcam')) {
       const cam = (F: Tensor, gF: Tensor) => {
         const [b, C, h, wd] = F.shape;
@@ -192,26 +237,88 @@ async function explainPass(w: Weights, pixels: Float32Array, tokens: readonly nu
       res.encSelf = get('encSelf', L);
     }
     if (slots.crossGrad !== undefined) res.crossGrad = get('crossGrad', L);
-    if (slots.saliency !== undefined) res.saliency = get('saliency', 1)[0];
+    if (slots.inputGrad !== undefined) res.inputGrad = get('inputGrad', 1)[0];
     if (slots.cam !== undefined) [res.camFine, res.camGrid] = get('cam', 2);
   } finally {
-    dispose(...targets, image, idsT, mask, seedT);
+    dispose(...targets, image, idsT, mask, seedT, ...(timesT ? [timesT] : []));
   }
   return res;
 }
 
-async function explainChunk(w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[], opts: ExplainOptions): Promise<Map<ExplainMethod, ExplainMap[]>> {
-  const cfg = w.cfg, S = cfg.image_size, N = GRID * GRID, H = cfg.num_heads, L = cfg.num_layers;
-  const B = steps.length, T = Math.max(...steps) + 1;
-  const r = await explainPass(w, pixels, tokens, steps, methods);
-  const sg = opts.smoothGrad;
-  if (sg && methods.includes('saliency') && sg.samples > 0) {
-    const acc = new Float64Array(B * S * S);
-    for (let k = 0; k < sg.samples; k++) {
-      const rk = await explainPass(w, pixels, tokens, steps, ['saliency'], { sigma: sg.sigma, seed: ((sg.seed ?? 1) + k * 0x9e3779b1) >>> 0 });
-      for (let i = 0; i < acc.length; i++) acc[i] += rk.saliency![i] / sg.samples;
+/**
+ * Signed input-gradient maps of many rows (row r: word steps[r] on inputs[r]), `rowsPerPass`
+ * rows per forward + backward. Returns [rows, S·S] and the rows' explained values.
+ */
+async function inputGradRows(
+  w: Weights, tokens: readonly number[], steps: readonly number[], inputs: readonly Float32Array[], target: ExplainTarget,
+  times: readonly Float32Array[] | undefined, rowsPerPass: number,
+): Promise<{ maps: Float32Array[]; values: Float64Array }> {
+  const SS = w.cfg.image_size ** 2;
+  const maps: Float32Array[] = [], values = new Float64Array(steps.length);
+  for (let i = 0; i < steps.length; i += rowsPerPass) {
+    const n = Math.min(rowsPerPass, steps.length - i);
+    const r = await explainPass(w, tokens, steps.slice(i, i + n), ['saliency'], inputs.slice(i, i + n), target, times?.slice(i, i + n));
+    for (let j = 0; j < n; j++) {
+      maps.push(r.inputGrad!.slice(j * SS, (j + 1) * SS));
+      values[i + j] = r.logits[j];
     }
-    r.saliency = Float32Array.from(acc);
+  }
+  return { maps, values };
+}
+
+async function explainChunk(w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], methods: readonly ExplainMethod[], opts: ExplainOptions): Promise<Map<ExplainMethod, ExplainMap[]>> {
+  const cfg = w.cfg, S = cfg.image_size, N = GRID * GRID, H = cfg.num_heads, L = cfg.num_layers, SS = S * S;
+  const B = steps.length, T = Math.max(...steps) + 1;
+  const target = opts.target ?? 'logit', rowsPerPass = Math.max(1, opts.rowsPerPass ?? 32);
+  const direct = methods.filter((m) => m !== 'integrated-gradients');
+  const r: PassResult = direct.length ? await explainPass(w, tokens, steps, direct, steps.map(() => pixels), target) : { logits: new Float64Array(B) };
+  let saliency: Float64Array[] | undefined;
+  const sg = opts.smoothGrad;
+  if (methods.includes('saliency')) {
+    if (sg && sg.samples > 0) {
+      // Noisy copies: sample k, word j; the noise of sample k is seeded by k (same for every word).
+      const rows: Float32Array[] = [], rowSteps: number[] = [];
+      for (let k = 0; k < sg.samples; k++) {
+        const rnd = mulberry32(((sg.seed ?? 1) + k * 0x9e3779b1) >>> 0);
+        const noisy = Float32Array.from(pixels, (v) => v + sg.sigma * Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd()));
+        for (const s of steps) rows.push(noisy), rowSteps.push(s);
+      }
+      const { maps } = await inputGradRows(w, tokens, rowSteps, rows, target, undefined, rowsPerPass);
+      const kind = sg.kind ?? 'mean';
+      saliency = steps.map((_, j) => {
+        const m1 = new Float64Array(SS), m2 = new Float64Array(SS), ma = new Float64Array(SS);
+        for (let k = 0; k < sg.samples; k++) {
+          const v = maps[k * B + j];
+          for (let p = 0; p < SS; p++) m1[p] += v[p] / sg.samples, m2[p] += (v[p] * v[p]) / sg.samples, ma[p] += Math.abs(v[p]) / sg.samples;
+        }
+        if (kind === 'mean') return ma;
+        if (kind === 'squared') return m2;
+        return m2.map((v, p) => Math.max(0, v - m1[p] * m1[p]));
+      });
+    } else saliency = steps.map((_, j) => Float64Array.from(r.inputGrad!.subarray(j * SS, (j + 1) * SS), Math.abs));
+  }
+  let ig: { map: Float64Array; sum: number; fx: number; fb: number }[] | undefined;
+  if (methods.includes('integrated-gradients')) {
+    const m = opts.integratedGradients?.steps ?? 16;
+    const b = igBaseline(opts.integratedGradients?.baseline ?? 'mean', S);
+    const d = Float32Array.from(pixels, (v, i) => v - b[i]);
+    // Rows: α_i = i/m (i = 0..m) for every word; all with times = x − b.
+    const rows: Float32Array[] = [], rowSteps: number[] = [];
+    for (let i = 0; i <= m; i++) {
+      const a = i / m, x = Float32Array.from(b, (v, p) => v + a * d[p]);
+      for (const s of steps) rows.push(x), rowSteps.push(s);
+    }
+    const { maps, values } = await inputGradRows(w, tokens, rowSteps, rows, target, rows.map(() => d), rowsPerPass);
+    ig = steps.map((_, j) => {
+      const acc = new Float64Array(SS);
+      for (let i = 0; i <= m; i++) {
+        const wt = (i === 0 || i === m ? 0.5 : 1) / m, v = maps[i * B + j];
+        for (let p = 0; p < SS; p++) acc[p] += wt * v[p];
+      }
+      let tot = 0;
+      for (const v of acc) tot += v;
+      return { map: acc.map(Math.abs), sum: tot, fx: values[m * B + j], fb: values[j] };
+    });
   }
   // Row (j, query s) of a [B,H,T,K] tensor for head h.
   const row = (a: Float32Array, j: number, h: number, q: number, K: number, Tq = T) => a.subarray(((j * H + h) * Tq + q) * K, ((j * H + h) * Tq + q + 1) * K);
@@ -225,7 +332,7 @@ async function explainChunk(w: Weights, pixels: Float32Array, tokens: readonly n
   for (const m of methods) {
     const maps: ExplainMap[] = [];
     steps.forEach((s, j) => {
-      const base = { method: m, step: s, token: tokens[s], logit: r.logits[j] };
+      const base = { method: m, step: s, token: tokens[s], logit: m === 'integrated-gradients' ? ig![j].fx : r.logits[j] };
       if (m === 'attention' || m === 'grad-attention') {
         const ph = perHeadOf(m === 'attention' ? r.cross! : r.crossGrad!, j, s);
         maps.push({ ...base, grid: meanOf(ph), perHead: ph });
@@ -234,9 +341,12 @@ async function explainChunk(w: Weights, pixels: Float32Array, tokens: readonly n
       } else if (m === 'gradcam') {
         const [h, wd] = r.fineSize!;
         maps.push({ ...base, grid: Float64Array.from(r.camGrid!.subarray(j * N, (j + 1) * N)), fine: { height: h, width: wd, level: 'fpn', values: Float64Array.from(r.camFine!.subarray(j * h * wd, (j + 1) * h * wd)) } });
-      } else {
-        const values = Float64Array.from(r.saliency!.subarray(j * S * S, (j + 1) * S * S));
+      } else if (m === 'saliency') {
+        const values = saliency![j];
         maps.push({ ...base, grid: poolSum(values, S, S, GRID), fine: { height: S, width: S, level: 'pixels', values } });
+      } else {
+        const g = ig![j];
+        maps.push({ ...base, grid: poolSum(g.map, S, S, GRID), fine: { height: S, width: S, level: 'pixels', values: g.map }, completeness: { attributionSum: g.sum, difference: g.fx - g.fb } });
       }
     });
     out.set(m, maps);
