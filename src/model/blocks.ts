@@ -26,6 +26,7 @@ export interface EncoderLayerOut {
 
 export function encoderLayer(f: Forward, cfg: MicarConfig, x: Tensor, l: number): EncoderLayerOut {
   const p = `encoder.layers.${l}`;
+  if (cfg.local_tokens_experiment) return { out: add(x, feedForward(f, cfg, norm(f, x, `${p}.norm_ff`), `${p}.ff`)), attn: null }; // experiment (config.ts): no token mixing
   const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`, f.encoderMask);
   const h = add(x, sa.out);
   return { out: add(h, feedForward(f, cfg, norm(f, h, `${p}.norm_ff`), `${p}.ff`)), attn: sa.probs };

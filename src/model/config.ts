@@ -23,6 +23,14 @@ export interface MicarConfig {
   k: number;
   act_fn: ActName;
   moe_mode: MoeMode;
+  /**
+   * EXPERIMENT, not the SPEC model (default off; bench/explain-locality.json): image tokens kept
+   * local — the FPN's top-down path is cut (the fused map is fusion(lateral C2) alone) and the
+   * image encoder's self-attention is skipped (its FFN stays), so a token carries only its own
+   * neighbourhood. Used to measure whether token-level explanations can point when tokens do not
+   * already encode the lesion's location (issue 14).
+   */
+  local_tokens_experiment?: boolean;
   text_seq_len: number;
   vocab_size: number;
   dropout: number;
@@ -64,6 +72,7 @@ export function normaliseConfig(raw: Record<string, unknown>, source = 'config')
     need(k, posInt, 'a positive integer');
   need('act_fn', (v) => ACT_NAMES.includes(v as ActName), ACT_NAMES.join(', '));
   need('moe_mode', (v) => v === 'sum' || v === 'weighted', '"sum" or "weighted"');
+  if (c.local_tokens_experiment !== undefined) need('local_tokens_experiment', (v) => typeof v === 'boolean', 'true or false');
   const cfg = c as unknown as MicarConfig;
   if (cfg.d_model % cfg.num_heads) throw new Error(`${source}: d_model ${cfg.d_model} is not divisible by num_heads ${cfg.num_heads}`);
   if (cfg.d_latent % cfg.num_heads) throw new Error(`${source}: d_latent ${cfg.d_latent} is not divisible by num_heads ${cfg.num_heads}`);

@@ -87,6 +87,12 @@ export function visionEncoder(f: Forward, cfg: MicarConfig, image: Tensor): Tens
 /** FPN, fusion and pooling over the backbone features [C2, C3, C4, C5] → [b, 49, d_v]. */
 export function fpnFromFeatures(f: Forward, cfg: MicarConfig, feats: Tensor[], b: number): Tensor {
   const [c2, c3, c4, c5] = feats;
+  if (cfg.local_tokens_experiment) {
+    // Experiment (config.ts): no top-down context — the fused map sees C2's lateral only.
+    const fusedLocal = f.capture('vis_enc.fused', relu(convBn(f, lateral(f, c2, 2), 'vis_enc.fusion.0', 'vis_enc.fusion.1', 1, 1, true)));
+    const pooledLocal = f.capture('vis_enc.pooled', adaptiveAvgPool2d(fusedLocal, 7, 7));
+    return permute(reshape(pooledLocal, [b, cfg.d_v, 49]), [0, 2, 1]);
+  }
   const p5 = lateral(f, c5, 5);
   const p4 = add(lateral(f, c4, 4), upTo(p5, c4));
   const p3 = add(lateral(f, c3, 3), upTo(p4, c3));

@@ -201,9 +201,12 @@ async function explainPass(
     targets.push(...ts);
   };
   if (methods.includes('attention') || methods.includes('rollout') || methods.includes('grad-attention')) push('cross', cross);
+  let nEnc = 0;
   if (methods.includes('rollout')) {
     push('decSelf', dec.layers.map((l) => l.self!));
-    push('encSelf', enc.attn.map((a) => a!));
+    const encAttn = enc.attn.filter((a): a is Tensor => a !== null); // none: tokens do not mix (identity)
+    nEnc = encAttn.length;
+    push('encSelf', encAttn);
   }
   let fineSize: [number, number] | undefined;
   if (needGrad) {
@@ -234,7 +237,7 @@ async function explainPass(
     if (slots.cross !== undefined) res.cross = get('cross', L);
     if (slots.decSelf !== undefined) {
       res.decSelf = get('decSelf', L);
-      res.encSelf = get('encSelf', L);
+      res.encSelf = get('encSelf', nEnc);
     }
     if (slots.crossGrad !== undefined) res.crossGrad = get('crossGrad', L);
     if (slots.inputGrad !== undefined) res.inputGrad = get('inputGrad', 1)[0];
