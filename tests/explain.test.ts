@@ -224,13 +224,13 @@ describe('explain vs float64 CPU reference', () => {
     });
   });
 
-  it('integrated gradients: attributions sum to the float64 trapezoid of ∂f/∂α along b + α(x − b), and to f(x) − f(b) within the quadrature bound', async () => {
+  it('integrated gradients: attributions sum to the float64 midpoint rule of ∂f/∂α along b + α(x − b), and to f(x) − f(b) within the quadrature bound', async () => {
     // Σ_p Σ_c (x − b)_c ∫ ∂f/∂x_c dα = ∫₀¹ φ'(α) dα with φ(α) = f(b + α(x − b)): the GPU's signed
-    // sum must equal the same trapezoid Σ_i w_i φ'(i/m) with φ' by float64 central differences
-    // along the path (rounding tolerance TOL of Σ w_i |φ'|). Completeness: the trapezoid error
-    // on one interval I is ∫_I (g − (g(a)+g(b))/2) ≤ |I|·V_I(g)/2 for g = φ' of bounded variation
-    // (ReLU kinks make φ' jump, so no φ'' bound), so |Σ − (φ(1) − φ(0))| ≤ V(φ')/(2m); V(φ') is
-    // estimated on a 4× finer grid (a lower bound of the true variation, hence the factor 2).
+    // sum must equal the same midpoint rule (1/m) Σ_i φ'((i + ½)/m) with φ' by float64 central
+    // differences along the path (rounding tolerance TOL of (1/m) Σ |φ'|). Completeness: on one
+    // interval I, |∫_I g − |I| g(mid)| ≤ |I|·V_I(g) for g = φ' of bounded variation (ReLU kinks
+    // make φ' jump, so no φ'' bound), so |Σ − (φ(1) − φ(0))| ≤ V(φ')/m; V(φ') is estimated from
+    // slopes on a 4× finer grid (a lower bound of the true variation, hence the factor 2).
     const m = 8, s = steps[1], hFd = 1e-4;
     for (const baseline of ['mean', 'black'] as const) {
       const ig = (await explainSteps(w, pixels, tokens, [s], ['integrated-gradients'], { integratedGradients: { steps: m, baseline } })).get('integrated-gradients')![0];
@@ -238,27 +238,21 @@ describe('explain vs float64 CPU reference', () => {
       const phi = (a: number) => logitOf(modelRef(w64, cfg, Float64Array.from(b, (v, i) => v + a * (pixels[i] - v)), ids).dec.logits, s);
       const fine = 4 * m;
       const vals = Array.from({ length: fine + 1 }, (_, i) => phi(i / fine));
-      const dphi = (i: number) => { // φ'(i/m): central or one-sided (kink) — the GPU's value decides which
-        const a = i / m, f0 = vals[i * 4], fp = phi(a + hFd), fm = phi(a - hFd);
+      const d = Array.from({ length: m }, (_, i) => { // φ' at the midpoints: central and one-sided (a kink within ±h)
+        const a = (i + 0.5) / m, f0 = phi(a), fp = phi(a + hFd), fm = phi(a - hFd);
         return [(fp - fm) / (2 * hFd), (fp - f0) / hFd, (f0 - fm) / hFd];
-      };
-      const d = Array.from({ length: m + 1 }, (_, i) => dphi(i));
-      const wt = (i: number) => (i === 0 || i === m ? 0.5 : 1) / m;
-      const trap = d.reduce((acc, g, i) => acc + wt(i) * g[0], 0);
-      const mag = d.reduce((acc, g, i) => acc + wt(i) * Math.abs(g[0]), 0);
-      // Each node may sit at a kink: allow its one-sided slopes in place of the central one.
-      const slack = d.reduce((acc, g, i) => acc + wt(i) * Math.max(Math.abs(g[1] - g[0]), Math.abs(g[2] - g[0])), 0);
-      expect(Math.abs(ig.completeness!.attributionSum - trap)).toBeLessThan(TOL * mag + slack);
+      });
+      const mid = d.reduce((acc, g) => acc + g[0] / m, 0);
+      const mag = d.reduce((acc, g) => acc + Math.abs(g[0]) / m, 0);
+      const slack = d.reduce((acc, g) => acc + Math.max(Math.abs(g[1] - g[0]), Math.abs(g[2] - g[0])) / m, 0);
+      expect(Math.abs(ig.completeness!.attributionSum - mid)).toBeLessThan(TOL * mag + slack);
       expect(Math.abs(ig.completeness!.difference - (vals[fine] - vals[0]))).toBeLessThan(TOL * (1 + Math.abs(vals[fine]) + Math.abs(vals[0])));
       expect(Math.abs(ig.logit - vals[fine])).toBeLessThan(TOL * (1 + Math.abs(vals[fine])));
-      let V = 0;
-      for (let i = 0; i < fine; i++) {
-        // φ' on the fine grid by the slopes between neighbouring points: their variation.
-        if (i > 0) V += Math.abs((vals[i + 1] - vals[i]) - (vals[i] - vals[i - 1])) * fine;
-      }
-      expect(Math.abs(trap - (vals[fine] - vals[0]))).toBeLessThan((2 * V) / (2 * m) + 1e-9);
-      expect(Math.abs(ig.completeness!.attributionSum - ig.completeness!.difference)).toBeLessThan((2 * V) / (2 * m) + TOL * mag + slack);
-      // The map is |signed attribution| per pixel, and grid its 7×7 bin sums.
+      let V = 0; // variation of the fine-grid slopes
+      for (let i = 1; i < fine; i++) V += Math.abs(vals[i + 1] - 2 * vals[i] + vals[i - 1]) * fine;
+      expect(Math.abs(mid - (vals[fine] - vals[0]))).toBeLessThan((2 * V) / m + 1e-9);
+      expect(Math.abs(ig.completeness!.attributionSum - ig.completeness!.difference)).toBeLessThan((2 * V) / m + TOL * mag + slack);
+      // The map is |signed attribution| per pixel.
       expect(ig.fine!.values.length).toBe(S * S);
       expect(Math.min(...ig.fine!.values)).toBeGreaterThanOrEqual(0);
     }

@@ -31,8 +31,8 @@
 //                   `grid` = the pixel map summed over the 7×7 adaptive-pool bins.
 //   integrated-gradients
 //                   |Σ_c (x_c − b_c)·∫₀¹ ∂logit/∂x_c(b + α(x − b)) dα| per pixel (Sundararajan et al.
-//                   2017), the integral by the trapezoid rule on m+1 points α = 0, 1/m, …, 1 (all
-//                   rows of one word batched), baseline b the mean colour (0 after normalisation)
+//                   2017), the integral by the midpoint rule on α = (i + ½)/m, i < m (all rows of
+//                   one word batched), baseline b the mean colour (0 after normalisation)
 //                   or black. Completeness: the signed attributions sum to f(x) − f(b) up to the
 //                   quadrature error; both are returned (`completeness`).
 // `target`: 'logit' (default) or 'logprob' — the word's log-probability log softmax(logits)_w,
@@ -97,7 +97,7 @@ export interface ExplainOptions {
   batch?: number;
   /** SmoothGrad for saliency: `samples` copies with N(0, sigma²) noise on the normalised pixels, combined by `kind` (default 'mean'). */
   smoothGrad?: { samples: number; sigma: number; seed?: number; kind?: SmoothGradKind };
-  /** Integrated gradients: `steps` trapezoid intervals (default 16), baseline 'mean' colour (default) or 'black'. */
+  /** Integrated gradients: `steps` midpoint-rule intervals (default 16), baseline 'mean' colour (default) or 'black'. */
   integratedGradients?: { steps?: number; baseline?: 'mean' | 'black' };
   /** What the gradient methods explain (default 'logit'). */
   target?: ExplainTarget;
@@ -305,22 +305,27 @@ async function explainChunk(w: Weights, pixels: Float32Array, tokens: readonly n
     const m = opts.integratedGradients?.steps ?? 16;
     const b = igBaseline(opts.integratedGradients?.baseline ?? 'mean', S);
     const d = Float32Array.from(pixels, (v, i) => v - b[i]);
-    // Rows: α_i = i/m (i = 0..m) for every word; all with times = x − b.
+    // Rows: the midpoints α_i = (i + ½)/m (i < m) for every word, all with times = x − b. The
+    // midpoint rule never takes a gradient at the baseline itself: the mean-colour baseline is the
+    // all-zero input, where every ReLU and max-pool sits exactly on a tie and the autograd's
+    // choice of subgradient is arbitrary (measured: it gave φ'(0) ≈ 0, outside both one-sided slopes).
     const rows: Float32Array[] = [], rowSteps: number[] = [];
-    for (let i = 0; i <= m; i++) {
-      const a = i / m, x = Float32Array.from(b, (v, p) => v + a * d[p]);
+    for (let i = 0; i < m; i++) {
+      const a = (i + 0.5) / m, x = Float32Array.from(b, (v, p) => v + a * d[p]);
       for (const s of steps) rows.push(x), rowSteps.push(s);
     }
-    const { maps, values } = await inputGradRows(w, tokens, rowSteps, rows, target, rows.map(() => d), rowsPerPass);
+    const { maps } = await inputGradRows(w, tokens, rowSteps, rows, target, rows.map(() => d), rowsPerPass);
+    // f(b) and f(x) for completeness: one forward, no gradient.
+    const ends = await explainPass(w, tokens, [...steps, ...steps], [], [...steps.map(() => b), ...steps.map(() => pixels)], target);
     ig = steps.map((_, j) => {
       const acc = new Float64Array(SS);
-      for (let i = 0; i <= m; i++) {
-        const wt = (i === 0 || i === m ? 0.5 : 1) / m, v = maps[i * B + j];
-        for (let p = 0; p < SS; p++) acc[p] += wt * v[p];
+      for (let i = 0; i < m; i++) {
+        const v = maps[i * B + j];
+        for (let p = 0; p < SS; p++) acc[p] += v[p] / m;
       }
       let tot = 0;
       for (const v of acc) tot += v;
-      return { map: acc.map(Math.abs), sum: tot, fx: values[m * B + j], fb: values[j] };
+      return { map: acc.map(Math.abs), sum: tot, fx: ends.logits[B + j], fb: ends.logits[j] };
     });
   }
   // Row (j, query s) of a [B,H,T,K] tensor for head h.
