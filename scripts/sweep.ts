@@ -21,8 +21,10 @@ function summarise(outs: string[]): { failures: number; runs: number; tests: num
   const perTest = new Map<string, number>(), msPerFile = new Map<string, number>();
   let runs = 0;
   for (const o of outs) for (const l of read(o + '.runs').split('\n').filter(Boolean)) {
-    const [f, t, ms] = l.split('\t');
-    perTest.set(`${f}\t${t}`, (perTest.get(`${f}\t${t}`) ?? 0) + 1);
+    // By the test's position in its file where recorded (names may hold drawn sizes).
+    const [f, t, ms, pos] = l.split('\t');
+    const key = `${f}\t${pos ?? t}`;
+    perTest.set(key, (perTest.get(key) ?? 0) + 1);
     msPerFile.set(f, (msPerFile.get(f) ?? 0) + Number(ms ?? 0));
     runs++;
   }

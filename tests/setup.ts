@@ -30,6 +30,14 @@ if (sweep > 1) {
   });
 }
 
+/** Index of a test among its file's tests (in definition order). */
+function ordinal(task: Task): number {
+  const all: Task[] = [];
+  const walk = (t: Task) => { if (t.type === 'test') all.push(t); t.tasks?.forEach(walk); };
+  walk((task as unknown as { file: Task }).file);
+  return all.indexOf(task);
+}
+
 beforeEach((ctx) => {
   const task = ctx.task as unknown as Task;
   const st = seen.get(task) ?? { errors: 0, draws: -1, runs: 0, t0: 0 };
@@ -54,5 +62,6 @@ afterEach((ctx) => {
     appendFileSync(sweepOut, JSON.stringify({ file: task.file?.name, test: testName(task), seed: task.sweepSeed, error: msg }) + '\n');
   }
   st.errors = errors;
-  if (st.draws > 0) appendFileSync(sweepOut + '.runs', `${task.file?.name}\t${testName(task)}\t${Math.round(performance.now() - st.t0)}\n`);
+  // The test's position in its file too: names may hold drawn sizes, different per process.
+  if (st.draws > 0) appendFileSync(sweepOut + '.runs', `${task.file?.name}\t${testName(task)}\t${Math.round(performance.now() - st.t0)}\t${ordinal(task)}\n`);
 });
