@@ -1,25 +1,17 @@
 // Report generation with a key/value cache: the image is encoded once, every decoder layer's
-// cross-attention keys/values (and the global image vector) are computed once per image,
-// and self-attention keys/values live in preallocated per-layer caches [B, H, T, dh] that
-// each step writes one position of in place, so a new token costs one position, not the
-// whole prefix. Attention runs over all T cache slots with a mask (slots past the current
-// position are masked, so their −1e9 scores weigh exactly 0): the step's cost does not grow
-// with the position. A step is one submission; beam reorders are folded into the next one.
-import { dtypeBytes, makeNode, type Tensor } from '../graph/tensor.ts';
+// image context (cross-attention keys/values, global image vector) is computed once per image,
+// and each step runs the model's own decoder (`decodeText` with a `DecoderCache`: one position
+// per row, self-attention keys/values appended to preallocated caches, see model/kvcache.ts),
+// so a new token costs one position, not the whole prefix. A step is one submission; beam
+// reorders are folded into the next one.
+import type { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
-import { linear } from '../graph/ops/matmul.ts';
-import { expertsForRows, rowsLinear, type StackedExperts } from '../graph/ops/matvec.ts';
-import { rmsNorm } from '../graph/ops/norm.ts';
-import { rotary } from '../graph/ops/rotary.ts';
-import { attention } from '../graph/ops/attention.ts';
-import { embedding } from '../graph/ops/embedding.ts';
-import { activation, add, mul, scale, sigmoid, sub } from '../graph/ops/elementwise.ts';
-import { max, mean } from '../graph/ops/reduce.ts';
-import { concat, reshape, slice, split, stridedCopy } from '../graph/ops/shape.ts';
-import { stackExpertWeights, topkGate } from '../graph/ops/moe.ts';
+import type { StackedExperts } from '../graph/ops/matvec.ts';
+import { reshape, slice } from '../graph/ops/shape.ts';
 import { Forward } from '../model/context.ts';
-import { encodeImage } from '../model/micar.ts';
-import { downNormUp, splitHeads } from '../model/attention.ts';
+import { type DecoderCache, decodeText, encodeImage } from '../model/micar.ts';
+import { imageContext, stackedExperts } from '../model/blocks.ts';
+import { gatherSlabs, SelfAttentionCache } from '../model/kvcache.ts';
 import type { Weights } from '../model/weights.ts';
 
 export interface StepTrace {
@@ -31,75 +23,11 @@ export interface StepTrace {
   experts: { indices: Tensor; weights: Tensor }[];
 }
 
+/** Every decoder layer's image context (model/blocks.ts `ImageContext`), one row per image or per decoded row. */
 interface ImageContext {
   crossK: Tensor[]; // per layer [n, H, 49, dh] (rotated)
   crossV: Tensor[];
   g: Tensor[]; // per layer [n, 1, d] global image vector
-}
-
-/** out[r] = x[rows[r]] along axis 0 (whole contiguous slabs, buffer copies only). */
-function gatherSlabs(x: Tensor, rows: number[], label: string): Tensor {
-  const slab = x.size / x.shape[0];
-  for (const r of rows) if (!Number.isInteger(r) || r < 0 || r >= x.shape[0]) throw new Error(`${label}: row ${r} out of range for ${x}`);
-  const [y] = makeNode(label, [x], [{ shape: [rows.length, ...x.shape.slice(1)], dtype: x.dtype }], {
-    encode(ctx) {
-      const bytes = slab * dtypeBytes(x.dtype);
-      rows.forEach((src, r) => ctx.copy(x, y, bytes, src * bytes, r * bytes));
-    },
-  });
-  return y;
-}
-
-/** A view of the first elements of `x` with a smaller shape (same storage, no copy). */
-function prefixView(x: Tensor, shape: number[]): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  if (n > x.size) throw new Error(`prefixView: [${shape}] is larger than ${x}`);
-  const [y] = makeNode('prefix_view', [x], [{ shape, dtype: x.dtype }], { view: true });
-  return y;
-}
-
-/** Self-attention q and k of one position from qkv [B,1,3·dl] as [2, B, H, 1, dh] (q first). */
-function qkHeads(qkv: Tensor, H: number): Tensor {
-  const [B, , dl3] = qkv.shape;
-  const dl = dl3 / 3, dh = dl / H;
-  const [y] = makeNode('qk_heads', [qkv], [{ shape: [2, B, H, 1, dh] }], {
-    encode(ctx) {
-      // Feature f = d·H + h within each of q, k (head is the inner factor, SPEC §3).
-      stridedCopy(ctx, qkv, y, [2, B, H, dh], [dl, dl3, 1, H], [B * H * dh, H * dh, dh, 1]);
-    },
-  });
-  return y;
-}
-
-/**
- * Writes this position's rotated key (from qkr [2·B·H,1,dh], k half) and value (from qkv,
- * head-split on the fly) into the caches [B,H,T,dh] in place, and returns the key mask
- * [1,1,T] for this position (1 for slots ≤ pos). Attention reads the mask, so it runs after
- * the write in the same submission.
- */
-function appendKV(kc: Tensor, vc: Tensor, qkr: Tensor, qkv: Tensor, maskTable: Tensor, pos: number): Tensor {
-  const [B, H, T, dh] = kc.shape;
-  const dl = H * dh;
-  const [mask] = makeNode('kv_append', [kc, vc, qkr, qkv, maskTable], [{ shape: [1, 1, T], dtype: maskTable.dtype }], {
-    encode(ctx) {
-      const dst = [H * T * dh, T * dh, 1];
-      stridedCopy(ctx, qkr, kc, [B, H, dh], [H * dh, dh, 1], dst, B * H * dh, pos * dh);
-      stridedCopy(ctx, qkv, vc, [B, H, dh], [3 * dl, 1, H], dst, 2 * dl, pos * dh);
-      ctx.copy(maskTable, mask, T * 4, pos * T * 4, 0);
-    },
-  });
-  return mask;
-}
-
-/** linear(x, W, b) for the few rows of a decoding step, x [B,1,din] (weights streamed once). */
-function rowLinear(x: Tensor, W: Tensor, b?: Tensor): Tensor {
-  const [B, s, din] = x.shape;
-  return reshape(rowsLinear(reshape(x, [B * s, din]), W, b), [B, s, W.shape[0]]);
-}
-
-/** downNormUp (Linear → RMSNorm → Linear) with rowLinear. */
-function rowDownNormUp(f: Forward, x: Tensor, p: string): Tensor {
-  return rowLinear(rmsNorm(rowLinear(x, f.p(`${p}.0.weight`)), f.p(`${p}.1.weight`), 1e-6), f.p(`${p}.2.weight`));
 }
 
 /** Incremental decoder over B rows (images × hypotheses); rows may be regrouped between steps. */
@@ -128,7 +56,7 @@ export class CachedDecoder {
     return this.pending ? this.pending.length : this.rowImage.length;
   }
 
-  /** Encodes the images and precomputes each layer's cross-attention keys/values. */
+  /** Encodes the images and precomputes each layer's image context (and stacks the experts once). */
   async encode(image: Tensor): Promise<Tensor> {
     const cfg = this.w.cfg;
     const f = new Forward(this.w, { training: false });
@@ -136,17 +64,11 @@ export class CachedDecoder {
     const ctx: ImageContext = { crossK: [], crossV: [], g: [] };
     this.stacked = [];
     for (let l = 0; l < cfg.num_layers; l++) {
-      const p = `decoder.layers.${l}.gated_fusion`;
-      const ni = rmsNorm(enc, f.p(`${p}.norm2.weight`), 1e-6);
-      const kv = downNormUp(f, ni, `${p}.cross_attention.kv_down_norm_up`);
-      const [k, v] = split(kv, [cfg.d_latent, cfg.d_latent], 2).map((t) => splitHeads(t, cfg.num_heads));
-      ctx.crossK.push(rotary(k, f.p(`${p}.cross_attention.rope.freqs`), cfg.qk_nope_dim).keep());
-      ctx.crossV.push(v.keep());
-      ctx.g.push(linear(concat([mean(ni, 1, true), max(ni, 1, true)], 2), f.p(`${p}.global_proj.weight`), f.p(`${p}.global_proj.bias`)).keep());
-      const mp = `decoder.layers.${l}.moe`;
-      const st = stackExpertWeights(Array.from({ length: cfg.num_experts }, (_, e) => ({
-        w1: f.p(`${mp}.experts.${e}.w1.weight`), w3: f.p(`${mp}.experts.${e}.w3.weight`), w2: f.p(`${mp}.experts.${e}.w2.weight`),
-      })));
+      const ic = imageContext(f, cfg, enc, l);
+      ctx.crossK.push(ic.cross.k.keep());
+      ctx.crossV.push(ic.cross.v.keep());
+      ctx.g.push(ic.global.keep());
+      const st = stackedExperts(f, cfg, l);
       this.stacked.push({ W1: st.W1.keep(), W3: st.W3.keep(), W2: st.W2.keep() });
     }
     enc.keep();
@@ -223,55 +145,34 @@ export class CachedDecoder {
       this.pending = null;
     }
     const rc = this.rowCtx;
-    const f = new Forward(w, { training: false });
-    const d = cfg.d_model, H = cfg.num_heads, dl = cfg.d_latent, dh = dl / H;
-    const scaleF = 1 / Math.sqrt(cfg.qk_nope_dim + cfg.qk_rope_dim);
+    const f = new Forward(w, { training: false, keepAttention: this.trace });
     const ids = fromData(Int32Array.from(tokens), [B, 1], 'i32');
-    let x = add(scale(embedding(ids, f.p('text_embs.embedding.weight')), Math.sqrt(d)), slice(f.p('text_embs.pe.pe'), 1, pos, 1));
-    const trace: StepTrace = { cross: [], self: [], experts: [] };
-    for (let l = 0; l < cfg.num_layers; l++) {
-      const p = `decoder.layers.${l}`;
-      // Masked self-attention over the cache: this position's k/v are written in place first.
-      const qkv = rowDownNormUp(f, rmsNorm(x, f.p(`${p}.norm_sa.weight`), 1e-6), `${p}.self_attention.qkv_down_norm_up`);
-      const qkr = rotary(reshape(qkHeads(qkv, H), [2 * B * H, 1, dh]), f.p(`${p}.self_attention.rope.freqs`), cfg.qk_nope_dim, pos);
-      const mask = appendKV(this.kc[l], this.vc[l], qkr, qkv, this.maskTable!, pos);
-      const sa = attention(prefixView(qkr, [B, H, 1, dh]), this.kc[l], this.vc[l], { scale: scaleF, mask, keepProbs: this.trace });
-      // One query row: [B,H,1,dh] is already the merged-heads layout h·dh + d.
-      const s = add(x, rowLinear(reshape(sa.out, [B, 1, dl]), f.p(`${p}.self_attention.wo.weight`)));
-      // Gated fusion with the per-row cross K/V.
-      const gp = `${p}.gated_fusion`;
-      const nx = rmsNorm(s, f.p(`${gp}.norm1.weight`), 1e-6);
-      const cq = rotary(splitHeads(rowDownNormUp(f, nx, `${gp}.cross_attention.q_down_norm_up`), H), f.p(`${gp}.cross_attention.rope.freqs`), cfg.qk_nope_dim, pos);
-      const ca = attention(cq, rc.crossK[l], rc.crossV[l], { scale: scaleF, keepProbs: this.trace });
-      const a = add(rowLinear(reshape(ca.out, [B, 1, dl]), f.p(`${gp}.cross_attention.wo.weight`)), s);
-      const na = rmsNorm(a, f.p(`${gp}.norm3.weight`), 1e-6);
-      const gh = activation(cfg.act_fn, rowLinear(concat([na, nx], 2), f.p(`${gp}.gate.0.weight`), f.p(`${gp}.gate.0.bias`)));
-      const gate = sigmoid(rowLinear(gh, f.p(`${gp}.gate.2.weight`), f.p(`${gp}.gate.2.bias`)));
-      const gated = add(nx, mul(gate, sub(na, nx)));
-      const fin = concat([gated, na, rc.g[l]], 2);
-      const h = rowLinear(activation(cfg.act_fn, rowLinear(fin, f.p(`${gp}.fusion.0.weight`), f.p(`${gp}.fusion.0.bias`))), f.p(`${gp}.fusion.3.weight`), f.p(`${gp}.fusion.3.bias`));
-      const fo = add(s, add(h, a));
-      // Modulated MoE on this position's B tokens, with the experts stacked once in encode().
-      const xm = reshape(rmsNorm(fo, f.p(`${p}.norm_moe.weight`), 1e-6), [B, d]);
-      const route = topkGate(xm, f.p(`${p}.moe.gate.gate.weight`), cfg.k);
-      const y = expertsForRows(xm, route.indices, route.weights, this.stacked[l], cfg.act_fn, cfg.moe_mode);
-      x = add(fo, reshape(y, [B, 1, d]));
-      if (this.trace) {
-        trace.self.push(slice(sa.probs!, 3, 0, pos + 1));
-        trace.cross.push(ca.probs!);
-        trace.experts.push({ indices: route.indices, weights: route.weights });
+    const cache: DecoderCache = {
+      pos,
+      layers: this.kc.map((kc, l) => ({
+        self: new SelfAttentionCache(kc, this.vc[l], this.maskTable!, pos),
+        image: { cross: { k: rc.crossK[l], v: rc.crossV[l] }, global: rc.g[l] },
+        experts: this.stacked[l],
+      })),
+    };
+    const dec = decodeText(f, null, ids, null, cache);
+    const logits = reshape(dec.logits, [B, cfg.vocab_size]);
+    const trace: StepTrace | null = this.trace
+      ? {
+        self: dec.layers.map((r) => slice(r.self!, 3, 0, pos + 1)),
+        cross: dec.layers.map((r) => r.cross!),
+        experts: dec.layers.map((r) => ({ indices: r.moe.indices, weights: r.moe.weights })),
       }
-    }
-    const logits = reshape(rowLinear(rmsNorm(x, f.p('gen_logits.0.weight'), 1e-6), f.p('gen_logits.1.weight')), [B, cfg.vocab_size]);
+      : null;
     const keepers = [logits, ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
-    if (this.trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
+    if (trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
     await realize(keepers, { label: `decode step ${pos}`, profile: CachedDecoder.profile });
     dispose(...old);
     this.pos++;
     CachedDecoder.totalSteps++;
     const out = (await read(logits)) as Float32Array;
     dispose(logits, ids);
-    return { logits: out, trace: this.trace ? trace : null };
+    return { logits: out, trace };
   }
 
   /**

@@ -9,6 +9,7 @@ import { scale } from '../graph/ops/elementwise.ts';
 import { permute, reshape, split } from '../graph/ops/shape.ts';
 import type { MicarConfig } from './config.ts';
 import type { Forward } from './context.ts';
+import type { SelfAttentionCache } from './kvcache.ts';
 
 /** Linear → RMSNorm → Linear, all without bias (`*_down_norm_up`). */
 export function downNormUp(f: Forward, x: Tensor, p: string): Tensor {
@@ -47,25 +48,43 @@ export function scaledAttention(f: Forward, cfg: MicarConfig, q: Tensor, k: Tens
   return attention(q, k, v, { scale: scaleF, mask, keepProbs: f.keepAttention });
 }
 
-/** MHLA self-attention over x [b, s, d_model]; mask [b, s, s] (1 keep) or none. */
-export function mhla(f: Forward, cfg: MicarConfig, x: Tensor, p: string, mask?: Tensor): AttentionResult {
+/**
+ * MHLA self-attention over x [b, s, d_model]; mask [b, s, s] (1 keep) or none. With `cache`
+ * (cached decoding, s = 1) this position's keys/values are appended to the cache and the query
+ * attends over every cached position instead.
+ */
+export function mhla(f: Forward, cfg: MicarConfig, x: Tensor, p: string, mask?: Tensor, cache?: SelfAttentionCache): AttentionResult {
   const H = cfg.num_heads, dl = cfg.d_latent;
   const qkv = downNormUp(f, x, `${p}.qkv_down_norm_up`);
-  const [q, k, v] = split(qkv, [dl, dl, dl], 2).map((t) => splitHeads(t, H));
   const freqs = f.p(`${p}.rope.freqs`);
-  const qr = rotary(q, freqs, cfg.qk_nope_dim);
-  const kr = rotary(k, freqs, cfg.qk_nope_dim);
-  const att = scaledAttention(f, cfg, qr, kr, v, mask);
+  let att: AttentionResult;
+  if (cache) {
+    const c = cache.append(qkv, freqs, cfg.qk_nope_dim);
+    att = scaledAttention(f, cfg, c.q, c.k, c.v, c.mask);
+  } else {
+    const [q, k, v] = split(qkv, [dl, dl, dl], 2).map((t) => splitHeads(t, H));
+    att = scaledAttention(f, cfg, rotary(q, freqs, cfg.qk_nope_dim), rotary(k, freqs, cfg.qk_nope_dim), v, mask);
+  }
   return { out: linear(mergeHeads(att.out), f.p(`${p}.wo.weight`)), probs: att.probs };
 }
 
-/** CMHLA: text queries [b, T, d] over image tokens [b, 49, d]; no mask. */
-export function cmhla(f: Forward, cfg: MicarConfig, text: Tensor, img: Tensor, p: string): AttentionResult {
+/** Keys [b, H, n, dh] (rotated) and values [b, H, n, dh] of attention. */
+export interface KeysValues {
+  k: Tensor;
+  v: Tensor;
+}
+
+/** CMHLA's keys/values of image tokens [b, 49, d] (computed once per image when decoding). */
+export function crossKeysValues(f: Forward, cfg: MicarConfig, img: Tensor, p: string): KeysValues {
   const H = cfg.num_heads, dl = cfg.d_latent;
-  const q = splitHeads(downNormUp(f, text, `${p}.q_down_norm_up`), H);
   const kv = downNormUp(f, img, `${p}.kv_down_norm_up`);
   const [k, v] = split(kv, [dl, dl], 2).map((t) => splitHeads(t, H));
-  const freqs = f.p(`${p}.rope.freqs`);
-  const att = scaledAttention(f, cfg, rotary(q, freqs, cfg.qk_nope_dim), rotary(k, freqs, cfg.qk_nope_dim), v, f.crossMask);
+  return { k: rotary(k, f.p(`${p}.rope.freqs`), cfg.qk_nope_dim), v };
+}
+
+/** CMHLA: text queries [b, T, d] at positions pos.. over the image's keys/values; no mask. */
+export function cmhla(f: Forward, cfg: MicarConfig, text: Tensor, kv: KeysValues, p: string, pos = 0): AttentionResult {
+  const q = splitHeads(downNormUp(f, text, `${p}.q_down_norm_up`), cfg.num_heads);
+  const att = scaledAttention(f, cfg, rotary(q, f.p(`${p}.rope.freqs`), cfg.qk_nope_dim, pos), kv.k, kv.v, f.crossMask);
   return { out: linear(mergeHeads(att.out), f.p(`${p}.wo.weight`)), probs: att.probs };
 }

@@ -12,7 +12,7 @@ import { cast } from '../graph/ops/cast.ts';
 import type { MicarConfig } from './config.ts';
 import { Forward, type ForwardOptions } from './context.ts';
 import { visionEncoder } from './vision.ts';
-import { decoderLayer, type DecoderLayerOut, encoderLayer } from './blocks.ts';
+import { type DecoderLayerCache, decoderLayer, type DecoderLayerOut, encoderLayer } from './blocks.ts';
 import type { Weights } from './weights.ts';
 
 export interface ImageEncoding {
@@ -39,14 +39,14 @@ export function encodeImage(f: Forward, image: Tensor): ImageEncoding {
   return { msve, proj, layers, out: x, attn };
 }
 
-/** Token embedding · sqrt(d_model) + positions 0..T−1, then dropout. */
-export function embedText(f: Forward, ids: Tensor): Tensor {
+/** Token embedding · sqrt(d_model) + positions pos..pos+T−1, then dropout. */
+export function embedText(f: Forward, ids: Tensor, pos = 0): Tensor {
   const cfg = f.w.cfg;
   const T = ids.shape[1];
-  if (T > cfg.text_seq_len) throw new Error(`embedText: ${T} tokens exceed text_seq_len ${cfg.text_seq_len}`);
+  if (pos + T > cfg.text_seq_len) throw new Error(`embedText: positions ${pos}..${pos + T - 1} exceed text_seq_len ${cfg.text_seq_len}`);
   const pe = f.p('text_embs.pe.pe');
-  const pos = T === pe.shape[1] ? pe : slice(pe, 1, 0, T);
-  return f.dropout(add(scale(embedding(ids, f.p('text_embs.embedding.weight')), Math.sqrt(cfg.d_model)), pos), cfg.dropout);
+  const pes = pos === 0 && T === pe.shape[1] ? pe : slice(pe, 1, pos, T);
+  return f.dropout(add(scale(embedding(ids, f.p('text_embs.embedding.weight')), Math.sqrt(cfg.d_model)), pes), cfg.dropout);
 }
 
 /** Decoder self-attention mask [b, T, T]: (j ≤ i) ∧ pad_mask[b, j]. */
@@ -67,20 +67,32 @@ export interface TextDecoding {
   lb: Tensor;
 }
 
-export function decodeText(f: Forward, img: Tensor, ids: Tensor, mask: Tensor): TextDecoding {
+/**
+ * The decoder over ids [b, T] attending to image tokens `img` with self-attention mask [b, T, T];
+ * or, with `cache` (cached decoding), one token per row at position `cache.pos` against each
+ * layer's cache (img and mask unused).
+ */
+export function decodeText(f: Forward, img: Tensor | null, ids: Tensor, mask: Tensor | null, cache?: DecoderCache): TextDecoding {
   const cfg = f.w.cfg;
-  const emb = embedText(f, ids);
+  if (cache && cache.layers.length !== cfg.num_layers) throw new Error(`decodeText: cache has ${cache.layers.length} layers, the model ${cfg.num_layers}`);
+  const emb = embedText(f, ids, cache?.pos ?? 0);
   let x = emb;
   const layers: DecoderLayerOut[] = [];
   let lb: Tensor | null = null;
   for (let l = 0; l < cfg.num_layers; l++) {
-    const r = decoderLayer(f, cfg, x, img, mask, l);
+    const r = decoderLayer(f, cfg, x, img, mask ?? undefined, l, cache?.layers[l]);
     layers.push(r);
     x = r.out;
     lb = lb ? add(lb, r.moe.lb) : r.moe.lb;
   }
   const logits = linear(rmsNorm(x, f.p('gen_logits.0.weight'), 1e-6), f.p('gen_logits.1.weight'));
   return { emb, layers, out: x, logits, lb: scale(lb!, 1 / cfg.num_layers) };
+}
+
+/** Every decoder layer's cache at one decoding position. */
+export interface DecoderCache {
+  pos: number;
+  layers: DecoderLayerCache[];
 }
 
 export interface Batch {

@@ -7,6 +7,7 @@ import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
 import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams } from '../kernels/matmul.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
+import { rowsLinear } from './matvec.ts';
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -68,13 +69,22 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   return c;
 }
 
+/**
+ * Row counts up to which `linear` uses the few-row kernel (`rowsLinear`): decoding steps (images ×
+ * beams; evaluation decodes 16 images at a time) and per-image vectors.
+ */
+export const FEW_ROWS = 16;
+
 /** y = x·Wᵀ + b for x [..., in], W [out, in] (PyTorch nn.Linear). */
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const inF = x.shape[x.rank - 1];
   if (w.rank !== 2 || w.shape[1] !== inF) throw new Error(`linear: weight ${w} does not take ${x} (in features ${inF})`);
   const lead = x.shape.slice(0, -1);
-  const x2 = reshape(x, [lead.reduce((p, q) => p * q, 1), inF]);
-  const y = matmul(x2, w, { transB: true, bias: b ?? undefined });
+  const rows = lead.reduce((p, q) => p * q, 1);
+  const x2 = reshape(x, [rows, inF]);
+  // A few rows (a decoding step, a per-image vector) read each weight once: the streaming kernel.
+  const fewRows = rows <= FEW_ROWS && x.dtype === w.dtype && (!b || b.dtype === w.dtype);
+  const y = fewRows ? rowsLinear(x2, w, b) : matmul(x2, w, { transB: true, bias: b ?? undefined });
   return reshape(y, [...lead, w.shape[0]]);
 }
 

@@ -72,6 +72,9 @@ export function permute(x: Tensor, perm: number[]): Tensor {
   if (perm.length !== x.rank || [...perm].sort().some((v, i) => v !== i)) throw new Error(`permute: bad axes [${perm}] for ${x}`);
   if (perm.every((v, i) => v === i)) return x;
   const shape = perm.map((p) => x.shape[p]);
+  // Moving only size-1 axes keeps the element order: a free view (e.g. merging the heads of one query row).
+  const moved = perm.filter((p) => x.shape[p] !== 1);
+  if (moved.every((p, i) => i === 0 || moved[i - 1] < p)) return reshape(x, shape);
   const xs = stridesOf(x.shape);
   const [y] = makeNode('permute', [x], [{ shape, dtype: x.dtype }], {
     encode(ctx) {
