@@ -53,6 +53,17 @@ export class BufferPool {
     list.push(buf);
   }
 
+  /** Takes back a buffer released earlier that is still in the free list (the scheduler reuses it). */
+  take(buf: GPUBuffer): GPUBuffer {
+    const list = this.free.get(buf.size);
+    const i = list ? list.lastIndexOf(buf) : -1;
+    if (i < 0) throw new Error(`BufferPool.take: buffer ${buf.label} (${buf.size} bytes) is not free`);
+    list!.splice(i, 1);
+    this.liveBytes += buf.size;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
+    return buf;
+  }
+
   resetPeak(): void {
     this.peakBytes = this.liveBytes;
   }

@@ -1,14 +1,15 @@
-// The scheduler: realizes lazy tensors by recording every needed node's dispatches into one
-// command buffer, allocating outputs from the pool just before their producer runs and
-// releasing each intermediate right after its last reader (liveness), so a whole training
-// step is one submission with no CPU read-back inside.
+// The runtime: realizes lazy tensors by recording every needed node's dispatches into one
+// command buffer, following the scheduler's plan (scheduler.ts: order, allocation just before
+// a producer runs, release right after the last reader, buffer reuse), so a whole training
+// step is one submission with no CPU read-back inside; reads back and profiles.
 import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
 import type { DeviceProfile } from '../gpu/profile.ts';
-import { BufferPool, sizeClass } from '../gpu/buffers.ts';
+import { BufferPool } from '../gpu/buffers.ts';
 import { getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
 import { type Bindable, type Dispatch, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
+import { planSchedule } from './scheduler.ts';
 
 export interface Runtime {
   gpu: Gpu;
@@ -212,41 +213,6 @@ interface Recorded {
   buffers?: GPUBuffer[];
 }
 
-function schedule(targets: Tensor[], effects: Tensor[]): Node[] {
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  const effectNodes: Node[] = [];
-  // Iterative DFS (graphs of big models are deep).
-  const visit = (start: Node) => {
-    const stack: [Node, number][] = [[start, 0]];
-    if (seen.has(start)) return;
-    seen.add(start);
-    while (stack.length) {
-      const top = stack[stack.length - 1];
-      const [n, i] = top;
-      if (i < n.inputs.length) {
-        top[1]++;
-        const inp = n.inputs[i];
-        const prod = needsRun(inp);
-        if (prod && !seen.has(prod)) {
-          seen.add(prod);
-          stack.push([prod, 0]);
-        }
-      } else {
-        stack.pop();
-        if (n.effect) effectNodes.push(n);
-        else order.push(n);
-      }
-    }
-  };
-  for (const t of targets) {
-    const n = needsRun(t);
-    if (n) visit(n);
-  }
-  for (const t of effects) if (t.node && !seen.has(t.node)) visit(t.node);
-  return [...order, ...effectNodes];
-}
-
 /** What one realize of `targets` would allocate, from the schedule and liveness alone. */
 export interface MemoryPlan {
   /** Highest sum of live output buffers (pool size classes) during the step; op scratch not included. */
@@ -262,62 +228,18 @@ export interface MemoryPlan {
  * liveness as `realize`, counting buffer sizes instead of allocating them. Nothing changes.
  */
 export function planMemory(targets: Tensor[], effects: Tensor[] = []): MemoryPlan {
-  const nodes = schedule(targets, effects);
   const keep = new Set<Tensor>(targets.map((t) => t.root));
-  const readers = new Map<Tensor, number>();
-  for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
-  const produced = new Set<Tensor>();
-  let live = 0, peak = 0;
-  const largest = { bytes: 0, what: '' };
-  for (const n of nodes) {
-    if (!n.view) {
-      for (const o of n.outputs) if (!o.base) {
-        const b = sizeClass(Math.max(4, o.bytes));
-        produced.add(o);
-        live += b;
-        if (o.bytes > largest.bytes) Object.assign(largest, { bytes: o.bytes, what: `${n.op}(${shapeStr(n.inputs)}) → ${o.describe()}` });
-      }
-      peak = Math.max(peak, live);
-    }
-    for (const i of n.inputs) {
-      const root = i.root;
-      const left = readers.get(root)! - 1;
-      readers.set(root, left);
-      if (left === 0 && !keep.has(root) && produced.has(root)) live -= sizeClass(Math.max(4, root.bytes));
-    }
-    for (const o of n.outputs) if (!o.base && !readers.get(o) && !keep.has(o)) live -= sizeClass(Math.max(4, o.bytes));
-  }
-  return { peakBytes: peak, residentBytes: rt ? rt.pool.liveBytes : 0, largest };
-}
-
-/** The producer to run so that `t` has data, or null if it has data already. */
-function needsRun(t: Tensor): Node | null {
-  if (t.base) {
-    if (t.root.storage) return null;
-    // A view: run its producer chain (the view node itself is free).
-    return t.node;
-  }
-  if (t.storage) return null;
-  if (t.freed || !t.node) {
-    throw new Error(
-      `tensor ${t} (produced by ${t.node?.op ?? 'nothing'}) was ${t.freed ? 'already freed after its last use in an earlier realize' : 'never given data'}; ` +
-        'compute it in the same realize as its readers, or keep() it',
-    );
-  }
-  return t.node;
+  const plan = planSchedule(targets, effects, (t) => t.kept || keep.has(t));
+  return { peakBytes: plan.peakBytes, residentBytes: rt ? rt.pool.liveBytes : 0, largest: plan.largest };
 }
 
 async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<StepStats> {
   const r = runtime();
   assertAlive(r.gpu, opts.label ?? 'realize');
   const effects = opts.effects ?? [];
-  const nodes = schedule(targets, effects);
-  const keep = new Set<Tensor>(targets.map((t) => t.root));
-  for (const t of keep) t.kept = true;
-
-  // Liveness: remaining readers of each root storage.
-  const readers = new Map<Tensor, number>();
-  for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
+  for (const t of targets) t.root.kept = true;
+  // Order, lifetimes and buffer reuse come from the scheduler; this function only carries them out.
+  const plan = planSchedule(targets, effects);
 
   peakMark = Math.max(peakMark, r.pool.peakBytes);
   r.pool.resetPeak();
@@ -360,14 +282,22 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     },
   };
 
-  const produced = new Set<Tensor>();
-  for (const n of nodes) {
+  const produced: Tensor[] = [];
+  // Slot → the buffer holding it (a released slot's buffer waits in the pool's free list until reused).
+  const slotBuffer: GPUBuffer[] = [];
+  for (const step of plan.steps) {
+    const n = step.node;
     current = n;
+    for (const o of step.allocate) {
+      const slot = plan.lifetimes.get(o)!.slot;
+      const held = slotBuffer[slot];
+      if (held) {
+        o.storage = { buffer: r.pool.take(held), bytes: o.bytes };
+        o.freed = false;
+      } else slotBuffer[slot] = allocate(o, `${n.op}:${o.describe()}`).buffer;
+      produced.push(o);
+    }
     if (!n.view) {
-      for (const o of n.outputs) if (!o.base) {
-        allocate(o, `${n.op}:${o.describe()}`);
-        produced.add(o);
-      }
       try {
         n.encode!(ctx);
       } catch (e) {
@@ -376,19 +306,9 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       for (const b of scratch) r.pool.release(b);
       scratch = [];
     }
-    for (const i of n.inputs) {
-      const root = i.root;
-      const left = readers.get(root)! - 1;
-      readers.set(root, left);
-      if (left === 0 && !root.kept && produced.has(root)) {
-        releaseStorage(root);
-        root.freed = true;
-      }
-    }
-    // Outputs nobody reads and nobody keeps (e.g. an unused second output).
-    for (const o of n.outputs) if (!o.base && !readers.get(o) && !o.kept) {
-      releaseStorage(o);
-      o.freed = true;
+    for (const t of step.release) {
+      releaseStorage(t);
+      t.freed = true;
     }
   }
   for (const t of produced) if (t.kept && t.storage) trackKept(t);
@@ -518,7 +438,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     querySet!.destroy();
   }
   if (pipelineErrors.length) throw pipelineErrors.shift();
-  lastStats = { nodes: nodes.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
+  lastStats = { nodes: plan.steps.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
   peakMark = Math.max(peakMark, r.pool.peakBytes);
   return lastStats;
 }

@@ -1,0 +1,151 @@
+// The scheduler: which nodes a realize runs and in what order, when each output's storage is
+// allocated and released (liveness), which buffer it reuses, and the bytes in use at peak. Pure:
+// no device, nothing allocated. runtime.ts follows the plan when it encodes a step on the GPU;
+// train/memory.ts reads the same plan to refuse a step that cannot fit.
+import { sizeClass } from '../gpu/buffers.ts';
+import { type Node, shapeStr, type Tensor } from './tensor.ts';
+
+/** The producer to run so that `t` has data, or null if it has data already. */
+export function needsRun(t: Tensor): Node | null {
+  if (t.base) {
+    if (t.root.storage) return null;
+    // A view: run its producer chain (the view node itself is free).
+    return t.node;
+  }
+  if (t.storage) return null;
+  if (t.freed || !t.node) {
+    throw new Error(
+      `tensor ${t} (produced by ${t.node?.op ?? 'nothing'}) was ${t.freed ? 'already freed after its last use in an earlier realize' : 'never given data'}; ` +
+        'compute it in the same realize as its readers, or keep() it',
+    );
+  }
+  return t.node;
+}
+
+/**
+ * The nodes to run for `targets`, each after its inputs' producers (depth-first from the
+ * targets in order, inputs in order), then the effect nodes (optimiser updates) in the order met.
+ */
+export function scheduleNodes(targets: Tensor[], effects: Tensor[] = []): Node[] {
+  const order: Node[] = [];
+  const seen = new Set<Node>();
+  const effectNodes: Node[] = [];
+  // Iterative DFS (graphs of big models are deep).
+  const visit = (start: Node) => {
+    const stack: [Node, number][] = [[start, 0]];
+    if (seen.has(start)) return;
+    seen.add(start);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const [n, i] = top;
+      if (i < n.inputs.length) {
+        top[1]++;
+        const prod = needsRun(n.inputs[i]);
+        if (prod && !seen.has(prod)) {
+          seen.add(prod);
+          stack.push([prod, 0]);
+        }
+      } else {
+        stack.pop();
+        if (n.effect) effectNodes.push(n);
+        else order.push(n);
+      }
+    }
+  };
+  for (const t of targets) {
+    const n = needsRun(t);
+    if (n) visit(n);
+  }
+  for (const t of effects) if (t.node && !seen.has(t.node)) visit(t.node);
+  return [...order, ...effectNodes];
+}
+
+/** Bytes of the pooled buffer holding `bytes` (the pool's size class; at least 4 bytes). */
+export function bufferBytes(bytes: number): number {
+  return sizeClass(Math.max(4, bytes));
+}
+
+export interface PlanStep {
+  node: Node;
+  /** Outputs given storage just before the node encodes (none for a view). */
+  allocate: Tensor[];
+  /** Storage released right after the node: roots whose last reader it is, and outputs nobody reads. */
+  release: Tensor[];
+}
+
+export interface Lifetime {
+  /** Step that allocates it. */
+  start: number;
+  /** Last step during which it is live (its release step); Infinity when kept. */
+  end: number;
+  /** Buffer (slot) it occupies; slots of the same size class are reused once released. */
+  slot: number;
+  bytes: number;
+}
+
+export interface SchedulePlan {
+  steps: PlanStep[];
+  /** Every tensor the plan allocates. */
+  lifetimes: Map<Tensor, Lifetime>;
+  /** Size (bytes, pool size class) of each slot. */
+  slotBytes: number[];
+  /** Highest sum of live slot bytes during the run (op scratch not included). */
+  peakBytes: number;
+  /** The largest single output, and the op/tensor it is for. */
+  largest: { bytes: number; what: string };
+}
+
+/**
+ * Plans a realize of `targets` (and `effects`): node order, then for each node the outputs to
+ * allocate and the storage to release after it. Storage of a root tensor produced here is
+ * released after its last reader unless `isKept(root)`. Reuse: a released buffer returns to a
+ * free list of its size class and the next allocation of that class takes the most recently
+ * released one (as the GPU buffer pool does), never a buffer still live.
+ */
+export function planSchedule(targets: Tensor[], effects: Tensor[] = [], isKept: (t: Tensor) => boolean = (t) => t.kept): SchedulePlan {
+  const nodes = scheduleNodes(targets, effects);
+  const readers = new Map<Tensor, number>();
+  for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
+  const lifetimes = new Map<Tensor, Lifetime>();
+  const slotBytes: number[] = [];
+  const free = new Map<number, number[]>();
+  const steps: PlanStep[] = [];
+  let live = 0, peak = 0;
+  const largest = { bytes: 0, what: '' };
+  const release = (t: Tensor, step: number, out: Tensor[]) => {
+    const lt = lifetimes.get(t)!;
+    lt.end = step;
+    live -= lt.bytes;
+    let list = free.get(lt.bytes);
+    if (!list) free.set(lt.bytes, (list = []));
+    list.push(lt.slot);
+    out.push(t);
+  };
+  nodes.forEach((n, si) => {
+    const allocate: Tensor[] = [], released: Tensor[] = [];
+    if (!n.view) {
+      for (const o of n.outputs) if (!o.base) {
+        const bytes = bufferBytes(o.bytes);
+        let slot = free.get(bytes)?.pop();
+        if (slot === undefined) {
+          slot = slotBytes.length;
+          slotBytes.push(bytes);
+        }
+        lifetimes.set(o, { start: si, end: Infinity, slot, bytes });
+        allocate.push(o);
+        live += bytes;
+        if (o.bytes > largest.bytes) Object.assign(largest, { bytes: o.bytes, what: `${n.op}(${shapeStr(n.inputs)}) → ${o.describe()}` });
+      }
+      peak = Math.max(peak, live);
+    }
+    for (const i of n.inputs) {
+      const root = i.root;
+      const left = readers.get(root)! - 1;
+      readers.set(root, left);
+      if (left === 0 && lifetimes.has(root) && !isKept(root)) release(root, si, released);
+    }
+    for (const o of n.outputs) if (!o.base && !readers.get(o) && !isKept(o) && lifetimes.get(o)?.end === Infinity) release(o, si, released);
+    steps.push({ node: n, allocate, release: released });
+  });
+  return { steps, lifetimes, slotBytes, peakBytes: peak, largest };
+}
