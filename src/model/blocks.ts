@@ -145,7 +145,7 @@ export interface DecoderLayerCache {
 export function decoderLayer(f: Forward, cfg: MicarConfig, x: Tensor, img: Tensor | null, mask: Tensor | undefined, l: number, cache?: DecoderLayerCache): DecoderLayerOut {
   const p = `decoder.layers.${l}`;
   if (!cache && !img) throw new Error('decoderLayer: image tokens or a cache are needed');
-  if (cache && f.training) throw new Error('decoderLayer: the key/value cache is for inference (training mode is on)');
+  if (cache && (f.training || f.differentiableAttention)) throw new Error('decoderLayer: the key/value cache is for inference (training or differentiable attention is on)');
   const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`, mask, cache?.self);
   const s = add(x, sa.out);
   const gf = gatedFusion(f, cfg, s, cache ? cache.image : img!, `${p}.gated_fusion`, cache?.self.pos ?? 0);
