@@ -6,6 +6,7 @@ import { parsePrecision, resolvePrecision } from '../src/model/precision.ts';
 import { presetConfig } from '../src/model/presets.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
+import { rng } from './util.ts';
 
 beforeAll(async () => {
   await init();
@@ -47,6 +48,37 @@ describe('precision option', () => {
     // Everything but the (tiny) statistics halves.
     expect(b16 / b32).toBeGreaterThan(0.5);
     expect(b16 / b32).toBeLessThan(0.51);
+  });
+});
+
+describe('f16 activations where they are safe', () => {
+  it('a deep backbone (ResNet-34, 16 blocks) runs in f32 under f16: its maps equal the f32 model\'s bit for bit on the same f16 weights; a 4-block one runs in f16', async () => {
+    if (!runtime().gpu.hasF16) return;
+    const { read, fromData } = await import('../src/graph/runtime.ts');
+    const { Forward } = await import('../src/model/context.ts');
+    const { visionEncoder } = await import('../src/model/vision.ts');
+    const { backboneComputeType } = await import('../src/model/precision.ts');
+    const R = rng('deep backbone f32');
+    for (const [backbone, want] of [['resnet34', 'f32'], ['resnet10', 'f16']] as const) {
+      const cfg = normaliseConfig({ ...presetConfig('tiny'), backbone, vocab_size: 50 }, backbone);
+      expect(backboneComputeType(cfg, 'f16')).toBe(want);
+      expect(backboneComputeType(cfg, 'f32')).toBe('f32');
+      // The same f16-valued weights in an f32 model and in an f16 model.
+      const sd16 = await Weights.init(cfg, 2).toStateDict({ dtype: 'F16' });
+      const w32 = Weights.fromStateDict(cfg, sd16, 'f16 file'), w16 = await Weights.fromStateDict(cfg, sd16, 'f16 file', { dtype: 'f16' }).ready();
+      const pixels = R.randn(2 * 3 * 32 * 32);
+      const maps = async (w: Weights) => {
+        const f = new Forward(w, { capture: true });
+        visionEncoder(f, cfg, fromData(pixels, [2, 3, 32, 32]));
+        const c5 = f.captures.get('vis_enc.c5')!;
+        return { dtype: c5.dtype, values: Array.from(await read(c5)) };
+      };
+      const [a, b] = [await maps(w32), await maps(w16)];
+      expect(b.dtype, backbone).toBe(want);
+      // In f32 both models run the same kernels on the same values: equal, not close.
+      if (want === 'f32') expect(b.values).toEqual(a.values);
+      else expect(b.values).not.toEqual(a.values);
+    }
   });
 });
 

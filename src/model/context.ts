@@ -43,7 +43,7 @@ export class Forward {
   readonly swapImagePath?: 'cross' | 'global';
   readonly crossMask?: Tensor;
   readonly encoderMask?: Tensor;
-  /** Named intermediates (with `capture`): 'vis_enc.fused' [b,d_v,h,w], 'vis_enc.pooled' [b,d_v,7,7]. */
+  /** Named intermediates (with `capture`): 'vis_enc.c2'…'vis_enc.c5' (backbone maps), 'vis_enc.fused' [b,d_v,h,w], 'vis_enc.pooled' [b,d_v,7,7]. */
   readonly captures = new Map<string, Tensor>();
   private readonly capturing: boolean;
   private seed: number;
@@ -53,9 +53,9 @@ export class Forward {
   /** BatchNorm layers whose num_batches_tracked advances when the updates run. */
   readonly bnTouched: string[] = [];
 
-  /** Element type of the activations (see ForwardOptions.compute). */
-  readonly dtype: 'f32' | 'f16';
-  private casts = new Map<Tensor, Tensor>();
+  /** Element type of the activations (see ForwardOptions.compute; `within` changes it for a part). */
+  dtype: 'f32' | 'f16';
+  private casts = new Map<string, Map<Tensor, Tensor>>();
 
   constructor(readonly w: Weights, opts: ForwardOptions = {}) {
     this.dtype = opts.compute ?? w.dtype;
@@ -94,9 +94,22 @@ export class Forward {
     if (t.dtype === this.dtype) return t;
     const kind = this.w.entry(name).kind;
     if (kind !== 'param' && kind !== 'pe') return t;
-    let c = this.casts.get(t);
-    if (!c) this.casts.set(t, (c = cast(t, this.dtype)));
+    let m = this.casts.get(this.dtype);
+    if (!m) this.casts.set(this.dtype, (m = new Map()));
+    let c = m.get(t);
+    if (!c) m.set(t, (c = cast(t, this.dtype)));
     return c;
+  }
+
+  /** Builds `fn`'s part of the graph with activations (and weights read) in `dtype`. */
+  within<T>(dtype: 'f32' | 'f16', fn: () => T): T {
+    const prev = this.dtype;
+    this.dtype = dtype;
+    try {
+      return fn();
+    } finally {
+      this.dtype = prev;
+    }
   }
 
   /** Inverted dropout with a distinct, reproducible seed per call site. */

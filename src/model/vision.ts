@@ -9,6 +9,7 @@ import { add, relu } from '../graph/ops/elementwise.ts';
 import { concat, permute, reshape, slice } from '../graph/ops/shape.ts';
 import { backboneLayout, type MicarConfig } from './config.ts';
 import type { Forward } from './context.ts';
+import { backboneComputeType } from './precision.ts';
 
 function bn(f: Forward, x: Tensor, prefix: string): Tensor {
   const { y, update } = batchNorm2d(
@@ -81,7 +82,9 @@ function upTo(x: Tensor, like: Tensor): Tensor {
 
 /** MSVE output [b, 49, d_v]. */
 export function visionEncoder(f: Forward, cfg: MicarConfig, image: Tensor): Tensor {
-  return fpnFromFeatures(f, cfg, backbone(f, cfg, image), image.shape[0]);
+  // A deep backbone runs in f32 under f16 (see visionComputeType); the FPN reads its maps in f16.
+  const feats = f.within(backboneComputeType(cfg, f.dtype), () => backbone(f, cfg, image)).map((c, i) => f.input(f.capture(`vis_enc.c${i + 2}`, c)));
+  return fpnFromFeatures(f, cfg, feats, image.shape[0]);
 }
 
 /** FPN, fusion and pooling over the backbone features [C2, C3, C4, C5] → [b, 49, d_v]. */
