@@ -4,7 +4,7 @@
 // per row, self-attention keys/values appended to preallocated caches, see model/kvcache.ts),
 // so a new token costs one position, not the whole prefix. A step is one submission; beam
 // reorders are folded into the next one.
-import type { Tensor } from '../graph/tensor.ts';
+import { noGrad, type Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
 import type { StackedExperts } from '../graph/ops/matvec.ts';
 import { reshape, slice } from '../graph/ops/shape.ts';
@@ -59,19 +59,22 @@ export class CachedDecoder {
   /** Encodes the images and precomputes each layer's image context (and stacks the experts once). */
   async encode(image: Tensor): Promise<Tensor> {
     const cfg = this.w.cfg;
-    const f = new Forward(this.w, { training: false });
-    const enc = encodeImage(f, image).out;
     const ctx: ImageContext = { crossK: [], crossV: [], g: [] };
     this.stacked = [];
-    for (let l = 0; l < cfg.num_layers; l++) {
-      const ic = imageContext(f, cfg, enc, l);
-      ctx.crossK.push(ic.cross.k.keep());
-      ctx.crossV.push(ic.cross.v.keep());
-      ctx.g.push(ic.global.keep());
-      const st = stackedExperts(f, cfg, l);
-      this.stacked.push({ W1: st.W1.keep(), W3: st.W3.keep(), W2: st.W2.keep() });
-    }
-    enc.keep();
+    // Inference graphs (noGrad): few-row products (the global vectors) take the few-row kernel.
+    const enc = noGrad(() => {
+      const f = new Forward(this.w, { training: false });
+      const enc = encodeImage(f, image).out;
+      for (let l = 0; l < cfg.num_layers; l++) {
+        const ic = imageContext(f, cfg, enc, l);
+        ctx.crossK.push(ic.cross.k.keep());
+        ctx.crossV.push(ic.cross.v.keep());
+        ctx.g.push(ic.global.keep());
+        const st = stackedExperts(f, cfg, l);
+        this.stacked.push({ W1: st.W1.keep(), W3: st.W3.keep(), W2: st.W2.keep() });
+      }
+      return enc.keep();
+    });
     const st = this.stacked.flatMap((s) => [s.W1, s.W3, s.W2]);
     await realize([enc, ...ctx.crossK, ...ctx.crossV, ...ctx.g, ...st], { label: 'encode image + cross K/V' });
     this.img = ctx;
@@ -145,25 +148,29 @@ export class CachedDecoder {
       this.pending = null;
     }
     const rc = this.rowCtx;
-    const f = new Forward(w, { training: false, keepAttention: this.trace });
     const ids = fromData(Int32Array.from(tokens), [B, 1], 'i32');
-    const cache: DecoderCache = {
-      pos,
-      layers: this.kc.map((kc, l) => ({
-        self: new SelfAttentionCache(kc, this.vc[l], this.maskTable!, pos),
-        image: { cross: { k: rc.crossK[l], v: rc.crossV[l] }, global: rc.g[l] },
-        experts: this.stacked[l],
-      })),
-    };
-    const dec = decodeText(f, null, ids, null, cache);
-    const logits = reshape(dec.logits, [B, cfg.vocab_size]);
-    const trace: StepTrace | null = this.trace
-      ? {
-        self: dec.layers.map((r) => slice(r.self!, 3, 0, pos + 1)),
-        cross: dec.layers.map((r) => r.cross!),
-        experts: dec.layers.map((r) => ({ indices: r.moe.indices, weights: r.moe.weights })),
-      }
-      : null;
+    // The model's decoder, one position per row against the caches; an inference graph, so its
+    // few-row products take the few-row kernel.
+    const { logits, trace } = noGrad(() => {
+      const f = new Forward(w, { training: false, keepAttention: this.trace });
+      const cache: DecoderCache = {
+        pos,
+        layers: this.kc.map((kc, l) => ({
+          self: new SelfAttentionCache(kc, this.vc[l], this.maskTable!, pos),
+          image: { cross: { k: rc.crossK[l], v: rc.crossV[l] }, global: rc.g[l] },
+          experts: this.stacked[l],
+        })),
+      };
+      const dec = decodeText(f, null, ids, null, cache);
+      const trace: StepTrace | null = this.trace
+        ? {
+          self: dec.layers.map((r) => slice(r.self!, 3, 0, pos + 1)),
+          cross: dec.layers.map((r) => r.cross!),
+          experts: dec.layers.map((r) => ({ indices: r.moe.indices, weights: r.moe.weights })),
+        }
+        : null;
+      return { logits: reshape(dec.logits, [B, cfg.vocab_size]), trace };
+    });
     const keepers = [logits, ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
     if (trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
     await realize(keepers, { label: `decode step ${pos}`, profile: CachedDecoder.profile });

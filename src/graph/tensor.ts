@@ -155,6 +155,22 @@ export function floatType(ts: readonly Tensor[]): 'f32' | 'f16' {
   return ts.some((t) => t.dtype === 'f16') ? 'f16' : 'f32';
 }
 
+let noGradDepth = 0;
+
+/**
+ * Builds `fn`'s part of the graph for inference only: its outputs do not require gradients
+ * (like torch.no_grad), so ops may pick kernels without a backward or with other roundings
+ * (linear's few-row kernel) without making any gradient depend on the batch's row count.
+ */
+export function noGrad<T>(fn: () => T): T {
+  noGradDepth++;
+  try {
+    return fn();
+  } finally {
+    noGradDepth--;
+  }
+}
+
 /** Creates the node and its output tensors (float outputs default to the inputs' floatType). */
 export function makeNode(
   op: string,
@@ -163,7 +179,7 @@ export function makeNode(
   impl: Pick<Node, 'encode' | 'backward' | 'view' | 'effect'>,
 ): Tensor[] {
   const node: Node = { op, inputs, outputs: [], ...impl };
-  const rg = !!impl.backward && inputs.some((t) => t.requiresGrad);
+  const rg = noGradDepth === 0 && !!impl.backward && inputs.some((t) => t.requiresGrad);
   const elem = floatType(inputs);
   node.outputs = outShapes.map((o) => {
     const dtype = o.dtype ?? elem;

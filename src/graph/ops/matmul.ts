@@ -70,8 +70,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 }
 
 /**
- * Row counts up to which `linear` uses the few-row kernel (`rowsLinear`): decoding steps (images ×
- * beams; evaluation decodes 16 images at a time) and per-image vectors.
+ * Row counts up to which `linear` of an inference input uses the few-row kernel (`rowsLinear`):
+ * decoding steps (images × beams; evaluation decodes 16 images at a time), per-image vectors.
  */
 export const FEW_ROWS = 16;
 
@@ -82,8 +82,10 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const lead = x.shape.slice(0, -1);
   const rows = lead.reduce((p, q) => p * q, 1);
   const x2 = reshape(x, [rows, inF]);
-  // A few rows (a decoding step, a per-image vector) read each weight once: the streaming kernel.
-  const fewRows = rows <= FEW_ROWS && x.dtype === w.dtype && (!b || b.dtype === w.dtype);
+  // A few rows of an inference graph (a decoding step, a per-image vector; x built under
+  // noGrad) read each weight once: the streaming kernel. Differentiated graphs keep the tiled
+  // kernel, so their values and gradients do not depend on how many rows a batch has.
+  const fewRows = rows <= FEW_ROWS && !x.requiresGrad && x.dtype === w.dtype && (!b || b.dtype === w.dtype);
   const y = fewRows ? rowsLinear(x2, w, b) : matmul(x2, w, { transB: true, bias: b ?? undefined });
   return reshape(y, [...lead, w.shape[0]]);
 }
