@@ -224,20 +224,19 @@ describe('explain vs float64 CPU reference', () => {
     });
   });
 
-  it('integrated gradients: attributions sum to the float64 midpoint rule of ∂f/∂α along b + α(x − b), and to f(x) − f(b) within the quadrature bound', async () => {
+  it('integrated gradients: attributions sum to the float64 midpoint rule of ∂f/∂α along b + α(x − b); f(x), f(b) as in float64', async () => {
     // Σ_p Σ_c (x − b)_c ∫ ∂f/∂x_c dα = ∫₀¹ φ'(α) dα with φ(α) = f(b + α(x − b)): the GPU's signed
     // sum must equal the same midpoint rule (1/m) Σ_i φ'((i + ½)/m) with φ' by float64 central
-    // differences along the path (rounding tolerance TOL of (1/m) Σ |φ'|). Completeness: on one
-    // interval I, |∫_I g − |I| g(mid)| ≤ |I|·V_I(g) for g = φ' of bounded variation (ReLU kinks
-    // make φ' jump, so no φ'' bound), so |Σ − (φ(1) − φ(0))| ≤ V(φ')/m; V(φ') is estimated from
-    // slopes on a 4× finer grid (a lower bound of the true variation, hence the factor 2).
+    // differences along the path (rounding tolerance TOL of (1/m) Σ |φ'|). How close that sum comes
+    // to φ(1) − φ(0) (completeness) is the quadrature's error, ≤ V(φ')/m, not the code's: V(φ')
+    // cannot be bounded from samples (ReLU kinks make φ' jump; an estimate on a 4× grid ×2 was
+    // exceeded, seed 304689057: 3.64e-3 > 3.23e-3), so the gap is returned, not asserted here.
     const m = 8, s = steps[1], hFd = 1e-4;
     for (const baseline of ['mean', 'black'] as const) {
       const ig = (await explainSteps(w, pixels, tokens, [s], ['integrated-gradients'], { integratedGradients: { steps: m, baseline } })).get('integrated-gradients')![0];
       const b = igBaseline(baseline, S);
       const phi = (a: number) => logitOf(modelRef(w64, cfg, Float64Array.from(b, (v, i) => v + a * (pixels[i] - v)), ids).dec.logits, s);
-      const fine = 4 * m;
-      const vals = Array.from({ length: fine + 1 }, (_, i) => phi(i / fine));
+      const vals = [phi(0), phi(1)], fine = 1;
       const d = Array.from({ length: m }, (_, i) => { // φ' at the midpoints: central and one-sided (a kink within ±h)
         const a = (i + 0.5) / m, f0 = phi(a), fp = phi(a + hFd), fm = phi(a - hFd);
         return [(fp - fm) / (2 * hFd), (fp - f0) / hFd, (f0 - fm) / hFd];
@@ -248,10 +247,6 @@ describe('explain vs float64 CPU reference', () => {
       expect(Math.abs(ig.completeness!.attributionSum - mid)).toBeLessThan(TOL * mag + slack);
       expect(Math.abs(ig.completeness!.difference - (vals[fine] - vals[0]))).toBeLessThan(TOL * (1 + Math.abs(vals[fine]) + Math.abs(vals[0])));
       expect(Math.abs(ig.logit - vals[fine])).toBeLessThan(TOL * (1 + Math.abs(vals[fine])));
-      let V = 0; // variation of the fine-grid slopes
-      for (let i = 1; i < fine; i++) V += Math.abs(vals[i + 1] - 2 * vals[i] + vals[i - 1]) * fine;
-      expect(Math.abs(mid - (vals[fine] - vals[0]))).toBeLessThan((2 * V) / m + 1e-9);
-      expect(Math.abs(ig.completeness!.attributionSum - ig.completeness!.difference)).toBeLessThan((2 * V) / m + TOL * mag + slack);
       // The map is |signed attribution| per pixel.
       expect(ig.fine!.values.length).toBe(S * S);
       expect(Math.min(...ig.fine!.values)).toBeGreaterThanOrEqual(0);
