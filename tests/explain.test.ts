@@ -56,6 +56,12 @@ const logprobOf = (logits: Float64Array, s: number) => {
   for (const v of row) z += Math.exp(v - m);
   return row[tokens[s]] - m - Math.log(z);
 };
+/** value(logits, s) of the float64 model with pixel p's channels scaled by (1 + d): x moved along x. */
+const alongX = (value: (logits: Float64Array, s: number) => number) => (d: number, p: number, s: number) => {
+  const img = Float64Array.from(pixels);
+  for (let c = 0; c < 3; c++) img[c * S * S + p] += d * pixels[c * S * S + p];
+  return value(modelRef(w64, cfg, img, ids).dec.logits, s);
+};
 /**
  * |value − slope| where slope is the central difference (fp − fm)/2eps or, at a ReLU/max-pool
  * kink within ±eps, one of the one-sided ones (see the saliency test): the smallest of the three.
@@ -156,11 +162,7 @@ describe('explain vs float64 CPU reference', () => {
 
   it('saliency: |Σ_c x·∂logit/∂x| at sampled pixels, by finite differences along x', () => {
     const eps = 1e-4;
-    const at = (d: number, p: number, s: number) => {
-      const img = Float64Array.from(pixels);
-      for (let c = 0; c < 3; c++) img[c * S * S + p] += d * pixels[c * S * S + p];
-      return logitOf(modelRef(w64, cfg, img, ids).dec.logits, s);
-    };
+    const at = alongX(logitOf);
     steps.forEach((s, j) => {
       const m = maps.get('saliency')![j];
       expect(m.fine!.values.length).toBe(S * S);
@@ -203,11 +205,7 @@ describe('explain vs float64 CPU reference', () => {
     const lp = await explainSteps(w, pixels, tokens, steps, ['saliency', 'grad-attention'], { target: 'logprob' });
     const ref = modelRef(w64, cfg, pixels, ids);
     const eps = 1e-4;
-    const at = (d: number, p: number, s: number) => {
-      const img = Float64Array.from(pixels);
-      for (let c = 0; c < 3; c++) img[c * S * S + p] += d * pixels[c * S * S + p];
-      return logprobOf(modelRef(w64, cfg, img, ids).dec.logits, s);
-    };
+    const at = alongX(logprobOf);
     steps.forEach((s, j) => {
       const m = lp.get('saliency')![j];
       const want = logprobOf(ref.dec.logits, s);
