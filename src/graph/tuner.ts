@@ -57,6 +57,7 @@ export function registerTunable<G>(t: Tunable<G>): void {
 }
 
 const familyOf = (id: string) => id.slice(0, id.indexOf('/'));
+const bucketOf = (id: string) => id.slice(id.indexOf('/') + 1);
 
 /** Checks a cached entry of a registered family and applies it; a bad or outdated one is dropped. */
 function admitEntry(id: string, e: TuneEntry): void {
@@ -75,7 +76,7 @@ function admitEntry(id: string, e: TuneEntry): void {
     return;
   }
   // 'full' measures every class met again, so cached choices are not applied.
-  if (state.mode === 'cached') setTuned(familyOf(id), id.slice(id.indexOf('/') + 1), e.config);
+  if (state.mode === 'cached') setTuned(familyOf(id), bucketOf(id), e.config);
 }
 
 export function tunableFamilies(): Tunable<unknown>[] {
@@ -288,16 +289,16 @@ export async function configureTuning(opts: TuneOptions | TuneMode): Promise<voi
   setRecordMisses(state.mode !== 'off');
   setAfterRealize(state.mode === 'off' ? null : tunePending);
   if (state.mode === 'off') {
-    for (const id of state.entries.keys()) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), null);
+    for (const id of state.entries.keys()) setTuned(familyOf(id), bucketOf(id), null);
     return;
   }
   if (!state.loaded) await loadCache();
-  else for (const [id, e] of state.entries) if (!state.unchecked.has(id) && (state.mode === 'cached' || state.measured.has(id))) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), e.config);
+  else for (const [id, e] of state.entries) if (!state.unchecked.has(id) && (state.mode === 'cached' || state.measured.has(id))) setTuned(familyOf(id), bucketOf(id), e.config);
 }
 
 /** Forgets everything loaded or measured in this process (tests: simulate a restart). */
 export function resetTuning(): void {
-  for (const id of state.entries.keys()) setTuned(id.slice(0, id.indexOf('/')), id.slice(id.indexOf('/') + 1), null);
+  for (const id of state.entries.keys()) setTuned(familyOf(id), bucketOf(id), null);
   state.entries.clear();
   state.unchecked.clear();
   state.dropped.clear();
@@ -446,7 +447,7 @@ function adopt(r: TuneResult): void {
   state.entries.set(r.id, r.entry);
   state.measured.add(r.id);
   state.dirty = true;
-  const [family, bucket] = [r.id.slice(0, r.id.indexOf('/')), r.id.slice(r.id.indexOf('/') + 1)];
+  const [family, bucket] = [familyOf(r.id), bucketOf(r.id)];
   setTuned(family, bucket, r.entry.config);
 }
 
