@@ -28,10 +28,14 @@ export interface EncoderLayerOut {
 
 export function encoderLayer(f: Forward, cfg: MicarConfig, x: Tensor, l: number): EncoderLayerOut {
   const p = `encoder.layers.${l}`;
-  if (cfg.local_tokens_experiment) return { out: add(x, feedForward(f, cfg, norm(f, x, `${p}.norm_ff`), `${p}.ff`)), attn: null }; // experiment (config.ts): no token mixing
-  const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`, f.encoderMask);
-  const h = add(x, sa.out);
-  return { out: add(h, feedForward(f, cfg, norm(f, h, `${p}.norm_ff`), `${p}.ff`)), attn: sa.probs };
+  let h = x, attn: Tensor | null = null;
+  // EXPERIMENT (config.ts), not the SPEC model: with local_tokens_experiment no token mixing, the FFN alone.
+  if (!cfg.local_tokens_experiment) {
+    const sa = mhla(f, cfg, norm(f, x, `${p}.norm_sa`), `${p}.self_attention`, f.encoderMask);
+    h = add(x, sa.out);
+    attn = sa.probs;
+  }
+  return { out: add(h, feedForward(f, cfg, norm(f, h, `${p}.norm_ff`), `${p}.ff`)), attn };
 }
 
 export interface FusionOut {

@@ -28,7 +28,11 @@ export interface MicarConfig {
    * local — the FPN's top-down path is cut (the fused map is fusion(lateral C2) alone) and the
    * image encoder's self-attention is skipped (its FFN stays), so a token carries only its own
    * neighbourhood. Used to measure whether token-level explanations can point when tokens do not
-   * already encode the lesion's location (issue 14).
+   * already encode the lesion's location (issue 14). Read in two places only: fpnFromFeatures
+   * (vision.ts) and encoderLayer (blocks.ts). No preset sets it (configs/*.json); the unused
+   * weights (fpn_c3..c5, the encoder's norm_sa / self_attention) stay in the state dict. The
+   * authors' PyTorch model cannot represent it: export refuses the formats that carry no config
+   * (authors .pth, plain safetensors); the Hugging Face config.json and micar checkpoints record it.
    */
   local_tokens_experiment?: boolean;
   text_seq_len: number;

@@ -75,6 +75,12 @@ const enc = (s: string) => new TextEncoder().encode(s);
 export function exportModel(src: ExportSource, to: ExportFormat, opts: ExportOptions = {}): ExportResult {
   const dtype = opts.dtype ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f16') throw new Error(`export: dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
+  if (src.cfg.local_tokens_experiment && (to === 'authors' || to === 'safetensors'))
+    throw new Error(
+      `export: the model has "local_tokens_experiment" set (an experiment: FPN top-down path cut, encoder self-attention skipped), ` +
+        `which ${to === 'authors' ? "the authors' PyTorch model cannot represent" : 'a plain state dict, having no config, cannot record'}: ` +
+        `its weights would load as the SPEC model and compute something else. Export --to hf (its config.json records the flag) or keep the micar checkpoint`,
+    );
   const sd = orderedStateDict(src, dtype);
   const files = new Map<string, Uint8Array>();
   const tok = src.tokenizer;

@@ -90,17 +90,17 @@ export function visionEncoder(f: Forward, cfg: MicarConfig, image: Tensor): Tens
 /** FPN, fusion and pooling over the backbone features [C2, C3, C4, C5] → [b, 49, d_v]. */
 export function fpnFromFeatures(f: Forward, cfg: MicarConfig, feats: Tensor[], b: number): Tensor {
   const [c2, c3, c4, c5] = feats;
+  let sum: Tensor;
   if (cfg.local_tokens_experiment) {
-    // Experiment (config.ts): no top-down context — the fused map sees C2's lateral only.
-    const fusedLocal = f.capture('vis_enc.fused', relu(convBn(f, lateral(f, c2, 2), 'vis_enc.fusion.0', 'vis_enc.fusion.1', 1, 1, true)));
-    const pooledLocal = f.capture('vis_enc.pooled', adaptiveAvgPool2d(fusedLocal, 7, 7));
-    return permute(reshape(pooledLocal, [b, cfg.d_v, 49]), [0, 2, 1]);
+    // EXPERIMENT (config.ts), not the SPEC model: no top-down path, the fusion sees C2's lateral only.
+    sum = lateral(f, c2, 2);
+  } else {
+    const p5 = lateral(f, c5, 5);
+    const p4 = add(lateral(f, c4, 4), upTo(p5, c4));
+    const p3 = add(lateral(f, c3, 3), upTo(p4, c3));
+    const p2 = add(lateral(f, c2, 2), upTo(p3, c2));
+    sum = add(add(add(p2, upTo(p3, p2)), upTo(p4, p2)), upTo(p5, p2));
   }
-  const p5 = lateral(f, c5, 5);
-  const p4 = add(lateral(f, c4, 4), upTo(p5, c4));
-  const p3 = add(lateral(f, c3, 3), upTo(p4, c3));
-  const p2 = add(lateral(f, c2, 2), upTo(p3, c2));
-  const sum = add(add(add(p2, upTo(p3, p2)), upTo(p4, p2)), upTo(p5, p2));
   const fused = f.capture('vis_enc.fused', relu(convBn(f, sum, 'vis_enc.fusion.0', 'vis_enc.fusion.1', 1, 1, true)));
   const pooled = f.capture('vis_enc.pooled', adaptiveAvgPool2d(fused, 7, 7)); // [b, d_v, 7, 7]
   return permute(reshape(pooled, [b, cfg.d_v, 49]), [0, 2, 1]);
