@@ -38,7 +38,7 @@ function bnEval(w: Weights64, x: Float64Array, C: number, HW: number, p: string)
   return y;
 }
 
-interface Map3 { x: Float64Array; C: number; H: number; W: number }
+export interface Map3 { x: Float64Array; C: number; H: number; W: number }
 
 function conv(w: Weights64, m: Map3, p: string, K: number, stride: number, pad: number, bias: boolean): Map3 {
   const wt = W(w, `${p}.weight`), O = wt.length / (m.C * K * K);
@@ -56,16 +56,16 @@ const reluMap = (m: Map3): Map3 => ({ ...m, x: m.x.map((v) => Math.max(v, 0)) })
 const addMap = (a: Map3, b: Map3): Map3 => ({ ...a, x: a.x.map((v, i) => v + b.x[i]) });
 const up = (m: Map3, like: Map3): Map3 => (m.H === like.H && m.W === like.W ? m : { x: resizeBilinearRef(m.x, m.C, m.H, m.W, like.H, like.W), C: m.C, H: like.H, W: like.W });
 
-/** Image [3,S,S] → the fused FPN map [d_v, S/4, S/4] (before the 7×7 pooling). */
-export function visionRef(w: Weights64, cfg: MicarConfig, image: ArrayLike<number>): Map3 {
+/** Image [3,S,S] → the backbone maps [C2, C3, C4, C5] (the first `stages` of them). */
+export function backboneRef(w: Weights64, cfg: MicarConfig, image: ArrayLike<number>, stages = 4): Map3[] {
   const { bottleneck, blocks } = backboneLayout(cfg.backbone);
-  if (bottleneck) throw new Error('visionRef: BasicBlock backbones only');
+  if (bottleneck) throw new Error('backboneRef: BasicBlock backbones only');
   const S = cfg.image_size;
   let x = reluMap(convBn(w, { x: Float64Array.from(image), C: 3, H: S, W: S }, 'vis_enc.layer1.0', 'vis_enc.layer1.1', 7, 2, 3));
   const mp = maxPoolRef(x.x, x.C, x.H, x.W, 3, 2, 1);
   x = { x: mp.y, C: x.C, H: Math.floor((x.H + 2 - 3) / 2) + 1, W: Math.floor((x.W + 2 - 3) / 2) + 1 };
   const feats: Map3[] = [];
-  for (let s = 0; s < 4; s++) {
+  for (let s = 0; s < stages; s++) {
     for (let j = 0; j < blocks[s]; j++) {
       const p = s === 0 ? `vis_enc.layer1.4.${j}` : `vis_enc.layer${s + 1}.0.${j}`;
       const stride = j === 0 && s > 0 ? 2 : 1;
@@ -76,14 +76,25 @@ export function visionRef(w: Weights64, cfg: MicarConfig, image: ArrayLike<numbe
     }
     feats.push(x);
   }
-  const lat = (m: Map3, i: number) => reluMap(convBn(w, m, `vis_enc.fpn_c${i}.0`, `vis_enc.fpn_c${i}.1`, 1, 1, 0, true));
-  const [c2, c3, c4, c5] = feats;
+  return feats;
+}
+
+/** FPN lateral i (2..5): ReLU(BN(Conv1×1 with bias)). */
+export const lateralRef = (w: Weights64, m: Map3, i: number): Map3 => reluMap(convBn(w, m, `vis_enc.fpn_c${i}.0`, `vis_enc.fpn_c${i}.1`, 1, 1, 0, true));
+
+/** The fusion: ReLU(BN(Conv3×3 pad 1 with bias)). */
+export const fusionRef = (w: Weights64, m: Map3): Map3 => reluMap(convBn(w, m, 'vis_enc.fusion.0', 'vis_enc.fusion.1', 3, 1, 1, true));
+
+/** Image [3,S,S] → the fused FPN map [d_v, S/4, S/4] (before the 7×7 pooling). */
+export function visionRef(w: Weights64, cfg: MicarConfig, image: ArrayLike<number>): Map3 {
+  const [c2, c3, c4, c5] = backboneRef(w, cfg, image);
+  const lat = (m: Map3, i: number) => lateralRef(w, m, i);
   const p5 = lat(c5, 5);
   const p4 = addMap(lat(c4, 4), up(p5, c4));
   const p3 = addMap(lat(c3, 3), up(p4, c3));
   const p2 = addMap(lat(c2, 2), up(p3, c2));
   const sum = addMap(addMap(addMap(p2, up(p3, p2)), up(p4, p2)), up(p5, p2));
-  return reluMap(convBn(w, sum, 'vis_enc.fusion.0', 'vis_enc.fusion.1', 3, 1, 1, true));
+  return fusionRef(w, sum);
 }
 
 /** Fused map → pooled [d_v, 49] (channel-major, the layout of the 7×7 map). */
@@ -164,8 +175,11 @@ function ffnRef(w: Weights64, cfg: MicarConfig, x: Float64Array, n: number, p: s
 
 const addV = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i]);
 
-/** Pooled [d_v, 49] → encoder output [49, d_model] and the encoder's self-attention [H,49,49] per layer. */
-export function encoderRef(w: Weights64, cfg: MicarConfig, pooled: Float64Array) {
+/**
+ * Pooled [d_v, 49] → encoder output [49, d_model] and the encoder's self-attention [H,49,49] per
+ * layer. `selfAttention: false` drops each layer's attention sub-block (x + FFN(norm_ff(x)) only).
+ */
+export function encoderRef(w: Weights64, cfg: MicarConfig, pooled: Float64Array, opts: { selfAttention?: boolean } = {}) {
   const N = 49, dv = cfg.d_v, d = cfg.d_model;
   const tok = new Float64Array(N * dv);
   for (let c = 0; c < dv; c++) for (let i = 0; i < N; i++) tok[i * dv + c] = pooled[c * N + i];
@@ -173,9 +187,12 @@ export function encoderRef(w: Weights64, cfg: MicarConfig, pooled: Float64Array)
   const attn: Float64Array[] = [];
   for (let l = 0; l < cfg.num_layers; l++) {
     const p = `encoder.layers.${l}`;
-    const sa = mhlaRef(w, cfg, rms(w, x, d, `${p}.norm_sa`), N, `${p}.self_attention`, false);
-    attn.push(sa.P);
-    const h = addV(x, sa.out);
+    let h = x;
+    if (opts.selfAttention !== false) {
+      const sa = mhlaRef(w, cfg, rms(w, x, d, `${p}.norm_sa`), N, `${p}.self_attention`, false);
+      attn.push(sa.P);
+      h = addV(x, sa.out);
+    }
     x = addV(h, ffnRef(w, cfg, rms(w, h, d, `${p}.norm_ff`), N, `${p}.ff`));
   }
   return { img: x, attn };
