@@ -8,6 +8,14 @@
 // SUMSQ: sum of squares of one tensor, by one workgroup, into slot `slot` of `sums`.
 // NORM: total = sqrt(Σ_i sqrt(sums_i)²) over `count` slots (torch: norm of per-tensor norms).
 // SCALE: out = g · min(1, maxNorm / (total + 1e-6)) (torch.nn.utils.clip_grad_norm_).
+// Gradients may be f16 (T; mixed-precision training keeps them f16, scaled by the loss
+// scale): every kernel reads a gradient as f32(g)·gradScale (1 for f32 gradients, 1/scale to
+// unscale), so no unscaled f32 copy of the gradients is ever stored. Everything else is f32.
+
+#if ${F16}
+enable f16;
+#endif
+alias T = ${T};
 
 struct Params {
   n: u32,
@@ -22,6 +30,8 @@ struct Params {
   stepSize: f32,
   bc2sqrt: f32,
   eps: f32,
+  gradScale: f32,
+  pad1: f32, pad2: f32, pad3: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -31,7 +41,7 @@ fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 #if ${ADAMW}
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<T>;
 @group(0) @binding(3) var<storage, read_write> expAvg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> expAvgSq: array<f32>;
 #if ${AMSGRAD}
@@ -53,7 +63,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   // Inf and NaN have an all-ones exponent.
   if ((bitcast<u32>(guard[0]) & 0x7f800000u) == 0x7f800000u) { return; }
 #endif
-  let g = grad[i];
+  let g = f32(grad[i]) * p.gradScale;
   let pd = param[i] * p.decay;
   let m = expAvg[i] * p.beta1 + p.omb1 * g;
   let v = expAvgSq[i] * p.beta2 + p.omb2 * g * g;
@@ -69,7 +79,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   param[i] = pd + (-p.stepSize) * (m / denom);
 }
 #elif ${SUMSQ}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> sums: array<f32>;
 var<workgroup> part: array<f32, 256>;
 
@@ -79,7 +89,8 @@ fn main(@builtin(local_invocation_index) li: u32) {
   var s = 0.0;
   var c = 0.0;
   for (var i = li; i < p.n; i += 256u) {
-    let y = x[i] * x[i] - c;
+    let g = f32(x[i]) * p.gradScale;
+    let y = g * g - c;
     let t = s + y;
     c = (t - s) - y;
     s = t;
@@ -106,7 +117,7 @@ fn main() {
   total[0] = sqrt(s);
 }
 #elif ${SCALE}
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> total: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
@@ -116,6 +127,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) { return; }
   // p.decay carries maxNorm here.
   let coef = min(p.decay / (total[0] + 1e-6), 1.0);
-  out[i] = x[i] * coef;
+  out[i] = f32(x[i]) * p.gradScale * coef;
 }
 #endif

@@ -10,14 +10,26 @@ import { normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
 import { forward } from '../src/model/micar.ts';
 import { AdamW } from '../src/graph/ops/optim.ts';
-import { LossScaler, trainStep } from '../src/train/trainer.ts';
+import { LossScaler, train, trainStep } from '../src/train/trainer.ts';
+import { stepGradients } from '../src/train/gradients.ts';
+import { hostBatch, toGpuBatch } from '../src/train/batches.ts';
+import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { prepareExamples } from '../src/train/data.ts';
 import { phantomSamples } from '../src/data/datasets.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { readSafetensors, toFloat32, toInt32 } from '../src/io/safetensors.ts';
 import { relL2 } from './util.ts';
 
-declare const Deno: { env?: { get(k: string): string | undefined }; readTextFile(p: string | URL): Promise<string>; readFile(p: string | URL): Promise<Uint8Array> };
+declare const Deno: { env?: { get(k: string): string | undefined }; readTextFile(p: string | URL): Promise<string>; readFile(p: string | URL): Promise<Uint8Array>; makeTempDir(): Promise<string> };
+
+/** The micro model (tests/fixtures/micro.json) on a few built-in images. */
+async function micro(count: number, extra: Record<string, unknown> = {}) {
+  const raw = JSON.parse(await Deno.readTextFile(new URL('fixtures/micro.json', import.meta.url)));
+  const samples = phantomSamples({ count, seed: 3, size: 32 });
+  const tok = Tokenizer.build(samples.map((s) => s.report), 1, 'whitespace');
+  const cfg = normaliseConfig({ ...raw, vocab_size: tok.vocabSize, ...extra });
+  return { cfg, tok, examples: await prepareExamples(samples, cfg) };
+}
 
 beforeAll(async () => {
   await init();
@@ -73,13 +85,40 @@ describe('mixed-precision training', () => {
     expect(err).toBeLessThan(40 * 2 ** -11);
   }, 300_000);
 
+  it('the step keeps gradients f16 (stopped at each parameter\'s cast): widened and unscaled, bit for bit the casts\' f32 gradients', async () => {
+    // stepGradients differentiates the loss times S w.r.t. each parameter's f16 cast, so no f32
+    // copy is stored; AdamW reads f32(g)/S. The casts' backward (f16 → f32) is exact and S a
+    // power of two, so f32(g)/S must equal the old path's f32 gradient / S exactly.
+    if (!runtime().gpu.hasF16) return;
+    const { cfg, tok, examples } = await micro(4);
+    const w = Weights.init(cfg, 5);
+    const { vision, other } = w.trainable();
+    const params = [...vision, ...other];
+    const h = await hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size);
+    const S = 2 ** 12;
+    const a = forward(w, toGpuBatch(h), { training: true, seed: 1, compute: 'f16' });
+    const { grads, gradScale } = stepGradients(a.loss, a.f, params, S);
+    expect(gradScale).toBe(1 / S);
+    const b = forward(w, toGpuBatch(h), { training: true, seed: 1, compute: 'f16' });
+    const viaCasts = grad(scale(b.loss, S), params);
+    await realize([...grads, ...viaCasts].filter((g): g is Tensor => !!g));
+    let n = 0;
+    for (let i = 0; i < params.length; i++) {
+      expect(!!grads[i], w.nameOf(params[i])).toBe(!!viaCasts[i]);
+      if (!grads[i]) continue;
+      n++;
+      expect(grads[i]!.dtype, w.nameOf(params[i])).toBe('f16');
+      expect(viaCasts[i]!.dtype).toBe('f32');
+      const got = Array.from(await read(grads[i]!), (x) => Math.fround(x * gradScale));
+      const want = Array.from(await read(viaCasts[i]!), (x) => Math.fround(x / S));
+      expect(got, w.nameOf(params[i])).toEqual(want);
+    }
+    expect(n).toBeGreaterThan(params.length / 2);
+  }, 300_000);
+
   it('loss scaling skips an overflowing step (weights and AdamW counts untouched), halves, then recovers', async () => {
     if (!runtime().gpu.hasF16) return;
-    const raw = JSON.parse(await Deno.readTextFile(new URL('fixtures/micro.json', import.meta.url)));
-    const samples = phantomSamples({ count: 4, seed: 3, size: 32 });
-    const tok = Tokenizer.build(samples.map((s) => s.report), 1, 'whitespace');
-    const cfg = normaliseConfig({ ...raw, vocab_size: tok.vocabSize });
-    const examples = await prepareExamples(samples, cfg);
+    const { cfg, tok, examples } = await micro(4);
     const w = Weights.init(cfg, 5);
     const { vision, other } = w.trainable();
     const opt = new AdamW([{ params: vision, lr: 1e-3 }, { params: other, lr: 1e-3 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: false });
@@ -92,6 +131,20 @@ describe('mixed-precision training', () => {
     expect(scaler.scale).toBe(2 ** 39);
     expect(opt.stepCount).toBe(0);
     expect(Array.from(await read(probe))).toEqual(Array.from(before));
+    // BatchNorm running statistics of a skipped step: updated, as torch.cuda.amp does (the forward
+    // ran on finite activations; only the optimiser step is skipped) — bit for bit what the same
+    // training-mode forward alone writes into fresh weights.
+    const ref = Weights.init(cfg, 5);
+    const f = forward(ref, toGpuBatch(await hostBatch(examples, tok, cfg.text_seq_len, cfg.image_size)), { training: true, seed: 1, compute: 'f16' });
+    await realize([f.loss], { effects: f.f.bnUpdates });
+    const bnStats = w.spec.filter((e) => /running_(mean|var)$/.test(e.name)).map((e) => e.name);
+    expect(bnStats.length).toBeGreaterThan(0);
+    for (const name of bnStats) {
+      const got = await read(w.get(name));
+      expect(got.every(Number.isFinite), name).toBe(true);
+      expect(Array.from(got), name).toEqual(Array.from(await read(ref.get(name))));
+    }
+    expect(w.bnCount.get(bnStats[0].replace(/\.running_(mean|var)$/, ''))).toBe(1);
     // Halving continues until the gradients fit; then steps apply and, after 2 clean ones, grow.
     let steps = 0;
     while (scaler.good === 0 && steps++ < 40) await trainStep(w, opt, examples, tok, 1, undefined, scaler);
@@ -104,4 +157,27 @@ describe('mixed-precision training', () => {
     expect(scaler.scale).toBe(2 * s0);
     for (const t of [...vision, ...other]) expect(t.dtype).toBe('f32');
   }, 300_000);
+
+  it('the loss scale is checkpointed: --resume of mixed-precision training ends bit-identical, scale included', async () => {
+    if (!runtime().gpu.hasF16) return;
+    const { cfg, tok, examples } = await micro(20, { batch_size: 5, epochs: 2 });
+    // Growth after every clean step, so the scale at step 2 (2^12) differs from a fresh one (2^10).
+    const run = (outDir: string, maxSteps: number, resume = false) =>
+      train({ cfg, tokenizer: tok, train: examples, val: [], outDir, seed: 4, maxSteps, checkpointEvery: 1, quiet: true, log: () => {}, precision: 'f16', lossScale: { initial: 2 ** 10, growthInterval: 1 }, resume });
+    const ref = await Deno.makeTempDir(), dir = await Deno.makeTempDir();
+    const whole = await run(ref, 4);
+    await run(dir, 2);
+    const mid = await loadCheckpoint(`${dir}/last.safetensors`);
+    expect(mid!.state.lossScale).toEqual({ scale: 2 ** 12, good: 0, skipped: 0 });
+    const resumed = await run(dir, 4, true);
+    expect(resumed.state.lossScale).toEqual(whole.state.lossScale);
+    expect(whole.state.lossScale!.scale).toBe(2 ** 14);
+    const a = readSafetensors(await Deno.readFile(`${ref}/last.safetensors`), 'ref').tensors, b = readSafetensors(await Deno.readFile(`${dir}/last.safetensors`), 'resumed').tensors;
+    expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+    for (const [k, t] of a) expect(Array.from(b.get(k)!.data), k).toEqual(Array.from(t.data));
+    // An f32 run keeps no loss scale.
+    const f32dir = await Deno.makeTempDir();
+    await train({ cfg, tokenizer: tok, train: examples, val: [], outDir: f32dir, seed: 4, maxSteps: 1, checkpointEvery: 1, quiet: true, log: () => {} });
+    expect((await loadCheckpoint(`${f32dir}/last.safetensors`))!.state.lossScale).toBeUndefined();
+  }, 600_000);
 });

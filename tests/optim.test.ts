@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, init, read, realize } from '../src/graph/runtime.ts';
+import { fromData, init, read, realize, runtime } from '../src/graph/runtime.ts';
 import { AdamW, clipGradNorm } from '../src/graph/ops/optim.ts';
 import { scale } from '../src/graph/ops/elementwise.ts';
 import { param } from '../src/graph/autograd.ts';
@@ -105,6 +105,38 @@ describe('AdamW', () => {
     expect(Array.from(await read(p))).toEqual(Array.from(Float32Array.from(P0)));
     await realize([], { effects: opt.step(new Map([[p, fromData(g, [n])]]), { guard: fromData([1.5], [1]) }) });
     expect(relL2(await read(p), P0)).toBeGreaterThan(1e-3);
+  });
+
+  it('f16 gradients with gradScale: the same update as the f32 gradient f32(g)·gradScale, bit for bit', async () => {
+    // Mixed-precision training hands AdamW f16 gradients of the loss times the loss scale S and
+    // gradScale = 1/S. The kernel reads f32(g)·gradScale: f16 → f32 is exact and S is a power of
+    // two, so the product is exact (no f32 overflow or underflow at these magnitudes) and the
+    // update must equal, bit for bit, the f32 update on the host-unscaled gradient.
+    if (!runtime().gpu.hasF16) return;
+    const n = R.int(1, 300);
+    const P0 = R.randn(n);
+    const S = 2 ** R.int(0, 16);
+    // f16 values of S·g (|S·g| < 65504 for |g| < 1).
+    const G16 = Float32Array.from(R.uniform(n, -1, 1), (x) => x * S);
+    const g16 = fromData(G16, [n], 'f16');
+    const G16r = await read(g16); // the f16-rounded values the kernel sees
+    const pa = param(fromData(P0, [n])), pb = param(fromData(P0, [n]));
+    const o = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01, amsgrad: true };
+    const A = new AdamW([{ params: [pa], lr: 0.01 }], o), B = new AdamW([{ params: [pb], lr: 0.01 }], o);
+    for (let step = 0; step < 2; step++) {
+      await realize([], { effects: [...A.step(new Map([[pa, g16]]), { gradScale: 1 / S }), ...B.step(new Map([[pb, fromData(Float32Array.from(G16r, (x) => x / S), [n])]]))] });
+    }
+    expect(Array.from(await read(pa))).toEqual(Array.from(await read(pb)));
+    for (const k of ['0.0.exp_avg', '0.0.exp_avg_sq', '0.0.max_exp_avg_sq']) expect(Array.from(await read(A.stateDict().tensors[k])), k).toEqual(Array.from(await read(B.stateDict().tensors[k])));
+    // The norm guard of mixed-precision steps: clipGradNorm's norm and clipped gradients of the f16
+    // gradients with gradScale equal those of the unscaled f32 gradients (same values, same order).
+    const ca = clipGradNorm([g16], 0.5, { gradScale: 1 / S }), cb = clipGradNorm([fromData(Float32Array.from(G16r, (x) => x / S), [n])], 0.5);
+    await realize([ca.totalNorm, cb.totalNorm, ca.grads[0], cb.grads[0]]);
+    expect(ca.grads[0].dtype).toBe('f32');
+    expect((await read(ca.totalNorm))[0]).toBe((await read(cb.totalNorm))[0]);
+    expect(Array.from(await read(ca.grads[0]))).toEqual(Array.from(await read(cb.grads[0])));
+    expect(() => A.step(new Map([[pa, g16]]), { gradScale: 0 })).toThrow(/gradScale 0/);
+    expect(() => clipGradNorm([g16], 1, { gradScale: Infinity })).toThrow(/gradScale Infinity/);
   });
 
   it('stateDict / loadStateDict round trip continues identically', async () => {

@@ -56,6 +56,8 @@ export class Forward {
   /** Element type of the activations (see ForwardOptions.compute; `within` changes it for a part). */
   dtype: 'f32' | 'f16';
   private casts = new Map<string, Map<Tensor, Tensor>>();
+  /** Parameters read without their compute-type cast somewhere (see gradTarget). */
+  private readDirectly = new Set<Tensor>();
 
   constructor(readonly w: Weights, opts: ForwardOptions = {}) {
     this.dtype = opts.compute ?? w.dtype;
@@ -82,7 +84,20 @@ export class Forward {
 
   /** A weight's pieces along axis 0 (see Weights.chunks), in the compute type. */
   chunks(name: string): Tensor[] {
-    return this.w.chunks(name).map((t) => this.inCompute(t, name));
+    const pieces = this.w.chunks(name);
+    if (pieces.length > 1) this.readDirectly.add(this.w.get(name));
+    return pieces.map((t) => this.inCompute(t, name));
+  }
+
+  /**
+   * The tensor to differentiate for parameter `param`'s gradient: its f16 cast when every read
+   * of it went through that one cast (mixed-precision training then keeps the gradient in f16,
+   * and the optimiser widens and unscales it as it reads it), else the parameter itself (its
+   * gradient then sums every path, casts' backward included).
+   */
+  gradTarget(param: Tensor): Tensor {
+    if (this.readDirectly.has(param)) return param;
+    return this.casts.get('f16')?.get(param) ?? param;
   }
 
   /** `x` in the compute type (inputs such as images; identity when it already is). */
@@ -91,7 +106,10 @@ export class Forward {
   }
 
   private inCompute(t: Tensor, name: string): Tensor {
-    if (t.dtype === this.dtype) return t;
+    if (t.dtype === this.dtype) {
+      this.readDirectly.add(t);
+      return t;
+    }
     const kind = this.w.entry(name).kind;
     if (kind !== 'param' && kind !== 'pe') return t;
     let m = this.casts.get(this.dtype);

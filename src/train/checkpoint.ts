@@ -24,6 +24,19 @@ export interface TrainState {
   badEpochs: number;
   history: EpochRecord[];
   done: boolean;
+  /**
+   * Mixed-precision training's dynamic loss scale (absent for f32 training), so --resume goes on
+   * with the scale, the clean-step count toward its growth and the skipped-step count it had.
+   */
+  lossScale?: LossScaleState;
+}
+
+export interface LossScaleState {
+  scale: number;
+  /** Clean steps since the last overflow or growth. */
+  good: number;
+  /** Steps skipped for overflow so far. */
+  skipped: number;
 }
 
 /** Serialises weights, optimiser state and training state into checkpoint bytes. */

@@ -3,7 +3,7 @@
 // adapter's limits. WebGPU reports per-buffer limits, not the device's total memory, so the
 // total is stated, not checked.
 import { dispose, planMemory, type MemoryPlan } from '../graph/runtime.ts';
-import { grad } from '../graph/autograd.ts';
+import { stepGradients } from './gradients.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import { forward } from '../model/micar.ts';
 import type { Weights } from '../model/weights.ts';
@@ -34,7 +34,7 @@ export async function planTrainStep(
     const out = forward(w, b, { training: true, seed: 0, compute });
     const { vision, other } = w.trainable();
     const params = [...vision, ...other];
-    const grads = grad(out.loss, params).filter((g) => g !== null);
+    const grads = stepGradients(out.loss, out.f, params, compute === 'f16' ? 1 : null).grads.filter((g) => g !== null);
     const plan = planMemory([out.loss, ...grads], out.f.bnUpdates);
     const paramBytes = params.reduce((s, p) => s + p.bytes, 0);
     return { ...plan, optimizerBytes: optimizerStateAllocated ? 0 : paramBytes * (amsgrad ? 3 : 2), batch: h.b };

@@ -4,6 +4,7 @@
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose, read, realize } from '../graph/runtime.ts';
 import { grad } from '../graph/autograd.ts';
+import { stepGradients } from './gradients.ts';
 import { AdamW, clipGradNorm } from '../graph/ops/optim.ts';
 import { add, scale } from '../graph/ops/elementwise.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
@@ -12,7 +13,7 @@ import { forward } from '../model/micar.ts';
 import { Weights } from '../model/weights.ts';
 import { epochOrder, type HostBatch, hostBatch, toGpuBatch, type TrainExample } from './batches.ts';
 import { type EvalExample, predictReports, scorePredictions, type EvalScores } from './evaluate.ts';
-import { CheckpointWriteError, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { CheckpointWriteError, loadCheckpoint, type LossScaleState, saveCheckpoint, type TrainState } from './checkpoint.ts';
 import { lockOutDir } from './lock.ts';
 import { describePlan, planTrainStep, stepDoesNotFit } from './memory.ts';
 import { runtime } from '../graph/runtime.ts';
@@ -47,6 +48,8 @@ export interface TrainOptions {
   precision?: 'f32' | 'f16';
   /** Called after each optimiser step (and its checkpoint, if one was due). */
   onStep?: (step: number) => void | Promise<void>;
+  /** Mixed precision: the loss scale to start from and the clean steps before it doubles (defaults 2^15, 1000). */
+  lossScale?: { initial?: number; growthInterval?: number };
 }
 
 /**
@@ -71,6 +74,20 @@ export class LossScaler {
       this.scale *= 2;
       this.good = 0;
     }
+  }
+
+  /** What a checkpoint keeps (TrainState.lossScale). */
+  state(): LossScaleState {
+    return { scale: this.scale, good: this.good, skipped: this.skipped };
+  }
+
+  /** Continues from a checkpoint's state. */
+  restore(s: LossScaleState): void {
+    if (!(Number.isFinite(s.scale) && s.scale > 0) || !(Number.isInteger(s.good) && s.good >= 0) || !(Number.isInteger(s.skipped) && s.skipped >= 0))
+      throw new Error(`loss scale state ${JSON.stringify(s)}: scale must be a finite number > 0, good and skipped whole numbers ≥ 0`);
+    this.scale = s.scale;
+    this.good = s.good;
+    this.skipped = s.skipped;
   }
 }
 
@@ -125,17 +142,16 @@ export async function trainStep(
   const out = forward(w, batch, { training: true, seed, compute: scaler ? 'f16' : undefined });
   const { vision, other } = w.trainable();
   const params = [...vision, ...other];
-  let grads = grad(scaler ? scale(out.loss, scaler.scale) : out.loss, params);
+  const { grads, gradScale } = stepGradients(out.loss, out.f, params, scaler ? scaler.scale : null);
   let guard = out.loss;
   if (scaler) {
-    // f32 gradients (the casts' backward), unscaled; the guard turns non-finite when the loss or
-    // any gradient is (0·inf = NaN), so the GPU skips the whole update on an overflow.
-    grads = grads.map((g) => (g ? scale(g, 1 / scaler.scale) : null));
+    // The guard turns non-finite when the loss or any (unscaled) gradient is (0·inf = NaN), so
+    // the GPU skips the whole update on an overflow.
     const present = grads.filter((g): g is Tensor => !!g);
-    if (present.length) guard = add(out.loss, scale(clipGradNorm(present, 1).totalNorm, 0));
+    if (present.length) guard = add(out.loss, scale(clipGradNorm(present, 1, { gradScale }).totalNorm, 0));
   }
   const gradMap = new Map<Tensor, Tensor | null>(params.map((p, i) => [p, grads[i]]));
-  const effects = opt.step(gradMap, { guard });
+  const effects = opt.step(gradMap, { guard, gradScale });
   await realize(guard === out.loss ? [out.loss] : [out.loss, guard], { effects: [...effects, ...out.f.bnUpdates], label: 'train step' });
   for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);
   if (during) await during();
@@ -209,7 +225,13 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     opt = makeOpt(w);
     state = { epoch: 0, stepInEpoch: 0, step: 0, seed: o.seed, best: -Infinity, badEpochs: 0, history: [], done: false };
   }
-  const scaler = o.precision === 'f16' ? new LossScaler() : null;
+  const scaler = o.precision === 'f16' ? new LossScaler(o.lossScale?.initial, o.lossScale?.growthInterval) : null;
+  if (scaler && resumed && state.lossScale) {
+    scaler.restore(state.lossScale);
+    log(`loss scale ${scaler.scale} (${scaler.good} clean steps toward doubling, ${scaler.skipped} skipped so far), from ${lastPath}`);
+  } else if (scaler && resumed && state.step > 0) {
+    log(`${lastPath} was written by f32 training: mixed precision starts with loss scale ${scaler.scale}`);
+  }
 
   // Refuse before training what one step cannot fit (the scheduler's plan against the limits).
   {
@@ -224,6 +246,8 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
   let doing = 'starting';
   const save = async (path: string, withTrainingState = true) => {
     doing = `writing ${path} after step ${state.step}`;
+    if (scaler) state.lossScale = scaler.state();
+    else delete state.lossScale;
     await saveCheckpoint(path, w, withTrainingState ? opt : null, o.tokenizer, withTrainingState ? state : null);
     if (path === lastPath) lastSaved = { path, step: state.step };
   };
@@ -299,7 +323,8 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     }
     const rec: EpochRecord = { epoch, step: state.step, loss: lossSum / Math.max(1, lossN), lr: lrs[1], val, seconds: (Date.now() - epochStart) / 1000 };
     state.history.push(rec);
-    log(`epoch ${epoch + 1}: loss ${rec.loss.toFixed(4)}` + (val ? `, val selection ${val.selection.toFixed(4)}, BLEU-4 ${val.bleu4.toFixed(4)}` + (val.finding_accuracy !== null ? `, finding acc ${val.finding_accuracy.toFixed(3)}` : '') : ''));
+    log(`epoch ${epoch + 1}: loss ${rec.loss.toFixed(4)}` + (val ? `, val selection ${val.selection.toFixed(4)}, BLEU-4 ${val.bleu4.toFixed(4)}` + (val.finding_accuracy !== null ? `, finding acc ${val.finding_accuracy.toFixed(3)}` : '') : '') +
+      (scaler ? `, loss scale ${scaler.scale} (${scaler.skipped} step${scaler.skipped === 1 ? '' : 's'} skipped for overflow so far)` : ''));
     state.epoch++;
     state.stepInEpoch = 0;
     const score = val?.selection ?? -rec.loss;

@@ -43,11 +43,21 @@ export interface AdamWMeta {
 export interface AdamWStepOptions {
   /** A tensor (the loss) whose element 0 must be finite; otherwise the GPU skips every update. */
   guard?: Tensor;
+  /**
+   * Each gradient is read as f32(g)·gradScale (default 1): mixed-precision training passes its
+   * f16 gradients of the loss times the loss scale with gradScale = 1/scale, so no unscaled f32
+   * copy of the gradients exists (half the gradient memory).
+   */
+  gradScale?: number;
 }
 
-/** The whole `Params` struct of optim.wgsl (4 u32 + 8 f32; unused floats are 0). */
-function optimParams(n: number, slot: number, count: number, floats: number[] = []) {
-  return P().u(n, slot, count, 0).f(...floats, ...new Array(8 - floats.length).fill(0));
+/** The whole `Params` struct of optim.wgsl (4 u32 + 8 f32 + gradScale + 3 pad; unused floats are 0). */
+function optimParams(n: number, slot: number, count: number, floats: number[] = [], gradScale = 1) {
+  return P().u(n, slot, count, 0).f(...floats, ...new Array(8 - floats.length).fill(0), gradScale, 0, 0, 0);
+}
+
+function assertGradScale(s: number, where: string): void {
+  if (!(Number.isFinite(s) && s > 0)) throw new Error(`${where}: gradScale ${s} must be a finite number > 0`);
 }
 
 function kernel(kind: 'ADAMW' | 'SUMSQ' | 'NORM' | 'SCALE', amsgrad = false, guard = false) {
@@ -120,6 +130,8 @@ export class AdamW {
     const { betas: [beta1, beta2], eps, weightDecay, amsgrad } = this.opts;
     const guard = opts.guard;
     if (guard) assertFloat(guard, 'AdamW.step', 'guard');
+    const gradScale = opts.gradScale ?? 1;
+    assertGradScale(gradScale, 'AdamW.step');
     this.stepCount++;
     this.lastStepped = [];
     const effects: Tensor[] = [];
@@ -137,7 +149,7 @@ export class AdamW {
         // Scalars in double, rounded to f32 by Params (torch casts Python scalars likewise).
         const bc1 = 1 - beta1 ** t, bc2 = 1 - beta2 ** t;
         const n = param.size;
-        const params = optimParams(n, 0, 0, [1 - lr * weightDecay, beta1, 1 - beta1, beta2, 1 - beta2, lr / bc1, Math.sqrt(bc2), eps]);
+        const params = optimParams(n, 0, 0, [1 - lr * weightDecay, beta1, 1 - beta1, beta2, 1 - beta2, lr / bc1, Math.sqrt(bc2), eps], gradScale);
         const inputs = [param, g, st.expAvg, st.expAvgSq, ...(st.maxExpAvgSq ? [st.maxExpAvgSq] : []), ...(guard ? [guard] : [])];
         const [done] = makeNode('adamw_step', inputs, [{ shape: [1] }], {
           effect: true,
@@ -211,27 +223,31 @@ export class AdamW {
 /**
  * torch.nn.utils.clip_grad_norm_(grads, maxNorm) on the GPU: totalNorm = ‖(‖g_i‖₂)_i‖₂ and
  * grads scaled by min(1, maxNorm / (totalNorm + 1e-6)). Returns new (lazy) gradient tensors
- * and the norm ([1]); nothing is read back.
+ * and the norm ([1]); nothing is read back. With `gradScale` the gradients are read as
+ * f32(g)·gradScale (f16 gradients of a scaled loss: norm and clipped gradients are the
+ * unscaled f32 ones).
  */
-export function clipGradNorm(grads: Tensor[], maxNorm: number): { grads: Tensor[]; totalNorm: Tensor } {
+export function clipGradNorm(grads: Tensor[], maxNorm: number, opts: { gradScale?: number } = {}): { grads: Tensor[]; totalNorm: Tensor } {
   if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm ${maxNorm} must be > 0`);
+  const gradScale = opts.gradScale ?? 1;
+  assertGradScale(gradScale, 'clipGradNorm');
   if (grads.length === 0) throw new Error('clipGradNorm: no gradients given');
   grads.forEach((g, i) => assertFloat(g, 'clipGradNorm', `gradient ${i}`));
   const count = grads.length;
-  const [totalNorm] = makeNode('grad_norm', grads, [{ shape: [1] }], {
+  const [totalNorm] = makeNode('grad_norm', grads, [{ shape: [1], dtype: 'f32' }], {
     encode(ctx) {
       const sums = ctx.scratch(4 * count);
       grads.forEach((g, i) => {
-        ctx.dispatch({ kernel: kernel('SUMSQ'), bindings: [g, sums], params: optimParams(g.size, i, count), workgroups: [1] });
+        ctx.dispatch({ kernel: kernel('SUMSQ'), bindings: [g, sums], params: optimParams(g.size, i, count, [], gradScale), workgroups: [1] });
       });
       ctx.dispatch({ kernel: kernel('NORM'), bindings: [sums, totalNorm], params: optimParams(0, 0, count), workgroups: [1] });
     },
   });
   const scaled = grads.map((g) => {
-    const [out] = makeNode('clip_scale', [g, totalNorm], [{ shape: g.shape }], {
+    const [out] = makeNode('clip_scale', [g, totalNorm], [{ shape: g.shape, dtype: 'f32' }], {
       encode(ctx) {
         const n = g.size;
-        ctx.dispatch({ kernel: kernel('SCALE'), bindings: [g, totalNorm, out], params: optimParams(n, 0, 0, [maxNorm]), workgroups: grid1d(n) });
+        ctx.dispatch({ kernel: kernel('SCALE'), bindings: [g, totalNorm, out], params: optimParams(n, 0, 0, [maxNorm], gradScale), workgroups: grid1d(n) });
       },
     });
     return out;
