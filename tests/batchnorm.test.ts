@@ -3,69 +3,14 @@ import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { batchNorm2d } from '../src/graph/ops/batchnorm.ts';
 import { grad, param } from '../src/graph/autograd.ts';
-import { dot, expectWithin, finiteDiff, gamma, relL2, rng, U32, ulps } from './util.ts';
-import { batchNormBackwardRef, batchNormRef } from './ref/vision.ts';
+import { dot, expectWithin, finiteDiff, relL2, rng } from './util.ts';
+import { batchNormBackwardRef, batchNormBounds, batchNormRef } from './ref/vision.ts';
 
 beforeAll(async () => {
   await init();
 });
 
-/**
- * Per-element error bounds of the f32 kernels (model in tests/util.ts) against the float64
- * reference, per channel c with n = N·H·W values: the batch mean is a sum (γ_{n−1}) and a
- * division, |Δμ| ≤ γ_n·Σ|x|/n; the two-pass variance Σ(x − μ̂)²/n is off by Δμ² (the mean's
- * error enters squared: Σ(x − μ̂)² = Σ(x − μ)² + nΔμ²) plus γ_{n+3} of itself (the difference,
- * the square, the sum, the division). 1/√(v + ε) adds the variance's error to first order,
- * Δv/(2(v + ε)) (with the (v + ε − Δv)^{−3/2} curvature), and 7 ULP (sqrt 4.5, ÷ 2.5) plus the
- * addition of ε. The rest is a few roundings on magnitudes. Second-order products of these
- * relative errors (≤ 1e-3 of the bound for n ≤ 10⁵) are covered by a factor 1.001. Eval uses the
- * given running statistics, exact in f32: Δμ = Δv = 0.
- */
-function batchNormBounds(
-  X: Float64Array, DY: Float64Array, N: number, C: number, HW: number, Wt: Float64Array, B: Float64Array,
-  RM: Float64Array, RV: Float64Array, momentum: number, eps: number, training: boolean,
-  ref: { y: Float64Array; mean: Float64Array; varUsed: Float64Array }, dw: Float64Array, db: Float64Array,
-) {
-  const n = N * HW, u = U32, second = 1.001;
-  const y = new Float64Array(X.length), dx = new Float64Array(X.length);
-  const dwB = new Float64Array(C), dbB = new Float64Array(C), rmB = new Float64Array(C), rvB = new Float64Array(C);
-  for (let c = 0; c < C; c++) {
-    const idx = (k: number, i: number) => (k * C + c) * HW + i;
-    let s1 = 0, sdy = 0, sdyx = 0;
-    const mu = ref.mean[c], v = ref.varUsed[c];
-    for (let k = 0; k < N; k++) for (let i = 0; i < HW; i++) {
-      s1 += Math.abs(X[idx(k, i)]);
-      sdy += Math.abs(DY[idx(k, i)]);
-      sdyx += Math.abs(DY[idx(k, i)] * (X[idx(k, i)] - mu));
-    }
-    const dMu = training ? gamma(n) * s1 / n : 0;
-    const dV = training ? dMu * dMu + gamma(n + 3) * (v + dMu * dMu) : 0;
-    const ve = v + eps, inv = 1 / Math.sqrt(ve);
-    const relInv = (dV / (2 * ve)) * (ve / (ve - dV)) ** 1.5 + ulps(7) + u;
-    // Running statistics: (1 − m)·r + m·batch, three roundings on each product and the sum.
-    if (training) {
-      const vu = v * n / (n - 1), dVu = dV * n / (n - 1) + gamma(2) * (vu + dV);
-      rmB[c] = second * (gamma(3) * ((1 - momentum) * Math.abs(RM[c]) + momentum * Math.abs(mu)) + momentum * (1 + gamma(3)) * dMu);
-      rvB[c] = second * (gamma(4) * ((1 - momentum) * RV[c] + momentum * vu) + momentum * (1 + gamma(4)) * dVu);
-    }
-    const aw = Math.abs(Wt[c]);
-    // dbias = Σ dy; dweight = Σ dy·(x − μ̂), then × inv.
-    dbB[c] = gamma(n) * sdy;
-    dwB[c] = second * inv * (dMu * sdy + (sdyx + dMu * sdy) * (gamma(n + 1) + relInv + u));
-    for (let k = 0; k < N; k++) for (let i = 0; i < HW; i++) {
-      const j = idx(k, i), a = Math.abs(X[j] - mu) + dMu;
-      y[j] = second * (aw * inv * (dMu + a * (relInv + gamma(4))) + u * Math.abs(B[c]));
-      if (training) {
-        const xh = Math.abs(X[j] - mu) * inv, dxh = inv * (dMu + a * (relInv + gamma(2)));
-        const mag = Math.abs(DY[j]) + Math.abs(db[c]) / n + xh * Math.abs(dw[c]) / n;
-        dx[j] = second * aw * inv * (dbB[c] / n + (xh + dxh) * dwB[c] / n + dxh * Math.abs(dw[c]) / n + mag * (relInv + gamma(7)));
-      } else {
-        dx[j] = second * aw * Math.abs(DY[j]) * inv * (relInv + gamma(2));
-      }
-    }
-  }
-  return { y, dx, dw: dwB, db: dbB, runningMean: rmB, runningVar: rvB };
-}
+// Error model: tests/ref/vision.ts batchNormBounds.
 
 describe('batchNorm2d', () => {
   const R = rng('batchnorm');

@@ -6,8 +6,8 @@ import { reshape } from '../src/graph/ops/shape.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { readFileBytes } from '../src/io/files.ts';
 import { type HostTensor, readSafetensors, toFloat32, toInt32 } from '../src/io/safetensors.ts';
-import { TINY32, U32, expectWithin, finiteDiff, gamma, relL2, rng, ulps } from './util.ts';
-import { crossEntropyBackRef, crossEntropyRef } from './ref/nn.ts';
+import { expectWithin, finiteDiff, relL2, rng } from './util.ts';
+import { crossEntropyBackRef, crossEntropyBounds, crossEntropyRef } from './ref/nn.ts';
 
 beforeAll(async () => {
   await init();
@@ -15,42 +15,7 @@ beforeAll(async () => {
 
 const R = rng('loss');
 
-/**
- * Error bounds of the f32 cross-entropy (model in tests/util.ts, as for softmax): per row, with
- * d_k = x_k − max, exp(d_k) is within ε_k = ulps(3 + 3|d_k|) + 3u|d_k| relative, S = Σexp(d_k)
- * within ε_S = Σ_k ε_k·p_k + γ_V, log S within ε_S plus log's 3 ULP (2⁻²¹ absolute on [0.5, 2]);
- * the row loss log S − d_label adds u|d_label| and two roundings; the mean over the counted rows
- * is a sum (γ_count) and a division. The gradient g·(p_j − [j = label])/count carries p_j's
- * softmax error plus four roundings; underflowing p_j may flush to zero (TINY32).
- */
-function crossEntropyBounds(X: Float64Array, labels: Int32Array, V: number, ignore: number, g: number) {
-  let count = 0;
-  for (const l of labels) if (l !== ignore) count++;
-  const dx = new Float64Array(X.length);
-  let lossErr = 0, lossMag = 0;
-  for (let r = 0; r < labels.length; r++) {
-    if (labels[r] === ignore) continue;
-    let mx = -Infinity;
-    for (let j = 0; j < V; j++) mx = Math.max(mx, X[r * V + j]);
-    let S = 0;
-    for (let j = 0; j < V; j++) S += Math.exp(X[r * V + j] - mx);
-    const eps = new Float64Array(V);
-    let epsS = gamma(V);
-    for (let j = 0; j < V; j++) {
-      const d = Math.abs(X[r * V + j] - mx);
-      eps[j] = ulps(3 + 3 * d) + 3 * U32 * d;
-      epsS += eps[j] * Math.exp(-d) / S;
-    }
-    const logS = Math.log(S), dl = Math.abs(X[r * V + labels[r]] - mx);
-    lossErr += 1.001 * (epsS + Math.max(ulps(3) * logS, 2 ** -21) + U32 * dl + gamma(2) * (logS + dl));
-    lossMag += logS + dl;
-    for (let j = 0; j < V; j++) {
-      const p = Math.exp(X[r * V + j] - mx) / S, hot = j === labels[r] ? 1 : 0;
-      dx[r * V + j] = (g / count) * (1.001 * (p * (eps[j] + epsS + ulps(2.5)) + gamma(4) * (p + hot)) + 2 * TINY32);
-    }
-  }
-  return { loss: count ? (lossErr + gamma(count + 1) * lossMag) / count : 0, dx };
-}
+// Error model: tests/ref/nn.ts crossEntropyBounds.
 
 /** Loss and gradient (with upstream gradient g, applied through `scale`) against the reference. */
 async function check(N: number, V: number, ignore: number, pIgnore: number, fd: boolean, logitScale = 2) {

@@ -4,8 +4,8 @@ import { rotary } from '../src/graph/ops/rotary.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { readFileBytes } from '../src/io/files.ts';
 import { readSafetensors, toFloat32 } from '../src/io/safetensors.ts';
-import { dot, expectWithin, finiteDiff, gamma, relL2, rng, U32 } from './util.ts';
-import { numel, rotaryRef } from './ref/nn.ts';
+import { dot, expectWithin, finiteDiff, relL2, rng } from './util.ts';
+import { numel, rotaryBound, rotaryRef } from './ref/nn.ts';
 
 beforeAll(async () => {
   await init();
@@ -19,23 +19,7 @@ function torchFreqs(dim: number): Float64Array {
   return Float64Array.from({ length: m }, (_, i) => Math.fround(1 / Math.fround(10000 ** Math.fround((2 * i) / dim))));
 }
 
-/**
- * Per-element bound of the f32 rotation against rotaryRef: θ = f32(pos)·freq rounds once (u|θ|,
- * and sin/cos have slope ≤ 1); the kernel's own sincos (Cody–Waite reduction, Cephes
- * polynomials, shaders/rotary.wgsl) is within a few ulp of 1: 8u absolute is allowed; then
- * x₁cos θ ∓ x₂sin θ is two products and a sum (γ_3). Partner of element e: e ± 1.
- */
-function rotaryBound(X: Float64Array, freqs: Float64Array, n: number, dh: number, start: number): Float64Array {
-  const b = new Float64Array(X.length);
-  for (let e = 0; e < X.length; e++) {
-    const rel = (e % dh) - start;
-    if (rel < 0 || rel >= 2 * freqs.length) continue; // copied: exact
-    const theta = (Math.floor(e / dh) % n) * freqs[rel >> 1];
-    const partner = rel % 2 === 0 ? e + 1 : e - 1;
-    b[e] = (Math.abs(X[e]) + Math.abs(X[partner])) * (8 * U32 + 2 * U32 * Math.abs(theta) + gamma(3));
-  }
-  return b;
-}
+// Error model: tests/ref/nn.ts rotaryBound.
 
 async function check(shape: number[], freqs: Float64Array, start: number, fd: boolean) {
   const [n, dh] = shape.slice(-2);

@@ -2,8 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { logSoftmax, softmax } from '../src/graph/ops/softmax.ts';
 import { grad, param } from '../src/graph/autograd.ts';
-import { dot, expectWithin, finiteDiff, gamma, relL2, rng, TINY32, U32, ulps } from './util.ts';
-import { logSoftmaxBackRef, logSoftmaxRef, maskZeros, numel, softmaxBackRef, softmaxRef } from './ref/nn.ts';
+import { dot, expectWithin, finiteDiff, relL2, rng, ulps } from './util.ts';
+import { logSoftmaxBackRef, logSoftmaxBounds, logSoftmaxRef, maskZeros, numel, softmaxBackRef, softmaxBounds, softmaxRef } from './ref/nn.ts';
 
 beforeAll(async () => {
   await init();
@@ -11,47 +11,7 @@ beforeAll(async () => {
 
 const R = rng('softmax');
 
-// Error model (tests/util.ts) per row of K: d_j = z_j − max is one rounding (u|d_j|, which exp
-// turns into a relative u|d_j|); WGSL exp is within 3 + 2|d| ULP (exp2-based: 3 + 3|d| covers
-// the log₂e scaling); the sum of K positive terms adds γ_K plus the terms' own errors weighted
-// by their share y_k; the division 2.5 ULP. Hence, relative to y_j,
-//   ε_j = ulps(3 + 3|d_j|) + 3u|d_j|,  ε_S = Σ_k ε_k·y_k + γ_K,  |Δy_j| ≤ y_j(ε_j + ε_S + ulps(2.5)).
-// The backward dx_j = y_j(w_j − Σ_k w_k·y_k) then carries the forward errors (the kernel reads
-// its own y) and a γ_K sum plus three roundings. Second-order terms: factor 1.001. Results that
-// underflow may be flushed to zero: TINY32 absolute terms.
-function rowErrors(X: Float64Array, K: number, zero: boolean[] | undefined, yr: Float64Array) {
-  const eps = new Float64Array(X.length), epsS = new Float64Array(X.length / K);
-  for (let b = 0, r = 0; b < X.length; b += K, r++) {
-    let mx = -Infinity;
-    for (let j = 0; j < K; j++) mx = Math.max(mx, zero?.[b + j] ? -1e9 : X[b + j]);
-    let es = gamma(K);
-    for (let j = 0; j < K; j++) {
-      const d = Math.abs((zero?.[b + j] ? -1e9 : X[b + j]) - mx);
-      eps[b + j] = ulps(3 + 3 * d) + 3 * U32 * d;
-      es += eps[b + j] * yr[b + j];
-    }
-    epsS[r] = es;
-  }
-  return { eps, epsS };
-}
-
-function softmaxBounds(X: Float64Array, W: Float64Array, K: number, zero: boolean[] | undefined, yr: Float64Array) {
-  const { eps, epsS } = rowErrors(X, K, zero, yr);
-  // Plus 2·TINY32 absolute: exp(d) and the quotient may underflow to subnormals, flushed to 0.
-  const dy = yr.map((y, i) => 1.001 * y * (eps[i] + epsS[Math.floor(i / K)] + ulps(2.5)) + 2 * TINY32);
-  const dg = new Float64Array(X.length);
-  for (let b = 0; b < X.length; b += K) {
-    let s = 0, sAbs = 0, sErr = 0;
-    for (let j = 0; j < K; j++) {
-      s += W[b + j] * yr[b + j];
-      sAbs += Math.abs(W[b + j]) * yr[b + j];
-      sErr += Math.abs(W[b + j]) * dy[b + j];
-    }
-    for (let j = b; j < b + K; j++)
-      dg[j] = 1.001 * (dy[j] * (Math.abs(W[j]) + Math.abs(s) + sErr) + yr[j] * (sErr + gamma(K) * sAbs) + gamma(3) * yr[j] * (Math.abs(W[j]) + sAbs)) + 2 * TINY32 * (Math.abs(W[j]) + sAbs + 1);
-  }
-  return { y: dy, dx: dg };
-}
+// Error model: tests/ref/nn.ts softmaxRowErrors, softmaxBounds, logSoftmaxBounds.
 
 interface MaskSpec {
   shape: number[];
@@ -161,27 +121,7 @@ describe('logSoftmax', () => {
       await realize([y, gx!]);
       const yr = logSoftmaxRef(X, K);
       const gr = logSoftmaxBackRef(yr, W, K);
-      // y_j = d_j − log S: the subtraction's rounding of d (u|d|), log S off by S's relative
-      // error ε_S (see rowErrors; S ≥ 1) plus log's own 3 ULP (absolute 2⁻²¹ on [0.5, 2]), and
-      // one rounding of the result. dx_j = w_j − exp(y_j)·Σw: exp's 3 + 2|y| ULP and y's error
-      // relative to p_j = exp(y_j), the sum γ_K, two roundings.
-      const p = yr.map(Math.exp);
-      const { epsS } = rowErrors(X, K, undefined, p);
-      const yB = new Float64Array(yr.length), gB = new Float64Array(yr.length);
-      for (let b = 0, r = 0; b < yr.length; b += K, r++) {
-        let mx = -Infinity, ws = 0, wAbs = 0;
-        for (let j = 0; j < K; j++) {
-          mx = Math.max(mx, X[b + j]);
-          ws += W[b + j];
-          wAbs += Math.abs(W[b + j]);
-        }
-        const ls = Math.abs(yr[b] - (X[b] - mx));
-        for (let j = b; j < b + K; j++) {
-          const d = Math.abs(X[j] - mx);
-          yB[j] = 1.001 * (U32 * d + epsS[r] + Math.max(ulps(3) * ls, 2 ** -21) + U32 * (d + ls));
-          gB[j] = 1.001 * (p[j] * (ulps(3 + 2 * Math.abs(yr[j])) + yB[j]) * (Math.abs(ws) + gamma(K) * wAbs) + p[j] * gamma(K) * wAbs + gamma(2) * (Math.abs(W[j]) + p[j] * wAbs));
-        }
-      }
+      const { y: yB, dx: gB } = logSoftmaxBounds(X, W, K, yr);
       expectWithin(await read(y), yr, yB, `logSoftmax ${JSON.stringify(shape)} y`);
       expectWithin(await read(gx!), gr, gB, `logSoftmax ${JSON.stringify(shape)} dx`);
       if (numel(shape) <= 400) {

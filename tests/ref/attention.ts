@@ -88,10 +88,13 @@ export function attentionGradRef(
  * products of these (γ_n·Σ|terms| each, plus the inputs' errors times the other factor):
  * dP = gO·v (+ gP), dsum = Σ p·dP, dS = scale·p(dP − dsum), dq = dS·k, dk = dSᵀ·q, dv = pᵀ·gO.
  * Second-order terms: factor 1.001; underflow flushed to zero: TINY32 absolute terms.
+ * `store(value, error)`: the error after storing an intermediate of the backward (P, dP, dS) in
+ * the tensors' element type (f16: one more rounding; f32, the default: none); the products that
+ * read a stored value then carry its error times (|other factor| + its error).
  */
 export function attentionBounds(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dm: AttnDims, scale: number, mask?: ArrayLike<number>,
-  gOut?: ArrayLike<number>, gProbs?: ArrayLike<number>,
+  gOut?: ArrayLike<number>, gProbs?: ArrayLike<number>, store: (value: number, err: number) => number = (_, e) => e,
 ) {
   const U = 2 ** -24, ulp = (n: number) => 2 * n * U, gam = (n: number) => (n * U) / (1 - n * U), TINY = 2 ** -126;
   const { b, H, Sq, Sk, d, dv } = dm;
@@ -143,38 +146,44 @@ export function attentionBounds(
     const bb = Math.floor(bh / H);
     for (let i = 0; i < Sq; i++) {
       const row = bh * Sq + i;
-      const dP = new Float64Array(Sk), dPmag = new Float64Array(Sk);
+      // ePs: the error of P as the backward reads it (stored); eDP: of dP (the product dO·vᵀ
+      // stored, then, with gProbs, the sum stored again).
+      const dP = new Float64Array(Sk), eDP = new Float64Array(Sk), ePs = new Float64Array(Sk);
       let D = 0, Dmag = 0, Derr = 0;
       for (let j = 0; j < Sk; j++) {
-        let s = gProbs ? gProbs[row * Sk + j] : 0, mag = Math.abs(s);
+        const gp = gProbs ? gProbs[row * Sk + j] : 0;
+        let s = 0, mag = Math.abs(gp);
         for (let c = 0; c < dv; c++) {
           const t = gOut[row * dv + c] * v[(bh * Sk + j) * dv + c];
           s += t; mag += Math.abs(t);
         }
-        dP[j] = s; dPmag[j] = mag;
+        const e = store(s, gam(dv + 1) * mag);
+        s += gp;
+        dP[j] = s; eDP[j] = gProbs ? store(s, e) : e;
         const p = probs[row * Sk + j];
-        D += p * s; Dmag += p * mag;
-        Derr += p * rho[row * Sk + j] * Math.abs(s) + p * gam(dv + 1) * mag;
+        ePs[j] = store(p, rho[row * Sk + j] * p + 2 * TINY);
+        D += p * s; Dmag += (p + ePs[j]) * (mag + eDP[j]);
+        Derr += ePs[j] * Math.abs(s) + (p + ePs[j]) * eDP[j];
       }
       Derr += gam(Sk) * Dmag;
       for (let j = 0; j < Sk; j++) {
         const masked = mask && mask[(bb * Sq + i) * Sk + j] === 0;
         if (masked) continue;
-        const p = probs[row * Sk + j];
-        dsAbs[row * Sk + j] = scale * p * Math.abs(dP[j] - D);
-        dsErr[row * Sk + j] = 1.001 * scale * (p * rho[row * Sk + j] * Math.abs(dP[j] - D) + p * (gam(dv + 1) * dPmag[j] + Derr) + gam(3) * p * (Math.abs(dP[j]) + Math.abs(D))) + 2 * TINY;
+        const p = probs[row * Sk + j], ds = scale * p * (dP[j] - D);
+        dsAbs[row * Sk + j] = Math.abs(ds);
+        dsErr[row * Sk + j] = store(ds, 1.001 * scale * (ePs[j] * Math.abs(dP[j] - D) + (p + ePs[j]) * (eDP[j] + Derr) + gam(3) * p * (Math.abs(dP[j]) + Math.abs(D))) + 2 * TINY);
       }
       for (let j = 0; j < Sk; j++) {
-        const p = probs[row * Sk + j], r = rho[row * Sk + j];
+        const p = probs[row * Sk + j];
         for (let c = 0; c < dv; c++) {
           const g = Math.abs(gOut[row * dv + c]);
-          bdv[(bh * Sk + j) * dv + c] += p * r * g + gam(Sq) * p * g;
+          bdv[(bh * Sk + j) * dv + c] += ePs[j] * g + gam(Sq) * (p + ePs[j]) * g;
         }
         const a = dsAbs[row * Sk + j], e = dsErr[row * Sk + j];
         for (let c = 0; c < d; c++) {
           const kk = Math.abs(k[(bh * Sk + j) * d + c]), qq = Math.abs(q[row * d + c]);
-          bdq[row * d + c] += e * kk + gam(Sk) * a * kk;
-          bdk[(bh * Sk + j) * d + c] += e * qq + gam(Sq) * a * qq;
+          bdq[row * d + c] += e * kk + gam(Sk) * (a + e) * kk;
+          bdk[(bh * Sk + j) * d + c] += e * qq + gam(Sq) * (a + e) * qq;
         }
       }
     }

@@ -165,12 +165,15 @@ export function randomExperts(R: Rng, E: number, d: number, F: number): ExpertRe
  * slots routed to the expert); dx = Σ_slots (w1ᵀ·du1 + w3ᵀ·du3) (γ_{2F·k}). Slot weights that
  * carry an error (weightErr: computed by the gate) scale their slot's terms by it. Inputs' errors times
  * the other factor; second-order terms: factor 1.001; flushed underflow: TINY32 per term.
+ * `store(value, error)`: the error after storing a forward intermediate (u1, u3, act(u1), h, y)
+ * in the tensors' element type (f16: one more rounding each; f32, the default: none); the
+ * backward's own intermediates are not modelled as stored.
  */
 export function moeBounds(
   x: ArrayLike<number>, indices: ArrayLike<number>, weights: ArrayLike<number>, experts: ExpertRef[],
   N: number, d: number, F: number, k: number, act: ActName, mode: 'sum' | 'weighted', gOut?: ArrayLike<number>,
   actErr: (act: ActName, v: number) => number = () => 0, actGradErr: (act: ActName, v: number) => number = () => 0,
-  weightErr?: ArrayLike<number>,
+  weightErr?: ArrayLike<number>, store: (value: number, err: number) => number = (_, e) => e,
 ) {
   const U = 2 ** -24, TINY = 2 ** -126, gam = (n: number) => (n * U) / (1 - n * U);
   // How far act′ (and act) can move for an input off by at most r (the change at the interval's
@@ -197,17 +200,17 @@ export function moeBounds(
           u1[f] += w1[f * d + i] * x[t * d + i]; m1 += Math.abs(w1[f * d + i] * x[t * d + i]);
           u3[f] += w3[f * d + i] * x[t * d + i]; m3 += Math.abs(w3[f * d + i] * x[t * d + i]);
         }
-        e1[f] = gam(d) * m1 + TINY; e3[f] = gam(d) * m3 + TINY;
+        e1[f] = store(u1[f], gam(d) * m1 + TINY); e3[f] = store(u3[f], gam(d) * m3 + TINY);
         av[f] = actF[act](u1[f]);
-        ea[f] = 1.001 * spread(actF[act], u1[f], e1[f]) + actErr(act, u1[f]);
+        ea[f] = store(av[f], 1.001 * spread(actF[act], u1[f], e1[f]) + actErr(act, u1[f]));
         h[f] = av[f] * u3[f];
-        eh[f] = Math.abs(av[f]) * e3[f] + Math.abs(u3[f]) * ea[f] + U * Math.abs(h[f]);
+        eh[f] = store(h[f], Math.abs(av[f]) * e3[f] + (Math.abs(u3[f]) + e3[f]) * ea[f] + U * Math.abs(h[f]));
       }
       const y = new Float64Array(d), ey = new Float64Array(d);
       for (let i = 0; i < d; i++) {
         let mag = 0;
-        for (let f = 0; f < F; f++) { y[i] += w2[i * F + f] * h[f]; mag += Math.abs(w2[i * F + f] * h[f]); ey[i] += Math.abs(w2[i * F + f]) * eh[f]; }
-        ey[i] += gam(F) * mag;
+        for (let f = 0; f < F; f++) { y[i] += w2[i * F + f] * h[f]; mag += Math.abs(w2[i * F + f]) * (Math.abs(h[f]) + eh[f]); ey[i] += Math.abs(w2[i * F + f]) * eh[f]; }
+        ey[i] = store(y[i], ey[i] + gam(F) * mag);
         out[t * d + i] += Math.abs(c) * ey[i] + wt * Math.abs(c * y[i]);
         outMag[t * d + i] += Math.abs(c * y[i]);
       }

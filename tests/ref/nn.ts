@@ -1,6 +1,6 @@
 // Float64 CPU references for the neural-network kernels (reduce, softmax, norm, embedding,
 // rotary, loss): forward and analytic backward, plain loops.
-import { gamma, ulps } from '../util.ts';
+import { gamma, TINY32, U32, ulps } from '../util.ts';
 
 export function numel(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -286,4 +286,132 @@ export function rmsNormBounds(x: ArrayLike<number>, w: ArrayLike<number>, dy: Ar
     }
   }
   return { y, dx, dw };
+}
+
+/**
+ * Softmax error model (tests/util.ts) per row of K: d_j = z_j − max is one rounding (u|d_j|, which
+ * exp turns into a relative u|d_j|); WGSL exp is within 3 + 2|d| ULP (exp2-based: 3 + 3|d| covers
+ * the log₂e scaling); the sum of K positive terms adds γ_K plus the terms' own errors weighted by
+ * their share y_k. Per element the exp's relative error ε_j = ulps(3 + 3|d_j|) + 3u|d_j|, per row
+ * the sum's ε_S = Σ_k ε_k·y_k + γ_K (yr: the float64 softmax, or the shares exp(d_k)/S).
+ */
+export function softmaxRowErrors(X: ArrayLike<number>, K: number, zero: boolean[] | undefined, yr: ArrayLike<number>) {
+  const eps = new Float64Array(X.length), epsS = new Float64Array(X.length / K);
+  for (let b = 0, r = 0; b < X.length; b += K, r++) {
+    let mx = -Infinity;
+    for (let j = 0; j < K; j++) mx = Math.max(mx, zero?.[b + j] ? -1e9 : X[b + j]);
+    let es = gamma(K);
+    for (let j = 0; j < K; j++) {
+      const d = Math.abs((zero?.[b + j] ? -1e9 : X[b + j]) - mx);
+      eps[b + j] = ulps(3 + 3 * d) + 3 * U32 * d;
+      es += eps[b + j] * yr[b + j];
+    }
+    epsS[r] = es;
+  }
+  return { eps, epsS };
+}
+
+/**
+ * Per-element bounds of the f32 softmax (y = e_j / S, the division 2.5 ULP:
+ * |Δy_j| ≤ y_j(ε_j + ε_S + ulps(2.5))) and of its backward dx_j = y_j(w_j − Σ_k w_k·y_k), which
+ * carries the forward errors (the kernel reads its own y) and a γ_K sum plus three roundings.
+ * Second-order terms: factor 1.001. Results that underflow may be flushed to zero: TINY32 terms.
+ */
+export function softmaxBounds(X: ArrayLike<number>, W: ArrayLike<number>, K: number, zero: boolean[] | undefined, yr: Float64Array) {
+  const { eps, epsS } = softmaxRowErrors(X, K, zero, yr);
+  // Plus 2·TINY32 absolute: exp(d) and the quotient may underflow to subnormals, flushed to 0.
+  const dy = yr.map((y, i) => 1.001 * y * (eps[i] + epsS[Math.floor(i / K)] + ulps(2.5)) + 2 * TINY32);
+  const dg = new Float64Array(X.length);
+  for (let b = 0; b < X.length; b += K) {
+    let s = 0, sAbs = 0, sErr = 0;
+    for (let j = 0; j < K; j++) {
+      s += W[b + j] * yr[b + j];
+      sAbs += Math.abs(W[b + j]) * yr[b + j];
+      sErr += Math.abs(W[b + j]) * dy[b + j];
+    }
+    for (let j = b; j < b + K; j++)
+      dg[j] = 1.001 * (dy[j] * (Math.abs(W[j]) + Math.abs(s) + sErr) + yr[j] * (sErr + gamma(K) * sAbs) + gamma(3) * yr[j] * (Math.abs(W[j]) + sAbs)) + 2 * TINY32 * (Math.abs(W[j]) + sAbs + 1);
+  }
+  return { y: dy, dx: dg };
+}
+
+/**
+ * Per-element bounds of the f32 logSoftmax against logSoftmaxRef/logSoftmaxBackRef (yr, W: the
+ * upstream gradient). y_j = d_j − log S: the subtraction's rounding of d (u|d|), log S off by S's
+ * relative error ε_S (softmaxRowErrors; S ≥ 1) plus log's own 3 ULP (absolute 2⁻²¹ on [0.5, 2]),
+ * and one rounding of the result. dx_j = w_j − exp(y_j)·Σw: exp's 3 + 2|y| ULP and y's error
+ * relative to p_j = exp(y_j), the sum γ_K, two roundings.
+ */
+export function logSoftmaxBounds(X: ArrayLike<number>, W: ArrayLike<number>, K: number, yr: Float64Array) {
+  const p = yr.map(Math.exp);
+  const { epsS } = softmaxRowErrors(X, K, undefined, p);
+  const yB = new Float64Array(yr.length), gB = new Float64Array(yr.length);
+  for (let b = 0, r = 0; b < yr.length; b += K, r++) {
+    let mx = -Infinity, ws = 0, wAbs = 0;
+    for (let j = 0; j < K; j++) {
+      mx = Math.max(mx, X[b + j]);
+      ws += W[b + j];
+      wAbs += Math.abs(W[b + j]);
+    }
+    const ls = Math.abs(yr[b] - (X[b] - mx));
+    for (let j = b; j < b + K; j++) {
+      const d = Math.abs(X[j] - mx);
+      yB[j] = 1.001 * (U32 * d + epsS[r] + Math.max(ulps(3) * ls, 2 ** -21) + U32 * (d + ls));
+      gB[j] = 1.001 * (p[j] * (ulps(3 + 2 * Math.abs(yr[j])) + yB[j]) * (Math.abs(ws) + gamma(K) * wAbs) + p[j] * gamma(K) * wAbs + gamma(2) * (Math.abs(W[j]) + p[j] * wAbs));
+    }
+  }
+  return { y: yB, dx: gB };
+}
+
+/**
+ * Error bounds of the f32 cross-entropy (shaders/loss.wgsl; model in tests/util.ts, as for
+ * softmax). Per row, with d_k = x_k − max: S = Σexp(d_k) within ε_S (softmaxRowErrors), log S
+ * within δ_L = ε_S + log's 3 ULP (2⁻²¹ absolute on [0.5, 2]). The row loss (max − x_label) + log S
+ * adds u|d_label| and a rounding; the mean is a sum over the counted rows (γ_count) and a division
+ * (2.5 ULP). The gradient is g·(p_j − [j = label])/count with p_j = exp(x_j − lse) and
+ * lse = max + log S stored f32: lse off by δ_L + u|lse|, a_j = x_j − lse one more rounding,
+ * exp 3 + 2|a_j| ULP of p_j; then p − [hot] one rounding, g/count 2.5 ULP and the product one:
+ * 7u on |p − hot|. Second-order terms: factor 1.001; underflowing p_j may flush to 0 (TINY32).
+ */
+export function crossEntropyBounds(X: Float64Array, labels: ArrayLike<number>, V: number, ignore: number, g: number) {
+  let count = 0;
+  for (let r = 0; r < labels.length; r++) if (labels[r] !== ignore) count++;
+  const dx = new Float64Array(X.length);
+  let lossErr = 0, lossMag = 0;
+  for (let r = 0; r < labels.length; r++) {
+    if (labels[r] === ignore) continue;
+    const row = X.subarray(r * V, (r + 1) * V), p = softmaxRef(row, V);
+    const epsS = softmaxRowErrors(row, V, undefined, p).epsS[0];
+    let mx = -Infinity, S = 0;
+    for (let j = 0; j < V; j++) mx = Math.max(mx, row[j]);
+    for (let j = 0; j < V; j++) S += Math.exp(row[j] - mx);
+    const logS = Math.log(S), dl = Math.abs(row[labels[r]] - mx);
+    const dL = epsS + Math.max(ulps(3) * logS, 2 ** -21);
+    lossErr += 1.001 * (dL + U32 * dl + gamma(2) * (logS + dl));
+    lossMag += logS + dl;
+    const eLse = dL + U32 * Math.abs(mx + logS);
+    for (let j = 0; j < V; j++) {
+      const a = Math.abs(row[j] - mx) + logS, hot = j === labels[r] ? 1 : 0;
+      dx[r * V + j] = (Math.abs(g) / count) * (1.001 * (p[j] * (eLse + U32 * a + ulps(3 + 2 * a)) + 7 * U32 * Math.abs(p[j] - hot)) + 2 * TINY32);
+    }
+  }
+  return { loss: count ? (1.001 * (lossErr + gamma(count) * lossMag) + ulps(2.5) * lossMag) / count : 0, dx };
+}
+
+/**
+ * Per-element bound of the f32 rotation against rotaryRef: θ = f32(pos)·freq rounds once (u|θ|,
+ * and sin/cos have slope ≤ 1); the kernel's own sincos (Cody–Waite reduction, Cephes
+ * polynomials, shaders/rotary.wgsl) is within a few ulp of 1: 8u absolute is allowed; then
+ * x₁cos θ ∓ x₂sin θ is two products and a sum (γ_3). Partner of element e: e ± 1.
+ */
+export function rotaryBound(X: ArrayLike<number>, freqs: ArrayLike<number>, n: number, dh: number, start: number): Float64Array {
+  const b = new Float64Array(X.length);
+  for (let e = 0; e < X.length; e++) {
+    const rel = (e % dh) - start;
+    if (rel < 0 || rel >= 2 * freqs.length) continue; // copied: exact
+    const theta = (Math.floor(e / dh) % n) * freqs[rel >> 1];
+    const partner = rel % 2 === 0 ? e + 1 : e - 1;
+    b[e] = (Math.abs(X[e]) + Math.abs(X[partner])) * (8 * U32 + 2 * U32 * Math.abs(theta) + gamma(3));
+  }
+  return b;
 }
