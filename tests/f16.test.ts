@@ -42,7 +42,7 @@ import {
   crossEntropyBackRef, crossEntropyBounds, crossEntropyRef, embeddingRef, logSoftmaxBounds, logSoftmaxRef, rmsNormBounds, rmsNormRef,
   rotaryBound, rotaryRef, softmaxBounds, softmaxRef,
 } from './ref/nn.ts';
-import { moeBounds, moeRef, randomExperts, randomRoute } from './ref/moe.ts';
+import { gateBounds, gateRef, moeBounds, moeRef, randomExperts, randomRoute } from './ref/moe.ts';
 
 export const U16 = 2 ** -11;
 
@@ -411,7 +411,7 @@ describe('f16 vision ops', () => {
 
 describe('f16 mixture of experts (training path) and dropout', () => {
   for (const kind of ['register', 'tiled'] as const) {
-    it(`topkGate + moeExperts (${kind}): the experts' f16 intermediates carried by the f32 model`, async () => {
+    it(`topkGate + moeExperts (${kind}): the f16 logits and the experts' f16 intermediates carried by the f32 models`, async () => {
       setKernelOverrides({ moe: kind });
       try {
         const [N, d, F, E, k] = [R.int(2, 40), 4 * R.int(2, 6), 4 * R.int(2, 6), 4, 2];
@@ -419,8 +419,25 @@ describe('f16 mixture of experts (training path) and dropout', () => {
         const X = toF16(R.randn(N * d)), G = toF16(R.randn(d * E));
         const gate = topkGate(h(X, [N, d]), h(G, [E, d]), k);
         const y = moeExperts(h(X, [N, d]), gate, experts.map((e) => ({ w1: h(e.w1, [F, d]), w3: h(e.w3, [F, d]), w2: h(e.w2, [d, F]) })), 'silu', 'weighted');
-        await realize([y, gate.indices, gate.weights]);
+        await realize([y, gate.probs, gate.indices, gate.weights]);
         const idx = await read(gate.indices), wts = await read(gate.weights);
+        // The gate (tests/ref/moe.ts gateBounds, the logits stored f16): probs per element, then
+        // their f16 conversion; the picks are the float64 ones up to near-ties (each pick's
+        // f32 probability within the bounds of every one it beat); the weights per element
+        // where the picks agree.
+        const gr = gateRef(X, G, N, d, E, k), gb = gateBounds(X, G, N, d, E, k, undefined, false, undefined, undefined, f16Conv);
+        expectWithin(await read(gate.probs), gr.probs, f16Out(gr.probs, gb.probs), `f16 topkGate probs (${kind})`);
+        const agree: number[] = [];
+        for (let t = 0; t < N; t++) {
+          const row = Array.from(idx.subarray(t * k, t * k + k));
+          if (row.every((e, j) => e === gr.indices[t * k + j])) agree.push(...row.map((_, j) => t * k + j));
+          for (let j = 0; j < k; j++) for (let e = 0; e < E; e++) {
+            if (row.slice(0, j + 1).includes(e)) continue;
+            const [a, b] = [t * E + row[j], t * E + e];
+            expect(gr.probs[a] + gb.probs[a], `token ${t}, pick ${j}: expert ${row[j]} over ${e}`).toBeGreaterThanOrEqual(gr.probs[b] - gb.probs[b]);
+          }
+        }
+        expectWithin(agree.map((s) => wts[s]), agree.map((s) => gr.weights[s]), agree.map((s) => f16Conv(gr.weights[s], gb.weights[s])), `f16 topkGate weights (${kind})`);
         // The output reference uses the GPU's route and weights (f16 values; a near-tie of the
         // f16 logits may legitimately pick differently from float64); the f32 model
         // (tests/ref/moe.ts moeBounds) with u1, u3, silu(u1), h and each expert output stored

@@ -267,10 +267,14 @@ export function moeBounds(
  * gradient (log a + m̄/a)/N through the same ops. Backward: dp = gP (+ lb's) + (gW − Σw·gW)/S at
  * the picks, pdp = Σp·dp (γ_E), dz = p(dp − pdp), dx = dz·W (γ_E), dW = dzᵀ·x (γ_N); each
  * input's error times the other factor. gWErr: errors of gW when computed upstream.
+ * `store(value, error)`: the error after storing the logits in the tensors' element type (f16:
+ * one more rounding; f32, the default: none). probs and weights bound the f32 values the kernel
+ * computes (and picks by), before their own store.
  */
 export function gateBounds(
   x: ArrayLike<number>, W: ArrayLike<number>, N: number, d: number, E: number, k: number,
   gP?: ArrayLike<number>, withLb = false, gW?: ArrayLike<number>, gWErr?: ArrayLike<number>,
+  store: (value: number, err: number) => number = (_, e) => e,
 ) {
   const U = 2 ** -24, TINY = 2 ** -126, ulps = (n: number) => 2 * n * U, gam = (n: number) => (n * U) / (1 - n * U);
   const { probs, indices, weights } = gateRef(x, W, N, d, E, k);
@@ -278,19 +282,24 @@ export function gateBounds(
   for (let t = 0; t < N; t++) {
     const z = new Float64Array(E), dl = new Float64Array(E);
     for (let e = 0; e < E; e++) for (let c = 0; c < d; c++) { z[e] += x[t * d + c] * W[e * d + c]; dl[e] += gam(d) * Math.abs(x[t * d + c] * W[e * d + c]); }
+    for (let e = 0; e < E; e++) dl[e] = store(z[e], dl[e]);
     const m = Math.max(...z);
     let sd = 0, se = 0;
     const eps = z.map((v) => ulps(3 + 3 * (m - v)) + 3 * U * (m - v));
     for (let e = 0; e < E; e++) { sd += probs[t * E + e] * dl[e]; se += probs[t * E + e] * eps[e]; }
+    // The logits' errors move p_e by a factor within exp(±(dl_e + c·Σp·dl)), c = (e^M − 1)/M,
+    // M = max dl (Jensen, and exp's convexity on [0, M]): not first order, for f16 logits.
+    const M = Math.max(...dl), cM = M > 0 ? Math.expm1(M) / M : 1;
     const rho = new Float64Array(E);
     for (let e = 0; e < E; e++) {
-      rho[e] = 1.001 * (dl[e] + sd + eps[e] + se + gam(E) + ulps(2.5));
+      rho[e] = 1.001 * (Math.expm1(dl[e] + cM * sd) + eps[e] + se + gam(E) + ulps(2.5));
       bP[t * E + e] = rho[e] * probs[t * E + e] + TINY;
     }
     let S = 0, sRho = 0;
     for (let j = 0; j < k; j++) S += probs[t * E + indices[t * k + j]];
     for (let j = 0; j < k; j++) sRho += (probs[t * E + indices[t * k + j]] / S) * rho[indices[t * k + j]];
-    for (let j = 0; j < k; j++) bW[t * k + j] = 1.001 * (rho[indices[t * k + j]] + sRho + gam(k) + ulps(2.5)) * weights[t * k + j] + TINY;
+    // p_e/Σ_sel p: within (1 + ρ_e)/(1 − ρ_S) of the ratio (ρ_S = Σ_sel share·ρ), γ_k and the ÷.
+    for (let j = 0; j < k; j++) bW[t * k + j] = 1.001 * ((rho[indices[t * k + j]] + sRho) / (1 - sRho) + gam(k) + ulps(2.5)) * weights[t * k + j] + TINY;
   }
   // The load-balancing loss and its gradient wrt probs (the same for every token).
   const lb = lbLossRef(probs, N, E);
