@@ -15,11 +15,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  BH: u32, H: u32, Sq: u32, Sk: u32,
-  scale: f32,
-  mb: u32, mq: u32, mk: u32,   // mask element strides over (batch, query, key); 0 = broadcast
-}
+${PARAMS}   // BH, H, Sq, Sk, scale, mb, mq, mk: src/graph/kernels/attention.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 const D: u32 = ${D}u;

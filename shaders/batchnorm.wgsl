@@ -14,10 +14,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  N: u32, C: u32, HW: u32, total: u32,   // total = N·C·HW
-  eps: f32, momentum: f32, pad0: u32, pad1: u32,
-}
+${PARAMS}   // N, C, HW, total, eps, momentum: src/graph/kernels/batchnorm.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 #include "lib/grid"

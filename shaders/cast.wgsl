@@ -2,9 +2,7 @@
 // Specialisation: TO_F16 (bool): f32 → f16, else f16 → f32.
 enable f16;
 
-struct Params {
-  n: u32,
-}
+${PARAMS}   // n: src/graph/kernels/cast.ts
 @group(0) @binding(0) var<uniform> p: Params;
 #if ${TO_F16}
 @group(0) @binding(1) var<storage, read> src: array<f32>;

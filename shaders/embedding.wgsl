@@ -14,12 +14,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  N: u32,       // tokens
-  V: u32,       // table rows
-  D: u32,       // features
-  total: u32,   // threads needed
-}
+${PARAMS}   // N, V, D, total: src/graph/kernels/embedding.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 #include "lib/grid"

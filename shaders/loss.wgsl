@@ -13,12 +13,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  N: u32,
-  V: u32,
-  ignore: i32,
-  total: u32,
-}
+${PARAMS}   // N, V, ignore, total: src/graph/kernels/loss.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = ${WG}u;

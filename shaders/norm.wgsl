@@ -12,12 +12,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  rows: u32,
-  D: u32,
-  eps: f32,
-  pad0: u32,
-}
+${PARAMS}   // rows, D, eps: src/graph/kernels/norm.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = ${WG}u;

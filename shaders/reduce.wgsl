@@ -12,14 +12,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  outer: u32,
-  n: u32,
-  inner: u32,
-  tiles: u32,     // ceil(inner / COLS)
-  scale: f32,
-  total: u32,     // elements of x (BCAST, MAX_GRAD)
-}
+${PARAMS}   // outer, n, inner, tiles, scale, total: src/graph/kernels/reduce.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = 256u;

@@ -11,10 +11,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  NC: u32, H: u32, W: u32, OH: u32,
-  OW: u32, total: u32, scaleY: f32, scaleX: f32,   // scale = in/out
-}
+${PARAMS}   // NC, H, W, OH, OW, total, scaleY, scaleX: src/graph/kernels/resize.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

@@ -12,15 +12,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  total: u32,   // elements of x
-  n: u32,       // positions (size of axis -2)
-  dh: u32,      // features per row
-  start: u32,
-  m: u32,       // rotated pairs
-  sign: f32,
-  offset: u32,  // position of row 0 (incremental decoding with a key/value cache)
-}
+${PARAMS}   // total, n, dh, start, m, sign, offset: src/graph/kernels/rotary.ts
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> freqs: array<f32>;

@@ -6,18 +6,36 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { init, runtime } from '../src/graph/runtime.ts';
 import { type UniformSchema, uniformSchema, type UniformType } from '../src/graph/kernels/uniforms.ts';
+import { attentionParams } from '../src/graph/kernels/attention.ts';
+import { batchnormParams } from '../src/graph/kernels/batchnorm.ts';
+import { castParams } from '../src/graph/kernels/cast.ts';
 import { convParams } from '../src/graph/kernels/conv.ts';
+import { embeddingParams } from '../src/graph/kernels/embedding.ts';
+import { lossParams } from '../src/graph/kernels/loss.ts';
 import { matmulParams } from '../src/graph/kernels/matmul.ts';
 import { matvecParams } from '../src/graph/kernels/matvec.ts';
+import { normParams } from '../src/graph/kernels/norm.ts';
+import { reduceParams } from '../src/graph/kernels/reduce.ts';
+import { resizeParams } from '../src/graph/kernels/resize.ts';
+import { rotaryParams } from '../src/graph/kernels/rotary.ts';
 import type { Params } from '../src/graph/tensor.ts';
 
 type AnySchema = UniformSchema<Record<string, UniformType>>;
 
 /** Every kernel family's schema (moe: one per group of kinds). */
 const FAMILIES: Record<string, AnySchema> = {
+  attention: attentionParams,
+  batchnorm: batchnormParams,
+  cast: castParams,
   conv: convParams,
+  embedding: embeddingParams,
+  loss: lossParams,
   matmul: matmulParams,
   matvec: matvecParams,
+  norm: normParams,
+  reduce: reduceParams,
+  resize: resizeParams,
+  rotary: rotaryParams,
 };
 
 function bytes(p: Params): DataView {

@@ -3,7 +3,8 @@
 // the saved per-row max and sum (or uses the kept probabilities) and runs dV = Pᵀ·dO,
 // dP = dO·Vᵀ, dS = softmax-backward(P, dP), dQ = dS·K, dK = dSᵀ·Q.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, isCpuAdapter, P, registerKernelsByDefault } from './util.ts';
+import { grid1d, isCpuAdapter, registerKernelsByDefault } from './util.ts';
+import { attentionParams } from '../kernels/attention.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 import { matmul } from './matmul.ts';
@@ -40,7 +41,7 @@ function params(g: Geometry) {
   // Mask strides over (batch, query, key); size-1 axes broadcast.
   const mb = m && m.shape[0] !== 1 ? m.shape[1] * m.shape[2] : 0;
   const mq = m && m.shape[1] !== 1 ? m.shape[2] : 0;
-  return P().u(g.b * g.H, g.H, g.Sq, g.Sk).f(g.scale).u(mb, mq, 1);
+  return attentionParams.pack({ BH: g.b * g.H, H: g.H, Sq: g.Sq, Sk: g.Sk, scale: g.scale, mb, mq, mk: 1 });
 }
 
 /** Head sizes up to which the unrolled register kernels are used (q row and output in registers). */
@@ -109,6 +110,7 @@ function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', maskBindi
       D: g.d, DV: g.dv, KVD: Math.max(g.d, g.dv), QB: t.QB, KB: t.KB,
       HAS_MASK: !!g.mask, MASK_F32: g.mask?.dtype === 'f32', MASK_BINDING: maskBinding,
     },
+    gen: { PARAMS: attentionParams.wgsl },
   };
 }
 

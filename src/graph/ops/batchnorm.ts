@@ -2,7 +2,8 @@
 // and biased variance and returns an effect that folds them (unbiased variance) into the
 // running statistics in place; eval normalises with the running statistics.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, isCpuAdapter, P } from './util.ts';
+import { assertFloat, grid1d, isCpuAdapter } from './util.ts';
+import { batchnormParams } from '../kernels/batchnorm.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 
@@ -34,6 +35,7 @@ function kernel(flag: Flag, training = false) {
   return {
     family: 'batchnorm',
     defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: rwg(), ROWS: rwg() === 8 },
+    gen: { PARAMS: batchnormParams.wgsl },
   };
 }
 
@@ -52,7 +54,7 @@ export function batchNorm2d(x: Tensor, p: BatchNormParams, opts: BatchNormOption
     if (t.rank !== 1 || t.shape[0] !== C) throw new Error(`batchNorm2d: ${k} ${t} must be [${C}] for input ${x}`);
   }
   if (opts.training && N * HW < 2) throw new Error(`batchNorm2d: training needs more than 1 value per channel, input ${x}`);
-  const params = () => P().u(N, C, HW, N * C * HW).f(eps, momentum).u(0, 0);
+  const params = () => batchnormParams.pack({ N, C, HW, total: N * C * HW, eps, momentum });
 
   let mean: Tensor, vr: Tensor, update: Tensor | null = null;
   if (opts.training) {

@@ -2,7 +2,8 @@
 // shader-f16). The gradient of a cast is the cast back.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { runtime } from '../runtime.ts';
-import { grid1d, P } from './util.ts';
+import { grid1d } from './util.ts';
+import { castParams } from '../kernels/cast.ts';
 
 export function hasF16(): boolean {
   return runtime().gpu.hasF16;
@@ -16,7 +17,7 @@ export function cast(x: Tensor, dtype: 'f32' | 'f16'): Tensor {
   const [y] = makeNode(`cast_${dtype}`, [x], [{ shape: x.shape, dtype }], {
     encode(ctx) {
       const n = x.size;
-      ctx.dispatch({ kernel: { family: 'cast', defs: { TO_F16: dtype === 'f16' } }, bindings: [x, y], params: P().u(n), workgroups: grid1d(n) });
+      ctx.dispatch({ kernel: { family: 'cast', defs: { TO_F16: dtype === 'f16' }, gen: { PARAMS: castParams.wgsl } }, bindings: [x, y], params: castParams.pack({ n }), workgroups: grid1d(n) });
     },
     backward([dy]) {
       return [cast(dy!, x.dtype as 'f32' | 'f16')];

@@ -2,7 +2,8 @@
 // sinusoidal position table of the text embedding.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { fromData } from '../runtime.ts';
-import { assertDtype, assertFloat, grid1d, P } from './util.ts';
+import { assertDtype, assertFloat, grid1d } from './util.ts';
+import { embeddingParams } from '../kernels/embedding.ts';
 
 const KINDS = ['GATHER', 'LINK', 'SCATTER'] as const;
 type Kind = (typeof KINDS)[number];
@@ -10,7 +11,7 @@ type Kind = (typeof KINDS)[number];
 function kernel(kind: Kind) {
   const defs: Record<string, boolean> = {};
   for (const k of KINDS) defs[k] = k === kind;
-  return { family: 'embedding', defs };
+  return { family: 'embedding', defs, gen: { PARAMS: embeddingParams.wgsl } };
 }
 
 /**
@@ -28,7 +29,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   const [y] = makeNode('embedding', [ids, table], [{ shape: [...ids.shape, D] }], {
     encode(ctx) {
       const total = N * D;
-      ctx.dispatch({ kernel: kernel('GATHER'), bindings: [ids, table, y], params: P().u(N, V, D, total), workgroups: grid1d(total) });
+      ctx.dispatch({ kernel: kernel('GATHER'), bindings: [ids, table, y], params: embeddingParams.pack({ N, V, D, total }), workgroups: grid1d(total) });
     },
     backward([dy]) {
       return [null, table.requiresGrad ? embeddingGrad(ids, dy!, V, D) : null];
@@ -47,9 +48,9 @@ function embeddingGrad(ids: Tensor, dy: Tensor, V: number, D: number): Tensor {
       const head = ctx.scratch(4 * Math.max(1, V));
       const next = ctx.scratch(4 * Math.max(1, N));
       ctx.clear(head);
-      ctx.dispatch({ kernel: kernel('LINK'), bindings: [ids, head, next], params: P().u(N, V, D, N), workgroups: grid1d(N) });
+      ctx.dispatch({ kernel: kernel('LINK'), bindings: [ids, head, next], params: embeddingParams.pack({ N, V, D, total: N }), workgroups: grid1d(N) });
       const total = V * D;
-      ctx.dispatch({ kernel: kernel('SCATTER'), bindings: [head, next, dy, dt], params: P().u(N, V, D, total), workgroups: grid1d(total) });
+      ctx.dispatch({ kernel: kernel('SCATTER'), bindings: [head, next, dy, dt], params: embeddingParams.pack({ N, V, D, total }), workgroups: grid1d(total) });
     },
   });
   return dt;

@@ -1,6 +1,7 @@
 // Cross entropy over rows of logits with an ignored label (shaders/loss.wgsl).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, assertFloat, grid1d, P } from './util.ts';
+import { assertDtype, assertFloat, grid1d } from './util.ts';
+import { lossParams } from '../kernels/loss.ts';
 
 const KINDS = ['CE_ROWS', 'CE_MEAN', 'CE_GRAD'] as const;
 type Kind = (typeof KINDS)[number];
@@ -8,7 +9,7 @@ type Kind = (typeof KINDS)[number];
 function kernel(kind: Kind, wg = 256) {
   const defs: Record<string, boolean | number> = { WG: wg };
   for (const k of KINDS) defs[k] = k === kind;
-  return { family: 'loss', defs };
+  return { family: 'loss', defs, gen: { PARAMS: lossParams.wgsl } };
 }
 
 /** Workgroup size for rows of V: about 4 elements per thread, 32 to 256 threads. */
@@ -29,7 +30,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, ignoreIndex: number
   const [N, V] = logits.shape;
   if (labels.rank !== 1 || labels.shape[0] !== N) throw new Error(`crossEntropy: labels ${labels} must be [${N}] for logits ${logits}`);
   if (!Number.isInteger(ignoreIndex)) throw new Error(`crossEntropy: ignoreIndex ${ignoreIndex} is not an integer`);
-  const params = (total: number) => P().u(N, V).i(ignoreIndex).u(total);
+  const params = (total: number) => lossParams.pack({ N, V, ignore: ignoreIndex, total });
   // Outputs (f32 whatever the logits' element type): the loss, and per-row log-sum-exp and the counted-row total for the backward.
   const [loss, lse, count] = makeNode('cross_entropy', [logits, labels], [{ shape: [], dtype: 'f32' }, { shape: [N], dtype: 'f32' }, { shape: [], dtype: 'f32' }], {
     encode(ctx) {

@@ -1,6 +1,7 @@
 // RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, isCpuAdapter, P } from './util.ts';
+import { assertFloat, grid1d, isCpuAdapter } from './util.ts';
+import { normParams } from '../kernels/norm.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 
@@ -10,7 +11,7 @@ type Kind = (typeof KINDS)[number];
 function kernel(kind: Kind, wg: number) {
   const defs: Record<string, boolean | number> = { WG: wg };
   for (const k of KINDS) defs[k] = k === kind;
-  return { family: 'norm', defs };
+  return { family: 'norm', defs, gen: { PARAMS: normParams.wgsl } };
 }
 
 /** Workgroup size for rows of D: about 4 elements per thread, 32 to 256 threads. */
@@ -35,7 +36,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   const D = x.shape[x.rank - 1];
   if (weight.rank !== 1 || weight.shape[0] !== D) throw new Error(`rmsNorm: weight ${weight} must be [${D}] for x ${x}`);
   const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  const params = () => P().u(rows, D).f(eps).u(0);
+  const params = () => normParams.pack({ rows, D, eps });
   const [y, rstd] = makeNode('rms_norm', [x, weight], [{ shape: x.shape }, { shape: [rows], dtype: 'f32' }], {
     encode(ctx) {
       ctx.dispatch({ kernel: kernel('FWD', wgFor(D)), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });

@@ -1,7 +1,8 @@
 // Reductions along one axis: sum, mean, max (values; the gradient goes to the first maximum).
 // The tensor is viewed as [outer, n, inner] and reduced over n (shaders/reduce.wgsl).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, P } from './util.ts';
+import { assertFloat, grid1d } from './util.ts';
+import { reduceParams } from '../kernels/reduce.ts';
 import { reshape } from './shape.ts';
 
 const KINDS = ['SUM', 'MAX', 'BCAST', 'MAX_GRAD'] as const;
@@ -10,7 +11,7 @@ type Kind = (typeof KINDS)[number];
 function kernel(kind: Kind, cols = 1) {
   const defs: Record<string, boolean | number> = { COLS: cols };
   for (const k of KINDS) defs[k] = k === kind;
-  return { family: 'reduce', defs };
+  return { family: 'reduce', defs, gen: { PARAMS: reduceParams.wgsl } };
 }
 
 /** Columns per workgroup for a reduction with `inner` contiguous columns (powers of 2 ≤ 256). */
@@ -42,7 +43,7 @@ function axisView(x: Tensor, axis: number, keepdim: boolean, op: string): AxisVi
 }
 
 function params(v: AxisView, tiles: number, scale: number, total: number) {
-  return P().u(v.outer, v.n, v.inner, tiles).f(scale).u(total);
+  return reduceParams.pack({ outer: v.outer, n: v.n, inner: v.inner, tiles, scale, total });
 }
 
 /** scale · Σ over the axis, output shape `v.outShape`; backward broadcasts scale·dy. */

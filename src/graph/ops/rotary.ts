@@ -1,6 +1,7 @@
 // Rotary position embedding, interleaved pairs (rotary_embedding_torch; shaders/rotary.wgsl).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertDtype, assertFloat, grid1d, P } from './util.ts';
+import { assertDtype, assertFloat, grid1d } from './util.ts';
+import { rotaryParams } from '../kernels/rotary.ts';
 
 /**
  * Rotates features [start, start + 2m) of each row of x [..., n, dh] in pairs (2i, 2i+1)
@@ -28,9 +29,9 @@ function rotate(x: Tensor, freqs: Tensor, start: number, m: number, n: number, d
     encode(ctx) {
       const total = x.size;
       ctx.dispatch({
-        kernel: { family: 'rotary' },
+        kernel: { family: 'rotary', gen: { PARAMS: rotaryParams.wgsl } },
         bindings: [x, freqs, y],
-        params: P().u(total, n, dh, start, m).f(sign).u(offset),
+        params: rotaryParams.pack({ total, n, dh, start, m, sign, offset }),
         workgroups: grid1d(total),
       });
     },
