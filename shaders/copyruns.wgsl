@@ -9,12 +9,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  n: u32, rank: u32, srcOff: u32, dstOff: u32,
-  dims: array<vec4<u32>, 2>,
-  ss: array<vec4<u32>, 2>,
-  ds: array<vec4<u32>, 2>,
-}
+${PARAMS}   // n, rank, srcOff, dstOff, dims, ss, ds: src/graph/kernels/copy.ts
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;

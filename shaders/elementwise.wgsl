@@ -11,17 +11,7 @@ alias T = ${T};
 
 const MAXR: u32 = 6u;
 
-struct Params {
-  n: u32,           // output elements
-  rank: u32,
-  op: u32,
-  pad0: u32,
-  dims: array<vec4<u32>, 2>,     // output shape, padded (dims[0].x = outermost)
-  sa: array<vec4<u32>, 2>,       // element strides of operand a (0 = broadcast)
-  sb: array<vec4<u32>, 2>,       // element strides of operand b
-  alpha: f32,
-  beta: f32,
-}
+${PARAMS}   // n, rank, dims, sa, sb, alpha, beta: src/graph/kernels/elementwise.ts
 
 @group(0) @binding(0) var<uniform> p: Params;
 

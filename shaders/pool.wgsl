@@ -10,11 +10,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  NC: u32, H: u32, W: u32, OH: u32,
-  OW: u32, K: u32, S: u32, PAD: u32,
-  total: u32, pad0: u32, pad1: u32, pad2: u32,   // threads: output elements (FWD) or input elements (BWD)
-}
+${PARAMS}   // NC, H, W, OH, OW, K, S, PAD, total: src/graph/kernels/pool.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

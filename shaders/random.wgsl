@@ -3,10 +3,10 @@
 // integer hash). Pure u32 arithmetic (wrapping multiply, shifts, xor), so every WebGPU
 // implementation and the TypeScript copy in src/graph/ops/random.ts give identical bits.
 // Uniform floats take the top 24 bits: (bits >> 8) · 2^-24, exact in f32, in [0, 1).
-// Specialisation: one of UNIFORM (out = lo + (hi-lo)·u), NORMAL (out = a·q[bits >> 16], q a
+// Specialisation: one of UNIFORM (out = lo + (hi-lo)·u), NORMAL (out = stddev·q[bits >> 16], q a
 // 65536-entry table of standard-normal quantiles made on the CPU: only a table read and one
 // correctly rounded multiply, so every implementation gives the same bits — built-in log/cos
-// are too loosely specified for that), DROPOUT (out = x·scale where u ≥ p, else 0).
+// are too loosely specified for that), DROPOUT (out = x·keepScale where u ≥ drop, else 0).
 
 #if ${F16}
 enable f16;
@@ -14,14 +14,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  n: u32,
-  k1: u32,
-  k2: u32,
-  pad0: u32,
-  a: f32,     // UNIFORM: lo; NORMAL: std; DROPOUT: p
-  b: f32,     // UNIFORM: hi; DROPOUT: 1 / (1 - p)
-}
+${PARAMS}   // n, k1, k2, lo, hi, stddev, drop, keepScale: src/graph/kernels/random.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn mix32(x0: u32) -> u32 {
@@ -52,7 +45,7 @@ fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = T(p.a + (p.b - p.a) * unit(i));
+  out[i] = T(p.lo + (p.hi - p.lo) * unit(i));
 }
 #elif ${NORMAL}
 @group(0) @binding(1) var<storage, read> quantiles: array<f32>;
@@ -61,7 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = T(p.a * quantiles[bits(i) >> 16u]);
+  out[i] = T(p.stddev * quantiles[bits(i) >> 16u]);
 }
 #elif ${DROPOUT}
 @group(0) @binding(1) var<storage, read> x: array<T>;
@@ -70,6 +63,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  out[i] = T(select(0.0, f32(x[i]) * p.b, unit(i) >= p.a));
+  out[i] = T(select(0.0, f32(x[i]) * p.keepScale, unit(i) >= p.drop));
 }
 #endif

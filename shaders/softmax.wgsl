@@ -11,14 +11,7 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
-struct Params {
-  rows: u32,
-  K: u32,
-  lrank: u32,    // number of leading (row) axes of x
-  mlast: u32,    // mask stride along the last axis (0 or 1)
-  dims: array<vec4<u32>, 2>,   // x.shape[:-1]
-  ms: array<vec4<u32>, 2>,     // mask strides for those axes (0 = broadcast)
-}
+${PARAMS}   // rows, K, lrank, mlast, dims, ms: src/graph/kernels/softmax.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = ${WG}u;

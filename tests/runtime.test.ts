@@ -6,7 +6,7 @@ import { makeNode } from '../src/graph/tensor.ts';
 import { cast } from '../src/graph/ops/cast.ts';
 import { add } from '../src/graph/ops/elementwise.ts';
 import { sizeClass } from '../src/gpu/buffers.ts';
-import { P } from '../src/graph/ops/util.ts';
+import { copyParams } from '../src/graph/kernels/copy.ts';
 import { rng } from './util.ts';
 
 beforeAll(async () => {
@@ -21,7 +21,7 @@ describe('runtime', () => {
     // A node whose dispatch binds the wrong number of buffers for its kernel.
     const [y] = makeNode('broken_op', [x], [{ shape: [4] }], {
       encode(ctx) {
-        ctx.dispatch({ kernel: { family: 'copy', defs: { ACCUMULATE: false } }, bindings: [x, x, x], params: P().u(4, 1, 0, 0), workgroups: [1] });
+        ctx.dispatch({ kernel: { family: 'copy', defs: { ACCUMULATE: false }, gen: { PARAMS: copyParams.wgsl } }, bindings: [x, x, x], params: copyParams.pack({ n: 4, rank: 1, srcOff: 0, dstOff: 0, dims: [4], ss: [1], ds: [1] }), workgroups: [1] });
         void y;
       },
     });

@@ -10,14 +10,19 @@ import { attentionParams } from '../src/graph/kernels/attention.ts';
 import { batchnormParams } from '../src/graph/kernels/batchnorm.ts';
 import { castParams } from '../src/graph/kernels/cast.ts';
 import { convParams } from '../src/graph/kernels/conv.ts';
+import { copyParams } from '../src/graph/kernels/copy.ts';
+import { elementwiseParams } from '../src/graph/kernels/elementwise.ts';
 import { embeddingParams } from '../src/graph/kernels/embedding.ts';
 import { lossParams } from '../src/graph/kernels/loss.ts';
 import { matmulParams } from '../src/graph/kernels/matmul.ts';
 import { matvecParams } from '../src/graph/kernels/matvec.ts';
 import { normParams } from '../src/graph/kernels/norm.ts';
+import { poolParams } from '../src/graph/kernels/pool.ts';
+import { randomParams } from '../src/graph/kernels/random.ts';
 import { reduceParams } from '../src/graph/kernels/reduce.ts';
 import { resizeParams } from '../src/graph/kernels/resize.ts';
 import { rotaryParams } from '../src/graph/kernels/rotary.ts';
+import { softmaxParams } from '../src/graph/kernels/softmax.ts';
 import type { Params } from '../src/graph/tensor.ts';
 
 type AnySchema = UniformSchema<Record<string, UniformType>>;
@@ -28,14 +33,19 @@ const FAMILIES: Record<string, AnySchema> = {
   batchnorm: batchnormParams,
   cast: castParams,
   conv: convParams,
+  copy: copyParams,
+  elementwise: elementwiseParams,
   embedding: embeddingParams,
   loss: lossParams,
   matmul: matmulParams,
   matvec: matvecParams,
   norm: normParams,
+  pool: poolParams,
+  random: randomParams,
   reduce: reduceParams,
   resize: resizeParams,
   rotary: rotaryParams,
+  softmax: softmaxParams,
 };
 
 function bytes(p: Params): DataView {

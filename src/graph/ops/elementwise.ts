@@ -1,18 +1,19 @@
 // Elementwise ops: activations and other unary maps, broadcasting binary arithmetic,
 // constants, and `sumTo` (the broadcast reduction their backward needs).
 import { makeNode, sameShape, type Tensor } from '../tensor.ts';
-import { assertFloat, broadcastShapes, broadcastStrides, grid1d, numel, P, pad8, stridesOf } from './util.ts';
+import { assertFloat, broadcastShapes, broadcastStrides, grid1d, numel, stridesOf } from './util.ts';
+import { elementwiseParams } from '../kernels/elementwise.ts';
 
 const KINDS = ['UNARY', 'UNARY_GRAD', 'BINARY', 'FILL', 'REDUCE_TO'] as const;
 type Kind = (typeof KINDS)[number];
 function kernel(kind: Kind, op = 0, contig = false) {
   const defs: Record<string, boolean | number> = { OP: op, CONTIG: contig };
   for (const k of KINDS) defs[k] = k === kind;
-  return { family: 'elementwise', defs };
+  return { family: 'elementwise', defs, gen: { PARAMS: elementwiseParams.wgsl } };
 }
 
 function header(n: number, shape: number[], sa: number[] = [], sb: number[] = [], alpha = 0, beta = 0) {
-  return P().u(n, shape.length, 0, 0).u(...pad8(shape)).u(...pad8(sa)).u(...pad8(sb)).f(alpha, beta);
+  return elementwiseParams.pack({ n, rank: shape.length, dims: shape, sa, sb, alpha, beta });
 }
 
 export const UNARY_OPS = {
@@ -158,7 +159,7 @@ export function sumTo(x: Tensor, shape: number[]): Tensor {
       ctx.dispatch({
         kernel: kernel('REDUCE_TO'),
         bindings: [x, y],
-        params: header(n, keep, stridesOf(x.shape), x.shape),
+        params: header(n, keep, stridesOf(x.shape), x.shape), // sb: the sizes of x (REDUCE_TO)
         workgroups: grid1d(n),
       });
     },

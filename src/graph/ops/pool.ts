@@ -2,7 +2,8 @@
 // gradient to the first maximum of each window) and adaptive average pooling (overlapping
 // bins [⌊i·H/out⌋, ⌈(i+1)·H/out⌉)). Backward kernels gather per input element (deterministic).
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, P } from './util.ts';
+import { assertFloat, grid1d } from './util.ts';
+import { poolParams } from '../kernels/pool.ts';
 
 export interface MaxPoolOptions {
   kernel?: number;
@@ -12,7 +13,7 @@ export interface MaxPoolOptions {
 
 type Flag = 'MAX_FWD' | 'MAX_BWD' | 'AVG_FWD' | 'AVG_BWD';
 function kernel(flag: Flag) {
-  return { family: 'pool', defs: { MAX_FWD: flag === 'MAX_FWD', MAX_BWD: flag === 'MAX_BWD', AVG_FWD: flag === 'AVG_FWD', AVG_BWD: flag === 'AVG_BWD' } };
+  return { family: 'pool', defs: { MAX_FWD: flag === 'MAX_FWD', MAX_BWD: flag === 'MAX_BWD', AVG_FWD: flag === 'AVG_FWD', AVG_BWD: flag === 'AVG_BWD' }, gen: { PARAMS: poolParams.wgsl } };
 }
 
 function check4d(x: Tensor, op: string): [number, number, number, number] {
@@ -30,7 +31,7 @@ export function maxPool2d(x: Tensor, opts: MaxPoolOptions = {}): Tensor {
   const OH = Math.floor((H + 2 * pad - k) / s) + 1, OW = Math.floor((W + 2 * pad - k) / s) + 1;
   if (OH < 1 || OW < 1) throw new Error(`maxPool2d: input ${x} is smaller than the ${k}×${k} window`);
   const NC = N * C;
-  const params = (total: number) => P().u(NC, H, W, OH, OW, k, s, pad, total, 0, 0, 0);
+  const params = (total: number) => poolParams.pack({ NC, H, W, OH, OW, K: k, S: s, PAD: pad, total });
   const [y, arg] = makeNode('maxpool2d', [x], [{ shape: [N, C, OH, OW] }, { shape: [N, C, OH, OW], dtype: 'i32' }], {
     encode(ctx) {
       const n = NC * OH * OW;
@@ -55,7 +56,7 @@ export function adaptiveAvgPool2d(x: Tensor, outH: number, outW: number): Tensor
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1)
     throw new Error(`adaptiveAvgPool2d: bad output size ${outH}×${outW} for ${x}`);
   const NC = N * C;
-  const params = (total: number) => P().u(NC, H, W, outH, outW, 0, 1, 0, total, 0, 0, 0);
+  const params = (total: number) => poolParams.pack({ NC, H, W, OH: outH, OW: outW, total }, true); // K, S, PAD: max pooling only
   const [y] = makeNode('adaptive_avgpool2d', [x], [{ shape: [N, C, outH, outW] }], {
     encode(ctx) {
       const n = NC * outH * outW;

@@ -4,7 +4,8 @@
 // `cpuBits` / `cpuUniform` are the same generator in TypeScript (bit-identical).
 import { makeNode, type Tensor } from '../tensor.ts';
 import { fromData, runtime } from '../runtime.ts';
-import { assertFloat, grid1d, numel, P } from './util.ts';
+import { assertFloat, grid1d, numel } from './util.ts';
+import { randomParams } from '../kernels/random.ts';
 
 /** Wellons' lowbias32: a bijective 32-bit integer hash with low bias. */
 function mix32(x: number): number {
@@ -43,7 +44,7 @@ export function cpuUniform(seed: number, n: number): Float32Array {
 }
 
 function kernel(kind: 'UNIFORM' | 'NORMAL' | 'DROPOUT') {
-  return { family: 'random', defs: { UNIFORM: kind === 'UNIFORM', NORMAL: kind === 'NORMAL', DROPOUT: kind === 'DROPOUT' } };
+  return { family: 'random', defs: { UNIFORM: kind === 'UNIFORM', NORMAL: kind === 'NORMAL', DROPOUT: kind === 'DROPOUT' }, gen: { PARAMS: randomParams.wgsl } };
 }
 
 function checkSize(n: number, op: string, shape: number[]): void {
@@ -59,7 +60,7 @@ export function randUniform(shape: number[], seed: number, lo = 0, hi = 1): Tens
   const [k1, k2] = streamKeys(seed);
   const [y] = makeNode('rand_uniform', [], [{ shape }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('UNIFORM'), bindings: [y], params: P().u(n, k1, k2, 0).f(lo, hi), workgroups: grid1d(n) });
+      ctx.dispatch({ kernel: kernel('UNIFORM'), bindings: [y], params: randomParams.pack({ n, k1, k2, lo, hi }, true), workgroups: grid1d(n) });
     },
   });
   return y;
@@ -79,7 +80,7 @@ export function randNormal(shape: number[], seed: number, std = 1): Tensor {
   const q = quantileTable();
   const [y] = makeNode('rand_normal', [q], [{ shape }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('NORMAL'), bindings: [q, y], params: P().u(n, k1, k2, 0).f(std, 0), workgroups: grid1d(n) });
+      ctx.dispatch({ kernel: kernel('NORMAL'), bindings: [q, y], params: randomParams.pack({ n, k1, k2, stddev: std }, true), workgroups: grid1d(n) });
     },
   });
   return y;
@@ -167,7 +168,7 @@ export function dropout(x: Tensor, p: number, seed: number): Tensor {
   const scale = 1 / (1 - p);
   const [y] = makeNode('dropout', [x], [{ shape: x.shape }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('DROPOUT'), bindings: [x, y], params: P().u(n, k1, k2, 0).f(p, scale), workgroups: grid1d(n) });
+      ctx.dispatch({ kernel: kernel('DROPOUT'), bindings: [x, y], params: randomParams.pack({ n, k1, k2, drop: p, keepScale: scale }, true), workgroups: grid1d(n) });
     },
     backward([dy]) {
       return [dropout(dy!, p, seed)];

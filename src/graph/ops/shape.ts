@@ -1,7 +1,8 @@
 // Shape ops: reshape (a free view), permute, slice, concat, split — all through one
 // strided-copy kernel. Dtype-agnostic for 4-byte types (the kernel moves bits as f32).
 import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, isCpuAdapter, numel, P, pad8, stridesOf } from './util.ts';
+import { grid1d, isCpuAdapter, numel, stridesOf } from './util.ts';
+import { copyParams } from '../kernels/copy.ts';
 import { fill } from './elementwise.ts';
 
 /** Same data, new shape (one dimension may be -1). */
@@ -60,9 +61,9 @@ export function stridedCopy(
   const runs = n / inner;
   const perRun = m.dims.length > 1 && inner <= 256 && runs >= 64 && isCpuAdapter();
   ctx.dispatch({
-    kernel: { family: perRun ? 'copyruns' : 'copy', defs: { ACCUMULATE: accumulate } },
+    kernel: { family: perRun ? 'copyruns' : 'copy', defs: { ACCUMULATE: accumulate }, gen: { PARAMS: copyParams.wgsl } },
     bindings: [src, dst],
-    params: P().u(perRun ? runs : n, m.dims.length, srcOff, dstOff).u(...pad8(m.dims)).u(...pad8(m.ss)).u(...pad8(m.ds)),
+    params: copyParams.pack({ n: perRun ? runs : n, rank: m.dims.length, srcOff, dstOff, dims: m.dims, ss: m.ss, ds: m.ds }),
     workgroups: grid1d(perRun ? runs : n),
   });
 }

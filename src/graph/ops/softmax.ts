@@ -1,6 +1,7 @@
 // Softmax and log-softmax over the last axis (shaders/softmax.wgsl): one workgroup per row.
 import { makeNode, sameShape, type Tensor } from '../tensor.ts';
-import { assertFloat, broadcastShapes, broadcastStrides, grid1d, P, pad8 } from './util.ts';
+import { assertFloat, broadcastShapes, broadcastStrides, grid1d } from './util.ts';
+import { softmaxParams } from '../kernels/softmax.ts';
 
 const KINDS = ['SOFTMAX', 'LOG_SOFTMAX', 'SOFTMAX_GRAD', 'LOG_SOFTMAX_GRAD'] as const;
 type Kind = (typeof KINDS)[number];
@@ -13,7 +14,7 @@ function wgFor(K: number): number {
 function kernel(kind: Kind, K: number, mask?: Tensor) {
   const defs: Record<string, boolean | number> = { WG: wgFor(K), HAS_MASK: !!mask, MASK_I32: mask?.dtype === 'i32' };
   for (const k of KINDS) defs[k] = k === kind;
-  return { family: 'softmax', defs };
+  return { family: 'softmax', defs, gen: { PARAMS: softmaxParams.wgsl } };
 }
 
 interface RowView {
@@ -43,7 +44,7 @@ function rowView(x: Tensor, mask: Tensor | undefined, op: string): RowView {
 }
 
 function params(v: RowView) {
-  return P().u(v.rows, v.K, v.lead.length, v.maskLast).u(...pad8(v.lead)).u(...pad8(v.maskStrides));
+  return softmaxParams.pack({ rows: v.rows, K: v.K, lrank: v.lead.length, mlast: v.maskLast, dims: v.lead, ms: v.maskStrides });
 }
 
 /**
