@@ -17,7 +17,7 @@ alias T = ${T};
 #if ${GATE_FWD}
 // probs = softmax(logits) per token; the k largest in descending order (ties: lower expert
 // first) and their renormalised values.
-struct Params { N: u32, E: u32, K: u32, pad0: u32 }
+${PARAMS}   // N, E, K: moeGateParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<T>;
 @group(0) @binding(2) var<storage, read_write> probs: array<T>;
@@ -61,7 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif ${GATE_BWD}
 // dLogits from dProbs (load-balancing loss) and dWeights (weighted combine):
 // w_j = p_{i_j}/S  ⇒  dp_{i_m} += (dw_m − Σ_j dw_j w_j)/S; then the softmax backward.
-struct Params { N: u32, E: u32, K: u32, pad0: u32 }
+${PARAMS}   // N, E, K: moeGateParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> probs: array<T>;
 @group(0) @binding(2) var<storage, read> indices: array<i32>;
@@ -113,7 +113,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // One workgroup. For each expert in turn: count its slots per thread chunk, exclusive scan
 // over the threads, place the slots in slot order (deterministic), pad the segment to whole
 // tiles of TM rows and label those tiles with the expert.
-struct Params { nSlots: u32, E: u32, TM: u32, capRows: u32, capTiles: u32, pad0: u32, pad1: u32, pad2: u32 }
+${PARAMS}   // nSlots, E, TM, capRows, capTiles: moeRouteParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> indices: array<i32>;          // [N·k] expert of each slot
 @group(0) @binding(2) var<storage, read_write> pos: array<i32>;        // [N·k] row of each slot (−1: none)
@@ -161,7 +161,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
 
 #elif ${GATHER}
 // dst[r] = c · src[token of row r] (0 for padding rows); c = weight of the row's slot or 1.
-struct Params { rows: u32, d: u32, K: u32, pad0: u32 }
+${PARAMS}   // rows, d, K: moeGatherParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;        // [N, d]
 @group(0) @binding(2) var<storage, read> rowSlot: array<i32>;
@@ -187,7 +187,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 #elif ${COMBINE}
 // dst[t] = Σ_j c_j · src[row of slot t·k+j], j in order; c_j = weight or 1.
-struct Params { N: u32, d: u32, K: u32, pad0: u32 }
+${PARAMS}   // N, d, K: moeCombineParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;        // [rows, d]
 @group(0) @binding(2) var<storage, read> pos: array<i32>;
@@ -217,7 +217,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 #elif ${SLOT_DOT}
 // out[s] = a[token of s] · b[row of s] (the gradient of a slot weight).
-struct Params { nSlots: u32, d: u32, K: u32, pad0: u32 }
+${PARAMS}   // nSlots, d, K: moeSlotDotParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<T>;          // [N, d]
 @group(0) @binding(2) var<storage, read> b: array<T>;          // [rows, d]
@@ -241,7 +241,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif ${GMM}
 // C[r] = A[r] · op(W[e]) with e = the expert owning row tile r / TM; W is [E, N, K]
 // (TRANS_B, PyTorch Linear layout) or [E, K, N]. Unused tiles write zeros and stop.
-struct Params { M: u32, N: u32, K: u32, pad0: u32 }
+${PARAMS}   // M, N, K: moeGmmParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<T>;
 @group(0) @binding(2) var<storage, read> W: array<T>;
@@ -332,7 +332,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // GMM for CPU adapters (the REGISTER kernel of shaders/matmul.wgsl): no workgroup memory, no
 // barriers; a workgroup's WG·RM rows are one row tile (one expert, read at a uniform address),
 // its RN columns a uniform strip of W[e]. REG_BODY is matmul.ts's registerBody.
-struct Params { M: u32, N: u32, K: u32, pad0: u32 }
+${PARAMS}   // M, N, K: moeGmmParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<T>;
 @group(0) @binding(2) var<storage, read> B: array<T>;          // W [E, N, K] (TRANS_B) or [E, K, N]
@@ -363,7 +363,7 @@ ${REG_BODY}
 #elif ${GMM_WGRAD_REG}
 // GMM_WGRAD for CPU adapters: out[e] = G[seg e]ᵀ · A[seg e] as the REGISTER kernel with
 // transposed A over the expert's row segment (segK rows; an empty segment stores zeros).
-struct Params { M: u32, N: u32, rows: u32, pad0: u32 }
+${PARAMS}   // M, N, rows: moeWgradParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<T>;          // G [rows, M]
 @group(0) @binding(2) var<storage, read> B: array<T>;          // A [rows, N]
@@ -387,7 +387,7 @@ ${REG_BODY}
 #elif ${GMM_WGRAD}
 // dW[e] = Σ_{rows r of expert e} G[r]ᵀ · A[r]: out [E, M, N] from G [rows, M], A [rows, N];
 // the reduction runs over that expert's segment only (an empty segment gives zeros).
-struct Params { M: u32, N: u32, rows: u32, pad0: u32 }
+${PARAMS}   // M, N, rows: moeWgradParams (src/graph/kernels/moe.ts)
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> G: array<T>;
 @group(0) @binding(2) var<storage, read> A: array<T>;

@@ -17,22 +17,7 @@ enable f16;
 #endif
 alias T = ${T};
 
-struct Params {
-  n: u32,
-  slot: u32,
-  count: u32,
-  pad0: u32,
-  decay: f32,
-  beta1: f32,
-  omb1: f32,
-  beta2: f32,
-  omb2: f32,
-  stepSize: f32,
-  bc2sqrt: f32,
-  eps: f32,
-  gradScale: f32,
-  pad1: f32, pad2: f32, pad3: f32,
-}
+${PARAMS}   // n, slot, count, AdamW scalars, gradScale, maxNorm: src/graph/kernels/optim.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -125,8 +110,7 @@ fn main() {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  // p.decay carries maxNorm here.
-  let coef = min(p.decay / (total[0] + 1e-6), 1.0);
+  let coef = min(p.maxNorm / (total[0] + 1e-6), 1.0);
   out[i] = f32(x[i]) * p.gradScale * coef;
 }
 #endif

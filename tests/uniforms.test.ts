@@ -16,7 +16,9 @@ import { embeddingParams } from '../src/graph/kernels/embedding.ts';
 import { lossParams } from '../src/graph/kernels/loss.ts';
 import { matmulParams } from '../src/graph/kernels/matmul.ts';
 import { matvecParams } from '../src/graph/kernels/matvec.ts';
+import * as moe from '../src/graph/kernels/moe.ts';
 import { normParams } from '../src/graph/kernels/norm.ts';
+import { optimParams } from '../src/graph/kernels/optim.ts';
 import { poolParams } from '../src/graph/kernels/pool.ts';
 import { randomParams } from '../src/graph/kernels/random.ts';
 import { reduceParams } from '../src/graph/kernels/reduce.ts';
@@ -39,7 +41,9 @@ const FAMILIES: Record<string, AnySchema> = {
   loss: lossParams,
   matmul: matmulParams,
   matvec: matvecParams,
+  moeGate: moe.moeGateParams, moeRoute: moe.moeRouteParams, moeGather: moe.moeGatherParams, moeCombine: moe.moeCombineParams, moeSlotDot: moe.moeSlotDotParams, moeGmm: moe.moeGmmParams, moeWgrad: moe.moeWgradParams,
   norm: normParams,
+  optim: optimParams,
   pool: poolParams,
   random: randomParams,
   reduce: reduceParams,

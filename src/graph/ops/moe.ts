@@ -5,7 +5,10 @@
 // fixed-order combine brings the rows back to tokens. Compute scales with N·k, not with E,
 // and nothing is read back to the CPU.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, P, registerKernelsByDefault } from './util.ts';
+import { grid1d, registerKernelsByDefault } from './util.ts';
+import {
+  moeCombineParams, moeGateParams, moeGatherParams, moeGmmParams, moeKindParams, moeRouteParams, moeSlotDotParams, moeWgradParams,
+} from '../kernels/moe.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
 
 import { activation, type Activation, addScalar, log, mul, scale, sumTo } from './elementwise.ts';
@@ -32,7 +35,7 @@ function kernel(kind: Kind, extra: Record<string, number | boolean | string> = {
     WEIGHTED: false, HAS_DP: false, HAS_DW: false, DW_BINDING: 5, TRANS_B: false, TM: 32, TN: 32, BK: 16, RM: 4, RN: 4, WG: 8, REG_BODY: '',
   };
   for (const f of FLAGS) defs[f] = f === kind;
-  return { family: 'moe', defs: { ...defs, ...extra } };
+  return { family: 'moe', defs: { ...defs, ...extra }, gen: { PARAMS: moeKindParams[kind].wgsl } };
 }
 
 // ---------------------------------------------------------------- gate
@@ -50,7 +53,7 @@ export function topkGate(x: Tensor, gateW: Tensor, k: number): { probs: Tensor; 
   const logits = matmul(x, gateW, { transB: true });
   const [probs, indices, weights] = makeNode('topk_gate', [logits], [{ shape: [N, E] }, { shape: [N, k], dtype: 'i32' }, { shape: [N, k] }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('GATE_FWD'), bindings: [logits, probs, indices, weights], params: P().u(N, E, k, 0), workgroups: grid1d(N, 64) });
+      ctx.dispatch({ kernel: kernel('GATE_FWD'), bindings: [logits, probs, indices, weights], params: moeGateParams.pack({ N, E, K: k }), workgroups: grid1d(N, 64) });
     },
     backward([dProbs, _dIdx, dWeights]) {
       if (!dProbs && !dWeights) return [null];
@@ -60,7 +63,7 @@ export function topkGate(x: Tensor, gateW: Tensor, k: number): { probs: Tensor; 
           ctx.dispatch({
             kernel: kernel('GATE_BWD', { HAS_DP: !!dProbs, HAS_DW: !!dWeights, DW_BINDING: dProbs ? 6 : 5 }),
             bindings: [probs, indices, weights, dLogits, ...(dProbs ? [dProbs] : []), ...(dWeights ? [dWeights] : [])],
-            params: P().u(N, E, k, 0),
+            params: moeGateParams.pack({ N, E, K: k }),
             workgroups: grid1d(N, 64),
           });
         },
@@ -110,7 +113,7 @@ export function moePlan(indices: Tensor, E: number, tile: number): MoePlan {
       ctx.dispatch({
         kernel: kernel('ROUTE'),
         bindings: [indices, pos, rowSlot, tileExpert, segs],
-        params: P().u(N * k, E, tile, rows, tiles, 0, 0, 0),
+        params: moeRouteParams.pack({ nSlots: N * k, E, TM: tile, capRows: rows, capTiles: tiles }),
         workgroups: [1],
       });
     },
@@ -127,7 +130,7 @@ function gatherRows(src: Tensor, plan: MoePlan, w: Tensor | null): Tensor {
       ctx.dispatch({
         kernel: kernel('GATHER', { WEIGHTED: !!w }),
         bindings: [src, plan.rowSlot, out, ...(w ? [w] : [])],
-        params: P().u(plan.rows, d, plan.k, 0),
+        params: moeGatherParams.pack({ rows: plan.rows, d, K: plan.k }),
         workgroups: grid1d(plan.rows * d),
       });
     },
@@ -149,7 +152,7 @@ function combineRows(src: Tensor, plan: MoePlan, w: Tensor | null): Tensor {
       ctx.dispatch({
         kernel: kernel('COMBINE', { WEIGHTED: !!w }),
         bindings: [src, plan.pos, out, ...(w ? [w] : [])],
-        params: P().u(plan.N, d, plan.k, 0),
+        params: moeCombineParams.pack({ N: plan.N, d, K: plan.k }),
         workgroups: grid1d(plan.N * d),
       });
     },
@@ -170,7 +173,7 @@ function slotDot(rowsT: Tensor, tokensT: Tensor, plan: MoePlan): Tensor {
       ctx.dispatch({
         kernel: kernel('SLOT_DOT'),
         bindings: [tokensT, rowsT, plan.pos, out],
-        params: P().u(plan.N * plan.k, d, plan.k, 0),
+        params: moeSlotDotParams.pack({ nSlots: plan.N * plan.k, d, K: plan.k }),
         workgroups: grid1d(plan.N * plan.k, 64),
       });
     },
@@ -205,7 +208,7 @@ function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boolean): Te
         ctx.dispatch({
           kernel: kernel('GMM_REG', { TRANS_B: transB, WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: registerBody(r, false, transB, false, false, false) }),
           bindings: [a, W, out, plan.tileExpert],
-          params: P().u(rows, n, K, 0),
+          params: moeGmmParams.pack({ M: rows, N: n, K }),
           workgroups: [Math.ceil(n / r.RN), rows / plan.tile],
         });
         return;
@@ -214,7 +217,7 @@ function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boolean): Te
       ctx.dispatch({
         kernel: kernel('GMM', { TRANS_B: transB, ...t }),
         bindings: [a, W, out, plan.tileExpert],
-        params: P().u(rows, n, K, 0),
+        params: moeGmmParams.pack({ M: rows, N: n, K }),
         workgroups: [Math.ceil(n / t.TN), rows / t.TM],
       });
     },
@@ -241,7 +244,7 @@ function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
         ctx.dispatch({
           kernel: kernel('GMM_WGRAD_REG', { WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: body }),
           bindings: [g, a, out, plan.segs],
-          params: P().u(M, N, rows, 0),
+          params: moeWgradParams.pack({ M, N, rows }),
           workgroups: [Math.ceil(N / r.RN), Math.ceil(M / (r.WG * r.RM)), plan.E],
         });
         return;
@@ -250,7 +253,7 @@ function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
       ctx.dispatch({
         kernel: kernel('GMM_WGRAD', t),
         bindings: [g, a, out, plan.segs],
-        params: P().u(M, N, rows, 0),
+        params: moeWgradParams.pack({ M, N, rows }),
         workgroups: [Math.ceil(N / t.TN), Math.ceil(M / t.TM), plan.E],
       });
     },

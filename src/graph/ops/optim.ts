@@ -4,7 +4,8 @@
 // passed as kernel parameters, so a whole training step needs no read-back.
 import { makeNode, Tensor } from '../tensor.ts';
 import { fromData, writeData } from '../runtime.ts';
-import { assertFloat, grid1d, P } from './util.ts';
+import { assertFloat, grid1d } from './util.ts';
+import { optimParams } from '../kernels/optim.ts';
 
 export interface AdamWGroup {
   params: Tensor[];
@@ -51,11 +52,6 @@ export interface AdamWStepOptions {
   gradScale?: number;
 }
 
-/** The whole `Params` struct of optim.wgsl (4 u32 + 8 f32 + gradScale + 3 pad; unused floats are 0). */
-function optimParams(n: number, slot: number, count: number, floats: number[] = [], gradScale = 1) {
-  return P().u(n, slot, count, 0).f(...floats, ...new Array(8 - floats.length).fill(0), gradScale, 0, 0, 0);
-}
-
 function assertGradScale(s: number, where: string): void {
   if (!(Number.isFinite(s) && s > 0)) throw new Error(`${where}: gradScale ${s} must be a finite number > 0`);
 }
@@ -64,6 +60,7 @@ function kernel(kind: 'ADAMW' | 'SUMSQ' | 'NORM' | 'SCALE', amsgrad = false, gua
   return {
     family: 'optim',
     defs: { ADAMW: kind === 'ADAMW', SUMSQ: kind === 'SUMSQ', NORM: kind === 'NORM', SCALE: kind === 'SCALE', AMSGRAD: amsgrad, GUARD: guard },
+    gen: { PARAMS: optimParams.wgsl },
   };
 }
 
@@ -149,7 +146,9 @@ export class AdamW {
         // Scalars in double, rounded to f32 by Params (torch casts Python scalars likewise).
         const bc1 = 1 - beta1 ** t, bc2 = 1 - beta2 ** t;
         const n = param.size;
-        const params = optimParams(n, 0, 0, [1 - lr * weightDecay, beta1, 1 - beta1, beta2, 1 - beta2, lr / bc1, Math.sqrt(bc2), eps], gradScale);
+        const params = optimParams.pack({
+          n, decay: 1 - lr * weightDecay, beta1, omb1: 1 - beta1, beta2, omb2: 1 - beta2, stepSize: lr / bc1, bc2sqrt: Math.sqrt(bc2), eps, gradScale,
+        }, true);
         const inputs = [param, g, st.expAvg, st.expAvgSq, ...(st.maxExpAvgSq ? [st.maxExpAvgSq] : []), ...(guard ? [guard] : [])];
         const [done] = makeNode('adamw_step', inputs, [{ shape: [1] }], {
           effect: true,
@@ -238,16 +237,16 @@ export function clipGradNorm(grads: Tensor[], maxNorm: number, opts: { gradScale
     encode(ctx) {
       const sums = ctx.scratch(4 * count);
       grads.forEach((g, i) => {
-        ctx.dispatch({ kernel: kernel('SUMSQ'), bindings: [g, sums], params: optimParams(g.size, i, count, [], gradScale), workgroups: [1] });
+        ctx.dispatch({ kernel: kernel('SUMSQ'), bindings: [g, sums], params: optimParams.pack({ n: g.size, slot: i, count, gradScale }, true), workgroups: [1] });
       });
-      ctx.dispatch({ kernel: kernel('NORM'), bindings: [sums, totalNorm], params: optimParams(0, 0, count), workgroups: [1] });
+      ctx.dispatch({ kernel: kernel('NORM'), bindings: [sums, totalNorm], params: optimParams.pack({ count }, true), workgroups: [1] });
     },
   });
   const scaled = grads.map((g) => {
     const [out] = makeNode('clip_scale', [g, totalNorm], [{ shape: g.shape, dtype: 'f32' }], {
       encode(ctx) {
         const n = g.size;
-        ctx.dispatch({ kernel: kernel('SCALE'), bindings: [g, totalNorm, out], params: optimParams(n, 0, 0, [maxNorm], gradScale), workgroups: grid1d(n) });
+        ctx.dispatch({ kernel: kernel('SCALE'), bindings: [g, totalNorm, out], params: optimParams.pack({ n, maxNorm, gradScale }, true), workgroups: grid1d(n) });
       },
     });
     return out;

@@ -1,5 +1,5 @@
 // Helpers shared by op implementations.
-import { Params, type Tensor } from '../tensor.ts';
+import type { Tensor } from '../tensor.ts';
 import { runtime } from '../runtime.ts';
 import { type DeviceProfile, GENERIC_PROFILE } from '../../gpu/profile.ts';
 
@@ -21,12 +21,6 @@ export function stridesOf(shape: number[]): number[] {
   const s = new Array(shape.length).fill(1);
   for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1] * shape[i + 1];
   return s;
-}
-
-/** Pads a list to 8 u32 words (two vec4 in a uniform struct). */
-export function pad8(v: number[]): number[] {
-  if (v.length > 8) throw new Error(`rank ${v.length} > 8 not supported`);
-  return [...v, ...new Array(8 - v.length).fill(0)];
 }
 
 /** NumPy broadcasting of two shapes. */
@@ -55,10 +49,6 @@ export function assertDtype(t: Tensor, dtype: string, op: string, what = 'input'
 /** f32 or f16 (the element type the kernels are specialised for; see floatType). */
 export function assertFloat(t: Tensor, op: string, what = 'input'): void {
   if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new Error(`${op}: ${what} ${t} must be f32 or f16, got ${t.dtype}`);
-}
-
-export function P(): Params {
-  return new Params();
 }
 
 /** The running adapter's profile (a generic GPU profile before the runtime exists). */
