@@ -18,6 +18,8 @@ alias T = ${T};
 ${PARAMS}   // BH, H, Sq, Sk, scale, mb, mq, mk: src/graph/kernels/attention.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
+#include "lib/grid"
+
 const D: u32 = ${D}u;
 const DV: u32 = ${DV}u;
 const MASKED: f32 = -1e9;
@@ -190,7 +192,7 @@ ${REG_BODY}
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = gid.x + gid.y * nwg.x * 256u;
+  let idx = flat_id(gid, nwg);
   if (idx >= p.BH * p.Sq * p.Sk) { return; }
   let j = idx % p.Sk;
   let i = (idx / p.Sk) % p.Sq;
@@ -275,7 +277,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // One thread per query row.
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let rowId = gid.x + gid.y * nwg.x * 256u;
+  let rowId = flat_id(gid, nwg);
   if (rowId >= p.BH * p.Sq) { return; }
   let base = rowId * p.Sk;
   var dsum = 0.0;

@@ -14,9 +14,11 @@ ${PARAMS}   // n, rank, srcOff, dstOff, dims, ss, ds: src/graph/kernels/copy.ts
 @group(0) @binding(1) var<storage, read> src: array<T>;
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;
 
+#include "lib/grid"
+
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
   var rem = i;
   var si = p.srcOff;

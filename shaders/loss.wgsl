@@ -16,6 +16,8 @@ alias T = ${T};
 ${PARAMS}   // N, V, ignore, total: src/graph/kernels/loss.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
+#include "lib/grid"
+
 const WG: u32 = ${WG}u;
 const LOWEST: f32 = -3.4028234663852886e38;
 
@@ -56,7 +58,7 @@ fn counted(label: i32) -> bool { return label != p.ignore; }
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = wid.x + wid.y * nwg.x;
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.N) { return; }
   let base = row * p.V;
   var mx = LOWEST;
@@ -111,7 +113,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let e = gid.x + gid.y * nwg.x * 256u;
+  let e = flat_id(gid, nwg);
   if (e >= p.total) { return; }
   let row = e / p.V;
   let j = e % p.V;

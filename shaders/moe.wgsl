@@ -14,6 +14,8 @@ enable f16;
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 
+#include "lib/grid"
+
 #if ${GATE_FWD}
 // probs = softmax(logits) per token; the k largest in descending order (ties: lower expert
 // first) and their renormalised values.
@@ -26,7 +28,7 @@ ${PARAMS}   // N, E, K: moeGateParams (src/graph/kernels/moe.ts)
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = gid.x + gid.y * nwg.x * 64u;
+  let t = flat_id_wg(gid, nwg, 64u);
   if (t >= p.N) { return; }
   let base = t * p.E;
   var m = f32(logits[base]);
@@ -89,7 +91,7 @@ fn dProb(t: u32, e: u32, S: f32, wdw: f32) -> f32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let t = gid.x + gid.y * nwg.x * 64u;
+  let t = flat_id_wg(gid, nwg, 64u);
   if (t >= p.N) { return; }
   var S = 0.0;
   var wdw = 0.0;
@@ -172,7 +174,7 @@ ${PARAMS}   // rows, d, K: moeGatherParams (src/graph/kernels/moe.ts)
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = flat_id(gid, nwg);
   if (i >= p.rows * p.d) { return; }
   let slot = rowSlot[i / p.d];
   var v = 0.0;
@@ -198,7 +200,7 @@ ${PARAMS}   // N, d, K: moeCombineParams (src/graph/kernels/moe.ts)
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  let i = flat_id(gid, nwg);
   if (i >= p.N * p.d) { return; }
   let t = i / p.d;
   let c = i % p.d;
@@ -226,7 +228,7 @@ ${PARAMS}   // nSlots, d, K: moeSlotDotParams (src/graph/kernels/moe.ts)
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let s = gid.x + gid.y * nwg.x * 64u;
+  let s = flat_id_wg(gid, nwg, 64u);
   if (s >= p.nSlots) { return; }
   let r = pos[s];
   var acc = 0.0;

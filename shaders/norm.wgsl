@@ -15,6 +15,8 @@ alias T = ${T};
 ${PARAMS}   // rows, D, eps: src/graph/kernels/norm.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
+#include "lib/grid"
+
 const WG: u32 = ${WG}u;
 
 var<workgroup> red: array<f32, WG>;
@@ -40,7 +42,7 @@ fn wg_sum(v: f32, li: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = wid.x + wid.y * nwg.x;
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.D;
   var ss = 0.0;
@@ -60,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = wid.x + wid.y * nwg.x;
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.D;
   var s = 0.0;
@@ -84,7 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) li: u32) {
   let c = li % DW_COLS;
   let lane = li / DW_COLS;
-  let j = (wid.x + wid.y * nwg.x) * DW_COLS + c;
+  let j = flat_wg_id(wid, nwg) * DW_COLS + c;
   var acc = 0.0;
   if (j < p.D) {
     for (var r = lane; r < p.rows; r += LANES) {

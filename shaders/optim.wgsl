@@ -20,9 +20,7 @@ alias T = ${T};
 ${PARAMS}   // n, slot, count, AdamW scalars, gradScale, maxNorm: src/graph/kernels/optim.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
+#include "lib/grid"
 
 #if ${ADAMW}
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;

@@ -7,12 +7,14 @@ struct Params { iters: u32, seed: f32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> outv: array<f32>;
 
+#include "lib/grid"
+
 const WG: u32 = ${WG}u;
 const CHAINS: u32 = ${CHAINS}u;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG;
+  let i = flat_id_wg(gid, nwg, WG);
   let x = vec4<f32>(f32(i) * 1e-9, p.seed, 1e-7, 2e-7);
   // Multiplier just below 1 and a tiny addend keep values finite and normal for any count.
   let mulv = vec4<f32>(0.9999999, 0.9999998, 0.9999997, 0.9999996);

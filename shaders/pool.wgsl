@@ -13,9 +13,7 @@ alias T = ${T};
 ${PARAMS}   // NC, H, W, OH, OW, K, S, PAD, total: src/graph/kernels/pool.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
+#include "lib/grid"
 
 // Adaptive bins: [floor(i·in/out), ceil((i+1)·in/out)).
 fn binStart(i: u32, inSize: u32, outSize: u32) -> u32 { return (i * inSize) / outSize; }

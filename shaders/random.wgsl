@@ -17,6 +17,8 @@ alias T = ${T};
 ${PARAMS}   // n, k1, k2, lo, hi, stddev, drop, keepScale: src/graph/kernels/random.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
+#include "lib/grid"
+
 fn mix32(x0: u32) -> u32 {
   var x = x0;
   x ^= x >> 16u;
@@ -33,10 +35,6 @@ fn bits(i: u32) -> u32 {
 
 fn unit(i: u32) -> f32 {
   return f32(bits(i) >> 8u) * (1.0 / 16777216.0);
-}
-
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
 }
 
 #if ${UNIFORM}

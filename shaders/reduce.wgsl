@@ -15,6 +15,8 @@ alias T = ${T};
 ${PARAMS}   // outer, n, inner, tiles, scale, total: src/graph/kernels/reduce.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
+#include "lib/grid"
+
 const WG: u32 = 256u;
 const COLS: u32 = ${COLS}u;
 const LANES: u32 = WG / COLS;
@@ -28,7 +30,7 @@ var<workgroup> red: array<f32, WG>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let w = wid.x + wid.y * nwg.x;
+  let w = flat_wg_id(wid, nwg);
   let o = w / p.tiles;
   if (o >= p.outer) { return; }
   let c = li % COLS;
@@ -67,7 +69,7 @@ fn beats(a: f32, b: f32) -> bool {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let w = wid.x + wid.y * nwg.x;
+  let w = flat_wg_id(wid, nwg);
   let o = w / p.tiles;
   if (o >= p.outer) { return; }
   let c = li % COLS;
@@ -109,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let e = gid.x + gid.y * nwg.x * 256u;
+  let e = flat_id(gid, nwg);
   if (e >= p.total) { return; }
   let i = e % p.inner;
   let o = e / (p.n * p.inner);
@@ -122,7 +124,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let e = gid.x + gid.y * nwg.x * 256u;
+  let e = flat_id(gid, nwg);
   if (e >= p.total) { return; }
   let i = e % p.inner;
   let j = (e / p.inner) % p.n;

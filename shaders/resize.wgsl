@@ -14,9 +14,7 @@ alias T = ${T};
 ${PARAMS}   // NC, H, W, OH, OW, total, scaleY, scaleX: src/graph/kernels/resize.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
+#include "lib/grid"
 
 struct Taps { i0: u32, i1: u32, l1: f32 }
 

@@ -18,6 +18,8 @@ ${PARAMS}   // total, n, dh, start, m, sign, offset: src/graph/kernels/rotary.ts
 @group(0) @binding(2) var<storage, read> freqs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<T>;
 
+#include "lib/grid"
+
 // (sin a, cos a): Cody–Waite reduction by π/2 (three-part constant), then the Cephes sinf/cosf
 // minimax polynomials on [−π/4, π/4]; a few ulp for |a| up to ~1e4.
 fn sincos(a: f32) -> vec2<f32> {
@@ -37,7 +39,7 @@ fn sincos(a: f32) -> vec2<f32> {
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let e = gid.x + gid.y * nwg.x * 256u;
+  let e = flat_id(gid, nwg);
   if (e >= p.total) { return; }
   let c = e % p.dh;
   let v = f32(x[e]);

@@ -14,6 +14,8 @@ alias T = ${T};
 ${PARAMS}   // rows, K, lrank, mlast, dims, ms: src/graph/kernels/softmax.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
+#include "lib/grid"
+
 const WG: u32 = ${WG}u;
 const MASK_FILL: f32 = -1e9;
 const LOWEST: f32 = -3.4028234663852886e38;
@@ -44,8 +46,6 @@ fn wg_max(v: f32, li: u32) -> f32 {
   return r;
 }
 
-fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return wid.x + wid.y * nwg.x; }
-
 #if ${HAS_MASK}
 #if ${MASK_I32}
 @group(0) @binding(3) var<storage, read> mask: array<i32>;
@@ -75,7 +75,7 @@ fn mask_base(row: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = row_of(wid, nwg);
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.K;
 #if ${HAS_MASK}
@@ -114,7 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = row_of(wid, nwg);
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.K;
   var mx = LOWEST;
@@ -138,7 +138,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = row_of(wid, nwg);
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.K;
   var s = 0.0;
@@ -164,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-  let row = row_of(wid, nwg);
+  let row = flat_wg_id(wid, nwg);
   if (row >= p.rows) { return; }
   let base = row * p.K;
   var s = 0.0;

@@ -7,3 +7,8 @@ fn flat_id_wg(gid: vec3<u32>, nwg: vec3<u32>, wg: u32) -> u32 {
 fn flat_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return flat_id_wg(gid, nwg, 256u);
 }
+
+// Workgroup index of a grid of one workgroup per row (or tile), folded the same way.
+fn flat_wg_id(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.x + wid.y * nwg.x;
+}
