@@ -22,6 +22,12 @@ describe('#include step for shaders/lib pieces', () => {
     expect(out.endsWith('\ny')).toBe(true);
     expect(includesOf('#include "lib/a"\n#include "lib/b"')).toEqual(['lib/a', 'lib/b']);
   });
+  it('allows a trailing line comment, and nothing else after the name', () => {
+    expect(includesOf('#include "lib/a"   // a, b\n#include "lib/b" x\n// #include "lib/b"')).toEqual(['lib/a']);
+    const out = expandIncludes('k', '#include "lib/b"   // why\ny', source);
+    expect(out).toContain('fn b()');
+    expect(out).not.toContain('why');
+  });
   it('reports cycles, missing pieces and pieces outside lib/ with the file names', () => {
     expect(() => expandIncludes('k', '#include "lib/loop"', source)).toThrow(/k\.wgsl: #include cycle k → lib\/loop → lib\/loop2 → lib\/loop/);
     expect(() => expandIncludes('k', '#include "lib/none"', source)).toThrow(/k\.wgsl: #include "lib\/none": no piece/);

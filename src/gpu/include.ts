@@ -1,9 +1,9 @@
-// `#include "lib/name"` lines in WGSL templates: replaced by the text of shaders/lib/name.wgsl
-// (itself a template; includes nest), each piece at most once per shader, before
-// wgsl-preprocessor sees the source. Shared WGSL (thread-id flattening, reductions, …) lives
-// once in shaders/lib/.
+// `#include "lib/name"` lines in WGSL templates (optionally ending in a `// comment`): replaced
+// by the text of shaders/lib/name.wgsl (itself a template; includes nest), each piece at most
+// once per shader, before wgsl-preprocessor sees the source. Shared WGSL (thread-id
+// flattening, workgroup reductions, strided-copy indexing, …) lives once in shaders/lib/.
 
-const INCLUDE = /^[ \t]*#include[ \t]+"([\w/-]+)"[ \t]*$/gm;
+const INCLUDE = /^[ \t]*#include[ \t]+"([\w/-]+)"[ \t]*(?:\/\/.*)?$/gm;
 
 /** The names a template includes directly. */
 export function includesOf(src: string): string[] {
