@@ -20,20 +20,8 @@ ${PARAMS}   // N, C, HW, total, eps, momentum: src/graph/kernels/batchnorm.ts
 #include "lib/grid"
 
 const RWG: u32 = ${RWG}u;
-var<workgroup> red: array<f32, RWG>;
-var<workgroup> red2: array<f32, RWG>;
-
-// Sums red[] and red2[] into element 0 (all threads take part).
-fn reduce2(li: u32) {
-  workgroupBarrier();
-  for (var s = RWG / 2u; s > 0u; s >>= 1u) {
-    if (li < s) {
-      red[li] += red[li + s];
-      red2[li] += red2[li + s];
-    }
-    workgroupBarrier();
-  }
-}
+const RED_N: u32 = RWG;
+#include "lib/reduce_pair"   // red, red2, red_pair_sum
 
 #if ${STATS}
 @group(0) @binding(1) var<storage, read> x: array<T>;
@@ -51,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   red[li] = s;
   red2[li] = 0.0;
-  reduce2(li);
+  red_pair_sum(li);
   let mu = red[0] / cnt;
   workgroupBarrier();
   // Second pass around the mean (no cancellation from E[x²] − E[x]²).
@@ -62,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   red[li] = 0.0;
   red2[li] = q;
-  reduce2(li);
+  red_pair_sum(li);
   if (li == 0u) {
     mean[c] = mu;
     bvar[c] = red2[0] / cnt;
@@ -125,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   red[li] = s;
   red2[li] = sx;
-  reduce2(li);
+  red_pair_sum(li);
   if (li == 0u) {
     dbias[c] = T(red[0]);
     dweight[c] = T(red2[0] * inv);

@@ -366,7 +366,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 #elif ${BIAS_GRAD}
 @group(0) @binding(1) var<storage, read> dy: array<T>;
 @group(0) @binding(2) var<storage, read_write> db: array<T>;
-var<workgroup> red: array<f32, 256>;
+const RED_N: u32 = 256u;
+#include "lib/reduce"   // red, red_tree_sum
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -378,11 +379,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = li; i < P; i += 256u) { acc += f32(dy[base + i]); }
   }
   red[li] = acc;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (li < s) { red[li] += red[li + s]; }
-    workgroupBarrier();
-  }
+  red_tree_sum(li, RED_N, 1u);
   if (li == 0u) { db[o] = T(red[0]); }
 }
 #endif

@@ -21,31 +21,8 @@ ${PARAMS}   // N, V, ignore, total: src/graph/kernels/loss.ts
 const WG: u32 = ${WG}u;
 const LOWEST: f32 = -3.4028234663852886e38;
 
-var<workgroup> red: array<f32, WG>;
-
-fn wg_sum(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (li < s) { red[li] += red[li + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn wg_max(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (li < s) { red[li] = max(red[li], red[li + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+const RED_N: u32 = WG;
+#include "lib/reduce"   // red, wg_sum, wg_max
 
 fn counted(label: i32) -> bool { return label != p.ignore; }
 

@@ -19,19 +19,8 @@ ${PARAMS}   // rows, D, eps: src/graph/kernels/norm.ts
 
 const WG: u32 = ${WG}u;
 
-var<workgroup> red: array<f32, WG>;
-
-fn wg_sum(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (li < s) { red[li] += red[li + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+const RED_N: u32 = WG;
+#include "lib/reduce"   // red, wg_sum, wg_max
 
 #if ${FWD}
 @group(0) @binding(1) var<storage, read> x: array<T>;
@@ -94,11 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   red[li] = acc;
-  workgroupBarrier();
-  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
-    if (lane < s) { red[li] += red[li + s * DW_COLS]; }
-    workgroupBarrier();
-  }
+  red_tree_sum(li, LANES, DW_COLS);
   if (lane == 0u && j < p.D) { dw[j] = T(red[c]); }
 }
 #endif

@@ -64,7 +64,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif ${SUMSQ}
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> sums: array<f32>;
-var<workgroup> part: array<f32, 256>;
+const RED_N: u32 = 256u;
+#include "lib/reduce"   // red, red_tree_sum
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) li: u32) {
@@ -78,13 +79,9 @@ fn main(@builtin(local_invocation_index) li: u32) {
     c = (t - s) - y;
     s = t;
   }
-  part[li] = s;
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w >>= 1u) {
-    if (li < w) { part[li] += part[li + w]; }
-    workgroupBarrier();
-  }
-  if (li == 0u) { sums[p.slot] = part[0]; }
+  red[li] = s;
+  red_tree_sum(li, RED_N, 1u);
+  if (li == 0u) { sums[p.slot] = red[0]; }
 }
 #elif ${NORM}
 @group(0) @binding(1) var<storage, read> sums: array<f32>;

@@ -25,7 +25,8 @@ const LANES: u32 = WG / COLS;
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> out: array<T>;
 
-var<workgroup> red: array<f32, WG>;
+const RED_N: u32 = WG;
+#include "lib/reduce"   // red, red_tree_sum
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -44,11 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   red[li] = acc;
-  workgroupBarrier();
-  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
-    if (lane < s) { red[li] += red[li + s * COLS]; }
-    workgroupBarrier();
-  }
+  red_tree_sum(li, LANES, COLS);
   if (lane == 0u && i < p.inner) {
     out[o * p.inner + i] = T(red[c] * p.scale);
   }

@@ -20,31 +20,8 @@ const WG: u32 = ${WG}u;
 const MASK_FILL: f32 = -1e9;
 const LOWEST: f32 = -3.4028234663852886e38;
 
-var<workgroup> red: array<f32, WG>;
-
-fn wg_sum(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (li < s) { red[li] += red[li + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();   // red is reused by the next reduction
-  return r;
-}
-
-fn wg_max(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (li < s) { red[li] = max(red[li], red[li + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+const RED_N: u32 = WG;
+#include "lib/reduce"   // red, wg_sum, wg_max
 
 #if ${HAS_MASK}
 #if ${MASK_I32}

@@ -1,0 +1,17 @@
+// Two sums in one tree (lib/reduce's order, one barrier per step for both): red and red2, each
+// RED_N wide (the includer declares RED_N, see lib/reduce).
+#include "lib/reduce"
+var<workgroup> red2: array<f32, RED_N>;
+
+// Sums red[] and red2[] over the RED_N invocations into element 0 (the caller has written
+// red[li] and red2[li]); ends with a barrier, so element 0 is readable by all.
+fn red_pair_sum(li: u32) {
+  workgroupBarrier();
+  for (var s = RED_N / 2u; s > 0u; s = s >> 1u) {
+    if (li < s) {
+      red[li] += red[li + s];
+      red2[li] += red2[li + s];
+    }
+    workgroupBarrier();
+  }
+}
