@@ -15,27 +15,22 @@ ${PARAMS}   // n, rank, srcOff, dstOff, dims, ss, ds: src/graph/kernels/copy.ts
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;
 
 #include "lib/grid"
+#include "lib/copy_index"
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  var rem = i;
-  var si = p.srcOff;
-  var di = p.dstOff;
+  var si: u32;
+  var di: u32;
   if (p.rank == 1u) {
     // One axis (a merged contiguous box): no division.
-    si += i * p.ss[0].x;
-    di += i * p.ds[0].x;
-    rem = 0u;
-  }
-  for (var d = i32(p.rank) - 1; d >= 0 && p.rank > 1u; d--) {
-    let u = u32(d);
-    let n = p.dims[u / 4u][u % 4u];
-    let c = rem % n;
-    rem = rem / n;
-    si += c * p.ss[u / 4u][u % 4u];
-    di += c * p.ds[u / 4u][u % 4u];
+    si = p.srcOff + i * p.ss[0].x;
+    di = p.dstOff + i * p.ds[0].x;
+  } else {
+    let o = copy_offsets(i, i32(p.rank) - 1);
+    si = o.x;
+    di = o.y;
   }
 #if ${ACCUMULATE}
   dst[di] += src[si];

@@ -15,22 +15,15 @@ ${PARAMS}   // n, rank, srcOff, dstOff, dims, ss, ds: src/graph/kernels/copy.ts
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;
 
 #include "lib/grid"
+#include "lib/copy_index"
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flat_id(gid, nwg);
   if (i >= p.n) { return; }
-  var rem = i;
-  var si = p.srcOff;
-  var di = p.dstOff;
-  for (var d = i32(p.rank) - 2; d >= 0; d--) {
-    let u = u32(d);
-    let n = p.dims[u / 4u][u % 4u];
-    let c = rem % n;
-    rem = rem / n;
-    si += c * p.ss[u / 4u][u % 4u];
-    di += c * p.ds[u / 4u][u % 4u];
-  }
+  let o = copy_offsets(i, i32(p.rank) - 2);   // the run's start
+  let si = o.x;
+  let di = o.y;
   let last = p.rank - 1u;
   let len = p.dims[last / 4u][last % 4u];
   let sst = p.ss[last / 4u][last % 4u];
