@@ -208,12 +208,18 @@ describe('local_tokens_experiment', () => {
     expect(outside.length).toBeGreaterThan(0);
   });
 
-  it('the config: a non-boolean value is an error naming the field; no preset sets it; bench/explain-locality.json does', () => {
+  it('the config: a non-boolean value is an error naming the field; no preset sets it; bench/explain-locality.json does; a misspelt field is an error', () => {
     for (const bad of ['yes', 1, null, 'true'])
       expect(() => normaliseConfig({ ...base, local_tokens_experiment: bad }, 'cfg.json')).toThrow(/cfg\.json: field "local_tokens_experiment" must be true or false/);
     expect(normaliseConfig(base).local_tokens_experiment).toBeUndefined();
     for (const p of PRESETS) expect(Object.keys(presetConfig(p)), p).not.toContain('local_tokens_experiment');
     expect(normaliseConfig({ ...locality, vocab_size: 20 }, 'explain-locality').local_tokens_experiment).toBe(true);
+    // A misspelt flag would silently give the SPEC model: a field within an edit or two of a
+    // config field is an error naming both; other tools' fields (far from every name) pass.
+    expect(() => normaliseConfig({ ...base, local_token_experiment: true }, 'cfg.json')).toThrow(/cfg\.json: unknown field "local_token_experiment"; did you mean "local_tokens_experiment"\?/);
+    expect(() => normaliseConfig({ ...base, dmodel: 64 }, 'cfg.json')).toThrow(/unknown field "dmodel"; did you mean "d_model"/);
+    expect(() => normaliseConfig({ ...base, epoch: 3 }, 'cfg.json')).toThrow(/unknown field "epoch"; did you mean "epochs"/);
+    expect(normaliseConfig({ ...base, tolerance: {}, architectures: ['MicarVLMoE'], case: 'tiny', batch: 4 }).batch_size).toBe(4);
   });
 
   it("export: the authors' .pth and a plain state dict refuse a model with the flag, naming it; the hf folder records it and loads back with it", async () => {

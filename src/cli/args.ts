@@ -7,7 +7,7 @@
 // which several verbs spread in). To add a verb: one entry in COMMANDS here and one in `run` in
 // main.ts. Read values with `p.str('name')`, `p.num('name')`, `p.flag('name')`, `p.given('name')`.
 
-import { ACT_NAMES, BACKBONES } from '../model/config.ts';
+import { ACT_NAMES, BACKBONES, editDistance } from '../model/config.ts';
 
 /** How a value is read: text, a finite number, an integer (≥ `min` if given), one of a list, or a bare flag. */
 export type OptionType = 'string' | 'number' | 'int' | 'boolean' | readonly string[];
@@ -307,20 +307,7 @@ export class Parsed {
   }
 }
 
-/** Levenshtein distance (for "did you mean"). */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length];
-}
+export { editDistance };
 
 /** The valid spelling nearest to `name` (names and aliases; `-` and `_` compared alike first). */
 export function closestOption(spec: CommandSpec, name: string): OptionSpec | undefined {

@@ -63,8 +63,56 @@ export interface MicarConfig {
 
 export const BACKBONES: Backbone[] = ['resnet10', 'resnet14b', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'];
 
+/** Every field of MicarConfig (the compile-time check below keeps the list complete). */
+export const CONFIG_KEYS = [
+  'name', 'backbone', 'image_size', 'resize_size', 'd_v', 'd_model', 'd_latent', 'num_heads', 'qk_nope_dim', 'qk_rope_dim', 'd_ff',
+  'num_layers', 'num_experts', 'k', 'act_fn', 'moe_mode', 'local_tokens_experiment', 'text_seq_len', 'vocab_size', 'dropout',
+  'attention_dropout', 'lb_loss_weight', 'pad_id', 'sos_id', 'eos_id', 'unk_id', 'batch_size', 'epochs', 'patience', 'lr', 'v_lr',
+  'weight_decay', 'betas', 'eps', 'amsgrad', 'step_size', 'gamma', 'beam_width', 'min_frequency', 'seed',
+] as const satisfies readonly (keyof MicarConfig)[];
+const _allKeysListed: Exclude<keyof MicarConfig, typeof CONFIG_KEYS[number]> extends never ? true : never = true;
+void _allKeysListed;
+
+/** Levenshtein distance (for "did you mean"). */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length];
+}
+
+/**
+ * A field that is not a micar config field but is within one edit (two for names of 8+
+ * characters) of one: a misspelling that would otherwise be ignored silently (e.g.
+ * `local_token_experiment`, leaving the SPEC model). Fields further from every name are other
+ * tools' (a golden case's `tolerance`, Hugging Face's `architectures`) and are ignored.
+ */
+function misspeltField(raw: Record<string, unknown>): { field: string; near: string } | null {
+  const known = new Set<string>([...CONFIG_KEYS, 'batch']);
+  for (const field of Object.keys(raw)) {
+    if (known.has(field)) continue;
+    const limit = field.length >= 8 ? 2 : 1;
+    let near = '', best = Infinity;
+    for (const k of CONFIG_KEYS) {
+      const d = editDistance(field, k);
+      if (d < best) [best, near] = [d, k];
+    }
+    if (best <= limit) return { field, near };
+  }
+  return null;
+}
+
 /** Fills defaults and checks every field a model needs; errors name the field. */
 export function normaliseConfig(raw: Record<string, unknown>, source = 'config'): MicarConfig {
+  const typo = misspeltField(raw);
+  if (typo) throw new Error(`${source}: unknown field "${typo.field}"; did you mean "${typo.near}"?`);
   const c = { lb_loss_weight: 0.01, pad_id: 0, sos_id: 1, eos_id: 2, unk_id: 3, dropout: 0, attention_dropout: 0, moe_mode: 'sum', ...raw } as Record<string, unknown>;
   if (c.batch_size === undefined && typeof c.batch === 'number') c.batch_size = c.batch;
   const need = (k: string, test: (v: unknown) => boolean, what: string) => {
