@@ -28,6 +28,25 @@ describe('#include step for shaders/lib pieces', () => {
     expect(out).toContain('fn b()');
     expect(out).not.toContain('why');
   });
+  it('expands a piece again in each exclusive arm of an #if chain, once where it is already present', () => {
+    const count = (out: string, re: RegExp) => out.match(re)?.length ?? 0;
+    const arms = expandIncludes('k', '#if ${A}\n#include "lib/a"\n#elif ${B}\n#include "lib/a"\n#else\n#include "lib/b"\n#include "lib/a"\n#endif', source);
+    expect(count(arms, /fn a\(\)/g)).toBe(3);
+    expect(count(arms, /fn b\(\)/g)).toBe(3);   // by lib/a in the first two arms, then directly and covered in the third
+    expect(count(arms, /lib\/b included above/g)).toBe(1);
+    const covered = expandIncludes('k', '#include "lib/a"\n#if ${A}\n#if ${B}\n#include "lib/a"\n#endif\n#endif', source);
+    expect(count(covered, /fn a\(\)/g)).toBe(1);
+    expect(count(covered, /lib\/a included above/g)).toBe(1);
+    // Nested blocks inside different arms are still exclusive.
+    const nested = expandIncludes('k', '#if ${A}\n#if ${C}\n#include "lib/b"\n#endif\n#else\n#include "lib/b"\n#endif', source);
+    expect(count(nested, /fn b\(\)/g)).toBe(2);
+  });
+  it('refuses an include that may be active together with an earlier one it does not cover', () => {
+    const err = /k\.wgsl: #include "lib\/a" may be active together with an earlier include/;
+    expect(() => expandIncludes('k', '#if ${A}\n#include "lib/a"\n#endif\n#if ${B}\n#include "lib/a"\n#endif', source)).toThrow(err);
+    expect(() => expandIncludes('k', '#if ${A}\n#include "lib/a"\n#endif\n#include "lib/a"', source)).toThrow(err);
+    expect(() => expandIncludes('k', '#include "lib/a"\n#endif', source)).toThrow(/k\.wgsl: #endif without its #if/);
+  });
   it('reports cycles, missing pieces and pieces outside lib/ with the file names', () => {
     expect(() => expandIncludes('k', '#include "lib/loop"', source)).toThrow(/k\.wgsl: #include cycle k → lib\/loop → lib\/loop2 → lib\/loop/);
     expect(() => expandIncludes('k', '#include "lib/none"', source)).toThrow(/k\.wgsl: #include "lib\/none": no piece/);
