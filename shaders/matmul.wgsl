@@ -63,17 +63,7 @@ ${REG_BODY}
 @group(0) @binding(4) var<storage, read> bias: array<T>;
 #endif
 
-const TM: u32 = ${TM}u;
-const TN: u32 = ${TN}u;
-const BK: u32 = ${BK}u;
-const RM: u32 = ${RM}u;
-const RN: u32 = ${RN}u;
-const TX: u32 = TN / RN;   // threads along n
-const TY: u32 = TM / RM;   // threads along m
-const NT: u32 = TX * TY;
-
-var<workgroup> As: array<f32, BK * TM>;   // [k][m]
-var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
+#include "lib/gemm_tile"   // TM … NT, As, Bs, gemm_tile_fma
 
 fn loadA(base: u32, m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
@@ -121,17 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       Bs[k * TN + n] = loadB(baseB, k0 + k, n0 + n);
     }
     workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      var a: array<f32, RM>;
-      var b: array<f32, RN>;
-      for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
-      for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
-      for (var i = 0u; i < RM; i++) {
-        for (var j = 0u; j < RN; j++) {
-          acc[i][j] = fma(a[i], b[j], acc[i][j]);
-        }
-      }
-    }
+    gemm_tile_fma(lid, &acc);
     workgroupBarrier();
   }
   let baseC = batch * p.strideC;

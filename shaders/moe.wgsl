@@ -250,17 +250,7 @@ ${PARAMS}   // M, N, K: moeGmmParams (src/graph/kernels/moe.ts)
 @group(0) @binding(3) var<storage, read_write> C: array<T>;
 @group(0) @binding(4) var<storage, read> tileExpert: array<i32>;
 
-const TM: u32 = ${TM}u;
-const TN: u32 = ${TN}u;
-const BK: u32 = ${BK}u;
-const RM: u32 = ${RM}u;
-const RN: u32 = ${RN}u;
-const TX: u32 = TN / RN;
-const TY: u32 = TM / RM;
-const NT: u32 = TX * TY;
-
-var<workgroup> As: array<f32, BK * TM>;   // [k][m]
-var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
+#include "lib/gemm_tile"   // TM … NT, As, Bs, gemm_tile_fma
 var<workgroup> tileE: i32;
 
 @compute @workgroup_size(TX, TY, 1)
@@ -309,15 +299,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       Bs[k * TN + n] = v;
     }
     workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      var a: array<f32, RM>;
-      var b: array<f32, RN>;
-      for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
-      for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
-      for (var i = 0u; i < RM; i++) {
-        for (var j = 0u; j < RN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
-      }
-    }
+    gemm_tile_fma(lid, &acc);
     workgroupBarrier();
   }
   for (var i = 0u; i < RM; i++) {
@@ -396,17 +378,7 @@ ${PARAMS}   // M, N, rows: moeWgradParams (src/graph/kernels/moe.ts)
 @group(0) @binding(3) var<storage, read_write> Out: array<T>;
 @group(0) @binding(4) var<storage, read> segs: array<i32>;
 
-const TM: u32 = ${TM}u;
-const TN: u32 = ${TN}u;
-const BK: u32 = ${BK}u;
-const RM: u32 = ${RM}u;
-const RN: u32 = ${RN}u;
-const TX: u32 = TN / RN;
-const TY: u32 = TM / RM;
-const NT: u32 = TX * TY;
-
-var<workgroup> As: array<f32, BK * TM>;   // [k][m]
-var<workgroup> Bs: array<f32, BK * TN>;   // [k][n]
+#include "lib/gemm_tile"   // TM … NT, As, Bs, gemm_tile_fma
 var<workgroup> segStart: u32;
 var<workgroup> segEnd: u32;
 
@@ -439,15 +411,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       Bs[k * TN + n] = v;
     }
     workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      var a: array<f32, RM>;
-      var b: array<f32, RN>;
-      for (var i = 0u; i < RM; i++) { a[i] = As[k * TM + lid.y + i * TY]; }
-      for (var j = 0u; j < RN; j++) { b[j] = Bs[k * TN + lid.x + j * TX]; }
-      for (var i = 0u; i < RM; i++) {
-        for (var j = 0u; j < RN; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
-      }
-    }
+    gemm_tile_fma(lid, &acc);
     workgroupBarrier();
   }
   let baseO = e * p.M * p.N;
