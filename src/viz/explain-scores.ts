@@ -12,6 +12,10 @@
 // σ = S/16: "always point at the middle"). Sanity check (Adebayo et al. 2018): each method again
 // on the model with every weight re-initialised (Weights.init, other seed), explaining the same
 // words; a method that scores as well there shows the image, not the model.
+// Optional breakdown by word kind (byWordKind; analysis only, the sentence average stays the
+// score): the same mass_in_box and pointing of each method's mean map over the sentence's words of
+// one kind — appearance (size, shape, intensity, "lesion"), location (row, column, "region"),
+// function ("a", "in", "the"), other (anything else the model wrote) — and per single word.
 import { dispose, fromData, read } from '../graph/runtime.ts';
 import { Forward } from '../model/context.ts';
 import { decodeText, decoderMask, encodeImage } from '../model/micar.ts';
@@ -20,6 +24,7 @@ import { mulberry32 } from '../graph/ops/random.ts';
 import { generate } from '../generate/decode.ts';
 import { preprocess } from '../data/preprocess.ts';
 import type { PhantomSample } from '../data/phantom.ts';
+import { COLS, INTENSITIES, ROWS, SHAPES, SIZES } from '../data/findings.ts';
 import { attentionDensity, GRID, upsample } from './heatmap.ts';
 import { type Box, massShare, matchFindings, pointingHit, topFraction, wordsOf } from './grounding.ts';
 import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps } from './explain.ts';
@@ -39,9 +44,51 @@ export interface ExplainScoreRow {
   sanity_pointing?: number;
 }
 
+/** Word kinds of the phantom finding sentence "a <size> <shape> <intensity> lesion in the <row> <col> region". */
+export const WORD_KINDS = ['appearance', 'location', 'function', 'other'] as const;
+export type WordKind = (typeof WORD_KINDS)[number];
+const KIND_OF_WORD = new Map<string, WordKind>([
+  ...[...SIZES, ...SHAPES, ...INTENSITIES, 'lesion'].map((w) => [w, 'appearance'] as [string, WordKind]),
+  ...[...ROWS, ...COLS, 'region'].map((w) => [w, 'location'] as [string, WordKind]),
+  ...['a', 'in', 'the'].map((w) => [w, 'function'] as [string, WordKind]),
+]);
+export function wordKind(word: string): WordKind {
+  return KIND_OF_WORD.get(word) ?? 'other';
+}
+
+export interface KindScore {
+  /** Mean over the findings whose sentence has words of this kind (NaN when none has). */
+  mass_in_box: number;
+  pointing: number;
+  /** Words of this kind scored, summed over findings. */
+  words: number;
+  /** Findings whose sentence has at least one word of this kind. */
+  findings: number;
+}
+
+/**
+ * One finding's breakdown: per kind, the mean of the densities of the sentence's words of that kind
+ * (positions `sentence` into `words`, `density(position)` a map summing to 1), scored against `box`.
+ * Kinds without words are absent.
+ */
+export function kindScores(words: readonly string[], sentence: readonly number[], density: (position: number) => Float64Array, box: Box, S: number): Partial<Record<WordKind, { mass_in_box: number; pointing: number; words: number }>> {
+  const out: Partial<Record<WordKind, { mass_in_box: number; pointing: number; words: number }>> = {};
+  for (const kind of WORD_KINDS) {
+    const mine = sentence.filter((st) => wordKind(words[st]) === kind);
+    if (!mine.length) continue;
+    const d = meanOf(mine.map(density));
+    out[kind] = { mass_in_box: massShare(d, S, S, box), pointing: pointingHit(d, S, S, box), words: mine.length };
+  }
+  return out;
+}
+
 export interface ExplainEvaluation {
   /** Method or control → mean scores over the matched findings. */
   scores: Record<string, ExplainScoreRow>;
+  /** With byWordKind: method → kind → scores of the kind's mean map (controls do not depend on the word, so are left out). */
+  byKind?: Record<string, Record<WordKind, KindScore>>;
+  /** With byWordKind: method → word → scores of that word's own map (over the findings whose sentence has it; a word twice in a sentence is scored once, as their mean). */
+  byWord?: Record<string, Record<string, KindScore>>;
   findings: number;
   images: number;
   seconds: number;
@@ -65,6 +112,8 @@ export interface ExplainEvalOptions {
   /** Stop starting new images after this time (Date.now() ms); at least `minImages` are scored. */
   deadline?: number;
   minImages?: number;
+  /** Also score each method per word kind and per word (byKind, byWord); default false. */
+  byWordKind?: boolean;
 }
 
 /** A map as a density over S×S pixels (sum 1; all zero when the map is). */
@@ -154,6 +203,17 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
   const acc = new Map<string, { mass: number; point: number; del: number; rand: number; sMass: number; sPoint: number }>(
     names.map((m) => [m, { mass: 0, point: 0, del: 0, rand: 0, sMass: 0, sPoint: 0 }]),
   );
+  type KindAcc = { mass: number; point: number; words: number; findings: number };
+  const kindAcc = new Map<string, Map<string, KindAcc>>(methods.map((m) => [m, new Map()]));
+  const wordAcc = new Map<string, Map<string, KindAcc>>(methods.map((m) => [m, new Map()]));
+  const addTo = (to: Map<string, KindAcc>, key: string, r: { mass_in_box: number; pointing: number; words: number }) => {
+    const a = to.get(key) ?? { mass: 0, point: 0, words: 0, findings: 0 };
+    a.mass += r.mass_in_box;
+    a.point += r.pointing;
+    a.words += r.words;
+    a.findings++;
+    to.set(key, a);
+  };
   const sanityW = opts.sanity === false ? null : Weights.init(cfg, (seed * 7919 + 17) >>> 0);
   let findings = 0, scored = n;
   try {
@@ -174,7 +234,8 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
           dispose(image);
         }
       }
-      const matched = matchFindings(wordsOf(toks, vocab), s.findings).filter((m) => m.sentence.words.every((t) => t < cfg.text_seq_len));
+      const words = wordsOf(toks, vocab);
+      const matched = matchFindings(words, s.findings).filter((m) => m.sentence.words.every((t) => t < cfg.text_seq_len));
       if (!matched.length) continue;
       const steps = [...new Set(matched.flatMap((m) => m.sentence.words))].sort((a, b) => a - b);
       const at = new Map(steps.map((st, j) => [st, j]));
@@ -205,6 +266,16 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
         images.push(masked(randomIdx));
         const sanityDens = new Map<string, Float64Array>();
         if (sanity) for (const meth of methods) sanityDens.set(meth, sentenceMap(sanity.get(meth)!));
+        if (opts.byWordKind) {
+          for (const meth of methods) {
+            const density = (st: number) => pixelDensity(maps.get(meth)![at.get(st)!], S);
+            for (const [kind, r] of Object.entries(kindScores(words, m.sentence.words, density, box, S))) addTo(kindAcc.get(meth)!, kind, r);
+            for (const word of new Set(m.sentence.words.map((st) => words[st]))) {
+              const mine = m.sentence.words.filter((st) => words[st] === word), d = meanOf(mine.map(density));
+              addTo(wordAcc.get(meth)!, word, { mass_in_box: massShare(d, S, S, box), pointing: pointingHit(d, S, S, box), words: mine.length });
+            }
+          }
+        }
         return { m, box, dens, rows, randomRow, sanityDens };
       });
       const probs = await wordProbabilities(w, images, toks, T);
@@ -240,7 +311,14 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
     }
     scores[name] = row;
   }
-  return { scores, findings, images: scored, seconds: (performance.now() - t0) / 1000 };
+  const ev: ExplainEvaluation = { scores, findings, images: scored, seconds: (performance.now() - t0) / 1000 };
+  if (opts.byWordKind) {
+    const score = (a: KindAcc | undefined): KindScore =>
+      a ? { mass_in_box: a.mass / a.findings, pointing: a.point / a.findings, words: a.words, findings: a.findings } : { mass_in_box: NaN, pointing: NaN, words: 0, findings: 0 };
+    ev.byKind = Object.fromEntries(methods.map((m) => [m, Object.fromEntries(WORD_KINDS.map((k) => [k, score(kindAcc.get(m)!.get(k))])) as Record<WordKind, KindScore>]));
+    ev.byWord = Object.fromEntries(methods.map((m) => [m, Object.fromEntries([...wordAcc.get(m)!].map(([word, a]) => [word, score(a)]))]));
+  }
+  return ev;
 }
 
 /** The table `micar eval` prints. */
