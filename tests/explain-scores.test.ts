@@ -7,7 +7,8 @@ import { normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { generatePhantom, generatePhantomSample } from '../src/data/phantom.ts';
-import { attentionDensity, type Box, controlMap, evaluateExplanations, massShare, pixelDensity, pointingHit, topFraction } from '../src/viz/index.ts';
+import { findingSentence, INTENSITIES, LOCATIONS, SHAPES, SIZES } from '../src/data/findings.ts';
+import { attentionDensity, type Box, controlMap, evaluateExplanations, kindScores, massShare, pixelDensity, pointingHit, topFraction, WORD_KINDS, wordKind } from '../src/viz/index.ts';
 import { rng } from './util.ts';
 
 beforeAll(async () => {
@@ -71,6 +72,51 @@ describe('score helpers on hand-built maps', () => {
   });
 });
 
+describe('per-word-kind breakdown on hand-built maps', () => {
+  it('every word of every phantom finding sentence has a kind: 4 appearance, 3 location, 3 function', () => {
+    for (const size of SIZES) for (const shape of SHAPES) for (const intensity of INTENSITIES) for (const location of LOCATIONS) {
+      const kinds = findingSentence({ size, shape, intensity, location }).split(' ').map(wordKind);
+      expect(WORD_KINDS.map((k) => kinds.filter((x) => x === k).length)).toEqual([4, 3, 3, 0]);
+    }
+    expect(wordKind('abnormality')).toBe('other');
+  });
+
+  it('mean map per kind scored against the box; exact answers', () => {
+    // S = 4, box = pixels x, y ∈ {0, 1}; a map is a list of (x, y, value) on zeros, 'u' uniform.
+    const S = 4, box: Box = [0, 0, 2, 2];
+    const map = (...pts: [number, number, number][]) => {
+      const d = new Float64Array(S * S);
+      for (const [x, y, v] of pts) d[y * S + x] += v;
+      return d;
+    };
+    const uniform = new Float64Array(S * S).fill(1 / (S * S));
+    const words = ['ct', 'scan', '.', 'a', 'small', 'faint', 'round', 'bright', 'lesion', 'in', 'the', 'upper', 'left', 'region', '.'];
+    const dens: Record<string, Float64Array> = {
+      small: map([0, 0, 1]), round: map([0, 0, 0.5], [3, 3, 0.5]), bright: map([1, 1, 1]), lesion: map([3, 3, 1]), // appearance
+      upper: map([3, 0, 1]), left: map([3, 0, 1]), region: uniform, // location
+      a: map([1, 0, 1]), in: uniform, the: map([2, 2, 1]), // function
+      faint: map([1, 1, 1]), // other
+    };
+    const sentence = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+    const r = kindScores(words, sentence, (st) => dens[words[st]], box, S);
+    // appearance mean: (0,0) 1.5/4, (1,1) 1/4, (3,3) 1.5/4 → mass 5/8; (0,0) in and (3,3) out tie → pointing 1/2
+    expect(r.appearance!.mass_in_box).toBeCloseTo(5 / 8, 14);
+    expect(r.appearance!.pointing).toBe(0.5);
+    expect(r.appearance!.words).toBe(4);
+    // location mean: (3,0) (2 + 1/16)/3 outside, every other pixel 1/48 → mass 4/48, pointing 0
+    expect(r.location!.mass_in_box).toBeCloseTo(4 / 48, 14);
+    expect(r.location!.pointing).toBe(0);
+    expect(r.location!.words).toBe(3);
+    // function mean: (1,0) and (2,2) (1 + 1/16)/3 each (in / out, tie), rest 1/48 → mass (17 + 3)/48, pointing 1/2
+    expect(r.function!.mass_in_box).toBeCloseTo(20 / 48, 14);
+    expect(r.function!.pointing).toBe(0.5);
+    expect(r.function!.words).toBe(3);
+    expect(r.other).toEqual({ mass_in_box: 1, pointing: 1, words: 1 });
+    // a sentence without words of some kind leaves that kind out
+    expect(Object.keys(kindScores(words, [4, 11], (st) => dens[words[st]], box, S)).sort()).toEqual(['appearance', 'location']);
+  });
+});
+
 describe('evaluateExplanations on a tiny random model', () => {
   it('scores every method and control; uniform and centre controls match their closed forms', async () => {
     const S = 32;
@@ -87,7 +133,7 @@ describe('evaluateExplanations on a tiny random model', () => {
       if (s.findings.length) samples.push(s);
     }
     const tokens = samples.map((s) => [...tok.clean(s.report).map((x) => tok.id(x)), tok.id('<eos>')]);
-    const ev = await evaluateExplanations(w, tok.tokens, samples, tokens, { seed: R.int(1, 1 << 30) });
+    const ev = await evaluateExplanations(w, tok.tokens, samples, tokens, { seed: R.int(1, 1 << 30), byWordKind: true });
     const boxes: Box[] = samples.flatMap((s) => s.findings.map((f) => f.box));
     expect(ev.findings).toBe(boxes.length); // true reports mention every finding at its location
     expect(Object.keys(ev.scores).sort()).toEqual(['attention', 'centre', 'grad-attention', 'gradcam', 'random', 'rollout', 'saliency', 'uniform']);
@@ -106,6 +152,26 @@ describe('evaluateExplanations on a tiny random model', () => {
       expect(Math.abs(r.deletion_drop), `${name} deletion`).toBeLessThanOrEqual(1);
       expect(r.random_drop).toBe(ev.scores.attention.random_drop); // one random mask per finding, shared
       if (!['uniform', 'random', 'centre'].includes(name)) expect(Number.isFinite(r.sanity_mass_in_box!), `${name} sanity`).toBe(true);
+    }
+    // Word kinds: true reports have 4 appearance, 3 location, 3 function words per finding. Mass is
+    // linear in the map and every word map sums to 1, so the sentence mass is the word-count-weighted
+    // mean of the kinds' masses (4:3:3 in every finding, hence also of the means over findings);
+    // float64 sums of S² terms, so agreement to ~1e-12.
+    const n = boxes.length;
+    expect(Object.keys(ev.byKind!).sort()).toEqual(['attention', 'grad-attention', 'gradcam', 'rollout', 'saliency']);
+    for (const [meth, k] of Object.entries(ev.byKind!)) {
+      expect([k.appearance, k.location, k.function, k.other].map((x) => [x.words, x.findings])).toEqual([[4 * n, n], [3 * n, n], [3 * n, n], [0, 0]]);
+      expect(Number.isNaN(k.other.mass_in_box)).toBe(true);
+      const weighted = 0.4 * k.appearance.mass_in_box + 0.3 * k.location.mass_in_box + 0.3 * k.function.mass_in_box;
+      expect(weighted, `${meth} mass by kind`).toBeCloseTo(ev.scores[meth].mass_in_box, 12);
+      for (const x of [k.appearance, k.location, k.function]) {
+        for (const v of [x.mass_in_box, x.pointing]) {
+          expect(v).toBeGreaterThanOrEqual(0);
+          expect(v).toBeLessThanOrEqual(1);
+        }
+      }
+      expect(ev.byWord![meth].lesion.findings).toBe(n);
+      expect(ev.byWord![meth].region.words).toBe(n);
     }
   });
 });
