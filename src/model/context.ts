@@ -84,9 +84,8 @@ export class Forward {
 
   /** A weight's pieces along axis 0 (see Weights.chunks), in the compute type. */
   chunks(name: string): Tensor[] {
-    const pieces = this.w.chunks(name);
-    if (pieces.length > 1) this.readDirectly.add(this.w.get(name));
-    return pieces.map((t) => this.inCompute(t, name));
+    // Each piece is a leaf of its own (Weights.trainable lists the pieces), cast on its own.
+    return this.w.chunks(name).map((t) => this.inCompute(t, name));
   }
 
   /**

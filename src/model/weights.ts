@@ -1,5 +1,6 @@
 // The model's named tensors on the GPU: loaded from a state dict (safetensors / .pth) with
 // every name, shape and dtype checked, or freshly initialised as the authors do (SPEC §7).
+import { kernelOverride } from '../graph/kernels/overrides.ts';
 import { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, readMany, realize, runtime, toHalfBitsArray } from '../graph/runtime.ts';
 import { cast } from '../graph/ops/cast.ts';
@@ -107,7 +108,7 @@ export class Weights {
       return h;
     };
     const bytesPer = want === 'f16' ? 2 : 4;
-    const limit = runtime().device.limits.maxStorageBufferBindingSize;
+    const limit = kernelOverride('weightBindingLimit') ?? runtime().device.limits.maxStorageBufferBindingSize;
     const rows = e.shape[0] ?? 1, per = data.length / Math.max(1, rows);
     const pieces = e.shape.length ? Math.ceil((data.length * Math.max(bytesPer, data.BYTES_PER_ELEMENT)) / (limit / 2)) : 1;
     if (pieces <= 1) {

@@ -19,6 +19,12 @@ export interface KernelOverrides {
   rmsNormWidth: 8 | 'gpu';
   /** BatchNorm channel reductions: 8 (per-row layouts) or 256. */
   batchNormWidth: 8 | 256;
+  /**
+   * The storage-binding size weights are split against (Weights: a tensor above half of it is
+   * stored in pieces along axis 0); default the adapter's maxStorageBufferBindingSize. Tests set
+   * it small to exercise the pieces that only paper-size weights need.
+   */
+  weightBindingLimit: number;
 }
 
 const overrides: Partial<KernelOverrides> = {};
