@@ -15,6 +15,8 @@ import { grad, param } from '../src/graph/autograd.ts';
 import { conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
+import { moeGmmFamily, type MoeGmmConfig } from '../src/graph/kernels/moe.ts';
+import { groupedMatmul, moePlan } from '../src/graph/ops/moe.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
@@ -120,6 +122,60 @@ describe('matvec (rowsLinear): every candidate configuration', () => {
       const ref = matmulRef(X, Wt, B, N, K, false, true), mag = matmulRef(X.map(Math.abs), Wt.map(Math.abs), B, N, K, false, true);
       if (withBias) ref.forEach((v, i) => (ref[i] = v + Bi[i % N]));
       expectWithin(await read(y), ref, (i) => gamma(K + 1) * (mag[i] + (withBias ? Math.abs(Bi[i % N]) : 0)) + 1e-30, `${key} B=${B} N=${N} K=${K} bias=${withBias}`);
+    });
+  }
+});
+
+describe('moe grouped matmul: every candidate configuration', () => {
+  const R = rng('moe-gmm-candidates');
+  const cands = new Map<string, MoeGmmConfig>();
+  for (const profile of [software, gpu]) for (const tile of [32, 64]) for (const transB of [false, true]) {
+    for (const c of moeGmmFamily.candidates({ M: 4 * tile, N: 64, K: 64, E: 4, tile, transB }, profile)) cands.set(moeGmmFamily.configKey(c), c);
+  }
+  it('covers both layouts', () => {
+    expect([...cands.values()].map((c) => c.kind).sort()).toEqual(expect.arrayContaining(['register', 'tiled']));
+  });
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(moeGmmFamily.parseConfig(key)).toEqual(c);
+      // Both row tiles and both weight layouts, odd sizes, one expert left without rows.
+      for (const tile of [32, 64]) for (const transB of [false, true]) {
+        const E = R.int(2, 5), k = R.int(1, Math.min(2, E - 1)), N = R.int(1, 70), n = R.int(1, 45), K = R.int(1, 40);
+        const unused = R.int(0, E - 1), allowed = [...Array(E).keys()].filter((e) => e !== unused);
+        const idx = new Int32Array(N * k);
+        for (let t = 0; t < N; t++) {
+          const pool = allowed.slice();
+          for (let j = 0; j < k; j++) idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
+        }
+        const plan = moePlan(fromData(idx, [N, k], 'i32'), E, tile);
+        const A = R.randn(plan.rows * K), Wt = R.randn(E * n * K);
+        const a = fromData(A, [plan.rows, K]), W = fromData(Wt, transB ? [E, n, K] : [E, K, n]);
+        const out = withTrial('moe', c, () => groupedMatmul(a, W, plan, transB));
+        await realize([out, plan.tileExpert]);
+        const te = await read(plan.tileExpert), y = await read(out);
+        // Each expert owns ⌈rows_e / tile⌉ tiles (the routing is tested in tests/moe.test.ts).
+        for (let e = 0; e < E; e++) {
+          const rowsE = Array.from(idx).filter((v) => v === e).length;
+          expect(Array.from(te).filter((v) => v === e).length).toBe(Math.ceil(rowsE / tile));
+        }
+        const ref = new Float64Array(plan.rows * n), mag = new Float64Array(plan.rows * n);
+        for (let r = 0; r < plan.rows; r++) {
+          const e = te[Math.floor(r / tile)];
+          if (e < 0) continue;   // unused tiles are zero
+          for (let j = 0; j < n; j++) {
+            let s = 0, m = 0;
+            for (let q = 0; q < K; q++) {
+              const w = Wt[e * n * K + (transB ? j * K + q : q * n + j)], p = A[r * K + q] * w;
+              s += p;
+              m += Math.abs(p);
+            }
+            ref[r * n + j] = s;
+            mag[r * n + j] = m;
+          }
+        }
+        // f32 dot products of length K: |error| ≤ γ_K · Σ|a||w|, any order.
+        expectWithin(y, ref, (i) => gamma(K) * mag[i] + 1e-30, `${key} tile=${tile} transB=${transB} E=${E} k=${k} N=${N} n=${n} K=${K}`);
+      }
     });
   }
 });

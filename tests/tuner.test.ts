@@ -7,6 +7,8 @@ import { chooseConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
 import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tuneEntries, tunePending } from '../src/graph/tuner.ts';
 import type { KernelFamily } from '../src/graph/kernels/catalogue.ts';
+import { moeGmmFamily, type MoeGmmGeometry } from '../src/graph/kernels/moe.ts';
+import { moeExperts } from '../src/graph/ops/moe.ts';
 import { matmulRef } from './ref/cpu.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 
@@ -153,6 +155,31 @@ describe("autotuner 'full' mode", () => {
     await meet(geom.M, geom.N, geom.K);
     expect(measured.some((l) => l.startsWith(`tune ${id}:`))).toBe(true);
     expect(tunedChoice('matmul', matmulFamily.bucket(geom))).toBe(tuneEntries().get(id)!.config);
+    await configureTuning({ mode: 'off' });
+  });
+});
+
+describe('autotuner: the moe family (grouped expert matmuls)', () => {
+  it('measures the expert products of a MoE layer met in a realize and uses the choices', async () => {
+    const measured: string[] = [];
+    await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60, log: (l) => measured.push(l) });
+    const R = rng('tuner moe');
+    const [N, d, F, E, k] = [12, 16, 24, 3, 2];
+    const idx = Int32Array.from({ length: N * k }, (_, i) => (Math.floor(i / k) + (i % k)) % E);
+    const experts = Array.from({ length: E }, () => ({ w1: fromData(R.randn(F * d), [F, d]), w3: fromData(R.randn(F * d), [F, d]), w2: fromData(R.randn(d * F), [d, F]) }));
+    const route = { indices: fromData(idx, [N, k], 'i32'), weights: fromData(R.randn(N * k), [N, k]) };
+    await read(moeExperts(fromData(R.randn(N * d), [N, d]), route, experts, 'silu', 'sum'));
+    console.log(measured.join('\n'));
+    // The up products (w1, w3: n = F, K = d) share a class; the down product (w2) has its own.
+    const rows = Math.ceil((N * k + E * 31) / 32) * 32;
+    for (const g of [{ M: rows, N: F, K: d, E, tile: 32, transB: true }, { M: rows, N: d, K: F, E, tile: 32, transB: true }] as MoeGmmGeometry[]) {
+      const gid = `moe/${moeGmmFamily.bucket(g)}`;
+      const e = tuneEntries().get(gid);
+      expect(e, `entry ${gid}`).toBeDefined();
+      expect(moeGmmFamily.parseConfig(e!.config)).not.toBeNull();
+      expect(measured.some((l) => l.startsWith(`tune ${gid}:`))).toBe(true);
+      expect(moeGmmFamily.configKey(chooseConfig(moeGmmFamily, g, runtime().profile))).toBe(e!.config);
+    }
     await configureTuning({ mode: 'off' });
   });
 });

@@ -1,7 +1,11 @@
 // Kernel family `moe` (shaders/moe.wgsl): the mixture-of-experts kernels. Its kinds bind
 // different uniforms, so each group of kinds has its own schema; kernel() in
 // src/graph/ops/moe.ts fills the shader's `${PARAMS}` hole with the schema of the kind it
-// specialises (moeKindParams).
+// specialises (moeKindParams). The grouped expert matmuls are a tunable catalogue family
+// (moeGmmFamily: register or tiled layout and its column block).
+import type { DeviceProfile } from '../../gpu/profile.ts';
+import { type KernelFamily, pow2Bucket } from './catalogue.ts';
+import { kernelOverride } from './overrides.ts';
 import { uniformSchema } from './uniforms.ts';
 
 /** GATE_FWD, GATE_BWD: N tokens, E experts, top-K. */
@@ -25,4 +29,58 @@ export type MoeKind = 'GATE_FWD' | 'GATE_BWD' | 'ROUTE' | 'GATHER' | 'COMBINE' |
 export const moeKindParams: Record<MoeKind, { wgsl: string }> = {
   GATE_FWD: moeGateParams, GATE_BWD: moeGateParams, ROUTE: moeRouteParams, GATHER: moeGatherParams, COMBINE: moeCombineParams,
   SLOT_DOT: moeSlotDotParams, GMM: moeGmmParams, GMM_REG: moeGmmParams, GMM_WGRAD: moeWgradParams, GMM_WGRAD_REG: moeWgradParams,
+};
+
+// ---------------------------------------------------------------- tunable grouped matmul
+
+/**
+ * Geometry of one grouped expert matmul (GMM / GMM_REG): out [M, N] = A [M, K] · op(W[e]) with
+ * W [E, N, K] (transB) or [E, K, N]; every `tile` rows (32 or 64, fixed by the routing plan)
+ * belong to one expert.
+ */
+export interface MoeGmmGeometry {
+  M: number; N: number; K: number; E: number; tile: number; transB: boolean;
+}
+
+/**
+ * GMM_REG: WG = 8 lanes, RM = tile / 8 rows per lane (a workgroup is one row tile), RN columns
+ * per workgroup. GMM: TM = tile rows, TN columns per workgroup, BK = 16, 4×4 per invocation.
+ */
+export type MoeGmmConfig = { kind: 'register'; RN: number } | { kind: 'tiled'; TN: number };
+
+/** Today's choice: GMM_REG with RN 16 where unrolled register kernels are the default (CPU adapters), else GMM with TN = the row tile. A `moe` override forces the layout. */
+export function moeGmmHandConfig(g: MoeGmmGeometry, profile: DeviceProfile): MoeGmmConfig {
+  const forced = kernelOverride('moe');
+  const reg = forced ? forced === 'register' : profile.software && profile.unrolledKernels;
+  return reg ? { kind: 'register', RN: 16 } : { kind: 'tiled', TN: g.tile };
+}
+
+const gmmKey = (c: MoeGmmConfig) => (c.kind === 'register' ? `register:rn${c.RN}` : `tiled:tn${c.TN}`);
+
+export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
+  // The family's name is its shader's (moe.wgsl), so a changed kernel invalidates cached choices.
+  name: 'moe',
+  bucket: (g) => `t${g.tile}:${pow2Bucket(g.M)}x${pow2Bucket(g.N)}x${pow2Bucket(g.K)}e${pow2Bucket(g.E)}${g.transB ? 'T' : 'N'}`,
+  handPicked: moeGmmHandConfig,
+  candidates(g, profile) {
+    const out: MoeGmmConfig[] = [moeGmmHandConfig(g, profile)];
+    // Register blocks compile an unrolled RM×RN body (RM = tile/8): seconds each on llvmpipe.
+    if (profile.unrolledKernels) for (const RN of [8, 16]) out.push({ kind: 'register', RN });
+    for (const TN of [32, 64]) out.push({ kind: 'tiled', TN });
+    const seen = new Set<string>();
+    return out.filter((c) => !seen.has(gmmKey(c)) && !!seen.add(gmmKey(c)));
+  },
+  configKey: gmmKey,
+  parseConfig(s) {
+    let m = /^register:rn(\d+)$/.exec(s);
+    if (m) {
+      const RN = Number(m[1]);
+      return RN >= 4 && RN <= 32 && RN % 4 === 0 ? { kind: 'register', RN } : null;
+    }
+    m = /^tiled:tn(\d+)$/.exec(s);
+    if (!m) return null;
+    const TN = Number(m[1]);
+    return TN === 32 || TN === 64 ? { kind: 'tiled', TN } : null;
+  },
+  forced: () => kernelOverride('moe') !== undefined,
 };

@@ -10,9 +10,13 @@ import {
   moeCombineParams, moeGateParams, moeGatherParams, moeGmmParams, moeKindParams, moeRouteParams, moeSlotDotParams, moeWgradParams,
 } from '../kernels/moe.ts';
 import { kernelOverride } from '../kernels/overrides.ts';
+import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
+import { moeGmmFamily, type MoeGmmGeometry } from '../kernels/moe.ts';
+import { registerTunable } from '../tuner.ts';
+import { dispose, fromData } from '../runtime.ts';
 
 import { activation, type Activation, addScalar, log, mul, scale, sumTo } from './elementwise.ts';
-import { matmul, matmulTiles, registerBody } from './matmul.ts';
+import { matmul, matmulTiles, registerBody, trialData } from './matmul.ts';
 import { concat, reshape } from './shape.ts';
 
 export type MoeMode = 'sum' | 'weighted';
@@ -186,25 +190,26 @@ function useRegister(): boolean {
   return forced ? forced === 'register' : registerKernelsByDefault();
 }
 
-function gmmTiles(plan: MoePlan) {
-  return plan.tile === 64 ? { TM: 64, TN: 64, BK: 16, RM: 4, RN: 4 } : { TM: 32, TN: 32, BK: 16, RM: 4, RN: 4 };
-}
-
 /**
  * Grouped matmul over expert-ordered rows: out[r] = a[r]·W[e(r)]ᵀ for W [E, n, K]
- * (transB, Linear layout), or a[r]·W[e(r)] for W [E, K, n].
+ * (transB, Linear layout), or a[r]·W[e(r)] for W [E, K, n]. Its layout comes from the catalogue
+ * (moeGmmFamily: a tuner trial, the `moe` override, a tuned choice, else the hand pick).
+ * Exported for the tuner's trial and the candidate tests.
  */
-function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boolean): Tensor {
+export function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boolean): Tensor {
   const [rows, K] = a.shape;
   const [E, w1, w2] = W.shape;
   const n = transB ? w1 : w2;
   if ((transB ? w2 : w1) !== K || E !== plan.E || rows !== plan.rows)
     throw new Error(`moe grouped matmul: rows ${a} do not fit expert weights ${W}${transB ? 'ᵀ' : ''} (plan: ${plan.rows} rows, ${plan.E} experts)`);
+  const geom: MoeGmmGeometry = { M: rows, N: n, K, E, tile: plan.tile, transB };
+  const trialCfg = trialConfig('moe');
   const [out] = makeNode('moe_grouped_matmul', [a, W, plan.tileExpert], [{ shape: [rows, n] }], {
     encode(ctx) {
-      if (useRegister()) {
+      const cfg = chooseConfig(moeGmmFamily, geom, ctx.profile, trialCfg);
+      if (cfg.kind === 'register') {
         // One row tile per workgroup (WG·RM rows = plan.tile), so its expert is uniform.
-        const r = { kind: 'register' as const, TM: 0, TN: 0, BK: 0, WG: 8, RM: plan.tile / 8, RN: 16 };
+        const r = { kind: 'register' as const, TM: 0, TN: 0, BK: 0, WG: 8, RM: plan.tile / 8, RN: cfg.RN };
         ctx.dispatch({
           kernel: kernel('GMM_REG', { TRANS_B: transB, WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: registerBody(r, false, transB, false, false, false) }),
           bindings: [a, W, out, plan.tileExpert],
@@ -213,7 +218,8 @@ function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boolean): Te
         });
         return;
       }
-      const t = gmmTiles(plan);
+      // TM = the plan's row tile: workgroup row y is tile y, whose expert is tileExpert[y].
+      const t = { TM: plan.tile, TN: cfg.TN, BK: 16, RM: 4, RN: 4 };
       ctx.dispatch({
         kernel: kernel('GMM', { TRANS_B: transB, ...t }),
         bindings: [a, W, out, plan.tileExpert],
@@ -314,3 +320,24 @@ export function moeExperts(
 export function stackExpertWeights(experts: ExpertWeights[]): { W1: Tensor; W3: Tensor; W2: Tensor } {
   return { W1: stack(experts.map((e) => e.w1)), W3: stack(experts.map((e) => e.w3)), W2: stack(experts.map((e) => e.w2)) };
 }
+
+registerTunable<MoeGmmGeometry>({
+  family: moeGmmFamily,
+  trial(g) {
+    // k = 1 route of M − E·(tile−1) tokens over the experts in turn: its plan has exactly M rows.
+    const tokens = g.M - g.E * (g.tile - 1);
+    if (tokens < 1 || g.M % g.tile) throw new Error(`moe trial: ${g.M} rows do not fit ${g.E} experts with ${g.tile}-row tiles`);
+    const idx = fromData(Int32Array.from({ length: tokens }, (_, t) => t % g.E), [tokens, 1], 'i32').keep();
+    const a = fromData(trialData(g.M * g.K, 1), [g.M, g.K]).keep();
+    const W = fromData(trialData(g.E * g.N * g.K, 2), g.transB ? [g.E, g.N, g.K] : [g.E, g.K, g.N]).keep();
+    const L = g.K;
+    return {
+      op: 'moe_grouped_matmul',
+      build: () => groupedMatmul(a, W, moePlan(idx, g.E, g.tile), g.transB),
+      // Two f32 dot products of length K over terms in [-1, 1], any order: within 2·γ_K·K.
+      tolerance: 2 * ((L * 2 ** -24) / (1 - L * 2 ** -24)) * L,
+      flops: 2 * g.M * g.N * g.K,
+      dispose: () => dispose(idx, a, W),
+    };
+  },
+});
