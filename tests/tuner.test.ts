@@ -5,10 +5,13 @@ import { fromData, init, read, runtime } from '../src/graph/runtime.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { chooseConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
-import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tuneEntries, tunePending } from '../src/graph/tuner.ts';
+import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tunableFamilies, tuneEntries, tunePending } from '../src/graph/tuner.ts';
 import type { KernelFamily } from '../src/graph/kernels/catalogue.ts';
 import { moeGmmFamily, type MoeGmmGeometry } from '../src/graph/kernels/moe.ts';
 import { moeExperts } from '../src/graph/ops/moe.ts';
+import '../src/graph/ops/conv.ts';   // registers conv, conv_dw
+import '../src/graph/ops/matvec.ts';   // registers matvec
+import { SHADER_SOURCES } from '../src/gpu/shader-sources.ts';
 import { matmulRef } from './ref/cpu.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 
@@ -181,5 +184,19 @@ describe('autotuner: the moe family (grouped expert matmuls)', () => {
       expect(moeGmmFamily.configKey(chooseConfig(moeGmmFamily, g, runtime().profile))).toBe(e!.config);
     }
     await configureTuning({ mode: 'off' });
+  });
+});
+
+describe('autotuner: every tunable family', () => {
+  it("keys cached choices by its own kernel file (a changed shader is measured again)", () => {
+    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe'];   // (an earlier test registers a fake family)
+    const fams = tunableFamilies().filter((t) => real.includes(t.family.name));
+    expect(fams.map((t) => t.family.name).sort()).toEqual([...real].sort());
+    const libsOnly = sourceHash('no-such-family');
+    for (const t of fams) {
+      const file = t.family.shader ?? t.family.name;
+      expect(SHADER_SOURCES[file], `${t.family.name}: shaders/${file}.wgsl`).toBeDefined();
+      expect(sourceHash(t.family.name), t.family.name).not.toBe(libsOnly);
+    }
   });
 });

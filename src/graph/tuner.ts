@@ -138,9 +138,12 @@ export function fnv1a(s: string): string {
   return h.toString(16).padStart(8, '0');
 }
 
-/** Fingerprint of a family's WGSL (and the shared lib pieces): cached choices are per kernel version. */
+/**
+ * Fingerprint of a family's WGSL (its `shader` file, else the file named like the family, and the
+ * shared lib pieces): cached choices are per kernel version.
+ */
 export function sourceHash(family: string): string {
-  const src = SHADER_SOURCES[family] ?? '';
+  const src = SHADER_SOURCES[tunables.get(family)?.family.shader ?? family] ?? '';
   const libs = Object.keys(SHADER_SOURCES).filter((k) => k.startsWith('lib/')).sort().map((k) => SHADER_SOURCES[k]).join('\n');
   return fnv1a(src + libs);
 }

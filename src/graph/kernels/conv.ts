@@ -119,6 +119,7 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
 
 export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
   name: 'conv_dw',
+  shader: 'conv',
   bucket: (g) => `k${g.K}s${g.stride}:${pow2Bucket(g.O)}x${pow2Bucket(g.C)}x${pow2Bucket(g.N * g.H * g.W)}`,
   handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O) } : { kind: 'gemm4', ...convConfig(g.O) }),
   candidates(g, profile) {
