@@ -15,8 +15,9 @@ import { grad, param } from '../src/graph/autograd.ts';
 import { conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
-import { moeGmmFamily, type MoeGmmConfig } from '../src/graph/kernels/moe.ts';
-import { groupedMatmul, moePlan } from '../src/graph/ops/moe.ts';
+import { moeGmmFamily, type MoeGmmConfig, moeWgradFamily } from '../src/graph/kernels/moe.ts';
+import { groupedMatmul, groupedWeightGrad, moePlan } from '../src/graph/ops/moe.ts';
+import type { MatmulTiles } from '../src/graph/kernels/matmul.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
@@ -175,6 +176,57 @@ describe('moe grouped matmul: every candidate configuration', () => {
         }
         // f32 dot products of length K: |error| ≤ γ_K · Σ|a||w|, any order.
         expectWithin(y, ref, (i) => gamma(K) * mag[i] + 1e-30, `${key} tile=${tile} transB=${transB} E=${E} k=${k} N=${N} n=${n} K=${K}`);
+      }
+    });
+  }
+});
+
+describe('moe expert weight gradient: every candidate configuration', () => {
+  const R = rng('moe-wgrad-candidates');
+  const cands = new Map<string, MatmulTiles>();
+  for (const profile of [software, gpu]) for (const [M, N] of [[16, 24], [96, 128]]) {
+    for (const c of moeWgradFamily.candidates({ M, N, rows: 256, E: 4, tile: 32 }, profile)) cands.set(moeWgradFamily.configKey(c), c);
+  }
+  it('covers both layouts', () => {
+    expect([...cands.values()].map((c) => c.kind)).toEqual(expect.arrayContaining(['register', 'tiled']));
+  });
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(moeWgradFamily.parseConfig(key)).toEqual(c);
+      // Both row tiles, odd sizes, one expert without rows (its block is zero).
+      for (const tile of [32, 64]) {
+        const E = R.int(2, 5), k = R.int(1, Math.min(2, E - 1)), N = R.int(1, 70), M = R.int(1, 45), n = R.int(1, 40);
+        const unused = R.int(0, E - 1), allowed = [...Array(E).keys()].filter((e) => e !== unused);
+        const idx = new Int32Array(N * k);
+        for (let t = 0; t < N; t++) {
+          const pool = allowed.slice();
+          for (let j = 0; j < k; j++) idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
+        }
+        const plan = moePlan(fromData(idx, [N, k], 'i32'), E, tile);
+        const G = R.randn(plan.rows * M), A = R.randn(plan.rows * n);
+        const out = withTrial('moe_wgrad', c, () => groupedWeightGrad(fromData(G, [plan.rows, M]), fromData(A, [plan.rows, n]), plan));
+        await realize([out, plan.segs]);
+        const segs = await read(plan.segs), y = await read(out);
+        const ref = new Float64Array(E * M * n), mag = new Float64Array(E * M * n);
+        let L = 1;
+        for (let e = 0; e < E; e++) {
+          const [s0, s1] = [segs[2 * e], segs[2 * e + 1]];
+          // The segment holds the expert's real rows (the routing is tested in tests/moe.test.ts).
+          expect(s1 - s0).toBe(Array.from(idx).filter((v) => v === e).length);
+          L = Math.max(L, s1 - s0);
+          for (let i = 0; i < M; i++) for (let j = 0; j < n; j++) {
+            let s = 0, m = 0;
+            for (let r = s0; r < s1; r++) {
+              const p = G[r * M + i] * A[r * n + j];
+              s += p;
+              m += Math.abs(p);
+            }
+            ref[(e * M + i) * n + j] = s;
+            mag[(e * M + i) * n + j] = m;
+          }
+        }
+        // f32 sums of at most L products: |error| ≤ γ_L · Σ|g||a|, any order.
+        expectWithin(y, ref, (i) => gamma(L) * mag[i] + 1e-30, `${key} tile=${tile} E=${E} k=${k} N=${N} M=${M} n=${n}`);
       }
     });
   }

@@ -1,13 +1,15 @@
 // The autotuner's cache: survives a restart, is ignored for another adapter or project version,
 // and a corrupt file is reported and rebuilt, never trusted. Small geometries keep it quick.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { fromData, init, read, runtime } from '../src/graph/runtime.ts';
+import { fromData, init, read, realize, runtime } from '../src/graph/runtime.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { chooseConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
 import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tunableFamilies, tuneEntries, tunePending } from '../src/graph/tuner.ts';
 import type { KernelFamily } from '../src/graph/kernels/catalogue.ts';
-import { moeGmmFamily, type MoeGmmGeometry } from '../src/graph/kernels/moe.ts';
+import { moeGmmFamily, type MoeGmmGeometry, moeWgradFamily, type MoeWgradGeometry } from '../src/graph/kernels/moe.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { moeExperts } from '../src/graph/ops/moe.ts';
 import '../src/graph/ops/conv.ts';   // registers conv, conv_dw
 import '../src/graph/ops/matvec.ts';   // registers matvec
@@ -163,15 +165,17 @@ describe("autotuner 'full' mode", () => {
 });
 
 describe('autotuner: the moe family (grouped expert matmuls)', () => {
-  it('measures the expert products of a MoE layer met in a realize and uses the choices', async () => {
+  it('measures the expert products and weight gradients of a MoE layer met in a realize and uses the choices', async () => {
     const measured: string[] = [];
     await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60, log: (l) => measured.push(l) });
     const R = rng('tuner moe');
     const [N, d, F, E, k] = [12, 16, 24, 3, 2];
     const idx = Int32Array.from({ length: N * k }, (_, i) => (Math.floor(i / k) + (i % k)) % E);
-    const experts = Array.from({ length: E }, () => ({ w1: fromData(R.randn(F * d), [F, d]), w3: fromData(R.randn(F * d), [F, d]), w2: fromData(R.randn(d * F), [d, F]) }));
+    const experts = Array.from({ length: E }, () => ({ w1: param(fromData(R.randn(F * d), [F, d])), w3: param(fromData(R.randn(F * d), [F, d])), w2: param(fromData(R.randn(d * F), [d, F])) }));
     const route = { indices: fromData(idx, [N, k], 'i32'), weights: fromData(R.randn(N * k), [N, k]) };
-    await read(moeExperts(fromData(R.randn(N * d), [N, d]), route, experts, 'silu', 'sum'));
+    const y = moeExperts(fromData(R.randn(N * d), [N, d]), route, experts, 'silu', 'sum');
+    const [dW1, dW2] = grad(sumTo(mul(y, y), []), [experts[0].w1, experts[0].w2]);
+    await realize([dW1!, dW2!]);
     console.log(measured.join('\n'));
     // The up products (w1, w3: n = F, K = d) share a class; the down product (w2) has its own.
     const rows = Math.ceil((N * k + E * 31) / 32) * 32;
@@ -183,13 +187,21 @@ describe('autotuner: the moe family (grouped expert matmuls)', () => {
       expect(measured.some((l) => l.startsWith(`tune ${gid}:`))).toBe(true);
       expect(moeGmmFamily.configKey(chooseConfig(moeGmmFamily, g, runtime().profile))).toBe(e!.config);
     }
+    // Weight gradients: w1/w3 give [E, F, d] from (dh [rows, F], x rows [rows, d]); w2 [E, d, F].
+    for (const g of [{ M: F, N: d, rows, E, tile: 32 }, { M: d, N: F, rows, E, tile: 32 }] as MoeWgradGeometry[]) {
+      const gid = `moe_wgrad/${moeWgradFamily.bucket(g)}`;
+      const e = tuneEntries().get(gid);
+      expect(e, `entry ${gid}`).toBeDefined();
+      expect(measured.some((l) => l.startsWith(`tune ${gid}:`))).toBe(true);
+      expect(moeWgradFamily.configKey(chooseConfig(moeWgradFamily, g, runtime().profile))).toBe(e!.config);
+    }
     await configureTuning({ mode: 'off' });
   });
 });
 
 describe('autotuner: every tunable family', () => {
   it("keys cached choices by its own kernel file (a changed shader is measured again)", () => {
-    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe'];   // (an earlier test registers a fake family)
+    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad'];   // (an earlier test registers a fake family)
     const fams = tunableFamilies().filter((t) => real.includes(t.family.name));
     expect(fams.map((t) => t.family.name).sort()).toEqual([...real].sort());
     const libsOnly = sourceHash('no-such-family');

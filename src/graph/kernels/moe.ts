@@ -2,10 +2,12 @@
 // different uniforms, so each group of kinds has its own schema; kernel() in
 // src/graph/ops/moe.ts fills the shader's `${PARAMS}` hole with the schema of the kind it
 // specialises (moeKindParams). The grouped expert matmuls are a tunable catalogue family
-// (moeGmmFamily: register or tiled layout and its column block).
+// (moeGmmFamily: register or tiled layout and its column block), and so are the expert weight
+// gradients (moeWgradFamily: matmul's register blocks or tiles).
 import type { DeviceProfile } from '../../gpu/profile.ts';
 import { type KernelFamily, pow2Bucket } from './catalogue.ts';
 import { kernelOverride } from './overrides.ts';
+import { matmulFamily, type MatmulTiles, matmulTiles } from './matmul.ts';
 import { uniformSchema } from './uniforms.ts';
 
 /** GATE_FWD, GATE_BWD: N tokens, E experts, top-K. */
@@ -82,5 +84,40 @@ export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
     const TN = Number(m[1]);
     return TN === 32 || TN === 64 ? { kind: 'tiled', TN } : null;
   },
+  forced: () => kernelOverride('moe') !== undefined,
+};
+
+/**
+ * Geometry of one expert weight gradient (GMM_WGRAD / GMM_WGRAD_REG): out [E, M, N], expert e's
+ * block the sum over its row segment of G[r]ᵀ·A[r] (G [rows, M], A [rows, N]); `tile` is the
+ * routing plan's row tile (segments are padded to it).
+ */
+export interface MoeWgradGeometry {
+  M: number; N: number; rows: number; E: number; tile: number;
+}
+
+/** Today's choice: matmul's register block for M×N where register kernels are the default, else 32×32 tiles up to 64×64 outputs and 64×64 above. */
+export function moeWgradHandConfig(g: MoeWgradGeometry, profile: DeviceProfile): MatmulTiles {
+  const forced = kernelOverride('moe');
+  const reg = forced ? forced === 'register' : profile.software && profile.unrolledKernels;
+  if (reg) return matmulTiles(g.M, g.N, 'register');
+  const T = g.M * g.N <= 64 * 64 ? 32 : 64;
+  return { kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 };
+}
+
+export const moeWgradFamily: KernelFamily<MoeWgradGeometry, MatmulTiles> = {
+  name: 'moe_wgrad',
+  shader: 'moe',
+  bucket: (g) => `t${g.tile}:${pow2Bucket(g.M)}x${pow2Bucket(g.N)}r${pow2Bucket(g.rows)}e${pow2Bucket(g.E)}`,
+  handPicked: moeWgradHandConfig,
+  candidates(g, profile) {
+    const out: MatmulTiles[] = [moeWgradHandConfig(g, profile)];
+    if (profile.unrolledKernels) for (const [WG, RM, RN] of [[8, 4, 8], [8, 4, 16], [8, 8, 8], [8, 8, 16]]) out.push({ kind: 'register', TM: 0, TN: 0, BK: 0, WG, RM, RN });
+    for (const T of [32, 64]) out.push({ kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 });
+    const key = matmulFamily.configKey, seen = new Set<string>();
+    return out.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
+  },
+  configKey: (c) => matmulFamily.configKey(c),
+  parseConfig: (s) => matmulFamily.parseConfig(s),
   forced: () => kernelOverride('moe') !== undefined,
 };

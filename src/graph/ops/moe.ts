@@ -5,18 +5,17 @@
 // fixed-order combine brings the rows back to tokens. Compute scales with N·k, not with E,
 // and nothing is read back to the CPU.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, registerKernelsByDefault } from './util.ts';
+import { grid1d } from './util.ts';
 import {
   moeCombineParams, moeGateParams, moeGatherParams, moeGmmParams, moeKindParams, moeRouteParams, moeSlotDotParams, moeWgradParams,
 } from '../kernels/moe.ts';
-import { kernelOverride } from '../kernels/overrides.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { moeGmmFamily, type MoeGmmGeometry } from '../kernels/moe.ts';
+import { moeGmmFamily, type MoeGmmGeometry, moeWgradFamily, type MoeWgradGeometry } from '../kernels/moe.ts';
 import { registerTunable } from '../tuner.ts';
 import { dispose, fromData } from '../runtime.ts';
 
 import { activation, type Activation, addScalar, log, mul, scale, sumTo } from './elementwise.ts';
-import { matmul, matmulTiles, registerBody, trialData } from './matmul.ts';
+import { matmul, registerBody, trialData } from './matmul.ts';
 import { concat, reshape } from './shape.ts';
 
 export type MoeMode = 'sum' | 'weighted';
@@ -185,11 +184,6 @@ function slotDot(rowsT: Tensor, tokensT: Tensor, plan: MoePlan): Tensor {
   return out;
 }
 
-function useRegister(): boolean {
-  const forced = kernelOverride('moe');
-  return forced ? forced === 'register' : registerKernelsByDefault();
-}
-
 /**
  * Grouped matmul over expert-ordered rows: out[r] = a[r]·W[e(r)]ᵀ for W [E, n, K]
  * (transB, Linear layout), or a[r]·W[e(r)] for W [E, K, n]. Its layout comes from the catalogue
@@ -238,26 +232,30 @@ export function groupedMatmul(a: Tensor, W: Tensor, plan: MoePlan, transB: boole
   return out;
 }
 
-/** [E, M, N]: per expert, Σ over its rows r of g[r]ᵀ·a[r] (g [rows, M], a [rows, N]). */
-function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
+/**
+ * [E, M, N]: per expert, Σ over its rows r of g[r]ᵀ·a[r] (g [rows, M], a [rows, N]); layout from
+ * the catalogue (moeWgradFamily). Exported for the tuner's trial and the candidate tests.
+ */
+export function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
   const [rows, M] = g.shape, N = a.shape[1];
+  const geom: MoeWgradGeometry = { M, N, rows, E: plan.E, tile: plan.tile };
+  const trialCfg = trialConfig('moe_wgrad');
   const [out] = makeNode('moe_grouped_wgrad', [g, a, plan.segs], [{ shape: [plan.E, M, N] }], {
     encode(ctx) {
-      if (useRegister()) {
-        const r = matmulTiles(M, N, 'register');
+      const t = chooseConfig(moeWgradFamily, geom, ctx.profile, trialCfg);
+      if (t.kind === 'register') {
         // Reduces over the expert's segment (segK rows), not p.K.
-        const body = registerBody(r, true, false, false, false, false, 'segK');
+        const body = registerBody(t, true, false, false, false, false, 'segK');
         ctx.dispatch({
-          kernel: kernel('GMM_WGRAD_REG', { WG: r.WG, RM: r.RM, RN: r.RN, REG_BODY: body }),
+          kernel: kernel('GMM_WGRAD_REG', { WG: t.WG, RM: t.RM, RN: t.RN, REG_BODY: body }),
           bindings: [g, a, out, plan.segs],
           params: moeWgradParams.pack({ M, N, rows }),
-          workgroups: [Math.ceil(N / r.RN), Math.ceil(M / (r.WG * r.RM)), plan.E],
+          workgroups: [Math.ceil(N / t.RN), Math.ceil(M / (t.WG * t.RM)), plan.E],
         });
         return;
       }
-      const t = M * N <= 64 * 64 ? { TM: 32, TN: 32, BK: 16, RM: 4, RN: 4 } : { TM: 64, TN: 64, BK: 16, RM: 4, RN: 4 };
       ctx.dispatch({
-        kernel: kernel('GMM_WGRAD', t),
+        kernel: kernel('GMM_WGRAD', { TM: t.TM, TN: t.TN, BK: t.BK, RM: t.RM, RN: t.RN }),
         bindings: [g, a, out, plan.segs],
         params: moeWgradParams.pack({ M, N, rows }),
         workgroups: [Math.ceil(N / t.TN), Math.ceil(M / t.TM), plan.E],
@@ -338,6 +336,28 @@ registerTunable<MoeGmmGeometry>({
       tolerance: 2 * ((L * 2 ** -24) / (1 - L * 2 ** -24)) * L,
       flops: 2 * g.M * g.N * g.K,
       dispose: () => dispose(idx, a, W),
+    };
+  },
+});
+
+registerTunable<MoeWgradGeometry>({
+  family: moeWgradFamily,
+  trial(geo) {
+    // As the grouped matmul's trial: a k = 1 route whose plan has exactly `rows` rows.
+    const tokens = geo.rows - geo.E * (geo.tile - 1);
+    if (tokens < 1 || geo.rows % geo.tile) throw new Error(`moe_wgrad trial: ${geo.rows} rows do not fit ${geo.E} experts with ${geo.tile}-row tiles`);
+    const idx = fromData(Int32Array.from({ length: tokens }, (_, t) => t % geo.E), [tokens, 1], 'i32').keep();
+    const g = fromData(trialData(geo.rows * geo.M, 1), [geo.rows, geo.M]).keep();
+    const a = fromData(trialData(geo.rows * geo.N, 2), [geo.rows, geo.N]).keep();
+    // Each expert sums at most ⌈tokens / E⌉ rows.
+    const L = Math.ceil(tokens / geo.E);
+    return {
+      op: 'moe_grouped_wgrad',
+      build: () => groupedWeightGrad(g, a, moePlan(idx, geo.E, geo.tile)),
+      // Two f32 sums of L products in [-1, 1], any order: within 2·γ_L·L.
+      tolerance: 2 * ((L * 2 ** -24) / (1 - L * 2 ** -24)) * L,
+      flops: 2 * tokens * geo.M * geo.N,
+      dispose: () => dispose(idx, g, a),
     };
   },
 });
