@@ -156,14 +156,18 @@ describe('evaluateExplanations on a tiny random model', () => {
     // Word kinds: true reports have 4 appearance, 3 location, 3 function words per finding. Mass is
     // linear in the map and every word map sums to 1, so the sentence mass is the word-count-weighted
     // mean of the kinds' masses (4:3:3 in every finding, hence also of the means over findings);
-    // float64 sums of S² terms, so agreement to ~1e-12.
+    // float64 sums of S² terms, so agreement to ~1e-12. That holds where no word's map is empty:
+    // attention and rollout (softmax probabilities, positive everywhere). Grad-CAM, grad-attention
+    // and saliency keep only a positive part, which on a random tiny model can be zero for a word
+    // (seed 785969202: a Grad-CAM map); that word then adds no mass and the mean map sums to less
+    // than 1, so the sentence's share is not the 4:3:3 mean.
     const n = boxes.length;
     expect(Object.keys(ev.byKind!).sort()).toEqual(['attention', 'grad-attention', 'gradcam', 'rollout', 'saliency']);
     for (const [meth, k] of Object.entries(ev.byKind!)) {
       expect([k.appearance, k.location, k.function, k.other].map((x) => [x.words, x.findings])).toEqual([[4 * n, n], [3 * n, n], [3 * n, n], [0, 0]]);
       expect(Number.isNaN(k.other.mass_in_box)).toBe(true);
       const weighted = 0.4 * k.appearance.mass_in_box + 0.3 * k.location.mass_in_box + 0.3 * k.function.mass_in_box;
-      expect(weighted, `${meth} mass by kind`).toBeCloseTo(ev.scores[meth].mass_in_box, 12);
+      if (meth === 'attention' || meth === 'rollout') expect(weighted, `${meth} mass by kind`).toBeCloseTo(ev.scores[meth].mass_in_box, 12);
       for (const x of [k.appearance, k.location, k.function]) {
         for (const v of [x.mass_in_box, x.pointing]) {
           expect(v).toBeGreaterThanOrEqual(0);
