@@ -13,7 +13,7 @@ import { matvecFamily, type MatvecConfig } from '../src/graph/kernels/matvec.ts'
 import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry } from '../src/graph/kernels/conv.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
-import { expectWithin, gamma, rng } from './util.ts';
+import { expectWithin, gamma, type Rng, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
 import { moeGmmFamily, type MoeGmmConfig, moeWgradFamily } from '../src/graph/kernels/moe.ts';
 import { groupedMatmul, groupedWeightGrad, moePlan } from '../src/graph/ops/moe.ts';
@@ -127,6 +127,17 @@ describe('matvec (rowsLinear): every candidate configuration', () => {
   }
 });
 
+/** A random top-k route of N tokens over E experts (k distinct per token), leaving one expert without rows. */
+function drawRoute(R: Rng, E: number, k: number, N: number): Int32Array {
+  const unused = R.int(0, E - 1), allowed = [...Array(E).keys()].filter((e) => e !== unused);
+  const idx = new Int32Array(N * k);
+  for (let t = 0; t < N; t++) {
+    const pool = allowed.slice();
+    for (let j = 0; j < k; j++) idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
+  }
+  return idx;
+}
+
 describe('moe grouped matmul: every candidate configuration', () => {
   const R = rng('moe-gmm-candidates');
   const cands = new Map<string, MoeGmmConfig>();
@@ -142,12 +153,7 @@ describe('moe grouped matmul: every candidate configuration', () => {
       // Both row tiles and both weight layouts, odd sizes, one expert left without rows.
       for (const tile of [32, 64]) for (const transB of [false, true]) {
         const E = R.int(2, 5), k = R.int(1, Math.min(2, E - 1)), N = R.int(1, 70), n = R.int(1, 45), K = R.int(1, 40);
-        const unused = R.int(0, E - 1), allowed = [...Array(E).keys()].filter((e) => e !== unused);
-        const idx = new Int32Array(N * k);
-        for (let t = 0; t < N; t++) {
-          const pool = allowed.slice();
-          for (let j = 0; j < k; j++) idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
-        }
+        const idx = drawRoute(R, E, k, N);
         const plan = moePlan(fromData(idx, [N, k], 'i32'), E, tile);
         const A = R.randn(plan.rows * K), Wt = R.randn(E * n * K);
         const a = fromData(A, [plan.rows, K]), W = fromData(Wt, transB ? [E, n, K] : [E, K, n]);
@@ -196,12 +202,7 @@ describe('moe expert weight gradient: every candidate configuration', () => {
       // Both row tiles, odd sizes, one expert without rows (its block is zero).
       for (const tile of [32, 64]) {
         const E = R.int(2, 5), k = R.int(1, Math.min(2, E - 1)), N = R.int(1, 70), M = R.int(1, 45), n = R.int(1, 40);
-        const unused = R.int(0, E - 1), allowed = [...Array(E).keys()].filter((e) => e !== unused);
-        const idx = new Int32Array(N * k);
-        for (let t = 0; t < N; t++) {
-          const pool = allowed.slice();
-          for (let j = 0; j < k; j++) idx[t * k + j] = pool.splice(R.int(0, pool.length - 1), 1)[0];
-        }
+        const idx = drawRoute(R, E, k, N);
         const plan = moePlan(fromData(idx, [N, k], 'i32'), E, tile);
         const G = R.randn(plan.rows * M), A = R.randn(plan.rows * n);
         const out = withTrial('moe_wgrad', c, () => groupedWeightGrad(fromData(G, [plan.rows, M]), fromData(A, [plan.rows, n]), plan));

@@ -319,13 +319,17 @@ export function stackExpertWeights(experts: ExpertWeights[]): { W1: Tensor; W3: 
   return { W1: stack(experts.map((e) => e.w1)), W3: stack(experts.map((e) => e.w3)), W2: stack(experts.map((e) => e.w2)) };
 }
 
+/** A tuner trial's k = 1 route of rows − E·(tile−1) tokens over the experts in turn: its plan has exactly `rows` rows. */
+function trialRoute(family: string, rows: number, E: number, tile: number): { idx: Tensor; tokens: number } {
+  const tokens = rows - E * (tile - 1);
+  if (tokens < 1 || rows % tile) throw new Error(`${family} trial: ${rows} rows do not fit ${E} experts with ${tile}-row tiles`);
+  return { idx: fromData(Int32Array.from({ length: tokens }, (_, t) => t % E), [tokens, 1], 'i32').keep(), tokens };
+}
+
 registerTunable<MoeGmmGeometry>({
   family: moeGmmFamily,
   trial(g) {
-    // k = 1 route of M − E·(tile−1) tokens over the experts in turn: its plan has exactly M rows.
-    const tokens = g.M - g.E * (g.tile - 1);
-    if (tokens < 1 || g.M % g.tile) throw new Error(`moe trial: ${g.M} rows do not fit ${g.E} experts with ${g.tile}-row tiles`);
-    const idx = fromData(Int32Array.from({ length: tokens }, (_, t) => t % g.E), [tokens, 1], 'i32').keep();
+    const { idx } = trialRoute('moe', g.M, g.E, g.tile);
     const a = fromData(trialData(g.M * g.K, 1), [g.M, g.K]).keep();
     const W = fromData(trialData(g.E * g.N * g.K, 2), g.transB ? [g.E, g.N, g.K] : [g.E, g.K, g.N]).keep();
     const L = g.K;
@@ -343,10 +347,7 @@ registerTunable<MoeGmmGeometry>({
 registerTunable<MoeWgradGeometry>({
   family: moeWgradFamily,
   trial(geo) {
-    // As the grouped matmul's trial: a k = 1 route whose plan has exactly `rows` rows.
-    const tokens = geo.rows - geo.E * (geo.tile - 1);
-    if (tokens < 1 || geo.rows % geo.tile) throw new Error(`moe_wgrad trial: ${geo.rows} rows do not fit ${geo.E} experts with ${geo.tile}-row tiles`);
-    const idx = fromData(Int32Array.from({ length: tokens }, (_, t) => t % geo.E), [tokens, 1], 'i32').keep();
+    const { idx, tokens } = trialRoute('moe_wgrad', geo.rows, geo.E, geo.tile);
     const g = fromData(trialData(geo.rows * geo.M, 1), [geo.rows, geo.M]).keep();
     const a = fromData(trialData(geo.rows * geo.N, 2), [geo.rows, geo.N]).keep();
     // Each expert sums at most ⌈tokens / E⌉ rows.
