@@ -167,7 +167,11 @@ describe("autotuner 'full' mode", () => {
 describe('autotuner: the moe family (grouped expert matmuls)', () => {
   it('measures the expert products and weight gradients of a MoE layer met in a realize and uses the choices', async () => {
     const measured: string[] = [];
-    await configureTuning({ mode: 'cached', cacheDir: dir, budgetS: 60, log: (l) => measured.push(l) });
+    // A cache of its own: a repeat of this test in the same process (npm run test:sweep) must
+    // measure again, not find the first run's choices.
+    const own = await Deno.makeTempDir();
+    resetTuning();
+    await configureTuning({ mode: 'cached', cacheDir: own, budgetS: 60, log: (l) => measured.push(l) });
     const R = rng('tuner moe');
     const [N, d, F, E, k] = [12, 16, 24, 3, 2];
     const idx = Int32Array.from({ length: N * k }, (_, i) => (Math.floor(i / k) + (i % k)) % E);
@@ -196,6 +200,7 @@ describe('autotuner: the moe family (grouped expert matmuls)', () => {
       expect(moeWgradFamily.configKey(chooseConfig(moeWgradFamily, g, runtime().profile))).toBe(e!.config);
     }
     await configureTuning({ mode: 'off' });
+    await Deno.remove(own, { recursive: true });
   });
 });
 
