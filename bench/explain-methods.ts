@@ -1,11 +1,13 @@
 // `npm run bench -- explain-methods --checkpoint C [--split val|test] [--images N] [--sanity on|off]
-//    [--data-dir runs/phantom] [--by-word-kind] --configs "saliency;saliency:target=logprob;integrated-gradients:steps=16,baseline=mean"`
+//    [--data-dir runs/phantom] [--by-word-kind] [--specific on|off] --configs "saliency;saliency:target=logprob;integrated-gradients:steps=16,baseline=mean"`
 // Scores explanation-method variants (src/viz/explain.ts options) on the built-in dataset's val
 // or test split with the scores and controls of src/viz/explain-scores.ts — one run per config,
 // the reports generated once (greedy) and shared. Hyper-parameters (steps, σ, baseline, target)
 // are chosen on --split val and reported on --split test.
 // Config: method[:key=value,…] with keys target (logit|logprob), sg (SmoothGrad samples), sigma,
 // kind (mean|squared|var), seed, steps, baseline (mean|black).
+// --specific (default on): each config's maps also scored made specific to their sentence, as
+// `<config>/specific` (explain-scores.ts sentenceSpecific; free: the same maps).
 // --by-word-kind: also mass and pointing of each config's mean map over the sentence's appearance,
 // location, function (and other) words, and per word in the JSON line (explain-scores.ts byWordKind).
 import { dispose, fromData, init } from '../src/graph/runtime.ts';
@@ -43,6 +45,7 @@ export async function main(args: string[]): Promise<void> {
   if (split !== 'val' && split !== 'test') throw new Error(`bench explain-methods: --split ${split} is not val or test`);
   const sanity = arg(args, 'sanity', 'on') === 'on';
   const byWordKind = args.includes('--by-word-kind');
+  const specific = arg(args, 'specific', 'on') === 'on';
   const configs = arg(args, 'configs').split(';').filter((c) => c.trim()).map(parseConfig);
   const splits = await loadDataset('phantom', arg(args, 'data-dir', 'runs/phantom'), { phantom: { count: Number(arg(args, 'phantom-count', '3000')), seed: 7, size: S } });
   const picked = splits[split].slice(0, n);
@@ -66,12 +69,17 @@ export async function main(args: string[]): Promise<void> {
     console.log(`${label.padEnd(58)}${[r.mass_in_box, r.pointing, r.deletion_drop, r.random_drop, r.sanity_mass_in_box, r.sanity_pointing].map(fmt).join('')}${sec === undefined ? '' : `${sec.toFixed(1).padStart(8)} s`}`);
   console.log(`${'config'.padEnd(58)}${['mass', 'point', 'del', 'rand', 's.mass', 's.point'].map((c) => c.padStart(8)).join('')}`);
   for (const c of configs) {
-    const ev = await evaluateExplanations(w, tok.tokens, samples, tokens, { methods: [c.method], sanity, explain: c.opts, byWordKind });
+    const ev = await evaluateExplanations(w, tok.tokens, samples, tokens, { methods: [c.method], sanity, explain: c.opts, byWordKind, specific });
     rows[c.label] = { ...ev.scores[c.method], seconds: Math.round(ev.seconds * 10) / 10 };
     if (byWordKind) Object.assign(rows[c.label], { byKind: ev.byKind![c.method], byWord: ev.byWord![c.method] });
     controls = Object.fromEntries(['uniform', 'random', 'centre'].map((k) => [k, ev.scores[k]]));
     findings = ev.findings;
     line(c.label, ev.scores[c.method], ev.seconds);
+    // The same maps made specific to their sentence (explain-scores.ts sentenceSpecific): no extra gradient passes.
+    if (specific) {
+      rows[`${c.label}/specific`] = { ...ev.scores[`${c.method}/specific`], seconds: 0 };
+      line(`${c.label}/specific`, ev.scores[`${c.method}/specific`]);
+    }
   }
   for (const [k, r] of Object.entries(controls)) line(k, r);
   console.log(`(${findings} findings in ${samples.length} ${split} images)`);
@@ -80,7 +88,7 @@ export async function main(args: string[]): Promise<void> {
     console.log(`\nby word kind: mass / pointing (words)`);
     console.log(`${'config'.padEnd(58)}${['sentence', ...WORD_KINDS].map((k) => k.padStart(22)).join('')}`);
     const cell = (m: number, p: number, n?: number) => (Number.isNaN(m) ? '—' : `${m.toFixed(3)} / ${p.toFixed(3)}${n === undefined ? '' : ` (${n})`}`).padStart(22);
-    for (const [label, r] of Object.entries(rows)) console.log(`${label.padEnd(58)}${cell(r.mass_in_box, r.pointing)}${WORD_KINDS.map((k) => cell(r.byKind![k].mass_in_box, r.byKind![k].pointing, r.byKind![k].words)).join('')}`);
+    for (const [label, r] of Object.entries(rows)) if (r.byKind) console.log(`${label.padEnd(58)}${cell(r.mass_in_box, r.pointing)}${WORD_KINDS.map((k) => cell(r.byKind![k].mass_in_box, r.byKind![k].pointing, r.byKind![k].words)).join('')}`);
   }
   console.log(JSON.stringify({ bench: 'explain-methods', split, images: samples.length, findings, sanity, configs: rows, controls }));
 }
