@@ -1,13 +1,14 @@
 // `npm run bench -- explain-methods --checkpoint C [--split val|test] [--images N] [--sanity on|off]
-//    [--data-dir runs/phantom] [--by-word-kind] [--specific on|off] --configs "saliency;saliency:target=logprob;integrated-gradients:steps=16,baseline=mean"`
+//    [--data-dir runs/phantom] [--by-word-kind] [--specific difference,share|off] --configs "saliency;saliency:target=logprob;integrated-gradients:steps=16,baseline=mean"`
 // Scores explanation-method variants (src/viz/explain.ts options) on the built-in dataset's val
 // or test split with the scores and controls of src/viz/explain-scores.ts — one run per config,
 // the reports generated once (greedy) and shared. Hyper-parameters (steps, σ, baseline, target)
 // are chosen on --split val and reported on --split test.
 // Config: method[:key=value,…] with keys target (logit|logprob), sg (SmoothGrad samples), sigma,
 // kind (mean|squared|var), seed, steps, baseline (mean|black).
-// --specific (default on): each config's maps also scored made specific to their sentence, as
-// `<config>/specific` (explain-scores.ts sentenceSpecific; free: the same maps).
+// --specific difference,share|off (default both): each config's maps also scored made specific to
+// their sentence, as `<config>/specific` and `<config>/specific-share` (explain-scores.ts
+// sentenceSpecific; no extra gradient passes).
 // --by-word-kind: also mass and pointing of each config's mean map over the sentence's appearance,
 // location, function (and other) words, and per word in the JSON line (explain-scores.ts byWordKind).
 import { dispose, fromData, init } from '../src/graph/runtime.ts';
@@ -17,7 +18,7 @@ import { preprocess } from '../src/data/preprocess.ts';
 import { generate } from '../src/generate/decode.ts';
 import type { PhantomSample } from '../src/data/phantom.ts';
 import { type ExplainMethod, type ExplainOptions, isExplainMethod } from '../src/viz/explain.ts';
-import { evaluateExplanations, type ExplainEvaluation, type ExplainScoreRow, WORD_KINDS } from '../src/viz/explain-scores.ts';
+import { evaluateExplanations, type ExplainEvaluation, type ExplainScoreRow, type SpecificKind, specificName, WORD_KINDS } from '../src/viz/explain-scores.ts';
 
 function arg(args: string[], name: string, def?: string): string {
   const i = args.indexOf(`--${name}`);
@@ -45,7 +46,8 @@ export async function main(args: string[]): Promise<void> {
   if (split !== 'val' && split !== 'test') throw new Error(`bench explain-methods: --split ${split} is not val or test`);
   const sanity = arg(args, 'sanity', 'on') === 'on';
   const byWordKind = args.includes('--by-word-kind');
-  const specific = arg(args, 'specific', 'on') === 'on';
+  const specificArg = arg(args, 'specific', 'difference,share');
+  const specific = (specificArg === 'off' ? [] : specificArg.split(',')) as SpecificKind[];
   const configs = arg(args, 'configs').split(';').filter((c) => c.trim()).map(parseConfig);
   const splits = await loadDataset('phantom', arg(args, 'data-dir', 'runs/phantom'), { phantom: { count: Number(arg(args, 'phantom-count', '3000')), seed: 7, size: S } });
   const picked = splits[split].slice(0, n);
@@ -76,9 +78,10 @@ export async function main(args: string[]): Promise<void> {
     findings = ev.findings;
     line(c.label, ev.scores[c.method], ev.seconds);
     // The same maps made specific to their sentence (explain-scores.ts sentenceSpecific): no extra gradient passes.
-    if (specific) {
-      rows[`${c.label}/specific`] = { ...ev.scores[`${c.method}/specific`], seconds: 0 };
-      line(`${c.label}/specific`, ev.scores[`${c.method}/specific`]);
+    for (const k of specific) {
+      const name = specificName(c.method, k), label = specificName(c.label, k);
+      rows[label] = { ...ev.scores[name], seconds: 0 };
+      line(label, ev.scores[name]);
     }
   }
   for (const [k, r] of Object.entries(controls)) line(k, r);

@@ -8,7 +8,8 @@ import { Weights } from '../src/model/weights.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { generatePhantom, generatePhantomSample } from '../src/data/phantom.ts';
 import { findingSentence, INTENSITIES, LOCATIONS, SHAPES, SIZES } from '../src/data/findings.ts';
-import { attentionDensity, type Box, controlMap, evaluateExplanations, kindScores, massShare, pixelDensity, pointingHit, topFraction, WORD_KINDS, wordKind } from '../src/viz/index.ts';
+import { attentionDensity, type Box, controlMap, evaluateExplanations, explainSteps, kindScores, massShare, matchFindings, pixelDensity, pointingHit, sentenceSpecific, topFraction, WORD_KINDS, wordKind, wordsOf } from '../src/viz/index.ts';
+import { preprocess } from '../src/data/preprocess.ts';
 import { rng } from './util.ts';
 
 beforeAll(async () => {
@@ -117,6 +118,33 @@ describe('per-word-kind breakdown on hand-built maps', () => {
   });
 });
 
+describe('sentence-specific maps on hand-built maps', () => {
+  it('difference max(0, d − o) and share d·d/(d + o), o the mean of the others, normalised; d itself without others', () => {
+    const d = Float64Array.from([0.45, 0.55, 0, 0]);
+    for (const k of ['difference', 'share'] as const) expect(sentenceSpecific(d, [], k)).toBe(d);
+    // The other sentence draws only on pixel 1: the maximum moves from pixel 1 to pixel 0 (the
+    // pointing game's answer flips). difference: (.45, 0); share: (.45, .55·.55/1.55).
+    const o = Float64Array.from([0, 1, 0, 0]);
+    expect([...sentenceSpecific(d, [o])]).toEqual([1, 0, 0, 0]);
+    const raw = [0.45, (0.55 * 0.55) / 1.55], tot = raw[0] + raw[1];
+    const share = sentenceSpecific(d, [o], 'share');
+    expect([...share]).toEqual([raw[0] / tot, raw[1] / tot, 0, 0]);
+    expect(pointingHit(d, 2, 2, [0, 0, 1, 1])).toBe(0);
+    for (const m of [sentenceSpecific(d, [o]), share]) expect(pointingHit(m, 2, 2, [0, 0, 1, 1])).toBe(1);
+    // Two others are averaged: o = (1, 0, .5, .5); a pixel with d = 0 stays 0.
+    const two = [Float64Array.from([2, 0, 0, 1]), Float64Array.from([0, 0, 1, 0])];
+    expect([...sentenceSpecific(d, two)]).toEqual([0, 1, 0, 0]);
+    const raw2 = [(0.45 * 0.45) / 1.45, 0.55], tot2 = raw2[0] + raw2[1];
+    expect([...sentenceSpecific(d, two, 'share')]).toEqual([raw2[0] / tot2, raw2[1] / tot2, 0, 0]);
+    // A sentence whose map equals the others': nothing beyond them, so the map itself
+    // (difference); share halves every pixel, which renormalises to the map.
+    const e = Float64Array.from([0.125, 0.25, 0.5, 0.125]);
+    expect(sentenceSpecific(e, [Float64Array.from(e)])).toBe(e);
+    expect([...sentenceSpecific(e, [Float64Array.from(e)], 'share')]).toEqual([...e]);
+    expect(() => sentenceSpecific(d, [new Float64Array(3)])).toThrow(/3 values against 4/);
+  });
+});
+
 describe('evaluateExplanations on a tiny random model', () => {
   it('scores every method and control; uniform and centre controls match their closed forms', async () => {
     const S = 32;
@@ -136,7 +164,8 @@ describe('evaluateExplanations on a tiny random model', () => {
     const ev = await evaluateExplanations(w, tok.tokens, samples, tokens, { seed: R.int(1, 1 << 30), byWordKind: true });
     const boxes: Box[] = samples.flatMap((s) => s.findings.map((f) => f.box));
     expect(ev.findings).toBe(boxes.length); // true reports mention every finding at its location
-    expect(Object.keys(ev.scores).sort()).toEqual(['attention', 'centre', 'grad-attention', 'gradcam', 'random', 'rollout', 'saliency', 'uniform']);
+    const methods = ['attention', 'grad-attention', 'gradcam', 'rollout', 'saliency'];
+    expect(Object.keys(ev.scores).sort()).toEqual([...methods, ...methods.map((m) => `${m}/specific`), 'centre', 'random', 'uniform'].sort());
     const mean = (f: (b: Box) => number) => boxes.reduce((a, b) => a + f(b), 0) / boxes.length;
     const area = (b: Box) => ((b[2] - b[0]) * (b[3] - b[1])) / (S * S);
     // Uniform: mass = pointing = box area share; its deletion is the random mask's by definition.
@@ -177,5 +206,62 @@ describe('evaluateExplanations on a tiny random model', () => {
       expect(ev.byWord![meth].lesion.findings).toBe(n);
       expect(ev.byWord![meth].region.words).toBe(n);
     }
+  });
+
+  it('sentence-specific scores: each finding sentence against the report\'s other finding sentences', async () => {
+    // One image with one finding (specific = plain) and one with two; the scores recomputed here
+    // from the attention maps of the same words with sentenceSpecific must be those reported.
+    const S = 32;
+    const reports = generatePhantom({ count: 60, seed: 5, size: 16 }).map((s) => s.report);
+    const tok = Tokenizer.build(reports, 1, 'whitespace');
+    const cfg = normaliseConfig({
+      backbone: 'resnet10', image_size: S, d_v: 16, d_model: 32, d_latent: 48, num_heads: 4, qk_nope_dim: 4, qk_rope_dim: 8,
+      d_ff: 32, num_layers: 2, num_experts: 4, k: 2, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 48, vocab_size: tok.vocabSize,
+    });
+    const w = Weights.init(cfg, R.int(1, 1 << 30));
+    const samples = [];
+    for (const want of [1, 2]) {
+      for (let i = 0; ; i++) {
+        const s = generatePhantomSample(R.int(1, 1 << 30), i, S);
+        if (s.findings.length === want) {
+          samples.push(s);
+          break;
+        }
+      }
+    }
+    const tokens = samples.map((s) => [...tok.clean(s.report).map((x) => tok.id(x)), tok.id('<eos>')]);
+    const ev = await evaluateExplanations(w, tok.tokens, samples, tokens, { seed: R.int(1, 1 << 30), methods: ['attention'], sanity: false, specific: ['difference', 'share'] });
+    expect(ev.findings).toBe(3);
+    let mass = 0, point = 0, plainMass = 0, shareMass = 0, sharePoint = 0;
+    for (const [i, s] of samples.entries()) {
+      const words = wordsOf(tokens[i], tok.tokens);
+      const matched = matchFindings(words, s.findings);
+      expect(matched.length).toBe(s.findings.length);
+      const steps = [...new Set(matched.flatMap((m) => m.sentence.words))].sort((a, b) => a - b);
+      const maps = (await explainSteps(w, preprocess(s.image, { resize: S, crop: S }), tokens[i], steps, ['attention'])).get('attention')!;
+      const sentenceMap = (ws: number[]) => {
+        const out = new Float64Array(S * S);
+        for (const st of ws) pixelDensity(maps[steps.indexOf(st)], S).forEach((v, p) => (out[p] += v / ws.length));
+        return out;
+      };
+      for (const m of matched) {
+        const d = sentenceMap(m.sentence.words);
+        const others = matched.filter((o) => o !== m).map((o) => sentenceMap(o.sentence.words));
+        const sp = sentenceSpecific(d, others), sh = sentenceSpecific(d, others, 'share');
+        if (s.findings.length === 1) expect([sp, sh]).toEqual([d, d]);
+        shareMass += massShare(sh, S, S, m.finding.box) / 3;
+        sharePoint += pointingHit(sh, S, S, m.finding.box) / 3;
+        mass += massShare(sp, S, S, m.finding.box) / 3;
+        point += pointingHit(sp, S, S, m.finding.box) / 3;
+        plainMass += massShare(d, S, S, m.finding.box) / 3;
+      }
+    }
+    // float64 sums of S² terms in the same order: agreement to ~1e-12.
+    expect(ev.scores['attention/specific'].mass_in_box).toBeCloseTo(mass, 12);
+    expect(ev.scores['attention/specific'].pointing).toBeCloseTo(point, 12);
+    expect(ev.scores['attention/specific-share'].mass_in_box).toBeCloseTo(shareMass, 12);
+    expect(ev.scores['attention/specific-share'].pointing).toBeCloseTo(sharePoint, 12);
+    expect(ev.scores.attention.mass_in_box).toBeCloseTo(plainMass, 12);
+    expect(ev.scores['attention/specific'].sanity_mass_in_box).toBeUndefined();
   });
 });

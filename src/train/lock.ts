@@ -69,7 +69,9 @@ export async function lockOutDir(outDir: string, warn: (line: string) => void): 
         } catch { /* already gone */ }
       };
     } catch (e) {
-      if (!(e instanceof d.errors.AlreadyExists) || attempt > 0) throw e;
+      if (attempt > 0) throw e;
+      // A read-only or full folder, or no permission: say which folder, before any training.
+      if (!(e instanceof d.errors.AlreadyExists)) throw new Error(`cannot write in the output folder ${outDir} (its lock file ${path}): ${(e as Error).message}`, { cause: e });
     }
     let owner: LockInfo | null = null;
     try {

@@ -12,11 +12,12 @@
 // σ = S/16: "always point at the middle"). Sanity check (Adebayo et al. 2018): each method again
 // on the model with every weight re-initialised (Weights.init, other seed), explaining the same
 // words; a method that scores as well there shows the image, not the model.
-// Sentence-specific maps (`specific`, on by default): every method is also scored as
-// `<method>/specific`, its sentence map weighted pixel by pixel by the share the sentence holds
-// against the report's other finding sentences (sentenceSpecific). Where an image has two lesions,
-// a finding sentence's words ("a", "lesion", "in the") draw evidence from both; the plain map's
-// maximum then often lies in the other lesion (measured on the main job's model, test split,
+// Sentence-specific maps (`specific`, default ['difference']): every method is also scored as
+// `<method>/specific` (difference: what the sentence's map has beyond the mean map of the report's
+// other finding sentences) and/or `<method>/specific-share` (share: each pixel weighted by the
+// share the sentence holds there); see sentenceSpecific. Where an image has two lesions, a finding
+// sentence's words ("a", "lesion", "in the") draw evidence from both; the plain map's maximum then
+// often lies in the other lesion (measured on the main job's model, test split,
 // SmoothGrad-Squared: 23 of its 26 pointing misses). A report with one finding sentence is scored
 // the same either way.
 // Optional breakdown by word kind (byWordKind; analysis only, the sentence average stays the
@@ -122,18 +123,27 @@ export interface ExplainEvalOptions {
   minImages?: number;
   /** Also score each method per word kind and per word (byKind, byWord); default false. */
   byWordKind?: boolean;
-  /** Also score each method's sentence-specific map as `<method>/specific` (default true). */
-  specific?: boolean;
+  /** Also score each method's sentence-specific maps: 'difference' as `<method>/specific`, 'share' as `<method>/specific-share` (default ['difference']; [] for none). */
+  specific?: readonly SpecificKind[];
+}
+
+export type SpecificKind = 'difference' | 'share';
+export const SPECIFIC_KINDS: readonly SpecificKind[] = ['difference', 'share'];
+/** The score row of a method's sentence-specific map. */
+export function specificName(method: string, kind: SpecificKind): string {
+  return kind === 'difference' ? `${method}/specific` : `${method}/specific-share`;
 }
 
 /**
- * A finding sentence's map made specific to it: d·d/(d + o) pixel by pixel, o the mean of the
- * report's other finding sentences' maps (`others`; all densities over the same pixels), then
- * normalised to sum 1. A pixel keeps its attribution in proportion to the share this sentence
- * holds there: evidence the other findings' sentences draw on as strongly is halved, evidence only
- * this sentence uses is kept whole. No other sentences: d itself. Where d + o = 0 the pixel is 0.
+ * A finding sentence's map made specific to it, against o, the mean of the report's other finding
+ * sentences' maps (`others`; all densities over the same pixels), normalised to sum 1:
+ *   'difference'  max(0, d − o): the attribution this sentence has beyond the others' (a
+ *                 class-contrastive map, "why this sentence rather than the others");
+ *   'share'       d·d/(d + o): each pixel kept in proportion to the share this sentence holds
+ *                 there (evidence the others draw on as strongly is halved; 0 where d + o = 0).
+ * No other sentences, or nothing left (d ≤ o everywhere): d itself.
  */
-export function sentenceSpecific(d: Float64Array, others: readonly Float64Array[]): Float64Array {
+export function sentenceSpecific(d: Float64Array, others: readonly Float64Array[], kind: SpecificKind = 'difference'): Float64Array {
   if (!others.length) return d;
   for (const o of others) if (o.length !== d.length) throw new Error(`sentenceSpecific: a map of ${o.length} values against ${d.length}`);
   const out = new Float64Array(d.length);
@@ -142,10 +152,11 @@ export function sentenceSpecific(d: Float64Array, others: readonly Float64Array[
     let o = 0;
     for (const m of others) o += m[i];
     o /= others.length;
-    const v = d[i] + o > 0 ? (d[i] * d[i]) / (d[i] + o) : 0;
+    const v = kind === 'difference' ? Math.max(0, d[i] - o) : d[i] + o > 0 ? (d[i] * d[i]) / (d[i] + o) : 0;
     tot += (out[i] = v);
   }
-  if (tot > 0) for (let i = 0; i < out.length; i++) out[i] /= tot;
+  if (!(tot > 0)) return d;
+  for (let i = 0; i < out.length; i++) out[i] /= tot;
   return out;
 }
 
@@ -232,9 +243,9 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
   const seed = opts.seed ?? 1234;
   const rnd = mulberry32(seed);
   const n = Math.min(samples.length, opts.limit ?? samples.length);
-  const specific = opts.specific ?? true;
-  const specificName = (m: ExplainMethod) => `${m}/specific`;
-  const explained = new Set<string>([...methods, ...(specific ? methods.map(specificName) : [])]);
+  const specific = opts.specific ?? ['difference'];
+  for (const k of specific) if (!SPECIFIC_KINDS.includes(k)) throw new Error(`evaluateExplanations: specific "${k}" is not one of ${SPECIFIC_KINDS.join(', ')}`);
+  const explained = new Set<string>([...methods, ...specific.flatMap((k) => methods.map((m) => specificName(m, k)))]);
   const names = [...explained, ...EXPLAIN_CONTROLS];
   const acc = new Map<string, { mass: number; point: number; del: number; rand: number; sMass: number; sPoint: number }>(
     names.map((m) => [m, { mass: 0, point: 0, del: 0, rand: 0, sMass: 0, sPoint: 0 }]),
@@ -275,7 +286,7 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
       if (!matched.length) continue;
       // The report's finding sentences (a location stated, as matchFindings reads them): their
       // maps are what sentence-specific maps are weighed against.
-      const findingSentences = specific ? sentences(words).filter((x) => parseFindings(x.text).findings[0]?.location !== undefined && x.words.every((t) => t < cfg.text_seq_len)) : [];
+      const findingSentences = specific.length ? sentences(words).filter((x) => parseFindings(x.text).findings[0]?.location !== undefined && x.words.every((t) => t < cfg.text_seq_len)) : [];
       const steps = [...new Set([...matched.flatMap((m) => m.sentence.words), ...findingSentences.flatMap((x) => x.words)])].sort((a, b) => a - b);
       const at = new Map(steps.map((st, j) => [st, j]));
       const xo: ExplainOptions = { ...opts.explain, smoothGrad: opts.smoothGrad ?? opts.explain?.smoothGrad };
@@ -295,10 +306,13 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
         const sentenceMap = (list: ExplainMap[]) => mapOf(list, m.sentence.words);
         const key = m.sentence.words.join(',');
         const otherSentences = findingSentences.filter((x) => x.words.join(',') !== key);
-        const specificMap = (list: ExplainMap[], d: Float64Array) => sentenceSpecific(d, otherSentences.map((x) => mapOf(list, x.words)));
+        const specificMaps = (list: ExplainMap[], d: Float64Array, into: Map<string, Float64Array>, meth: ExplainMethod) => {
+          const others = otherSentences.map((x) => mapOf(list, x.words));
+          for (const k of specific) into.set(specificName(meth, k), sentenceSpecific(d, others, k));
+        };
         const dens = new Map<string, Float64Array>();
         for (const meth of methods) dens.set(meth, sentenceMap(maps.get(meth)!));
-        if (specific) for (const meth of methods) dens.set(specificName(meth), specificMap(maps.get(meth)!, dens.get(meth)!));
+        for (const meth of methods) specificMaps(maps.get(meth)!, dens.get(meth)!, dens, meth);
         for (const c of EXPLAIN_CONTROLS) dens.set(c, controlMap(c, S, rnd));
         const randomIdx = topFraction(controlMap('random', S, rnd), frac);
         const rows = new Map<string, number>();
@@ -311,7 +325,7 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
         const sanityDens = new Map<string, Float64Array>();
         if (sanity) {
           for (const meth of methods) sanityDens.set(meth, sentenceMap(sanity.get(meth)!));
-          if (specific) for (const meth of methods) sanityDens.set(specificName(meth), specificMap(sanity.get(meth)!, sanityDens.get(meth)!));
+          for (const meth of methods) specificMaps(sanity.get(meth)!, sanityDens.get(meth)!, sanityDens, meth);
         }
         if (opts.byWordKind) {
           for (const meth of methods) {
