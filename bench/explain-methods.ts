@@ -5,7 +5,7 @@
 // the reports generated once (greedy) and shared. Hyper-parameters (steps, σ, baseline, target)
 // are chosen on --split val and reported on --split test.
 // Config: method[:key=value,…] with keys target (logit|logprob), sg (SmoothGrad samples), sigma,
-// kind (mean|squared|var), seed, steps, baseline (mean|black).
+// kind (mean|squared|var), seed, steps, baseline (mean|black), window and stride (occlusion, pixels).
 // --specific difference,share|off (default both): each config's maps also scored made specific to
 // their sentence, as `<config>/specific` and `<config>/specific-share` (explain-scores.ts
 // sentenceSpecific; no extra gradient passes).
@@ -31,10 +31,11 @@ export function parseConfig(text: string): { label: string; method: ExplainMetho
   const [method, rest] = text.trim().split(':');
   if (!isExplainMethod(method)) throw new Error(`bench explain-methods: unknown method "${method}" in config "${text}"`);
   const kv = new Map((rest ?? '').split(',').filter(Boolean).map((p) => p.split('=') as [string, string]));
-  for (const k of kv.keys()) if (!['target', 'sg', 'sigma', 'kind', 'seed', 'steps', 'baseline'].includes(k)) throw new Error(`bench explain-methods: unknown key "${k}" in config "${text}"`);
+  for (const k of kv.keys()) if (!['target', 'sg', 'sigma', 'kind', 'seed', 'steps', 'baseline', 'window', 'stride'].includes(k)) throw new Error(`bench explain-methods: unknown key "${k}" in config "${text}"`);
   const opts: ExplainOptions = {};
   if (kv.has('target')) opts.target = kv.get('target') as ExplainOptions['target'];
   if (kv.has('sg')) opts.smoothGrad = { samples: Number(kv.get('sg')), sigma: Number(kv.get('sigma') ?? '0.5'), seed: Number(kv.get('seed') ?? '1'), kind: (kv.get('kind') ?? 'mean') as 'mean' };
+  if (kv.has('window') || kv.has('stride')) opts.occlusion = { ...(kv.has('window') ? { window: Number(kv.get('window')) } : {}), ...(kv.has('stride') ? { stride: Number(kv.get('stride')) } : {}) };
   if (kv.has('steps') || kv.has('baseline')) opts.integratedGradients = { steps: Number(kv.get('steps') ?? '16'), baseline: (kv.get('baseline') ?? 'mean') as 'mean' };
   return { label: text.trim(), method, opts };
 }

@@ -17,7 +17,7 @@ import { init } from '../src/graph/runtime.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
 import { toFloat32 } from '../src/io/safetensors.ts';
-import { EXPLAIN_METHODS, type ExplainMap, explainSteps, igBaseline } from '../src/viz/explain.ts';
+import { EXPLAIN_METHODS, type ExplainMap, explainSteps, igBaseline, occlusionWindows, poolSum } from '../src/viz/explain.ts';
 import { decoderRef, encoderRef, modelRef, poolRef, visionRef, type Weights64 } from './ref/model.ts';
 import { adaptiveBins } from './ref/vision.ts';
 import { relL2, rng } from './util.ts';
@@ -264,6 +264,39 @@ describe('explain vs float64 CPU reference', () => {
       expect(mean[p]).toBeLessThanOrEqual(Math.sqrt(sq[p]) * (1 + 1e-9) + 1e-30);
     }
     expect(relL2(vr, sq)).toBeGreaterThan(1e-3);
+  });
+
+  it('occlusion: max(0, mean over the covering windows of y(x) − y(occluded)) against float64 forwards of every occluded image, both targets', async () => {
+    // Window 12, stride 10 at S = 32: corners 0, 10, 20 (the last ends at the border), 9 windows, overlapping.
+    const o = { window: 12, stride: 10 };
+    const { corners } = occlusionWindows(S, o);
+    expect(corners.length).toBe(9);
+    const occluded = ([x0, y0]: [number, number]) => {
+      const img = Float64Array.from(pixels);
+      for (let c = 0; c < 3; c++) for (let y = y0; y < y0 + 12; y++) for (let x = x0; x < x0 + 12; x++) img[c * S * S + y * S + x] = 0;
+      return img;
+    };
+    const base = modelRef(w64, cfg, Float64Array.from(pixels), ids).dec.logits;
+    const refs = corners.map((c) => modelRef(w64, cfg, occluded(c), ids).dec.logits);
+    for (const target of ['logit', 'logprob'] as const) {
+      const got = (await explainSteps(w, pixels, tokens, steps, ['occlusion'], { occlusion: o, target })).get('occlusion')!;
+      const value = target === 'logit' ? logitOf : logprobOf;
+      steps.forEach((s, j) => {
+        const y0 = value(base, s), ys = refs.map((l) => value(l, s)), m = got[j];
+        expect(Math.abs(m.logit - y0)).toBeLessThan(TOL * (1 + Math.abs(y0)));
+        // Each GPU value is within TOL·(1 + |y|) of float64 (this file's forward tolerance), so a
+        // drop within TOL·(2 + |y0| + |yk|), their mean within the mean of those; max(0, ·) does not widen it.
+        for (let p = 0; p < S * S; p++) {
+          const x = p % S, y = Math.floor(p / S);
+          const cover = corners.map(([x0, y0c], k) => (x >= x0 && x < x0 + 12 && y >= y0c && y < y0c + 12 ? k : -1)).filter((k) => k >= 0);
+          const want = Math.max(0, cover.reduce((a, k) => a + (y0 - ys[k]), 0) / cover.length);
+          const bound = cover.reduce((a, k) => a + TOL * (2 + Math.abs(y0) + Math.abs(ys[k])), 0) / cover.length;
+          expect(Math.abs(m.fine!.values[p] - want), `${target} step ${s} pixel ${p}`).toBeLessThanOrEqual(bound);
+        }
+        expect(relL2(m.grid, poolSum(m.fine!.values, S, S, 7))).toBeLessThan(1e-12);
+      });
+    }
+    await expect(explainSteps(w, pixels, tokens, [0], ['occlusion'], { occlusion: { window: 40 } })).rejects.toThrow(/occlusion window 40 is not an integer in 1\.\.32/);
   });
 
   it('rejects a step outside the tokens and an unknown method, naming them', async () => {

@@ -39,8 +39,8 @@ import { parseFindings } from '../data/findings.ts';
 import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps } from './explain.ts';
 
 export const EXPLAIN_CONTROLS = ['uniform', 'random', 'centre'] as const;
-/** Methods scored unless asked otherwise: integrated gradients costs ~m+1 saliency passes (×2 with the sanity model), too slow for the main job's budget. */
-export const SCORED_BY_DEFAULT: readonly ExplainMethod[] = EXPLAIN_METHODS.filter((m) => m !== 'integrated-gradients');
+/** Methods scored unless asked otherwise: integrated gradients costs ~m+1 saliency passes and occlusion one forward row per window (~500 at 48 px), both ×2 with the sanity model: too slow for the main job's budget. */
+export const SCORED_BY_DEFAULT: readonly ExplainMethod[] = EXPLAIN_METHODS.filter((m) => m !== 'integrated-gradients' && m !== 'occlusion');
 export type ExplainControl = (typeof EXPLAIN_CONTROLS)[number];
 
 export interface ExplainScoreRow {

@@ -35,6 +35,12 @@
 //                   one word batched), baseline b the mean colour (0 after normalisation)
 //                   or black. Completeness: the signed attributions sum to f(x) − f(b) up to the
 //                   quadrature error; both are returned (`completeness`).
+//   occlusion       occlusion sensitivity (Zeiler & Fergus 2014): a w×w window of the image set to
+//                   the mean colour (0 after normalisation, the deletion test's fill) at every
+//                   position on a stride-s lattice; a pixel's value is max(0, mean over the windows
+//                   covering it of y(x) − y(x with that window occluded)). Forward passes only, and
+//                   every word of the report from the same passes (teacher forcing). Default
+//                   w = max(2, round(S/12)) (4 px at 48, 19 at 224), s = ⌊w/2⌋: chosen on val.
 // `target`: 'logit' (default) or 'logprob' — the word's log-probability log softmax(logits)_w,
 // which subtracts the evidence shared with the other words (∂/∂z = onehot − p): contrastive.
 // It applies to every gradient method; attention and rollout do not depend on it.
@@ -54,7 +60,7 @@ import { GRID } from './heatmap.ts';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../data/preprocess.ts';
 import { logSoftmax } from '../graph/ops/softmax.ts';
 
-export const EXPLAIN_METHODS = ['attention', 'rollout', 'grad-attention', 'gradcam', 'saliency', 'integrated-gradients'] as const;
+export const EXPLAIN_METHODS = ['attention', 'rollout', 'grad-attention', 'gradcam', 'saliency', 'integrated-gradients', 'occlusion'] as const;
 export type ExplainMethod = (typeof EXPLAIN_METHODS)[number];
 
 const GRADIENT_METHODS: readonly ExplainMethod[] = ['grad-attention', 'gradcam', 'saliency', 'integrated-gradients'];
@@ -101,8 +107,22 @@ export interface ExplainOptions {
   integratedGradients?: { steps?: number; baseline?: 'mean' | 'black' };
   /** What the gradient methods explain (default 'logit'). */
   target?: ExplainTarget;
-  /** Batch rows per forward + backward for SmoothGrad and integrated gradients (default 32). */
+  /** Batch rows per forward + backward for SmoothGrad and integrated gradients (default 32; occlusion, forward only: twice that). */
   rowsPerPass?: number;
+  /** Occlusion: window side and stride in model-input pixels (defaults in the header). */
+  occlusion?: { window?: number; stride?: number };
+}
+
+/** The occlusion lattice for an S×S image: window side, stride, and the windows' top-left corners (the last row and column end at the border). */
+export function occlusionWindows(S: number, o: ExplainOptions['occlusion'] = {}): { window: number; stride: number; corners: [number, number][] } {
+  const window = o.window ?? Math.max(2, Math.round(S / 12));
+  const stride = o.stride ?? Math.max(1, Math.floor(window / 2));
+  if (!(Number.isInteger(window) && window >= 1 && window <= S)) throw new Error(`explain: occlusion window ${window} is not an integer in 1..${S} (the image side)`);
+  if (!(Number.isInteger(stride) && stride >= 1)) throw new Error(`explain: occlusion stride ${stride} is not a positive integer`);
+  const starts: number[] = [];
+  for (let v = 0; v + window <= S; v += stride) starts.push(v);
+  if (starts[starts.length - 1] !== S - window) starts.push(S - window);
+  return { window, stride, corners: starts.flatMap((y) => starts.map((x) => [x, y] as [number, number])) };
 }
 
 /** The integrated-gradients baseline in normalised pixels: 'mean' colour = 0, 'black' = −mean/std per channel. */
@@ -133,6 +153,7 @@ export async function explainSteps(
   const ig = opts.integratedGradients;
   if (ig?.steps !== undefined && !(Number.isInteger(ig.steps) && ig.steps >= 1)) throw new Error(`explain: integrated-gradients steps ${ig.steps} is not a positive integer`);
   if (ig?.baseline !== undefined && ig.baseline !== 'mean' && ig.baseline !== 'black') throw new Error(`explain: integrated-gradients baseline "${ig.baseline}" is not mean or black`);
+  if (methods.includes('occlusion')) occlusionWindows(S, opts.occlusion); // throws on a bad window or stride
   for (const s of steps) {
     if (!Number.isInteger(s) || s < 0 || s >= tokens.length) throw new Error(`explain: step ${s} outside the ${tokens.length} generated tokens`);
     if (s >= cfg.text_seq_len) throw new Error(`explain: step ${s} is past text_seq_len ${cfg.text_seq_len}`);
@@ -141,11 +162,16 @@ export async function explainSteps(
   }
   const out = new Map<ExplainMethod, ExplainMap[]>(methods.map((m) => [m, []]));
   const B = Math.max(1, opts.batch ?? 8);
-  for (let i = 0; i < steps.length; i += B) {
-    const chunk = steps.slice(i, i + B);
-    const maps = await explainChunk(w, pixels, tokens, chunk, methods, opts);
-    for (const m of methods) out.get(m)!.push(...maps.get(m)!);
+  const perChunk = methods.filter((m) => m !== 'occlusion');
+  if (perChunk.length) {
+    for (let i = 0; i < steps.length; i += B) {
+      const chunk = steps.slice(i, i + B);
+      const maps = await explainChunk(w, pixels, tokens, chunk, perChunk, opts);
+      for (const m of perChunk) out.get(m)!.push(...maps.get(m)!);
+    }
   }
+  // Occlusion: the same forward passes serve every word, so all steps at once.
+  if (methods.includes('occlusion')) out.set('occlusion', await occlusionMaps(w, pixels, tokens, steps, opts));
   return out;
 }
 
@@ -419,4 +445,63 @@ export function poolSum(values: ArrayLike<number>, H: number, W: number, grid: n
       out[i * grid + k] = s;
     }
   return out;
+}
+
+/**
+ * The explained value (logit or log-probability of tokens[s] at position s, s < T) of every
+ * position for each image row, teacher-forced: [rows][T]. Forward passes only, `rowsPerPass` rows each.
+ */
+export async function teacherForcedValues(w: Weights, tokens: readonly number[], T: number, images: readonly Float32Array[], target: ExplainTarget, rowsPerPass = 64): Promise<Float64Array[]> {
+  const cfg = w.cfg, S = cfg.image_size, V = cfg.vocab_size;
+  const out: Float64Array[] = [];
+  for (let i = 0; i < images.length; i += rowsPerPass) {
+    const rows = images.slice(i, i + rowsPerPass), B = rows.length;
+    const px = new Float32Array(B * 3 * S * S);
+    rows.forEach((r, j) => px.set(r, j * 3 * S * S));
+    const ids = new Int32Array(B * T);
+    for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = t === 0 ? cfg.sos_id : tokens[t - 1];
+    const image = fromData(px, [B, 3, S, S], 'f32', 'occlusion_images'), idsT = fromData(ids, [B, T], 'i32', 'occlusion_ids');
+    const mask = decoderMask(new Float32Array(B * T).fill(1), B, T);
+    const f = new Forward(w);
+    const dec = decodeText(f, encodeImage(f, image).out, idsT, mask);
+    try {
+      const logits = (await readMany([dec.logits]))[0] as Float32Array;
+      for (let j = 0; j < B; j++) {
+        out.push(Float64Array.from({ length: T }, (_, t) => {
+          const row = logits.subarray((j * T + t) * V, (j * T + t + 1) * V);
+          if (target === 'logit') return row[tokens[t]];
+          let m = -Infinity, z = 0;
+          for (const v of row) m = Math.max(m, v);
+          for (const v of row) z += Math.exp(v - m);
+          return row[tokens[t]] - m - Math.log(z);
+        }));
+      }
+    } finally {
+      dispose(dec.logits, image, idsT, mask);
+    }
+  }
+  return out;
+}
+
+/** Occlusion maps of `steps` (see the header): one pixel-level map per step. */
+async function occlusionMaps(w: Weights, pixels: Float32Array, tokens: readonly number[], steps: readonly number[], opts: ExplainOptions): Promise<ExplainMap[]> {
+  const S = w.cfg.image_size, SS = S * S, T = Math.max(...steps) + 1, target = opts.target ?? 'logit';
+  const { window: win, corners } = occlusionWindows(S, opts.occlusion);
+  const images = [pixels, ...corners.map(([x0, y0]) => {
+    const img = Float32Array.from(pixels);
+    for (let c = 0; c < 3; c++) for (let y = y0; y < y0 + win; y++) img.fill(0, c * SS + y * S + x0, c * SS + y * S + x0 + win);
+    return img;
+  })];
+  const values = await teacherForcedValues(w, tokens, T, images, target, 2 * Math.max(1, opts.rowsPerPass ?? 32));
+  const cover = new Float64Array(SS);
+  for (const [x0, y0] of corners) for (let y = y0; y < y0 + win; y++) for (let x = x0; x < x0 + win; x++) cover[y * S + x]++;
+  return steps.map((s) => {
+    const acc = new Float64Array(SS);
+    corners.forEach(([x0, y0], k) => {
+      const drop = values[0][s] - values[k + 1][s];
+      for (let y = y0; y < y0 + win; y++) for (let x = x0; x < x0 + win; x++) acc[y * S + x] += drop;
+    });
+    const map = acc.map((v, p) => Math.max(0, v / cover[p]));
+    return { method: 'occlusion' as const, step: s, token: tokens[s], logit: values[0][s], grid: poolSum(map, S, S, GRID), fine: { height: S, width: S, level: 'pixels' as const, values: map } };
+  });
 }
