@@ -207,7 +207,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: [
       ...MODEL_SOURCE, ...IMAGE_OPTIONS,
       { name: 'out', type: 'string', meta: 'DIR', required: true, help: 'where the PNGs, JSON and attention.html go' },
-      { name: 'methods', type: 'string', default: 'all', meta: 'LIST', help: 'comma-separated: attention, rollout, grad-attention, gradcam, saliency, integrated-gradients (or all)' },
+      { name: 'methods', type: 'string', default: 'all', meta: 'LIST', help: 'comma-separated: attention, rollout, grad-attention, gradcam, saliency, integrated-gradients, occlusion (or all)' },
       { name: 'target', type: ['logit', 'logprob'], default: 'logit', help: 'what the gradient methods explain: the word\'s logit or its log-probability' },
       { name: 'ig-steps', type: 'int', min: 1, default: 16, meta: 'M', help: 'integrated gradients: trapezoid intervals' },
       { name: 'ig-baseline', type: ['mean', 'black'], default: 'mean', help: 'integrated gradients: baseline image' },

@@ -298,7 +298,7 @@ export function renderAttentionPage(d: AttentionPageData): string {
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(d.title)}</title><style>${CSS}</style></head>
 <body>
 <h1>${escapeHtml(d.title)}</h1>
-<p>Hover a word to see where the model looked (decoder cross-attention over the ${d.grid}×${d.grid} image grid, bilinearly upsampled) while writing it; click to pin it.${d.explain ? ' Other methods explain the word\'s logit: rollout (attention through the residual paths), grad-attention (attention × its gradient, positive part), gradcam (on the vision encoder\'s maps), saliency (gradient × input per pixel); layer/head apply to attention and grad-attention.' : ''}</p>
+<p>Hover a word to see where the model looked (decoder cross-attention over the ${d.grid}×${d.grid} image grid, bilinearly upsampled) while writing it; click to pin it.${d.explain ? ' Other methods explain the word\'s logit: rollout (attention through the residual paths), grad-attention (attention × its gradient, positive part), gradcam (on the vision encoder\'s maps), saliency (gradient × input per pixel), integrated gradients, occlusion (the drop when a window is covered); layer/head apply to attention and grad-attention.' : ''}</p>
 <div id="words"></div>
 <p><label>method <select id="method"></select></label> <label>layer <select id="layer"></select></label> <label>head <select id="head"></select></label>
 <label>opacity <input id="alpha" type="range" min="0" max="1" step="0.05" value="0.6"></label></p>
