@@ -145,16 +145,21 @@ describe('sentence-specific maps on hand-built maps', () => {
   });
 });
 
+/** A tiny random model (32 px) and a tokenizer of phantom reports, for the evaluation tests. */
+function tinyModel() {
+  const S = 32;
+  const reports = generatePhantom({ count: 60, seed: 5, size: 16 }).map((s) => s.report);
+  const tok = Tokenizer.build(reports, 1, 'whitespace');
+  const cfg = normaliseConfig({
+    backbone: 'resnet10', image_size: S, d_v: 16, d_model: 32, d_latent: 48, num_heads: 4, qk_nope_dim: 4, qk_rope_dim: 8,
+    d_ff: 32, num_layers: 2, num_experts: 4, k: 2, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 48, vocab_size: tok.vocabSize,
+  });
+  return { S, tok, w: Weights.init(cfg, R.int(1, 1 << 30)) };
+}
+
 describe('evaluateExplanations on a tiny random model', () => {
   it('scores every method and control; uniform and centre controls match their closed forms', async () => {
-    const S = 32;
-    const reports = generatePhantom({ count: 60, seed: 5, size: 16 }).map((s) => s.report);
-    const tok = Tokenizer.build(reports, 1, 'whitespace');
-    const cfg = normaliseConfig({
-      backbone: 'resnet10', image_size: S, d_v: 16, d_model: 32, d_latent: 48, num_heads: 4, qk_nope_dim: 4, qk_rope_dim: 8,
-      d_ff: 32, num_layers: 2, num_experts: 4, k: 2, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 48, vocab_size: tok.vocabSize,
-    });
-    const w = Weights.init(cfg, R.int(1, 1 << 30));
+    const { S, tok, w } = tinyModel();
     const samples = [];
     for (let i = 0; samples.length < 3; i++) {
       const s = generatePhantomSample(R.int(1, 1 << 30), i, S);
@@ -211,14 +216,7 @@ describe('evaluateExplanations on a tiny random model', () => {
   it('sentence-specific scores: each finding sentence against the report\'s other finding sentences', async () => {
     // One image with one finding (specific = plain) and one with two; the scores recomputed here
     // from the attention maps of the same words with sentenceSpecific must be those reported.
-    const S = 32;
-    const reports = generatePhantom({ count: 60, seed: 5, size: 16 }).map((s) => s.report);
-    const tok = Tokenizer.build(reports, 1, 'whitespace');
-    const cfg = normaliseConfig({
-      backbone: 'resnet10', image_size: S, d_v: 16, d_model: 32, d_latent: 48, num_heads: 4, qk_nope_dim: 4, qk_rope_dim: 8,
-      d_ff: 32, num_layers: 2, num_experts: 4, k: 2, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 48, vocab_size: tok.vocabSize,
-    });
-    const w = Weights.init(cfg, R.int(1, 1 << 30));
+    const { S, tok, w } = tinyModel();
     const samples = [];
     for (const want of [1, 2]) {
       for (let i = 0; ; i++) {

@@ -24,19 +24,16 @@
 // score): the same mass_in_box and pointing of each method's mean map over the sentence's words of
 // one kind — appearance (size, shape, intensity, "lesion"), location (row, column, "region"),
 // function ("a", "in", "the"), other (anything else the model wrote) — and per single word.
-import { dispose, fromData, read } from '../graph/runtime.ts';
-import { Forward } from '../model/context.ts';
-import { decodeText, decoderMask, encodeImage } from '../model/micar.ts';
+import { dispose, fromData } from '../graph/runtime.ts';
 import { Weights } from '../model/weights.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import { generate } from '../generate/decode.ts';
 import { preprocess } from '../data/preprocess.ts';
 import type { PhantomSample } from '../data/phantom.ts';
-import { COLS, INTENSITIES, ROWS, SHAPES, SIZES } from '../data/findings.ts';
+import { COLS, INTENSITIES, parseFindings, ROWS, SHAPES, SIZES } from '../data/findings.ts';
 import { attentionDensity, GRID, upsample } from './heatmap.ts';
 import { type Box, massShare, matchFindings, pointingHit, sentences, topFraction, wordsOf } from './grounding.ts';
-import { parseFindings } from '../data/findings.ts';
-import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps } from './explain.ts';
+import { EXPLAIN_METHODS, type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps, teacherForcedValues } from './explain.ts';
 
 export const EXPLAIN_CONTROLS = ['uniform', 'random', 'centre'] as const;
 /** Methods scored unless asked otherwise: integrated gradients costs ~m+1 saliency passes and occlusion one forward row per window (~500 at 48 px), both ×2 with the sanity model: too slow for the main job's budget. */
@@ -192,39 +189,11 @@ function meanOf(maps: Float64Array[]): Float64Array {
 
 /**
  * Mean word probabilities of several pixel sets for one sequence: row r of `images` is an image
- * (3·S·S); returns probs[r][s] for every position s < T (probability of tokens[s]).
+ * (3·S·S); returns probs[r][s] for every position s < T (probability of tokens[s]): the
+ * teacher-forced log-probabilities explain.ts computes for occlusion, exponentiated.
  */
 async function wordProbabilities(w: Weights, images: Float32Array[], tokens: readonly number[], T: number, chunk = 16): Promise<Float64Array[]> {
-  const cfg = w.cfg, S = cfg.image_size, V = cfg.vocab_size;
-  const out: Float64Array[] = [];
-  for (let i = 0; i < images.length; i += chunk) {
-    const rows = images.slice(i, i + chunk), B = rows.length;
-    const px = new Float32Array(B * 3 * S * S);
-    rows.forEach((r, j) => px.set(r, j * 3 * S * S));
-    const ids = new Int32Array(B * T);
-    for (let j = 0; j < B; j++) for (let t = 0; t < T; t++) ids[j * T + t] = t === 0 ? cfg.sos_id : tokens[t - 1];
-    const image = fromData(px, [B, 3, S, S], 'f32', 'deletion_images'), idsT = fromData(ids, [B, T], 'i32', 'deletion_ids');
-    const mask = decoderMask(new Float32Array(B * T).fill(1), B, T);
-    const f = new Forward(w);
-    const dec = decodeText(f, encodeImage(f, image).out, idsT, mask);
-    try {
-      const logits = (await read(dec.logits)) as Float32Array;
-      for (let j = 0; j < B; j++) {
-        const p = new Float64Array(T);
-        for (let t = 0; t < T; t++) {
-          const row = logits.subarray((j * T + t) * V, (j * T + t + 1) * V);
-          let m = -Infinity, z = 0;
-          for (const v of row) m = Math.max(m, v);
-          for (const v of row) z += Math.exp(v - m);
-          p[t] = Math.exp(row[tokens[t]] - m) / z;
-        }
-        out.push(p);
-      }
-    } finally {
-      dispose(dec.logits, image, idsT, mask);
-    }
-  }
-  return out;
+  return (await teacherForcedValues(w, tokens, T, images, 'logprob', chunk)).map((r) => r.map(Math.exp));
 }
 
 function disposeWeights(w: Weights): void {
