@@ -269,9 +269,18 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
         for (const p of idx) for (let c = 0; c < 3; c++) img[c * S * S + p] = 0;
         return img;
       };
+      // A sentence's mean map, once per image and list (each finding sentence is another's
+      // "other"); the maps are read only from here on.
+      const sentenceMaps = new Map<ExplainMap[], Map<string, Float64Array>>();
+      const mapOf = (list: ExplainMap[], words: number[]) => {
+        const memo = sentenceMaps.get(list) ?? sentenceMaps.set(list, new Map()).get(list)!;
+        const k = words.join(',');
+        let d = memo.get(k);
+        if (!d) memo.set(k, d = meanOf(words.map((st) => pixelDensity(list[at.get(st)!], S))));
+        return d;
+      };
       const perFinding = matched.map((m) => {
         const box: Box = m.finding.box;
-        const mapOf = (list: ExplainMap[], words: number[]) => meanOf(words.map((st) => pixelDensity(list[at.get(st)!], S)));
         const sentenceMap = (list: ExplainMap[]) => mapOf(list, m.sentence.words);
         const key = m.sentence.words.join(',');
         const otherSentences = findingSentences.filter((x) => x.words.join(',') !== key);

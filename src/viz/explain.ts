@@ -51,7 +51,7 @@
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, readMany, realize } from '../graph/runtime.ts';
 import { grad } from '../graph/autograd.ts';
-import { abs, mul, relu } from '../graph/ops/elementwise.ts';
+import { mul, relu } from '../graph/ops/elementwise.ts';
 import { mean, sum } from '../graph/ops/reduce.ts';
 import { reshape } from '../graph/ops/shape.ts';
 import { Forward } from '../model/context.ts';
