@@ -88,7 +88,8 @@ for (let r = 0, done = 0; r < rounds; r++) {
     env: { MICAR_SWEEP: String(Math.max(n, 2)), MICAR_SWEEP_OUT: out },
     stdout: 'inherit', stderr: 'inherit',
   });
-  code ||= (await cmd.output()).code;
+  const rc = (await cmd.output()).code;   // (not `code ||= …`: that would skip the later rounds)
+  code ||= rc;
   if (rounds > 1) console.log(`sweep: round ${r + 1}/${rounds} done (${done} seeds), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 const s = summarise([out]);

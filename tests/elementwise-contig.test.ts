@@ -39,10 +39,14 @@ describe('same-shape binary ops (CONTIG path)', () => {
       expectWithin(await read(ga!), r.ga, r.gaB, `${name} grad a`);
       expectWithin(await read(gb!), r.gb, r.gbB, `${name} grad b`);
       // The float64 gradients against finite differences on a subset of indices (float64 central
-      // differences: errors ~1e-10 relative, ≪ 1e-7; max/min ties have probability ~0).
-      const idx = Array.from({ length: 16 }, () => R.int(0, n - 1));
+      // differences: errors ~1e-10 relative, ≪ 1e-7). max/min have a kink at a = b: a stencil of
+      // ±h that crosses it (|a − b| < h; ~1e-5 per element here) measures the kink, not the
+      // gradient, so those elements are left out (seed 1464372540: |a − b| = 4.6e-6).
+      const h = 1e-5;
+      const smooth = (i: number) => (name !== 'maximum' && name !== 'minimum') || Math.abs(A[i] - B[i]) > 2 * h;
+      const idx = Array.from({ length: 16 }, () => R.int(0, n - 1)).filter(smooth);
       const lossAt = (i: number) => (x: Float64Array) => G[i] * f(x[0], x[1]);
-      const fd = idx.map((i) => finiteDiff(lossAt(i), Float64Array.from([A[i], B[i]]), 1e-5));
+      const fd = idx.map((i) => finiteDiff(lossAt(i), Float64Array.from([A[i], B[i]]), h));
       expect(relL2(idx.map((i) => r.ga[i]), fd.map((d) => d[0]))).toBeLessThan(1e-7);
       expect(relL2(idx.map((i) => r.gb[i]), fd.map((d) => d[1]))).toBeLessThan(1e-7);
     });
