@@ -16,7 +16,7 @@ const sweepOut = envVar('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
 type Task = { type: string; name: string; fullTestName?: string; repeats?: number; tasks?: Task[]; file?: { name: string }; result?: { state?: string; errors?: { message?: string }[] } };
 const testName = (t: Task) => t.fullTestName ?? t.name;
 
-const seen = new WeakMap<object, { errors: number; draws: number; runs: number; t0: number }>();
+const seen = new WeakMap<object, { errors: number; draws: number; runs: number; t0: number; skipped: boolean }>();
 
 if (sweep > 1) {
   // eslint-disable-next-line no-empty-pattern -- vitest parses the first parameter as fixtures
@@ -40,9 +40,12 @@ function ordinal(task: Task): number {
 
 beforeEach((ctx) => {
   const task = ctx.task as unknown as Task;
-  const st = seen.get(task) ?? { errors: 0, draws: -1, runs: 0, t0: 0 };
+  const st = seen.get(task) ?? { errors: 0, draws: -1, runs: 0, t0: 0, skipped: false };
   seen.set(task, st);
-  if (sweep > 1 && st.runs > 0 && st.draws === 0) ctx.skip();   // deterministic: once is enough
+  if (sweep > 1 && st.runs > 0 && st.draws === 0) {
+    st.skipped = true;   // (afterEach still runs: it must not count this as a run)
+    ctx.skip();   // deterministic: once is enough
+  }
   const seed = sweep > 1 && st.runs > 0 ? Math.floor(Math.random() * 2 ** 31) : baseSeed.value;
   (task as { sweepSeed?: number }).sweepSeed = seed;
   reseedForTest(testName(task), seed);
@@ -53,6 +56,10 @@ beforeEach((ctx) => {
 afterEach((ctx) => {
   const task = ctx.task as unknown as Task & { sweepSeed?: number };
   const st = seen.get(task)!;
+  // A skipped repeat of a test that drew nothing: before this check it was recorded as one
+  // randomized run (its draw count read as the whole process's), giving deterministic tests
+  // one bogus "seed" per sweep process.
+  if (st.skipped) return;
   st.runs++;
   st.draws = rngDraws.count - st.draws;
   if (sweep <= 1) return;
