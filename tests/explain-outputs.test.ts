@@ -11,7 +11,8 @@ import { decodeImage, encodePng } from '../src/data/images.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { attentionCommand, explainCommand } from '../src/cli/viz.ts';
-import { explainSteps, inputGeometry, minMax, overlayHeatmap, shrinkSquare, upsample } from '../src/viz/index.ts';
+import { type AttentionTrace, attentionOutputs, type ExplainMap, explainSteps, findingSentenceMaps, inputGeometry, minMax, overlayHeatmap, shrinkSquare, upsample } from '../src/viz/index.ts';
+import { formatReport } from '../src/data/findings.ts';
 import { relL2, rng } from './util.ts';
 import { launchChromium, openPage } from './browser-harness.ts';
 
@@ -103,6 +104,52 @@ describe('micar explain / attention --method', () => {
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  });
+});
+
+describe('finding sentences', () => {
+  it('a two-finding report: per finding sentence and method its mean map and its specific map as PNGs, the specific ones on the page', () => {
+    const report = formatReport('xray', [
+      { location: 'upper left', size: 'small', shape: 'round', intensity: 'bright' },
+      { location: 'lower right', size: 'large', shape: 'irregular', intensity: 'dark' },
+    ]);
+    const tok = Tokenizer.build([report], 1, 'whitespace');
+    const tokens = [...tok.clean(report).map((w) => tok.id(w)), tok.id('<eos>')];
+    const words = tokens.map((id) => tok.tokens[id]);
+    const S = 32, cfg = normaliseConfig({ backbone: 'resnet10', image_size: S, resize_size: S, d_v: 16, d_model: 32, d_latent: 12, num_heads: 1, qk_nope_dim: 4, qk_rope_dim: 8, d_ff: 32, num_layers: 1, num_experts: 2, k: 1, act_fn: 'silu', moe_mode: 'weighted', text_seq_len: 40, vocab_size: tok.vocabSize });
+    const tr: AttentionTrace = {
+      layers: 1, heads: 1, grid: 7, numExperts: 2, tokens,
+      cross: tokens.map(() => [new Float32Array(49).fill(1 / 49)]),
+      self: tokens.map((_, t) => [new Float32Array(t + 1).fill(1 / (t + 1))]),
+      experts: tokens.map(() => [{ indices: [0], weights: [1] }]),
+    };
+    // Words of the first finding sentence look at the upper left and, half as much, at the lower
+    // right; those of the second only at the lower right (a shared lesion-like pull); the rest
+    // nowhere in particular. The first sentence's specific map keeps the upper left only.
+    const first = words.indexOf('upper'), second = words.indexOf('lower');
+    const sentenceOf = (t: number) => (words.slice(0, t + 1).filter((w) => w === '.').length);
+    const [k1, k2] = [sentenceOf(first), sentenceOf(second)];
+    const map = (t: number): ExplainMap => {
+      const v = new Float64Array(S * S).fill(sentenceOf(t) === k1 || sentenceOf(t) === k2 ? 0 : 1);
+      if (sentenceOf(t) === k1) v[1 * S + 1] = 2, v[(S - 2) * S + S - 2] = 1;
+      if (sentenceOf(t) === k2) v[(S - 2) * S + S - 2] = 1;
+      return { method: 'saliency', step: t, token: tokens[t], grid: new Float64Array(49), fine: { level: 'pixels', height: S, width: S, values: v }, logit: 0 };
+    };
+    const explain = new Map([['saliency' as const, tokens.map((_, t) => map(t))]]);
+    const picture = { width: S, height: S, data: Uint8Array.from({ length: S * S * 3 }, () => R.int(0, 255)) };
+    const out = attentionOutputs(tr, tok.tokens, cfg, picture, { explain, displaySize: 32 });
+    const names = [...out.files.keys()].filter((n) => n.startsWith('sentence_')).sort();
+    expect(names).toEqual(['sentence_1_saliency.png', 'sentence_1_saliency_specific.png', 'sentence_2_saliency.png', 'sentence_2_saliency_specific.png']);
+    const per = findingSentenceMaps(words, explain, S);
+    expect(per.map((x) => x.text)).toEqual(['a small round bright lesion in the upper left region', 'a large irregular dark lesion in the lower right region']);
+    // mean (2/3, 1/3) at the two pixels; specific: max(0, d − o) keeps the upper left alone.
+    expect(per[0].mean[1 * S + 1]).toBeCloseTo(2 / 3, 12);
+    expect(per[0].specific[1 * S + 1]).toBe(1);
+    expect(per[1].specific[(S - 2) * S + S - 2]).toBe(1);
+    // The mean and the specific PNGs of the first sentence differ (the lower-right pull is gone).
+    expect(out.files.get('sentence_1_saliency.png')).not.toEqual(out.files.get('sentence_1_saliency_specific.png'));
+    const json = JSON.parse(/<script type="application\/json" id="micar-data">([\s\S]*?)<\/script>/.exec(out.html)![1]);
+    expect(json.figures.filter((f: { name: string }) => /specific to it/.test(f.name)).length).toBe(2);
   });
 });
 

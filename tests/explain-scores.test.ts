@@ -8,7 +8,7 @@ import { Weights } from '../src/model/weights.ts';
 import { Tokenizer } from '../src/data/tokenizer.ts';
 import { generatePhantom, generatePhantomSample } from '../src/data/phantom.ts';
 import { findingSentence, INTENSITIES, LOCATIONS, SHAPES, SIZES } from '../src/data/findings.ts';
-import { attentionDensity, type Box, controlMap, evaluateExplanations, explainSteps, kindScores, massShare, matchFindings, pixelDensity, pointingHit, sentenceSpecific, topFraction, WORD_KINDS, wordKind, wordsOf } from '../src/viz/index.ts';
+import { attentionDensity, type Box, controlMap, evaluateExplanations, type ExplainMap, explainSteps, findingSentenceMaps, kindScores, massShare, matchFindings, pixelDensity, pointingHit, sentenceSpecific, topFraction, WORD_KINDS, wordKind, wordsOf } from '../src/viz/index.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { rng } from './util.ts';
 
@@ -119,6 +119,33 @@ describe('per-word-kind breakdown on hand-built maps', () => {
 });
 
 describe('sentence-specific maps on hand-built maps', () => {
+  it('findingSentenceMaps: per finding sentence and method, the mean of its words\' densities and the specific map; other sentences and missing maps left out', () => {
+    // "<modality> . finding 1 . finding 2 . no other abnormality . <eos>" on a 2×2 image.
+    const f1 = findingSentence({ size: SIZES[0], shape: SHAPES[0], intensity: INTENSITIES[0], location: LOCATIONS[0] }).split(' ');
+    const f2 = findingSentence({ size: SIZES[1], shape: SHAPES[1], intensity: INTENSITIES[1], location: LOCATIONS[LOCATIONS.length - 1] }).split(' ');
+    const words = ['ct', 'scan', '.', ...f1, '.', ...f2, '.', 'no', 'other', 'abnormality', '.', '<eos>'];
+    const s1 = f1.map((_, i) => 3 + i), s2 = f2.map((_, i) => 4 + f1.length + i);
+    const at = (values: number[], step: number): ExplainMap => ({ method: 'saliency', step, token: 0, grid: new Float64Array(49), fine: { level: 'pixels', height: 2, width: 2, values: Float64Array.from(values) }, logit: 0 });
+    // Sentence 1's words alternate between densities (.75, .25, 0, 0) and (.5, .5, 0, 0): mean
+    // (.625, .375, 0, 0); sentence 2's words are all (0, 1, 0, 0); every other word (0, 0, 0, 1),
+    // which must not count. Specific: max(0, d − o) normalised → (1, 0, 0, 0) and (0, 1, 0, 0).
+    const full = words.map((_, t) => at(s1.includes(t) ? (s1.indexOf(t) % 2 ? [1, 1, 0, 0] : [3, 1, 0, 0]) : s2.includes(t) ? [0, 1, 0, 0] : [0, 0, 0, 1], t));
+    // A second method without a map for one word of sentence 2: that sentence is left out, so
+    // sentence 1 has no other and its specific map is its mean.
+    const partial: (ExplainMap | undefined)[] = full.map((m, t) => (t === s2[1] ? undefined : m));
+    const got = findingSentenceMaps(words, new Map([['a', full], ['b', partial]]), 2);
+    expect(got.map((x) => [x.method, x.sentence, x.words])).toEqual([['a', 0, s1], ['a', 1, s2], ['b', 0, s1]]);
+    const mean1 = s1.map((_, i) => (i % 2 ? [0.5, 0.5, 0, 0] : [0.75, 0.25, 0, 0])).reduce((a, b) => a.map((v, j) => v + b[j] / s1.length), [0, 0, 0, 0]);
+    // Means of ten float64 values: within 10 units of roundoff of the exact sums.
+    const near = (a: Float64Array, b: number[]) => expect(Math.max(...b.map((v, i) => Math.abs(a[i] - v)))).toBeLessThan(10 * 2 ** -53);
+    near(got[0].mean, mean1);
+    expect([...got[0].specific]).toEqual([1, 0, 0, 0]);
+    near(got[1].mean, [0, 1, 0, 0]);
+    expect([...got[1].specific]).toEqual([0, 1, 0, 0]);
+    expect(got[2].specific).toBe(got[2].mean);
+    expect(got[0].text).toBe(f1.join(' '));
+  });
+
   it('difference max(0, d − o) and share d·d/(d + o), o the mean of the others, normalised; d itself without others', () => {
     const d = Float64Array.from([0.45, 0.55, 0, 0]);
     for (const k of ['difference', 'share'] as const) expect(sentenceSpecific(d, [], k)).toBe(d);

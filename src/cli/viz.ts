@@ -79,6 +79,6 @@ export async function explainCommand(args: string[]): Promise<void> {
     title: (img) => `MicarVLMoE explanations: ${img}`,
     note: `Methods: ${methods.join(', ')}${samples > 0 ? `; saliency with SmoothGrad (${samples} samples, sigma ${sigma}, ${kind})` : ''}` +
       `${methods.includes('integrated-gradients') ? `; integrated gradients with ${igSteps} steps from the ${igBaseline === 'mean' ? 'mean-colour' : 'black'} image` : ''}. ` +
-      `Each map explains the ${target === 'logprob' ? 'log-probability' : 'logit'} of the word at its position, the decoder reading <sos> and the words before it. Files: word_<t>_<word>_<method>.png per method; word_<t>_<word>.png is the raw attention.`,
+      `Each map explains the ${target === 'logprob' ? 'log-probability' : 'logit'} of the word at its position, the decoder reading <sos> and the words before it. Files: word_<t>_<word>_<method>.png per method; word_<t>_<word>.png is the raw attention; sentence_<k>_<method>.png per finding sentence (its words\' mean) and, with several findings, sentence_<k>_<method>_specific.png (minus the other findings\' mean, positive part).`,
   });
 }

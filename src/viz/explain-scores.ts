@@ -181,6 +181,33 @@ export function controlMap(kind: ExplainControl, S: number, rnd: () => number): 
   return d;
 }
 
+/** The report's finding sentences: those that state a location, as matchFindings reads them. */
+export function findingSentences(words: readonly string[]): { words: number[]; text: string }[] {
+  return sentences(words).filter((x) => parseFindings(x.text).findings[0]?.location !== undefined);
+}
+
+/**
+ * What a reader of one explanation wants per finding: for each finding sentence of the report and
+ * each method, the sentence's map (the mean of its words' pixel densities, S×S, sum 1) and that map
+ * made specific to it against the report's other finding sentences (sentenceSpecific, `kind`;
+ * the sentence's own map when it is the only one) — the maps the `<method>/specific` scores rank.
+ * `maps`: per method, one map per step (a step without a map leaves its sentence out).
+ */
+export function findingSentenceMaps(words: readonly string[], maps: ReadonlyMap<string, readonly (ExplainMap | undefined)[]>, S: number, kind: SpecificKind = 'difference'): { sentence: number; text: string; words: number[]; method: string; mean: Float64Array; specific: Float64Array }[] {
+  const found = findingSentences(words);
+  const out: ReturnType<typeof findingSentenceMaps> = [];
+  for (const [method, list] of maps) {
+    const have = found.map((x) => x.words.every((t) => list[t] !== undefined));
+    const means = found.map((x, k) => (have[k] ? meanOf(x.words.map((t) => pixelDensity(list[t]!, S))) : undefined));
+    found.forEach((x, k) => {
+      if (!means[k]) return;
+      const others = means.filter((m, j): m is Float64Array => j !== k && m !== undefined);
+      out.push({ sentence: k, text: x.text, words: x.words, method, mean: means[k]!, specific: sentenceSpecific(means[k]!, others, kind) });
+    });
+  }
+  return out;
+}
+
 function meanOf(maps: Float64Array[]): Float64Array {
   const out = new Float64Array(maps[0].length);
   for (const m of maps) for (let i = 0; i < out.length; i++) out[i] += m[i] / maps.length;
@@ -255,8 +282,8 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
       if (!matched.length) continue;
       // The report's finding sentences (a location stated, as matchFindings reads them): their
       // maps are what sentence-specific maps are weighed against.
-      const findingSentences = specific.length ? sentences(words).filter((x) => parseFindings(x.text).findings[0]?.location !== undefined && x.words.every((t) => t < cfg.text_seq_len)) : [];
-      const steps = [...new Set([...matched.flatMap((m) => m.sentence.words), ...findingSentences.flatMap((x) => x.words)])].sort((a, b) => a - b);
+      const found = specific.length ? findingSentences(words).filter((x) => x.words.every((t) => t < cfg.text_seq_len)) : [];
+      const steps = [...new Set([...matched.flatMap((m) => m.sentence.words), ...found.flatMap((x) => x.words)])].sort((a, b) => a - b);
       const at = new Map(steps.map((st, j) => [st, j]));
       const xo: ExplainOptions = { ...opts.explain, smoothGrad: opts.smoothGrad ?? opts.explain?.smoothGrad };
       const maps = await explainSteps(w, pixels, toks, steps, methods, xo);
@@ -283,7 +310,7 @@ export async function evaluateExplanations(w: Weights, vocab: readonly string[],
         const box: Box = m.finding.box;
         const sentenceMap = (list: ExplainMap[]) => mapOf(list, m.sentence.words);
         const key = m.sentence.words.join(',');
-        const otherSentences = findingSentences.filter((x) => x.words.join(',') !== key);
+        const otherSentences = found.filter((x) => x.words.join(',') !== key);
         const specificMaps = (list: ExplainMap[], d: Float64Array, into: Map<string, Float64Array>, meth: ExplainMethod) => {
           const others = otherSentences.map((x) => mapOf(list, x.words));
           for (const k of specific) into.set(specificName(meth, k), sentenceSpecific(d, others, k));

@@ -20,6 +20,7 @@ import { aggregateGrounding, groundingScore, type GroundingResult, type Groundin
 import { buildAttentionPageData, renderAttentionPage } from './page.ts';
 import { headLayerGridFigure, heatmapFigure, matrixFigure, modelView, Raster } from './png.ts';
 import { type ExplainMap, type ExplainMethod, type ExplainOptions, explainSteps } from './explain.ts';
+import { findingSentenceMaps } from './explain-scores.ts';
 
 export * from './colormap.ts';
 export * from './heatmap.ts';
@@ -193,9 +194,30 @@ export function attentionOutputs(tr: AttentionTrace, vocab: readonly string[], c
     });
     files.set('self_attention.png', png(matrixFigure(rows, words, ['<sos>', ...words.slice(0, -1)], { colormap: opts.colormap, title: 'self-attention (mean of layers and heads)' })));
   }
+  // Per finding sentence (a location stated) and method: the sentence's map, and the map specific
+  // to it (minus the other finding sentences' mean, positive part) — on the main job's model the
+  // word maps of a two-lesion report draw on both lesions, the specific ones point at their own
+  // (README, "Sentence-specific maps"). The page shows the specific ones.
+  const pageFigures: { name: string; png: Uint8Array }[] = [];
+  if (opts.explain?.size) {
+    const S = cfg.image_size, per = findingSentenceMaps(words, opts.explain, S);
+    const several = new Set(per.map((x) => x.sentence)).size > 1;
+    for (const x of per) {
+      const name = `sentence_${x.sentence + 1}_${x.method}`, label = `finding ${x.sentence + 1} "${x.text}" (${x.method}`;
+      const mean = png(heatmapFigure(display, x.mean, { grid: S, colormap: opts.colormap, title: `${label}, mean of its words)` }).image);
+      files.set(`${name}.png`, mean);
+      if (!several) {
+        pageFigures.push({ name: `${label}, mean of its words)`, png: mean });
+        continue;
+      }
+      const specific = png(heatmapFigure(display, x.specific, { grid: S, colormap: opts.colormap, title: `${label}, specific: minus the other findings)` }).image);
+      files.set(`${name}_specific.png`, specific);
+      pageFigures.push({ name: `${label}, specific to it: its map minus the other findings' mean, positive part)`, png: specific });
+    }
+  }
   const usage = words.length ? expertUsage([tr]) : undefined;
   const data = buildAttentionPageData(tr, vocab, display, {
-    title: opts.title, colormap: opts.colormap, usage, notes: opts.notes,
+    title: opts.title, colormap: opts.colormap, usage, notes: opts.notes, figures: pageFigures,
     explain: opts.explain?.size ? { initial: opts.method ?? 'attention', maps: opts.explain } : undefined,
   });
   const html = renderAttentionPage(data);
