@@ -7,7 +7,9 @@
 // FWD_REG, PROBS_REG: FWD and PROBS for CPU adapters (generated REG_BODY, see attention.ts).
 // Specialisation: T (element type of Q, K, V, O, P, dP, dS; scores, softmax statistics and
 // sums are f32, and the row statistics are stored as f32), D, DV (head sizes), KVD = max(D, DV), QB, KB (query / key rows per tile),
+// RWG (register kinds: query rows per workgroup), OWG, SKP (ONE_Q: lanes, key count),
 // HAS_MASK, MASK_F32 (mask words are f32; else i32), MASK_BINDING (its binding number).
+// Which kind and sizes run is the tunable configuration of src/graph/kernels/attention.ts.
 
 #if ${F16}
 enable f16;
@@ -150,7 +152,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 @group(0) @binding(4) var<storage, read_write> O: array<T>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;   // [BH*Sq][2]: row max, Σ exp(s − max)
 const NONE: f32 = -3.0e38;
-const RWG: u32 = 8u;
+const RWG: u32 = ${RWG}u;
 
 @compute @workgroup_size(RWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -171,7 +173,7 @@ ${REG_BODY}
 @group(0) @binding(2) var<storage, read> K: array<T>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> P: array<T>;   // [BH, Sq, Sk]
-const RWG: u32 = 8u;
+const RWG: u32 = ${RWG}u;
 
 @compute @workgroup_size(RWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {

@@ -18,6 +18,9 @@ import { matmulRef } from './ref/cpu.ts';
 import { moeGmmFamily, type MoeGmmConfig, moeWgradFamily } from '../src/graph/kernels/moe.ts';
 import { groupedMatmul, groupedWeightGrad, moePlan } from '../src/graph/ops/moe.ts';
 import type { MatmulTiles } from '../src/graph/kernels/matmul.ts';
+import { type AttentionConfig, attentionFamily, type AttentionGeometry } from '../src/graph/kernels/attention.ts';
+import { attention } from '../src/graph/ops/attention.ts';
+import { attentionBounds, attentionRef } from './ref/attention.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
@@ -228,6 +231,46 @@ describe('moe expert weight gradient: every candidate configuration', () => {
         }
         // f32 sums of at most L products: |error| ≤ γ_L · Σ|g||a|, any order.
         expectWithin(y, ref, (i) => gamma(L) * mag[i] + 1e-30, `${key} tile=${tile} E=${E} k=${k} N=${N} M=${M} n=${n}`);
+      }
+    });
+  }
+});
+
+describe('attention forward: every candidate configuration (out, kept probabilities)', () => {
+  const R = rng('attention-candidates');
+  const cands = new Map<string, AttentionConfig>();
+  const geom = (Sq: number, Sk: number, d: number, dv: number): AttentionGeometry => ({ BH: 8, Sq, Sk, d, dv, mask: 'none', dtype: 'f32' });
+  // One query row (decoding), the tiny model's heads, the paper's (d 96: register and tiles), and
+  // a head too large for the register kernel.
+  for (const profile of [software, gpu]) for (const g of [geom(1, 49, 24, 24), geom(20, 49, 24, 24), geom(40, 40, 96, 96), geom(16, 16, 130, 130)]) {
+    for (const c of attentionFamily.candidates(g, profile)) cands.set(attentionFamily.configKey(c), c);
+  }
+  it('covers the three layouts', () => {
+    expect(new Set([...cands.values()].map((c) => c.kind))).toEqual(new Set(['register', 'tiled', 'one']));
+  });
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(attentionFamily.parseConfig(key)).toEqual(c);
+      // Odd sizes (more keys than lanes and fewer), each mask kind broadcast over a different axis.
+      for (const maskKind of ['none', 'f32', 'i32'] as const) {
+        const b = R.int(1, 2), H = R.int(1, 3), Sq = c.kind === 'one' ? 1 : R.int(1, 37), Sk = R.int(1, 90);
+        const maxD = c.kind === 'register' ? 48 : c.kind === 'tiled' ? Math.min(64, Math.floor((4096 - c.QB * c.KB) / (c.QB + c.KB))) : 70;
+        const d = R.int(1, maxD), dv = R.int(1, maxD);
+        const dm = { b, H, Sq, Sk, d, dv }, scale = 1 / Math.sqrt(d);
+        const Q = R.randn(b * H * Sq * d), K = R.randn(b * H * Sk * d), V = R.randn(b * H * Sk * dv);
+        // Keep-mask [b, Sq, Sk] (its reference layout) stored broadcast over the batch or not.
+        const shared = R.next() < 0.5;
+        const M1 = Float64Array.from({ length: Sq * Sk }, (_, i) => (i % Sk === R.int(0, Sk - 1) || R.next() < 0.7 ? 1 : 0));
+        const M = maskKind === 'none' ? undefined : Float64Array.from({ length: b * Sq * Sk }, (_, i) => (shared ? M1[i % (Sq * Sk)] : R.next() < 0.7 ? 1 : 0));
+        const mask = M ? fromData(shared ? M1 : M, [shared ? 1 : b, Sq, Sk], maskKind as 'f32' | 'i32') : undefined;
+        const { out, probs } = withTrial('attention', c, () => attention(fromData(Q, [b, H, Sq, d]), fromData(K, [b, H, Sk, d]), fromData(V, [b, H, Sk, dv]), { scale, mask, keepProbs: true }));
+        await realize([out, probs!]);
+        const ref = attentionRef(Q, K, V, dm, scale, M), bnd = attentionBounds(Q, K, V, dm, scale, M);
+        // Per element within the f32 error model of tests/ref/attention.ts (scores γ_{d+1}, exp,
+        // one online rescale per key, γ sums), whatever the order of keys and tiles.
+        const what = `${key} ${JSON.stringify(dm)} mask=${maskKind}${shared ? ' (shared)' : ''}`;
+        expectWithin(await read(out), ref.out, bnd.out, `${what} out`);
+        expectWithin(await read(probs!), ref.probs, bnd.probs, `${what} probs`);
       }
     });
   }

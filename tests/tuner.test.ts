@@ -13,6 +13,8 @@ import { mul, sumTo } from '../src/graph/ops/elementwise.ts';
 import { moeExperts } from '../src/graph/ops/moe.ts';
 import '../src/graph/ops/conv.ts';   // registers conv, conv_dw
 import '../src/graph/ops/matvec.ts';   // registers matvec
+import { attention } from '../src/graph/ops/attention.ts';
+import { attentionFamily, type AttentionGeometry } from '../src/graph/kernels/attention.ts';
 import { SHADER_SOURCES } from '../src/gpu/shader-sources.ts';
 import { matmulRef } from './ref/cpu.ts';
 import { expectWithin, gamma, rng } from './util.ts';
@@ -204,9 +206,36 @@ describe('autotuner: the moe family (grouped expert matmuls)', () => {
   });
 });
 
+describe('autotuner: the attention family', () => {
+  it('measures a masked attention and a one-query-row attention met in a realize and uses the choices', async () => {
+    const measured: string[] = [];
+    const own = await Deno.makeTempDir();   // (own cache: a repeat in one process measures again)
+    resetTuning();
+    await configureTuning({ mode: 'cached', cacheDir: own, budgetS: 60, log: (l) => measured.push(l) });
+    const R = rng('tuner attention');
+    const [b, H, T, S, d] = [2, 2, 9, 13, 8];
+    const x = (n: number, shape: number[]) => fromData(R.randn(n), shape);
+    const mask = fromData(Int32Array.from({ length: b * T * S }, (_, i) => (i % S) <= (i % 7) ? 1 : 0), [b, T, S], 'i32');
+    const full = attention(x(b * H * T * d, [b, H, T, d]), x(b * H * S * d, [b, H, S, d]), x(b * H * S * d, [b, H, S, d]), { scale: 0.35, mask });
+    const one = attention(x(b * H * d, [b, H, 1, d]), x(b * H * S * d, [b, H, S, d]), x(b * H * S * d, [b, H, S, d]), { scale: 0.35 });
+    await realize([full.out, one.out]);
+    console.log(measured.join('\n'));
+    for (const g of [{ BH: b * H, Sq: T, Sk: S, d, dv: d, mask: 'i32', dtype: 'f32' }, { BH: b * H, Sq: 1, Sk: S, d, dv: d, mask: 'none', dtype: 'f32' }] as AttentionGeometry[]) {
+      const gid = `attention/${attentionFamily.bucket(g)}`;
+      const e = tuneEntries().get(gid);
+      expect(e, `entry ${gid}`).toBeDefined();
+      expect(attentionFamily.parseConfig(e!.config)).not.toBeNull();
+      expect(measured.some((l) => l.startsWith(`tune ${gid}:`))).toBe(true);
+      expect(attentionFamily.configKey(chooseConfig(attentionFamily, g, runtime().profile))).toBe(e!.config);
+    }
+    await configureTuning({ mode: 'off' });
+    await Deno.remove(own, { recursive: true });
+  });
+});
+
 describe('autotuner: every tunable family', () => {
   it("keys cached choices by its own kernel file (a changed shader is measured again)", () => {
-    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad'];   // (an earlier test registers a fake family)
+    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad', 'attention'];   // (an earlier test registers a fake family)
     const fams = tunableFamilies().filter((t) => real.includes(t.family.name));
     expect(fams.map((t) => t.family.name).sort()).toEqual([...real].sort());
     const libsOnly = sourceHash('no-such-family');

@@ -1,13 +1,20 @@
 // Fused multi-head attention: softmax(q·kᵀ·scale, masked) · v in one kernel per block of
 // query rows (online softmax over key tiles, any Sq/Sk). The backward re-materialises P from
 // the saved per-row max and sum (or uses the kept probabilities) and runs dV = Pᵀ·dO,
-// dP = dO·Vᵀ, dS = softmax-backward(P, dP), dQ = dS·K, dK = dSᵀ·Q.
+// dP = dO·Vᵀ, dS = softmax-backward(P, dP), dQ = dS·K, dK = dSᵀ·Q. Which forward kernel runs
+// (register rows, tiles, one query row) is the tunable `attention` family's choice.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, isCpuAdapter, registerKernelsByDefault } from './util.ts';
-import { attentionParams } from '../kernels/attention.ts';
-import { kernelOverride } from '../kernels/overrides.ts';
+import { dispose, fromData } from '../runtime.ts';
+import { grid1d } from './util.ts';
+import {
+  type AttentionConfig, attentionConfigFits, attentionFamily, type AttentionGeometry, attentionHandConfig, attentionParams,
+  attentionRegisterBody, attentionTiles, attentionTrialTolerance,
+} from '../kernels/attention.ts';
+import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
+import type { DeviceProfile } from '../../gpu/profile.ts';
+import { registerTunable } from '../tuner.ts';
 
-import { matmul } from './matmul.ts';
+import { matmul, trialData } from './matmul.ts';
 import { reshape } from './shape.ts';
 import { add } from './elementwise.ts';
 
@@ -18,17 +25,6 @@ export interface AttentionOptions {
   mask?: Tensor;
   /** Also return the probabilities [b,H,Sq,Sk] (attention maps); costs one extra kernel. */
   keepProbs?: boolean;
-}
-
-/** WebGPU's guaranteed workgroup memory is 16 KiB = 4096 floats. */
-const WG_FLOATS = 4096;
-
-/** Query/key tile sizes whose workgroup arrays fit (Q block + K/V tile + score tile). */
-export function attentionTiles(d: number, dv: number): { QB: number; KB: number } {
-  const kvd = Math.max(d, dv);
-  for (const [QB, KB] of [[16, 16], [8, 16], [8, 8], [4, 8], [4, 4], [2, 4], [1, 4]])
-    if (QB * d + KB * kvd + QB * KB <= WG_FLOATS) return { QB, KB };
-  throw new Error(`attention: head sizes d=${d}, dv=${dv} are too large for workgroup memory`);
 }
 
 interface Geometry {
@@ -44,66 +40,29 @@ function params(g: Geometry) {
   return attentionParams.pack({ BH: g.b * g.H, H: g.H, Sq: g.Sq, Sk: g.Sk, scale: g.scale, mb, mq, mk: 1 });
 }
 
-/** Head sizes up to which the unrolled register kernels are used (q row and output in registers). */
-const REG_MAX_D = 160;
-
-function useRegister(g: Geometry): boolean {
-  if (g.d + g.dv > REG_MAX_D) return false;
-  const forced = kernelOverride('attention');
-  return forced ? forced === 'register' : registerKernelsByDefault();
+function geometryOf(g: Geometry, dtype: string): AttentionGeometry {
+  return { BH: g.b * g.H, Sq: g.Sq, Sk: g.Sk, d: g.d, dv: g.dv, mask: g.mask ? (g.mask.dtype as 'f32' | 'i32') : 'none', dtype: dtype as 'f32' | 'f16' };
 }
 
 /**
- * FWD_REG / PROBS_REG bodies: q row in registers q{c}; per key (uniform loop) the score with
- * the same fma order as PROBS; FWD keeps a running max m, sum l and outputs o{c}, rescaled
- * with one exp per key (the larger of score and max gets weight 1).
+ * The configuration of the forward (and of the probabilities that go with it): a trial's, a
+ * test's override, the tuned choice or the hand pick — the hand pick where a cached choice
+ * cannot run this geometry.
  */
-export function attentionRegisterBody(d: number, dv: number, probs: boolean, hasMask: boolean): string {
-  const L: string[] = [];
-  for (let c = 0; c < d; c++) L.push(`  let q${c} = f32(Q[qb + ${c}u]);`);
-  if (probs) L.push('  let sr = 2u * (bh * p.Sq + qRow);', '  let rm = stats[sr];', '  let rl = stats[sr + 1u];', '  let pb = (bh * p.Sq + qRow) * p.Sk;');
-  else {
-    L.push('  var m = NONE;', '  var l = 0.0;');
-    for (let c = 0; c < dv; c++) L.push(`  var o${c} = 0.0;`);
-  }
-  L.push('  for (var key = 0u; key < p.Sk; key++) {');
-  L.push('    let kb = kBase + key * D;', '    var dot = 0.0;');
-  for (let c = 0; c < d; c++) L.push(`    dot = fma(q${c}, f32(K[kb + ${c}u]), dot);`);
-  L.push('    var s = dot * p.scale;');
-  if (hasMask) L.push('    if (!keep(b, qRow, key)) { s = -1e9; }');
-  if (probs) {
-    L.push('    if (row < p.Sq) { P[pb + key] = T(exp(s - rm) / rl); }');
-  } else {
-    L.push('    let up = s > m;', '    let e = exp(-abs(s - m));');
-    L.push('    let alpha = select(1.0, e, up);', '    let pr = select(e, 1.0, up);');
-    L.push('    m = max(m, s);', '    l = fma(l, alpha, pr);', '    let vb = vBase + key * DV;');
-    for (let c = 0; c < dv; c++) L.push(`    o${c} = fma(o${c}, alpha, pr * f32(V[vb + ${c}u]));`);
-  }
-  L.push('  }');
-  if (!probs) {
-    L.push('  if (row < p.Sq) {', '    let ob = (bh * p.Sq + row) * DV;');
-    for (let c = 0; c < dv; c++) L.push(`    O[ob + ${c}u] = T(o${c} / l);`);
-    L.push('    stats[2u * (bh * p.Sq + row)] = m;', '    stats[2u * (bh * p.Sq + row) + 1u] = l;', '  }');
-  }
-  return L.join('\n');
+function configFor(g: Geometry, dtype: string, profile: DeviceProfile, trialCfg: unknown): AttentionConfig {
+  const geom = geometryOf(g, dtype);
+  const c = chooseConfig(attentionFamily, geom, profile, trialCfg);
+  return attentionConfigFits(c, geom, profile) ? c : attentionHandConfig(geom, profile);
 }
 
-/** Largest key count of the one-query kernel (its scores live in workgroup memory). */
-const ONE_Q_MAX_SK = 3072;
-
-/** One query row (decoding steps): the ONE_Q kernel, unless a test forces another. */
-function useOneQuery(g: Geometry): boolean {
-  return kernelOverride('attention') === undefined && g.Sq === 1 && g.Sk <= ONE_Q_MAX_SK;
-}
-
-
-function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', maskBinding: number, writeP = false) {
-  const t = attentionTiles(g.d, g.dv);
-  const reg = kind !== 'SM_BWD' && kind !== 'ONE_Q' && useRegister(g);
+function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', cfg: AttentionConfig | null, maskBinding: number, writeP = false) {
+  const reg = cfg?.kind === 'register' && (kind === 'FWD' || kind === 'PROBS');
+  const t = cfg?.kind === 'tiled' ? cfg : attentionTiles(g.d, g.dv);
   return {
     family: 'attention',
     defs: {
-      ONE_Q: kind === 'ONE_Q', WRITE_P: writeP, P_BINDING: g.mask ? 7 : 6, SKP: kind === 'ONE_Q' ? g.Sk : 1, OWG: kind === 'ONE_Q' && !isCpuAdapter() ? 64 : 8,
+      ONE_Q: kind === 'ONE_Q', WRITE_P: writeP, P_BINDING: g.mask ? 7 : 6, SKP: kind === 'ONE_Q' ? g.Sk : 1,
+      OWG: cfg?.kind === 'one' ? cfg.OWG : 8, RWG: cfg?.kind === 'register' ? cfg.RWG : 8,
       FWD: kind === 'FWD' && !reg, PROBS: kind === 'PROBS' && !reg, SM_BWD: kind === 'SM_BWD',
       FWD_REG: kind === 'FWD' && reg, PROBS_REG: kind === 'PROBS' && reg,
       REG_BODY: reg ? attentionRegisterBody(g.d, g.dv, kind === 'PROBS', !!g.mask) : '',
@@ -114,9 +73,9 @@ function defs(g: Geometry, kind: 'FWD' | 'PROBS' | 'SM_BWD' | 'ONE_Q', maskBindi
   };
 }
 
-/** Workgroups of the PROBS kernel (register: 8 query rows of one head per workgroup). */
-function probsGrid(g: Geometry): [number, number] {
-  return useRegister(g) ? [Math.ceil(g.Sq / 8), g.b * g.H] : grid1d(g.b * g.H * g.Sq * g.Sk);
+/** Workgroups of the PROBS kernel (register: RWG query rows of one head per workgroup; else one thread per probability). */
+function probsGrid(g: Geometry, cfg: AttentionConfig): [number, number] {
+  return cfg.kind === 'register' ? [Math.ceil(g.Sq / cfg.RWG), g.b * g.H] : grid1d(g.b * g.H * g.Sq * g.Sk);
 }
 
 /** Attention probabilities from the forward's row statistics: [b,H,Sq,Sk]. */
@@ -124,11 +83,12 @@ function probsFromStats(q: Tensor, k: Tensor, stats: Tensor, g: Geometry): Tenso
   const inputs = g.mask ? [q, k, stats, g.mask] : [q, k, stats];
   const [probs] = makeNode('attention_probs', inputs, [{ shape: [g.b, g.H, g.Sq, g.Sk] }], {
     encode(ctx) {
+      const cfg = configFor(g, q.dtype, ctx.profile, undefined);
       ctx.dispatch({
-        kernel: defs(g, 'PROBS', 5),
+        kernel: defs(g, 'PROBS', cfg, 5),
         bindings: g.mask ? [q, k, stats, probs, g.mask] : [q, k, stats, probs],
         params: params(g),
-        workgroups: probsGrid(g),
+        workgroups: probsGrid(g, cfg),
       });
     },
   });
@@ -141,7 +101,7 @@ function softmaxBackward(probs: Tensor, dP: Tensor, g: Geometry): Tensor {
   const [dS] = makeNode('attention_softmax_grad', inputs, [{ shape: dP.shape }], {
     encode(ctx) {
       ctx.dispatch({
-        kernel: defs(g, 'SM_BWD', 4),
+        kernel: defs(g, 'SM_BWD', null, 4),
         bindings: g.mask ? [probs, dP, dS, g.mask] : [probs, dP, dS],
         params: params(g),
         workgroups: grid1d(g.b * g.H * g.Sq),
@@ -179,27 +139,28 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   // Row statistics (max, Σ exp) stay f32 whatever the element type.
   const outShapes: { shape: number[]; dtype?: 'f32' }[] = [{ shape: [b, H, Sq, dv] }, { shape: [b * H * Sq, 2], dtype: 'f32' }];
   if (keepProbs) outShapes.push({ shape: [b, H, Sq, Sk] });
+  const trialCfg = trialConfig('attention');
   const outs = makeNode('attention', inputs, outShapes, {
     encode(ctx) {
-      if (useOneQuery(g)) {
+      const cfg = configFor(g, q.dtype, ctx.profile, trialCfg);
+      if (cfg.kind === 'one') {
         const bindings = mask ? [q, k, v, out, stats, mask] : [q, k, v, out, stats];
         if (probs) bindings.push(probs);
-        ctx.dispatch({ kernel: defs(g, 'ONE_Q', 6, !!probs), bindings, params: params(g), workgroups: b * H <= 65535 ? [b * H, 1] : [65535, Math.ceil((b * H) / 65535)] });
+        ctx.dispatch({ kernel: defs(g, 'ONE_Q', cfg, 6, !!probs), bindings, params: params(g), workgroups: b * H <= 65535 ? [b * H, 1] : [65535, Math.ceil((b * H) / 65535)] });
         return;
       }
-      const t = attentionTiles(d, dv);
       ctx.dispatch({
-        kernel: defs(g, 'FWD', 6),
+        kernel: defs(g, 'FWD', cfg, 6),
         bindings: mask ? [q, k, v, out, stats, mask] : [q, k, v, out, stats],
         params: params(g),
-        workgroups: useRegister(g) ? [Math.ceil(Sq / 8), b * H] : [Math.ceil(Sq / t.QB), b * H],
+        workgroups: cfg.kind === 'register' ? [Math.ceil(Sq / cfg.RWG), b * H] : [Math.ceil(Sq / cfg.QB), b * H],
       });
       if (probs) {
         ctx.dispatch({
-          kernel: defs(g, 'PROBS', 5),
+          kernel: defs(g, 'PROBS', cfg, 5),
           bindings: mask ? [q, k, stats, probs, mask] : [q, k, stats, probs],
           params: params(g),
-          workgroups: probsGrid(g),
+          workgroups: probsGrid(g, cfg),
         });
       }
     },
@@ -222,3 +183,23 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const probs: Tensor | null = keepProbs ? outs[2] : null;
   return { out, probs };
 }
+
+registerTunable<AttentionGeometry>({
+  family: attentionFamily,
+  trial(g) {
+    const { BH, Sq, Sk, d, dv, dtype } = g;
+    const q = fromData(trialData(BH * Sq * d, 1), [BH, 1, Sq, d], dtype).keep();
+    const k = fromData(trialData(BH * Sk * d, 2), [BH, 1, Sk, d], dtype).keep();
+    const v = fromData(trialData(BH * Sk * dv, 3), [BH, 1, Sk, dv], dtype).keep();
+    // A keep-mask shared by the batch: every row keeps its first key and most others.
+    const keep = Array.from({ length: Sq * Sk }, (_, i) => (i % Sk === 0 || (i + Math.floor(i / Sk)) % 5 !== 3 ? 1 : 0));
+    const mask = g.mask === 'none' ? undefined : fromData(g.mask === 'f32' ? Float32Array.from(keep) : Int32Array.from(keep), [1, Sq, Sk], g.mask).keep();
+    return {
+      op: 'attention',
+      build: () => attention(q, k, v, { scale: 1 / Math.sqrt(d), mask }).out,
+      tolerance: attentionTrialTolerance(g),
+      flops: 2 * BH * Sq * Sk * (d + dv),
+      dispose: () => dispose(q, k, v, mask),
+    };
+  },
+});

@@ -67,13 +67,3 @@ export function adapterProfile(): DeviceProfile {
 export function isCpuAdapter(): boolean {
   return adapterProfile().software;
 }
-
-/**
- * The fully unrolled register-blocked kernels (matmul, conv, moe, attention) are the default:
- * a software adapter that compiles large unrolled bodies in acceptable time (Mesa; not
- * SwiftShader, where they cost about 80 s more before the tiny model's first report).
- */
-export function registerKernelsByDefault(): boolean {
-  const p = adapterProfile();
-  return p.software && p.unrolledKernels;
-}
