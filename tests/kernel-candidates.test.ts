@@ -21,6 +21,9 @@ import type { MatmulTiles } from '../src/graph/kernels/matmul.ts';
 import { type AttentionConfig, attentionFamily, type AttentionGeometry } from '../src/graph/kernels/attention.ts';
 import { attention } from '../src/graph/ops/attention.ts';
 import { attentionBounds, attentionRef } from './ref/attention.ts';
+import { normFamily, type NormConfig } from '../src/graph/kernels/norm.ts';
+import { rmsNorm } from '../src/graph/ops/norm.ts';
+import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from './ref/nn.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
@@ -271,6 +274,29 @@ describe('attention forward: every candidate configuration (out, kept probabilit
         const what = `${key} ${JSON.stringify(dm)} mask=${maskKind}${shared ? ' (shared)' : ''}`;
         expectWithin(await read(out), ref.out, bnd.out, `${what} out`);
         expectWithin(await read(probs!), ref.probs, bnd.probs, `${what} probs`);
+      }
+    });
+  }
+});
+
+describe('rmsNorm (forward and dx row reductions): every candidate configuration', () => {
+  const R = rng('norm-candidates');
+  const cands = new Map<string, NormConfig>();
+  for (const profile of [software, gpu]) for (const D of [24, 200, 600, 2000]) for (const c of normFamily.candidates({ rows: 64, D, dtype: 'f32' }, profile)) cands.set(normFamily.configKey(c), c);
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(normFamily.parseConfig(key)).toEqual(c);
+      // Rows shorter and longer than the lanes (D ≥ 2: with one feature dx is pure cancellation).
+      for (const D of [R.int(2, 7), R.int(33, 90), R.int(257, 600)]) {
+        const rows = R.int(1, 9), X = R.randn(rows * D), Wt = R.uniform(D, 0.5, 1.5), G = R.randn(rows * D);
+        const x = param(fromData(X, [rows, D])), w = param(fromData(Wt, [D]));
+        const y = withTrial('norm', c, () => rmsNorm(x, w, 1e-6));
+        const [gx, gw] = grad(y, [x, w], fromData(G, [rows, D]));
+        await realize([y, gx!, gw!]);
+        // Per element within the f32 error model of tests/ref/nn.ts (any summation order).
+        const bound = rmsNormBounds(X, Wt, G, D, 1e-6), what = `${key} rows=${rows} D=${D}`;
+        expectWithin(await read(y), rmsNormRef(X, Wt, D, 1e-6), bound.y, `${what} y`);
+        expectWithin(await read(gx!), rmsNormBackRef(X, Wt, G, D, 1e-6).dx, bound.dx, `${what} dx`);
       }
     });
   }

@@ -1,8 +1,11 @@
 // RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
 import { makeNode, type Tensor } from '../tensor.ts';
-import { assertFloat, grid1d, isCpuAdapter } from './util.ts';
-import { normParams } from '../kernels/norm.ts';
-import { kernelOverride } from '../kernels/overrides.ts';
+import { assertFloat, grid1d } from './util.ts';
+import { normFamily, type NormGeometry, normParams, normTrialTolerance } from '../kernels/norm.ts';
+import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
+import { dispose, fromData } from '../runtime.ts';
+import { registerTunable } from '../tuner.ts';
+import { trialData } from './matmul.ts';
 
 
 const KINDS = ['FWD', 'DX', 'DW'] as const;
@@ -13,17 +16,6 @@ function kernel(kind: Kind, wg: number) {
   for (const k of KINDS) defs[k] = k === kind;
   return { family: 'norm', defs, gen: { PARAMS: normParams.wgsl } };
 }
-
-/** Workgroup size for rows of D: about 4 elements per thread, 32 to 256 threads. */
-function wgFor(D: number): number {
-  // CPU adapters: one SIMD vector per row (each barrier of a wider workgroup switches between
-  // all its groups of lanes; the row reductions were barrier-bound on llvmpipe).
-  const forced = kernelOverride('rmsNormWidth');
-  if (forced === 8 || (forced === undefined && isCpuAdapter())) return 8;
-  return D <= 128 ? 32 : D <= 256 ? 64 : D <= 512 ? 128 : 256;
-}
-
-
 
 /** Columns of dw per workgroup in the DW kernel (DW_COLS in norm.wgsl). */
 const DW_COLS = 32;
@@ -37,16 +29,19 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   if (weight.rank !== 1 || weight.shape[0] !== D) throw new Error(`rmsNorm: weight ${weight} must be [${D}] for x ${x}`);
   const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
   const params = () => normParams.pack({ rows, D, eps });
+  // FWD and DX reduce rows alike: one tuned width for both (captured now for a tuner trial).
+  const trialCfg = trialConfig('norm');
+  const geom: NormGeometry = { rows, D, dtype: x.dtype as 'f32' | 'f16' };
   const [y, rstd] = makeNode('rms_norm', [x, weight], [{ shape: x.shape }, { shape: [rows], dtype: 'f32' }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('FWD', wgFor(D)), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });
+      ctx.dispatch({ kernel: kernel('FWD', chooseConfig(normFamily, geom, ctx.profile, trialCfg).WG), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });
     },
     backward([dy]) {
       let dx: Tensor | null = null, dw: Tensor | null = null;
       if (x.requiresGrad) {
         [dx] = makeNode('rms_norm_dx', [x, weight, rstd, dy!], [{ shape: x.shape }], {
           encode(ctx) {
-            ctx.dispatch({ kernel: kernel('DX', wgFor(D)), bindings: [x, weight, rstd, dy!, dx!], params: params(), workgroups: grid1d(rows, 1) });
+            ctx.dispatch({ kernel: kernel('DX', chooseConfig(normFamily, geom, ctx.profile, trialCfg).WG), bindings: [x, weight, rstd, dy!, dx!], params: params(), workgroups: grid1d(rows, 1) });
           },
         });
       }
@@ -62,3 +57,12 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   });
   return y;
 }
+
+registerTunable<NormGeometry>({
+  family: normFamily,
+  trial(g) {
+    const x = fromData(trialData(g.rows * g.D, 1), [g.rows, g.D], g.dtype).keep();
+    const w = fromData(trialData(g.D, 2), [g.D], g.dtype).keep();
+    return { op: 'rms_norm', build: () => rmsNorm(x, w), tolerance: normTrialTolerance(g), flops: 4 * g.rows * g.D, dispose: () => dispose(x, w) };
+  },
+});
