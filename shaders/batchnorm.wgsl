@@ -4,9 +4,9 @@
 // batch-statistics gradient, else the eval one), UPDATE. ROWS (APPLY, training BWD_DX): one
 // invocation per (n, c) row, for CPU adapters (integer division is scalarised there).
 // Channel reductions use one RWG-thread workgroup per channel: each thread sums a strided
-// part sequentially, then a tree in workgroup memory (deterministic). RWG is 256 on GPUs and
-// 8 on CPU adapters (one SIMD vector: a barrier there costs a switch between every group of
-// lanes of the workgroup, and 256 lanes made the reductions barrier-bound).
+// part sequentially, then a tree in workgroup memory (deterministic). RWG and ROWS are the
+// tunable layout of src/graph/kernels/batchnorm.ts (hand pick: 256 lanes on GPUs; 8 and ROWS on
+// CPU adapters, where a barrier costs a switch between every group of lanes of the workgroup).
 
 #if ${F16}
 enable f16;

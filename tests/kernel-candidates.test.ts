@@ -12,7 +12,7 @@ import { rowsLinear } from '../src/graph/ops/matvec.ts';
 import { matvecFamily, type MatvecConfig } from '../src/graph/kernels/matvec.ts';
 import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry } from '../src/graph/kernels/conv.ts';
 import { grad, param } from '../src/graph/autograd.ts';
-import { conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
+import { batchNormBackwardRef, batchNormBounds, batchNormRef, conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
 import { expectWithin, gamma, type Rng, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
 import { moeGmmFamily, type MoeGmmConfig, moeWgradFamily } from '../src/graph/kernels/moe.ts';
@@ -24,6 +24,8 @@ import { attentionBounds, attentionRef } from './ref/attention.ts';
 import { normFamily, type NormConfig } from '../src/graph/kernels/norm.ts';
 import { rmsNorm } from '../src/graph/ops/norm.ts';
 import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from './ref/nn.ts';
+import { type BatchnormConfig, batchnormFamily } from '../src/graph/kernels/batchnorm.ts';
+import { batchNorm2d } from '../src/graph/ops/batchnorm.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
@@ -297,6 +299,40 @@ describe('rmsNorm (forward and dx row reductions): every candidate configuration
         const bound = rmsNormBounds(X, Wt, G, D, 1e-6), what = `${key} rows=${rows} D=${D}`;
         expectWithin(await read(y), rmsNormRef(X, Wt, D, 1e-6), bound.y, `${what} y`);
         expectWithin(await read(gx!), rmsNormBackRef(X, Wt, G, D, 1e-6).dx, bound.dx, `${what} dx`);
+      }
+    });
+  }
+});
+
+describe('batchNorm2d (statistics, normalisation, running statistics, backward): every candidate configuration', () => {
+  const R = rng('batchnorm-candidates');
+  const cands = new Map<string, BatchnormConfig>();
+  for (const profile of [software, gpu]) for (const c of batchnormFamily.candidates({ N: 4, C: 16, HW: 64, dtype: 'f32' }, profile)) cands.set(batchnormFamily.configKey(c), c);
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(batchnormFamily.parseConfig(key)).toEqual(c);
+      // Training and eval; more values per channel than lanes and fewer.
+      for (const training of [true, false]) for (const [N, HW] of [[R.int(1, 3), R.int(2, 7)], [R.int(2, 3), R.int(100, 300)]]) {
+        const C = R.int(1, 6), momentum = Math.fround(0.1 + 0.3 * R.next()), eps = Math.fround(1e-5);
+        const X = R.randn(N * C * HW).map((v) => Math.fround(3 * v + 2));   // off-centre: the mean subtraction matters
+        const Wt = R.randn(C), B = R.randn(C), RM = R.randn(C), RV = R.uniform(C, 0.5, 2), DY = R.randn(N * C * HW);
+        const x = param(fromData(X, [N, C, 1, HW]));
+        const weight = param(fromData(Wt, [C])), bias = param(fromData(B, [C]));
+        const runningMean = fromData(RM, [C]), runningVar = fromData(RV, [C]);
+        const { y, update } = withTrial('batchnorm', c, () => batchNorm2d(x, { weight, bias, runningMean, runningVar }, { training, momentum, eps }));
+        const [dx, dw, db] = grad(y, [x, weight, bias], fromData(DY, y.shape));
+        await realize([y, dx!, dw!, db!], { effects: update ? [update] : [] });
+        // Per element within the f32 error model of tests/ref/vision.ts batchNormBounds.
+        const ref = batchNormRef(X, N, C, HW, Wt, B, RM, RV, training, momentum, eps);
+        const bw = batchNormBackwardRef(X, DY, N, C, HW, Wt, ref.mean, ref.varUsed, training, eps);
+        const bound = batchNormBounds(X, DY, N, C, HW, Wt, B, RM, RV, momentum, eps, training, ref, bw.dw, bw.db);
+        const what = `${key} ${training ? 'training' : 'eval'} N=${N} C=${C} HW=${HW}`;
+        expectWithin(await read(y), ref.y, bound.y, `${what} y`);
+        expectWithin(await read(runningMean), ref.newRunningMean, training ? bound.runningMean : 0, `${what} running mean`);
+        expectWithin(await read(runningVar), ref.newRunningVar, training ? bound.runningVar : 0, `${what} running variance`);
+        expectWithin(await read(dx!), bw.dx, bound.dx, `${what} dx`);
+        expectWithin(await read(dw!), bw.dw, bound.dw, `${what} dweight`);
+        expectWithin(await read(db!), bw.db, bound.db, `${what} dbias`);
       }
     });
   }

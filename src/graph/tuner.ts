@@ -30,8 +30,8 @@ export interface TuneOptions {
 
 /** A geometry made runnable: inputs in [-1, 1] and the op built on them. */
 export interface Trial {
-  /** The op's node name (its timestamp-query entry). */
-  op: string;
+  /** The op's node name (its timestamp-query entry), or the names of the nodes it builds. */
+  op: string | string[];
   /** Builds the op's output on the trial inputs (called inside the family's trial). */
   build(): Tensor;
   /** Largest allowed |candidate − reference| per element for these inputs (an error bound). */
@@ -334,7 +334,8 @@ async function timeConfig(tun: Tunable<unknown>, trial: Trial, config: unknown, 
   dispose(...outs);
   // Timestamp entries are keyed op/kernel-family; a trial's graph holds only its op's nodes.
   let ms = 0, count = 0;
-  if (useTs && lastProfile) for (const [k, v] of lastProfile) if (k.startsWith(`${trial.op}/`)) (ms += v.ms), (count += v.count);
+  const ops = (Array.isArray(trial.op) ? trial.op : [trial.op]).map((o) => `${o}/`);
+  if (useTs && lastProfile) for (const [k, v] of lastProfile) if (ops.some((o) => k.startsWith(o))) (ms += v.ms), (count += v.count);
   return count > 0 && ms > 0 ? ms / copies : wall;
 }
 
