@@ -314,8 +314,15 @@ describe('demo app in headless Chromium', () => {
     const step = (ctx.stepPace = new Pace(firstMs, 'first training step in the page'));
     console.log(`step pace: ${step}`);
     // Pause after two steps; nothing may advance while paused.
-    await waitForState(page, 'the second training step', step.budget(4), () => (window.micarDemo!.app.session?.losses.length ?? 0) >= 2);
-    await page.click('#training-pause');
+    // Pause is clicked in the page the moment the second step is recorded: a click sent from
+    // here takes several round trips to a page whose main thread runs the training loop, and a
+    // pause that arrives during the last step comes too late (a fresh-clone run on a loaded
+    // machine found all four steps done when its click landed).
+    await waitForState(page, 'the second training step (then Pause, clicked in the page)', step.budget(4), () => {
+      if ((window.micarDemo!.app.session?.losses.length ?? 0) < 2) return false;
+      (document.getElementById('training-pause') as HTMLButtonElement).click();
+      return true;
+    });
     expect(await text(page, '#training-status')).toMatch(/Paus(ing after the current step|ed at)/);
     // The pause takes effect after the step under way: at most one step (with validation).
     await waitForState(page, 'the training to park after the pause (session.parked)', step.budget(6), () => window.micarDemo!.app.session!.parked);
