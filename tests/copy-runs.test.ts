@@ -1,7 +1,8 @@
-// Strided copies after axis merging (mergeCopyAxes), on both copy kernels: the per-element
-// one (copy.wgsl) and the per-run one (copyruns.wgsl, chosen on CPU adapters for boxes with
-// many short innermost runs). Copies are exact: results must equal a plain CPU gather.
-import { beforeAll, describe, expect, it } from 'vitest';
+// Strided copies after axis merging (mergeCopyAxes), on both layouts of the tunable `copy`
+// family (forced through the override map): per element (copy.wgsl) and per innermost run
+// (copyruns.wgsl). Copies are exact: results must equal a plain CPU gather.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { concat, mergeCopyAxes, permute, slice, stridedCopy } from '../src/graph/ops/shape.ts';
 import { makeNode } from '../src/graph/tensor.ts';
@@ -28,8 +29,10 @@ function copyRef(src: ArrayLike<number>, dst: Float64Array, dims: number[], ss: 
   }
 }
 
-describe('strided copies', () => {
-  const R = rng('copy-runs');
+for (const layout of ['elements', 'runs'] as const) describe(`strided copies (${layout})`, () => {
+  const R = rng(`copy-runs ${layout}`);
+  beforeAll(() => setKernelOverrides({ copy: layout }));
+  afterAll(() => setKernelOverrides({ copy: undefined }));
 
   it('mergeCopyAxes merges only axes contiguous in both operands and drops size-1 axes', () => {
     expect(mergeCopyAxes([2, 3, 4], [12, 4, 1], [12, 4, 1])).toEqual({ dims: [24], ss: [1], ds: [1] });

@@ -16,6 +16,7 @@ import '../src/graph/ops/matvec.ts';   // registers matvec
 import { attention } from '../src/graph/ops/attention.ts';
 import '../src/graph/ops/norm.ts';   // registers norm
 import '../src/graph/ops/batchnorm.ts';   // registers batchnorm
+import '../src/graph/ops/shape.ts';   // registers copy
 import { attentionFamily, type AttentionGeometry } from '../src/graph/kernels/attention.ts';
 import { SHADER_SOURCES } from '../src/gpu/shader-sources.ts';
 import { matmulRef } from './ref/cpu.ts';
@@ -237,13 +238,13 @@ describe('autotuner: the attention family', () => {
 
 describe('autotuner: every tunable family', () => {
   it("keys cached choices by its own kernel file (a changed shader is measured again)", () => {
-    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad', 'attention', 'norm', 'batchnorm'];   // (an earlier test registers a fake family)
+    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad', 'attention', 'norm', 'batchnorm', 'copy'];   // (an earlier test registers a fake family)
     const fams = tunableFamilies().filter((t) => real.includes(t.family.name));
     expect(fams.map((t) => t.family.name).sort()).toEqual([...real].sort());
     const libsOnly = sourceHash('no-such-family');
     for (const t of fams) {
-      const file = t.family.shader ?? t.family.name;
-      expect(SHADER_SOURCES[file], `${t.family.name}: shaders/${file}.wgsl`).toBeDefined();
+      const files = t.family.shader ?? t.family.name;
+      for (const file of Array.isArray(files) ? files : [files]) expect(SHADER_SOURCES[file], `${t.family.name}: shaders/${file}.wgsl`).toBeDefined();
       expect(sourceHash(t.family.name), t.family.name).not.toBe(libsOnly);
     }
   });

@@ -143,7 +143,8 @@ export function fnv1a(s: string): string {
  * shared lib pieces): cached choices are per kernel version.
  */
 export function sourceHash(family: string): string {
-  const src = SHADER_SOURCES[tunables.get(family)?.family.shader ?? family] ?? '';
+  const files = tunables.get(family)?.family.shader ?? family;
+  const src = (Array.isArray(files) ? files : [files]).map((f) => SHADER_SOURCES[f] ?? '').join('\n');
   const libs = Object.keys(SHADER_SOURCES).filter((k) => k.startsWith('lib/')).sort().map((k) => SHADER_SOURCES[k]).join('\n');
   return fnv1a(src + libs);
 }

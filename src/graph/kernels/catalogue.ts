@@ -7,7 +7,7 @@ import type { DeviceProfile } from '../../gpu/profile.ts';
 export interface KernelFamily<G, C> {
   name: string;
   /** Its kernels' shaders/<shader>.wgsl when that is not `name` (a changed file invalidates cached choices). */
-  shader?: string;
+  shader?: string | string[];
   /** Geometry class: sizes bucketed to powers of two, plus layout flags. */
   bucket(g: G): string;
   /** Today's hand-picked configuration (the reference the tuner compares against). */

@@ -11,6 +11,8 @@ export interface KernelOverrides {
   moe: 'register' | 'tiled';
   /** Attention forward / probabilities (a forced choice also turns off the one-query kernel). */
   attention: 'register' | 'tiled';
+  /** Strided copies (permute, slice, concat, split): per element or per innermost run. */
+  copy: 'elements' | 'runs';
   /** Few-row products: lanes per workgroup. */
   matvecLanes: 8 | 64;
   /** Few-row products: partial sums per lane. */

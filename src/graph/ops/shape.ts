@@ -1,8 +1,11 @@
 // Shape ops: reshape (a free view), permute, slice, concat, split — all through one
 // strided-copy kernel. Dtype-agnostic for 4-byte types (the kernel moves bits as f32).
 import { type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
-import { grid1d, isCpuAdapter, numel, stridesOf } from './util.ts';
-import { copyParams } from '../kernels/copy.ts';
+import { grid1d, numel, stridesOf } from './util.ts';
+import { type CopyConfig, copyFamily, type CopyGeometry, copyParams } from '../kernels/copy.ts';
+import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
+import { dispose, fromData } from '../runtime.ts';
+import { registerTunable } from '../tuner.ts';
 import { fill } from './elementwise.ts';
 
 /** Same data, new shape (one dimension may be -1). */
@@ -52,14 +55,20 @@ export function stridedCopy(
   ctx: EncodeCtx, src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, dims: number[],
   srcStrides: number[], dstStrides: number[], srcOff = 0, dstOff = 0, accumulate = false,
 ): void {
-  const n = numel(dims);
-  if (n === 0) return;
+  if (numel(dims) === 0) return;
   const m = mergeCopyAxes(dims, srcStrides, dstStrides);
-  // CPU adapters: one lane per run of the innermost axis, so the index arithmetic (integer
-  // division, which has no SIMD form there) is done once per run instead of per element.
-  const inner = m.dims[m.dims.length - 1];
-  const runs = n / inner;
-  const perRun = m.dims.length > 1 && inner <= 256 && runs >= 64 && isCpuAdapter();
+  const dtype = 'dtype' in src ? src.dtype : 'f32';
+  dispatchCopy(ctx, src, dst, m, srcOff, dstOff, accumulate, chooseConfig(copyFamily, { ...m, dtype }, ctx.profile));
+}
+
+/** The copy of a merged box with configuration `cfg` (copy per element, or copyruns per innermost run). */
+function dispatchCopy(
+  ctx: EncodeCtx, src: Tensor | GPUBuffer, dst: Tensor | GPUBuffer, m: { dims: number[]; ss: number[]; ds: number[] },
+  srcOff: number, dstOff: number, accumulate: boolean, cfg: CopyConfig,
+): void {
+  const n = numel(m.dims);
+  const perRun = cfg.layout === 'runs' && m.dims.length > 1;
+  const runs = n / m.dims[m.dims.length - 1];
   ctx.dispatch({
     kernel: { family: perRun ? 'copyruns' : 'copy', defs: { ACCUMULATE: accumulate }, gen: { PARAMS: copyParams.wgsl } },
     bindings: [src, dst],
@@ -178,3 +187,29 @@ export function split(x: Tensor, sizes: number[], axis: number): Tensor[] {
 
 /** Zeros of a shape (lazy constant). */
 export const zeros = (shape: number[]) => fill(shape, 0);
+
+registerTunable<CopyGeometry>({
+  family: copyFamily,
+  trial(g) {
+    // The geometry's reads into a dense box (every output element written, so two
+    // configurations' outputs compare): the same index decoding and run loop per layout.
+    const srcSize = 1 + g.dims.reduce((a, n, i) => a + (n - 1) * g.ss[i], 0);
+    const src = fromData(Float32Array.from({ length: srcSize }, (_, i) => i % 4093), [srcSize], g.dtype === 'f16' ? 'f16' : 'f32').keep();
+    const m = { dims: g.dims, ss: g.ss, ds: stridesOf(g.dims) };
+    return {
+      op: 'strided_copy',
+      build: () => {
+        const cfg = trialConfig('copy') as CopyConfig;
+        const [y] = makeNode('strided_copy', [src], [{ shape: [numel(g.dims)] }], {
+          encode(ctx) {
+            dispatchCopy(ctx, src, y, m, 0, 0, false, cfg ?? chooseConfig(copyFamily, { ...m, dtype: src.dtype }, ctx.profile));
+          },
+        });
+        return y;
+      },
+      tolerance: 0,   // a copy is exact
+      flops: numel(g.dims),
+      dispose: () => dispose(src),
+    };
+  },
+});
