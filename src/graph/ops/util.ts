@@ -59,11 +59,3 @@ export function adapterProfile(): DeviceProfile {
     return GENERIC_PROFILE;
   }
 }
-
-/**
- * A software (CPU) adapter — llvmpipe, lavapipe, SwiftShader — whose workgroups run as SIMD
- * lanes; ops pick their CPU-adapter kernel layouts by it (false before the runtime exists).
- */
-export function isCpuAdapter(): boolean {
-  return adapterProfile().software;
-}
