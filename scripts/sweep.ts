@@ -13,6 +13,9 @@ const opt = (name: string) => { const i = args.indexOf(name); return i >= 0 ? ar
 const flag = (name: string) => { const i = args.indexOf(name); if (i >= 0) args.splice(i, 1); return i >= 0; };
 const read = (f: string) => { try { return Deno.readTextFileSync(f); } catch { return ''; } };
 
+// vitest's -t is a regular expression: test names hold ( ) and | ("training (batch statistics, …)").
+const escapeRegExp = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 type Failure = { file: string; test: string; seed: number; error: string };
 /** Prints the per-file counts and failures recorded in `outs`; returns the failure count. */
 function summarise(outs: string[]): { failures: number; runs: number; tests: number } {
@@ -41,7 +44,7 @@ function summarise(outs: string[]): { failures: number; runs: number; tests: num
     console.log(`  ${f.replace(/^tests\//, '').padEnd(34)} ${String(e.runs).padStart(6)} / ${String(e.tests).padStart(3)} / ${`${e.minSeeds}–${e.maxSeeds}`.padStart(9)} / ${perSeed.toFixed(2)} s`);
   }
   for (const f of failures) {
-    console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(f.test.split(' > ').pop())}`);
+    console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(escapeRegExp(f.test.split(' > ').pop()!))}`);
   }
   return { failures: failures.length, runs, tests: new Set(failures.map((f) => `${f.file} › ${f.test}`)).size };
 }

@@ -87,19 +87,62 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / den);
 }
 
-/** Central finite-difference gradient of a scalar float64 function. */
-export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
-  const g = new Float64Array(x.length);
+/** f64 unit roundoff. */
+export const U64 = 2 ** -53;
+
+/**
+ * Asserts that `g`, a float64 gradient of the scalar f at x, matches central differences within
+ * an error estimate of the differences themselves (a fixed relative threshold fails wherever the
+ * gradient is small against |f|/h: sweep seed 1481134093 drew a batch norm over 2 values per
+ * channel, whose dx is nearly 0, and 1e-6 relative was below the differences' rounding).
+ *
+ * D(h) = f′ + c·h² + O(h⁴) + n_h, n_h the rounding of f's two float64 evaluations divided by 2h.
+ * - D(2h) − D(h) = 3c·h² + n_2h − n_h measures the truncation of D(h) three times over;
+ * - D(h/2) − D(h) = n_{h/2} − n_h − ¾c·h² measures its rounding (n_{h/2} ≈ 2·n_h in scale and
+ *   not aligned with it);
+ * - a floor of 2⁸·u₆₄·S/h per element covers rounding both estimates could miss by chance
+ *   (S = max |f| over the stencil, or the caller's Σ|terms of f| where f cancels); 2⁸ roundings
+ *   is more than any reference here chains into one value.
+ * Tolerance over the kept elements: ‖g − D(h)‖ ≤ 4·(‖D(2h) − D(h)‖ + ‖D(h/2) − D(h)‖) + √n·floor.
+ * A wrong gradient (a dropped term, a sign, an index) errs by O(‖g‖), far above this wherever f
+ * is smooth over the stencil; elements whose stencil crosses a kink are left out by `skip`.
+ */
+export function expectGradMatchesFiniteDiff(
+  g: ArrayLike<number>, f: (x: Float64Array) => number, x: Float64Array, h: number, what: string,
+  opts: { skip?: (i: number) => boolean; scale?: number } = {},
+): void {
+  if (g.length !== x.length) throw new Error(`${what}: gradient has ${g.length} values, x has ${x.length}`);
+  const keep = Array.from({ length: x.length }, (_, i) => !opts.skip?.(i));
   const y = Float64Array.from(x);
+  let S = opts.scale ?? 0;
+  const diff = (step: number) => {
+    const d = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      if (!keep[i]) continue;
+      y[i] = x[i] + step;
+      const fp = f(y);
+      y[i] = x[i] - step;
+      const fm = f(y);
+      y[i] = x[i];
+      S = Math.max(S, Math.abs(fp), Math.abs(fm));
+      d[i] = (fp - fm) / (2 * step);
+    }
+    return d;
+  };
+  const d1 = diff(h), d2 = diff(2 * h), dHalf = diff(h / 2);
+  let err = 0, trunc = 0, noise = 0, n = 0, worst = -1, worstErr = 0;
   for (let i = 0; i < x.length; i++) {
-    y[i] = x[i] + h;
-    const fp = f(y);
-    y[i] = x[i] - h;
-    const fm = f(y);
-    y[i] = x[i];
-    g[i] = (fp - fm) / (2 * h);
+    if (!keep[i]) continue;
+    const e = Number(g[i]) - d1[i];
+    err += e * e; trunc += (d2[i] - d1[i]) ** 2; noise += (dHalf[i] - d1[i]) ** 2; n++;
+    if (!(Math.abs(e) <= worstErr)) { worstErr = Math.abs(e); worst = i; }
   }
-  return g;
+  const floor = 2 ** 8 * U64 * S / h;
+  const tol = 4 * (Math.sqrt(trunc) + Math.sqrt(noise)) + Math.sqrt(n) * floor;
+  if (envVar('MICAR_BOUND_REPORT')) console.log(`[bound] ${what} (finite differences): error/tolerance ${(Math.sqrt(err) / tol).toExponential(2)}`);
+  if (!(Math.sqrt(err) <= tol)) {
+    throw new Error(`${what}: ‖gradient − central differences‖ ${Math.sqrt(err).toExponential(3)} > tolerance ${tol.toExponential(3)} over ${n} values (h = ${h}: ‖D(2h) − D(h)‖ ${Math.sqrt(trunc).toExponential(2)}, ‖D(h/2) − D(h)‖ ${Math.sqrt(noise).toExponential(2)}, floor ${floor.toExponential(2)}); worst [${worst}]: gradient ${g[worst]}, difference ${d1[worst]}`);
+  }
 }
 
 export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
