@@ -1,0 +1,100 @@
+// Entry of the browser bench page (bench/browser-tune.ts drives it through puppeteer): one tiny
+// training step (forward + backward at the preset's batch) and one greedy report, with the
+// hand-picked kernels and with the kernels the tuner chose on this adapter, timed in alternating
+// pairs in the same page (best of each).
+import { dispose, fromData, init, read, realize } from '../../src/graph/runtime.ts';
+import { grad } from '../../src/graph/autograd.ts';
+import { configureTuning, tuneEntries, tunePending } from '../../src/graph/tuner.ts';
+import { generate } from '../../src/generate/decode.ts';
+import { forward } from '../../src/model/micar.ts';
+import { normaliseConfig } from '../../src/model/config.ts';
+import { presetConfig } from '../../src/model/presets.ts';
+import { Weights } from '../../src/model/weights.ts';
+import type { Tensor } from '../../src/graph/tensor.ts';
+
+export interface BrowserTuneResult {
+  adapter: string;
+  batch: number;
+  step_ms_hand: number;
+  step_ms_tuned: number;
+  report_ms_hand: number;
+  report_ms_tuned: number;
+  tune_s: number;
+  classes: number;
+  switched: string[];
+}
+
+declare global {
+  interface Window {
+    micarBench?: { run(budgetS: number, pairs: number): Promise<BrowserTuneResult>; progress: string };
+  }
+}
+
+const status = (s: string) => {
+  document.getElementById('status')!.textContent = s;
+  window.micarBench!.progress = s;
+};
+
+async function run(budgetS: number, pairs: number): Promise<BrowserTuneResult> {
+  const r = await init();
+  const cfg = normaliseConfig({ ...presetConfig('tiny'), vocab_size: 64 }, 'preset tiny');
+  const B = cfg.batch_size ?? 16, S = cfg.image_size, T = cfg.text_seq_len;
+  const w = Weights.init(cfg, 1);
+  const { vision, other } = w.trainable();
+  const img = fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [B, 3, S, S]);
+  const one = fromData(Float32Array.from({ length: 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [1, 3, S, S]);
+  const ids = fromData(Int32Array.from({ length: B * T }, (_, i) => 4 + ((i * 7) % (cfg.vocab_size - 4))), [B, T], 'i32');
+  const padMask = new Int32Array(B * T).fill(1);
+  const step = async () => {
+    const t0 = performance.now();
+    const out = forward(w, { image: img, inputIds: ids, labelIds: ids, padMask }, { training: true, seed: 1 });
+    const g = grad(out.loss, [...vision, ...other]).filter((x): x is Tensor => !!x);
+    await realize([out.loss, ...g]);
+    await read(out.loss); // realize only submits: wait for the step's results
+    dispose(out.loss, ...g);
+    return performance.now() - t0;
+  };
+  // Greedy to the full length (no early stop: both runs decode the same number of steps).
+  const report = async () => {
+    const t0 = performance.now();
+    await generate(w, one, { stopAtEos: false });
+    return performance.now() - t0;
+  };
+
+  status('hand-picked kernels: warm-up (compiling)');
+  await configureTuning('off');
+  await step();
+  await report();
+  status('tuning this adapter');
+  const t0 = performance.now();
+  await configureTuning({ mode: 'cached', budgetS });
+  await step();
+  await tunePending();
+  await report();
+  await tunePending();
+  const tuneS = (performance.now() - t0) / 1000;
+  await step(); // compile the tuned choices outside the timed runs
+  await report();
+  let stepHand = Infinity, stepTuned = Infinity, repHand = Infinity, repTuned = Infinity;
+  for (let p = 0; p < pairs; p++) {
+    status(`timing pair ${p + 1} of ${pairs}`);
+    await configureTuning('off');
+    stepHand = Math.min(stepHand, await step());
+    repHand = Math.min(repHand, await report());
+    await configureTuning({ mode: 'cached' });
+    stepTuned = Math.min(stepTuned, await step());
+    repTuned = Math.min(repTuned, await report());
+  }
+  const entries = [...tuneEntries()];
+  await configureTuning('off');
+  status('done');
+  return {
+    adapter: r.profile.adapterName, batch: B,
+    step_ms_hand: stepHand, step_ms_tuned: stepTuned, report_ms_hand: repHand, report_ms_tuned: repTuned,
+    tune_s: tuneS, classes: entries.length,
+    switched: entries.filter(([, e]) => e.config !== e.hand).map(([id, e]) => `${id}: ${e.hand} -> ${e.config} (${(e.handMs / e.ms).toFixed(2)}x)`),
+  };
+}
+
+window.micarBench = { run, progress: 'ready' };
+document.getElementById('status')!.textContent = `ready: WebGPU ${'gpu' in navigator ? 'present' : 'missing'}`;
