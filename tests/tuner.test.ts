@@ -3,9 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { fromData, init, read, realize, runtime } from '../src/graph/runtime.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
-import { chooseConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
+import { chooseConfig, trialConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
-import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tunableFamilies, tuneEntries, tunePending } from '../src/graph/tuner.ts';
+import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tunableFamilies, tuneEntries, tuneGeometry, tunePending } from '../src/graph/tuner.ts';
 import type { KernelFamily } from '../src/graph/kernels/catalogue.ts';
 import { moeGmmFamily, type MoeGmmGeometry, moeWgradFamily, type MoeWgradGeometry } from '../src/graph/kernels/moe.ts';
 import { grad, param } from '../src/graph/autograd.ts';
@@ -142,6 +142,42 @@ describe('autotuner cache', () => {
     } finally {
       warn.mockRestore();
     }
+  });
+
+  it('switches to a clearly faster candidate, keeps a hand pick nothing beats, never takes a wrong output', async () => {
+    // A made-up family over one multiply: 'slow' chains 24 dispatches (×1 each), 'fast' is one,
+    // 'wrong' is one ×1.5 (fast, but its output differs). On any adapter 24 dispatches take far
+    // more than 1/0.9 of one, so the rule (≥ 10% faster in best time and in 3 of 4 pairs) holds.
+    type C = { key: 'slow' | 'fast' | 'wrong' };
+    let hand: C['key'] = 'slow';
+    const fam: KernelFamily<number, C> = {
+      name: 'fakechain', shader: 'elementwise', bucket: (n) => `n${n}${hand}`, handPicked: () => ({ key: hand }),
+      candidates: () => [{ key: 'wrong' }, { key: 'slow' }, { key: 'fast' }],
+      configKey: (c) => c.key, parseConfig: (s) => (['slow', 'fast', 'wrong'].includes(s) ? { key: s as C['key'] } : null), forced: () => false,
+    };
+    const n = 1 << 16;
+    const x = fromData(Float32Array.from({ length: n }, (_, i) => Math.sin(i)), [n]);
+    const one = fromData(new Float32Array(n).fill(1), [n]), other = fromData(new Float32Array(n).fill(1.5), [n]);
+    registerTunable({
+      family: fam,
+      trial: () => ({
+        op: 'mul', tolerance: 0, flops: n, dispose() {},
+        build() {
+          const c = (trialConfig('fakechain') ?? fam.handPicked(n, runtime().profile)) as C;
+          let y = mul(x, c.key === 'wrong' ? other : one);
+          if (c.key === 'slow') for (let i = 0; i < 23; i++) y = mul(y, one);
+          return y;
+        },
+      }),
+    });
+    const r = (await tuneGeometry(fam, n))!;
+    expect(r.entry.hand).toBe('slow');
+    expect(r.entry.config).toBe('fast');
+    expect(r.entry.ms).toBeLessThan(0.9 * r.entry.handMs);
+    expect(r.rejected.join('; ')).toMatch(/^wrong \(max \|Δ\| 5\.\d+e-1 > 0\.00e\+0\)$/);
+    hand = 'fast';
+    const kept = (await tuneGeometry(fam, n))!;
+    expect([kept.entry.hand, kept.entry.config]).toEqual(['fast', 'fast']);
   });
 
   it("'off' uses the hand-picked kernels and measures nothing", async () => {
