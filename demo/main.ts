@@ -5,6 +5,7 @@
 // wires it to the page. `window.micarDemo` exposes the page's state for the end-to-end test.
 import { getGpu } from '../src/gpu/device.ts';
 import { dispose, fromData, init, read } from '../src/graph/runtime.ts';
+import { configureTuning, tuneEntries, tuningMode } from '../src/graph/tuner.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import type { RGBImage } from '../src/data/images.ts';
 import { encodePng } from '../src/data/images.ts';
@@ -77,7 +78,34 @@ async function showAdapter(): Promise<boolean> {
   $('adapter-status').textContent = `Running on ${gpu.adapterName}`;
   showPrecision();
   $('precision').addEventListener('change', showPrecision);
+  $('tuning').addEventListener('change', () => void applyTuning());
   return kernelCheck();
+}
+
+/** Seconds of kernel timing per tab at most (shapes left over stay hand-picked until a later visit). */
+const TUNE_BUDGET_S = 60;
+
+/**
+ * The Kernels selector: hand-picked kernels, or the autotuner (src/graph/tuner.ts) in 'cached'
+ * mode: this browser's stored choices (OPFS), and shapes met for the first time timed on this
+ * GPU right after the step that met them.
+ */
+async function applyTuning(): Promise<void> {
+  const tuned = ($('tuning') as HTMLSelectElement).value === 'tuned';
+  try {
+    await init();
+    await configureTuning(tuned ? { mode: 'cached', budgetS: TUNE_BUDGET_S, log: (l) => (log(l), showTuning()) } : 'off');
+    showTuning();
+  } catch (e) {
+    setLine('tuning-status', `Kernel tuning is unavailable: ${errorText(e)}`, 'bad');
+  }
+}
+
+function showTuning(): void {
+  if (tuningMode() === 'off') return setLine('tuning-status', 'Hand-picked kernels.');
+  const entries = [...tuneEntries().values()];
+  const switched = entries.filter((e) => e.config !== e.hand).length;
+  setLine('tuning-status', `Tuned on this GPU: ${entries.length} shape classes stored in this browser, ${switched} faster than the hand pick; new shapes are timed after the step that meets them (at most ${TUNE_BUDGET_S} s in this tab).`, 'ok');
 }
 
 /** The precision picked in the adapter panel (used for the next model loaded). */

@@ -423,6 +423,39 @@ describe('demo app in headless Chromium', () => {
     expect(problems, problems.join('\n')).toEqual([]);
   });
 
+  it('Kernels "tuned": a greedy report times its new shapes on this GPU, still writes the Deno report, and a new tab finds them stored', { timeout: 0 }, async () => {
+    const { deno } = ctx;
+    const open = async () => {
+      const page = await chromium.browser.newPage();
+      await page.goto(ctx.page.url(), { waitUntil: 'load' });
+      expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(20))).toBe('ready');
+      await page.select('#tuning', 'tuned');
+      await waitForState(page, 'the Kernels status to say "Tuned on this GPU"', ctx.pace.budget(5), () => /^Tuned on this GPU/.test(document.getElementById('tuning-status')!.textContent ?? ''));
+      return page;
+    };
+    const classes = async (page: Page) => Number((await text(page, '#tuning-status')).match(/: (\d+) shape classes/)?.[1]);
+    const page = await open();
+    expect(await classes(page), 'a fresh browser profile has no stored choices').toBe(0);
+    expect(await loadModel(page, [ctx.ckPath]), await text(page, '#model-status')).toBe('ready');
+    await upload(page, '#image-input', [ctx.imagePath]);
+    expect(await waitState(page, '#image-panel', ['ready', 'error'], ctx.pace.budget(UNITS.image))).toBe('ready');
+    await waitForState(page, 'the Generate button to be enabled', ctx.pace.budget(2), () => !(document.getElementById('generate') as HTMLButtonElement).disabled);
+    await page.click('#generate');
+    // The page caps its tuning at 60 s (demo/main.ts TUNE_BUDGET_S); the report itself gets the
+    // measured report pace on top.
+    expect(await waitState(page, '#report-panel', ['ready', 'error'], 60_000 + (ctx.genPace?.budget(10) ?? FIRST_WAIT_MS)), await text(page, '#report-status')).toBe('ready');
+    // Tuned or hand-picked, each kernel is within its error bound of the reference: same tokens.
+    expect(await page.evaluate(() => window.micarDemo!.app.report!.tokens)).toEqual(deno.tokens);
+    const measured = await classes(page);
+    console.log(`tuned in the page: ${await text(page, '#tuning-status')}`);
+    expect(measured, await text(page, '#tuning-status')).toBeGreaterThan(0);
+    // A new tab of the same browser reads them from OPFS: nothing to measure again.
+    const again = await open();
+    expect(await classes(again), await text(again, '#tuning-status')).toBe(measured);
+    await page.close();
+    await again.close();
+  });
+
   it('a model loaded while the page still checks the adapter keeps its "Loaded" status', async () => {
     const page = await chromium.browser.newPage();
     // Hold every GPU read-back (the kernel check reads its results back; loading a model does
