@@ -29,6 +29,8 @@ import { batchNorm2d } from '../src/graph/ops/batchnorm.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
+// A software adapter without unrolled kernels (its own conv GEMM4 blocks).
+const swiftshader = profileFrom({ vendor: 'google', architecture: 'swiftshader' }, new Set<string>(), {});
 
 beforeAll(async () => {
   await init();
@@ -82,7 +84,7 @@ describe('conv: every candidate configuration (forward, dX, dW)', () => {
     return { pass: 'fwd', N, C, H, W, O, K, stride, pad, bias: true, M: N * OH * OW, cols: O, CR: C };
   });
   const gemm = new Map<string, ConvGemmConfig>(), dw = new Map<string, ConvGemmConfig>();
-  for (const profile of [software, gpu]) for (const b of bases) {
+  for (const profile of [software, swiftshader, gpu]) for (const b of bases) {
     for (const c of convFamily.candidates(b, profile)) gemm.set(convFamily.configKey(c), c);
     for (const c of convDwFamily.candidates(b, profile)) dw.set(convDwFamily.configKey(c), c);
   }

@@ -8,14 +8,14 @@ const none = new Set<string>();
 describe('device profile', () => {
   it('classifies software adapters from what they report (not only by name)', () => {
     const mesa = profileFrom({ vendor: '65541', device: '0', description: 'llvmpipe (LLVM 15.0.6, 256 bits)', subgroupMinSize: 8 }, none, {});
-    expect([mesa.software, mesa.softwareKind, mesa.unrolledKernels, mesa.subgroupSize]).toEqual([true, 'mesa', true, 8]);
+    expect([mesa.software, mesa.softwareKind, mesa.unrolledKernels, mesa.registerBlockLimit, mesa.subgroupSize]).toEqual([true, 'mesa', true, 128, 8]);
     // Mesa's vendor id alone is enough.
     expect(profileFrom({ vendor: '65541' }, none, {}).softwareKind).toBe('mesa');
     const swift = profileFrom({ vendor: 'google', architecture: 'swiftshader', description: '' }, new Set(['timestamp-query']), {});
-    expect([swift.software, swift.softwareKind, swift.unrolledKernels, swift.features.timestampQuery]).toEqual([true, 'swiftshader', false, true]);
+    expect([swift.software, swift.softwareKind, swift.unrolledKernels, swift.registerBlockLimit, swift.features.timestampQuery]).toEqual([true, 'swiftshader', false, 32, true]);
     expect(profileFrom({ vendor: 'x', isFallbackAdapter: true }, none, {}).software).toBe(true);
     const nv = profileFrom({ vendor: 'nvidia', architecture: 'ada', description: 'NVIDIA GeForce RTX 4090' }, new Set(['shader-f16', 'subgroups']), { maxComputeWorkgroupStorageSize: 32768 });
-    expect([nv.software, nv.unrolledKernels, nv.features.shaderF16, nv.features.subgroups, nv.limits.maxComputeWorkgroupStorageSize]).toEqual([false, true, true, true, 32768]);
+    expect([nv.software, nv.unrolledKernels, nv.registerBlockLimit, nv.features.shaderF16, nv.features.subgroups, nv.limits.maxComputeWorkgroupStorageSize]).toEqual([false, true, 128, true, true, 32768]);
     // The cache key tells adapters and drivers apart.
     expect(new Set([mesa.key, swift.key, nv.key]).size).toBe(3);
   });

@@ -24,6 +24,14 @@ export interface DeviceProfile {
    * before the tiny model's first report in the demo; true on hardware adapters.
    */
   unrolledKernels: boolean;
+  /**
+   * Most scalar accumulators per invocation in a register-blocked body that still compiles in
+   * acceptable time (0: none wanted). 128 on Mesa and hardware; 32 on SwiftShader, where conv
+   * bodies of 8×16 accumulators took 220 s to compile for the tiny model's step but 4×8 blocks
+   * compiled within its first step and ran the step 1.9× faster than the GEMM4 tiles (Chromium,
+   * bench page, 13.1 s against 25.0 s on a loaded 2-core machine).
+   */
+  registerBlockLimit: number;
   /** SIMD lanes per subgroup when the adapter says (subgroupMinSize), else null. */
   subgroupSize: number | null;
   features: { shaderF16: boolean; subgroups: boolean; timestampQuery: boolean };
@@ -66,6 +74,7 @@ export function profileFrom(info: InfoLike, features: ReadonlySet<string> | { ha
     software: softwareKind !== null,
     softwareKind,
     unrolledKernels: softwareKind === null || softwareKind === 'mesa',
+    registerBlockLimit: softwareKind === null || softwareKind === 'mesa' ? 128 : softwareKind === 'swiftshader' ? 32 : 0,
     subgroupSize: info.subgroupMinSize ?? null,
     features: { shaderF16: features.has('shader-f16'), subgroups: features.has('subgroups'), timestampQuery: features.has('timestamp-query') },
     limits: {

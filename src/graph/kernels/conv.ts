@@ -44,21 +44,34 @@ export function convConfig(M: number): ConvConfig {
  * × 8 rows × 16 columns beat 4×16, 4×32, 16×8, 12×16 and WG 16 by 5–30%; few rows get fewer
  * rows per lane so lanes are not idle, few columns a narrower strip.
  */
-export function convRegisterConfig(M: number, cols: number): ConvConfig {
+export function convRegisterConfig(M: number, cols: number, blockLimit = 128): ConvConfig {
   const WG = 8;
-  const RN = cols <= 8 ? 8 : 16;
-  return { WG, RM: Math.min(8, Math.max(1, Math.ceil(M / WG))), RN };
+  // Under a smaller accumulator limit (SwiftShader: 32), 4 rows × 8 columns.
+  const small = blockLimit < 128;
+  const RN = small || cols <= 8 ? 8 : 16;
+  return { WG, RM: Math.min(small ? 4 : 8, Math.max(1, Math.ceil(M / WG))), RN };
 }
 
 /** Register block of the DWR kernel: O rows (output channels), uniform (tap, channel) columns. */
-export function convDwRegisterConfig(O: number): ConvConfig {
-  return { WG: 8, RM: Math.min(8, Math.max(1, Math.ceil(O / 8))), RN: 16 };
+export function convDwRegisterConfig(O: number, blockLimit = 128): ConvConfig {
+  const small = blockLimit < 128;
+  return { WG: 8, RM: Math.min(small ? 4 : 8, Math.max(1, Math.ceil(O / 8))), RN: small ? 8 : 16 };
 }
 
-/** Register kernels by default: a software adapter that compiles unrolled bodies fast (Mesa), or forced. */
+/**
+ * Register kernels by default: a software adapter that compiles register blocks in acceptable
+ * time (Mesa; SwiftShader with small blocks), or forced.
+ */
 export function convRegisterDefault(profile: DeviceProfile): boolean {
   const forced = kernelOverride('conv');
-  return forced ? forced === 'register' : profile.software && profile.unrolledKernels;
+  return forced ? forced === 'register' : profile.software && profile.registerBlockLimit > 0;
+}
+
+/** Register blocks [WG, RM, RN] timed on an adapter with this accumulator limit (RM·RN ≤ it). */
+function registerBlocks(profile: DeviceProfile, wide: number[][], gpu: number[][]): number[][] {
+  if (!profile.software) return gpu;
+  if (profile.registerBlockLimit >= 128) return wide;
+  return [[8, 4, 8], [8, 2, 8], [8, 4, 4], [8, 8, 4]].filter(([, RM, RN]) => RM * RN <= Math.max(profile.registerBlockLimit, 32));
 }
 
 /** The GEMM of a conv pass: M rows, `cols` columns, reducing over `taps` × `CR` channels. */
@@ -95,20 +108,24 @@ const forced = () => kernelOverride('conv') !== undefined;
 export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
   name: 'conv',
   bucket: (g) => `${g.pass}:k${g.K}s${g.stride}:${pow2Bucket(g.M)}x${pow2Bucket(g.cols)}x${pow2Bucket(g.CR)}${g.bias ? '+b' : ''}`,
-  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convRegisterConfig(g.M, g.cols) } : { kind: 'gemm4', ...convConfig(g.M) }),
+  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) } : { kind: 'gemm4', ...convConfig(g.M) }),
   candidates(g, profile) {
     const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.M / WG)));
     const out: ConvGemmConfig[] = [];
-    // Each candidate costs a compile of its unrolled tap loop per (kernel size, stride, pass):
+    // Each candidate costs a compile of its register body per (kernel size, stride, pass):
     // seconds on llvmpipe, so software adapters time few blocks and GEMM4 only as hand-picked.
-    if (profile.unrolledKernels || kernelOverride('conv') === 'register') {
-      const blocks = profile.software ? [[8, 8, 16], [8, 4, 16], [8, 16, 8]] : [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 16, 8], [8, 4, 32], [16, 8, 16]];
+    if (profile.registerBlockLimit > 0 || kernelOverride('conv') === 'register') {
+      const blocks = registerBlocks(profile, [[8, 8, 16], [8, 4, 16], [8, 16, 8]], [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 16, 8], [8, 4, 32], [16, 8, 16]]);
       for (const [WG, RM, RN] of blocks) {
         if (RN > 2 * Math.max(g.cols, 8)) continue;
         out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
       }
     }
-    const tiles = profile.software ? [[32, 16, 8]] : [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]];
+    // SwiftShader: GEMM4 with 8 rows per lane ran 1.15–1.44× faster than 16 on 5 of the tiny
+    // model's conv classes (bench browser-tune), so both are timed there.
+    const tiles = !profile.software ? [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]]
+      : profile.registerBlockLimit < 128 ? [[32, 16, 8], [32, 8, 8]]
+      : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convFamily.handPicked(g, profile), ...out]);
   },
@@ -121,15 +138,17 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
   name: 'conv_dw',
   shader: 'conv',
   bucket: (g) => `k${g.K}s${g.stride}:${pow2Bucket(g.O)}x${pow2Bucket(g.C)}x${pow2Bucket(g.N * g.H * g.W)}`,
-  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O) } : { kind: 'gemm4', ...convConfig(g.O) }),
+  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O, profile.registerBlockLimit) } : { kind: 'gemm4', ...convConfig(g.O) }),
   candidates(g, profile) {
     const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.O / WG)));
     const out: ConvGemmConfig[] = [];
-    if (profile.unrolledKernels || kernelOverride('conv') === 'register') {
-      const blocks = profile.software ? [[8, 8, 16], [8, 4, 16], [8, 8, 8]] : [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 4, 32]];
+    if (profile.registerBlockLimit > 0 || kernelOverride('conv') === 'register') {
+      const blocks = registerBlocks(profile, [[8, 8, 16], [8, 4, 16], [8, 8, 8]], [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 4, 32]]);
       for (const [WG, RM, RN] of blocks) out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
     }
-    const tiles = profile.software ? [[32, 16, 8]] : [[32, 16, 8], [32, 8, 8], [64, 4, 8]];
+    const tiles = !profile.software ? [[32, 16, 8], [32, 8, 8], [64, 4, 8]]
+      : profile.registerBlockLimit < 128 ? [[32, 16, 8], [32, 8, 8]]
+      : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);
   },
