@@ -151,7 +151,7 @@ function drawRoute(R: Rng, E: number, k: number, N: number): Int32Array {
 describe('moe grouped matmul: every candidate configuration', () => {
   const R = rng('moe-gmm-candidates');
   const cands = new Map<string, MoeGmmConfig>();
-  for (const profile of [software, gpu]) for (const tile of [32, 64]) for (const transB of [false, true]) {
+  for (const profile of [software, swiftshader, gpu]) for (const tile of [32, 64]) for (const transB of [false, true]) {
     for (const c of moeGmmFamily.candidates({ M: 4 * tile, N: 64, K: 64, E: 4, tile, transB }, profile)) cands.set(moeGmmFamily.configKey(c), c);
   }
   it('covers both layouts', () => {
@@ -200,7 +200,7 @@ describe('moe grouped matmul: every candidate configuration', () => {
 describe('moe expert weight gradient: every candidate configuration', () => {
   const R = rng('moe-wgrad-candidates');
   const cands = new Map<string, MatmulTiles>();
-  for (const profile of [software, gpu]) for (const [M, N] of [[16, 24], [96, 128]]) {
+  for (const profile of [software, swiftshader, gpu]) for (const [M, N] of [[16, 24], [96, 128]]) {
     for (const c of moeWgradFamily.candidates({ M, N, rows: 256, E: 4, tile: 32 }, profile)) cands.set(moeWgradFamily.configKey(c), c);
   }
   it('covers both layouts', () => {

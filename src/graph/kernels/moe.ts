@@ -53,8 +53,15 @@ export type MoeGmmConfig = { kind: 'register'; RN: number } | { kind: 'tiled'; T
 /** Today's choice: GMM_REG with RN 16 where unrolled register kernels are the default (CPU adapters), else GMM with TN = the row tile. A `moe` override forces the layout. */
 export function moeGmmHandConfig(g: MoeGmmGeometry, profile: DeviceProfile): MoeGmmConfig {
   const forced = kernelOverride('moe');
-  const reg = forced ? forced === 'register' : profile.software && profile.unrolledKernels;
-  return reg ? { kind: 'register', RN: 16 } : { kind: 'tiled', TN: g.tile };
+  const reg = forced ? forced === 'register' : profile.software && profile.registerBlockLimit > 0;
+  return reg ? { kind: 'register', RN: gmmRegisterRn(g, profile, 16) } : { kind: 'tiled', TN: g.tile };
+}
+
+/** The widest RN ≤ `want` whose block (tile/8 rows × RN) fits the adapter's accumulator limit (4 at least). */
+function gmmRegisterRn(g: MoeGmmGeometry, profile: DeviceProfile, want: number): number {
+  let RN = want;
+  while (RN > 4 && (g.tile / 8) * RN > Math.max(profile.registerBlockLimit, 32)) RN /= 2;
+  return RN;
 }
 
 const gmmKey = (c: MoeGmmConfig) => (c.kind === 'register' ? `register:rn${c.RN}` : `tiled:tn${c.TN}`);
@@ -67,7 +74,7 @@ export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
   candidates(g, profile) {
     const out: MoeGmmConfig[] = [moeGmmHandConfig(g, profile)];
     // Register blocks compile an unrolled RM×RN body (RM = tile/8): seconds each on llvmpipe.
-    if (profile.unrolledKernels) for (const RN of [8, 16]) out.push({ kind: 'register', RN });
+    if (profile.registerBlockLimit > 0) for (const RN of [4, 8, 16]) if ((g.tile / 8) * RN <= profile.registerBlockLimit && (RN > 4 || profile.registerBlockLimit < 128)) out.push({ kind: 'register', RN });
     for (const TN of [32, 64]) out.push({ kind: 'tiled', TN });
     const seen = new Set<string>();
     return out.filter((c) => !seen.has(gmmKey(c)) && !!seen.add(gmmKey(c)));
@@ -99,8 +106,12 @@ export interface MoeWgradGeometry {
 /** Today's choice: matmul's register block for M×N where register kernels are the default, else 32×32 tiles up to 64×64 outputs and 64×64 above. */
 export function moeWgradHandConfig(g: MoeWgradGeometry, profile: DeviceProfile): MatmulTiles {
   const forced = kernelOverride('moe');
-  const reg = forced ? forced === 'register' : profile.software && profile.unrolledKernels;
-  if (reg) return matmulTiles(g.M, g.N, 'register');
+  const reg = forced ? forced === 'register' : profile.software && profile.registerBlockLimit > 0;
+  if (reg) {
+    const t = matmulTiles(g.M, g.N, 'register');
+    // Under a small accumulator limit (SwiftShader), at most 4 × 8 per lane.
+    return profile.registerBlockLimit >= 128 || t.RM * t.RN <= 32 ? t : { ...t, RM: Math.min(t.RM, 4), RN: Math.min(t.RN, 8) };
+  }
   const T = g.M * g.N <= 64 * 64 ? 32 : 64;
   return { kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 };
 }
@@ -112,7 +123,7 @@ export const moeWgradFamily: KernelFamily<MoeWgradGeometry, MatmulTiles> = {
   handPicked: moeWgradHandConfig,
   candidates(g, profile) {
     const out: MatmulTiles[] = [moeWgradHandConfig(g, profile)];
-    if (profile.unrolledKernels) for (const [WG, RM, RN] of [[8, 4, 8], [8, 4, 16], [8, 8, 8], [8, 8, 16]]) out.push({ kind: 'register', TM: 0, TN: 0, BK: 0, WG, RM, RN });
+    if (profile.registerBlockLimit > 0) for (const [WG, RM, RN] of [[8, 4, 8], [8, 4, 16], [8, 8, 8], [8, 8, 16]]) if (RM * RN <= profile.registerBlockLimit) out.push({ kind: 'register', TM: 0, TN: 0, BK: 0, WG, RM, RN });
     for (const T of [32, 64]) out.push({ kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 });
     const key = matmulFamily.configKey, seen = new Set<string>();
     return out.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
