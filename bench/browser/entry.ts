@@ -1,7 +1,8 @@
 // Entry of the browser bench page (bench/browser-tune.ts drives it through puppeteer): one tiny
 // training step (forward + backward at the preset's batch) and one greedy report, with the
-// hand-picked kernels and with the kernels the tuner chose on this adapter, timed in alternating
-// pairs in the same page (best of each).
+// hand-picked kernels, with the kernels the tuner chose on this adapter, and with the fixed
+// choice this adapter had before the accumulator limit (conv GEMM4 and MoE tiles, forced through
+// the kernel override map), timed in alternating rounds in the same page (best of each).
 import { dispose, fromData, init, read, realize } from '../../src/graph/runtime.ts';
 import { grad } from '../../src/graph/autograd.ts';
 import { configureTuning, tuneEntries, tunePending } from '../../src/graph/tuner.ts';
@@ -11,10 +12,13 @@ import { normaliseConfig } from '../../src/model/config.ts';
 import { presetConfig } from '../../src/model/presets.ts';
 import { Weights } from '../../src/model/weights.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
+import { clearKernelOverrides, setKernelOverrides } from '../../src/graph/kernels/overrides.ts';
 
 export interface BrowserTuneResult {
   adapter: string;
   batch: number;
+  step_ms_before: number;
+  report_ms_before: number;
   step_ms_hand: number;
   step_ms_tuned: number;
   report_ms_hand: number;
@@ -61,8 +65,15 @@ async function run(budgetS: number, pairs: number): Promise<BrowserTuneResult> {
     return performance.now() - t0;
   };
 
-  status('hand-picked kernels: warm-up (compiling)');
+  // The fixed choice before the accumulator limit (src/gpu/profile.ts registerBlockLimit).
+  const before = { conv: 'gemm4', moe: 'tiled' } as const;
+  status('the earlier fixed choice: warm-up (compiling)');
   await configureTuning('off');
+  setKernelOverrides(before);
+  await step();
+  await report();
+  clearKernelOverrides();
+  status('hand-picked kernels: warm-up (compiling)');
   await step();
   await report();
   status('tuning this adapter');
@@ -75,10 +86,14 @@ async function run(budgetS: number, pairs: number): Promise<BrowserTuneResult> {
   const tuneS = (performance.now() - t0) / 1000;
   await step(); // compile the tuned choices outside the timed runs
   await report();
-  let stepHand = Infinity, stepTuned = Infinity, repHand = Infinity, repTuned = Infinity;
+  let stepHand = Infinity, stepTuned = Infinity, repHand = Infinity, repTuned = Infinity, stepBefore = Infinity, repBefore = Infinity;
   for (let p = 0; p < pairs; p++) {
-    status(`timing pair ${p + 1} of ${pairs}`);
+    status(`timing round ${p + 1} of ${pairs}`);
     await configureTuning('off');
+    setKernelOverrides(before);
+    stepBefore = Math.min(stepBefore, await step());
+    repBefore = Math.min(repBefore, await report());
+    clearKernelOverrides();
     stepHand = Math.min(stepHand, await step());
     repHand = Math.min(repHand, await report());
     await configureTuning({ mode: 'cached' });
@@ -90,6 +105,7 @@ async function run(budgetS: number, pairs: number): Promise<BrowserTuneResult> {
   status('done');
   return {
     adapter: r.profile.adapterName, batch: B,
+    step_ms_before: stepBefore, report_ms_before: repBefore,
     step_ms_hand: stepHand, step_ms_tuned: stepTuned, report_ms_hand: repHand, report_ms_tuned: repTuned,
     tune_s: tuneS, classes: entries.length,
     switched: entries.filter(([, e]) => e.config !== e.hand).map(([id, e]) => `${id}: ${e.hand} -> ${e.config} (${(e.handMs / e.ms).toFixed(2)}x)`),
