@@ -50,8 +50,10 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
     // Few rows (decode steps): 32 rows per workgroup, so little of each strip is padding.
     if (M <= 32 && !block) return reg(8, 4, 16);
     // Mid-size: 8×16 compiles in about a second; the big block (2× the code, several seconds
-    // to compile on llvmpipe, cached on disk by Mesa) pays off only where the product is large.
-    if (M * N < 256 * 256 && !block) return reg(8, 8, 16);
+    // to compile on llvmpipe, cached on disk by Mesa) pays off only where the product is large,
+    // and only with ≥ 128 rows: 16 rows × 8 lanes cover 128, so M = 64 left half the lanes'
+    // rows as padding (the tuner switched every such class to 8×16, 1.5–1.9×: bench tune).
+    if ((M * N < 256 * 256 || M < 128) && !block) return reg(8, 8, 16);
     return { ...reg(8, 16, 16), ...block };
   }
   if (M * N <= 64 * 64) return tiled(32, 32, 16, 4, 4);
