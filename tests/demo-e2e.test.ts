@@ -449,9 +449,12 @@ describe('demo app in headless Chromium', () => {
     const measured = await classes(page);
     console.log(`tuned in the page: ${await text(page, '#tuning-status')}`);
     expect(measured, await text(page, '#tuning-status')).toBeGreaterThan(0);
-    // A new tab of the same browser reads them from OPFS: nothing to measure again.
+    // A new tab of the same browser reads them from OPFS: nothing to measure again. (The first
+    // tab may still add classes after its report, e.g. for the attention maps: between the two.)
     const again = await open();
-    expect(await classes(again), await text(again, '#tuning-status')).toBe(measured);
+    const stored = await classes(again), latest = await classes(page);
+    expect(stored, await text(again, '#tuning-status')).toBeGreaterThanOrEqual(measured);
+    expect(stored, await text(again, '#tuning-status')).toBeLessThanOrEqual(latest);
     await page.close();
     await again.close();
   });
