@@ -71,7 +71,9 @@ export function convRegisterDefault(profile: DeviceProfile): boolean {
 function registerBlocks(profile: DeviceProfile, wide: number[][], gpu: number[][]): number[][] {
   if (!profile.software) return gpu;
   if (profile.registerBlockLimit >= 128) return wide;
-  return [[8, 4, 8], [8, 2, 8], [8, 4, 4], [8, 8, 4]].filter(([, RM, RN]) => RM * RN <= Math.max(profile.registerBlockLimit, 32));
+  // SwiftShader compiles a conv body in seconds: few blocks (the tuner there spent its whole
+  // 60 s page budget on 3 classes with 6 candidates each).
+  return [[8, 4, 8], [8, 8, 4], [8, 2, 8]].filter(([, RM, RN]) => RM * RN <= Math.max(profile.registerBlockLimit, 32));
 }
 
 /** The GEMM of a conv pass: M rows, `cols` columns, reducing over `taps` × `CR` channels. */
@@ -121,10 +123,10 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
         out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
       }
     }
-    // SwiftShader: GEMM4 with 8 rows per lane ran 1.15–1.44× faster than 16 on 5 of the tiny
-    // model's conv classes (bench browser-tune), so both are timed there.
+    // Software adapters with small register blocks (SwiftShader) time no GEMM4: it ran the tiny
+    // model's step 1.9× slower there than 4×8 register blocks.
     const tiles = !profile.software ? [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]]
-      : profile.registerBlockLimit < 128 ? [[32, 16, 8], [32, 8, 8]]
+      : profile.registerBlockLimit > 0 && profile.registerBlockLimit < 128 ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convFamily.handPicked(g, profile), ...out]);
@@ -147,7 +149,7 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
       for (const [WG, RM, RN] of blocks) out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
     }
     const tiles = !profile.software ? [[32, 16, 8], [32, 8, 8], [64, 4, 8]]
-      : profile.registerBlockLimit < 128 ? [[32, 16, 8], [32, 8, 8]]
+      : profile.registerBlockLimit > 0 && profile.registerBlockLimit < 128 ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);

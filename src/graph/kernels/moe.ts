@@ -64,6 +64,9 @@ function gmmRegisterRn(g: MoeGmmGeometry, profile: DeviceProfile, want: number):
   return RN;
 }
 
+/** A software adapter that runs register kernels only in small blocks (SwiftShader). */
+const smallBlocks = (p: DeviceProfile) => p.software && p.registerBlockLimit > 0 && p.registerBlockLimit < 128;
+
 const gmmKey = (c: MoeGmmConfig) => (c.kind === 'register' ? `register:rn${c.RN}` : `tiled:tn${c.TN}`);
 
 export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
@@ -75,7 +78,8 @@ export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
     const out: MoeGmmConfig[] = [moeGmmHandConfig(g, profile)];
     // Register blocks compile an unrolled RM×RN body (RM = tile/8): seconds each on llvmpipe.
     if (profile.registerBlockLimit > 0) for (const RN of [4, 8, 16]) if ((g.tile / 8) * RN <= profile.registerBlockLimit && (RN > 4 || profile.registerBlockLimit < 128)) out.push({ kind: 'register', RN });
-    for (const TN of [32, 64]) out.push({ kind: 'tiled', TN });
+    // Not on small-block software adapters (SwiftShader): tiles ran the expert products >10× slower there.
+    if (!smallBlocks(profile)) for (const TN of [32, 64]) out.push({ kind: 'tiled', TN });
     const seen = new Set<string>();
     return out.filter((c) => !seen.has(gmmKey(c)) && !!seen.add(gmmKey(c)));
   },
@@ -124,7 +128,7 @@ export const moeWgradFamily: KernelFamily<MoeWgradGeometry, MatmulTiles> = {
   candidates(g, profile) {
     const out: MatmulTiles[] = [moeWgradHandConfig(g, profile)];
     if (profile.registerBlockLimit > 0) for (const [WG, RM, RN] of [[8, 4, 8], [8, 4, 16], [8, 8, 8], [8, 8, 16]]) if (RM * RN <= profile.registerBlockLimit) out.push({ kind: 'register', TM: 0, TN: 0, BK: 0, WG, RM, RN });
-    for (const T of [32, 64]) out.push({ kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 });
+    if (!smallBlocks(profile)) for (const T of [32, 64]) out.push({ kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 });
     const key = matmulFamily.configKey, seen = new Set<string>();
     return out.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
   },
