@@ -78,7 +78,7 @@ async function run(budgetS: number, pairs: number): Promise<BrowserTuneResult> {
   await report();
   status('tuning this adapter');
   const t0 = performance.now();
-  await configureTuning({ mode: 'cached', budgetS });
+  await configureTuning({ mode: 'cached', budgetS, log: (l) => console.log(l) });
   await step();
   await tunePending();
   await report();
