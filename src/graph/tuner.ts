@@ -373,8 +373,8 @@ export interface TuneResult {
 }
 
 /**
- * Measures one geometry class now: every candidate (hand pick first) compiled, checked against
- * the hand pick's output, timed in alternating rounds (best of rounds: the machine may be
+ * Measures one geometry class now: every candidate compiled, checked against the hand pick's
+ * output, timed in alternating rounds (best of rounds: the machine may be
  * shared); the fastest correct one is kept. Stops early, keeping the best so far, past `deadline`.
  */
 export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, deadline = Infinity): Promise<TuneResult | null> {
@@ -384,16 +384,20 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
   const profile = runtime().profile;
   const hand = family.handPicked(g, profile);
   const handKey = family.configKey(hand);
-  const cands = [hand, ...family.candidates(g, profile).filter((c) => family.configKey(c) !== handKey)];
+  const cands = family.candidates(g, profile).filter((c) => family.configKey(c) !== handKey);
   const trial = tun.trial(g);
   const rejected: string[] = [];
   try {
-    const ref = (await outputOf(tun, trial, hand)).out;
-    // First pass: compile + check each candidate, one timing (the checking run's own, where
-    // timestamps give it); pick copies so a sample is ~10 ms.
-    const alive: { c: unknown; key: string; best: number }[] = [];
+    // First pass: the hand pick's run is the reference; each candidate compiled, checked against
+    // it and timed once (the checking run's own timing, where timestamps give it); pick copies
+    // so a sample is ~10 ms.
+    const handRun = await outputOf(tun, trial, hand);
+    const ref = handRun.out;
+    // A reference that is not finite checks nothing (|Δ| is NaN against it): the class is not tuned.
+    if (!ref.every(Number.isFinite)) return null;
+    const alive: { c: unknown; key: string; best: number }[] = [{ c: hand, key: handKey, best: handRun.ms ?? await timeConfig(tun, trial, hand, 1) }];
     for (const c of cands) {
-      if (alive.length && performance.now() > deadline) break;
+      if (performance.now() > deadline) break;
       const key = family.configKey(c);
       try {
         const { out, ms } = await outputOf(tun, trial, c);
@@ -408,7 +412,6 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
         rejected.push(`${key} (${(e as Error).message.split('\n')[0]})`);
       }
     }
-    if (!alive.length) return null;
     const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(alive[0].best, 0.05))));
     // The first pass only screens: single runs, right after compiling. Alternating rounds of
     // ~10 ms samples then time the hand pick and the (up to 3) candidates that screened faster
