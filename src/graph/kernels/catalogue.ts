@@ -21,6 +21,14 @@ export interface KernelFamily<G, C> {
   forced(): boolean;
 }
 
+/**
+ * A software adapter that runs register kernels only in small blocks (SwiftShader: registerBlockLimit
+ * 32): its families time small register blocks and no workgroup tiles.
+ */
+export function smallRegisterBlocks(p: DeviceProfile): boolean {
+  return p.software && p.registerBlockLimit > 0 && p.registerBlockLimit < 128;
+}
+
 /** Smallest power of two ≥ n (1 for n ≤ 1). */
 export function pow2Bucket(n: number): number {
   return n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n));

@@ -4,7 +4,7 @@
 // candidates. The bodies are emitted in src/graph/ops/conv.ts.
 import type { DeviceProfile } from '../../gpu/profile.ts';
 import { kernelOverride } from './overrides.ts';
-import { type KernelFamily, pow2Bucket } from './catalogue.ts';
+import { type KernelFamily, pow2Bucket, smallRegisterBlocks } from './catalogue.ts';
 import { uniformSchema } from './uniforms.ts';
 
 export const convParams = uniformSchema('conv', {
@@ -126,7 +126,7 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     // Software adapters with small register blocks (SwiftShader) time no GEMM4: it ran the tiny
     // model's step 1.9× slower there than 4×8 register blocks.
     const tiles = !profile.software ? [[32, 16, 8], [64, 8, 8], [32, 8, 8], [16, 16, 8]]
-      : profile.registerBlockLimit > 0 && profile.registerBlockLimit < 128 ? []
+      : smallRegisterBlocks(profile) ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convFamily.handPicked(g, profile), ...out]);
@@ -149,7 +149,7 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
       for (const [WG, RM, RN] of blocks) out.push({ kind: 'register', WG, RM: rows(WG, RM), RN });
     }
     const tiles = !profile.software ? [[32, 16, 8], [32, 8, 8], [64, 4, 8]]
-      : profile.registerBlockLimit > 0 && profile.registerBlockLimit < 128 ? []
+      : smallRegisterBlocks(profile) ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);

@@ -5,7 +5,7 @@
 // (moeGmmFamily: register or tiled layout and its column block), and so are the expert weight
 // gradients (moeWgradFamily: matmul's register blocks or tiles).
 import type { DeviceProfile } from '../../gpu/profile.ts';
-import { type KernelFamily, pow2Bucket } from './catalogue.ts';
+import { type KernelFamily, pow2Bucket, smallRegisterBlocks } from './catalogue.ts';
 import { kernelOverride } from './overrides.ts';
 import { matmulFamily, type MatmulTiles, matmulTiles } from './matmul.ts';
 import { uniformSchema } from './uniforms.ts';
@@ -64,9 +64,6 @@ function gmmRegisterRn(g: MoeGmmGeometry, profile: DeviceProfile, want: number):
   return RN;
 }
 
-/** A software adapter that runs register kernels only in small blocks (SwiftShader). */
-const smallBlocks = (p: DeviceProfile) => p.software && p.registerBlockLimit > 0 && p.registerBlockLimit < 128;
-
 const gmmKey = (c: MoeGmmConfig) => (c.kind === 'register' ? `register:rn${c.RN}` : `tiled:tn${c.TN}`);
 
 export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
@@ -79,7 +76,7 @@ export const moeGmmFamily: KernelFamily<MoeGmmGeometry, MoeGmmConfig> = {
     // Register blocks compile an unrolled RM×RN body (RM = tile/8): seconds each on llvmpipe.
     if (profile.registerBlockLimit > 0) for (const RN of [4, 8, 16]) if ((g.tile / 8) * RN <= profile.registerBlockLimit && (RN > 4 || profile.registerBlockLimit < 128)) out.push({ kind: 'register', RN });
     // Not on small-block software adapters (SwiftShader): tiles ran the expert products >10× slower there.
-    if (!smallBlocks(profile)) for (const TN of [32, 64]) out.push({ kind: 'tiled', TN });
+    if (!smallRegisterBlocks(profile)) for (const TN of [32, 64]) out.push({ kind: 'tiled', TN });
     const seen = new Set<string>();
     return out.filter((c) => !seen.has(gmmKey(c)) && !!seen.add(gmmKey(c)));
   },
@@ -128,7 +125,7 @@ export const moeWgradFamily: KernelFamily<MoeWgradGeometry, MatmulTiles> = {
   candidates(g, profile) {
     const out: MatmulTiles[] = [moeWgradHandConfig(g, profile)];
     if (profile.registerBlockLimit > 0) for (const [WG, RM, RN] of [[8, 4, 8], [8, 4, 16], [8, 8, 8], [8, 8, 16]]) if (RM * RN <= profile.registerBlockLimit) out.push({ kind: 'register', TM: 0, TN: 0, BK: 0, WG, RM, RN });
-    if (!smallBlocks(profile)) for (const T of [32, 64]) out.push({ kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 });
+    if (!smallRegisterBlocks(profile)) for (const T of [32, 64]) out.push({ kind: 'tiled', TM: T, TN: T, BK: 16, RM: 4, RN: 4, WG: 0 });
     const key = matmulFamily.configKey, seen = new Set<string>();
     return out.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
   },
