@@ -3,7 +3,8 @@
 // hand-picked kernels, with the kernels the tuner chose on this adapter, and with the fixed
 // choice this adapter had before the accumulator limit (conv GEMM4 and MoE tiles, forced through
 // the kernel override map), timed in alternating rounds in the same page (best of each).
-import { dispose, fromData, init, read, realize } from '../../src/graph/runtime.ts';
+import { dispose, init, read, realize } from '../../src/graph/runtime.ts';
+import { syntheticBatch } from '../../src/cli/tune.ts';
 import { grad } from '../../src/graph/autograd.ts';
 import { configureTuning, tuneEntries, tunePending } from '../../src/graph/tuner.ts';
 import { generate } from '../../src/generate/decode.ts';
@@ -42,16 +43,13 @@ const status = (s: string) => {
 async function run(budgetS: number, pairs: number): Promise<BrowserTuneResult> {
   const r = await init();
   const cfg = normaliseConfig({ ...presetConfig('tiny'), vocab_size: 64 }, 'preset tiny');
-  const B = cfg.batch_size ?? 16, S = cfg.image_size, T = cfg.text_seq_len;
+  const B = cfg.batch_size ?? 16;
   const w = Weights.init(cfg, 1);
   const { vision, other } = w.trainable();
-  const img = fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [B, 3, S, S]);
-  const one = fromData(Float32Array.from({ length: 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [1, 3, S, S]);
-  const ids = fromData(Int32Array.from({ length: B * T }, (_, i) => 4 + ((i * 7) % (cfg.vocab_size - 4))), [B, T], 'i32');
-  const padMask = new Int32Array(B * T).fill(1);
+  const batch = syntheticBatch(cfg, B), one = syntheticBatch(cfg, 1).image;
   const step = async () => {
     const t0 = performance.now();
-    const out = forward(w, { image: img, inputIds: ids, labelIds: ids, padMask }, { training: true, seed: 1 });
+    const out = forward(w, batch, { training: true, seed: 1 });
     const g = grad(out.loss, [...vision, ...other]).filter((x): x is Tensor => !!x);
     await realize([out.loss, ...g]);
     await read(out.loss); // realize only submits: wait for the step's results

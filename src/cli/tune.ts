@@ -18,18 +18,24 @@ export async function shapeConfig(config: string): Promise<MicarConfig> {
   return normaliseConfig({ ...raw, vocab_size: (raw.vocab_size as number) || 64 });
 }
 
+/** A synthetic batch of B images and token rows for `cfg` (shape-only runs: tuning, benchmarks). */
+export function syntheticBatch(cfg: MicarConfig, B: number): { image: Tensor; inputIds: Tensor; labelIds: Tensor; padMask: Int32Array } {
+  const S = cfg.image_size, T = cfg.text_seq_len;
+  const image = fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [B, 3, S, S]);
+  const ids = fromData(Int32Array.from({ length: B * T }, (_, i) => 4 + ((i * 7) % (cfg.vocab_size - 4))), [B, T], 'i32');
+  return { image, inputIds: ids, labelIds: ids, padMask: new Int32Array(B * T).fill(1) };
+}
+
 /** Runs one training step (forward + backward) and one evaluation forward of `cfg` at batch B on synthetic data. */
 export async function runModelShapes(cfg: MicarConfig, B: number): Promise<void> {
-  const S = cfg.image_size, T = cfg.text_seq_len;
   const w = Weights.init(cfg, 1);
   const { vision, other } = w.trainable();
-  const img = fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [B, 3, S, S]);
-  const ids = fromData(Int32Array.from({ length: B * T }, (_, i) => 4 + ((i * 7) % (cfg.vocab_size - 4))), [B, T], 'i32');
-  const out = forward(w, { image: img, inputIds: ids, labelIds: ids, padMask: new Int32Array(B * T).fill(1) }, { training: true, seed: 1 });
+  const batch = syntheticBatch(cfg, B);
+  const out = forward(w, batch, { training: true, seed: 1 });
   const ps: Tensor[] = [...vision, ...other];
   const g = grad(out.loss, ps);
   await realize([out.loss, ...g.filter((x): x is Tensor => !!x)]);
-  const ev = forward(w, { image: img, inputIds: ids, labelIds: ids, padMask: new Int32Array(B * T).fill(1) }, { training: false, seed: 1 });
+  const ev = forward(w, batch, { training: false, seed: 1 });
   await read(ev.loss);
 }
 
