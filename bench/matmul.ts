@@ -4,8 +4,10 @@
 // Last line: JSON for n = 1024.
 import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { gflops, initTfjs, peakGflops, peakSample, printHeader, printJson, printTable, setup, timeRealize, timeTfjs, type Timing } from './harness.ts';
-import { fromData, read } from '../src/graph/runtime.ts';
-import { matmul, matmulTiles } from '../src/graph/ops/matmul.ts';
+import { fromData, read, runtime } from '../src/graph/runtime.ts';
+import { chooseConfig } from '../src/graph/kernels/catalogue.ts';
+import { matmulFamily } from '../src/graph/kernels/matmul.ts';
+import { matmul } from '../src/graph/ops/matmul.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 
 interface Case {
@@ -83,7 +85,8 @@ export async function main(args: string[]): Promise<void> {
     }
     tf.dispose([ta, tb, tc]);
     const g = gflops(flops, ours.bestMs), gt = gflops(flops, theirs.bestMs);
-    const t = matmulTiles(M, N, 'register');
+    // The configuration this run used (tuned choice if cached, else the hand pick).
+    const used = matmulFamily.configKey(chooseConfig(matmulFamily, { M, N, K, batch: 1, transA, transB, bias: false }, runtime().profile));
     rows.push({
       case: c.name,
       'M×N×K': `${M}×${N}×${K}`,
@@ -95,7 +98,7 @@ export async function main(args: string[]): Promise<void> {
       'tfjs GFLOPs': gt,
       'vs tfjs': g / gt,
       'rel diff': Math.sqrt(num / den),
-      block: `${t.RM}×${t.RN}`,
+      kernel: used,
     });
     if (c.name === 'square 1024') {
       json = { bench: 'matmul', n: 1024, gflops: g, peak_gflops: peak.gflops, fraction_of_peak: g / peak.gflops, tfjs_gflops: gt, ratio_vs_tfjs: g / gt };

@@ -15,8 +15,12 @@
 // TILED (GPUs): each workgroup computes a TM×TN tile of C with (TM/RM)×(TN/RN) threads, each
 //   thread an RM×RN register block; K advances BK at a time through workgroup memory.
 //
-// Specialisation: T (element type of A, B, C, bias: f32 | f16; accumulation is f32), REGISTER, TRANS_A, TRANS_B, HAS_BIAS, AV, BV (bool); TM, TN, BK, RM, RN, WG
-// (u32); generated (src/graph/kernels/matmul.ts): PARAMS (the uniform struct), REG_BODY (empty for TILED).
+// WINDOW (CPU adapters, f32): B through 64 KiB uniform windows, which llvmpipe reads with one
+//   broadcast load per workgroup instead of a bounds-checked load per lane; PACK repacks
+//   operands it cannot read directly. See src/graph/kernels/matmul.ts (windowPlan).
+//
+// Specialisation: T (element type of A, B, C, bias: f32 | f16; accumulation is f32), REGISTER, WINDOW, PACK, TRANS_A, TRANS_B, HAS_BIAS, AV, BV (bool); TM, TN, BK, RM, RN, WG,
+// NW (u32); generated (src/graph/kernels/matmul.ts): PARAMS (the uniform struct), REG_BODY (empty for TILED and PACK).
 
 #if ${F16}
 enable f16;
@@ -54,6 +58,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   // Rows of this invocation: groups of 4 consecutive rows, group g at m4 + g*4*WG.
   let m4 = wid.y * (WG * ${RM}u) + 4u * lid.x;
 ${REG_BODY}
+}
+#elif ${WINDOW}
+// WINDOW (f32): B read through a uniform window of NW vec4s: Nc rows of Bᵀ (K4 vec4s each);
+// A packed [.., M, 4·K4] read per lane as vec4 along k; one dispatch per window. Body:
+// windowBody in src/graph/kernels/matmul.ts.
+@group(0) @binding(1) var<storage, read> A: array<vec4<T>>;
+@group(0) @binding(2) var<uniform> Bw: array<vec4<f32>, ${NW}>;
+@group(0) @binding(3) var<storage, read_write> C: array<T>;
+#if ${HAS_BIAS}
+@group(0) @binding(4) var<storage, read> bias: array<T>;
+#endif
+
+const WG: u32 = ${WG}u;
+
+@compute @workgroup_size(WG, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${REG_BODY}
+}
+#elif ${PACK}
+// PACK: out[b][w][r][k] (r < Nc rows of window w, k < Kp) = source element (w·Nc + r, k) of batch
+// b, 0 past R rows, K columns or Nc·Kp floats (windows padded to WS floats).
+@group(0) @binding(1) var<storage, read> src: array<T>;
+@group(0) @binding(2) var<storage, read_write> dst: array<T>;
+
+#include "lib/grid"
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = flat_id(gid, nwg);
+  if (o >= p.total) { return; }
+  let perBatch = p.nWin * p.WS;
+  let b = o / perBatch;
+  let w = (o % perBatch) / p.WS;
+  let e = o % p.WS;
+  let rl = e / p.Kp;
+  let k = e % p.Kp;
+  let r = w * p.Nc + rl;
+  var v = T(0.0);
+  if (rl < p.Nc && r < p.R && k < p.K) {
+    let s = b * p.R * p.K;
+    if (p.colsFirst != 0u) { v = src[s + k * p.R + r]; } else { v = src[s + r * p.K + k]; }
+  }
+  dst[o] = v;
 }
 #else
 @group(0) @binding(1) var<storage, read> A: array<T>;

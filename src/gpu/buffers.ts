@@ -6,8 +6,10 @@ const USAGE = GPUBufferUsageFlags();
 function GPUBufferUsageFlags(): number {
   // GPUBufferUsage is a global in browsers and Deno; constants inlined for other hosts.
   const u = (globalThis as unknown as { GPUBufferUsage?: Record<string, number> }).GPUBufferUsage;
-  const STORAGE = u?.STORAGE ?? 0x80, COPY_SRC = u?.COPY_SRC ?? 0x04, COPY_DST = u?.COPY_DST ?? 0x08;
-  return STORAGE | COPY_SRC | COPY_DST;
+  const STORAGE = u?.STORAGE ?? 0x80, COPY_SRC = u?.COPY_SRC ?? 0x04, COPY_DST = u?.COPY_DST ?? 0x08, UNIFORM = u?.UNIFORM ?? 0x40;
+  // UNIFORM: matmul's window kernel reads 64 KiB windows of a weight matrix as uniform buffers
+  // (uniform loads are broadcast once per workgroup on CPU adapters; storage loads are per lane).
+  return STORAGE | COPY_SRC | COPY_DST | UNIFORM;
 }
 
 export function sizeClass(bytes: number): number {

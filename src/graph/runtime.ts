@@ -8,7 +8,7 @@ import { BufferPool } from '../gpu/buffers.ts';
 import { getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
-import { type Bindable, type Dispatch, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
+import { type Bindable, type Dispatch, isWindow, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
 import { planSchedule } from './scheduler.ts';
 
 export interface Runtime {
@@ -248,6 +248,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   let current: Node;
   let scratch: GPUBuffer[] = [];
   const bufOf = (b: Bindable, what: string): GPUBuffer => {
+    if (isWindow(b)) return bufOf(b.of, what);
     if (!(b instanceof Tensor)) return b;
     const st = b.root.storage;
     if (!st) throw new Error(`${current.op}: ${what} ${b} has no storage (freed or not computed)`);
@@ -379,7 +380,10 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     const pipeline = getPipeline(device, d.kernel);
     checkBindingTypes(pipeline, d, rec.node);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
-    rec.buffers!.forEach((b, j) => entries.push({ binding: j + 1, resource: { buffer: b } }));
+    rec.buffers!.forEach((b, j) => {
+      const w = d.bindings[j];
+      entries.push({ binding: j + 1, resource: isWindow(w) ? { buffer: b, offset: w.offset, size: w.size } : { buffer: b } });
+    });
     const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
     const qi = 2 * profOps.length;
     const timed = querySet && qi + 1 < querySet.count;
@@ -442,6 +446,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   peakMark = Math.max(peakMark, r.pool.peakBytes);
   return lastStats;
 }
+
 
 /**
  * Buffers are untyped in WebGPU: an f16 tensor read as array<f32> (or the reverse) would be

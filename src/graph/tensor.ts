@@ -14,8 +14,23 @@ export interface Storage {
   bytes: number;
 }
 
-/** A binding for ctx.dispatch: a tensor, or a raw buffer (scratch). */
-export type Bindable = Tensor | GPUBuffer;
+/**
+ * Bytes [offset, offset + size) of a tensor's or a scratch buffer's storage, bound on its own
+ * (a 64 KiB uniform window of a weight matrix: matmul's window kernel). `offset` must be a
+ * multiple of 256 (WebGPU's minimum offset alignment for uniform and storage bindings).
+ */
+export interface BindingWindow {
+  of: Tensor | GPUBuffer;
+  offset: number;
+  size: number;
+}
+
+/** A binding for ctx.dispatch: a tensor, a raw buffer (scratch), or a window of either. */
+export type Bindable = Tensor | GPUBuffer | BindingWindow;
+
+export function isWindow(b: Bindable): b is BindingWindow {
+  return !(b instanceof Tensor) && typeof (b as BindingWindow).size === 'number' && (b as BindingWindow).of !== undefined;
+}
 
 /** Kernel parameters, packed as a WGSL uniform struct of 4-byte scalars in call order. */
 export class Params {

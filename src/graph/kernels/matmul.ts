@@ -12,9 +12,26 @@ export const matmulParams = uniformSchema('matmul', {
   strideA: 'u32', strideB: 'u32', strideC: 'u32',
 });
 
-/** Kernel configuration (see shaders/matmul.wgsl): REGISTER for CPU adapters, else TILED. */
+/**
+ * Per-window uniforms of the WINDOW kernel: C[.., M, N] (columns nBase … nBase+Nc of it) from A
+ * packed [.., M, 4·K4] (vec4 along k) and a uniform window of Nc rows of Bᵀ [N, 4·K4].
+ */
+export const matmulWindowParams = uniformSchema('matmul_window', {
+  M: 'u32', N: 'u32', K4: 'u32', Nc: 'u32', nBase: 'u32',
+  // vec4 offset of A's first batch and per-batch vec4 stride (wid.z); same for C in elements.
+  baseA4: 'u32', strideA4: 'u32', baseC: 'u32', strideC: 'u32',
+});
+
+/** Repacking for the WINDOW kernel: rows of [R, K] (or columns of [K, R]) into windows of Nc rows of Kp. */
+export const matmulPackParams = uniformSchema('matmul_pack', {
+  R: 'u32', K: 'u32', Kp: 'u32', Nc: 'u32', nWin: 'u32', WS: 'u32', total: 'u32',
+  // Source element (r, k) at r·K + k, or at k·R + r (colsFirst); per-batch source stride R·K.
+  colsFirst: 'u32',
+});
+
+/** Kernel configuration (see shaders/matmul.wgsl): REGISTER for CPU adapters, else TILED; WINDOW reads B through uniform windows. */
 export interface MatmulTiles {
-  kind: 'register' | 'tiled';
+  kind: 'register' | 'tiled' | 'window';
   /** TILED: C tile per workgroup and K step. */
   TM: number;
   TN: number;
@@ -34,6 +51,13 @@ export interface MatmulGeometry {
 }
 
 const reg = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG });
+const win = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'window', TM: 0, TN: 0, BK: 0, RM, RN, WG });
+/**
+ * WINDOW blocks (lanes × rows per lane × window rows per workgroup). Measured on llvmpipe
+ * (scratch probe, 1280×2048×512 with transB): 8×8×16 ran at 0.79 of the FMA ceiling, 8×4×16
+ * at 0.60, 8×8×32 at 0.74, 8×2×32 at 0.42; 8 rows per lane amortise the per-lane A loads.
+ */
+const WINDOW_BLOCKS: [number, number, number][] = [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 8, 32]];
 const tiled = (TM: number, TN: number, BK: number, RM: number, RN: number): MatmulTiles => ({ kind: 'tiled', TM, TN, BK, RM, RN, WG: 0 });
 
 /**
@@ -62,7 +86,16 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
 
 /** Today's hand-picked choice: REGISTER on software adapters that compile unrolled bodies, else TILED. */
 function handPicked(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles {
-  const kind = kernelOverride('matmul') ?? (profile.software ? 'register' : 'tiled');
+  const forced = kernelOverride('matmul');
+  const kind = forced ?? (profile.software ? 'register' : 'tiled');
+  // llvmpipe, f32 products of 128³ and more with A not transposed: the WINDOW kernel, 1.2–1.6×
+  // the register kernel (bench matmul shapes: square 1024, paper 1280×2048×512 with Bᵀ,
+  // 1280×512×2048; equal below 128³, where submission overhead dominates). With A transposed
+  // its packing cost made it no faster (512×2048×1280: 0.39 against 0.45 of the ceiling).
+  if (!forced && profile.software && profile.unrolledKernels && !g.transA && g.M * g.N * g.K >= 128 ** 3) {
+    const w = win(8, 8, 8);
+    if (windowApplies(g, w)) return w;
+  }
   return matmulTiles(g.M, g.N, kind);
 }
 
@@ -88,6 +121,14 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
       out.push(reg(WG, RM, RN));
     }
   }
+  // Uniform windows of B (shaders/matmul.wgsl WINDOW): f32 only (uniform arrays of f16 vec4
+  // would need a 16-byte stride), and only where a window holds at least one strip of RN rows.
+  if ((profile.unrolledKernels || kernelOverride('matmul') === 'register') && !g.types && g.M * g.N * g.K >= 32 * 32 * 32) {
+    for (const [WG, RM, RN] of WINDOW_BLOCKS) {
+      const w = win(WG, RM, RN);
+      if (windowApplies(g, w) && WG * RM <= 2 * Math.max(g.M, 32) && RN <= 2 * Math.max(g.N, 8)) out.push(w);
+    }
+  }
   if (profile.software) out.push(matmulTiles(g.M, g.N, 'tiled'));
   else for (const [TM, TN, BK, RM, RN] of tiles) if (TM <= 2 * Math.max(g.M, 32) && TN <= 2 * Math.max(g.N, 32)) out.push(tiled(TM, TN, BK, RM, RN));
   const hand = handPicked(g, profile);
@@ -96,6 +137,7 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
 }
 
 function configKey(t: MatmulTiles): string {
+  if (t.kind === 'window') return `window:${t.WG}x${t.RM}x${t.RN}`;
   return t.kind === 'register' ? `register:${t.WG}x${t.RM}x${t.RN}` : `tiled:${t.TM}x${t.TN}x${t.BK}/${t.RM}x${t.RN}`;
 }
 
@@ -104,6 +146,11 @@ function parseConfig(s: string): MatmulTiles | null {
   if (m) {
     const [WG, RM, RN] = m.slice(1).map(Number);
     return RM % 4 === 0 && RN % 4 === 0 && WG > 0 ? reg(WG, RM, RN) : null;
+  }
+  m = /^window:(\d+)x(\d+)x(\d+)$/.exec(s);
+  if (m) {
+    const [WG, RM, RN] = m.slice(1).map(Number);
+    return WINDOW_BLOCKS.some(([w, r, n]) => w === WG && r === RM && n === RN) ? win(WG, RM, RN) : null;
   }
   m = /^tiled:(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)$/.exec(s);
   if (!m) return null;
@@ -196,12 +243,161 @@ export function matmulLaunch(g: MatmulGeometry, t: MatmulTiles): { kernel: Kerne
     const av = transA && g.M % 4 === 0 && t.RM % 4 === 0;
     const bv = !transB && g.N % 4 === 0 && t.RN % 4 === 0;
     return {
-      kernel: { family: 'matmul', defs: { REGISTER: true, AV: av, BV: bv, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: bodyOf(t, transA, transB, bias, av, bv) } },
+      kernel: { family: 'matmul', defs: { REGISTER: true, WINDOW: false, PACK: false, NW: 0, AV: av, BV: bv, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: bodyOf(t, transA, transB, bias, av, bv) } },
       workgroups: [Math.ceil(g.N / t.RN), Math.ceil(g.M / (t.WG * t.RM)), g.batch],
     };
   }
   return {
-    kernel: { family: 'matmul', defs: { REGISTER: false, AV: false, BV: false, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: '' } },
+    kernel: { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: false, NW: 0, AV: false, BV: false, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: '' } },
     workgroups: [Math.ceil(g.N / t.TN), Math.ceil(g.M / t.TM), g.batch],
   };
+}
+
+
+// ---- WINDOW: B through 64 KiB uniform windows -----------------------------------------------
+// On llvmpipe every storage-buffer load is a per-lane gather with a bounds check per lane (the
+// same for an address every lane shares), while a uniform-buffer load at a lane-invariant
+// address is one scalar load and a broadcast. The WINDOW kernel therefore reads B (as Bᵀ, rows
+// of K) from uniform windows of at most 64 KiB (every adapter binds that much), A per lane as
+// vec4 along k, and dispatches once per window. Layouts it cannot read directly (transposed A,
+// B not transposed, K not a multiple of 4, windows off the 256-byte alignment) are first
+// repacked into scratch by the PACK kernel: O(M·K + N·K) copies against O(M·N·K) products.
+
+/** Floats in a 64 KiB uniform window (WebGPU's guaranteed maxUniformBufferBindingSize). */
+const WINDOW_FLOATS = 16384;
+
+export interface WindowPlan {
+  /** K padded to a multiple of 4 (packed layouts; = K when read directly). */
+  Kp: number;
+  /** Rows of Bᵀ (columns of C) per window, a multiple of RN unless one window holds all N. */
+  Nc: number;
+  nWin: number;
+  /** Floats per window in the bound layout (the uniform array's length × 4). */
+  WS: number;
+  packA: boolean;
+  packB: boolean;
+  /** Direct B: window w starts at column min(w·Nc, N − Nc) (the last one shifted back). */
+  shifted: boolean;
+}
+
+/** How the WINDOW kernel runs `g` with block `t` (null: it cannot — a window holds fewer than RN rows). */
+export function windowPlan(g: MatmulGeometry, t: MatmulTiles): WindowPlan | null {
+  const Kp = Math.ceil(g.K / 4) * 4;
+  const perWin = Math.floor(WINDOW_FLOATS / Kp);
+  if (perWin < t.RN) return null;
+  const packA = g.transA || g.K % 4 !== 0;
+  // Direct B: Bᵀ rows of K floats, every window offset a multiple of 64 floats (256 bytes).
+  if (g.transB && g.K % 4 === 0 && (g.N * g.K) % 64 === 0) {
+    if (g.N <= perWin) return { Kp, Nc: g.N, nWin: 1, WS: g.N * g.K, packA, packB: false, shifted: false };
+    for (let Nc = Math.floor(perWin / t.RN) * t.RN; Nc >= t.RN; Nc -= t.RN) {
+      if ((Nc * g.K) % 64 === 0) return { Kp, Nc, nWin: Math.ceil(g.N / Nc), WS: Nc * g.K, packA, packB: false, shifted: true };
+    }
+  }
+  // Packed B: window w = rows w·Nc … of Bᵀ, zero rows past N, each window padded to 64 floats.
+  const Nc = g.N <= perWin ? g.N : Math.floor(perWin / t.RN) * t.RN;
+  return { Kp, Nc, nWin: Math.ceil(g.N / Nc), WS: Math.ceil((Nc * Kp) / 64) * 64, packA, packB: true, shifted: false };
+}
+
+export function windowApplies(g: MatmulGeometry, t: MatmulTiles): boolean {
+  return !g.types && windowPlan(g, t) !== null;
+}
+
+/**
+ * The WINDOW kernel's body: lane l of the workgroup owns rows m0 + i·WG + l (i < RM), the
+ * workgroup a strip of RN window rows; per 4 k: RM per-lane vec4 loads of A, RN uniform vec4
+ * loads of the window, RM·RN·4 fmas in k order (the same order as the other kernels).
+ */
+export function windowBody(t: MatmulTiles, hasBias: boolean): string {
+  const { RM, RN } = t;
+  const L: string[] = [];
+  const comp = ['x', 'y', 'z', 'w'];
+  L.push('  let j0 = wid.x * ' + RN + 'u;');
+  L.push(`  let m0 = wid.y * ${t.WG * RM}u;`);
+  L.push('  let aB = p.baseA4 + wid.z * p.strideA4;');
+  L.push('  let cB = p.baseC + wid.z * p.strideC;');
+  for (let i = 0; i < RM; i++) L.push(`  let r${i} = m0 + ${i * t.WG}u + lid.x;\n  let ao${i} = aB + min(r${i}, p.M - 1u) * p.K4;`);
+  for (let j = 0; j < RN; j++) L.push(`  let bo${j} = min(j0 + ${j}u, p.Nc - 1u) * p.K4;`);
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
+  L.push('  for (var k4 = 0u; k4 < p.K4; k4++) {');
+  for (let i = 0; i < RM; i++) L.push(`    let a${i} = vec4<f32>(A[ao${i} + k4]);`);
+  for (let j = 0; j < RN; j++) L.push(`    let b${j} = Bw[bo${j} + k4];`);
+  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) {
+    let e = `c${i}_${j}`;
+    for (let u = 0; u < 4; u++) e = `fma(a${i}.${comp[u]}, b${j}.${comp[u]}, ${e})`;
+    L.push(`    c${i}_${j} = ${e};`);
+  }
+  L.push('  }');
+  for (let j = 0; j < RN; j++) {
+    L.push(`  let n${j} = p.nBase + j0 + ${j}u;`);
+    L.push(`  let ok${j} = j0 + ${j}u < p.Nc && n${j} < p.N;`);
+    L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n${j}, p.N - 1u)])` : '0.0'};`);
+  }
+  for (let i = 0; i < RM; i++) {
+    L.push(`  if (r${i} < p.M) {`);
+    L.push(`    let o = cB + r${i} * p.N;`);
+    for (let j = 0; j < RN; j++) L.push(`    if (ok${j}) { C[o + n${j}] = T(c${i}_${j} + bias${j}); }`);
+    L.push('  }');
+  }
+  return L.join('\n');
+}
+
+const windowBodies = new Map<string, string>();
+
+/** One dispatch of the WINDOW path, its bindings named by role (the op maps them to tensors and scratch). */
+export interface WindowStep {
+  kernel: KernelRef;
+  params: ReturnType<typeof matmulWindowParams.pack> | ReturnType<typeof matmulPackParams.pack>;
+  workgroups: [number, number, number];
+  /** 'packA' / 'packB': source operand → scratch; 'window': A (or packed A), a window of B (or packed B), C, bias. */
+  role: 'packA' | 'packB' | 'window';
+  /** window role: byte range of B (or packed B) bound as the uniform window. */
+  window?: { offset: number; size: number };
+}
+
+/**
+ * The dispatches of `g` with WINDOW block `t`: the packs (if any), then one dispatch per window
+ * (per B batch when B is batched; A and C advance per wid.z when B is shared).
+ */
+export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, batchA: number, batchB: number): WindowStep[] {
+  const steps: WindowStep[] = [];
+  const { M, N, K, batch } = g;
+  const { Kp, Nc, nWin, WS } = p;
+  const packKernel: KernelRef = { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: true, NW: 0, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: false, TM: 0, TN: 0, BK: 0, RM: 0, RN: 0, WG: 0 }, gen: { PARAMS: matmulPackParams.wgsl, REG_BODY: '' } };
+  const packGrid = (total: number): [number, number, number] => {
+    const groups = Math.max(1, Math.ceil(total / 256));
+    const y = Math.ceil(groups / 65535);
+    return [Math.ceil(groups / y), y, 1];
+  };
+  if (p.packA) {
+    const total = batchA * M * Kp;
+    steps.push({ role: 'packA', kernel: packKernel, params: matmulPackParams.pack({ R: M, K, Kp, Nc: M, nWin: 1, WS: M * Kp, total, colsFirst: g.transA ? 1 : 0 }), workgroups: packGrid(total) });
+  }
+  if (p.packB) {
+    const total = batchB * nWin * WS;
+    steps.push({ role: 'packB', kernel: packKernel, params: matmulPackParams.pack({ R: N, K, Kp, Nc, nWin, WS, total, colsFirst: g.transB ? 0 : 1 }), workgroups: packGrid(total) });
+  }
+  const bodyKey = `${t.WG},${t.RM},${t.RN}:${g.bias}`;
+  let body = windowBodies.get(bodyKey);
+  if (body === undefined) windowBodies.set(bodyKey, (body = windowBody(t, g.bias)));
+  const kernel: KernelRef = {
+    family: 'matmul',
+    defs: { REGISTER: false, WINDOW: true, PACK: false, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: g.bias, TM: 0, TN: 0, BK: 0, RM: t.RM, RN: t.RN, WG: t.WG, NW: WS / 4 },
+    gen: { PARAMS: matmulWindowParams.wgsl, REG_BODY: body },
+  };
+  const K4 = Kp / 4;
+  const strideA4 = batchA === 1 ? 0 : M * K4;
+  const shared = batchB === 1;
+  for (let b = 0; b < (shared ? 1 : batch); b++) {
+    for (let w = 0; w < nWin; w++) {
+      const nBase = p.shifted ? Math.min(w * Nc, N - Nc) : w * Nc;
+      const offsetFloats = p.packB ? (b * nWin + w) * WS : b * N * K + nBase * K;
+      steps.push({
+        role: 'window', kernel,
+        params: matmulWindowParams.pack({ M, N, K4, Nc, nBase, baseA4: shared ? 0 : b * strideA4, strideA4: shared ? strideA4 : 0, baseC: shared ? 0 : b * M * N, strideC: shared ? M * N : 0 }),
+        workgroups: [Math.ceil(Nc / t.RN), Math.ceil(M / (t.WG * t.RM)), shared ? batch : 1],
+        window: { offset: offsetFloats * 4, size: WS * 4 },
+      });
+    }
+  }
+  return steps;
 }

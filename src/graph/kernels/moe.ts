@@ -130,6 +130,7 @@ export const moeWgradFamily: KernelFamily<MoeWgradGeometry, MatmulTiles> = {
     return out.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
   },
   configKey: (c) => matmulFamily.configKey(c),
-  parseConfig: (s) => matmulFamily.parseConfig(s),
+  // (matmul's WINDOW kernel has no grouped form.)
+  parseConfig: (s) => { const c = matmulFamily.parseConfig(s); return c && c.kind !== 'window' ? c : null; },
   forced: () => kernelOverride('moe') !== undefined,
 };

@@ -4,7 +4,7 @@ import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
 import { assertFloat } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams } from '../kernels/matmul.ts';
+import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams, matmulTiles, windowPlan, windowSteps } from '../kernels/matmul.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { rowsLinear } from './matvec.ts';
@@ -40,7 +40,25 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const [c] = makeNode('matmul', inputs, [{ shape: outShape }], {
     encode(ctx) {
       const g: MatmulGeometry = { M, N, K, batch, transA, transB, bias: !!bias, ...(a.dtype !== 'f32' || b.dtype !== 'f32' ? { types: [a.dtype, b.dtype] as [string, string] } : {}) };
-      const { kernel, workgroups } = matmulLaunch(g, chooseConfig(matmulFamily, g, ctx.profile, trialCfg));
+      let cfg = chooseConfig(matmulFamily, g, ctx.profile, trialCfg);
+      const plan = cfg.kind === 'window' ? windowPlan(g, cfg) : null;
+      // A WINDOW choice made for a geometry class may not fit a member of it (K too long for
+      // one strip per window): the register hand pick runs it instead.
+      if (cfg.kind === 'window' && (!plan || g.types)) cfg = matmulTiles(M, N, 'register');
+      if (cfg.kind === 'window' && plan) {
+        const packedA = plan.packA ? ctx.scratch(bA * M * plan.Kp * 4) : null;
+        const packedB = plan.packB ? ctx.scratch(bB * plan.nWin * plan.WS * 4) : null;
+        for (const st of windowSteps(g, cfg, plan, bA, bB)) {
+          if (st.role === 'packA') ctx.dispatch({ kernel: st.kernel, bindings: [a, packedA!], params: st.params, workgroups: st.workgroups, label: 'pack A' });
+          else if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [b, packedB!], params: st.params, workgroups: st.workgroups, label: 'pack B' });
+          else {
+            const w = { of: packedB ?? b, ...st.window! };
+            ctx.dispatch({ kernel: st.kernel, bindings: bias ? [packedA ?? a, w, c, bias] : [packedA ?? a, w, c], params: st.params, workgroups: st.workgroups });
+          }
+        }
+        return;
+      }
+      const { kernel, workgroups } = matmulLaunch(g, cfg);
       ctx.dispatch({
         kernel,
         bindings: bias ? [a, b, c, bias] : [a, b, c],

@@ -1,0 +1,79 @@
+// matmul's WINDOW kernel (B through 64 KiB uniform windows, operands repacked when they cannot be
+// read directly) on every path of its plan, against float64: B read in place with the last
+// window shifted back, B packed (not transposed, K not a multiple of 4, windows off alignment),
+// A packed (transposed), a shared B with batched A, a batched B, one window or many, bias.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fromData, init, read } from '../src/graph/runtime.ts';
+import { withTrial } from '../src/graph/kernels/catalogue.ts';
+import { type MatmulGeometry, type MatmulTiles, windowPlan } from '../src/graph/kernels/matmul.ts';
+import { matmul } from '../src/graph/ops/matmul.ts';
+import { expectWithin, gamma, rng } from './util.ts';
+import { matmulRef } from './ref/cpu.ts';
+
+const block = (RM: number, RN: number): MatmulTiles => ({ kind: 'window', TM: 0, TN: 0, BK: 0, WG: 8, RM, RN });
+
+beforeAll(async () => {
+  await init();
+});
+
+interface Case {
+  name: string;
+  M: number; N: number; K: number;
+  batchA: number; batchB: number;
+  transA: boolean; transB: boolean; bias: boolean;
+  t: MatmulTiles;
+  /** What the plan must be for this case (so each path is really taken). */
+  expect: { packA: boolean; packB: boolean; shifted: boolean; manyWindows: boolean };
+}
+
+const cases: Case[] = [
+  // Direct B, Nc = 16384/K rounded to RN = 32 → 3 windows for N = 80, the last shifted back to 48.
+  { name: 'direct B, shifted last window', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: false, shifted: true, manyWindows: true } },
+  // Direct B in one window (N·K ≤ 16384).
+  { name: 'direct B, one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, packB: false, shifted: false, manyWindows: false } },
+  // B not transposed: packed into windows; K % 4 ≠ 0: A packed too, zero-padded along k.
+  { name: 'packed A and B, odd K', M: 21, N: 300, K: 131, batchA: 1, batchB: 1, transA: false, transB: false, bias: true, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true } },
+  // Transposed A (packed), shared B, batched A and C (wid.z).
+  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, packB: false, shifted: true, manyWindows: true } },
+  // Batched B (one pass of windows per batch), broadcast A.
+  { name: 'batched B, broadcast A', M: 19, N: 72, K: 300, batchA: 1, batchB: 2, transA: false, transB: false, bias: true, t: block(8, 32), expect: { packA: false, packB: true, shifted: false, manyWindows: true } },
+  // transB but N·K % 64 ≠ 0: windows would start off the 256-byte alignment, so B is packed.
+  { name: 'transB off alignment', M: 33, N: 75, K: 260, batchA: 2, batchB: 2, transA: false, transB: true, bias: false, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true } },
+];
+
+describe('matmul WINDOW kernel: every path of the plan against float64', () => {
+  const R = rng('matmul-window');
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { M, N, K, batchA, batchB, transA, transB } = c;
+      const batch = Math.max(batchA, batchB);
+      const g: MatmulGeometry = { M, N, K, batch, transA, transB, bias: c.bias };
+      const plan = windowPlan(g, c.t)!;
+      expect({ packA: plan.packA, packB: plan.packB, shifted: plan.shifted, manyWindows: plan.nWin > 1 }).toEqual(c.expect);
+      const A = R.randn(batchA * M * K), B = R.randn(batchB * K * N), Bi = R.randn(N);
+      const a = fromData(A, batchA > 1 ? (transA ? [batchA, K, M] : [batchA, M, K]) : (transA ? [K, M] : [M, K]));
+      const b = fromData(B, batchB > 1 ? (transB ? [batchB, N, K] : [batchB, K, N]) : (transB ? [N, K] : [K, N]));
+      const out = withTrial('matmul', c.t, () => matmul(a, b, { transA, transB, bias: c.bias ? fromData(Bi, [N]) : undefined }));
+      expect(out.shape).toEqual(batch > 1 ? [batch, M, N] : [M, N]);
+      const ref = new Float64Array(batch * M * N), mag = new Float64Array(batch * M * N);
+      const absA = A.map(Math.abs), absB = B.map(Math.abs);
+      for (let i = 0; i < batch; i++) {
+        const ia = batchA > 1 ? i : 0, ib = batchB > 1 ? i : 0;
+        ref.set(matmulRef(A.subarray(ia * M * K), B.subarray(ib * K * N), M, N, K, transA, transB), i * M * N);
+        mag.set(matmulRef(absA.subarray(ia * M * K), absB.subarray(ib * K * N), M, N, K, transA, transB), i * M * N);
+      }
+      if (c.bias) ref.forEach((v, i) => (ref[i] = v + Bi[i % N]));
+      // f32 dot product of length K (+ bias): |error| ≤ γ_{K+1} · (Σ|a||b| + |bias|), any order.
+      expectWithin(await read(out), ref, (i) => gamma(K + 1) * (mag[i] + (c.bias ? Math.abs(Bi[i % N]) : 0)) + 1e-30, c.name);
+    });
+  }
+
+  it('a block wider than a window holds (K too long) has no plan, and the op falls back', async () => {
+    const g: MatmulGeometry = { M: 16, N: 40, K: 2048, batch: 1, transA: false, transB: true, bias: false };
+    expect(windowPlan(g, block(8, 16))).toBeNull();   // 16384 / 2048 = 8 rows per window < 16
+    const A = R.randn(16 * 2048), B = R.randn(40 * 2048);
+    const out = withTrial('matmul', block(8, 16), () => matmul(fromData(A, [16, 2048]), fromData(B, [40, 2048]), { transB: true }));
+    const ref = matmulRef(A, B, 16, 40, 2048, false, true), mag = matmulRef(A.map(Math.abs), B.map(Math.abs), 16, 40, 2048, false, true);
+    expectWithin(await read(out), ref, (i) => gamma(2049) * mag[i] + 1e-30, 'fallback');
+  });
+});
