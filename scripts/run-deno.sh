@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+# gc() for src/graph/runtime.ts collectBindGroups: bind groups are freed only by the garbage
+# collector, and Mesa's lavapipe holds a memory mapping per bind group (vm.max_map_count).
+export DENO_V8_FLAGS="${DENO_V8_FLAGS:+$DENO_V8_FLAGS,}--expose-gc"
 exec node_modules/.bin/deno "$@"

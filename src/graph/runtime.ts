@@ -444,9 +444,37 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   if (pipelineErrors.length) throw pipelineErrors.shift();
   lastStats = { nodes: plan.steps.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
   peakMark = Math.max(peakMark, r.pool.peakBytes);
+  collectBindGroups(dispatches);
   return lastStats;
 }
 
+/**
+ * Bind groups have no destroy() in WebGPU: their driver memory goes when the garbage collector
+ * drops the JS objects. On Mesa's lavapipe each one is a memory mapping of its own, and a
+ * process has at most vm.max_map_count of them (65530 by default); one training step makes a
+ * bind group per dispatch (~1000), and V8 sees only small objects, so it may not collect
+ * before the limit. Past it every mmap fails and the process dies: the intermittent Deno
+ * segfaults (memset on MAP_FAILED) and "failed to set up alternative stack guard page:
+ * Cannot allocate memory" panics of long jobs, seen with 57 000 mappings a few seconds before.
+ * So after every BIND_GROUPS_PER_GC bind groups a full collection runs where the host exposes
+ * one (scripts/run-deno.sh sets DENO_V8_FLAGS=--expose-gc; ~50 ms per ~10 training steps),
+ * and once a warning says how to expose it where it is not.
+ */
+const BIND_GROUPS_PER_GC = 16384;
+let bindGroupsSinceGc = 0;
+let gcWarned = false;
+export function collectBindGroups(created: number): void {
+  bindGroupsSinceGc += created;
+  if (bindGroupsSinceGc < BIND_GROUPS_PER_GC) return;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    bindGroupsSinceGc = 0;
+  } else if (!gcWarned && bindGroupsSinceGc >= 2 * BIND_GROUPS_PER_GC) {
+    gcWarned = true;
+    console.warn(`micar: ${bindGroupsSinceGc} bind groups since start await garbage collection; on drivers that map each one (Mesa lavapipe: vm.max_map_count, 65530) a long job can run out of mappings. Run Deno with DENO_V8_FLAGS=--expose-gc (scripts/run-deno.sh does) so micar can collect them.`);
+  }
+}
 
 /**
  * Buffers are untyped in WebGPU: an f16 tensor read as array<f32> (or the reverse) would be
