@@ -1,4 +1,4 @@
-// npm run test:sweep [-- N] [-- --all] [-- --rounds R] [-- --out FILE] [-- --append] [-- files…]: every randomized
+// npm run test:sweep [-- N] [-- --all] [-- --rounds R] [-- --out FILE] [-- --append] [-- --filter RE] [-- files…]: every randomized
 // CPU-reference test (the files under tests/ that draw from tests/util.ts `rng`, less the browser
 // ones and, unless --all, the whole-model ones: a tiny model per run, minutes per seed here) run N
 // times (default 200), each time with a fresh seed, inside one vitest process per file
@@ -6,7 +6,8 @@
 // runs and seeds reached per file, then one summary line.
 // Failures and runs are appended to FILE (default out/sweep-failures.jsonl) and FILE.runs as each
 // test run ends, so an interrupted sweep keeps its counts. Sweep a subset with the file names,
-// --append to add to earlier runs in the same FILE; `--summary FILE…` prints the merged counts of
+// --filter RE to run only the tests whose names match (vitest -t), --append to add to earlier
+// runs in the same FILE; `--summary FILE…` prints the merged counts of
 // one or more such files without running anything.
 const args = Deno.args.filter((a) => a !== '--');
 const opt = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args.splice(i, 2)[1] : undefined; };
@@ -61,6 +62,7 @@ const append = flag('--append');
 // that a sweep stopped early has given every file about the same number of seeds.
 const rounds = Math.max(1, Number(opt('--rounds') ?? 1));
 const out = opt('--out') ?? Deno.env.get('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
+const filter = opt('--filter');
 // (the vitest child inherits this process's environment, plus MICAR_SWEEP and its output file)
 const seeds = Number(args.find((a) => /^\d+$/.test(a)) ?? 200);
 const browser = new Set(['tests/browser.test.ts', 'tests/demo-e2e.test.ts', 'tests/demo-store.test.ts']);
@@ -79,14 +81,14 @@ if (!files.length) {
 const dir = out.includes('/') ? out.slice(0, out.lastIndexOf('/')) : '.';
 Deno.mkdirSync(dir, { recursive: true });
 if (!append) for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
-console.log(`sweep: ${seeds} seeds over ${files.length} files in ${rounds} round(s): ${files.join(' ')}`);
+console.log(`sweep: ${seeds} seeds over ${files.length} files in ${rounds} round(s)${filter ? ` (tests matching /${filter}/)` : ''}: ${files.join(' ')}`);
 const t0 = performance.now();
 let code = 0;
 for (let r = 0, done = 0; r < rounds; r++) {
   const n = Math.ceil((seeds - done) / (rounds - r));
   done += n;
   const cmd = new Deno.Command('bash', {
-    args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...files],
+    args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...(filter ? ['-t', filter] : []), ...files],
     // (MICAR_SWEEP=1 would be a plain run: 2 seeds at least per round)
     env: { MICAR_SWEEP: String(Math.max(n, 2)), MICAR_SWEEP_OUT: out },
     stdout: 'inherit', stderr: 'inherit',
