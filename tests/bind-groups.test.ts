@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { collectBindGroups, fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { addScalar } from '../src/graph/ops/elementwise.ts';
+import { readFileSync } from 'node:fs';
 
 type WithGc = { gc?: () => void };
 const host = globalThis as unknown as WithGc;
@@ -64,12 +65,12 @@ describe('bind groups are collected before the driver runs out of mappings', () 
 
 function canReadMaps(): boolean {
   try {
-    return Deno.readTextFileSync('/proc/self/maps').length > 0;
+    return readFileSync('/proc/self/maps', 'utf8').length > 0;
   } catch {
     return false;
   }
 }
 
 function mappings(): number {
-  return Deno.readTextFileSync('/proc/self/maps').split('\n').filter((l) => l.length > 0).length;
+  return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.length > 0).length;
 }
