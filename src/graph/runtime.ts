@@ -470,7 +470,8 @@ export function collectBindGroups(created: number): void {
   if (gc) {
     gc();
     bindGroupsSinceGc = 0;
-  } else if (!gcWarned && bindGroupsSinceGc >= 2 * BIND_GROUPS_PER_GC) {
+  } else if (!gcWarned && bindGroupsSinceGc >= 2 * BIND_GROUPS_PER_GC && 'Deno' in globalThis) {
+    // (Browsers: Dawn pools descriptor memory, and a page cannot expose gc().)
     gcWarned = true;
     console.warn(`micar: ${bindGroupsSinceGc} bind groups since start await garbage collection; on drivers that map each one (Mesa lavapipe: vm.max_map_count, 65530) a long job can run out of mappings. Run Deno with DENO_V8_FLAGS=--expose-gc (scripts/run-deno.sh does) so micar can collect them.`);
   }
