@@ -60,9 +60,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${REG_BODY}
 }
 #elif ${WINDOW}
-// WINDOW (f32): B read through a uniform window of NW vec4s: Nc rows of Bᵀ (K4 vec4s each);
-// A packed [.., M, 4·K4] read per lane as vec4 along k; one dispatch per window. Body:
-// windowBody in src/graph/kernels/matmul.ts.
+// WINDOW (f32): B read through a uniform window of NW vec4s: Nc rows of Bᵀ (WR4 vec4s each, all
+// of K or one chunk of it); A packed [.., M, 4·KA4] read per lane as vec4 along k; one dispatch
+// per window (and chunk). Body: windowBody in src/graph/kernels/matmul.ts.
 @group(0) @binding(1) var<storage, read> A: array<vec4<T>>;
 @group(0) @binding(2) var<uniform> Bw: array<vec4<f32>, ${NW}>;
 @group(0) @binding(3) var<storage, read_write> C: array<T>;
@@ -77,8 +77,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${REG_BODY}
 }
 #elif ${PACK}
-// PACK: out[b][w][r][k] (r < Nc rows of window w, k < Kp) = source element (w·Nc + r, k) of batch
-// b, 0 past R rows, K columns or Nc·Kp floats (windows padded to WS floats).
+// PACK: out[b][w][q][r][k] (r < Nc rows of window w, k < Kc columns of chunk q) = source element
+// (w·Nc + r, q·Kc + k) of batch b, 0 past R rows, K columns or Nc·Kc floats (windows padded to WS).
 @group(0) @binding(1) var<storage, read> src: array<T>;
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;
 
@@ -88,12 +88,14 @@ ${REG_BODY}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = flat_id(gid, nwg);
   if (o >= p.total) { return; }
-  let perBatch = p.nWin * p.WS;
+  let perBatch = p.nWin * p.nChunks * p.WS;
   let b = o / perBatch;
-  let w = (o % perBatch) / p.WS;
+  let wq = (o % perBatch) / p.WS;
+  let w = wq / p.nChunks;
+  let q = wq % p.nChunks;
   let e = o % p.WS;
-  let rl = e / p.Kp;
-  let k = e % p.Kp;
+  let rl = e / p.Kc;
+  let k = q * p.Kc + e % p.Kc;
   let r = w * p.Nc + rl;
   var v = T(0.0);
   if (rl < p.Nc && r < p.R && k < p.K) {

@@ -1,7 +1,8 @@
 // matmul's WINDOW kernel (B through 64 KiB uniform windows, operands repacked when they cannot be
 // read directly) on every path of its plan, against float64: B read in place with the last
 // window shifted back, B packed (not transposed, K not a multiple of 4, windows off alignment),
-// A packed (transposed), a shared B with batched A, a batched B, one window or many, bias.
+// A packed (transposed), a shared B with batched A, a batched B, one window or many, bias, and
+// K too long for a window (chunks of K summed into C by successive dispatches).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read } from '../src/graph/runtime.ts';
 import { withTrial } from '../src/graph/kernels/catalogue.ts';
@@ -23,22 +24,28 @@ interface Case {
   transA: boolean; transB: boolean; bias: boolean;
   t: MatmulTiles;
   /** What the plan must be for this case (so each path is really taken). */
-  expect: { packA: boolean; packB: boolean; shifted: boolean; manyWindows: boolean };
+  expect: { packA: boolean; packB: boolean; shifted: boolean; manyWindows: boolean; chunks: number };
 }
 
 const cases: Case[] = [
   // Direct B, Nc = 16384/K rounded to RN = 32 → 3 windows for N = 80, the last shifted back to 48.
-  { name: 'direct B, shifted last window', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: false, shifted: true, manyWindows: true } },
+  { name: 'direct B, shifted last window', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: false, shifted: true, manyWindows: true, chunks: 1 } },
   // Direct B in one window (N·K ≤ 16384).
-  { name: 'direct B, one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, packB: false, shifted: false, manyWindows: false } },
+  { name: 'direct B, one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, packB: false, shifted: false, manyWindows: false, chunks: 1 } },
   // B not transposed: packed into windows; K % 4 ≠ 0: A packed too, zero-padded along k.
-  { name: 'packed A and B, odd K', M: 21, N: 300, K: 131, batchA: 1, batchB: 1, transA: false, transB: false, bias: true, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true } },
+  { name: 'packed A and B, odd K', M: 21, N: 300, K: 131, batchA: 1, batchB: 1, transA: false, transB: false, bias: true, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
   // Transposed A (packed), shared B, batched A and C (wid.z).
-  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, packB: false, shifted: true, manyWindows: true } },
+  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, packB: false, shifted: true, manyWindows: true, chunks: 1 } },
   // Batched B (one pass of windows per batch), broadcast A.
-  { name: 'batched B, broadcast A', M: 19, N: 72, K: 300, batchA: 1, batchB: 2, transA: false, transB: false, bias: true, t: block(8, 32), expect: { packA: false, packB: true, shifted: false, manyWindows: true } },
+  { name: 'batched B, broadcast A', M: 19, N: 72, K: 300, batchA: 1, batchB: 2, transA: false, transB: false, bias: true, t: block(8, 32), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
   // transB but N·K % 64 ≠ 0: windows would start off the 256-byte alignment, so B is packed.
-  { name: 'transB off alignment', M: 33, N: 75, K: 260, batchA: 2, batchB: 2, transA: false, transB: true, bias: false, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true } },
+  { name: 'transB off alignment', M: 33, N: 75, K: 260, batchA: 2, batchB: 2, transA: false, transB: true, bias: false, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  // K = 2048: a window holds 8 rows of it, fewer than RN = 16, so chunks of 1024 (bias once).
+  { name: 'K in chunks, bias', M: 29, N: 40, K: 2048, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 2 } },
+  // K = 2601 (odd, not a multiple of 4) with a transposed A and a batched B: 3 chunks, the last short.
+  { name: 'K in chunks, odd K, transposed A, batched B', M: 18, N: 20, K: 2601, batchA: 2, batchB: 2, transA: true, transB: false, bias: false, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 3 } },
+  // RN = 8: chunks of 2048 for K = 4100 (3 chunks, the last 4 long), a shared B with batched A.
+  { name: 'K in chunks, short last chunk, batched A', M: 45, N: 70, K: 4100, batchA: 2, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 8), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 3 } },
 ];
 
 describe('matmul WINDOW kernel: every path of the plan against float64', () => {
@@ -49,7 +56,7 @@ describe('matmul WINDOW kernel: every path of the plan against float64', () => {
       const batch = Math.max(batchA, batchB);
       const g: MatmulGeometry = { M, N, K, batch, transA, transB, bias: c.bias };
       const plan = windowPlan(g, c.t)!;
-      expect({ packA: plan.packA, packB: plan.packB, shifted: plan.shifted, manyWindows: plan.nWin > 1 }).toEqual(c.expect);
+      expect({ packA: plan.packA, packB: plan.packB, shifted: plan.shifted, manyWindows: plan.nWin > 1, chunks: plan.nChunks }).toEqual(c.expect);
       const A = R.randn(batchA * M * K), B = R.randn(batchB * K * N), Bi = R.randn(N);
       const a = fromData(A, batchA > 1 ? (transA ? [batchA, K, M] : [batchA, M, K]) : (transA ? [K, M] : [M, K]));
       const b = fromData(B, batchB > 1 ? (transB ? [batchB, N, K] : [batchB, K, N]) : (transB ? [N, K] : [K, N]));
@@ -68,12 +75,4 @@ describe('matmul WINDOW kernel: every path of the plan against float64', () => {
     });
   }
 
-  it('a block wider than a window holds (K too long) has no plan, and the op falls back', async () => {
-    const g: MatmulGeometry = { M: 16, N: 40, K: 2048, batch: 1, transA: false, transB: true, bias: false };
-    expect(windowPlan(g, block(8, 16))).toBeNull();   // 16384 / 2048 = 8 rows per window < 16
-    const A = R.randn(16 * 2048), B = R.randn(40 * 2048);
-    const out = withTrial('matmul', block(8, 16), () => matmul(fromData(A, [16, 2048]), fromData(B, [40, 2048]), { transB: true }));
-    const ref = matmulRef(A, B, 16, 40, 2048, false, true), mag = matmulRef(A.map(Math.abs), B.map(Math.abs), 16, 40, 2048, false, true);
-    expectWithin(await read(out), ref, (i) => gamma(2049) * mag[i] + 1e-30, 'fallback');
-  });
 });

@@ -17,14 +17,18 @@ export const matmulParams = uniformSchema('matmul', {
  * packed [.., M, 4·K4] (vec4 along k) and a uniform window of Nc rows of Bᵀ [N, 4·K4].
  */
 export const matmulWindowParams = uniformSchema('matmul_window', {
-  M: 'u32', N: 'u32', K4: 'u32', Nc: 'u32', nBase: 'u32',
+  // K4: vec4s of k this dispatch sums; KA4: A's row length in vec4s, kBase4 this dispatch's
+  // first vec4 of it; WR4: the window's row length in vec4s; acc: 1 adds to C (a later chunk
+  // of K), 0 stores (with the bias).
+  M: 'u32', N: 'u32', K4: 'u32', KA4: 'u32', kBase4: 'u32', WR4: 'u32', acc: 'u32', Nc: 'u32', nBase: 'u32',
   // vec4 offset of A's first batch and per-batch vec4 stride (wid.z); same for C in elements.
   baseA4: 'u32', strideA4: 'u32', baseC: 'u32', strideC: 'u32',
 });
 
 /** Repacking for the WINDOW kernel: rows of [R, K] (or columns of [K, R]) into windows of Nc rows of Kp. */
 export const matmulPackParams = uniformSchema('matmul_pack', {
-  R: 'u32', K: 'u32', Kp: 'u32', Nc: 'u32', nWin: 'u32', WS: 'u32', total: 'u32',
+  // Window w, chunk q: rows w·Nc … of the source, columns q·Kc … (Kc per window row).
+  R: 'u32', K: 'u32', Kc: 'u32', nChunks: 'u32', Nc: 'u32', nWin: 'u32', WS: 'u32', total: 'u32',
   // Source element (r, k) at r·K + k, or at k·R + r (colsFirst); per-batch source stride R·K.
   colsFirst: 'u32',
 });
@@ -53,11 +57,12 @@ export interface MatmulGeometry {
 const reg = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG });
 const win = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'window', TM: 0, TN: 0, BK: 0, RM, RN, WG });
 /**
- * WINDOW blocks (lanes × rows per lane × window rows per workgroup). Measured on llvmpipe
- * (scratch probe, 1280×2048×512 with transB): 8×8×16 ran at 0.79 of the FMA ceiling, 8×4×16
- * at 0.60, 8×8×32 at 0.74, 8×2×32 at 0.42; 8 rows per lane amortise the per-lane A loads.
+ * WINDOW blocks (lanes × rows per lane × window rows per workgroup), timed on llvmpipe at the
+ * bench shapes (square 1024; 1280×2048×512 with Bᵀ; 1280×512×2048), each the fastest on one of
+ * them: 8×8×8 (the hand pick), 8×8×16, 8×4×16, 8×4×32. (8×8×32: 256 accumulators, seconds more
+ * to compile, never ahead of 8×8×16.)
  */
-const WINDOW_BLOCKS: [number, number, number][] = [[8, 8, 16], [8, 4, 16], [8, 8, 8], [8, 8, 32]];
+const WINDOW_BLOCKS: [number, number, number][] = [[8, 8, 8], [8, 8, 16], [8, 4, 16], [8, 4, 32]];
 const tiled = (TM: number, TN: number, BK: number, RM: number, RN: number): MatmulTiles => ({ kind: 'tiled', TM, TN, BK, RM, RN, WG: 0 });
 
 /**
@@ -269,6 +274,9 @@ const WINDOW_FLOATS = 16384;
 export interface WindowPlan {
   /** K padded to a multiple of 4 (packed layouts; = K when read directly). */
   Kp: number;
+  /** K per window row: all of Kp, or (a window too small for RN rows of Kp) chunks of Kc summed by successive dispatches. */
+  Kc: number;
+  nChunks: number;
   /** Rows of Bᵀ (columns of C) per window, a multiple of RN unless one window holds all N. */
   Nc: number;
   nWin: number;
@@ -280,22 +288,28 @@ export interface WindowPlan {
   shifted: boolean;
 }
 
-/** How the WINDOW kernel runs `g` with block `t` (null: it cannot — a window holds fewer than RN rows). */
+/** How the WINDOW kernel runs `g` with block `t`. */
 export function windowPlan(g: MatmulGeometry, t: MatmulTiles): WindowPlan | null {
   const Kp = Math.ceil(g.K / 4) * 4;
   const perWin = Math.floor(WINDOW_FLOATS / Kp);
-  if (perWin < t.RN) return null;
   const packA = g.transA || g.K % 4 !== 0;
+  if (perWin < t.RN) {
+    // K too long for RN rows of it in one window: windows of RN rows × Kc, chunk q of K in the
+    // q-th dispatch of a strip, which adds to C what the earlier ones stored.
+    const Kc = Math.floor(WINDOW_FLOATS / t.RN / 4) * 4;
+    return { Kp, Kc, nChunks: Math.ceil(Kp / Kc), Nc: t.RN, nWin: Math.ceil(g.N / t.RN), WS: Math.ceil((t.RN * Kc) / 64) * 64, packA, packB: true, shifted: false };
+  }
+  const one = { Kc: Kp, nChunks: 1 };
   // Direct B: Bᵀ rows of K floats, every window offset a multiple of 64 floats (256 bytes).
   if (g.transB && g.K % 4 === 0 && (g.N * g.K) % 64 === 0) {
-    if (g.N <= perWin) return { Kp, Nc: g.N, nWin: 1, WS: g.N * g.K, packA, packB: false, shifted: false };
+    if (g.N <= perWin) return { Kp, ...one, Nc: g.N, nWin: 1, WS: g.N * g.K, packA, packB: false, shifted: false };
     for (let Nc = Math.floor(perWin / t.RN) * t.RN; Nc >= t.RN; Nc -= t.RN) {
-      if ((Nc * g.K) % 64 === 0) return { Kp, Nc, nWin: Math.ceil(g.N / Nc), WS: Nc * g.K, packA, packB: false, shifted: true };
+      if ((Nc * g.K) % 64 === 0) return { Kp, ...one, Nc, nWin: Math.ceil(g.N / Nc), WS: Nc * g.K, packA, packB: false, shifted: true };
     }
   }
   // Packed B: window w = rows w·Nc … of Bᵀ, zero rows past N, each window padded to 64 floats.
   const Nc = g.N <= perWin ? g.N : Math.floor(perWin / t.RN) * t.RN;
-  return { Kp, Nc, nWin: Math.ceil(g.N / Nc), WS: Math.ceil((Nc * Kp) / 64) * 64, packA, packB: true, shifted: false };
+  return { Kp, ...one, Nc, nWin: Math.ceil(g.N / Nc), WS: Math.ceil((Nc * Kp) / 64) * 64, packA, packB: true, shifted: false };
 }
 
 export function windowApplies(g: MatmulGeometry, t: MatmulTiles): boolean {
@@ -315,8 +329,8 @@ export function windowBody(t: MatmulTiles, hasBias: boolean): string {
   L.push(`  let m0 = wid.y * ${t.WG * RM}u;`);
   L.push('  let aB = p.baseA4 + wid.z * p.strideA4;');
   L.push('  let cB = p.baseC + wid.z * p.strideC;');
-  for (let i = 0; i < RM; i++) L.push(`  let r${i} = m0 + ${i * t.WG}u + lid.x;\n  let ao${i} = aB + min(r${i}, p.M - 1u) * p.K4;`);
-  for (let j = 0; j < RN; j++) L.push(`  let bo${j} = min(j0 + ${j}u, p.Nc - 1u) * p.K4;`);
+  for (let i = 0; i < RM; i++) L.push(`  let r${i} = m0 + ${i * t.WG}u + lid.x;\n  let ao${i} = aB + min(r${i}, p.M - 1u) * p.KA4 + p.kBase4;`);
+  for (let j = 0; j < RN; j++) L.push(`  let bo${j} = min(j0 + ${j}u, p.Nc - 1u) * p.WR4;`);
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
   L.push('  for (var k4 = 0u; k4 < p.K4; k4++) {');
   for (let i = 0; i < RM; i++) L.push(`    let a${i} = vec4<f32>(A[ao${i} + k4]);`);
@@ -332,10 +346,15 @@ export function windowBody(t: MatmulTiles, hasBias: boolean): string {
     L.push(`  let ok${j} = j0 + ${j}u < p.Nc && n${j} < p.N;`);
     L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n${j}, p.N - 1u)])` : '0.0'};`);
   }
+  // A later chunk of K adds to what the earlier chunks stored (the bias came with the first).
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
     L.push(`    let o = cB + r${i} * p.N;`);
-    for (let j = 0; j < RN; j++) L.push(`    if (ok${j}) { C[o + n${j}] = T(c${i}_${j} + bias${j}); }`);
+    L.push('    if (p.acc != 0u) {');
+    for (let j = 0; j < RN; j++) L.push(`      if (ok${j}) { C[o + n${j}] = T(f32(C[o + n${j}]) + c${i}_${j}); }`);
+    L.push('    } else {');
+    for (let j = 0; j < RN; j++) L.push(`      if (ok${j}) { C[o + n${j}] = T(c${i}_${j} + bias${j}); }`);
+    L.push('    }');
     L.push('  }');
   }
   return L.join('\n');
@@ -361,7 +380,7 @@ export interface WindowStep {
 export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, batchA: number, batchB: number): WindowStep[] {
   const steps: WindowStep[] = [];
   const { M, N, K, batch } = g;
-  const { Kp, Nc, nWin, WS } = p;
+  const { Kp, Kc, nChunks, Nc, nWin, WS } = p;
   const packKernel: KernelRef = { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: true, NW: 0, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: false, TM: 0, TN: 0, BK: 0, RM: 0, RN: 0, WG: 0 }, gen: { PARAMS: matmulPackParams.wgsl, REG_BODY: '' } };
   const packGrid = (total: number): [number, number, number] => {
     const groups = Math.max(1, Math.ceil(total / 256));
@@ -370,11 +389,11 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
   };
   if (p.packA) {
     const total = batchA * M * Kp;
-    steps.push({ role: 'packA', kernel: packKernel, params: matmulPackParams.pack({ R: M, K, Kp, Nc: M, nWin: 1, WS: M * Kp, total, colsFirst: g.transA ? 1 : 0 }), workgroups: packGrid(total) });
+    steps.push({ role: 'packA', kernel: packKernel, params: matmulPackParams.pack({ R: M, K, Kc: Kp, nChunks: 1, Nc: M, nWin: 1, WS: M * Kp, total, colsFirst: g.transA ? 1 : 0 }), workgroups: packGrid(total) });
   }
   if (p.packB) {
-    const total = batchB * nWin * WS;
-    steps.push({ role: 'packB', kernel: packKernel, params: matmulPackParams.pack({ R: N, K, Kp, Nc, nWin, WS, total, colsFirst: g.transB ? 0 : 1 }), workgroups: packGrid(total) });
+    const total = batchB * nWin * nChunks * WS;
+    steps.push({ role: 'packB', kernel: packKernel, params: matmulPackParams.pack({ R: N, K, Kc, nChunks, Nc, nWin, WS, total, colsFirst: g.transB ? 0 : 1 }), workgroups: packGrid(total) });
   }
   const bodyKey = `${t.WG},${t.RM},${t.RN}:${g.bias}`;
   let body = windowBodies.get(bodyKey);
@@ -384,19 +403,24 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
     defs: { REGISTER: false, WINDOW: true, PACK: false, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: g.bias, TM: 0, TN: 0, BK: 0, RM: t.RM, RN: t.RN, WG: t.WG, NW: WS / 4 },
     gen: { PARAMS: matmulWindowParams.wgsl, REG_BODY: body },
   };
-  const K4 = Kp / 4;
-  const strideA4 = batchA === 1 ? 0 : M * K4;
+  const KA4 = Kp / 4;
+  const strideA4 = batchA === 1 ? 0 : M * KA4;
   const shared = batchB === 1;
   for (let b = 0; b < (shared ? 1 : batch); b++) {
     for (let w = 0; w < nWin; w++) {
       const nBase = p.shifted ? Math.min(w * Nc, N - Nc) : w * Nc;
-      const offsetFloats = p.packB ? (b * nWin + w) * WS : b * N * K + nBase * K;
-      steps.push({
-        role: 'window', kernel,
-        params: matmulWindowParams.pack({ M, N, K4, Nc, nBase, baseA4: shared ? 0 : b * strideA4, strideA4: shared ? strideA4 : 0, baseC: shared ? 0 : b * M * N, strideC: shared ? M * N : 0 }),
-        workgroups: [Math.ceil(Nc / t.RN), Math.ceil(M / (t.WG * t.RM)), shared ? batch : 1],
-        window: { offset: offsetFloats * 4, size: WS * 4 },
-      });
+      for (let q = 0; q < nChunks; q++) {
+        const offsetFloats = p.packB ? ((b * nWin + w) * nChunks + q) * WS : b * N * K + nBase * K;
+        steps.push({
+          role: 'window', kernel,
+          params: matmulWindowParams.pack({
+            M, N, K4: Math.min(Kc, Kp - q * Kc) / 4, KA4, kBase4: (q * Kc) / 4, WR4: Kc / 4, acc: q > 0 ? 1 : 0, Nc, nBase,
+            baseA4: shared ? 0 : b * strideA4, strideA4: shared ? strideA4 : 0, baseC: shared ? 0 : b * M * N, strideC: shared ? M * N : 0,
+          }),
+          workgroups: [Math.ceil(Nc / t.RN), Math.ceil(M / (t.WG * t.RM)), shared ? batch : 1],
+          window: { offset: offsetFloats * 4, size: WS * 4 },
+        });
+      }
     }
   }
   return steps;

@@ -47,7 +47,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       if (cfg.kind === 'window' && (!plan || g.types)) cfg = matmulTiles(M, N, 'register');
       if (cfg.kind === 'window' && plan) {
         const packedA = plan.packA ? ctx.scratch(bA * M * plan.Kp * 4) : null;
-        const packedB = plan.packB ? ctx.scratch(bB * plan.nWin * plan.WS * 4) : null;
+        const packedB = plan.packB ? ctx.scratch(bB * plan.nWin * plan.nChunks * plan.WS * 4) : null;
         for (const st of windowSteps(g, cfg, plan, bA, bB)) {
           if (st.role === 'packA') ctx.dispatch({ kernel: st.kernel, bindings: [a, packedA!], params: st.params, workgroups: st.workgroups, label: 'pack A' });
           else if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [b, packedB!], params: st.params, workgroups: st.workgroups, label: 'pack B' });
