@@ -12,7 +12,7 @@
 //                 conv as a gather, deterministic, no col2im)
 // DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
 // BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
-// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
+// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD, IM2COL (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
 // dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
 // PAD, WG, RM, RN (u32; RN a multiple of 4).
 
@@ -381,5 +381,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   red[li] = acc;
   red_tree_sum(li, RED_N, 1u);
   if (li == 0u) { db[o] = T(red[0]); }
+}
+#elif ${IM2COL}
+// IM2COL (f32, forward conv as im2col + matmul's WINDOW kernel): out[m·Kp + k] for m = (image, oh,
+// ow) and k = (c, ky, kx), the weight's [O, C, KH, KW] order; zero past K and outside the image.
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> cols: array<T>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let k = i % p.Kp;
+  let m = i / p.Kp;
+  let P = p.OH * p.OW;
+  let img = m / P;
+  let oh = (m % P) / p.OW;
+  let ow = m % p.OW;
+  let c = k / KHW;
+  let ky = (k % KHW) / KW;
+  let kx = k % KW;
+  let iy = i32(oh) * S - PAD + i32(ky);
+  let ix = i32(ow) * S - PAD + i32(kx);
+  var v = T(0.0);
+  if (k < p.K && iy >= 0 && iy < i32(p.H) && ix >= 0 && ix < i32(p.W)) {
+    v = x[((img * p.C + c) * p.H + u32(iy)) * p.W + u32(ix)];
+  }
+  cols[i] = v;
 }
 #endif

@@ -6,6 +6,7 @@ import type { DeviceProfile } from '../../gpu/profile.ts';
 import { kernelOverride } from './overrides.ts';
 import { type KernelFamily, pow2Bucket, smallRegisterBlocks } from './catalogue.ts';
 import { uniformSchema } from './uniforms.ts';
+import { WINDOW_BLOCKS } from './matmul.ts';
 
 export const convParams = uniformSchema('conv', {
   N: 'u32', C: 'u32', H: 'u32', W: 'u32', // the conv's input
@@ -13,6 +14,21 @@ export const convParams = uniformSchema('conv', {
   M: 'u32', NC: 'u32', SC4: 'u32', NB4: 'u32', // GEMM rows, true columns, vec4 channels of the gathered operand, vec4 columns of WB
   SH: 'u32', SW: 'u32', CR: 'u32', // spatial size of the gathered operand; GEMMR: its true channels
 });
+
+/** IM2COL: rows (image, oh, ow) × Kp columns (c, ky, kx; zeros past K = C·KH·KW). */
+export const convIm2colParams = uniformSchema('conv_im2col', {
+  C: 'u32', H: 'u32', W: 'u32', OH: 'u32', OW: 'u32', K: 'u32', Kp: 'u32', total: 'u32',
+});
+
+/**
+ * Bytes of im2col scratch up to which the forward conv may run as im2col + matmul's WINDOW
+ * kernel (its patches matrix is M × C·KH·KW floats: tens of MiB at the paper's image size).
+ */
+export const IM2COL_MAX_BYTES = 32 * 1024 * 1024;
+
+export function im2colBytes(g: { M: number; C: number; K: number }): number {
+  return g.M * Math.ceil((g.C * g.K * g.K) / 4) * 4 * 4;
+}
 
 export interface ConvConfig {
   /** Invocations per workgroup (1-D). */
@@ -25,7 +41,8 @@ export interface ConvConfig {
 
 /** A conv GEMM configuration: the register-blocked unrolled kernel (GEMMR/DWR) or GEMM4/DW4. */
 export interface ConvGemmConfig extends ConvConfig {
-  kind: 'register' | 'gemm4';
+  /** window (forward only): im2col into scratch, then matmul's WINDOW kernel with the weights as Bᵀ. */
+  kind: 'register' | 'gemm4' | 'window';
 }
 
 /**
@@ -93,11 +110,17 @@ function key(c: ConvGemmConfig): string {
 }
 
 function parse(s: string): ConvGemmConfig | null {
-  const m = /^(register|gemm4):(\d+)x(\d+)x(\d+)$/.exec(s);
+  const m = /^(register|gemm4|window):(\d+)x(\d+)x(\d+)$/.exec(s);
   if (!m) return null;
   const [WG, RM, RN] = m.slice(2).map(Number);
   if (!(WG > 0 && RM > 0 && RN > 0 && RN % 4 === 0 && RM <= 32 && RN <= 32)) return null;
-  return { kind: m[1] as 'register' | 'gemm4', WG, RM, RN };
+  if (m[1] === 'window' && !WINDOW_BLOCKS.some(([w, r, n]) => w === WG && r === RM && n === RN)) return null;
+  return { kind: m[1] as ConvGemmConfig['kind'], WG, RM, RN };
+}
+
+/** The forward conv can run as im2col + matmul's WINDOW kernel (f32 is checked by the op). */
+export function convWindowApplies(g: ConvGemmGeometry): boolean {
+  return g.pass === 'fwd' && im2colBytes(g) <= IM2COL_MAX_BYTES;
 }
 
 function dedupe(cs: ConvGemmConfig[]): ConvGemmConfig[] {
@@ -129,6 +152,10 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
       : smallRegisterBlocks(profile) ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
+    // im2col + WINDOW (llvmpipe reads the weights as uniform windows: broadcast loads).
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convWindowApplies(g)) {
+      for (const [WG, RM, RN] of WINDOW_BLOCKS.slice(0, 2)) out.push({ kind: 'window', WG, RM, RN });
+    }
     return dedupe([convFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,
@@ -155,6 +182,7 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,
-  parseConfig: parse,
+  // (no WINDOW form of the weight gradient)
+  parseConfig: (s) => { const c = parse(s); return c && c.kind !== 'window' ? c : null; },
   forced,
 };

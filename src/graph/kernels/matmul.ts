@@ -23,6 +23,8 @@ export const matmulWindowParams = uniformSchema('matmul_window', {
   M: 'u32', N: 'u32', K4: 'u32', KA4: 'u32', kBase4: 'u32', WR4: 'u32', acc: 'u32', Nc: 'u32', nBase: 'u32',
   // vec4 offset of A's first batch and per-batch vec4 stride (wid.z); same for C in elements.
   baseA4: 'u32', strideA4: 'u32', baseC: 'u32', strideC: 'u32',
+  // P > 0: C is stored as [M / P, N, P] (NCHW: rows are an image's P pixels; conv2d), else [M, N].
+  P: 'u32',
 });
 
 /** Repacking for the WINDOW kernel: rows of [R, K] (or columns of [K, R]) into windows of Nc rows of Kp. */
@@ -62,7 +64,7 @@ const win = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'windo
  * them: 8×8×8 (the hand pick), 8×8×16, 8×4×16, 8×4×32. (8×8×32: 256 accumulators, seconds more
  * to compile, never ahead of 8×8×16.)
  */
-const WINDOW_BLOCKS: [number, number, number][] = [[8, 8, 8], [8, 8, 16], [8, 4, 16], [8, 4, 32]];
+export const WINDOW_BLOCKS: [number, number, number][] = [[8, 8, 8], [8, 8, 16], [8, 4, 16], [8, 4, 32]];
 const tiled = (TM: number, TN: number, BK: number, RM: number, RN: number): MatmulTiles => ({ kind: 'tiled', TM, TN, BK, RM, RN, WG: 0 });
 
 /**
@@ -288,11 +290,14 @@ export interface WindowPlan {
   shifted: boolean;
 }
 
-/** How the WINDOW kernel runs `g` with block `t`. */
-export function windowPlan(g: MatmulGeometry, t: MatmulTiles): WindowPlan | null {
+/**
+ * How the WINDOW kernel runs `g` with block `t`. `aPadded`: A is already [.., M, Kp] with zeros
+ * past K (conv2d's im2col), so it is never repacked.
+ */
+export function windowPlan(g: MatmulGeometry, t: MatmulTiles, aPadded = false): WindowPlan | null {
   const Kp = Math.ceil(g.K / 4) * 4;
   const perWin = Math.floor(WINDOW_FLOATS / Kp);
-  const packA = g.transA || g.K % 4 !== 0;
+  const packA = !aPadded && (g.transA || g.K % 4 !== 0);
   if (perWin < t.RN) {
     // K too long for RN rows of it in one window: windows of RN rows × Kc, chunk q of K in the
     // q-th dispatch of a strip, which adds to C what the earlier ones stored.
@@ -347,13 +352,15 @@ export function windowBody(t: MatmulTiles, hasBias: boolean): string {
     L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n${j}, p.N - 1u)])` : '0.0'};`);
   }
   // A later chunk of K adds to what the earlier chunks stored (the bias came with the first).
+  // Row r, column n at o + n·cs: [M, N] (o = r·N, cs = 1) or NCHW (o = image·N·P + pixel, cs = P).
+  L.push('  let cs = select(1u, p.P, p.P != 0u);');
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
-    L.push(`    let o = cB + r${i} * p.N;`);
+    L.push(`    let o = cB + select(r${i} * p.N, (r${i} / max(p.P, 1u)) * p.N * p.P + r${i} % max(p.P, 1u), p.P != 0u);`);
     L.push('    if (p.acc != 0u) {');
-    for (let j = 0; j < RN; j++) L.push(`      if (ok${j}) { C[o + n${j}] = T(f32(C[o + n${j}]) + c${i}_${j}); }`);
+    for (let j = 0; j < RN; j++) L.push(`      if (ok${j}) { C[o + n${j} * cs] = T(f32(C[o + n${j} * cs]) + c${i}_${j}); }`);
     L.push('    } else {');
-    for (let j = 0; j < RN; j++) L.push(`      if (ok${j}) { C[o + n${j}] = T(c${i}_${j} + bias${j}); }`);
+    for (let j = 0; j < RN; j++) L.push(`      if (ok${j}) { C[o + n${j} * cs] = T(c${i}_${j} + bias${j}); }`);
     L.push('    }');
     L.push('  }');
   }
@@ -377,7 +384,7 @@ export interface WindowStep {
  * The dispatches of `g` with WINDOW block `t`: the packs (if any), then one dispatch per window
  * (per B batch when B is batched; A and C advance per wid.z when B is shared).
  */
-export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, batchA: number, batchB: number): WindowStep[] {
+export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, batchA: number, batchB: number, nchwP = 0): WindowStep[] {
   const steps: WindowStep[] = [];
   const { M, N, K, batch } = g;
   const { Kp, Kc, nChunks, Nc, nWin, WS } = p;
@@ -415,7 +422,7 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
           role: 'window', kernel,
           params: matmulWindowParams.pack({
             M, N, K4: Math.min(Kc, Kp - q * Kc) / 4, KA4, kBase4: (q * Kc) / 4, WR4: Kc / 4, acc: q > 0 ? 1 : 0, Nc, nBase,
-            baseA4: shared ? 0 : b * strideA4, strideA4: shared ? strideA4 : 0, baseC: shared ? 0 : b * M * N, strideC: shared ? M * N : 0,
+            baseA4: shared ? 0 : b * strideA4, strideA4: shared ? strideA4 : 0, baseC: shared ? 0 : b * M * N, strideC: shared ? M * N : 0, P: nchwP,
           }),
           workgroups: [Math.ceil(Nc / t.RN), Math.ceil(M / (t.WG * t.RM)), shared ? batch : 1],
           window: { offset: offsetFloats * 4, size: WS * 4 },

@@ -7,7 +7,8 @@
 import { dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convParams, convRegisterDefault } from '../kernels/conv.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
+import { type MatmulGeometry, type MatmulTiles, windowPlan, windowSteps } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
 import { trialData } from './matmul.ts';
@@ -131,6 +132,35 @@ export function convDwRegisterBody(cfg: ConvConfig): string {
   return L.join('\n');
 }
 
+/**
+ * The forward conv as im2col + matmul's WINDOW kernel (f32): the patches [N·OH·OW, Kp] into
+ * scratch (k = (c, ky, kx), the weight's own order, so the weight [O, C·KH·KW] is Bᵀ as it
+ * lies), then C = patches · weightᵀ stored straight to NCHW (+ bias).
+ */
+function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor, bias?: Tensor): void {
+  const K = g.C * g.KH * g.KW, Kp = Math.ceil(K / 4) * 4, M = gg.M, P = g.OH * g.OW;
+  const cols = ctx.scratch(M * Kp * 4);
+  const total = M * Kp;
+  ctx.dispatch({
+    kernel: { ...kernel(g, 'LAYOUT'), gen: { PARAMS: convIm2colParams.wgsl, REG_BODY: '' }, defs: { ...kernel(g, 'LAYOUT').defs, LAYOUT: false, IM2COL: true } },
+    bindings: [x, cols],
+    params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp, total }),
+    workgroups: grid1d(total),
+    label: 'im2col',
+  });
+  const mg: MatmulGeometry = { M, N: g.O, K, batch: 1, transA: false, transB: true, bias: !!bias };
+  const t: MatmulTiles = { kind: 'window', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
+  const plan = windowPlan(mg, t, true)!;
+  const packedB = plan.packB ? ctx.scratch(plan.nWin * plan.nChunks * plan.WS * 4) : null;
+  for (const st of windowSteps(mg, t, plan, 1, 1, P)) {
+    if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [w, packedB!], params: st.params, workgroups: st.workgroups, label: 'pack weight' });
+    else if (st.role === 'window') {
+      const win = { of: packedB ?? w, ...st.window! };
+      ctx.dispatch({ kernel: st.kernel, bindings: bias ? [cols, win, y, bias] : [cols, win, y], params: st.params, workgroups: st.workgroups });
+    }
+  }
+}
+
 /** Generated bodies by configuration (encoding runs every step; the text never changes). */
 const bodies = new Map<string, string>();
 function registerBodyOf(kind: 'GEMMR' | 'DWR', cfg: ConvConfig, fwd: boolean, bias: boolean): string {
@@ -150,7 +180,7 @@ function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; 
       REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? registerBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
     },
     defs: {
-      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD',
+      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: false,
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN,
     },
   };
@@ -216,7 +246,12 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
     encode(ctx) {
       const M = N * OH * OW;
       const gg: ConvGemmGeometry = { pass: 'fwd', N, C, H, W, O, K: KH, stride, pad, bias: !!bias, M, cols: O, CR: C };
-      const cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg), reg = cfg.kind === 'register', NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
+      let cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg);
+      if (cfg.kind === 'window') {
+        if (x.dtype === 'f32' && w.dtype === 'f32' && convWindowApplies(gg)) return encodeWindowConv(ctx, g, gg, cfg, x, w, y, bias ?? undefined);
+        cfg = convFamily.handPicked(gg, ctx.profile);   // (a choice made for its class that this member cannot take)
+      }
+      const reg = cfg.kind === 'register', NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
       const xh = toChannelsLast(ctx, g, x, N, C, H * W);
       const wb = weightMatrix(ctx, g, w, true, NB4);
       ctx.dispatch({
@@ -245,7 +280,9 @@ export function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
       // Rows per stride-parity class (the kernel's wid.z): pixels (cy + S·a, cx + S·b).
       const S = g.stride, M = g.N * Math.ceil(g.H / S) * Math.ceil(g.W / S);
       const gg: ConvGemmGeometry = { pass: 'dx', N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.KH, stride: S, pad: g.pad, bias: false, M, cols: g.C, CR: g.O };
-      const cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg), reg = cfg.kind === 'register', NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
+      let cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg);
+      if (cfg.kind === 'window') cfg = convFamily.handPicked(gg, ctx.profile);   // (forward only)
+      const reg = cfg.kind === 'register', NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
       const dyh = toChannelsLast(ctx, g, dy, g.N, g.O, g.OH * g.OW);
       const wb = weightMatrix(ctx, g, w, false, NB4);
       ctx.dispatch({
