@@ -152,8 +152,11 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
       : smallRegisterBlocks(profile) ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
-    // im2col + WINDOW (llvmpipe reads the weights as uniform windows: broadcast loads).
-    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convWindowApplies(g)) {
+    // im2col + WINDOW (llvmpipe reads the weights as uniform windows: broadcast loads), for
+    // 1×1 kernels only: measured on llvmpipe (bench conv shapes and the tiny model's layers), it
+    // ran 1×1 256→256 at 28² 1.2× the register kernel, but every 3×3 and the 7×7 stem at
+    // 0.6–0.8× (the patches pass costs a per-lane load and store per element).
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && g.K === 1 && convWindowApplies(g)) {
       for (const [WG, RM, RN] of WINDOW_BLOCKS.slice(0, 2)) out.push({ kind: 'window', WG, RM, RN });
     }
     return dedupe([convFamily.handPicked(g, profile), ...out]);
