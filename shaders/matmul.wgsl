@@ -60,8 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${REG_BODY}
 }
 #elif ${WINDOW}
-// WINDOW (f32): B read through a uniform window of NW vec4s: Nc rows of Bᵀ (WR4 vec4s each, all
-// of K or one chunk of it); A packed [.., M, 4·KA4] read per lane as vec4 along k; one dispatch
+// WINDOW (f32): B read through a uniform window of NW vec4s (64 KiB, a whole window of the
+// packed copy): Nc rows of Bᵀ (WR4 vec4s each, all of K or one chunk of it); A packed [.., M, 4·KA4] read per lane as vec4 along k; one dispatch
 // per window (and chunk). Body: windowBody in src/graph/kernels/matmul.ts.
 @group(0) @binding(1) var<storage, read> A: array<vec4<T>>;
 @group(0) @binding(2) var<uniform> Bw: array<vec4<f32>, ${NW}>;

@@ -1,8 +1,8 @@
-// matmul's WINDOW kernel (B through 64 KiB uniform windows, operands repacked when they cannot be
-// read directly) on every path of its plan, against float64: B read in place with the last
-// window shifted back, B packed (not transposed, K not a multiple of 4, windows off alignment),
-// A packed (transposed), a shared B with batched A, a batched B, one window or many, bias, and
-// K too long for a window (chunks of K summed into C by successive dispatches).
+// matmul's WINDOW kernel (B repacked into 64 KiB uniform windows, A repacked when it cannot be
+// read per lane as vec4 along k) on every path of its plan, against float64: B transposed or
+// not, K not a multiple of 4, A packed (transposed) or read in place, a shared B with batched A,
+// a batched B, one window or many, bias, and K too long for a window (chunks of K summed into C
+// by successive dispatches).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read } from '../src/graph/runtime.ts';
 import { withTrial } from '../src/graph/kernels/catalogue.ts';
@@ -28,17 +28,17 @@ interface Case {
 }
 
 const cases: Case[] = [
-  // Direct B, Nc = 16384/K rounded to RN = 32 → 3 windows for N = 80, the last shifted back to 48.
-  { name: 'direct B, shifted last window', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: false, shifted: true, manyWindows: true, chunks: 1 } },
-  // Direct B in one window (N·K ≤ 16384).
-  { name: 'direct B, one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, packB: false, shifted: false, manyWindows: false, chunks: 1 } },
+  // Bᵀ in windows of Nc = 16384/K rounded to RN = 32 rows → 3 windows for N = 80, the last partly zero.
+  { name: 'Bᵀ in 3 windows', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  // B in one window (N·K ≤ 16384).
+  { name: 'B in one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: false, chunks: 1 } },
   // B not transposed: packed into windows; K % 4 ≠ 0: A packed too, zero-padded along k.
   { name: 'packed A and B, odd K', M: 21, N: 300, K: 131, batchA: 1, batchB: 1, transA: false, transB: false, bias: true, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
   // Transposed A (packed), shared B, batched A and C (wid.z).
-  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, packB: false, shifted: true, manyWindows: true, chunks: 1 } },
+  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
   // Batched B (one pass of windows per batch), broadcast A.
   { name: 'batched B, broadcast A', M: 19, N: 72, K: 300, batchA: 1, batchB: 2, transA: false, transB: false, bias: true, t: block(8, 32), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
-  // transB but N·K % 64 ≠ 0: windows would start off the 256-byte alignment, so B is packed.
+  // transB with N·K % 64 ≠ 0 (windows are whole 64 KiB blocks of the packed copy, always aligned).
   { name: 'transB off alignment', M: 33, N: 75, K: 260, batchA: 2, batchB: 2, transA: false, transB: true, bias: false, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
   // K = 2048: a window holds 8 rows of it, fewer than RN = 16, so chunks of 1024 (bias once).
   { name: 'K in chunks, bias', M: 29, N: 40, K: 2048, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 2 } },

@@ -95,14 +95,12 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
 function handPicked(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles {
   const forced = kernelOverride('matmul');
   const kind = forced ?? (profile.software ? 'register' : 'tiled');
-  // llvmpipe, f32 products of 128³ and more with A not transposed: the WINDOW kernel, 1.2–1.6×
+  // llvmpipe, f32 products of 256³ and more with A not transposed: the WINDOW kernel, 1.4–2×
   // the register kernel (bench matmul shapes: square 1024, paper 1280×2048×512 with Bᵀ,
-  // 1280×512×2048; equal below 128³, where submission overhead dominates). With A transposed
-  // its packing cost made it no faster (512×2048×1280: 0.39 against 0.45 of the ceiling).
-  if (!forced && profile.software && profile.unrolledKernels && !g.transA && g.M * g.N * g.K >= 128 ** 3) {
-    const w = win(8, 8, 8);
-    if (windowApplies(g, w)) return w;
-  }
+  // 1280×512×2048). The tiny model's products (≤ 512×128×64 and the like) ran its training step
+  // 7% slower with it (bench trainstep ab: the pack and per-window dispatches), and with A
+  // transposed its packing made it no faster (512×2048×1280: 0.39 against 0.45 of the ceiling).
+  if (!forced && profile.software && profile.unrolledKernels && !g.transA && windowApplies(g) && g.M * g.N * g.K >= 256 ** 3) return win(8, 8, 8);
   return matmulTiles(g.M, g.N, kind);
 }
 
@@ -130,10 +128,10 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
   }
   // Uniform windows of B (shaders/matmul.wgsl WINDOW): f32 only (uniform arrays of f16 vec4
   // would need a 16-byte stride), and only where a window holds at least one strip of RN rows.
-  if ((profile.unrolledKernels || kernelOverride('matmul') === 'register') && !g.types && g.M * g.N * g.K >= 32 * 32 * 32) {
+  // Below 128³ the extra dispatches (the pack, one per window) cost more than the loads save.
+  if ((profile.unrolledKernels || kernelOverride('matmul') === 'register') && windowApplies(g) && g.M * g.N * g.K >= 128 ** 3) {
     for (const [WG, RM, RN] of WINDOW_BLOCKS) {
-      const w = win(WG, RM, RN);
-      if (windowApplies(g, w) && WG * RM <= 2 * Math.max(g.M, 32) && RN <= 2 * Math.max(g.N, 8)) out.push(w);
+      if (WG * RM <= 2 * Math.max(g.M, 32) && RN <= 2 * Math.max(g.N, 8)) out.push(win(WG, RM, RN));
     }
   }
   if (profile.software) out.push(matmulTiles(g.M, g.N, 'tiled'));
@@ -292,33 +290,29 @@ export interface WindowPlan {
 
 /**
  * How the WINDOW kernel runs `g` with block `t`. `aPadded`: A is already [.., M, Kp] with zeros
- * past K (conv2d's im2col), so it is never repacked.
+ * past K (conv2d's im2col), so it is never repacked. B is always repacked into whole 64 KiB
+ * windows: one uniform array length for every geometry, so each block is one pipeline (a
+ * window sized to the geometry made every geometry class compile its own, 10–20 s of tuning
+ * per class on llvmpipe), and every window offset is aligned.
  */
-export function windowPlan(g: MatmulGeometry, t: MatmulTiles, aPadded = false): WindowPlan | null {
+export function windowPlan(g: MatmulGeometry, t: MatmulTiles, aPadded = false): WindowPlan {
   const Kp = Math.ceil(g.K / 4) * 4;
   const perWin = Math.floor(WINDOW_FLOATS / Kp);
   const packA = !aPadded && (g.transA || g.K % 4 !== 0);
+  const common = { Kp, WS: WINDOW_FLOATS, packA, packB: true, shifted: false };
   if (perWin < t.RN) {
     // K too long for RN rows of it in one window: windows of RN rows × Kc, chunk q of K in the
     // q-th dispatch of a strip, which adds to C what the earlier ones stored.
     const Kc = Math.floor(WINDOW_FLOATS / t.RN / 4) * 4;
-    return { Kp, Kc, nChunks: Math.ceil(Kp / Kc), Nc: t.RN, nWin: Math.ceil(g.N / t.RN), WS: Math.ceil((t.RN * Kc) / 64) * 64, packA, packB: true, shifted: false };
+    return { ...common, Kc, nChunks: Math.ceil(Kp / Kc), Nc: t.RN, nWin: Math.ceil(g.N / t.RN) };
   }
-  const one = { Kc: Kp, nChunks: 1 };
-  // Direct B: Bᵀ rows of K floats, every window offset a multiple of 64 floats (256 bytes).
-  if (g.transB && g.K % 4 === 0 && (g.N * g.K) % 64 === 0) {
-    if (g.N <= perWin) return { Kp, ...one, Nc: g.N, nWin: 1, WS: g.N * g.K, packA, packB: false, shifted: false };
-    for (let Nc = Math.floor(perWin / t.RN) * t.RN; Nc >= t.RN; Nc -= t.RN) {
-      if ((Nc * g.K) % 64 === 0) return { Kp, ...one, Nc, nWin: Math.ceil(g.N / Nc), WS: Nc * g.K, packA, packB: false, shifted: true };
-    }
-  }
-  // Packed B: window w = rows w·Nc … of Bᵀ, zero rows past N, each window padded to 64 floats.
+  // Window w = rows w·Nc … of Bᵀ (zero rows past N).
   const Nc = g.N <= perWin ? g.N : Math.floor(perWin / t.RN) * t.RN;
-  return { Kp, ...one, Nc, nWin: Math.ceil(g.N / Nc), WS: Math.ceil((Nc * Kp) / 64) * 64, packA, packB: true, shifted: false };
+  return { ...common, Kc: Kp, nChunks: 1, Nc, nWin: Math.ceil(g.N / Nc) };
 }
 
-export function windowApplies(g: MatmulGeometry, t: MatmulTiles): boolean {
-  return !g.types && windowPlan(g, t) !== null;
+export function windowApplies(g: MatmulGeometry): boolean {
+  return !g.types;
 }
 
 /**
@@ -407,7 +401,7 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
   if (body === undefined) windowBodies.set(bodyKey, (body = windowBody(t, g.bias)));
   const kernel: KernelRef = {
     family: 'matmul',
-    defs: { REGISTER: false, WINDOW: true, PACK: false, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: g.bias, TM: 0, TN: 0, BK: 0, RM: t.RM, RN: t.RN, WG: t.WG, NW: WS / 4 },
+    defs: { REGISTER: false, WINDOW: true, PACK: false, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: g.bias, TM: 0, TN: 0, BK: 0, RM: t.RM, RN: t.RN, WG: t.WG, NW: WINDOW_FLOATS / 4 },
     gen: { PARAMS: matmulWindowParams.wgsl, REG_BODY: body },
   };
   const KA4 = Kp / 4;

@@ -150,7 +150,7 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   });
   const mg: MatmulGeometry = { M, N: g.O, K, batch: 1, transA: false, transB: true, bias: !!bias };
   const t: MatmulTiles = { kind: 'window', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
-  const plan = windowPlan(mg, t, true)!;
+  const plan = windowPlan(mg, t, true);
   const packedB = plan.packB ? ctx.scratch(plan.nWin * plan.nChunks * plan.WS * 4) : null;
   for (const st of windowSteps(mg, t, plan, 1, 1, P)) {
     if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [w, packedB!], params: st.params, workgroups: st.workgroups, label: 'pack weight' });

@@ -41,11 +41,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     encode(ctx) {
       const g: MatmulGeometry = { M, N, K, batch, transA, transB, bias: !!bias, ...(a.dtype !== 'f32' || b.dtype !== 'f32' ? { types: [a.dtype, b.dtype] as [string, string] } : {}) };
       let cfg = chooseConfig(matmulFamily, g, ctx.profile, trialCfg);
-      const plan = cfg.kind === 'window' ? windowPlan(g, cfg) : null;
-      // A WINDOW choice made for a geometry class may not fit a member of it (K too long for
-      // one strip per window): the register hand pick runs it instead.
-      if (cfg.kind === 'window' && (!plan || g.types)) cfg = matmulTiles(M, N, 'register');
-      if (cfg.kind === 'window' && plan) {
+      // (f16 operands have no WINDOW form: the register kernel runs them.)
+      if (cfg.kind === 'window' && g.types) cfg = matmulTiles(M, N, 'register');
+      if (cfg.kind === 'window') {
+        const plan = windowPlan(g, cfg);
         const packedA = plan.packA ? ctx.scratch(bA * M * plan.Kp * 4) : null;
         const packedB = plan.packB ? ctx.scratch(bB * plan.nWin * plan.nChunks * plan.WS * 4) : null;
         for (const st of windowSteps(g, cfg, plan, bA, bB)) {
