@@ -58,8 +58,10 @@ describe('micar explain / attention --method', () => {
       for await (const e of Deno.readDir(`${dir}/out`)) names.push(e.name);
       const html = new TextDecoder().decode(await Deno.readFile(`${dir}/out/attention.html`));
       const json = JSON.parse(/<script type="application\/json" id="micar-data">([\s\S]*?)<\/script>/.exec(html)![1]);
+      // Up to --max-len 3 words: a random model may end its report sooner (seed 1184337535: after one).
       const T = json.words.length;
-      expect(T).toBe(3);
+      expect(T).toBeGreaterThanOrEqual(1);
+      expect(T).toBeLessThanOrEqual(3);
       for (const m of ['gradcam', 'saliency']) expect(names.filter((n) => n.endsWith(`_${m}.png`)).length, m).toBe(T);
       expect(names.filter((n) => /_(rollout|grad-attention)\.png$/.test(n))).toEqual([]);
       expect(Object.keys(json.explain.maps).sort()).toEqual(['gradcam', 'saliency']);
@@ -67,7 +69,7 @@ describe('micar explain / attention --method', () => {
       // the page's maps are the API's (same tokens, same image)
       const pixels = preprocess(picture, inputGeometry(cfg));
       const tokens = JSON.parse(new TextDecoder().decode(await Deno.readFile(`${dir}/out/routing.json`))).words.map((x: string) => tok.id(x));
-      const direct = await explainSteps(w, pixels, tokens, [0, 1, 2], ['gradcam', 'saliency']);
+      const direct = await explainSteps(w, pixels, tokens, Array.from({ length: T }, (_, i) => i), ['gradcam', 'saliency']);
       const t = T - 1;
       expect(json.explain.maps.gradcam[t].fine.size).toBe(8); // 32 px / stride 4
       expect(relL2(json.explain.maps.gradcam[t].fine.values, direct.get('gradcam')![t].fine!.values)).toBeLessThan(1e-6);
