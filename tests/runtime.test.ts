@@ -1,10 +1,11 @@
 // Runtime behaviour: GPU errors surface with the op and shapes that caused them; f16 storage
 // round trips; pool size classes; the buffer pool reuses memory across steps.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, halfToFloat, init, read, readMany, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
+import { fromData, halfToFloat, init, markPeak, peakSinceMark, read, readMany, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
 import { makeNode } from '../src/graph/tensor.ts';
 import { cast } from '../src/graph/ops/cast.ts';
-import { add } from '../src/graph/ops/elementwise.ts';
+import { add, scale } from '../src/graph/ops/elementwise.ts';
+import { REMATERIALIZE_GAP } from '../src/graph/scheduler.ts';
 import { sizeClass } from '../src/gpu/buffers.ts';
 import { copyParams } from '../src/graph/kernels/copy.ts';
 import { rng } from './util.ts';
@@ -83,5 +84,35 @@ describe('runtime', () => {
     // Each step keeps its target (5 buffers); its intermediate needs at most one new buffer
     // in all, after which freed intermediates are reused.
     expect(pool.totalBytes - total).toBeLessThanOrEqual(6 * sizeClass(4000));
+  });
+
+  it('a rematerialized cast runs again for its far reader: the same values bit for bit, a lower peak', async () => {
+    // A weight's f16 cast read at the start and again after a chain with one large activation,
+    // as mixed-precision training reads it in the forward and the backward.
+    const n = 1 << 16;
+    const w = fromData(R.randn(n), [n]).keep();
+    const x = fromData(R.randn(n), [n]).keep();
+    const build = (remat: boolean) => {
+      const c = cast(w, 'f16');
+      c.node!.rematerialize = remat;
+      let h = add(cast(x, 'f16'), c);
+      const wide = add(cast(h, 'f32'), cast(h, 'f32')); // f32: twice the cast's bytes, live in the gap
+      h = cast(wide, 'f16');
+      for (let i = 0; i < REMATERIALIZE_GAP + 2; i++) h = scale(h, 0.5);
+      return add(h, c);
+    };
+    const run = async (remat: boolean) => {
+      const y = build(remat);
+      markPeak();
+      const before = runtime().pool.liveBytes;
+      const stats = await realize([y]);
+      const peak = peakSinceMark() - before;
+      return { y: await read(y), peak, dispatches: stats.dispatches };
+    };
+    const held = await run(false), remat = await run(true);
+    expect(remat.dispatches).toBe(held.dispatches + 1);
+    expect(remat.y).toEqual(held.y);
+    // The cast (n f16 = 128 KiB) is not live while `wide` (n f32) and its inputs are.
+    expect(held.peak - remat.peak).toBeGreaterThanOrEqual(2 * n);
   });
 });

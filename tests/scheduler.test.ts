@@ -3,7 +3,7 @@
 // (ancestors by closure, lifetimes from the readers' positions, peak as the largest sum over
 // steps of the tensors live there, no two tensors in one buffer at once).
 import { describe, expect, it } from 'vitest';
-import { bufferBytes, planSchedule, scheduleNodes } from '../src/graph/scheduler.ts';
+import { bufferBytes, planSchedule, REMATERIALIZE_GAP, type SchedulePlan, scheduleNodes } from '../src/graph/scheduler.ts';
 import { makeNode, type Node, Tensor } from '../src/graph/tensor.ts';
 import { rng } from './util.ts';
 
@@ -151,6 +151,141 @@ describe('scheduler (no GPU)', () => {
         peak = Math.max(peak, sum);
       }
       expect(plan.peakBytes).toBe(peak);
+    }
+  });
+});
+
+/**
+ * Plays a plan step by step as the runtime does (allocate into the step's slots, encode, release)
+ * and checks what a rematerializing plan must never do: read a tensor that is not live, put a
+ * tensor in a buffer another live tensor holds, release what is not live. Returns, per tensor,
+ * how many times it was computed, and the largest sum of live bytes.
+ */
+function replay(plan: SchedulePlan): { runs: Map<Tensor, number>; peak: number } {
+  const live = new Map<Tensor, number>(), slotOwner = new Map<number, Tensor>(), runs = new Map<Tensor, number>();
+  let bytes = 0, peak = 0;
+  plan.steps.forEach((s, i) => {
+    s.allocate.forEach((o, k) => {
+      expect(live.has(o), `step ${i}: ${o} allocated while live`).toBe(false);
+      const slot = s.slots[k];
+      expect(slotOwner.has(slot), `step ${i}: ${o} takes buffer ${slot}, held by ${slotOwner.get(slot)}`).toBe(false);
+      expect(plan.slotBytes[slot]).toBe(bufferBytes(o.bytes));
+      slotOwner.set(slot, o);
+      live.set(o, slot);
+      bytes += plan.slotBytes[slot];
+      runs.set(o, (runs.get(o) ?? 0) + 1);
+    });
+    if (!s.node.view) peak = Math.max(peak, bytes);
+    for (const x of s.node.inputs) {
+      const r = x.root;
+      expect(!!r.storage || live.has(r), `step ${i} (${s.node.op}) reads ${r}, which is not live`).toBe(true);
+    }
+    for (const t of s.release) {
+      expect(live.has(t), `step ${i}: releases ${t}, which is not live`).toBe(true);
+      slotOwner.delete(live.get(t)!);
+      bytes -= plan.slotBytes[live.get(t)!];
+      live.delete(t);
+    }
+  });
+  return { runs, peak };
+}
+
+describe('scheduler: rematerialization (no GPU)', () => {
+  // A weight's cast read by the forward op and, far later, by the backward op; a chain of
+  // activations in between (as in a training step).
+  const chain = (x: Tensor, n: number) => {
+    let h = x;
+    for (let i = 0; i < n; i++) h = op(`h${i}`, [h], 256)[0];
+    return h;
+  };
+
+  it('a cast read again after a long gap is freed after its forward reader and run again just before the far one', () => {
+    const w = leaf(4096), x = leaf(256);
+    const [c] = op('cast', [w], 4096);
+    c.node!.rematerialize = true;
+    const [fwd] = op('fwd', [x, c], 256);
+    // One large activation in the gap: holding the cast across it would add the two.
+    const [big] = op('big', [chain(fwd, 2)], 8192);
+    const h = chain(big, REMATERIALIZE_GAP);
+    const [bwd] = op('bwd', [h, c], 256);
+    const plan = planSchedule([bwd], [], (t) => t === bwd || t.kept);
+    const ops = names(plan.steps.map((s) => s.node));
+    expect(ops.filter((o) => o === 'cast')).toHaveLength(2);
+    const second = ops.lastIndexOf('cast');
+    expect(ops[second + 1]).toBe('bwd');
+    expect(plan.steps[second].rerun).toBe(true);
+    // Released after fwd (step 1) and after bwd.
+    expect(plan.steps[1].release).toContain(c);
+    expect(plan.steps[second + 1].release).toContain(c);
+    const { runs, peak } = replay(plan);
+    expect(runs.get(c)).toBe(2);
+    expect(plan.peakBytes).toBe(peak);
+    // Rematerialized, the 16 KiB cast and the 32 KiB activation are never live together.
+    expect(plan.peakBytes).toBeLessThan(bufferBytes(4096 * 4) + bufferBytes(8192 * 4));
+
+    // Without the flag: one run, live from fwd to bwd.
+    c.node!.rematerialize = false;
+    const held = planSchedule([bwd], [], (t) => t === bwd || t.kept);
+    expect(replay(held).runs.get(c)).toBe(1);
+    expect(held.peakBytes).toBeGreaterThanOrEqual(bufferBytes(4096 * 4) + bufferBytes(8192 * 4));
+  });
+
+  it('readers within the gap share one run; a node whose input is not kept, or whose output is, is never run again', () => {
+    const w = leaf(512), x = leaf(64);
+    const [c] = op('cast', [w], 512);
+    c.node!.rematerialize = true;
+    const [a] = op('a', [x, c], 64);
+    const h = chain(a, REMATERIALIZE_GAP - 2);
+    const [b] = op('b', [h, c], 64);
+    expect(replay(planSchedule([b], [], (t) => t === b || t.kept)).runs.get(c)).toBe(1);
+
+    // Input computed in this realize and not kept: it would be gone when the node runs again.
+    const [y] = op('y', [x], 512);
+    const [d] = op('cast_y', [y], 512);
+    d.node!.rematerialize = true;
+    const [e] = op('e', [x, d], 64);
+    const [f] = op('f', [chain(e, REMATERIALIZE_GAP + 4), d], 64);
+    expect(replay(planSchedule([f], [], (t) => t === f || t.kept)).runs.get(d)).toBe(1);
+    // Output kept: it must stay.
+    const [g] = op('g', [chain(a, REMATERIALIZE_GAP + 4), c], 64);
+    expect(replay(planSchedule([g, c], [], (t) => t === g || t === c || t.kept)).runs.get(c)).toBe(1);
+  });
+
+  it('random graphs with rematerializable casts of leaves: every read sees a live tensor, no buffer is shared, the peak is no higher', () => {
+    const R = rng('scheduler rematerialization');
+    for (let trial = 0; trial < 40; trial++) {
+      const weights = Array.from({ length: R.int(1, 4) }, () => leaf(R.int(1, 8) * 64));
+      const casts = weights.map((w) => op('cast', [w], w.size)[0]);
+      const pool: Tensor[] = [leaf(R.int(1, 4) * 64)];
+      const nNodes = R.int(1, 60);
+      for (let i = 0; i < nNodes; i++) {
+        const pick = () => (R.next() < 0.25 ? casts[R.int(0, casts.length - 1)] : pool[R.int(0, pool.length - 1)]);
+        if (R.next() < 0.1) { pool.push(view(pick())); continue; }
+        const ins = Array.from({ length: R.int(1, 3) }, pick);
+        pool.push(...op(`n${i}`, ins, ...Array.from({ length: R.int(1, 2) }, () => R.int(1, 2000))));
+      }
+      const made = pool.filter((t) => t.node);
+      if (!made.length) continue;
+      const targets = Array.from({ length: R.int(1, 3) }, () => made[R.int(0, made.length - 1)]);
+      const kept = new Set(targets.map((t) => t.root));
+      const isKept = (t: Tensor) => kept.has(t) || t.kept;
+      for (const c of casts) c.node!.rematerialize = false;
+      const plain = planSchedule(targets, [], isKept);
+      for (const c of casts) c.node!.rematerialize = true;
+      const plan = planSchedule(targets, [], isKept);
+      const { runs, peak } = replay(plan);
+      expect(plan.peakBytes).toBe(peak);
+      // A rematerialized cast is live at a subset of the steps it was live at when held (a rerun
+      // step holds what its reader's step held), so no step holds more bytes.
+      expect(plan.peakBytes).toBeLessThanOrEqual(plain.peakBytes);
+      // Every node other than the casts runs once; a cast runs once per group of readers.
+      const order = plan.steps.filter((s) => !s.rerun).map((s) => s.node);
+      expect(order).toEqual(plain.steps.map((s) => s.node));
+      for (const c of casts) {
+        const at = order.flatMap((n, i) => (n.inputs.some((x) => x.root === c) && n !== c.node ? [i] : []));
+        const groups = at.length ? 1 + at.slice(1).filter((p, j) => p - at[j] > REMATERIALIZE_GAP).length : 0;
+        expect(runs.get(c) ?? 0, `cast read at ${at}`).toBe(at.length ? groups : 0);
+      }
     }
   });
 });

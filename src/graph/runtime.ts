@@ -289,8 +289,8 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   for (const step of plan.steps) {
     const n = step.node;
     current = n;
-    for (const o of step.allocate) {
-      const slot = plan.lifetimes.get(o)!.slot;
+    for (const [k, o] of step.allocate.entries()) {
+      const slot = step.slots[k];
       const held = slotBuffer[slot];
       if (held) {
         o.storage = { buffer: r.pool.take(held), bytes: o.bytes };

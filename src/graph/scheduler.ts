@@ -69,8 +69,12 @@ export interface PlanStep {
   node: Node;
   /** Outputs given storage just before the node encodes (none for a view). */
   allocate: Tensor[];
+  /** The buffer (slot) each of `allocate` takes. */
+  slots: number[];
   /** Storage released right after the node: roots whose last reader it is, and outputs nobody reads. */
   release: Tensor[];
+  /** A rematerializable node run again for a later reader (its outputs were released since). */
+  rerun?: true;
 }
 
 export interface Lifetime {
@@ -83,9 +87,16 @@ export interface Lifetime {
   bytes: number;
 }
 
+/**
+ * Readers of a rematerializable node's output more than this many steps apart get it run again:
+ * a few steps of holding cost less than a dispatch, the forward-to-backward gap (hundreds of
+ * steps, every layer's activations live) does not.
+ */
+export const REMATERIALIZE_GAP = 8;
+
 export interface SchedulePlan {
   steps: PlanStep[];
-  /** Every tensor the plan allocates. */
+  /** Every tensor the plan allocates (a rematerialized one: its last lifetime). */
   lifetimes: Map<Tensor, Lifetime>;
   /** Size (bytes, pool size class) of each slot. */
   slotBytes: number[];
@@ -106,6 +117,32 @@ export function planSchedule(targets: Tensor[], effects: Tensor[] = [], isKept: 
   const nodes = scheduleNodes(targets, effects);
   const readers = new Map<Tensor, number>();
   for (const n of nodes) for (const i of n.inputs) readers.set(i.root, (readers.get(i.root) ?? 0) + 1);
+  // Rematerialization: the positions of each rematerializable node's readers, split where two
+  // are more than REMATERIALIZE_GAP apart; each later group gets the node run again just before
+  // it, and the outputs are released after the last reader of each group. Only nodes whose
+  // inputs stay live all step (kept) and whose outputs nobody keeps qualify.
+  const readAt = new Map<Node, number[]>();
+  nodes.forEach((n, si) => {
+    for (const i of n.inputs) {
+      const p = i.root.node;
+      if (!p?.rematerialize || p.view || p.effect || p === n) continue;
+      if (!p.inputs.every((x) => isKept(x.root)) || p.outputs.some((o) => o.base || isKept(o))) continue;
+      const at = readAt.get(p) ?? [];
+      if (at[at.length - 1] !== si) at.push(si);
+      readAt.set(p, at);
+    }
+  });
+  const runBefore = new Map<number, Node[]>(), releaseAfter = new Map<number, Node[]>();
+  for (const [p, at] of readAt) for (let j = 1; j < at.length; j++) {
+    if (at[j] - at[j - 1] <= REMATERIALIZE_GAP) continue;
+    (releaseAfter.get(at[j - 1]) ?? releaseAfter.set(at[j - 1], []).get(at[j - 1])!).push(p);
+    (runBefore.get(at[j]) ?? runBefore.set(at[j], []).get(at[j])!).push(p);
+  }
+  const seq: { node: Node; rerun: boolean; releaseAfter?: Node[] }[] = [];
+  nodes.forEach((n, k) => {
+    for (const p of runBefore.get(k) ?? []) seq.push({ node: p, rerun: true });
+    seq.push({ node: n, rerun: false, releaseAfter: releaseAfter.get(k) });
+  });
   const lifetimes = new Map<Tensor, Lifetime>();
   const slotBytes: number[] = [];
   const free = new Map<number, number[]>();
@@ -121,8 +158,8 @@ export function planSchedule(targets: Tensor[], effects: Tensor[] = [], isKept: 
     list.push(lt.slot);
     out.push(t);
   };
-  nodes.forEach((n, si) => {
-    const allocate: Tensor[] = [], released: Tensor[] = [];
+  seq.forEach(({ node: n, rerun, releaseAfter: remat }, si) => {
+    const allocate: Tensor[] = [], slots: number[] = [], released: Tensor[] = [];
     if (!n.view) {
       for (const o of n.outputs) if (!o.base) {
         const bytes = bufferBytes(o.bytes);
@@ -133,19 +170,22 @@ export function planSchedule(targets: Tensor[], effects: Tensor[] = [], isKept: 
         }
         lifetimes.set(o, { start: si, end: Infinity, slot, bytes });
         allocate.push(o);
+        slots.push(slot);
         live += bytes;
         if (o.bytes > largest.bytes) Object.assign(largest, { bytes: o.bytes, what: `${n.op}(${shapeStr(n.inputs)}) → ${o.describe()}` });
       }
       peak = Math.max(peak, live);
     }
-    for (const i of n.inputs) {
+    // (a rerun's inputs are kept: they were counted once, at the node's first run)
+    if (!rerun) for (const i of n.inputs) {
       const root = i.root;
       const left = readers.get(root)! - 1;
       readers.set(root, left);
       if (left === 0 && lifetimes.has(root) && !isKept(root)) release(root, si, released);
     }
     for (const o of n.outputs) if (!o.base && !readers.get(o) && !isKept(o) && lifetimes.get(o)?.end === Infinity) release(o, si, released);
-    steps.push({ node: n, allocate, release: released });
+    for (const p of remat ?? []) for (const o of p.outputs) if (lifetimes.get(o)?.end === Infinity) release(o, si, released);
+    steps.push({ node: n, allocate, slots, release: released, ...(rerun ? { rerun: true as const } : {}) });
   });
   return { steps, lifetimes, slotBytes, peakBytes: peak, largest };
 }

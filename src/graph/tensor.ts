@@ -102,6 +102,12 @@ export interface Node {
   view?: boolean;
   /** Writes into some inputs in place (optimiser updates): scheduled after everything else. */
   effect?: boolean;
+  /**
+   * Cheap to run again from kept inputs (a parameter's compute-type cast under mixed precision):
+   * between readers far apart in the schedule (the forward's and the backward's) the scheduler
+   * frees the output and runs the node again, instead of holding it across the whole step.
+   */
+  rematerialize?: boolean;
   /** Given d(out_i) (null where unused), returns d(in_j) (null where none). */
   backward?(gradOutputs: (Tensor | null)[]): (Tensor | null)[];
 }

@@ -114,7 +114,12 @@ export class Forward {
     let m = this.casts.get(this.dtype);
     if (!m) this.casts.set(this.dtype, (m = new Map()));
     let c = m.get(t);
-    if (!c) m.set(t, (c = cast(t, this.dtype)));
+    if (!c) {
+      m.set(t, (c = cast(t, this.dtype)));
+      // One elementwise pass over a kept weight: cheaper to run again for the backward's reads
+      // than to hold every layer's cast through the step (mixed precision's peak bytes).
+      c.node!.rematerialize = true;
+    }
     return c;
   }
 
