@@ -24,28 +24,28 @@ interface Case {
   transA: boolean; transB: boolean; bias: boolean;
   t: MatmulTiles;
   /** What the plan must be for this case (so each path is really taken). */
-  expect: { packA: boolean; packB: boolean; shifted: boolean; manyWindows: boolean; chunks: number };
+  expect: { packA: boolean; manyWindows: boolean; chunks: number };
 }
 
 const cases: Case[] = [
   // Bᵀ in windows of Nc = 16384/K rounded to RN = 32 rows → 3 windows for N = 80, the last partly zero.
-  { name: 'Bᵀ in 3 windows', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  { name: 'Bᵀ in 3 windows', M: 37, N: 80, K: 512, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, manyWindows: true, chunks: 1 } },
   // B in one window (N·K ≤ 16384).
-  { name: 'B in one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: false, chunks: 1 } },
+  { name: 'B in one window', M: 70, N: 48, K: 64, batchA: 1, batchB: 1, transA: false, transB: true, bias: false, t: block(4, 16), expect: { packA: false, manyWindows: false, chunks: 1 } },
   // B not transposed: packed into windows; K % 4 ≠ 0: A packed too, zero-padded along k.
-  { name: 'packed A and B, odd K', M: 21, N: 300, K: 131, batchA: 1, batchB: 1, transA: false, transB: false, bias: true, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  { name: 'packed A and B, odd K', M: 21, N: 300, K: 131, batchA: 1, batchB: 1, transA: false, transB: false, bias: true, t: block(8, 16), expect: { packA: true, manyWindows: true, chunks: 1 } },
   // Transposed A (packed), shared B, batched A and C (wid.z).
-  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  { name: 'transposed A, shared B, batch 3', M: 40, N: 96, K: 256, batchA: 3, batchB: 1, transA: true, transB: true, bias: false, t: block(8, 8), expect: { packA: true, manyWindows: true, chunks: 1 } },
   // Batched B (one pass of windows per batch), broadcast A.
-  { name: 'batched B, broadcast A', M: 19, N: 72, K: 300, batchA: 1, batchB: 2, transA: false, transB: false, bias: true, t: block(8, 32), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  { name: 'batched B, broadcast A', M: 19, N: 72, K: 300, batchA: 1, batchB: 2, transA: false, transB: false, bias: true, t: block(8, 32), expect: { packA: false, manyWindows: true, chunks: 1 } },
   // transB with N·K % 64 ≠ 0 (windows are whole 64 KiB blocks of the packed copy, always aligned).
-  { name: 'transB off alignment', M: 33, N: 75, K: 260, batchA: 2, batchB: 2, transA: false, transB: true, bias: false, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 1 } },
+  { name: 'transB off alignment', M: 33, N: 75, K: 260, batchA: 2, batchB: 2, transA: false, transB: true, bias: false, t: block(8, 16), expect: { packA: false, manyWindows: true, chunks: 1 } },
   // K = 2048: a window holds 8 rows of it, fewer than RN = 16, so chunks of 1024 (bias once).
-  { name: 'K in chunks, bias', M: 29, N: 40, K: 2048, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 2 } },
+  { name: 'K in chunks, bias', M: 29, N: 40, K: 2048, batchA: 1, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 16), expect: { packA: false, manyWindows: true, chunks: 2 } },
   // K = 2601 (odd, not a multiple of 4) with a transposed A and a batched B: 3 chunks, the last short.
-  { name: 'K in chunks, odd K, transposed A, batched B', M: 18, N: 20, K: 2601, batchA: 2, batchB: 2, transA: true, transB: false, bias: false, t: block(8, 16), expect: { packA: true, packB: true, shifted: false, manyWindows: true, chunks: 3 } },
+  { name: 'K in chunks, odd K, transposed A, batched B', M: 18, N: 20, K: 2601, batchA: 2, batchB: 2, transA: true, transB: false, bias: false, t: block(8, 16), expect: { packA: true, manyWindows: true, chunks: 3 } },
   // RN = 8: chunks of 2048 for K = 4100 (3 chunks, the last 4 long), a shared B with batched A.
-  { name: 'K in chunks, short last chunk, batched A', M: 45, N: 70, K: 4100, batchA: 2, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 8), expect: { packA: false, packB: true, shifted: false, manyWindows: true, chunks: 3 } },
+  { name: 'K in chunks, short last chunk, batched A', M: 45, N: 70, K: 4100, batchA: 2, batchB: 1, transA: false, transB: true, bias: true, t: block(8, 8), expect: { packA: false, manyWindows: true, chunks: 3 } },
 ];
 
 describe('matmul WINDOW kernel: every path of the plan against float64', () => {
@@ -56,7 +56,7 @@ describe('matmul WINDOW kernel: every path of the plan against float64', () => {
       const batch = Math.max(batchA, batchB);
       const g: MatmulGeometry = { M, N, K, batch, transA, transB, bias: c.bias };
       const plan = windowPlan(g, c.t)!;
-      expect({ packA: plan.packA, packB: plan.packB, shifted: plan.shifted, manyWindows: plan.nWin > 1, chunks: plan.nChunks }).toEqual(c.expect);
+      expect({ packA: plan.packA, manyWindows: plan.nWin > 1, chunks: plan.nChunks }).toEqual(c.expect);
       const A = R.randn(batchA * M * K), B = R.randn(batchB * K * N), Bi = R.randn(N);
       const a = fromData(A, batchA > 1 ? (transA ? [batchA, K, M] : [batchA, M, K]) : (transA ? [K, M] : [M, K]));
       const b = fromData(B, batchB > 1 ? (transB ? [batchB, N, K] : [batchB, K, N]) : (transB ? [N, K] : [K, N]));

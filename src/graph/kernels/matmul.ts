@@ -5,6 +5,7 @@ import type { KernelRef } from '../../gpu/pipelines.ts';
 import { kernelOverride } from './overrides.ts';
 import { type KernelFamily, pow2Bucket } from './catalogue.ts';
 import { uniformSchema } from './uniforms.ts';
+import { grid1d } from './grid.ts';
 
 export const matmulParams = uniformSchema('matmul', {
   M: 'u32', N: 'u32', K: 'u32', batch: 'u32',
@@ -282,10 +283,8 @@ export interface WindowPlan {
   nWin: number;
   /** Floats per window in the bound layout (the uniform array's length × 4). */
   WS: number;
+  /** A is repacked to [.., M, Kp] first (transposed, or K % 4 ≠ 0); B always is, into whole windows. */
   packA: boolean;
-  packB: boolean;
-  /** Direct B: window w starts at column min(w·Nc, N − Nc) (the last one shifted back). */
-  shifted: boolean;
 }
 
 /**
@@ -299,7 +298,7 @@ export function windowPlan(g: MatmulGeometry, t: MatmulTiles, aPadded = false): 
   const Kp = Math.ceil(g.K / 4) * 4;
   const perWin = Math.floor(WINDOW_FLOATS / Kp);
   const packA = !aPadded && (g.transA || g.K % 4 !== 0);
-  const common = { Kp, WS: WINDOW_FLOATS, packA, packB: true, shifted: false };
+  const common = { Kp, WS: WINDOW_FLOATS, packA };
   if (perWin < t.RN) {
     // K too long for RN rows of it in one window: windows of RN rows × Kc, chunk q of K in the
     // q-th dispatch of a strip, which adds to C what the earlier ones stored.
@@ -368,9 +367,9 @@ export interface WindowStep {
   kernel: KernelRef;
   params: ReturnType<typeof matmulWindowParams.pack> | ReturnType<typeof matmulPackParams.pack>;
   workgroups: [number, number, number];
-  /** 'packA' / 'packB': source operand → scratch; 'window': A (or packed A), a window of B (or packed B), C, bias. */
+  /** 'packA' / 'packB': source operand → scratch; 'window': A (or packed A), a window of packed B, C, bias. */
   role: 'packA' | 'packB' | 'window';
-  /** window role: byte range of B (or packed B) bound as the uniform window. */
+  /** window role: byte range of packed B bound as the uniform window. */
   window?: { offset: number; size: number };
 }
 
@@ -383,19 +382,13 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
   const { M, N, K, batch } = g;
   const { Kp, Kc, nChunks, Nc, nWin, WS } = p;
   const packKernel: KernelRef = { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: true, NW: 0, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: false, TM: 0, TN: 0, BK: 0, RM: 0, RN: 0, WG: 0 }, gen: { PARAMS: matmulPackParams.wgsl, REG_BODY: '' } };
-  const packGrid = (total: number): [number, number, number] => {
-    const groups = Math.max(1, Math.ceil(total / 256));
-    const y = Math.ceil(groups / 65535);
-    return [Math.ceil(groups / y), y, 1];
-  };
+  const packGrid = (total: number): [number, number, number] => [...grid1d(total), 1];
   if (p.packA) {
     const total = batchA * M * Kp;
     steps.push({ role: 'packA', kernel: packKernel, params: matmulPackParams.pack({ R: M, K, Kc: Kp, nChunks: 1, Nc: M, nWin: 1, WS: M * Kp, total, colsFirst: g.transA ? 1 : 0 }), workgroups: packGrid(total) });
   }
-  if (p.packB) {
-    const total = batchB * nWin * nChunks * WS;
-    steps.push({ role: 'packB', kernel: packKernel, params: matmulPackParams.pack({ R: N, K, Kc, nChunks, Nc, nWin, WS, total, colsFirst: g.transB ? 0 : 1 }), workgroups: packGrid(total) });
-  }
+  const totalB = batchB * nWin * nChunks * WS;
+  steps.push({ role: 'packB', kernel: packKernel, params: matmulPackParams.pack({ R: N, K, Kc, nChunks, Nc, nWin, WS, total: totalB, colsFirst: g.transB ? 0 : 1 }), workgroups: packGrid(totalB) });
   const bodyKey = `${t.WG},${t.RM},${t.RN}:${g.bias}`;
   let body = windowBodies.get(bodyKey);
   if (body === undefined) windowBodies.set(bodyKey, (body = windowBody(t, g.bias)));
@@ -409,9 +402,9 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
   const shared = batchB === 1;
   for (let b = 0; b < (shared ? 1 : batch); b++) {
     for (let w = 0; w < nWin; w++) {
-      const nBase = p.shifted ? Math.min(w * Nc, N - Nc) : w * Nc;
+      const nBase = w * Nc;
       for (let q = 0; q < nChunks; q++) {
-        const offsetFloats = p.packB ? ((b * nWin + w) * nChunks + q) * WS : b * N * K + nBase * K;
+        const offsetFloats = ((b * nWin + w) * nChunks + q) * WS;
         steps.push({
           role: 'window', kernel,
           params: matmulWindowParams.pack({

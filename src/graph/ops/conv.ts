@@ -8,10 +8,10 @@ import { dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts'
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
 import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
-import { type MatmulGeometry, type MatmulTiles, windowPlan, windowSteps } from '../kernels/matmul.ts';
+import type { MatmulGeometry, MatmulTiles } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
-import { trialData } from './matmul.ts';
+import { encodeWindow, trialData } from './matmul.ts';
 export { type ConvConfig, convConfig, convDwRegisterConfig, convRegisterConfig } from '../kernels/conv.ts';
 
 
@@ -142,7 +142,7 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   const cols = ctx.scratch(M * Kp * 4);
   const total = M * Kp;
   ctx.dispatch({
-    kernel: { ...kernel(g, 'LAYOUT'), gen: { PARAMS: convIm2colParams.wgsl, REG_BODY: '' }, defs: { ...kernel(g, 'LAYOUT').defs, LAYOUT: false, IM2COL: true } },
+    kernel: kernel(g, 'IM2COL'),
     bindings: [x, cols],
     params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp, total }),
     workgroups: grid1d(total),
@@ -150,15 +150,7 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   });
   const mg: MatmulGeometry = { M, N: g.O, K, batch: 1, transA: false, transB: true, bias: !!bias };
   const t: MatmulTiles = { kind: 'window', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
-  const plan = windowPlan(mg, t, true);
-  const packedB = plan.packB ? ctx.scratch(plan.nWin * plan.nChunks * plan.WS * 4) : null;
-  for (const st of windowSteps(mg, t, plan, 1, 1, P)) {
-    if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [w, packedB!], params: st.params, workgroups: st.workgroups, label: 'pack weight' });
-    else if (st.role === 'window') {
-      const win = { of: packedB ?? w, ...st.window! };
-      ctx.dispatch({ kernel: st.kernel, bindings: bias ? [cols, win, y, bias] : [cols, win, y], params: st.params, workgroups: st.workgroups });
-    }
-  }
+  encodeWindow(ctx, mg, t, { a: cols, b: w, c: y, bias, batchA: 1, batchB: 1, aPadded: true, nchwP: P });
 }
 
 /** Generated bodies by configuration (encoding runs every step; the text never changes). */
@@ -170,17 +162,17 @@ function registerBodyOf(kind: 'GEMMR' | 'DWR', cfg: ConvConfig, fwd: boolean, bi
   return body;
 }
 
-type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD';
+type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
   return {
     family: 'conv',
     gen: {
-      PARAMS: convParams.wgsl,
+      PARAMS: kind === 'IM2COL' ? convIm2colParams.wgsl : convParams.wgsl,
       REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? registerBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
     },
     defs: {
-      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: false,
+      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: kind === 'IM2COL',
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN,
     },
   };

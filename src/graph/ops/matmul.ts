@@ -1,13 +1,36 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
-import { makeNode, type Tensor } from '../tensor.ts';
+import { type Bindable, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
 import { assertFloat } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams, matmulTiles, windowPlan, windowSteps } from '../kernels/matmul.ts';
+import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams, type MatmulTiles, matmulTiles, windowPlan, windowSteps } from '../kernels/matmul.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { rowsLinear } from './matvec.ts';
+
+/**
+ * Records matmul's WINDOW path (src/graph/kernels/matmul.ts windowSteps): A repacked into scratch
+ * when the plan says so (never when `aPadded`: conv2d's im2col patches are [M, Kp] already), B
+ * repacked into whole 64 KiB windows, then one dispatch per window (and K chunk) binding its
+ * byte range of the packed B as a uniform buffer. `nchwP`: C stored as NCHW with P pixels.
+ */
+export function encodeWindow(
+  ctx: EncodeCtx, g: MatmulGeometry, t: MatmulTiles,
+  o: { a: Bindable; b: Tensor; c: Tensor; bias?: Tensor; batchA: number; batchB: number; aPadded?: boolean; nchwP?: number },
+): void {
+  const plan = windowPlan(g, t, o.aPadded);
+  const packedA = plan.packA ? ctx.scratch(o.batchA * g.M * plan.Kp * 4) : null;
+  const packedB = ctx.scratch(o.batchB * plan.nWin * plan.nChunks * plan.WS * 4);
+  for (const st of windowSteps(g, t, plan, o.batchA, o.batchB, o.nchwP)) {
+    if (st.role === 'packA') ctx.dispatch({ kernel: st.kernel, bindings: [o.a, packedA!], params: st.params, workgroups: st.workgroups, label: 'pack A' });
+    else if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [o.b, packedB], params: st.params, workgroups: st.workgroups, label: 'pack B' });
+    else {
+      const a = packedA ?? o.a, w = { of: packedB, ...st.window! };
+      ctx.dispatch({ kernel: st.kernel, bindings: o.bias ? [a, w, o.c, o.bias] : [a, w, o.c], params: st.params, workgroups: st.workgroups });
+    }
+  }
+}
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -44,17 +67,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       // (f16 operands have no WINDOW form: the register kernel runs them.)
       if (cfg.kind === 'window' && g.types) cfg = matmulTiles(M, N, 'register');
       if (cfg.kind === 'window') {
-        const plan = windowPlan(g, cfg);
-        const packedA = plan.packA ? ctx.scratch(bA * M * plan.Kp * 4) : null;
-        const packedB = plan.packB ? ctx.scratch(bB * plan.nWin * plan.nChunks * plan.WS * 4) : null;
-        for (const st of windowSteps(g, cfg, plan, bA, bB)) {
-          if (st.role === 'packA') ctx.dispatch({ kernel: st.kernel, bindings: [a, packedA!], params: st.params, workgroups: st.workgroups, label: 'pack A' });
-          else if (st.role === 'packB') ctx.dispatch({ kernel: st.kernel, bindings: [b, packedB!], params: st.params, workgroups: st.workgroups, label: 'pack B' });
-          else {
-            const w = { of: packedB ?? b, ...st.window! };
-            ctx.dispatch({ kernel: st.kernel, bindings: bias ? [packedA ?? a, w, c, bias] : [packedA ?? a, w, c], params: st.params, workgroups: st.workgroups });
-          }
-        }
+        encodeWindow(ctx, g, cfg, { a, b, c, bias, batchA: bA, batchB: bB });
         return;
       }
       const { kernel, workgroups } = matmulLaunch(g, cfg);

@@ -3,15 +3,7 @@ import type { Tensor } from '../tensor.ts';
 import { runtime } from '../runtime.ts';
 import { type DeviceProfile, GENERIC_PROFILE } from '../../gpu/profile.ts';
 
-export const WG = 256;
-
-/** Workgroup grid for `n` threads of a 256-wide 1-D kernel (folds into y past 65535). */
-export function grid1d(n: number, wg = WG): [number, number] {
-  const groups = Math.max(1, Math.ceil(n / wg));
-  if (groups <= 65535) return [groups, 1];
-  const y = Math.ceil(groups / 65535);
-  return [Math.ceil(groups / y), y];
-}
+export { grid1d, WG } from '../kernels/grid.ts';
 
 export function numel(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
