@@ -5,7 +5,7 @@ import { fromData, init, read, realize, runtime } from '../src/graph/runtime.ts'
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { chooseConfig, trialConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
-import { cachePath, configureTuning, PROJECT_VERSION, registerTunable, resetTuning, sourceHash, tunableFamilies, tuneEntries, tuneGeometry, tunePending } from '../src/graph/tuner.ts';
+import { cachePath, configureTuning, dispatchCostMs, PROJECT_VERSION, trialTimeMs, registerTunable, resetTuning, sourceHash, tunableFamilies, tuneEntries, tuneGeometry, tunePending } from '../src/graph/tuner.ts';
 import type { KernelFamily } from '../src/graph/kernels/catalogue.ts';
 import { moeGmmFamily, type MoeGmmGeometry, moeWgradFamily, type MoeWgradGeometry } from '../src/graph/kernels/moe.ts';
 import { grad, param } from '../src/graph/autograd.ts';
@@ -178,6 +178,22 @@ describe('autotuner cache', () => {
     hand = 'fast';
     const kept = (await tuneGeometry(fam, n))!;
     expect([kept.entry.hand, kept.entry.config]).toEqual(['fast', 'fast']);
+  });
+
+  it("a candidate's time counts each of its dispatches at the adapter's measured cost, not only its kernels' timestamps", async () => {
+    // Timestamps cover the kernels only; a step also pays the encoding and launch of each
+    // dispatch (llvmpipe ~0.06 ms), which a split candidate (matmul WINDOW: one dispatch per
+    // 64 KiB of B) pays many times.
+    const cost = await dispatchCostMs();
+    console.log(`dispatch cost on ${runtime().gpu.adapterName}: ${cost.toFixed(4)} ms`);
+    expect(Number.isFinite(cost)).toBe(true);
+    expect(cost).toBeGreaterThan(0);
+    expect(await dispatchCostMs()).toBe(cost); // measured once
+    const prof = new Map([['matmul/matmul', { ms: 8, count: 34 }], ['matmul/copy', { ms: 1, count: 2 }], ['add/elementwise', { ms: 5, count: 1 }]]);
+    // Two copies of a matmul: 36 dispatches, 9 ms of kernels; the add is another op's.
+    expect(trialTimeMs(prof, ['matmul'], 2, 0.25)).toBe((9 + 36 * 0.25) / 2);
+    expect(trialTimeMs(prof, ['matmul', 'add'], 1, 0)).toBe(14);
+    expect(trialTimeMs(prof, ['conv2d'], 1, 0.25)).toBeNull();
   });
 
   it("'off' uses the hand-picked kernels and measures nothing", async () => {

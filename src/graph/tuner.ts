@@ -9,8 +9,9 @@
 // model meets a few dozen classes; candidates are pruned per family before timing.
 import { SHADER_SOURCES } from '../gpu/shader-sources.ts';
 import { type KernelFamily, misses, setRecordMisses, setTuned, tunedChoice, withTrial } from './kernels/catalogue.ts';
-import { dispose, lastProfile, read, realize, runtime, setAfterRealize } from './runtime.ts';
-import type { Tensor } from './tensor.ts';
+import { dispose, fromData, lastProfile, read, realize, runtime, setAfterRealize } from './runtime.ts';
+import { makeNode, type Tensor } from './tensor.ts';
+import { copyParams } from './kernels/copy.ts';
 
 export type TuneMode = 'off' | 'cached' | 'full';
 
@@ -335,14 +336,64 @@ async function timeConfig(tun: Tunable<unknown>, trial: Trial, config: unknown, 
   return gpuMs(tun, trial, copies) ?? wall;
 }
 
-/** The trial op's GPU time per copy in the last realize, from its timestamps (null without them). */
-function gpuMs(tun: Tunable<unknown>, trial: Trial, copies: number): number | null {
-  if (!runtime().gpu.hasTimestamps || !lastProfile) return null;
+/**
+ * What one more dispatch costs a step beyond its kernel's own GPU time (encoding, bind group,
+ * launch), ms: the wall-clock slope between realizes of 32 and 288 chained 4-float copies (best
+ * of 3), measured once per process. Timestamps see only the kernels, so without it a candidate
+ * that splits its work over many dispatches (matmul's WINDOW: one per 64 KiB of B, plus packs)
+ * times cheaper than a step pays for it (llvmpipe: ~0.06 ms a dispatch, a 256³ product ~2 ms).
+ */
+export async function dispatchCostMs(): Promise<number> {
+  if (dispatchCost !== null) return dispatchCost;
+  const x = fromData(new Float32Array(4), [4]);
+  const chain = (n: number) => {
+    let h = x;
+    for (let i = 0; i < n; i++) {
+      const src = h;
+      const [dst] = makeNode('dispatch_probe', [src], [{ shape: [4] }], {
+        encode(ctx) {
+          ctx.dispatch({ kernel: { family: 'copy', defs: { ACCUMULATE: false }, gen: { PARAMS: copyParams.wgsl } }, bindings: [src, dst], params: copyParams.pack({ n: 4, rank: 1, srcOff: 0, dstOff: 0, dims: [4], ss: [1], ds: [1] }), workgroups: [1] });
+        },
+      });
+      h = dst;
+    }
+    return h;
+  };
+  const wall = async (n: number) => {
+    let best = Infinity;
+    for (let r = 0; r < 3; r++) {
+      const y = chain(n);
+      const t0 = performance.now();
+      await realize([y], { label: 'dispatch cost probe' });
+      await runtime().device.queue.onSubmittedWorkDone();
+      best = Math.min(best, performance.now() - t0);
+      dispose(y);
+    }
+    return best;
+  };
+  await wall(1); // compile the copy pipeline outside the timing
+  const few = await wall(32), many = await wall(288);
+  dispose(x);
+  return (dispatchCost = Math.max(0, (many - few) / 256));
+}
+let dispatchCost: number | null = null;
+
+/**
+ * Time per copy of the nodes named `ops` in a profiled realize: their kernels' timestamps plus
+ * `perDispatch` ms for each of their dispatches (null when none was timed).
+ */
+export function trialTimeMs(profile: ReadonlyMap<string, { ms: number; count: number }>, ops: string[], copies: number, perDispatch: number): number | null {
   // Timestamp entries are keyed op/kernel-family; a trial's graph holds only its op's nodes.
   let ms = 0, count = 0;
-  const ops = (Array.isArray(trial.op) ? trial.op : [trial.op]).map((o) => `${o}/`);
-  for (const [k, v] of lastProfile) if (ops.some((o) => k.startsWith(o))) (ms += v.ms), (count += v.count);
-  return count > 0 && ms > 0 ? ms / copies : null;
+  const prefixes = ops.map((o) => `${o}/`);
+  for (const [k, v] of profile) if (prefixes.some((o) => k.startsWith(o))) (ms += v.ms), (count += v.count);
+  return count > 0 && ms > 0 ? (ms + count * perDispatch) / copies : null;
+}
+
+/** The trial op's time per copy in the last realize (trialTimeMs; null without timestamps). */
+function gpuMs(tun: Tunable<unknown>, trial: Trial, copies: number): number | null {
+  if (!runtime().gpu.hasTimestamps || !lastProfile) return null;
+  return trialTimeMs(lastProfile, Array.isArray(trial.op) ? trial.op : [trial.op], copies, dispatchCost ?? 0);
 }
 
 /**
@@ -385,6 +436,7 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
   const hand = family.handPicked(g, profile);
   const handKey = family.configKey(hand);
   const cands = family.candidates(g, profile).filter((c) => family.configKey(c) !== handKey);
+  if (runtime().gpu.hasTimestamps) await dispatchCostMs();
   const trial = tun.trial(g);
   const rejected: string[] = [];
   try {
@@ -457,6 +509,7 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
  */
 export async function timeTrialPair<G>(family: KernelFamily<G, unknown>, g: G, a: unknown, b: unknown, rounds = 3): Promise<{ aMs: number; bMs: number }> {
   const tun = tunables.get(family.name)!;
+  if (runtime().gpu.hasTimestamps) await dispatchCostMs();
   const trial = tun.trial(g);
   try {
     await outputOf(tun, trial, a);
