@@ -1,7 +1,7 @@
 // Runtime behaviour: GPU errors surface with the op and shapes that caused them; f16 storage
 // round trips; pool size classes; the buffer pool reuses memory across steps.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, halfToFloat, init, markPeak, peakSinceMark, read, readMany, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
+import { dispose, fromData, halfToFloat, init, markPeak, peakSinceMark, read, readMany, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
 import { makeNode } from '../src/graph/tensor.ts';
 import { cast } from '../src/graph/ops/cast.ts';
 import { add, scale } from '../src/graph/ops/elementwise.ts';
@@ -84,6 +84,30 @@ describe('runtime', () => {
     // Each step keeps its target (5 buffers); its intermediate needs at most one new buffer
     // in all, after which freed intermediates are reused.
     expect(pool.totalBytes - total).toBeLessThanOrEqual(6 * sizeClass(4000));
+  });
+
+  it('resident tensors (weights, optimiser state) take buffers of their own size, destroyed when released', async () => {
+    const pool = runtime().pool;
+    // 9 MiB + 4 bytes: a size class would be 10 MiB (11% more), a resident buffer 9 MiB + 256.
+    const n = (9 << 18) + 1;
+    const live = pool.liveBytes;
+    const t = fromData(new Float32Array(n).fill(2), [n], 'f32', 'resident test', { resident: true });
+    expect(t.storage!.buffer.size).toBe(Math.ceil((4 * n) / 256) * 256);
+    expect(sizeClass(4 * n)).toBe(10 << 20);
+    expect(pool.liveBytes - live).toBe(t.storage!.buffer.size);
+    const y = add(t, t);
+    expect(Array.from((await read(y)).subarray(n - 3))).toEqual([4, 4, 4]);
+    dispose(y);
+    const total = pool.totalBytes, size = t.storage!.buffer.size;
+    dispose(t);
+    // Destroyed, not pooled: no size class would hand it out again.
+    expect(total - pool.totalBytes).toBe(size);
+    expect(pool.liveBytes).toBe(live);
+    // One whose size is a class is pooled like any other.
+    const u = fromData(new Float32Array(1024), [1024], 'f32', 'resident class', { resident: true });
+    expect(u.storage!.buffer.size).toBe(4096);
+    dispose(u);
+    expect(pool.totalBytes).toBe(total - size + 4096);
   });
 
   it('a rematerialized cast runs again for its far reader: the same values bit for bit, a lower peak', async () => {

@@ -48,8 +48,31 @@ export class BufferPool {
     return buf;
   }
 
+  /**
+   * A buffer of `bytes` rounded up to 256 only, for a tensor that lives as long as the model
+   * (weights, optimiser state): a size class's rounding (up to 19%) would be held for the whole
+   * run. Released, it is destroyed unless its size is a class of its own.
+   */
+  acquireResident(bytes: number, label = ''): GPUBuffer {
+    const limit = this.device.limits.maxBufferSize;
+    if (bytes > limit) throw new Error(`${label || 'buffer'}: ${bytes} bytes exceed the adapter's largest buffer (maxBufferSize ${limit} bytes)`);
+    const size = Math.min(Math.max(256, Math.ceil(bytes / 256) * 256), limit - (limit % 4));
+    const buf = scopedOom(this.device, `allocating ${label || 'a buffer'} (${size} bytes; ${this.totalBytes} bytes already allocated)`, () =>
+      this.device.createBuffer({ size, usage: USAGE, label }));
+    this.totalBytes += size;
+    this.liveBytes += size;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
+    return buf;
+  }
+
   release(buf: GPUBuffer): void {
     this.liveBytes -= buf.size;
+    if (sizeClass(buf.size) !== buf.size) {
+      // (a resident buffer: no size class would hand it out again)
+      this.totalBytes -= buf.size;
+      buf.destroy();
+      return;
+    }
     let list = this.free.get(buf.size);
     if (!list) this.free.set(buf.size, (list = []));
     list.push(buf);

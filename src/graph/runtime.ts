@@ -47,9 +47,9 @@ export function runtime(): Runtime {
 
 const finalizer = new FinalizationRegistry<{ pool: BufferPool; buffer: GPUBuffer }>((s) => s.pool.release(s.buffer));
 
-function allocate(t: Tensor, label: string): Storage {
+function allocate(t: Tensor, label: string, resident = false): Storage {
   const r = runtime();
-  const buffer = r.pool.acquire(Math.max(4, t.bytes), label);
+  const buffer = resident ? r.pool.acquireResident(t.bytes, label) : r.pool.acquire(Math.max(4, t.bytes), label);
   const st = { buffer, bytes: t.bytes };
   t.storage = st;
   t.freed = false;
@@ -79,13 +79,17 @@ function trackKept(t: Tensor): void {
 }
 
 /** A leaf tensor holding CPU data (kept: it lives until disposed or garbage-collected). */
-export function fromData(data: ArrayLike<number> | ArrayBufferView, shape: number[], dtype: DType = 'f32', name?: string): Tensor {
+/**
+ * A kept tensor holding `data`. `resident`: it lives as long as the model (weights, optimiser
+ * state), so its buffer is its own size (256-byte multiple), not a pooled size class.
+ */
+export function fromData(data: ArrayLike<number> | ArrayBufferView, shape: number[], dtype: DType = 'f32', name?: string, opts: { resident?: boolean } = {}): Tensor {
   const t = new Tensor(shape, dtype);
   t.name = name;
   if ((data as ArrayLike<number>).length !== t.size)
     throw new Error(`${name ?? 'tensor'}: ${(data as ArrayLike<number>).length} values given for shape [${shape}]`);
   const arr = toTyped(data, dtype);
-  const st = allocate(t, name ?? 'data');
+  const st = allocate(t, name ?? 'data', opts.resident);
   t.kept = true;
   trackKept(t);
   runtime().device.queue.writeBuffer(st.buffer, 0, arr.buffer, arr.byteOffset, padTo4(arr.byteLength));

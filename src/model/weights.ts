@@ -98,9 +98,10 @@ export class Weights {
     const upload = (part: Float32Array | Uint16Array, shape: number[], name: string): Tensor => {
       if (part instanceof Uint16Array) {
         if (want !== 'f16') throw new Error(`${name}: f16 bits for an f32 entry`);
-        return fromData(part, shape, 'f16', name);
+        return fromData(part, shape, 'f16', name, { resident: true });
       }
-      const t = fromData(part, shape, 'f32', name);
+      // (an f32 upload converted to f16 is freed once converted: a pooled buffer)
+      const t = fromData(part, shape, 'f32', name, { resident: want === 'f32' });
       if (want === 'f32') return t;
       const h = cast(t, 'f16').keep();
       h.name = name;

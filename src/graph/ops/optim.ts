@@ -115,7 +115,7 @@ export class AdamW {
   private stateOf(p: Tensor, key: string): ParamState {
     let st = this.state.get(p);
     if (!st) {
-      const zeros = () => fromData(new Float32Array(p.size), p.shape, 'f32', `adamw.${key}`);
+      const zeros = () => fromData(new Float32Array(p.size), p.shape, 'f32', `adamw.${key}`, { resident: true });
       st = { key, step: 0, expAvg: zeros(), expAvgSq: zeros(), maxExpAvgSq: this.opts.amsgrad ? zeros() : null };
       this.state.set(p, st);
     }
