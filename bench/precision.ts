@@ -28,6 +28,18 @@ declare const Deno: { readFileSync(p: string | URL): Uint8Array; readTextFileSyn
 
 const MiB = 2 ** 20;
 
+/**
+ * Frees what earlier phases dropped without disposing (their buffers return to the pool only
+ * when the collector finalises the tensors): a full collection, the finalisers' turn, a sync.
+ * Without it a phase's peak depended on when the previous phase's garbage was collected
+ * (the f16 report's peak read 412.5 or 508.5 MiB in runs of code that allocates the same).
+ */
+async function settle(): Promise<void> {
+  (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((r) => setTimeout(r, 0));
+  await sync();
+}
+
 function paperWeightsPath(): string | null {
   const p = Deno.env.get('MICAR_PAPER_WEIGHTS') ?? '/tmp/paperw/paper/weights.safetensors';
   try {
@@ -57,7 +69,7 @@ export async function main(): Promise<void> {
   const runs: Record<string, { peak: number; seconds: number; logits: Float32Array; tokens: number[] }> = {};
   let tokens: number[] | null = null;
   for (const dtype of ['f32', 'f16'] as const) {
-    await sync();
+    await settle();
     markPeak();
     const base = runtime().pool.liveBytes;
     const w = sd ? await Weights.fromStateDict(cfg, sd, wPath!, { dtype }).ready() : Weights.init(cfg, 7, dtype);
@@ -112,7 +124,7 @@ export async function main(): Promise<void> {
     const examples = await prepareExamples(samples, tcfg);
     train[B] = {};
     for (const dtype of ['f32', 'f16'] as const) {
-      await sync();
+      await settle();
       const before = runtime().pool.liveBytes;
       markPeak();
       const w = Weights.init(tcfg, 3);
