@@ -4,9 +4,9 @@
 // a batched B, one window or many, bias, and K too long for a window (chunks of K summed into C
 // by successive dispatches).
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, init, read } from '../src/graph/runtime.ts';
+import { fromData, init, read, runtime } from '../src/graph/runtime.ts';
 import { withTrial } from '../src/graph/kernels/catalogue.ts';
-import { type MatmulGeometry, type MatmulTiles, windowPlan } from '../src/graph/kernels/matmul.ts';
+import { matmulFamily, type MatmulGeometry, type MatmulTiles, windowMacsPerDispatch, windowPlan } from '../src/graph/kernels/matmul.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { expectWithin, gamma, rng } from './util.ts';
 import { matmulRef } from './ref/cpu.ts';
@@ -75,4 +75,22 @@ describe('matmul WINDOW kernel: every path of the plan against float64', () => {
     });
   }
 
+});
+
+describe('matmul WINDOW: the hand pick on a software adapter that compiles unrolled bodies', () => {
+  it('takes the window kernel only where each window dispatch does at least 2^23 multiply-adds', () => {
+    const profile = { ...runtime().profile, software: true, unrolledKernels: true };
+    const g = (M: number, N: number, K: number, transB = true): MatmulGeometry => ({ M, N, K, batch: 1, transA: false, transB, bias: false });
+    const pick = (x: MatmulGeometry) => matmulFamily.configKey(matmulFamily.handPicked(x, profile));
+    // The bench matmul shapes, where it ran 1.4–2× the register kernel: 17–21 M per dispatch.
+    for (const x of [g(1024, 1024, 1024, false), g(1280, 2048, 512), g(1280, 512, 2048, false)]) {
+      expect(windowMacsPerDispatch(x, { kind: 'window', TM: 0, TN: 0, BK: 0, WG: 8, RM: 8, RN: 8 })).toBeGreaterThanOrEqual(2 ** 23);
+      expect(pick(x)).toBe('window:8x8x8');
+    }
+    // The paper config's 64- and 128-row products (0.3–2 M per dispatch, 1.5–4.5× slower there).
+    for (const x of [g(128, 512, 1024), g(64, 256, 4096, false), g(128, 4096, 256), g(100, 2048, 512, false)]) expect(pick(x)).toMatch(/^register:/);
+    // Below 256³ never; a transposed A never.
+    expect(pick(g(200, 200, 200))).toMatch(/^register:/);
+    expect(pick({ ...g(1024, 1024, 1024), transA: true })).toMatch(/^register:/);
+  });
 });

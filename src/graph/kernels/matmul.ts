@@ -96,12 +96,16 @@ export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = '
 function handPicked(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles {
   const forced = kernelOverride('matmul');
   const kind = forced ?? (profile.software ? 'register' : 'tiled');
-  // llvmpipe, f32 products of 256³ and more with A not transposed: the WINDOW kernel, 1.4–2×
-  // the register kernel (bench matmul shapes: square 1024, paper 1280×2048×512 with Bᵀ,
-  // 1280×512×2048). The tiny model's products (≤ 512×128×64 and the like) ran its training step
-  // 7% slower with it (bench trainstep ab: the pack and per-window dispatches), and with A
-  // transposed its packing made it no faster (512×2048×1280: 0.39 against 0.45 of the ceiling).
-  if (!forced && profile.software && profile.unrolledKernels && !g.transA && windowApplies(g) && g.M * g.N * g.K >= 256 ** 3) return win(8, 8, 8);
+  // llvmpipe, f32 products of 256³ and more with A not transposed, each window dispatch doing
+  // ≥ 2²³ multiply-adds: the WINDOW kernel, 1.4–2× the register kernel (bench matmul shapes:
+  // square 1024, paper 1280×2048×512 with Bᵀ, 1280×512×2048: 17–21 M per dispatch). With fewer
+  // rows a dispatch is a few workgroups plus ~0.07 ms of encoding and launch, and it lost
+  // 1.5–4.5× to the register kernel (bench tune, the paper config's 64- and 128-row products:
+  // 0.3–2 M per dispatch). The tiny model's products (≤ 512×128×64 and the like) ran its
+  // training step 7% slower with it (bench trainstep ab), and with A transposed its packing
+  // made it no faster (512×2048×1280: 0.39 against 0.45 of the ceiling).
+  if (!forced && profile.software && profile.unrolledKernels && !g.transA && windowApplies(g) && g.M * g.N * g.K >= 256 ** 3 &&
+    windowMacsPerDispatch(g, win(8, 8, 8)) >= 2 ** 23) return win(8, 8, 8);
   return matmulTiles(g.M, g.N, kind);
 }
 
@@ -308,6 +312,12 @@ export function windowPlan(g: MatmulGeometry, t: MatmulTiles, aPadded = false): 
   // Window w = rows w·Nc … of Bᵀ (zero rows past N).
   const Nc = g.N <= perWin ? g.N : Math.floor(perWin / t.RN) * t.RN;
   return { ...common, Kc: Kp, nChunks: 1, Nc, nWin: Math.ceil(g.N / Nc) };
+}
+
+/** Multiply-adds of one WINDOW dispatch (one window of Nc rows of Bᵀ, one chunk of K, all M rows). */
+export function windowMacsPerDispatch(g: MatmulGeometry, t: MatmulTiles): number {
+  const p = windowPlan(g, t);
+  return g.M * Math.min(p.Nc, g.N) * Math.min(p.Kc, g.K);
 }
 
 export function windowApplies(g: MatmulGeometry): boolean {
