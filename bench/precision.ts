@@ -136,7 +136,7 @@ export async function main(): Promise<void> {
       const peak = peakSinceMark() - before;
       const st = opt.stateDict().tensors;
       // Weights and optimiser state as the pool holds them (size classes included).
-      const fixed = [...w.trainable().vision, ...w.trainable().other, ...Object.values(st)].reduce((s, t) => s + (t.storage?.buffer.size ?? 0), 0);
+      const fixed = [...vision, ...other, ...Object.values(st)].reduce((s, t) => s + (t.storage?.buffer.size ?? 0), 0);
       train[B][dtype] = { peak, fixed };
       console.log(`tiny training step, batch ${B}, ${dtype === 'f16' ? 'mixed f16' : 'f32'}: ${((now() - t0) / 1000).toFixed(2)} s, peak GPU ${(peak / MiB).toFixed(1)} MiB, of which ${(fixed / MiB).toFixed(1)} MiB f32 weights and AdamW state`);
       dispose(...Object.values(st));

@@ -32,19 +32,10 @@ export class BufferPool {
   constructor(private device: GPUDevice) {}
 
   acquire(bytes: number, label = ''): GPUBuffer {
-    const limit = this.device.limits.maxBufferSize;
-    if (bytes > limit) throw new Error(`${label || 'buffer'}: ${bytes} bytes exceed the adapter's largest buffer (maxBufferSize ${limit} bytes)`);
     // The size class may round past the limit: the limit itself is then the class.
-    const size = Math.min(sizeClass(bytes), limit - (limit % 4));
-    const list = this.free.get(size);
-    let buf = list?.pop();
-    if (!buf) {
-      buf = scopedOom(this.device, `allocating ${label || 'a buffer'} (${size} bytes; ${this.totalBytes} bytes already allocated)`, () =>
-        this.device.createBuffer({ size, usage: USAGE, label }));
-      this.totalBytes += size;
-    }
-    this.liveBytes += size;
-    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
+    const size = Math.min(sizeClass(bytes), this.checkLimit(bytes, label));
+    const buf = this.free.get(size)?.pop() ?? this.create(size, label);
+    this.addLive(size);
     return buf;
   }
 
@@ -54,15 +45,29 @@ export class BufferPool {
    * run. Released, it is destroyed unless its size is a class of its own.
    */
   acquireResident(bytes: number, label = ''): GPUBuffer {
+    const size = Math.min(Math.max(256, Math.ceil(bytes / 256) * 256), this.checkLimit(bytes, label));
+    const buf = this.create(size, label);
+    this.addLive(size);
+    return buf;
+  }
+
+  /** The largest buffer size the adapter allows (a multiple of 4); throws, naming `label`, past it. */
+  private checkLimit(bytes: number, label: string): number {
     const limit = this.device.limits.maxBufferSize;
     if (bytes > limit) throw new Error(`${label || 'buffer'}: ${bytes} bytes exceed the adapter's largest buffer (maxBufferSize ${limit} bytes)`);
-    const size = Math.min(Math.max(256, Math.ceil(bytes / 256) * 256), limit - (limit % 4));
+    return limit - (limit % 4);
+  }
+
+  private create(size: number, label: string): GPUBuffer {
     const buf = scopedOom(this.device, `allocating ${label || 'a buffer'} (${size} bytes; ${this.totalBytes} bytes already allocated)`, () =>
       this.device.createBuffer({ size, usage: USAGE, label }));
     this.totalBytes += size;
+    return buf;
+  }
+
+  private addLive(size: number): void {
     this.liveBytes += size;
     if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
-    return buf;
   }
 
   release(buf: GPUBuffer): void {
@@ -84,8 +89,7 @@ export class BufferPool {
     const i = list ? list.lastIndexOf(buf) : -1;
     if (i < 0) throw new Error(`BufferPool.take: buffer ${buf.label} (${buf.size} bytes) is not free`);
     list!.splice(i, 1);
-    this.liveBytes += buf.size;
-    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
+    this.addLive(buf.size);
     return buf;
   }
 

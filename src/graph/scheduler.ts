@@ -125,7 +125,7 @@ export function planSchedule(targets: Tensor[], effects: Tensor[] = [], isKept: 
   nodes.forEach((n, si) => {
     for (const i of n.inputs) {
       const p = i.root.node;
-      if (!p?.rematerialize || p.view || p.effect || p === n) continue;
+      if (!p?.rematerialize || p.view || p.effect) continue;
       if (!p.inputs.every((x) => isKept(x.root)) || p.outputs.some((o) => o.base || isKept(o))) continue;
       const at = readAt.get(p) ?? [];
       if (at[at.length - 1] !== si) at.push(si);
