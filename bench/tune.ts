@@ -4,7 +4,8 @@
 // shapes (its transformer at full size; the image at paper_image_size, default 64, because a
 // resnet101 step at 224 px takes minutes on a CPU adapter), then times the
 // tuned choice against today's hand-picked one for every shape class, side by side in the same
-// process (alternating pairs, best of each: the machine may be shared).
+// process (10 pairs, the order alternating, best of each: one configuration's samples spread
+// over ±30% on this VM).
 // Last line: {"bench":"tune","adapter":…,"shapes":N,"geomean_vs_hand":…,"worst_vs_hand":…,"tune_s":…,"cached_startup_s":…}
 import { init, runtime } from '../src/graph/runtime.ts';
 import { chooseConfig } from '../src/graph/kernels/catalogue.ts';
@@ -65,7 +66,7 @@ export async function main(args: string[]): Promise<void> {
         rows.push({ id, hand: e.hand, tuned: e.config, handMs: e.handMs, tunedMs: e.handMs, ratio: 1 });
         continue;
       }
-      const { aMs, bMs } = await timeTrialPair(fam, e.geometry, fam.parseConfig(e.hand), fam.parseConfig(e.config), 4);
+      const { aMs, bMs } = await timeTrialPair(fam, e.geometry, fam.parseConfig(e.hand), fam.parseConfig(e.config), 10);
       rows.push({ id, hand: e.hand, tuned: e.config, handMs: aMs, tunedMs: bMs, ratio: aMs / bMs });
     }
     console.log(`${'class'.padEnd(30)} ${'hand'.padEnd(22)} ${'tuned'.padEnd(22)} hand ms  tuned ms  speedup`);

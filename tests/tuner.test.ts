@@ -1,7 +1,8 @@
 // The autotuner's cache: survives a restart, is ignored for another adapter or project version,
 // and a corrupt file is reported and rebuilt, never trusted. Small geometries keep it quick.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { fromData, init, read, realize, runtime } from '../src/graph/runtime.ts';
+import { fromData, init, lastProfile, lastProfileUntimed, read, realize, runtime } from '../src/graph/runtime.ts';
+import { makeNode } from '../src/graph/tensor.ts';
 import { matmul } from '../src/graph/ops/matmul.ts';
 import { chooseConfig, trialConfig, tunedChoice } from '../src/graph/kernels/catalogue.ts';
 import { matmulFamily, type MatmulGeometry } from '../src/graph/kernels/matmul.ts';
@@ -144,16 +145,20 @@ describe('autotuner cache', () => {
     }
   });
 
-  it('switches to a clearly faster candidate, keeps a hand pick nothing beats, never takes a wrong output', async () => {
+  it('switches to a clearly faster candidate, keeps a hand pick nothing beats, never takes a wrong output or one that fails', async () => {
     // A made-up family over one multiply: 'slow' chains 24 dispatches (×1 each), 'fast' is one,
-    // 'wrong' is one ×1.5 (fast, but its output differs). On any adapter 24 dispatches take far
-    // more than 1/0.9 of one, so the rule (≥ 10% faster in best time and in 3 of 4 pairs) holds.
-    type C = { key: 'slow' | 'fast' | 'wrong' };
-    let hand: C['key'] = 'slow';
+    // 'wrong' is one ×1.5 (fast, but its output differs), 'broken' cannot be encoded (a kernel
+    // that does not compile). On any adapter 24 dispatches take far more than 1/0.9 of one, so
+    // the rule (≥ 10% faster in best time and in 5 of 6 pairs) holds. The candidates are
+    // screened in one submission where timestamps allow: the broken one must fail alone.
+    type K = 'slow' | 'fast' | 'wrong' | 'broken';
+    type C = { key: K };
+    let hand: K = 'slow';
+    const keys: K[] = ['slow', 'fast', 'wrong', 'broken'];
     const fam: KernelFamily<number, C> = {
       name: 'fakechain', shader: 'elementwise', bucket: (n) => `n${n}${hand}`, handPicked: () => ({ key: hand }),
-      candidates: () => [{ key: 'wrong' }, { key: 'slow' }, { key: 'fast' }],
-      configKey: (c) => c.key, parseConfig: (s) => (['slow', 'fast', 'wrong'].includes(s) ? { key: s as C['key'] } : null), forced: () => false,
+      candidates: () => [{ key: 'wrong' }, { key: 'broken' }, { key: 'slow' }, { key: 'fast' }],
+      configKey: (c) => c.key, parseConfig: (s) => (keys.includes(s as K) ? { key: s as K } : null), forced: () => false,
     };
     const n = 1 << 16;
     const x = fromData(Float32Array.from({ length: n }, (_, i) => Math.sin(i)), [n]);
@@ -166,6 +171,9 @@ describe('autotuner cache', () => {
           const c = (trialConfig('fakechain') ?? fam.handPicked(n, runtime().profile)) as C;
           let y = mul(x, c.key === 'wrong' ? other : one);
           if (c.key === 'slow') for (let i = 0; i < 23; i++) y = mul(y, one);
+          if (c.key === 'broken') {
+            [y] = makeNode('mul', [y], [{ shape: [n] }], { encode() { throw new Error('kernel fakechain:broken does not compile'); } });
+          }
           return y;
         },
       }),
@@ -174,10 +182,30 @@ describe('autotuner cache', () => {
     expect(r.entry.hand).toBe('slow');
     expect(r.entry.config).toBe('fast');
     expect(r.entry.ms).toBeLessThan(0.9 * r.entry.handMs);
-    expect(r.rejected.join('; ')).toMatch(/^wrong \(max \|Δ\| 5\.\d+e-1 > 0\.00e\+0\)$/);
+    expect(r.rejected).toHaveLength(2);
+    expect(r.rejected[0]).toMatch(/^wrong \(max \|Δ\| 5\.\d+e-1 > 0\.00e\+0\)$/);
+    expect(r.rejected[1]).toMatch(/^broken \(.*does not compile/);
     hand = 'fast';
     const kept = (await tuneGeometry(fam, n))!;
     expect([kept.entry.hand, kept.entry.config]).toEqual(['fast', 'fast']);
+  });
+
+  it('times several configurations in one submission, each by its own nodes (profileKey)', async () => {
+    // Group 0: one multiply; group 1: a chain of 24. The profile must keep them apart.
+    const n = 1 << 12;
+    const x = fromData(new Float32Array(n).fill(2), [n]), one = fromData(new Float32Array(n).fill(1), [n]);
+    const a = mul(x, one);
+    let b = mul(x, one);
+    for (let i = 0; i < 23; i++) b = mul(b, one);
+    const tag = new Map<unknown, string>();
+    for (let t = b; t.node && !t.realized; t = t.node.inputs[0]) tag.set(t.node, '1');
+    tag.set(a.node, '0');
+    await realize([a, b], { profile: true, profileKey: (node) => tag.get(node) });
+    if (!runtime().gpu.hasTimestamps) return; // nothing to key
+    expect(lastProfileUntimed).toBe(0);
+    expect(lastProfile!.get('0:mul/elementwise')?.count).toBe(1);
+    expect(lastProfile!.get('1:mul/elementwise')?.count).toBe(24);
+    expect([...lastProfile!.keys()].filter((k) => !/^[01]:/.test(k))).toEqual([]);
   });
 
   it("a candidate's time counts each of its dispatches at the adapter's measured cost, not only its kernels' timestamps", async () => {

@@ -174,10 +174,17 @@ export interface RealizeOptions {
   label?: string;
   /** Time every dispatch with timestamp queries (when the adapter has them); see `lastProfile`. */
   profile?: boolean;
+  /**
+   * Prefix of a node's `lastProfile` key (`prefix:op/family`), to tell apart nodes of the same op
+   * in one realize (the tuner times several configurations in one submission).
+   */
+  profileKey?: (node: Node) => string | undefined;
 }
 
 /** Per-op GPU time (ms) of the last realize run with `profile`, by op name. */
 export let lastProfile: Map<string, { ms: number; count: number }> | null = null;
+/** Dispatches of that realize left untimed (past the query set's 4096 timestamps). */
+export let lastProfileUntimed = 0;
 
 export interface StepStats {
   nodes: number;
@@ -406,7 +413,10 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       label: `${opName} ${d.label ?? d.kernel.family}`,
       ...(timed ? { timestampWrites: { querySet: querySet!, beginningOfPassWriteIndex: qi, endOfPassWriteIndex: qi + 1 } } : {}),
     });
-    if (timed) profOps.push(`${rec.node.op}/${d.kernel.family}`);
+    if (timed) {
+      const prefix = opts.profileKey?.(rec.node);
+      profOps.push(`${prefix === undefined ? '' : `${prefix}:`}${rec.node.op}/${d.kernel.family}`);
+    }
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = d.workgroups;
@@ -441,6 +451,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       prof.set(name, e);
     });
     lastProfile = prof;
+    lastProfileUntimed = nDispatch - profOps.length;
     readBuf.destroy();
     resolveBuf!.destroy();
     querySet!.destroy();

@@ -9,8 +9,8 @@
 // model meets a few dozen classes; candidates are pruned per family before timing.
 import { SHADER_SOURCES } from '../gpu/shader-sources.ts';
 import { type KernelFamily, misses, setRecordMisses, setTuned, tunedChoice, withTrial } from './kernels/catalogue.ts';
-import { dispose, fromData, lastProfile, read, realize, runtime, setAfterRealize } from './runtime.ts';
-import { makeNode, type Tensor } from './tensor.ts';
+import { dispose, fromData, lastProfile, lastProfileUntimed, read, readMany, realize, runtime, setAfterRealize } from './runtime.ts';
+import { makeNode, type Node, type Tensor } from './tensor.ts';
 import { copyParams } from './kernels/copy.ts';
 
 export type TuneMode = 'off' | 'cached' | 'full';
@@ -329,11 +329,98 @@ export function tuneEntries(): ReadonlyMap<string, TuneEntry> {
 async function timeConfig(tun: Tunable<unknown>, trial: Trial, config: unknown, copies: number): Promise<number> {
   const outs = withTrial(tun.family.name, config, () => Array.from({ length: copies }, () => trial.build()));
   const t0 = performance.now();
-  await realize(outs, { profile: runtime().gpu.hasTimestamps, label: `tune ${tun.family.name}` });
-  await runtime().device.queue.onSubmittedWorkDone();
+  const profile = runtime().gpu.hasTimestamps;
+  await realize(outs, { profile, label: `tune ${tun.family.name}` });
+  // (a profiled realize has waited for its timestamps, so for the GPU; waiting again would add
+  // Deno's ~11 ms poll to every sample)
+  if (!profile) await runtime().device.queue.onSubmittedWorkDone();
   const wall = (performance.now() - t0) / copies;
   dispose(...outs);
   return gpuMs(tun, trial, copies) ?? wall;
+}
+
+/** Output bytes one batched realize may hold (configurations × copies × output); above it, one realize each. */
+const BATCH_BYTES = 64 * 1024 * 1024;
+
+/** Tags the nodes each group of outputs needs computed (back to realized tensors) with the group's index. */
+function tagGroups(groups: Tensor[][]): Map<Node, string> {
+  const tags = new Map<Node, string>();
+  groups.forEach((outs, i) => {
+    const stack = [...outs];
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (t.realized || !t.node || tags.has(t.node)) continue;
+      tags.set(t.node, String(i));
+      stack.push(...t.node.inputs);
+    }
+  });
+  return tags;
+}
+
+/**
+ * Realizes `copies` builds of `trial` under each of `configs` in one profiled submission, each
+ * configuration's nodes timed apart: every GPU wait costs Deno ~11 ms (its map poll sleeps 10 ms),
+ * more than most kernels measured here, so one wait serves them all. Returns ms per op for each
+ * configuration (null where the timestamps miss some of its dispatches) and the first copy's output
+ * of each when `readOutputs`.
+ */
+async function runBatch(tun: Tunable<unknown>, trial: Trial, configs: unknown[], copies: number, readOutputs: boolean): Promise<{ ms: (number | null)[]; outs: Float32Array[] }> {
+  const groups = configs.map((c) => withTrial(tun.family.name, c, () => Array.from({ length: copies }, () => trial.build())));
+  const tags = tagGroups(groups);
+  const ops = Array.isArray(trial.op) ? trial.op : [trial.op];
+  try {
+    await realize(groups.flat(), { profile: true, profileKey: (n) => tags.get(n), label: `tune ${tun.family.name} ×${configs.length}` });
+    const outs = readOutputs ? ((await readMany(groups.map((g) => g[0]))) as Float32Array[]) : [];
+    const complete = lastProfileUntimed === 0;
+    const ms = configs.map((_, i) => (complete && lastProfile ? trialTimeMs(lastProfile, ops.map((o) => `${i}:${o}`), copies, dispatchCost ?? 0) : null));
+    return { ms, outs };
+  } finally {
+    dispose(...groups.flat());
+  }
+}
+
+/**
+ * ms per op of `trial` under each of `configs` (`copies` runs each), in the order given: one
+ * submission where timestamps allow it and the outputs fit BATCH_BYTES, else one realize each.
+ */
+async function timeConfigs(tun: Tunable<unknown>, trial: Trial, configs: unknown[], copies: number, outBytes: number): Promise<number[]> {
+  if (runtime().gpu.hasTimestamps && configs.length * copies * outBytes <= BATCH_BYTES) {
+    const { ms } = await runBatch(tun, trial, configs, copies, false);
+    if (ms.every((x) => x !== null)) return ms as number[];
+  }
+  const ms: number[] = [];
+  for (const c of configs) ms.push(await timeConfig(tun, trial, c, copies));
+  return ms;
+}
+
+/**
+ * First runs of `configs`: each one's output and, where timestamps give it, its time (compiling
+ * is outside the timed passes). Batched as in runBatch; a batch that fails (a candidate that does
+ * not compile) is run again one configuration at a time, so the failure is the candidate's own.
+ */
+async function screenConfigs(tun: Tunable<unknown>, trial: Trial, configs: unknown[], outBytes: number, deadline: number): Promise<({ out: Float32Array; ms: number | null } | Error)[]> {
+  const res: ({ out: Float32Array; ms: number | null } | Error)[] = [];
+  const per = runtime().gpu.hasTimestamps ? Math.max(1, Math.floor(BATCH_BYTES / Math.max(outBytes, 1))) : 1;
+  for (let i = 0; i < configs.length && performance.now() <= deadline; i += per) {
+    const chunk = configs.slice(i, i + per);
+    if (chunk.length > 1) {
+      try {
+        const { ms, outs } = await runBatch(tun, trial, chunk, 1, true);
+        chunk.forEach((_, j) => res.push({ out: outs[j], ms: ms[j] }));
+        continue;
+      } catch {
+        // one by one below
+      }
+    }
+    for (const c of chunk) {
+      try {
+        res.push(await outputOf(tun, trial, c));
+      } catch (e) {
+        res.push(e as Error);
+      }
+    }
+  }
+  return res;
 }
 
 /**
@@ -392,7 +479,7 @@ export function trialTimeMs(profile: ReadonlyMap<string, { ms: number; count: nu
 
 /** The trial op's time per copy in the last realize (trialTimeMs; null without timestamps). */
 function gpuMs(tun: Tunable<unknown>, trial: Trial, copies: number): number | null {
-  if (!runtime().gpu.hasTimestamps || !lastProfile) return null;
+  if (!runtime().gpu.hasTimestamps || !lastProfile || lastProfileUntimed) return null;
   return trialTimeMs(lastProfile, Array.isArray(trial.op) ? trial.op : [trial.op], copies, dispatchCost ?? 0);
 }
 
@@ -412,8 +499,15 @@ async function outputOf(tun: Tunable<unknown>, trial: Trial, config: unknown): P
 
 /** A candidate replaces the hand pick only when at most this fraction of its time. */
 export const SWITCH_MARGIN = 0.9;
-/** Side-by-side pairs timed before a candidate replaces the hand pick (it must win all but one). */
-const CONFIRM_PAIRS = 4;
+/**
+ * Side-by-side pairs timed before a candidate replaces the hand pick, and how many of them it must
+ * win by SWITCH_MARGIN. On llvmpipe here one configuration's ~10 ms samples spread over ±30% (30
+ * pairs of two tied conv configurations: 5.1–9.2 ms each), and a tie wins a pair by 10% about one
+ * time in eight: 3 of 4 pairs let ~1% of ties through, and bench tune met such a switch in most
+ * runs; 5 of 6 lets ~2e-4 through.
+ */
+const CONFIRM_PAIRS = 6;
+const CONFIRM_WINS = 5;
 
 export interface TuneResult {
   id: string;
@@ -447,55 +541,60 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
     const ref = handRun.out;
     // A reference that is not finite checks nothing (|Δ| is NaN against it): the class is not tuned.
     if (!ref.every(Number.isFinite)) return null;
+    const outBytes = ref.length * 4;
     const alive: { c: unknown; key: string; best: number }[] = [{ c: hand, key: handKey, best: handRun.ms ?? await timeConfig(tun, trial, hand, 1) }];
-    for (const c of cands) {
-      if (performance.now() > deadline) break;
-      const key = family.configKey(c);
-      try {
-        const { out, ms } = await outputOf(tun, trial, c);
-        let worst = 0;
-        for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(out[i] - ref[i]));
-        if (!(worst <= trial.tolerance)) {
-          rejected.push(`${key} (max |Δ| ${worst.toExponential(2)} > ${trial.tolerance.toExponential(2)})`);
-          continue;
-        }
-        alive.push({ c, key, best: ms ?? await timeConfig(tun, trial, c, 1) });
-      } catch (e) {
-        rejected.push(`${key} (${(e as Error).message.split('\n')[0]})`);
+    const screened = await screenConfigs(tun, trial, cands, outBytes, deadline);
+    for (let i = 0; i < screened.length; i++) {
+      const c = cands[i], key = family.configKey(c), r = screened[i];
+      if (r instanceof Error) {
+        rejected.push(`${key} (${r.message.split('\n')[0]})`);
+        continue;
       }
+      let worst = 0;
+      for (let j = 0; j < ref.length; j++) worst = Math.max(worst, Math.abs(r.out[j] - ref[j]));
+      if (!(worst <= trial.tolerance)) {
+        rejected.push(`${key} (max |Δ| ${worst.toExponential(2)} > ${trial.tolerance.toExponential(2)})`);
+        continue;
+      }
+      alive.push({ c, key, best: r.ms ?? await timeConfig(tun, trial, c, 1) });
     }
     const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(alive[0].best, 0.05))));
     // The first pass only screens: single runs, right after compiling. Alternating rounds of
     // ~10 ms samples then time the hand pick and the (up to 3) candidates that screened faster
     // than it, and only those samples decide. None faster: the hand pick stays, unmeasured
     // further. (Bench tune, llvmpipe: 129 of 132 classes kept the hand pick, and re-timing
-    // slower candidates was 45% of the tuning time.)
+    // slower candidates was 45% of the tuning time.) A round is one submission where it fits,
+    // its order reversed each round.
     const handX = alive.find((x) => x.key === handKey)!;
     const lead = alive.filter((x) => x !== handX && x.best < handX.best).sort((a, b) => a.best - b.best).slice(0, 3);
     if (lead.length) {
       for (const x of [handX, ...lead]) x.best = Infinity;
       for (let round = 0; round < 3 && (round === 0 || performance.now() < deadline); round++) {
-        for (const x of [handX, ...lead]) x.best = Math.min(x.best, await timeConfig(tun, trial, x.c, copies));
+        const order = round % 2 ? [...lead].reverse().concat(handX) : [handX, ...lead];
+        const ms = await timeConfigs(tun, trial, order.map((x) => x.c), copies, outBytes);
+        order.forEach((x, i) => (x.best = Math.min(x.best, ms[i])));
       }
     }
     let win = [handX, ...lead].reduce((a, b) => (b.best < a.best ? b : a));
     let pairsWon = 0;
     if (win !== handX) {
-      // Confirm against the hand pick in alternating pairs, even past the deadline: a single
-      // disturbed sample must not replace it (the machine may be shared).
+      // Confirm against the hand pick in pairs (the order alternating), even past the deadline:
+      // a few disturbed samples must not replace it (the machine may be shared).
       for (let pair = 0; pair < CONFIRM_PAIRS; pair++) {
-        const h = await timeConfig(tun, trial, handX.c, copies), w = await timeConfig(tun, trial, win.c, copies);
+        const first = pair % 2 ? win : handX, second = pair % 2 ? handX : win;
+        const [m0, m1] = await timeConfigs(tun, trial, [first.c, second.c], copies, outBytes);
+        const h = pair % 2 ? m1 : m0, w = pair % 2 ? m0 : m1;
         handX.best = Math.min(handX.best, h);
         win.best = Math.min(win.best, w);
         if (w < SWITCH_MARGIN * h) pairsWon++;
-        if (pair + 1 - pairsWon > 1) break; // two pairs lost: it cannot win 3 of 4
+        if (pair + 1 - pairsWon > CONFIRM_PAIRS - CONFIRM_WINS) break; // it can no longer win enough
       }
     }
     // Keep the hand pick unless the winner is clearly faster: by a 10% margin in its best time
-    // and in most of the side-by-side pairs, because on a shared CPU adapter choices won by 3%
+    // and in nearly all the side-by-side pairs, because on a shared CPU adapter choices won by 3%
     // lost by up to 3x when timed again, and best-of alone still switched to choices that
     // measured 0.55–0.9 of the hand pick side by side (bench tune, llvmpipe, loaded machine).
-    if (win !== handX && !(win.best < SWITCH_MARGIN * handX.best && pairsWon >= CONFIRM_PAIRS - 1)) win = handX;
+    if (win !== handX && !(win.best < SWITCH_MARGIN * handX.best && pairsWon >= CONFIRM_WINS)) win = handX;
     const entry: TuneEntry = { config: win.key, ms: win.best, handMs: handX.best, hand: handKey, src: sourceHash(family.name), geometry: g };
     return { id: `${family.name}/${family.bucket(g)}`, entry, rejected, seconds: (performance.now() - t0) / 1000 };
   } finally {
@@ -512,14 +611,15 @@ export async function timeTrialPair<G>(family: KernelFamily<G, unknown>, g: G, a
   if (runtime().gpu.hasTimestamps) await dispatchCostMs();
   const trial = tun.trial(g);
   try {
-    await outputOf(tun, trial, a);
+    const { out } = await outputOf(tun, trial, a);
     await outputOf(tun, trial, b);
     const one = await timeConfig(tun, trial, a, 1);
     const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(one, 0.05))));
     let aMs = Infinity, bMs = Infinity;
     for (let r = 0; r < rounds; r++) {
-      aMs = Math.min(aMs, await timeConfig(tun, trial, a, copies));
-      bMs = Math.min(bMs, await timeConfig(tun, trial, b, copies));
+      const [m0, m1] = await timeConfigs(tun, trial, r % 2 ? [b, a] : [a, b], copies, out.length * 4);
+      aMs = Math.min(aMs, r % 2 ? m1 : m0);
+      bMs = Math.min(bMs, r % 2 ? m0 : m1);
     }
     return { aMs, bMs };
   } finally {
