@@ -1,4 +1,4 @@
-// npm run test:sweep [-- N] [-- --all] [-- --rounds R] [-- --out FILE] [-- --append] [-- --filter RE] [-- files…]: every randomized
+// npm run test:sweep [-- N] [-- --all] [-- --rounds R] [-- --jobs J] [-- --out FILE] [-- --append] [-- --filter RE] [-- files…]: every randomized
 // CPU-reference test (the files under tests/ that draw from tests/util.ts `rng`, less the browser
 // ones and, unless --all, the whole-model ones: a tiny model per run, minutes per seed here) run N
 // times (default 200), each time with a fresh seed, inside one vitest process per file
@@ -8,7 +8,11 @@
 // test run ends, so an interrupted sweep keeps its counts. Sweep a subset with the file names,
 // --filter RE to run only the tests whose names match (vitest -t), --append to add to earlier
 // runs in the same FILE; `--summary FILE…` prints the merged counts of
-// one or more such files without running anything.
+// one or more such files without running anything. --jobs J: J vitest processes at once, the
+// files dealt out by their time per seed (from FILE.runs where it has them): a process spends
+// much of its time on one core (float64 references, shader compiles) or asleep (Deno waits
+// ≥ 10 ms for every GPU read): on 2 cores 2 jobs swept 4 seeds of 4 files in 27 s, one job in
+// 54 s. Default: the CPU cores, at most 4.
 const args = Deno.args.filter((a) => a !== '--');
 const opt = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args.splice(i, 2)[1] : undefined; };
 const flag = (name: string) => { const i = args.indexOf(name); if (i >= 0) args.splice(i, 1); return i >= 0; };
@@ -61,6 +65,8 @@ const append = flag('--append');
 // --rounds R: the seeds in R rounds over all the files (each round one vitest process), so
 // that a sweep stopped early has given every file about the same number of seeds.
 const rounds = Math.max(1, Number(opt('--rounds') ?? 1));
+const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+const jobs = Math.max(1, Math.floor(Number(opt('--jobs') ?? Math.min(cores, 4))) || 1);
 const out = opt('--out') ?? Deno.env.get('MICAR_SWEEP_OUT') ?? 'out/sweep-failures.jsonl';
 const filter = opt('--filter');
 // (the vitest child inherits this process's environment, plus MICAR_SWEEP and its output file)
@@ -80,21 +86,47 @@ if (!files.length) {
 }
 const dir = out.includes('/') ? out.slice(0, out.lastIndexOf('/')) : '.';
 Deno.mkdirSync(dir, { recursive: true });
+// Files dealt out to the jobs, slowest first, each to the least loaded (seconds per seed from
+// earlier runs recorded in FILE.runs; a file never swept counts as the slowest known).
+const perSeed = new Map<string, number>();
+{
+  const ms = new Map<string, number>(), runs = new Map<string, number>(), tests = new Map<string, Set<string>>();
+  for (const l of read(out + '.runs').split('\n').filter(Boolean)) {
+    const [f, t, m, pos] = l.split('\t');
+    ms.set(f, (ms.get(f) ?? 0) + Number(m ?? 0));
+    runs.set(f, (runs.get(f) ?? 0) + 1);
+    if (!tests.has(f)) tests.set(f, new Set());
+    tests.get(f)!.add(pos ?? t);
+  }
+  for (const [f, m] of ms) perSeed.set(f, (m / 1000) * tests.get(f)!.size / runs.get(f)!);
+}
 if (!append) for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
 console.log(`sweep: ${seeds} seeds over ${files.length} files in ${rounds} round(s)${filter ? ` (tests matching /${filter}/)` : ''}: ${files.join(' ')}`);
 const t0 = performance.now();
 let code = 0;
+const unknownCost = Math.max(1, ...perSeed.values());
+const groups: string[][] = Array.from({ length: Math.min(jobs, files.length) }, () => []);
+const load = groups.map(() => 0);
+for (const f of [...files].sort((a, b) => (perSeed.get(b) ?? unknownCost) - (perSeed.get(a) ?? unknownCost))) {
+  const j = load.indexOf(Math.min(...load));
+  groups[j].push(f);
+  load[j] += perSeed.get(f) ?? unknownCost;
+}
+if (groups.length > 1) groups.forEach((g, j) => console.log(`sweep: job ${j + 1}: ${g.join(' ')}`));
 for (let r = 0, done = 0; r < rounds; r++) {
   const n = Math.ceil((seeds - done) / (rounds - r));
   done += n;
-  const cmd = new Deno.Command('bash', {
-    args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...(filter ? ['-t', filter] : []), ...files],
-    // (MICAR_SWEEP=1 would be a plain run: 2 seeds at least per round)
-    env: { MICAR_SWEEP: String(Math.max(n, 2)), MICAR_SWEEP_OUT: out },
-    stdout: 'inherit', stderr: 'inherit',
-  });
-  const rc = (await cmd.output()).code;   // (not `code ||= …`: that would skip the later rounds)
-  code ||= rc;
+  // (the jobs append whole lines to the same FILE and FILE.runs: one write each)
+  const codes = await Promise.all(groups.map(async (g) => {
+    const cmd = new Deno.Command('bash', {
+      args: ['scripts/run-deno.sh', 'run', '-A', 'node_modules/vitest/vitest.mjs', 'run', '--reporter=dot', '--silent=true', ...(filter ? ['-t', filter] : []), ...g],
+      // (MICAR_SWEEP=1 would be a plain run: 2 seeds at least per round)
+      env: { MICAR_SWEEP: String(Math.max(n, 2)), MICAR_SWEEP_OUT: out },
+      stdout: 'inherit', stderr: 'inherit',
+    });
+    return (await cmd.output()).code;
+  }));
+  code ||= codes.find((c) => c !== 0) ?? 0;
   if (rounds > 1) console.log(`sweep: round ${r + 1}/${rounds} done (${done} seeds), ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 const s = summarise([out]);
