@@ -76,8 +76,13 @@ const tiled = (TM: number, TN: number, BK: number, RM: number, RN: number): Matm
  */
 export function matmulTiles(M: number, N: number, kind: 'register' | 'tiled' = 'tiled'): MatmulTiles {
   if (kind === 'register') {
-    // Small outputs (tests, tiny heads): a small block compiles fast and wastes little.
-    if (M * N <= 64 * 64) return reg(8, 4, 8);
+    // Small outputs (tests, tiny heads): a small block compiles fast and wastes little. With
+    // 33–64 rows, 8 rows a lane cover them in one workgroup as 4 rows do in two, without the
+    // second's A and B loads: 1.13–1.90× on all 7 such products of the tiny and paper configs
+    // (10 order-alternating pairs each, llvmpipe; e.g. 64×64×784 with Aᵀ 0.77 → 0.40 ms; the
+    // tuner had switched 2–5 of them per bench tune run). Above 64 rows it made no difference
+    // (0.96–1.06 on 4 products).
+    if (M * N <= 64 * 64) return M > 32 && M <= 64 ? reg(8, 8, 8) : reg(8, 4, 8);
     const block = kernelOverride('matmulRegisterBlock');
     // Few rows (decode steps): 32 rows per workgroup, so little of each strip is padding.
     if (M <= 32 && !block) return reg(8, 4, 16);
