@@ -86,10 +86,14 @@ if (!files.length) {
 }
 const dir = out.includes('/') ? out.slice(0, out.lastIndexOf('/')) : '.';
 Deno.mkdirSync(dir, { recursive: true });
-// Files dealt out to the jobs, slowest first, each to the least loaded (seconds per seed from
-// earlier runs recorded in FILE.runs; a file never swept counts as the slowest known).
-const perSeed = new Map<string, number>();
-{
+if (!append) for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
+console.log(`sweep: ${seeds} seeds over ${files.length} files in ${rounds} round(s)${filter ? ` (tests matching /${filter}/)` : ''}: ${files.join(' ')}`);
+const t0 = performance.now();
+let code = 0;
+// Files dealt out to the jobs, slowest first, each to the least loaded, by their seconds per
+// seed in FILE.runs (earlier sweeps with --append, and this sweep's previous rounds); a file
+// not timed yet counts as the median of those timed.
+function dealFiles(): string[][] {
   const ms = new Map<string, number>(), runs = new Map<string, number>(), tests = new Map<string, Set<string>>();
   for (const l of read(out + '.runs').split('\n').filter(Boolean)) {
     const [f, t, m, pos] = l.split('\t');
@@ -98,22 +102,22 @@ const perSeed = new Map<string, number>();
     if (!tests.has(f)) tests.set(f, new Set());
     tests.get(f)!.add(pos ?? t);
   }
+  const perSeed = new Map<string, number>();
   for (const [f, m] of ms) perSeed.set(f, (m / 1000) * tests.get(f)!.size / runs.get(f)!);
+  const known = files.map((f) => perSeed.get(f)).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  const cost = (f: string) => perSeed.get(f) ?? (known.length ? known[known.length >> 1] : 1);
+  const groups: string[][] = Array.from({ length: Math.min(jobs, files.length) }, () => []);
+  const load = groups.map(() => 0);
+  for (const f of [...files].sort((a, b) => cost(b) - cost(a))) {
+    const j = load.indexOf(Math.min(...load));
+    groups[j].push(f);
+    load[j] += cost(f);
+  }
+  if (groups.length > 1) groups.forEach((g, j) => console.log(`sweep: job ${j + 1} (~${load[j].toFixed(0)} s a seed): ${g.join(' ')}`));
+  return groups;
 }
-if (!append) for (const f of [out, out + '.runs']) try { Deno.removeSync(f); } catch { /* none yet */ }
-console.log(`sweep: ${seeds} seeds over ${files.length} files in ${rounds} round(s)${filter ? ` (tests matching /${filter}/)` : ''}: ${files.join(' ')}`);
-const t0 = performance.now();
-let code = 0;
-const unknownCost = Math.max(1, ...perSeed.values());
-const groups: string[][] = Array.from({ length: Math.min(jobs, files.length) }, () => []);
-const load = groups.map(() => 0);
-for (const f of [...files].sort((a, b) => (perSeed.get(b) ?? unknownCost) - (perSeed.get(a) ?? unknownCost))) {
-  const j = load.indexOf(Math.min(...load));
-  groups[j].push(f);
-  load[j] += perSeed.get(f) ?? unknownCost;
-}
-if (groups.length > 1) groups.forEach((g, j) => console.log(`sweep: job ${j + 1}: ${g.join(' ')}`));
 for (let r = 0, done = 0; r < rounds; r++) {
+  const groups = dealFiles();
   const n = Math.ceil((seeds - done) / (rounds - r));
   done += n;
   // (the jobs append whole lines to the same FILE and FILE.runs: one write each)
