@@ -190,6 +190,35 @@ describe('autotuner cache', () => {
     expect([kept.entry.hand, kept.entry.config]).toEqual(['fast', 'fast']);
   });
 
+  it('keeps the hand pick against a candidate that runs the same kernels (a tie)', async () => {
+    // 'a' and 'b' build the same 4 multiplies: any difference measured is noise. A tie passes
+    // the screen and the rounds about half the time each, and then wins a pair by 10% about one
+    // time in eight here (tied samples spread ±30% on llvmpipe): 5 of 6 pairs let ~2e-4 through.
+    type C = { key: 'a' | 'b' };
+    const fam: KernelFamily<number, C> = {
+      name: 'faketwin', shader: 'elementwise', bucket: (n) => `n${n}`, handPicked: () => ({ key: 'a' }),
+      candidates: () => [{ key: 'a' }, { key: 'b' }],
+      configKey: (c) => c.key, parseConfig: (s) => (s === 'a' || s === 'b' ? { key: s } : null), forced: () => false,
+    };
+    const n = 1 << 16;
+    const x = fromData(Float32Array.from({ length: n }, (_, i) => Math.cos(i)), [n]), one = fromData(new Float32Array(n).fill(1), [n]);
+    registerTunable({
+      family: fam,
+      trial: () => ({
+        op: 'mul', tolerance: 0, flops: n, dispose() {},
+        build() {
+          let y = mul(x, one);
+          for (let i = 0; i < 3; i++) y = mul(y, one);
+          return y;
+        },
+      }),
+    });
+    for (let i = 0; i < 3; i++) {
+      const r = (await tuneGeometry(fam, n))!;
+      expect([r.entry.hand, r.entry.config]).toEqual(['a', 'a']);
+    }
+  });
+
   it('times several configurations in one submission, each by its own nodes (profileKey)', async () => {
     // Group 0: one multiply; group 1: a chain of 24. The profile must keep them apart.
     const n = 1 << 12;
