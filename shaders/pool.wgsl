@@ -14,6 +14,7 @@ ${PARAMS}   // NC, H, W, OH, OW, K, S, PAD, total: src/graph/kernels/pool.ts
 @group(0) @binding(0) var<uniform> p: Params;
 
 #include "lib/grid"
+#include "lib/nan"   // is_nan
 
 // Adaptive bins: [floor(i·in/out), ceil((i+1)·in/out)).
 fn binStart(i: u32, inSize: u32, outSize: u32) -> u32 { return (i * inSize) / outSize; }
@@ -43,8 +44,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       let iw = w0 + kx;
       if (iw < 0 || iw >= i32(p.W)) { continue; }
       let v = f32(x[base + u32(ih) * p.W + u32(iw)]);
-      // First maximum in scan order wins ties; NaN propagates (as PyTorch).
-      if (bi < 0 || v > best || v != v) {
+      // First maximum in scan order wins ties; NaN propagates, the last NaN winning (as
+      // PyTorch's kernel: val > max || isnan(val)); once best is NaN no number replaces it.
+      if (bi < 0 || is_nan(v) || (!is_nan(best) && v > best)) {
         best = v;
         bi = ih * i32(p.W) + iw;
       }

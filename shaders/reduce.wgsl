@@ -58,9 +58,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 var<workgroup> redv: array<f32, WG>;
 var<workgroup> redi: array<u32, WG>;
 
-// a beats b: larger, NaN beats numbers (torch.max propagates NaN).
+#include "lib/nan"   // is_nan
+
+// a beats b: larger, NaN beats numbers and nothing beats NaN (torch.max propagates NaN). The
+// NaN cases come first: with NaN operands the comparison itself is not to be trusted.
 fn beats(a: f32, b: f32) -> bool {
-  return a > b || (a != a && b == b);
+  if (is_nan(b)) { return false; }
+  if (is_nan(a)) { return true; }
+  return a > b;
 }
 
 @compute @workgroup_size(256)

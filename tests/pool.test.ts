@@ -47,6 +47,27 @@ describe('maxPool2d', () => {
     });
   }
 
+  it('propagates NaN as PyTorch does (the last NaN of a window wins, no number replaces it)', async () => {
+    // PyTorch's CPU kernel: `if (val > max || isnan(val))` in scan order. WGSL compilers may
+    // fold `v != v` away (llvmpipe does), so this checks the kernel's bit-pattern NaN test.
+    const H = 5, W = 5;
+    const X = new Float32Array(H * W).map((_, i) => i % 7);
+    X[6] = NaN; X[8] = NaN; X[12] = 100;
+    const x = fromData(X, [1, 1, H, W]);
+    const y = await read(maxPool2d(x, { kernel: 3, stride: 2, padding: 0 }));
+    const want = new Float64Array(4);
+    for (let oh = 0; oh < 2; oh++) for (let ow = 0; ow < 2; ow++) {
+      let best = 0, bi = -1;
+      for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) {
+        const v = X[(2 * oh + ky) * W + 2 * ow + kx];
+        if (bi < 0 || v > best || Number.isNaN(v)) (best = v), (bi = 1);
+      }
+      want[oh * 2 + ow] = best;
+    }
+    expect(Array.from(y)).toEqual(Array.from(want));
+    expect(Number.isNaN(y[0]) && Number.isNaN(y[1])).toBe(true); // windows holding a NaN and the 100
+  });
+
   it('rejects padding over half the kernel', () => {
     expect(() => maxPool2d(fromData(new Float32Array(16), [1, 1, 4, 4]), { kernel: 3, stride: 2, padding: 2 })).toThrow(/padding/);
   });

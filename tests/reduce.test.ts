@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { max, mean, sum } from '../src/graph/ops/reduce.ts';
+import { argmax, max, mean, sum } from '../src/graph/ops/reduce.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { abs, dot, expectGradMatchesFiniteDiff, expectWithin, gamma, relL2, rng } from './util.ts';
@@ -89,6 +89,39 @@ describe('reduce', () => {
     const { y: yr, idx } = maxRef(X, shape, 1);
     expect(Array.from(await read(y))).toEqual(Array.from(yr));
     expect(relL2(await read(gx!), maxBackRef(W, idx, shape, 1))).toBe(0);
+  });
+
+  it('argmax: index of the first maximum, NaN counting as the maximum (torch.argmax), f32 and f16, any axis', async () => {
+    // Exact: an index, compared with a sequential scan. Values from a tiny set (most rows tie),
+    // with ±Infinity and NaN sprinkled in, NaN sometimes first.
+    const ref = (X: ArrayLike<number>, shape: number[], axis: number) => {
+      const { outer, n, inner } = axisSplit(shape, axis);
+      const out = new Int32Array(outer * inner);
+      for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) {
+        let bi = 0;
+        for (let j = 1; j < n; j++) {
+          const v = X[(o * n + j) * inner + i], b = X[(o * n + bi) * inner + i];
+          if (Number.isNaN(b)) break;
+          if (Number.isNaN(v) || v > b) bi = j;
+        }
+        out[o * inner + i] = bi;
+      }
+      return out;
+    };
+    for (const dtype of ['f32', 'f16'] as const) for (let t = 0; t < 6; t++) {
+      const shape = t < 2 ? [R.int(1, 5), R.int(1, 700)] : [R.int(1, 4), R.int(1, 40), R.int(1, 70)];
+      const axis = t < 2 ? 1 : R.int(0, 2);
+      const X = Float64Array.from({ length: numel(shape) }, () => {
+        const u = R.next();
+        return u < 0.02 ? NaN : u < 0.04 ? Infinity : u < 0.06 ? -Infinity : R.int(-3, 3);
+      });
+      const got = await read(argmax(fromData(X, shape, dtype), axis));
+      const what = `${dtype} [${shape}] axis ${axis}`;
+      expect(Array.from(got), what).toEqual(Array.from(ref(X, shape, axis)));
+      const kept = argmax(fromData(X, shape, dtype), axis, true);
+      expect(kept.shape, what).toEqual(shape.map((s, i) => (i === axis ? 1 : s)));
+      expect(kept.dtype).toBe('i32');
+    }
   });
 
   it('rejects a bad axis', () => {

@@ -93,9 +93,21 @@ export function mean(x: Tensor, axis: number, keepdim = false): Tensor {
  * torch.max(dim)); NaN counts as the maximum (propagates).
  */
 export function max(x: Tensor, axis: number, keepdim = false): Tensor {
-  assertFloat(x, 'max');
-  const v = axisView(x, axis, keepdim, 'max');
-  if (v.n === 0) throw new Error(`max: axis ${axis} of ${x} is empty`);
+  return maxAndIndex(x, axis, keepdim, 'max').values;
+}
+
+/**
+ * Index (i32) of the maximum over `axis`: the first maximal element, NaN counting as the
+ * maximum (torch.argmax). No gradient.
+ */
+export function argmax(x: Tensor, axis: number, keepdim = false): Tensor {
+  return maxAndIndex(x, axis, keepdim, 'argmax').indices;
+}
+
+function maxAndIndex(x: Tensor, axis: number, keepdim: boolean, op: string): { values: Tensor; indices: Tensor } {
+  assertFloat(x, op);
+  const v = axisView(x, axis, keepdim, op);
+  if (v.n === 0) throw new Error(`${op}: axis ${axis} of ${x} is empty`);
   const cols = colsFor(v.inner);
   const tiles = Math.ceil(v.inner / cols);
   const [y, idx] = makeNode('max', [x], [{ shape: v.outShape }, { shape: v.outShape, dtype: 'i32' }], {
@@ -103,14 +115,15 @@ export function max(x: Tensor, axis: number, keepdim = false): Tensor {
       ctx.dispatch({ kernel: kernel('MAX', cols), bindings: [x, y, idx], params: params(v, tiles, 1, x.size), workgroups: grid1d(v.outer * tiles, 1) });
     },
     backward([dy]) {
-      const [dx] = makeNode('max_grad', [idx, dy!], [{ shape: x.shape }], {
+      if (!dy) return [null];
+      const [dx] = makeNode('max_grad', [idx, dy], [{ shape: x.shape }], {
         encode(ctx) {
           const total = x.size;
-          ctx.dispatch({ kernel: kernel('MAX_GRAD'), bindings: [idx, dy!, dx], params: params(v, 1, 1, total), workgroups: grid1d(total) });
+          ctx.dispatch({ kernel: kernel('MAX_GRAD'), bindings: [idx, dy, dx], params: params(v, 1, 1, total), workgroups: grid1d(total) });
         },
       });
       return [dx];
     },
   });
-  return y;
+  return { values: y, indices: idx };
 }
