@@ -3,6 +3,10 @@
 // same process, on the tiny config and on a paper-width decoder (d_model 512, d_latent 768,
 // 8 heads, 2 layers, 8 experts, k 2, T 80, vocab 1000; small backbone: only decoding is timed).
 // Also the cost of a step at the last position against the first (same number of rows).
+// Greedy decoding too: the GPU's argmax feeding the next step with the tokens read back in
+// batches (readEvery 8, the default) against a read-back after every step (readEvery 1),
+// alternating, best of each: each read-back waits a fixed time beyond the GPU work (Deno: its
+// map poll sleeps 10 ms).
 // Usage: npm run bench -- generate [--quick]   (--quick: T 24 for the paper-width decoder)
 import { dispose, fromData, read, realize, sync } from '../src/graph/runtime.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
@@ -12,7 +16,7 @@ import { Weights } from '../src/model/weights.ts';
 import { Forward } from '../src/model/context.ts';
 import { decodeText, decoderMask, encodeImage } from '../src/model/micar.ts';
 import { CachedDecoder } from '../src/generate/generator.ts';
-import { beamSearch } from '../src/generate/decode.ts';
+import { beamSearch, generate } from '../src/generate/decode.ts';
 import { now, printHeader, printJson, printTable, setup } from './harness.ts';
 
 declare const Deno: { readTextFileSync(p: string | URL): string };
@@ -141,6 +145,25 @@ async function benchCase(name: string, cfg: MicarConfig, beam: number, reps: num
   };
 }
 
+/** Greedy tokens per second (one image, all T positions) read back every step vs in batches of 8. */
+async function greedyCase(cfg: MicarConfig, reps: number): Promise<{ everyStep: number; batched: number }> {
+  const w = Weights.init(cfg, 7);
+  const image = randomImage(1, cfg.image_size);
+  const T = cfg.text_seq_len;
+  const best = { 1: Infinity, 8: Infinity } as Record<1 | 8, number>;
+  for (let r = 0; r <= reps; r++) {
+    for (const readEvery of r % 2 ? [8, 1] as const : [1, 8] as const) {
+      const t0 = now();
+      const out = await generate(w, image, { maxLen: T, stopAtEos: false, readEvery });
+      const ms = now() - t0;
+      if (out.tokens[0].length !== T) throw new Error(`bench generate: greedy produced ${out.tokens[0].length} tokens, expected ${T}`);
+      if (r > 0) best[readEvery] = Math.min(best[readEvery], ms);   // (round 0 compiles)
+    }
+  }
+  dispose(image);
+  return { everyStep: T / (best[1] / 1000), batched: T / (best[8] / 1000) };
+}
+
 export async function main(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
   await setup();
@@ -163,9 +186,15 @@ export async function main(args: string[]): Promise<void> {
   })));
   console.log('beam 3, one image; tokens/s = output positions per second of decoding (image encoding excluded); ' +
     'last/first = mean of the best step times over the last vs the first few positions (3 rows every step)');
+  // Greedy (image encoding included: one report end to end).
+  const gTiny = await greedyCase(tiny, 3), gPaper = await greedyCase(paperWidth, 2);
+  for (const [name, g] of [['tiny', gTiny], ['paper-width', gPaper]] as const)
+    console.log(`greedy ${name}: ${g.batched.toFixed(2)} tok/s reading tokens back in batches of 8, ${g.everyStep.toFixed(2)} reading after every step (${(g.batched / g.everyStep).toFixed(2)}×)`);
   const p = rows[rows.length - 1];
   printJson({
     bench: 'generate', tokens_per_s: p.tokensPerS, recompute_tokens_per_s: p.recomputeTokensPerS, speedup: p.speedup,
     last_over_first: p.lastOverFirst, T: p.T, tiny_speedup: rows[0].speedup,
+    greedy_tokens_per_s: +gPaper.batched.toFixed(2), greedy_tokens_per_s_read_every_step: +gPaper.everyStep.toFixed(2),
+    greedy_batched_speedup: +(gPaper.batched / gPaper.everyStep).toFixed(3), tiny_greedy_batched_speedup: +(gTiny.batched / gTiny.everyStep).toFixed(3),
   });
 }

@@ -142,20 +142,28 @@ export class MicarModel {
     return { text: this.tokenizer.decode(tokens), tokens, logp };
   }
 
-  /** Greedy decoding (or sampling with `sample`). */
-  generate(image: ImageInput, opts: { maxLen?: number; sample?: { temperature?: number; topP?: number; seed?: number } } = {}): Promise<Report> {
+  /**
+   * Greedy decoding (or sampling with `sample`). Greedy reads the chosen tokens back every
+   * `readEvery` steps (default 8; the GPU feeds each step's choice to the next, and each
+   * read-back costs a fixed wait: Deno ≥ 10 ms, Firefox ~100 ms).
+   */
+  generate(image: ImageInput, opts: { maxLen?: number; sample?: { temperature?: number; topP?: number; seed?: number }; readEvery?: number } = {}): Promise<Report> {
     return this.withImage(image, async (t) => {
-      const r = await generateOnGpu(this.weights, t, { maxLen: opts.maxLen, sample: opts.sample });
+      const r = await generateOnGpu(this.weights, t, { maxLen: opts.maxLen, sample: opts.sample, readEvery: opts.readEvery });
       return this.report(r.tokens[0], r.scores[0]);
     });
   }
 
-  /** Each word as soon as it is chosen (greedy); stops at <eos>. */
-  async *generateStream(image: ImageInput, opts: { maxLen?: number } = {}): AsyncGenerator<{ token: number; word: string; step: number }> {
+  /**
+   * Each word as soon as it is read back (greedy); stops at <eos>. Words come in batches of up
+   * to `readEvery` (default 8: the first after one step, then 2, 4, 8); 1 gives each word
+   * right after its step, at one read-back wait per word.
+   */
+  async *generateStream(image: ImageInput, opts: { maxLen?: number; readEvery?: number } = {}): AsyncGenerator<{ token: number; word: string; step: number }> {
     const S = this.config.image_size;
     const t = fromData(await this.pixels(image), [1, 3, S, S], 'f32', 'image');
     try {
-      for await (const s of streamOnGpu(this.weights, t, { maxLen: opts.maxLen })) {
+      for await (const s of streamOnGpu(this.weights, t, { maxLen: opts.maxLen, readEvery: opts.readEvery })) {
         if (s.token === this.config.eos_id) break;
         yield { token: s.token, word: this.tokenizer.decode([s.token]), step: s.step };
       }

@@ -275,7 +275,7 @@ describe('sampling and streaming', () => {
     const image = randomImage(R, b, 32);
     const seen: [number, number, number, number][] = [];
     let base = CachedDecoder.totalSteps;
-    const g = await generate(w, image, { maxLen, stopAtEos: false, onToken: (i, t, s) => seen.push([i, t, s, CachedDecoder.totalSteps - base]) });
+    const g = await generate(w, image, { maxLen, stopAtEos: false, readEvery: 1, onToken: (i, t, s) => seen.push([i, t, s, CachedDecoder.totalSteps - base]) });
     expect(seen.length).toBe(b * maxLen);
     seen.forEach(([i, , s, ran], j) => {
       expect(s).toBe(Math.floor(j / b));
@@ -285,7 +285,7 @@ describe('sampling and streaming', () => {
     for (let i = 0; i < b; i++) expect(seen.filter((x) => x[0] === i).map((x) => x[1])).toEqual(g.tokens[i]);
     base = CachedDecoder.totalSteps;
     const streamed: number[][] = [[], []];
-    for await (const t of generateStream(w, image, { maxLen, stopAtEos: false })) {
+    for await (const t of generateStream(w, image, { maxLen, stopAtEos: false, readEvery: 1 })) {
       expect(CachedDecoder.totalSteps - base).toBe(t.step + 1);
       streamed[t.image].push(t.token);
     }
@@ -293,10 +293,45 @@ describe('sampling and streaming', () => {
     // Leaving the loop stops decoding: no further step runs.
     base = CachedDecoder.totalSteps;
     let n = 0;
-    for await (const t of generateStream(w, image, { maxLen, stopAtEos: false })) {
+    for await (const t of generateStream(w, image, { maxLen, stopAtEos: false, readEvery: 1 })) {
       if (++n === 2 * b) break;
       void t;
     }
     expect(CachedDecoder.totalSteps - base).toBe(2);
+  });
+
+  it('greedy with the GPU feeding its argmax (tokens read back in batches): the same tokens and scores as reading every step', async () => {
+    // Both paths take the first maximum of the same f32 logits (the loop checks the GPU's
+    // choice against the CPU's on every step), so tokens and scores are exactly equal; the
+    // batches read back after steps 1, 3, 7, 11, … (sizes 1, 2, 4, 4 with readEvery 4).
+    const R = rng('pipelined greedy');
+    const V = R.int(12, 30);
+    const w = Weights.init(tinyConfig({ vocab_size: V, moe_mode: R.next() < 0.5 ? 'sum' : 'weighted' }), R.int(1, 1e9));
+    const b = R.int(1, 3), maxLen = Math.min(R.int(9, 16), w.cfg.text_seq_len);   // (the decoder's ceiling)
+    const image = randomImage(R, b, 32);
+    for (const stopAtEos of [false, true]) {
+      const one = await generate(w, image, { maxLen, stopAtEos, readEvery: 1 });
+      const seen: [number, number, number, number][] = [];
+      const base = CachedDecoder.totalSteps;
+      const batched = await generate(w, image, { maxLen, stopAtEos, readEvery: 4, onToken: (i, t, s) => seen.push([i, t, s, CachedDecoder.totalSteps - base]) });
+      expect(batched.tokens).toEqual(one.tokens);
+      expect(batched.scores).toEqual(one.scores);
+      // Delivered in step order, each after its batch's steps ran (batch ends: 1, 3, 7, 11, …).
+      const ends = [1, 3, 7, 11, 15, 19];
+      seen.forEach(([, , s, ran], j) => {
+        if (j) expect(s).toBeGreaterThanOrEqual(seen[j - 1][2]);
+        expect(ran).toBe(Math.min(ends.find((e) => e > s)!, maxLen));
+      });
+      const steps = CachedDecoder.totalSteps - base, longest = Math.max(...one.tokens.map((t) => t.length));
+      // At most the rest of the batch that saw the last row finish ran ahead.
+      expect(steps).toBeGreaterThanOrEqual(longest);
+      expect(steps).toBeLessThanOrEqual(Math.min(maxLen, ends.find((e) => e >= longest)!));
+    }
+    // Leaving a stream early frees everything it ran ahead (no error, nothing left pending).
+    let n = 0;
+    for await (const t of generateStream(w, image, { maxLen, stopAtEos: false, readEvery: 4 })) {
+      void t;
+      if (++n === b * 2) break;
+    }
   });
 });

@@ -2,7 +2,7 @@
 // hypothesis, finished hypotheses kept aside, length normalisation) and sampling
 // (temperature, top-p). Tokens stream through `onToken` / `generateStream` as they are chosen.
 import type { Tensor } from '../graph/tensor.ts';
-import { dispose } from '../graph/runtime.ts';
+import { dispose, fromData, readMany } from '../graph/runtime.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import type { Weights } from '../model/weights.ts';
 import { CachedDecoder, type StepTrace } from './generator.ts';
@@ -16,6 +16,16 @@ export interface DecodeOptions {
   onToken?: (image: number, token: number, step: number) => void;
   /** Keep per-step attention maps and expert routing (for visualisation). */
   trace?: boolean;
+  /**
+   * Greedy decoding without `trace`: read the chosen tokens back at most every this many steps
+   * (default 8). The GPU feeds each step's argmax to the next, so steps run ahead of the
+   * read-back: every read-back waits a fixed time beyond the GPU work (Deno ≥ 10 ms, Firefox
+   * ~100 ms), paid once per batch instead of once per token. Tokens then arrive in batches (the
+   * first after one step, then 2, 4, … up to this), and stopping (<eos> in every row, or
+   * leaving a stream) may have run up to this many − 1 steps ahead. 1: each token is read right
+   * after its step, and leaving a stream runs no further step.
+   */
+  readEvery?: number;
 }
 
 export interface SampleOptions {
@@ -53,16 +63,18 @@ export function logSoftmaxRow(row: ArrayLike<number>, temperature = 1): Float64A
   return Float64Array.from(row as ArrayLike<number>, (v) => v / temperature - lse);
 }
 
-function argmax(a: ArrayLike<number>): number {
+/** Index of the first maximum, NaN counting as the maximum (torch.argmax; the GPU's `argmax`). */
+export function argmax(a: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  for (let i = 1; i < a.length && !Number.isNaN(a[best]); i++) if (Number.isNaN(a[i]) || a[i] > a[best]) best = i;
   return best;
 }
 
 /**
- * The greedy/sampling loop as an async generator: yields each token right after the step
- * that chose it and runs the next step only when the consumer asks (so breaking out stops
- * decoding). The result is filled into `out` as it goes.
+ * The greedy/sampling loop as an async generator: yields each token right after the read-back
+ * of the step that chose it (every step with sampling, tracing or readEvery 1, then the next
+ * step runs only when the consumer asks, so breaking out stops decoding; greedy otherwise reads
+ * in batches, see `readEvery`). The result is filled into `out` as it goes.
  */
 async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out: Decoded): AsyncGenerator<StreamedToken> {
   const cfg = w.cfg;
@@ -82,14 +94,15 @@ async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out
     const V = cfg.vocab_size;
     // Finished rows keep being fed (the batch stays rectangular); their tokens are dropped.
     const prev = new Array(b).fill(cfg.sos_id);
-    for (let step = 0; step < maxLen; step++) {
-      const { logits, trace } = await dec.step(prev);
-      if (trace) out.traces.push(trace);
+    /** Takes one step's logits rows: chooses, records and returns the tokens to deliver; `fed` is what the GPU fed on. */
+    const choose = (logits: Float32Array, step: number, fed?: Int32Array): StreamedToken[] => {
       const chosen: StreamedToken[] = [];
       for (let i = 0; i < b; i++) {
         const row = logits.subarray(i * V, (i + 1) * V);
         const lp = logSoftmaxRow(row, opts.sample ? temperature : 1);
         const tok = opts.sample ? sampleTopP(lp, opts.sample.topP ?? 1, rnd) : argmax(row);
+        // The same rule over the same f32 values: a difference is a bug, not rounding.
+        if (fed && fed[i] !== tok) throw new Error(`generate: step ${step}, row ${i}: the GPU's argmax fed token ${fed[i]}, the logits' first maximum is ${tok}`);
         prev[i] = tok;
         if (done[i]) continue;
         out.tokens[i].push(tok);
@@ -97,7 +110,41 @@ async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out
         if (tok === cfg.eos_id && stopAtEos) done[i] = true;
         chosen.push({ image: i, token: tok, step });
       }
-      for (const c of chosen) yield c;
+      return chosen;
+    };
+    const readEvery = Math.max(1, Math.floor(opts.readEvery ?? 8));
+    if (!opts.sample && !opts.trace && readEvery > 1) {
+      // Greedy on the GPU: each step's argmax feeds the next; logits are read in batches.
+      let feed = fromData(new Int32Array(b).fill(cfg.sos_id), [b, 1], 'i32');
+      const ahead: { logits: Tensor; next: Tensor }[] = [];
+      try {
+        for (let step = 0, batch = 1; step < maxLen; step++) {
+          const s = await dec.stepOnDevice(feed);
+          if (step === 0) dispose(feed);
+          ahead.push(s);
+          feed = s.next;
+          if (ahead.length < batch && step < maxLen - 1) continue;
+          const vals = await readMany(ahead.flatMap((x) => [x.logits, x.next]));
+          const first = step + 1 - ahead.length;
+          for (let j = 0; j < ahead.length; j++) {
+            if (done.every(Boolean)) break;
+            for (const c of choose(vals[2 * j] as Float32Array, first + j, vals[2 * j + 1] as Int32Array)) yield c;
+          }
+          // (the last step's `next` is `feed`: kept for the next step)
+          dispose(...ahead.map((x) => x.logits), ...ahead.slice(0, -1).map((x) => x.next));
+          ahead.length = 0;
+          if (done.every(Boolean)) break;
+          batch = Math.min(2 * batch, readEvery);
+        }
+      } finally {
+        dispose(...ahead.map((x) => x.logits), ...ahead.map((x) => x.next), feed);   // (dispose is idempotent)
+      }
+      return;
+    }
+    for (let step = 0; step < maxLen; step++) {
+      const { logits, trace } = await dec.step(prev);
+      if (trace) out.traces.push(trace);
+      for (const c of choose(logits, step)) yield c;
       if (done.every(Boolean)) break;
     }
   } finally {

@@ -4,8 +4,9 @@
 // per row, self-attention keys/values appended to preallocated caches, see model/kvcache.ts),
 // so a new token costs one position, not the whole prefix. A step is one submission; beam
 // reorders are folded into the next one.
-import { noGrad, type Tensor } from '../graph/tensor.ts';
+import { noGrad, Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read, realize } from '../graph/runtime.ts';
+import { argmax } from '../graph/ops/reduce.ts';
 import type { StackedExperts } from '../graph/ops/matvec.ts';
 import { reshape, slice } from '../graph/ops/shape.ts';
 import { Forward } from '../model/context.ts';
@@ -13,6 +14,8 @@ import { type DecoderCache, decodeText, encodeImage } from '../model/micar.ts';
 import { imageContext, stackedExperts } from '../model/blocks.ts';
 import { gatherSlabs, SelfAttentionCache } from '../model/kvcache.ts';
 import type { Weights } from '../model/weights.ts';
+
+const isTensor = (t: unknown): t is Tensor => t instanceof Tensor;
 
 export interface StepTrace {
   /** Cross-attention per layer [B, H, 1, 49] (when tracing). */
@@ -124,13 +127,35 @@ export class CachedDecoder {
 
   /**
    * Feeds one token per row (position `pos`) and returns the next-token logits [B, V]
-   * (row-major) — one submission, plus the read-back.
+   * (row-major) — one submission, plus the read-back. `tokens`: numbers, or an i32 [B, 1]
+   * tensor already on the GPU (a previous step's `next`).
    */
-  async step(tokens: ArrayLike<number>): Promise<{ logits: Float32Array; trace: StepTrace | null }> {
+  async step(tokens: ArrayLike<number> | Tensor): Promise<{ logits: Float32Array; trace: StepTrace | null }> {
+    const { logits, trace } = await this.submit(tokens, false);
+    const out = (await read(logits)) as Float32Array;
+    dispose(logits);
+    return { logits: out, trace };
+  }
+
+  /**
+   * The step without a read-back: the logits [B, V] and the greedy choice `next` (i32 [B, 1],
+   * torch.argmax's first maximum), both kept on the GPU for the caller to read and dispose.
+   * `next` can feed the following step directly, so steps can be submitted ahead of the
+   * read-back (each read-back waits a fixed time beyond the GPU work: Deno ≥ 10 ms, Firefox
+   * ~100 ms).
+   */
+  async stepOnDevice(tokens: ArrayLike<number> | Tensor): Promise<{ logits: Tensor; next: Tensor }> {
+    const { logits, next } = await this.submit(tokens, true);
+    return { logits, next: next! };
+  }
+
+  private async submit(tokens: ArrayLike<number> | Tensor, greedy: boolean): Promise<{ logits: Tensor; next: Tensor | null; trace: StepTrace | null }> {
     if (!this.img || !this.rowCtx) throw new Error('CachedDecoder: call encode() and start() first');
     const w = this.w, cfg = w.cfg;
     const B = this.rows;
-    if (tokens.length !== B) throw new Error(`CachedDecoder.step: ${tokens.length} tokens for ${B} rows`);
+    const given = isTensor(tokens) ? tokens : null;
+    if (given ? given.shape.join() !== `${B},1` || given.dtype !== 'i32' : (tokens as ArrayLike<number>).length !== B)
+      throw new Error(`CachedDecoder.step: ${given ? `tokens ${given}` : `${(tokens as ArrayLike<number>).length} tokens`} for ${B} rows (want ${B} numbers or an i32 [${B}, 1] tensor)`);
     if (this.pos >= cfg.text_seq_len) throw new Error(`CachedDecoder.step: position ${this.pos} exceeds text_seq_len ${cfg.text_seq_len}`);
     const pos = this.pos;
     const old: Tensor[] = [];
@@ -148,10 +173,10 @@ export class CachedDecoder {
       this.pending = null;
     }
     const rc = this.rowCtx;
-    const ids = fromData(Int32Array.from(tokens), [B, 1], 'i32');
+    const ids = given ?? fromData(Int32Array.from(tokens as ArrayLike<number>), [B, 1], 'i32');
     // The model's decoder, one position per row against the caches; an inference graph, so its
     // few-row products take the few-row kernel.
-    const { logits, trace } = noGrad(() => {
+    const { logits, next, trace } = noGrad(() => {
       const f = new Forward(w, { training: false, keepAttention: this.trace });
       const cache: DecoderCache = {
         pos,
@@ -169,17 +194,17 @@ export class CachedDecoder {
           experts: dec.layers.map((r) => ({ indices: r.moe.indices, weights: r.moe.weights })),
         }
         : null;
-      return { logits: reshape(dec.logits, [B, cfg.vocab_size]), trace };
+      const logits = reshape(dec.logits, [B, cfg.vocab_size]).keep();
+      return { logits, next: greedy ? argmax(logits, 1, true).keep() : null, trace };
     });
-    const keepers = [logits, ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
+    const keepers = [logits, ...(next ? [next] : []), ...this.kc, ...this.vc, ...rc.crossK, ...rc.crossV, ...rc.g];
     if (trace) keepers.push(...trace.self, ...trace.cross, ...trace.experts.flatMap((e) => [e.indices, e.weights]));
     await realize(keepers, { label: `decode step ${pos}`, profile: CachedDecoder.profile });
     dispose(...old);
+    if (!given) dispose(ids);
     this.pos++;
     CachedDecoder.totalSteps++;
-    const out = (await read(logits)) as Float32Array;
-    dispose(logits, ids);
-    return { logits: out, trace };
+    return { logits, next, trace };
   }
 
   /**
