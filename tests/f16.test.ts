@@ -99,8 +99,12 @@ describe('f16 elementwise', () => {
       expectWithin(await read(y), yRef, X.map((v, i) => f16Conv(yRef[i], unaryErr(op, v))), `f16 ${op} forward`);
       const gRef = X.map((v, i) => G[i] * df(v));
       expectWithin(await read(gx!), gRef, X.map((v, i) => f16Conv(gRef[i], Math.abs(G[i]) * unaryGradErr(op, v) + 2 ** -24 * Math.abs(gRef[i]))), `f16 ${op} backward`);
-      // The float64 derivative against central differences (the inputs are exact).
-      expect(relL2(gRef, X.map((v, i) => G[i] * (f(v + 1e-6) - f(v - 1e-6)) / 2e-6))).toBeLessThan(1e-6);
+      // The float64 derivative against central differences (the inputs are exact), away from
+      // relu's and selu's kink at 0, where a difference straddling it is no derivative (an
+      // input within 1e-6 of 0 — f16 holds values down to 6e-8 — failed this: sweep seed 1514760282).
+      const smooth = (v: number) => !(op === 'relu' || op === 'selu') || Math.abs(v) > 2e-6;
+      const at = [...X.keys()].filter((i) => smooth(X[i]));
+      expect(relL2(at.map((i) => gRef[i]), at.map((i) => G[i] * (f(X[i] + 1e-6) - f(X[i] - 1e-6)) / 2e-6))).toBeLessThan(1e-6);
     });
   }
 
