@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared check for a machine with a real GPU (about 5 minutes): prints the adapter, then
 # runs the tuner, matmul and conv (against tfjs and the FMA ceiling), a training step of the
-# tiny and paper configs, and the paper report benchmark; each prints one JSON line, gathered
+# tiny and paper configs, decoding (KV cache vs recomputation, greedy tokens read back in
+# batches vs every step), and the paper report benchmark; each prints one JSON line, gathered
 # at the end. Usage:
 #   bash bench/gpu-check.sh                 # stops early when Deno finds no hardware adapter
 #   bash bench/gpu-check.sh --allow-software --quick   # the same steps on llvmpipe, short
@@ -49,12 +50,14 @@ if [ "$quick" = 1 ]; then
   step conv 90 conv --quick
   step trainstep-tiny 90 trainstep tiny 2 2
   step trainstep-paper 120 trainstep paper 1 2
+  step generate 120 generate --quick
 else
   step tune 90 tune 45 2 224
   step matmul 45 matmul
   step conv 45 conv
   step trainstep-tiny 30 trainstep tiny 16 3
   step trainstep-paper 45 trainstep paper 8 3
+  step generate 45 generate --quick
 fi
 weights="${MICAR_PAPER_WEIGHTS:-/tmp/paperw/paper/weights.safetensors}"
 if [ -f "$weights" ]; then
