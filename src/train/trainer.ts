@@ -2,7 +2,7 @@
 // AdamW, BatchNorm updates), StepLR per epoch, validation with early stopping on the authors'
 // selection score, atomic checkpoints (last and best) that resume bit-exactly.
 import type { Tensor } from '../graph/tensor.ts';
-import { dispose, read, realize } from '../graph/runtime.ts';
+import { dispose, read, readMany, realize } from '../graph/runtime.ts';
 import { grad } from '../graph/autograd.ts';
 import { stepGradients } from './gradients.ts';
 import { AdamW, clipGradNorm } from '../graph/ops/optim.ts';
@@ -155,8 +155,10 @@ export async function trainStep(
   await realize(guard === out.loss ? [out.loss] : [out.loss, guard], { effects: [...effects, ...out.f.bnUpdates], label: 'train step' });
   for (const p of out.f.bnTouched) w.bnCount.set(p, (w.bnCount.get(p) ?? 0) + 1);
   if (during) await during();
-  const loss = (await read(out.loss))[0];
-  const overflow = scaler !== null && Number.isFinite(loss) && !Number.isFinite((await read(guard))[0]);
+  // One read-back for both (each waits a fixed time beyond the GPU work: Deno ≥ 10 ms).
+  const [lossV, guardV] = guard === out.loss ? [await read(out.loss)] : await readMany([out.loss, guard]);
+  const loss = lossV[0];
+  const overflow = scaler !== null && Number.isFinite(loss) && !Number.isFinite(guardV![0]);
   dispose(out.loss, guard, batch.image, batch.inputIds, batch.labelIds);
   if (scaler) {
     scaler.update(overflow);
