@@ -327,6 +327,17 @@ describe('sampling and streaming', () => {
       expect(steps).toBeGreaterThanOrEqual(longest);
       expect(steps).toBeLessThanOrEqual(Math.min(maxLen, ends.find((e) => e >= longest)!));
     }
+    // Traced: the same maps step by step (same kernels, same caches: bit-identical), one trace
+    // per step that chose a token, none for the steps run past the end.
+    const t1 = await generate(w, image, { maxLen, readEvery: 1, trace: true });
+    const t4 = await generate(w, image, { maxLen, readEvery: 4, trace: true });
+    expect(t4.tokens).toEqual(t1.tokens);
+    expect(t4.traces.length).toBe(t1.traces.length);
+    for (let s = 0; s < t1.traces.length; s++) {
+      const [a, c] = [t1.traces[s], t4.traces[s]];
+      for (const [x, y] of [[a.cross[0], c.cross[0]], [a.self.at(-1)!, c.self.at(-1)!], [a.experts[0].weights, c.experts[0].weights]])
+        expect(Array.from(await read(y)), `step ${s}`).toEqual(Array.from(await read(x)));
+    }
     // Leaving a stream early frees everything it ran ahead (no error, nothing left pending).
     let n = 0;
     for await (const t of generateStream(w, image, { maxLen, stopAtEos: false, readEvery: 4 })) {

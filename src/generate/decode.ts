@@ -7,6 +7,8 @@ import { mulberry32 } from '../graph/ops/random.ts';
 import type { Weights } from '../model/weights.ts';
 import { CachedDecoder, type StepTrace } from './generator.ts';
 
+const disposeTrace = (t: StepTrace) => dispose(...t.self, ...t.cross, ...t.experts.flatMap((e) => [e.indices, e.weights]));
+
 export interface DecodeOptions {
   /** Tokens to generate at most (default and ceiling: text_seq_len). */
   maxLen?: number;
@@ -17,7 +19,7 @@ export interface DecodeOptions {
   /** Keep per-step attention maps and expert routing (for visualisation). */
   trace?: boolean;
   /**
-   * Greedy decoding without `trace`: read the chosen tokens back at most every this many steps
+   * Greedy decoding: read the chosen tokens back at most every this many steps
    * (default 8). The GPU feeds each step's argmax to the next, so steps run ahead of the
    * read-back: every read-back waits a fixed time beyond the GPU work (Deno ≥ 10 ms, Firefox
    * ~100 ms), paid once per batch instead of once per token. Tokens then arrive in batches (the
@@ -72,7 +74,7 @@ export function argmax(a: ArrayLike<number>): number {
 
 /**
  * The greedy/sampling loop as an async generator: yields each token right after the read-back
- * of the step that chose it (every step with sampling, tracing or readEvery 1, then the next
+ * of the step that chose it (every step with sampling or readEvery 1, then the next
  * step runs only when the consumer asks, so breaking out stops decoding; greedy otherwise reads
  * in batches, see `readEvery`). The result is filled into `out` as it goes.
  */
@@ -113,10 +115,11 @@ async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out
       return chosen;
     };
     const readEvery = Math.max(1, Math.floor(opts.readEvery ?? 8));
-    if (!opts.sample && !opts.trace && readEvery > 1) {
-      // Greedy on the GPU: each step's argmax feeds the next; logits are read in batches.
+    if (!opts.sample && readEvery > 1) {
+      // Greedy on the GPU: each step's argmax feeds the next; logits are read in batches. The
+      // traces of steps run past the end (every row finished) are freed, not returned.
       let feed = fromData(new Int32Array(b).fill(cfg.sos_id), [b, 1], 'i32');
-      const ahead: { logits: Tensor; next: Tensor }[] = [];
+      const ahead: { logits: Tensor; next: Tensor; trace: StepTrace | null; taken?: true }[] = [];
       try {
         for (let step = 0, batch = 1; step < maxLen; step++) {
           const s = await dec.stepOnDevice(feed);
@@ -126,17 +129,21 @@ async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out
           if (ahead.length < batch && step < maxLen - 1) continue;
           const vals = await readMany(ahead.flatMap((x) => [x.logits, x.next]));
           const first = step + 1 - ahead.length;
-          for (let j = 0; j < ahead.length; j++) {
-            if (done.every(Boolean)) break;
+          for (let j = 0; j < ahead.length && !done.every(Boolean); j++) {
+            const x = ahead[j];
+            x.taken = true;
+            if (x.trace) out.traces.push(x.trace);
             for (const c of choose(vals[2 * j] as Float32Array, first + j, vals[2 * j + 1] as Int32Array)) yield c;
           }
           // (the last step's `next` is `feed`: kept for the next step)
+          for (const x of ahead) if (!x.taken && x.trace) disposeTrace(x.trace);
           dispose(...ahead.map((x) => x.logits), ...ahead.slice(0, -1).map((x) => x.next));
           ahead.length = 0;
           if (done.every(Boolean)) break;
           batch = Math.min(2 * batch, readEvery);
         }
       } finally {
+        for (const x of ahead) if (!x.taken && x.trace) disposeTrace(x.trace);
         dispose(...ahead.map((x) => x.logits), ...ahead.map((x) => x.next), feed);   // (dispose is idempotent)
       }
       return;

@@ -144,9 +144,9 @@ export class CachedDecoder {
    * read-back (each read-back waits a fixed time beyond the GPU work: Deno ≥ 10 ms, Firefox
    * ~100 ms).
    */
-  async stepOnDevice(tokens: ArrayLike<number> | Tensor): Promise<{ logits: Tensor; next: Tensor }> {
-    const { logits, next } = await this.submit(tokens, true);
-    return { logits, next: next! };
+  async stepOnDevice(tokens: ArrayLike<number> | Tensor): Promise<{ logits: Tensor; next: Tensor; trace: StepTrace | null }> {
+    const { logits, next, trace } = await this.submit(tokens, true);
+    return { logits, next: next!, trace };
   }
 
   private async submit(tokens: ArrayLike<number> | Tensor, greedy: boolean): Promise<{ logits: Tensor; next: Tensor | null; trace: StepTrace | null }> {
