@@ -62,7 +62,9 @@ describe('micar explain / attention --method', () => {
       const T = json.words.length;
       expect(T).toBeGreaterThanOrEqual(1);
       expect(T).toBeLessThanOrEqual(3);
-      for (const m of ['gradcam', 'saliency']) expect(names.filter((n) => n.endsWith(`_${m}.png`)).length, m).toBe(T);
+      // One map per word and method (word_<t>_<word>_<method>.png); a report whose words form a
+      // finding sentence also gets sentence_<k>_<method>.png (seed 330526953: "left lower fundus").
+      for (const m of ['gradcam', 'saliency']) expect(names.filter((n) => n.startsWith('word_') && n.endsWith(`_${m}.png`)).length, m).toBe(T);
       expect(names.filter((n) => /_(rollout|grad-attention)\.png$/.test(n))).toEqual([]);
       expect(Object.keys(json.explain.maps).sort()).toEqual(['gradcam', 'saliency']);
       expect(json.explain.initial).toBe('attention');
