@@ -5,9 +5,7 @@ import type { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, readMany } from '../graph/runtime.ts';
 import { mulberry32 } from '../graph/ops/random.ts';
 import type { Weights } from '../model/weights.ts';
-import { CachedDecoder, type StepTrace } from './generator.ts';
-
-const disposeTrace = (t: StepTrace) => dispose(...t.self, ...t.cross, ...t.experts.flatMap((e) => [e.indices, e.weights]));
+import { CachedDecoder, disposeStepTrace, type StepTrace } from './generator.ts';
 
 export interface DecodeOptions {
   /** Tokens to generate at most (default and ceiling: text_seq_len). */
@@ -136,14 +134,14 @@ async function* decodeLoop(w: Weights, image: Tensor, opts: GenerateOptions, out
             for (const c of choose(vals[2 * j] as Float32Array, first + j, vals[2 * j + 1] as Int32Array)) yield c;
           }
           // (the last step's `next` is `feed`: kept for the next step)
-          for (const x of ahead) if (!x.taken && x.trace) disposeTrace(x.trace);
+          for (const x of ahead) if (!x.taken && x.trace) disposeStepTrace(x.trace);
           dispose(...ahead.map((x) => x.logits), ...ahead.slice(0, -1).map((x) => x.next));
           ahead.length = 0;
           if (done.every(Boolean)) break;
           batch = Math.min(2 * batch, readEvery);
         }
       } finally {
-        for (const x of ahead) if (!x.taken && x.trace) disposeTrace(x.trace);
+        for (const x of ahead) if (!x.taken && x.trace) disposeStepTrace(x.trace);
         dispose(...ahead.map((x) => x.logits), ...ahead.map((x) => x.next), feed);   // (dispose is idempotent)
       }
       return;

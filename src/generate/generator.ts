@@ -26,6 +26,11 @@ export interface StepTrace {
   experts: { indices: Tensor; weights: Tensor }[];
 }
 
+/** Frees a step's trace tensors (the generator's greedy loop drops those of steps run past the end; viz frees read ones). */
+export function disposeStepTrace(t: StepTrace): void {
+  dispose(...t.cross, ...t.self, ...t.experts.flatMap((e) => [e.indices, e.weights]));
+}
+
 /** Every decoder layer's image context (model/blocks.ts `ImageContext`), one row per image or per decoded row. */
 interface ImageContext {
   crossK: Tensor[]; // per layer [n, H, 49, dh] (rotated)

@@ -4,7 +4,7 @@
 // io/files, so nothing here needs Deno; the demo app imports the same functions.
 import type { Tensor } from '../graph/tensor.ts';
 import { dispose, fromData, read } from '../graph/runtime.ts';
-import { CachedDecoder, type StepTrace } from '../generate/generator.ts';
+import { CachedDecoder, disposeStepTrace, type StepTrace } from '../generate/generator.ts';
 import { beamSearch, generate } from '../generate/decode.ts';
 import type { Weights } from '../model/weights.ts';
 import { inputGeometry, type MicarConfig } from '../model/config.ts';
@@ -68,7 +68,7 @@ export async function readTrace(traces: readonly StepTrace[], tokens: readonly n
 }
 
 export function disposeTraces(traces: readonly StepTrace[]): void {
-  for (const s of traces) dispose(...s.cross, ...s.self, ...s.experts.flatMap((e) => [e.indices, e.weights]));
+  for (const s of traces) disposeStepTrace(s);
 }
 
 /**
