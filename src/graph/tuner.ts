@@ -336,7 +336,7 @@ async function timeConfig(tun: Tunable<unknown>, trial: Trial, config: unknown, 
   if (!profile) await runtime().device.queue.onSubmittedWorkDone();
   const wall = (performance.now() - t0) / copies;
   dispose(...outs);
-  return gpuMs(tun, trial, copies) ?? wall;
+  return gpuMs(trial, copies) ?? wall;
 }
 
 /** Output bytes one batched realize may hold (configurations × copies × output); above it, one realize each. */
@@ -367,12 +367,10 @@ function tagGroups(groups: Tensor[][]): Map<Node, string> {
 async function runBatch(tun: Tunable<unknown>, trial: Trial, configs: unknown[], copies: number, readOutputs: boolean): Promise<{ ms: (number | null)[]; outs: Float32Array[] }> {
   const groups = configs.map((c) => withTrial(tun.family.name, c, () => Array.from({ length: copies }, () => trial.build())));
   const tags = tagGroups(groups);
-  const ops = Array.isArray(trial.op) ? trial.op : [trial.op];
   try {
     await realize(groups.flat(), { profile: true, profileKey: (n) => tags.get(n), label: `tune ${tun.family.name} ×${configs.length}` });
+    const ms = configs.map((_, i) => gpuMs(trial, copies, `${i}:`));
     const outs = readOutputs ? ((await readMany(groups.map((g) => g[0]))) as Float32Array[]) : [];
-    const complete = lastProfileUntimed === 0;
-    const ms = configs.map((_, i) => (complete && lastProfile ? trialTimeMs(lastProfile, ops.map((o) => `${i}:${o}`), copies, dispatchCost ?? 0) : null));
     return { ms, outs };
   } finally {
     dispose(...groups.flat());
@@ -391,6 +389,12 @@ async function timeConfigs(tun: Tunable<unknown>, trial: Trial, configs: unknown
   const ms: number[] = [];
   for (const c of configs) ms.push(await timeConfig(tun, trial, c, copies));
   return ms;
+}
+
+/** Times `a` and `b` side by side (b first when `swap`: callers alternate the order); returns [a, b] ms. */
+async function timePair(tun: Tunable<unknown>, trial: Trial, a: unknown, b: unknown, copies: number, outBytes: number, swap: boolean): Promise<[number, number]> {
+  const [m0, m1] = await timeConfigs(tun, trial, swap ? [b, a] : [a, b], copies, outBytes);
+  return swap ? [m1, m0] : [m0, m1];
 }
 
 /**
@@ -477,10 +481,13 @@ export function trialTimeMs(profile: ReadonlyMap<string, { ms: number; count: nu
   return count > 0 && ms > 0 ? (ms + count * perDispatch) / copies : null;
 }
 
-/** The trial op's time per copy in the last realize (trialTimeMs; null without timestamps). */
-function gpuMs(tun: Tunable<unknown>, trial: Trial, copies: number): number | null {
+/**
+ * The trial op's time per copy in the last realize (trialTimeMs; null without timestamps or when
+ * some dispatches went untimed). `prefix`: the profile keys of one configuration of a batch.
+ */
+function gpuMs(trial: Trial, copies: number, prefix = ''): number | null {
   if (!runtime().gpu.hasTimestamps || !lastProfile || lastProfileUntimed) return null;
-  return trialTimeMs(lastProfile, Array.isArray(trial.op) ? trial.op : [trial.op], copies, dispatchCost ?? 0);
+  return trialTimeMs(lastProfile, (Array.isArray(trial.op) ? trial.op : [trial.op]).map((o) => prefix + o), copies, dispatchCost ?? 0);
 }
 
 /**
@@ -492,7 +499,7 @@ async function outputOf(tun: Tunable<unknown>, trial: Trial, config: unknown): P
   const profile = runtime().gpu.hasTimestamps;
   if (profile) await realize([out], { profile, label: `tune ${tun.family.name}` });
   const v = (await read(out)) as Float32Array;
-  const ms = profile ? gpuMs(tun, trial, 1) : null;
+  const ms = profile ? gpuMs(trial, 1) : null;
   dispose(out);
   return { out: v, ms };
 }
@@ -581,9 +588,7 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
       // Confirm against the hand pick in pairs (the order alternating), even past the deadline:
       // a few disturbed samples must not replace it (the machine may be shared).
       for (let pair = 0; pair < CONFIRM_PAIRS; pair++) {
-        const first = pair % 2 ? win : handX, second = pair % 2 ? handX : win;
-        const [m0, m1] = await timeConfigs(tun, trial, [first.c, second.c], copies, outBytes);
-        const h = pair % 2 ? m1 : m0, w = pair % 2 ? m0 : m1;
+        const [h, w] = await timePair(tun, trial, handX.c, win.c, copies, outBytes, pair % 2 === 1);
         handX.best = Math.min(handX.best, h);
         win.best = Math.min(win.best, w);
         if (w < SWITCH_MARGIN * h) pairsWon++;
@@ -617,9 +622,9 @@ export async function timeTrialPair<G>(family: KernelFamily<G, unknown>, g: G, a
     const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(one, 0.05))));
     let aMs = Infinity, bMs = Infinity;
     for (let r = 0; r < rounds; r++) {
-      const [m0, m1] = await timeConfigs(tun, trial, r % 2 ? [b, a] : [a, b], copies, out.length * 4);
-      aMs = Math.min(aMs, r % 2 ? m1 : m0);
-      bMs = Math.min(bMs, r % 2 ? m0 : m1);
+      const [ma, mb] = await timePair(tun, trial, a, b, copies, out.length * 4, r % 2 === 1);
+      aMs = Math.min(aMs, ma);
+      bMs = Math.min(bMs, mb);
     }
     return { aMs, bMs };
   } finally {
