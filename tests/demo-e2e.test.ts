@@ -296,6 +296,20 @@ describe('demo app in headless Chromium', () => {
     await set('#train-batch', String(B));
     await set('#train-lr', String(LR));
     await set('#train-val-every', '2');
+    // Pause is clicked in the page the moment the second step is reported: a MutationObserver on
+    // the step counter runs as a microtask right after the loop's report, before the loop goes
+    // on. (A click from here takes several round trips to a page whose main thread runs the
+    // loop; a click from a 100 ms poll waited behind the loop's scheduler.yield() continuations,
+    // and a fresh-clone run found all four steps done when it landed.)
+    await page.evaluate(() => {
+      const counter = document.getElementById('training-step')!;
+      const obs = new MutationObserver(() => {
+        if ((window.micarDemo!.app.session?.losses.length ?? 0) < 2) return;
+        obs.disconnect();
+        (document.getElementById('training-pause') as HTMLButtonElement).click();
+      });
+      obs.observe(counter, { childList: true, characterData: true, subtree: true });
+    });
     const t0 = performance.now();
     await page.click('#training-start');
     // Meanwhile, the first two steps with the page's training code in Deno (same data, same model).
@@ -313,20 +327,10 @@ describe('demo app in headless Chromium', () => {
       () => (window.micarDemo!.app.session?.losses.length ?? 0) >= 1);
     const step = (ctx.stepPace = new Pace(firstMs, 'first training step in the page'));
     console.log(`step pace: ${step}`);
-    // Pause after two steps; nothing may advance while paused.
-    // Pause is clicked in the page the moment the second step is recorded: a click sent from
-    // here takes several round trips to a page whose main thread runs the training loop, and a
-    // pause that arrives during the last step comes too late (a fresh-clone run on a loaded
-    // machine found all four steps done when its click landed).
-    await waitForState(page, 'the second training step (then Pause, clicked in the page)', step.budget(4), () => {
-      if ((window.micarDemo!.app.session?.losses.length ?? 0) < 2) return false;
-      (document.getElementById('training-pause') as HTMLButtonElement).click();
-      return true;
-    });
-    expect(await text(page, '#training-status')).toMatch(/Paus(ing after the current step|ed at)/);
-    // The pause takes effect after the step under way: at most one step (with validation).
-    await waitForState(page, 'the training to park after the pause (session.parked)', step.budget(6), () => window.micarDemo!.app.session!.parked);
+    // Paused after two steps (the observer above); nothing may advance while paused.
+    await waitForState(page, 'the training to park after two steps and the pause (session.parked)', step.budget(6), () => window.micarDemo!.app.session!.parked);
     const atPause = await page.evaluate(() => window.micarDemo!.app.session!.losses.length);
+    expect(atPause, 'the pause clicked when step 2 was reported takes effect before step 3').toBe(2);
     // Nothing advances while parked: watch for the time of two steps (a running loop would
     // have finished one by then).
     await new Promise((res) => setTimeout(res, 2 * step.unitMs));
