@@ -9,6 +9,9 @@
 #if ${F16}
 enable f16;
 #endif
+#if ${SUBGROUPS}
+enable subgroups;   // row / channel sums through subgroup operations (lib/reduce)
+#endif
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
 

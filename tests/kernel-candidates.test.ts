@@ -306,6 +306,26 @@ describe('rmsNorm (forward and dx row reductions): every candidate configuration
   }
 });
 
+describe('subgroup candidates (a device with the subgroups feature)', () => {
+  // Deno's llvmpipe has no subgroups: these configurations run in Chromium (SwiftShader), against
+  // Deno's tree sums, in tests/browser.test.ts ("row and channel sums through subgroups").
+  const withSubgroups = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(['subgroups']), {});
+  it('rmsNorm and batchNorm2d offer a subgroup twin of every width, and only where the feature is', () => {
+    const g = { rows: 64, D: 600, dtype: 'f32' as const };
+    const plain = normFamily.candidates(g, gpu).map(normFamily.configKey);
+    const sg = normFamily.candidates(g, withSubgroups).map(normFamily.configKey);
+    expect(plain.some((k) => k.endsWith(':sg'))).toBe(false);
+    expect(sg).toEqual([...plain, ...plain.map((k) => `${k}:sg`)]);
+    for (const k of sg) expect(normFamily.configKey(normFamily.parseConfig(k)!)).toBe(k);
+    const bg = { N: 4, C: 16, HW: 64, dtype: 'f32' as const };
+    const bPlain = batchnormFamily.candidates(bg, gpu).map(batchnormFamily.configKey);
+    const bSg = batchnormFamily.candidates(bg, withSubgroups).map(batchnormFamily.configKey);
+    expect(bPlain.some((k) => k.endsWith(':sg'))).toBe(false);
+    expect(bSg).toEqual([...bPlain, ...bPlain.map((k) => `${k}:sg`)]);
+    for (const k of bSg) expect(batchnormFamily.configKey(batchnormFamily.parseConfig(k)!)).toBe(k);
+  });
+});
+
 describe('batchNorm2d (statistics, normalisation, running statistics, backward): every candidate configuration', () => {
   const R = rng('batchnorm-candidates');
   const cands = new Map<string, BatchnormConfig>();

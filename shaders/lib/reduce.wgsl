@@ -3,6 +3,8 @@
 // includer declares the tree's width (a power of two, at most the workgroup size):
 //   const RED_N: u32 = …;
 // and calls these with every invocation of the workgroup (uniform control flow: barriers).
+// SUBGROUPS (a tunable choice; the includer then starts with `enable subgroups;`): wg_sum and
+// wg_max fold through subgroup operations instead of the tree — see red_subgroup_slots.
 var<workgroup> red: array<f32, RED_N>;
 
 // For each of `cols` adjacent columns c, sums red[c + cols·l] over lanes l < `lanes` (a power
@@ -17,6 +19,48 @@ fn red_tree_sum(li: u32, lanes: u32, cols: u32) {
   }
 }
 
+#if ${SUBGROUPS}
+// Which of red's RED_N slots this invocation folds, as (first, step): its rank among the active
+// invocations of its subgroup, and their count. WGSL gives no relation between subgroups and
+// local_invocation_index (nor a subgroup id), so each subgroup folds *all* slots — rank r takes
+// r, r + n, r + 2n, … — and every subgroup ends with the whole workgroup's value. Valid for any
+// subgroup size, partial subgroups included.
+fn red_subgroup_slots() -> vec2<u32> {
+  return vec2<u32>(subgroupExclusiveAdd(1u), subgroupAdd(1u));
+}
+
+// The subgroup results are equal in exact arithmetic but may differ in rounding from subgroup to
+// subgroup; invocation 0's is the one every invocation returns (one barrier, instead of the tree's
+// log₂ RED_N).
+fn red_broadcast(r: f32, li: u32) -> f32 {
+  workgroupBarrier();   // every subgroup has read red
+  if (li == 0u) { red[0] = r; }
+  workgroupBarrier();
+  let out = red[0];
+  workgroupBarrier();   // red is free for the next reduction
+  return out;
+}
+
+// Σ v over the RED_N invocations, returned to each; red is free for the next reduction.
+fn wg_sum(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  let sl = red_subgroup_slots();
+  var t = 0.0;
+  for (var j = sl.x; j < RED_N; j += sl.y) { t += red[j]; }
+  return red_broadcast(subgroupAdd(t), li);
+}
+
+// max v over the RED_N invocations, returned to each; red is free for the next reduction.
+fn wg_max(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  let sl = red_subgroup_slots();
+  var t = red[sl.x % RED_N];   // (a rank ≥ RED_N, in a subgroup wider than the workgroup, has no slot)
+  for (var j = sl.x + sl.y; j < RED_N; j += sl.y) { t = max(t, red[j]); }
+  return red_broadcast(subgroupMax(t), li);
+}
+#else
 // Σ v over the RED_N invocations, returned to each; red is free for the next reduction.
 fn wg_sum(v: f32, li: u32) -> f32 {
   red[li] = v;
@@ -38,3 +82,4 @@ fn wg_max(v: f32, li: u32) -> f32 {
   workgroupBarrier();
   return r;
 }
+#endif

@@ -68,7 +68,8 @@ async function createGpu(): Promise<Gpu> {
   const device = await adapter.requestDevice({ requiredFeatures: want, requiredLimits, label: 'micar' });
   const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info ?? {};
   const fallback = (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
-  const profile = profileFrom({ ...infoFields(info), ...(fallback ? { isFallbackAdapter: true } : {}) }, adapter.features, adapter.limits);
+  // Features as granted to the device (what its shaders may enable).
+  const profile = profileFrom({ ...infoFields(info), ...(fallback ? { isFallbackAdapter: true } : {}) }, device.features, adapter.limits);
   const gpu: Gpu = { device, adapter, adapterName: profile.adapterName, hasF16, hasTimestamps, profile, lost: null };
   device.lost.then((lostInfo) => {
     gpu.lost = lostInfo;

@@ -270,9 +270,10 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     dispatch(d) {
       families.add(d.kernel.family);
       // Element type: kernels declare their float tensors `array<${T}>` (`#if ${F16}` for the
-      // `enable f16;`), specialised here from the bound tensors so no op repeats it.
+      // `enable f16;`), specialised here from the bound tensors so no op repeats it. SUBGROUPS
+      // (lib/reduce's subgroup folds) is off unless a tuned configuration turns it on.
       const f16 = d.bindings.some((b) => b instanceof Tensor && b.dtype === 'f16');
-      d = { ...d, kernel: { ...d.kernel, defs: { T: f16 ? 'f16' : 'f32', F16: f16, ...d.kernel.defs } } };
+      d = { ...d, kernel: { ...d.kernel, defs: { T: f16 ? 'f16' : 'f32', F16: f16, SUBGROUPS: false, ...d.kernel.defs } } };
       d.bindings.forEach((b, j) => bufOf(b, `binding ${j + 1}`));
       for (const w of d.workgroups) if (w !== undefined && (!Number.isInteger(w) || w < 0 || w > 65535))
         throw new Error(`${current.op}: bad workgroup count [${d.workgroups}] for ${d.kernel.family}`);

@@ -2,7 +2,8 @@
 // (tests/browser.test.ts compares the two). Every case draws its shapes and data from its own
 // generator seeded by (suite seed, case name), so a case's inputs do not depend on which other
 // cases ran; a hash of every draw is returned so the test can prove both sides saw the same inputs.
-import { fromData, init, read, realize, dispose, sync } from '../../src/graph/runtime.ts';
+import { fromData, init, read, realize, dispose, runtime, sync } from '../../src/graph/runtime.ts';
+import { withTrial } from '../../src/graph/kernels/catalogue.ts';
 import { pipelineErrors } from '../../src/gpu/pipelines.ts';
 import type { Tensor } from '../../src/graph/tensor.ts';
 import { matmul, linear } from '../../src/graph/ops/matmul.ts';
@@ -51,7 +52,7 @@ export interface SuiteCase {
    * Builds the lazy graph; every returned tensor is realized in one go and read back. Effect
    * tensors (in-place updates) pushed onto `effects` run in that same realize, before the reads.
    */
-  build(R: HashingRng, effects: Tensor[]): Record<string, Tensor>;
+  build(R: HashingRng, effects: Tensor[], notes: string[]): Record<string, Tensor>;
 }
 
 const f32 = (R: Rng, shape: number[], s = 1) => fromData(R.randn(shape.reduce((a, b) => a * b, 1), s), shape);
@@ -269,6 +270,37 @@ export const CASES: SuiteCase[] = [
     },
   },
   {
+    // The tuner's subgroup candidates (lib/reduce SUBGROUPS) against Deno's tree sums: Chromium's
+    // SwiftShader has the `subgroups` feature (4 lanes), Deno's llvmpipe has not. Widths from one
+    // SIMD vector to 256 lanes, rows shorter and longer than the workgroup.
+    name: 'row and channel sums through subgroups (rmsNorm and batchNorm2d, forward and backward)',
+    build(R, effects, notes) {
+      const sg = runtime().profile.features.subgroups;
+      notes.push(sg ? 'subgroups' : 'tree sums (no subgroups feature)');
+      const out: Record<string, Tensor> = {};
+      for (const WG of [8, 64, 256]) {
+        const D = R.int(1, 300), rows = R.int(1, 6);
+        const x = param(f32(R, [rows, D], 2)), w = param(f32(R, [D]));
+        const y = withTrial('norm', sg ? { WG, sg: true } : { WG }, () => rmsNorm(x, w, 1e-6));
+        const [dx] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x]);
+        out[`rms${WG}`] = y;
+        out[`rms${WG}_dx`] = dx!;
+      }
+      for (const RWG of [8, 64, 256]) {
+        const N = R.int(1, 3), C = R.int(1, 4), H = R.int(1, 20), W = R.int(1, 20);
+        const x = param(f32(R, [N, C, H, W], 2));
+        const weight = param(f32(R, [C])), bias = param(f32(R, [C]));
+        const runningMean = fromData(R.randn(C, 0.1), [C]), runningVar = fromData(R.uniform(C, 0.5, 1.5), [C]);
+        const cfg = { RWG, rows: false, ...(sg ? { sg: true } : {}) };
+        const { y, update } = withTrial('batchnorm', cfg, () => batchNorm2d(x, { weight, bias, runningMean, runningVar }, { training: true, momentum: 0.1, eps: 1e-5 }));
+        if (update) effects.push(update);
+        const [dx, dw] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x, weight]);
+        Object.assign(out, { [`bn${RWG}`]: y, [`bn${RWG}_dx`]: dx!, [`bn${RWG}_dw`]: dw!, [`bn${RWG}_mean`]: runningMean, [`bn${RWG}_var`]: runningVar });
+      }
+      return out;
+    },
+  },
+  {
     name: 'maxPool2d and adaptiveAvgPool2d, backward',
     build(R) {
       const x = param(f32(R, [R.int(1, 2), R.int(1, 3), R.int(3, 13), R.int(3, 13)]));
@@ -336,6 +368,8 @@ export interface CaseResult {
   /** FNV hash of every random draw the case made. */
   inputHash: number;
   outputs: Record<string, EncodedTensor>;
+  /** What the case says about how it ran on this host (e.g. which kernels). */
+  notes: string[];
   error?: string;
   ms: number;
 }
@@ -371,11 +405,11 @@ export async function runSuite(seed: number, names?: string[]): Promise<SuiteRes
   for (const c of CASES) {
     if (names && !names.includes(c.name)) continue;
     const R = new HashingRng(caseSeed(seed, c.name));
-    const res: CaseResult = { name: c.name, exact: !!c.exact, inputHash: 0, outputs: {}, ms: 0 };
+    const res: CaseResult = { name: c.name, exact: !!c.exact, inputHash: 0, outputs: {}, notes: [], ms: 0 };
     const t0 = performance.now();
     try {
       const effects: Tensor[] = [];
-      const outs = c.build(R, effects);
+      const outs = c.build(R, effects, res.notes);
       res.inputHash = R.hash;
       await realize(Object.values(outs), { effects });
       for (const [k, t] of Object.entries(outs)) {

@@ -21,9 +21,11 @@ export interface BatchnormGeometry {
 /**
  * RWG: lanes of each channel reduction (STATS, BWD_REDUCE; a power of two). rows: APPLY and the
  * training BWD_DX run one thread per (n, c) row walking its HW values, else one per element.
+ * sg: the channel sums fold through subgroup operations (lib/reduce_pair, SUBGROUPS) instead of
+ * a tree in workgroup memory — a candidate only where the device has the `subgroups` feature.
  */
 export interface BatchnormConfig {
-  RWG: number; rows: boolean;
+  RWG: number; rows: boolean; sg?: boolean;
 }
 
 /**
@@ -37,7 +39,7 @@ export function batchnormHandConfig(_g: BatchnormGeometry, profile: DeviceProfil
   return narrow ? { RWG: 8, rows: true } : { RWG: 256, rows: false };
 }
 
-const key = (c: BatchnormConfig) => `rwg${c.RWG}:${c.rows ? 'rows' : 'elems'}`;
+const key = (c: BatchnormConfig) => `rwg${c.RWG}:${c.rows ? 'rows' : 'elems'}${c.sg ? ':sg' : ''}`;
 
 export const batchnormFamily: KernelFamily<BatchnormGeometry, BatchnormConfig> = {
   name: 'batchnorm',
@@ -46,14 +48,16 @@ export const batchnormFamily: KernelFamily<BatchnormGeometry, BatchnormConfig> =
   candidates(g, profile) {
     const out = [batchnormHandConfig(g, profile)];
     for (const RWG of profile.software ? [8, 16, 32] : [64, 128, 256]) for (const rows of [true, false]) out.push({ RWG, rows });
+    if (profile.features.subgroups) out.push(...out.map((c) => ({ ...c, sg: true })));
     const seen = new Set<string>();
     return out.filter((c) => c.RWG <= profile.limits.maxComputeInvocationsPerWorkgroup && !seen.has(key(c)) && !!seen.add(key(c)));
   },
   configKey: key,
   parseConfig(s) {
-    const m = /^rwg(\d+):(rows|elems)$/.exec(s);
+    const m = /^rwg(\d+):(rows|elems)(:sg)?$/.exec(s);
     const RWG = m ? Number(m[1]) : 0;
-    return RWG >= 1 && RWG <= 256 && (RWG & (RWG - 1)) === 0 ? { RWG, rows: m![2] === 'rows' } : null;
+    if (!(RWG >= 1 && RWG <= 256 && (RWG & (RWG - 1)) === 0)) return null;
+    return m![3] ? { RWG, rows: m![2] === 'rows', sg: true } : { RWG, rows: m![2] === 'rows' };
   },
   forced: () => kernelOverride('batchNormWidth') !== undefined,
 };

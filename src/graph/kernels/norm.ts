@@ -13,9 +13,14 @@ export interface NormGeometry {
   rows: number; D: number; dtype: 'f32' | 'f16';
 }
 
-/** One workgroup of WG lanes per row (a power of two). */
+/**
+ * One workgroup of WG lanes per row (a power of two); sg: the row sum folds through subgroup
+ * operations (lib/reduce, SUBGROUPS) instead of a tree in workgroup memory — a candidate only
+ * where the device has the `subgroups` feature.
+ */
 export interface NormConfig {
   WG: number;
+  sg?: boolean;
 }
 
 /** GPU width for rows of D: about 4 elements per lane, 32 to 256 lanes. */
@@ -31,7 +36,7 @@ export function normHandConfig(g: NormGeometry, profile: DeviceProfile): NormCon
   return { WG: forced === 8 || (forced === undefined && profile.software) ? 8 : gpuWidth(g.D) };
 }
 
-const key = (c: NormConfig) => `wg${c.WG}`;
+const key = (c: NormConfig) => `wg${c.WG}${c.sg ? ':sg' : ''}`;
 
 export const normFamily: KernelFamily<NormGeometry, NormConfig> = {
   name: 'norm',
@@ -39,15 +44,16 @@ export const normFamily: KernelFamily<NormGeometry, NormConfig> = {
   handPicked: normHandConfig,
   candidates(g, profile) {
     const widths = profile.software ? [8, 16, 32] : [32, 64, 128, 256];
-    const out = [normHandConfig(g, profile), { WG: gpuWidth(g.D) }, ...widths.map((WG) => ({ WG }))];
+    const plain: NormConfig[] = [normHandConfig(g, profile), { WG: gpuWidth(g.D) }, ...widths.map((WG) => ({ WG }))];
+    const out = profile.features.subgroups ? [...plain, ...plain.map((c) => ({ ...c, sg: true }))] : plain;
     const seen = new Set<string>();
     return out.filter((c) => c.WG <= profile.limits.maxComputeInvocationsPerWorkgroup && !seen.has(key(c)) && !!seen.add(key(c)));
   },
   configKey: key,
   parseConfig(s) {
-    const m = /^wg(\d+)$/.exec(s);
+    const m = /^wg(\d+)(:sg)?$/.exec(s);
     const WG = m ? Number(m[1]) : 0;
-    return WG >= 1 && WG <= 256 && (WG & (WG - 1)) === 0 ? { WG } : null;
+    return WG >= 1 && WG <= 256 && (WG & (WG - 1)) === 0 ? (m![2] ? { WG, sg: true } : { WG }) : null;
   },
   forced: () => kernelOverride('rmsNormWidth') !== undefined,
 };

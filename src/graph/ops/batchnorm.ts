@@ -28,7 +28,7 @@ type Flag = 'STATS' | 'APPLY' | 'BWD_REDUCE' | 'BWD_DX' | 'UPDATE';
 function kernel(flag: Flag, cfg: BatchnormConfig, training = false) {
   return {
     family: 'batchnorm',
-    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: cfg.RWG, ROWS: cfg.rows },
+    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: cfg.RWG, ROWS: cfg.rows, SUBGROUPS: !!cfg.sg },
     gen: { PARAMS: batchnormParams.wgsl },
   };
 }

@@ -1,7 +1,7 @@
 // RMSNorm over the last axis (shaders/norm.wgsl): y = x / sqrt(mean(x²) + eps) · weight.
 import { makeNode, type Tensor } from '../tensor.ts';
 import { assertFloat, grid1d } from './util.ts';
-import { normFamily, type NormGeometry, normParams, normTrialTolerance } from '../kernels/norm.ts';
+import { type NormConfig, normFamily, type NormGeometry, normParams, normTrialTolerance } from '../kernels/norm.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
@@ -11,8 +11,8 @@ import { trialData } from './matmul.ts';
 const KINDS = ['FWD', 'DX', 'DW'] as const;
 type Kind = (typeof KINDS)[number];
 
-function kernel(kind: Kind, wg: number) {
-  const defs: Record<string, boolean | number> = { WG: wg };
+function kernel(kind: Kind, cfg: NormConfig) {
+  const defs: Record<string, boolean | number> = { WG: cfg.WG, SUBGROUPS: !!cfg.sg };
   for (const k of KINDS) defs[k] = k === kind;
   return { family: 'norm', defs, gen: { PARAMS: normParams.wgsl } };
 }
@@ -34,21 +34,21 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-6): Tensor {
   const geom: NormGeometry = { rows, D, dtype: x.dtype as 'f32' | 'f16' };
   const [y, rstd] = makeNode('rms_norm', [x, weight], [{ shape: x.shape }, { shape: [rows], dtype: 'f32' }], {
     encode(ctx) {
-      ctx.dispatch({ kernel: kernel('FWD', chooseConfig(normFamily, geom, ctx.profile, trialCfg).WG), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });
+      ctx.dispatch({ kernel: kernel('FWD', chooseConfig(normFamily, geom, ctx.profile, trialCfg)), bindings: [x, weight, y, rstd], params: params(), workgroups: grid1d(rows, 1) });
     },
     backward([dy]) {
       let dx: Tensor | null = null, dw: Tensor | null = null;
       if (x.requiresGrad) {
         [dx] = makeNode('rms_norm_dx', [x, weight, rstd, dy!], [{ shape: x.shape }], {
           encode(ctx) {
-            ctx.dispatch({ kernel: kernel('DX', chooseConfig(normFamily, geom, ctx.profile, trialCfg).WG), bindings: [x, weight, rstd, dy!, dx!], params: params(), workgroups: grid1d(rows, 1) });
+            ctx.dispatch({ kernel: kernel('DX', chooseConfig(normFamily, geom, ctx.profile, trialCfg)), bindings: [x, weight, rstd, dy!, dx!], params: params(), workgroups: grid1d(rows, 1) });
           },
         });
       }
       if (weight.requiresGrad) {
         [dw] = makeNode('rms_norm_dw', [x, rstd, dy!], [{ shape: [D] }], {
           encode(ctx) {
-            ctx.dispatch({ kernel: kernel('DW', 256), bindings: [x, rstd, dy!, dw!], params: params(), workgroups: grid1d(Math.ceil(D / DW_COLS), 1) });
+            ctx.dispatch({ kernel: kernel('DW', { WG: 256 }), bindings: [x, rstd, dy!, dw!], params: params(), workgroups: grid1d(Math.ceil(D / DW_COLS), 1) });
           },
         });
       }
