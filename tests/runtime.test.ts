@@ -1,7 +1,9 @@
 // Runtime behaviour: GPU errors surface with the op and shapes that caused them; f16 storage
 // round trips; pool size classes; the buffer pool reuses memory across steps.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dispose, fromData, halfToFloat, init, planMemory, read, readMany, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
+import { dispose, fromData, halfToFloat, init, planMemory, read, readMany, realize, runtime, sync, toHalfBits } from '../src/graph/runtime.ts';
+import { compilePipelines, getPipeline, pipelineErrors } from '../src/gpu/pipelines.ts';
+import { preloadShaders } from '../src/gpu/shaders.ts';
 import { makeNode } from '../src/graph/tensor.ts';
 import { cast } from '../src/graph/ops/cast.ts';
 import { add, scale } from '../src/graph/ops/elementwise.ts';
@@ -28,6 +30,48 @@ describe('runtime', () => {
     });
     await realize([y]);
     await expect(read(y)).rejects.toThrow(/broken_op\(f32\[4\]\)/);
+  });
+
+  it('new pipelines are compiled together before encoding (compilePipelines) and cached; one that does not compile is still reported with its kernel key and op', async () => {
+    const rt = runtime();
+    // Copy kernels of a rank no other test uses: new keys, compiled by this realize.
+    // (with the defaults the runtime adds to every dispatch: element type, no subgroups)
+    const base = { T: 'f32', F16: false, SUBGROUPS: false };
+    const ref = (acc: boolean, label: string) => ({ family: 'copy', defs: { ...base, ACCUMULATE: acc, TEST_KEY: label }, gen: { PARAMS: copyParams.wgsl } });
+    const tag = `t${R.int(0, 1e9)}`;
+    const refs = [ref(false, `${tag}a`), ref(true, `${tag}b`)];
+    await preloadShaders(['copy']);
+    const made = await compilePipelines(rt.device, refs);
+    if (typeof rt.device.createComputePipelineAsync === 'function') {
+      expect(made).toBe(2);
+      // Cached: getPipeline hands out the compiled objects, and a second call compiles nothing.
+      const p0 = getPipeline(rt.device, refs[0]);
+      expect(getPipeline(rt.device, refs[0])).toBe(p0);
+      expect(await compilePipelines(rt.device, refs)).toBe(0);
+    } else expect(made).toBe(0);
+    // A template hole filled with WGSL that does not parse: not cached by compilePipelines, so
+    // the realize's getPipeline makes it and its error names the kernel; the dispatch fails
+    // with the op's name.
+    const x = fromData([1, 2, 3, 4], [4]);
+    const bad = { family: 'copy', defs: { ...base, ACCUMULATE: false, TEST_KEY: `${tag}bad` }, gen: { PARAMS: 'struct Params { n: u32' } };
+    expect(await compilePipelines(rt.device, [bad])).toBe(0);
+    const [y] = makeNode('uncompilable_op', [x], [{ shape: [4] }], {
+      encode(ctx) {
+        ctx.dispatch({ kernel: bad, bindings: [x, y], params: copyParams.pack({ n: 4, rank: 1, srcOff: 0, dstOff: 0, dims: [4], ss: [1], ds: [1] }), workgroups: [1] });
+      },
+    });
+    let err: Error | null = null;
+    try {
+      await realize([y]);
+      await read(y);
+    } catch (e) {
+      err = e as Error;
+    }
+    await sync().catch(() => undefined);
+    const said = [err?.message ?? 'no error', ...pipelineErrors.splice(0).map((e) => e.message)].join('\n');
+    // Either the compile error or the dispatch's: both name the kernel (its key), the latter the op.
+    expect(said).toMatch(/copy:main:[^']*TEST_KEY=t\d+bad/);
+    expect(said).toMatch(/uncompilable_op\(f32\[4\]\)|compile copy:main/);
   });
 
   it('shape errors are thrown when the graph is built, naming op and shapes', () => {

@@ -48,9 +48,53 @@ function parseBindingTypes(code: string): BindingTypes {
   return out;
 }
 
-export function getPipeline(device: GPUDevice, k: KernelRef): GPUComputePipeline {
+function cacheOf(device: GPUDevice): Map<string, GPUComputePipeline> {
   let m = cache.get(device);
   if (!m) cache.set(device, (m = new Map()));
+  return m;
+}
+
+/**
+ * Compiles every pipeline of `refs` that is not cached yet, all at once through
+ * createComputePipelineAsync, and caches them for getPipeline. A browser compiles them off its
+ * main thread (the page stays responsive) and Dawn on worker threads side by side, where
+ * getPipeline's createComputePipeline compiles one at a time on the calling thread: a step that
+ * meets new kernels (the first training step, a tuner's candidates) waits for the slowest
+ * compile instead of their sum. One that fails here is not cached: getPipeline then makes it
+ * and reports its error with the kernel key, as it always has.
+ */
+export async function compilePipelines(device: GPUDevice, refs: KernelRef[]): Promise<number> {
+  if (typeof device.createComputePipelineAsync !== 'function') return 0;
+  const m = cacheOf(device);
+  const todo = new Map<string, KernelRef>();
+  for (const k of refs) {
+    const key = kernelKey(k);
+    if (!m.has(key)) todo.set(key, k);
+  }
+  const made = await Promise.all([...todo].map(async ([key, k]) => {
+    let code: string;
+    let pending: Promise<GPUComputePipeline>, scope: Promise<GPUError | null>;
+    try {
+      code = specialise(k.family, shaderSourceSync(k.family), { ...k.defs, ...k.gen });
+      // (some implementations report a bad module through the error scope, not a rejection)
+      device.pushErrorScope('validation');
+      const module = device.createShaderModule({ code, label: key });
+      pending = device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: k.entry ?? 'main' }, label: key });
+      scope = device.popErrorScope();
+    } catch {
+      return 0;   // getPipeline throws the same error where the op is known
+    }
+    const [p, err] = await Promise.all([pending.catch(() => null), scope.catch(() => null)]);
+    if (!p || err || m.has(key)) return 0;
+    bindingTypes.set(p, parseBindingTypes(code));
+    m.set(key, p);
+    return 1;
+  }));
+  return made.reduce((a: number, b: number) => a + b, 0);
+}
+
+export function getPipeline(device: GPUDevice, k: KernelRef): GPUComputePipeline {
+  const m = cacheOf(device);
   const key = kernelKey(k);
   let p = m.get(key);
   if (p) return p;

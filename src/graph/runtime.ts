@@ -5,7 +5,7 @@
 import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
 import type { DeviceProfile } from '../gpu/profile.ts';
 import { BufferPool } from '../gpu/buffers.ts';
-import { getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
+import { compilePipelines, getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
 import { type Bindable, type Dispatch, isWindow, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
@@ -326,8 +326,11 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   }
   for (const t of produced) if (t.kept && t.storage) trackKept(t);
 
-  // Pipelines need their WGSL: load any family not loaded yet.
+  // Pipelines need their WGSL: load any family not loaded yet; then compile the new ones side
+  // by side (compilePipelines), before the encoding below takes them from the cache.
   await Promise.all([...families].map(loadShader));
+  assertAlive(r.gpu, opts.label ?? 'realize');
+  await compilePipelines(r.device, recorded.filter((rec) => rec.kind === 'dispatch').map((rec) => rec.d!.kernel));
   assertAlive(r.gpu, opts.label ?? 'realize');
 
   // One uniform arena for the whole step; each dispatch gets its own 256-byte-aligned slot.
