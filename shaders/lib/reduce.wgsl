@@ -3,8 +3,9 @@
 // includer declares the tree's width (a power of two, at most the workgroup size):
 //   const RED_N: u32 = …;
 // and calls these with every invocation of the workgroup (uniform control flow: barriers).
-// SUBGROUPS (a tunable choice; the includer then starts with `enable subgroups;`): wg_sum and
-// wg_max fold through subgroup operations instead of the tree — see red_subgroup_slots.
+// SUBGROUPS (a tunable choice; the includer then starts with `enable subgroups;`): wg_sum (and
+// lib/reduce_pair's red_pair_sum) fold through subgroup operations instead of the tree — see
+// red_subgroup_slots.
 var<workgroup> red: array<f32, RED_N>;
 
 // For each of `cols` adjacent columns c, sums red[c + cols·l] over lanes l < `lanes` (a power
@@ -51,15 +52,6 @@ fn wg_sum(v: f32, li: u32) -> f32 {
   return red_broadcast(subgroupAdd(t), li);
 }
 
-// max v over the RED_N invocations, returned to each; red is free for the next reduction.
-fn wg_max(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  let sl = red_subgroup_slots();
-  var t = red[sl.x % RED_N];   // (a rank ≥ RED_N, in a subgroup wider than the workgroup, has no slot)
-  for (var j = sl.x + sl.y; j < RED_N; j += sl.y) { t = max(t, red[j]); }
-  return red_broadcast(subgroupMax(t), li);
-}
 #else
 // Σ v over the RED_N invocations, returned to each; red is free for the next reduction.
 fn wg_sum(v: f32, li: u32) -> f32 {
@@ -69,8 +61,11 @@ fn wg_sum(v: f32, li: u32) -> f32 {
   workgroupBarrier();
   return r;
 }
+#endif
 
 // max v over the RED_N invocations, returned to each; red is free for the next reduction.
+// (A tree whatever SUBGROUPS says: no tuned kernel reduces a max, and the subgroup fold would be
+// untested code.)
 fn wg_max(v: f32, li: u32) -> f32 {
   red[li] = v;
   workgroupBarrier();
@@ -82,4 +77,3 @@ fn wg_max(v: f32, li: u32) -> f32 {
   workgroupBarrier();
   return r;
 }
-#endif
