@@ -22,31 +22,37 @@ const read = (f: string) => { try { return Deno.readTextFileSync(f); } catch { r
 const escapeRegExp = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 type Failure = { file: string; test: string; seed: number; error: string };
+type FileRuns = { perTest: Map<string, number>; runs: number; ms: number };
+/**
+ * Per file, from the FILE.runs of `outs` (one line per randomized test run, "file\ttest\tms\t
+ * position", tests/setup.ts): runs per test — by its position in the file where recorded (names
+ * may hold drawn sizes) —, runs and milliseconds in all.
+ */
+function runStats(outs: string[]): Map<string, FileRuns> {
+  const stats = new Map<string, FileRuns>();
+  for (const o of outs) for (const l of read(o + '.runs').split('\n').filter(Boolean)) {
+    const [f, t, ms, pos] = l.split('\t');
+    const e = stats.get(f) ?? { perTest: new Map<string, number>(), runs: 0, ms: 0 };
+    e.perTest.set(pos ?? t, (e.perTest.get(pos ?? t) ?? 0) + 1);
+    e.runs++;
+    e.ms += Number(ms ?? 0);
+    stats.set(f, e);
+  }
+  return stats;
+}
+/** Seconds one seed of a file takes: each of its randomized tests once. */
+const secondsPerSeed = (e: FileRuns) => (e.ms / 1000) * e.perTest.size / e.runs;
+
 /** Prints the per-file counts and failures recorded in `outs`; returns the failure count. */
 function summarise(outs: string[]): { failures: number; runs: number; tests: number } {
   const failures = outs.flatMap((o) => read(o).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Failure));
-  // One line per randomized test run: "file\ttest\tms" (tests/setup.ts).
-  const perTest = new Map<string, number>(), msPerFile = new Map<string, number>();
+  const stats = runStats(outs);
   let runs = 0;
-  for (const o of outs) for (const l of read(o + '.runs').split('\n').filter(Boolean)) {
-    // By the test's position in its file where recorded (names may hold drawn sizes).
-    const [f, t, ms, pos] = l.split('\t');
-    const key = `${f}\t${pos ?? t}`;
-    perTest.set(key, (perTest.get(key) ?? 0) + 1);
-    msPerFile.set(f, (msPerFile.get(f) ?? 0) + Number(ms ?? 0));
-    runs++;
-  }
-  const perFile = new Map<string, { runs: number; tests: number; minSeeds: number; maxSeeds: number }>();
-  for (const [k, n] of perTest) {
-    const f = k.split('\t')[0];
-    const e = perFile.get(f) ?? { runs: 0, tests: 0, minSeeds: Infinity, maxSeeds: 0 };
-    e.runs += n; e.tests++; e.minSeeds = Math.min(e.minSeeds, n); e.maxSeeds = Math.max(e.maxSeeds, n);
-    perFile.set(f, e);
-  }
   console.log('randomized test runs per file: runs / randomized tests / seeds per test (fewest–most) / seconds per seed (all its tests)');
-  for (const [f, e] of [...perFile].sort()) {
-    const perSeed = (msPerFile.get(f)! / 1000) * e.tests / e.runs;
-    console.log(`  ${f.replace(/^tests\//, '').padEnd(34)} ${String(e.runs).padStart(6)} / ${String(e.tests).padStart(3)} / ${`${e.minSeeds}–${e.maxSeeds}`.padStart(9)} / ${perSeed.toFixed(2)} s`);
+  for (const [f, e] of [...stats].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const seeds = [...e.perTest.values()];
+    runs += e.runs;
+    console.log(`  ${f.replace(/^tests\//, '').padEnd(34)} ${String(e.runs).padStart(6)} / ${String(e.perTest.size).padStart(3)} / ${`${Math.min(...seeds)}–${Math.max(...seeds)}`.padStart(9)} / ${secondsPerSeed(e).toFixed(2)} s`);
   }
   for (const f of failures) {
     console.log(`FAIL ${f.file} › ${f.test}\n  ${f.error}\n  replay: MICAR_SEED=${f.seed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run ${f.file} -t ${JSON.stringify(escapeRegExp(f.test.split(' > ').pop()!))}`);
@@ -94,16 +100,8 @@ let code = 0;
 // seed in FILE.runs (earlier sweeps with --append, and this sweep's previous rounds); a file
 // not timed yet counts as the median of those timed.
 function dealFiles(): string[][] {
-  const ms = new Map<string, number>(), runs = new Map<string, number>(), tests = new Map<string, Set<string>>();
-  for (const l of read(out + '.runs').split('\n').filter(Boolean)) {
-    const [f, t, m, pos] = l.split('\t');
-    ms.set(f, (ms.get(f) ?? 0) + Number(m ?? 0));
-    runs.set(f, (runs.get(f) ?? 0) + 1);
-    if (!tests.has(f)) tests.set(f, new Set());
-    tests.get(f)!.add(pos ?? t);
-  }
-  const perSeed = new Map<string, number>();
-  for (const [f, m] of ms) perSeed.set(f, (m / 1000) * tests.get(f)!.size / runs.get(f)!);
+  const stats = runStats([out]);
+  const perSeed = new Map([...stats].map(([f, e]) => [f, secondsPerSeed(e)]));
   const known = files.map((f) => perSeed.get(f)).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
   const cost = (f: string) => perSeed.get(f) ?? (known.length ? known[known.length >> 1] : 1);
   const groups: string[][] = Array.from({ length: Math.min(jobs, files.length) }, () => []);

@@ -339,6 +339,11 @@ async function timeConfig(tun: Tunable<unknown>, trial: Trial, config: unknown, 
   return gpuMs(trial, copies) ?? wall;
 }
 
+/** Builds per timed sample so that one sample lasts ~10 ms (1 to 16) for an op of `ms`. */
+function sampleCopies(ms: number): number {
+  return Math.max(1, Math.min(16, Math.ceil(10 / Math.max(ms, 0.05))));
+}
+
 /** Output bytes one batched realize may hold (configurations × copies × output); above it, one realize each. */
 const BATCH_BYTES = 64 * 1024 * 1024;
 
@@ -565,7 +570,7 @@ export async function tuneGeometry<G>(family: KernelFamily<G, unknown>, g: G, de
       }
       alive.push({ c, key, best: r.ms ?? await timeConfig(tun, trial, c, 1) });
     }
-    const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(alive[0].best, 0.05))));
+    const copies = sampleCopies(alive[0].best);
     // The first pass only screens: single runs, right after compiling. Alternating rounds of
     // ~10 ms samples then time the hand pick and the (up to 3) candidates that screened faster
     // than it, and only those samples decide. None faster: the hand pick stays, unmeasured
@@ -619,7 +624,7 @@ export async function timeTrialPair<G>(family: KernelFamily<G, unknown>, g: G, a
     const { out } = await outputOf(tun, trial, a);
     await outputOf(tun, trial, b);
     const one = await timeConfig(tun, trial, a, 1);
-    const copies = Math.max(1, Math.min(16, Math.ceil(10 / Math.max(one, 0.05))));
+    const copies = sampleCopies(one);
     let aMs = Infinity, bMs = Infinity;
     for (let r = 0; r < rounds; r++) {
       const [ma, mb] = await timePair(tun, trial, a, b, copies, out.length * 4, r % 2 === 1);
