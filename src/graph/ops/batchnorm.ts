@@ -26,9 +26,10 @@ export interface BatchNormOptions {
 
 type Flag = 'STATS' | 'APPLY' | 'BWD_REDUCE' | 'BWD_DX' | 'UPDATE';
 function kernel(flag: Flag, cfg: BatchnormConfig, training = false) {
+  // (only the channel reductions fold sums: the other kinds keep one pipeline whatever sg says)
   return {
     family: 'batchnorm',
-    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: cfg.RWG, ROWS: cfg.rows, SUBGROUPS: !!cfg.sg },
+    defs: { STATS: flag === 'STATS', APPLY: flag === 'APPLY', BWD_REDUCE: flag === 'BWD_REDUCE', BWD_DX: flag === 'BWD_DX', UPDATE: flag === 'UPDATE', TRAINING: training, RWG: cfg.RWG, ROWS: cfg.rows, SUBGROUPS: !!cfg.sg && (flag === 'STATS' || flag === 'BWD_REDUCE') },
     gen: { PARAMS: batchnormParams.wgsl },
   };
 }
