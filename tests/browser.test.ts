@@ -84,8 +84,12 @@ describe('kernels in headless Chromium vs Deno', () => {
       if (b.error) throw new Error(`in Chromium: ${b.error}`);
       if (d.error) throw new Error(`in Deno: ${d.error}`);
       expect(b.inputHash, 'both hosts must draw the same inputs').toBe(d.inputHash);
+      // Cases that check their outputs against float64 references did so in each host.
+      expect(b.outOfBounds ?? [], `in Chromium, outside the error bounds:\n${(b.outOfBounds ?? []).join('\n')}`).toEqual([]);
+      expect(d.outOfBounds ?? [], `in Deno, outside the error bounds:\n${(d.outOfBounds ?? []).join('\n')}`).toEqual([]);
       expect(Object.keys(b.outputs)).toEqual(Object.keys(d.outputs));
       const report: string[] = [], failures: string[] = [];
+      const checked = b.outOfBounds !== undefined && d.outOfBounds !== undefined;
       for (const [k, bt] of Object.entries(b.outputs)) {
         const dt = d.outputs[k];
         expect(bt.shape, k).toEqual(dt.shape);
@@ -105,8 +109,11 @@ describe('kernels in headless Chromium vs Deno', () => {
         } else {
           const err = relL2(bv, dv);
           report.push(`${k}: ${err.toExponential(1)}`);
-          // `!(err <= tol)` also catches NaN.
-          if (!(err <= 1e-5)) failures.push(`${k} [${bt.shape}]: relative L2 browser vs deno ${err.toExponential(2)} > 1e-5`);
+          // `!(err <= tol)` also catches NaN. A case that checked its outputs against float64
+          // references in each host (per element, within the error model: above) is held to
+          // those bounds instead: its sums with cancellation (a bias gradient Σ dy near 0) may
+          // differ between two summation orders by more than 1e-5 relative, within the bounds.
+          if (!checked && !(err <= 1e-5)) failures.push(`${k} [${bt.shape}]: relative L2 browser vs deno ${err.toExponential(2)} > 1e-5`);
         }
       }
       console.log(`${c.name}: ${report.join(', ')}${b.notes.length ? ` (browser: ${b.notes.join('; ')}; deno: ${d.notes.join('; ')})` : ''}`);

@@ -25,7 +25,9 @@ import { adaptiveAvgPool2d, maxPool2d } from '../../src/graph/ops/pool.ts';
 import { resizeBilinear } from '../../src/graph/ops/resize.ts';
 import { dropout, randNormal, randUniform } from '../../src/graph/ops/random.ts';
 import { AdamW, clipGradNorm } from '../../src/graph/ops/optim.ts';
-import { Rng } from '../util.ts';
+import { expectWithin, Rng } from '../util.ts';
+import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from '../ref/nn.ts';
+import { batchNormBackwardRef, batchNormBounds, batchNormRef } from '../ref/vision.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
 export class HashingRng extends Rng {
@@ -53,6 +55,11 @@ export interface SuiteCase {
    * tensors (in-place updates) pushed onto `effects` run in that same realize, before the reads.
    */
   build(R: HashingRng, effects: Tensor[], notes: string[]): Record<string, Tensor>;
+  /**
+   * Checks the outputs read back (by name) against references on this host; returns what is
+   * out of bounds (empty: all within). Runs right after this case's `build` and realize.
+   */
+  check?(outputs: Record<string, Float32Array | Int32Array | Uint32Array>): string[];
 }
 
 const f32 = (R: Rng, shape: number[], s = 1) => fromData(R.randn(shape.reduce((a, b) => a * b, 1), s), shape);
@@ -269,37 +276,81 @@ export const CASES: SuiteCase[] = [
       return { y, evalOut, dx: dx!, dw: dw!, db: db!, runningMean, runningVar };
     },
   },
-  {
-    // The tuner's subgroup candidates (lib/reduce SUBGROUPS) against Deno's tree sums: Chromium's
-    // SwiftShader has the `subgroups` feature (4 lanes), Deno's llvmpipe has not. Widths from one
-    // SIMD vector to 256 lanes, rows shorter and longer than the workgroup.
-    name: 'row and channel sums through subgroups (rmsNorm and batchNorm2d, forward and backward)',
-    build(R, effects, notes) {
-      const sg = runtime().profile.features.subgroups;
-      notes.push(sg ? 'subgroups' : 'tree sums (no subgroups feature)');
-      const out: Record<string, Tensor> = {};
-      for (const WG of [8, 64, 256]) {
-        const D = R.int(1, 300), rows = R.int(1, 6);
-        const x = param(f32(R, [rows, D], 2)), w = param(f32(R, [D]));
-        const y = withTrial('norm', sg ? { WG, sg: true } : { WG }, () => rmsNorm(x, w, 1e-6));
-        const [dx] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x]);
-        out[`rms${WG}`] = y;
-        out[`rms${WG}_dx`] = dx!;
-      }
-      for (const RWG of [8, 64, 256]) {
-        const N = R.int(1, 3), C = R.int(1, 4), H = R.int(1, 20), W = R.int(1, 20);
-        const x = param(f32(R, [N, C, H, W], 2));
-        const weight = param(f32(R, [C])), bias = param(f32(R, [C]));
-        const runningMean = fromData(R.randn(C, 0.1), [C]), runningVar = fromData(R.uniform(C, 0.5, 1.5), [C]);
-        const cfg = { RWG, rows: false, ...(sg ? { sg: true } : {}) };
-        const { y, update } = withTrial('batchnorm', cfg, () => batchNorm2d(x, { weight, bias, runningMean, runningVar }, { training: true, momentum: 0.1, eps: 1e-5 }));
-        if (update) effects.push(update);
-        const [dx, dw] = grad(sumTo(mul(y, f32(R, y.shape)), []), [x, weight]);
-        Object.assign(out, { [`bn${RWG}`]: y, [`bn${RWG}_dx`]: dx!, [`bn${RWG}_dw`]: dw!, [`bn${RWG}_mean`]: runningMean, [`bn${RWG}_var`]: runningVar });
-      }
-      return out;
-    },
-  },
+  (() => {
+    // The tuner's subgroup candidates (lib/reduce SUBGROUPS): Chromium's SwiftShader has the
+    // `subgroups` feature (4 lanes), Deno's llvmpipe has not (tree sums there). Widths from one
+    // SIMD vector to 256 lanes, rows and channels shorter and longer than the workgroup. Each
+    // host checks its results against the float64 references within the error models of
+    // tests/ref (any summation order), besides the cross-host comparison.
+    type Rms = { key: string; X: Float64Array; Wt: Float64Array; G: Float64Array; D: number };
+    type Bn = { key: string; X: Float64Array; Wt: Float64Array; B: Float64Array; RM: Float64Array; RV: Float64Array; DY: Float64Array; N: number; C: number; HW: number };
+    let rms: Rms[] = [], bn: Bn[] = [];
+    const momentum = Math.fround(0.1), eps = Math.fround(1e-5);
+    const c: SuiteCase = {
+      name: 'row and channel sums through subgroups (rmsNorm and batchNorm2d, forward and backward)',
+      build(R, effects, notes) {
+        const sg = runtime().profile.features.subgroups;
+        notes.push(sg ? 'subgroups' : 'tree sums (no subgroups feature)');
+        const out: Record<string, Tensor> = {};
+        rms = [];
+        bn = [];
+        for (const WG of [8, 64, 256]) {
+          const D = R.int(2, 300), rows = R.int(1, 6);
+          const X = R.randn(rows * D, 2), Wt = R.uniform(D, 0.5, 1.5), G = R.randn(rows * D);
+          const x = param(fromData(X, [rows, D])), w = param(fromData(Wt, [D]));
+          const y = withTrial('norm', sg ? { WG, sg: true } : { WG }, () => rmsNorm(x, w, 1e-6));
+          const [dx] = grad(y, [x], fromData(G, [rows, D]));
+          out[`rms${WG}`] = y;
+          out[`rms${WG}_dx`] = dx!;
+          rms.push({ key: `rms${WG}`, X, Wt, G, D });
+        }
+        for (const RWG of [8, 64, 256]) {
+          const N = R.int(1, 3), C = R.int(1, 4), HW = R.int(1, 400);
+          const X = R.randn(N * C * HW).map((v) => Math.fround(3 * v + 2));   // off-centre: the mean subtraction matters
+          const Wt = R.randn(C), B = R.randn(C), RM = R.randn(C), RV = R.uniform(C, 0.5, 2), DY = R.randn(N * C * HW);
+          const x = param(fromData(X, [N, C, 1, HW]));
+          const weight = param(fromData(Wt, [C])), bias = param(fromData(B, [C]));
+          const runningMean = fromData(RM, [C]), runningVar = fromData(RV, [C]);
+          const cfg = { RWG, rows: false, ...(sg ? { sg: true } : {}) };
+          const { y, update } = withTrial('batchnorm', cfg, () => batchNorm2d(x, { weight, bias, runningMean, runningVar }, { training: true, momentum, eps }));
+          if (update) effects.push(update);
+          const [dx, dw, db] = grad(y, [x, weight, bias], fromData(DY, y.shape));
+          const k = `bn${RWG}`;
+          Object.assign(out, { [k]: y, [`${k}_dx`]: dx!, [`${k}_dw`]: dw!, [`${k}_db`]: db!, [`${k}_mean`]: runningMean, [`${k}_var`]: runningVar });
+          bn.push({ key: k, X, Wt, B, RM, RV, DY, N, C, HW });
+        }
+        return out;
+      },
+      check(o) {
+        const bad: string[] = [];
+        const within = (what: string, got: ArrayLike<number>, ref: ArrayLike<number>, bound: number | ArrayLike<number>) => {
+          try {
+            expectWithin(got, ref, bound, what);
+          } catch (e) {
+            bad.push((e as Error).message);
+          }
+        };
+        for (const r of rms) {
+          const bound = rmsNormBounds(r.X, r.Wt, r.G, r.D, 1e-6);
+          within(`${r.key} y`, o[r.key], rmsNormRef(r.X, r.Wt, r.D, 1e-6), bound.y);
+          within(`${r.key} dx`, o[`${r.key}_dx`], rmsNormBackRef(r.X, r.Wt, r.G, r.D, 1e-6).dx, bound.dx);
+        }
+        for (const b of bn) {
+          const ref = batchNormRef(b.X, b.N, b.C, b.HW, b.Wt, b.B, b.RM, b.RV, true, momentum, eps);
+          const bw = batchNormBackwardRef(b.X, b.DY, b.N, b.C, b.HW, b.Wt, ref.mean, ref.varUsed, true, eps);
+          const bound = batchNormBounds(b.X, b.DY, b.N, b.C, b.HW, b.Wt, b.B, b.RM, b.RV, momentum, eps, true, ref, bw.dw, bw.db);
+          within(`${b.key} y`, o[b.key], ref.y, bound.y);
+          within(`${b.key} running mean`, o[`${b.key}_mean`], ref.newRunningMean, bound.runningMean);
+          within(`${b.key} running variance`, o[`${b.key}_var`], ref.newRunningVar, bound.runningVar);
+          within(`${b.key} dx`, o[`${b.key}_dx`], bw.dx, bound.dx);
+          within(`${b.key} dweight`, o[`${b.key}_dw`], bw.dw, bound.dw);
+          within(`${b.key} dbias`, o[`${b.key}_db`], bw.db, bound.db);
+        }
+        return bad;
+      },
+    };
+    return c;
+  })(),
   {
     name: 'maxPool2d and adaptiveAvgPool2d, backward',
     build(R) {
@@ -370,6 +421,8 @@ export interface CaseResult {
   outputs: Record<string, EncodedTensor>;
   /** What the case says about how it ran on this host (e.g. which kernels). */
   notes: string[];
+  /** Cases with a `check`: what this host's outputs had outside the reference bounds. */
+  outOfBounds?: string[];
   error?: string;
   ms: number;
 }
@@ -412,11 +465,13 @@ export async function runSuite(seed: number, names?: string[]): Promise<SuiteRes
       const outs = c.build(R, effects, res.notes);
       res.inputHash = R.hash;
       await realize(Object.values(outs), { effects });
+      const values: Record<string, Float32Array | Int32Array | Uint32Array> = {};
       for (const [k, t] of Object.entries(outs)) {
-        const data = await read(t);
+        const data = (values[k] = await read(t));
         if (t.dtype === 'f16') throw new Error(`${c.name}: output ${k} is f16; the suite compares 4-byte types only`);
         res.outputs[k] = { dtype: t.dtype, shape: t.shape, base64: toBase64(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)) };
       }
+      if (c.check) res.outOfBounds = c.check(values);
       dispose(...Object.values(outs));
     } catch (e) {
       res.error = (e as Error).stack ?? String(e);
