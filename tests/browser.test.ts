@@ -9,8 +9,8 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PreviewServer, ViteDevServer } from 'vite';
 import { buildDemo, type Chromium, FIRST_WAIT_MS, launchChromium, openPage, Pace, repoRoot, servePreview, startDevServer, waitForState, withinBudget } from './browser-harness.ts';
-import { CASES, decode, runSuite, type SuiteResult } from './browser/suite.ts';
-import { relL2, rng } from './util.ts';
+import { CASES, compareHosts, runSuite, type SuiteResult } from './browser/suite.ts';
+import { rng } from './util.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
 
 const ORACLE = join(repoRoot, '../shared/golden/preprocess');
@@ -81,41 +81,7 @@ describe('kernels in headless Chromium vs Deno', () => {
     it(c.name, async () => {
       const { browser, deno } = await runs();
       const b = browser.cases.find((x) => x.name === c.name)!, d = deno.cases.find((x) => x.name === c.name)!;
-      if (b.error) throw new Error(`in Chromium: ${b.error}`);
-      if (d.error) throw new Error(`in Deno: ${d.error}`);
-      expect(b.inputHash, 'both hosts must draw the same inputs').toBe(d.inputHash);
-      // Cases that check their outputs against float64 references did so in each host.
-      expect(b.outOfBounds ?? [], `in Chromium, outside the error bounds:\n${(b.outOfBounds ?? []).join('\n')}`).toEqual([]);
-      expect(d.outOfBounds ?? [], `in Deno, outside the error bounds:\n${(d.outOfBounds ?? []).join('\n')}`).toEqual([]);
-      expect(Object.keys(b.outputs)).toEqual(Object.keys(d.outputs));
-      const report: string[] = [], failures: string[] = [];
-      const checked = b.outOfBounds !== undefined && d.outOfBounds !== undefined;
-      for (const [k, bt] of Object.entries(b.outputs)) {
-        const dt = d.outputs[k];
-        expect(bt.shape, k).toEqual(dt.shape);
-        expect(bt.dtype, k).toBe(dt.dtype);
-        const bv = decode(bt), dv = decode(dt);
-        if (c.exact || bt.dtype !== 'f32') {
-          const bb = new Uint32Array(bv.buffer), db = new Uint32Array(dv.buffer);
-          let diffs = 0, first = -1;
-          bb.forEach((x, i) => {
-            if (x !== db[i]) {
-              diffs++;
-              if (first < 0) first = i;
-            }
-          });
-          report.push(diffs ? `${k}: ${diffs} of ${bb.length} differ` : `${k}: bit-exact (${bb.length})`);
-          if (diffs) failures.push(`${k} [${bt.shape}]: ${diffs} of ${bb.length} elements differ in bits, first at ${first}: browser ${bv[first]} vs deno ${dv[first]} (relative L2 ${relL2(bv, dv).toExponential(1)})`);
-        } else {
-          const err = relL2(bv, dv);
-          report.push(`${k}: ${err.toExponential(1)}`);
-          // `!(err <= tol)` also catches NaN. A case that checked its outputs against float64
-          // references in each host (per element, within the error model: above) is held to
-          // those bounds instead: its sums with cancellation (a bias gradient Σ dy near 0) may
-          // differ between two summation orders by more than 1e-5 relative, within the bounds.
-          if (!checked && !(err <= 1e-5)) failures.push(`${k} [${bt.shape}]: relative L2 browser vs deno ${err.toExponential(2)} > 1e-5`);
-        }
-      }
+      const { report, failures } = compareHosts(b, d);
       console.log(`${c.name}: ${report.join(', ')}${b.notes.length ? ` (browser: ${b.notes.join('; ')}; deno: ${d.notes.join('; ')})` : ''}`);
       expect(failures, failures.join('\n')).toEqual([]);
       // The subgroup folds are compared with Deno's tree sums only where Chromium has the feature:

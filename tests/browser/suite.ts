@@ -25,7 +25,7 @@ import { adaptiveAvgPool2d, maxPool2d } from '../../src/graph/ops/pool.ts';
 import { resizeBilinear } from '../../src/graph/ops/resize.ts';
 import { dropout, randNormal, randUniform } from '../../src/graph/ops/random.ts';
 import { AdamW, clipGradNorm } from '../../src/graph/ops/optim.ts';
-import { expectWithin, Rng } from '../util.ts';
+import { expectWithin, relL2, Rng } from '../util.ts';
 import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from '../ref/nn.ts';
 import { batchNormBackwardRef, batchNormBounds, batchNormRef } from '../ref/vision.ts';
 
@@ -447,6 +447,56 @@ export function decode(t: EncodedTensor): Float32Array | Int32Array | Uint32Arra
   for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
   const C = t.dtype === 'f32' ? Float32Array : t.dtype === 'i32' ? Int32Array : Uint32Array;
   return new C(bytes.buffer);
+}
+
+/**
+ * What tests/browser.test.ts requires of one case run in Chromium (`b`) and in Deno (`d`): no
+ * error, the same inputs, outputs of the same names, shapes and types; integer outputs and those
+ * of `exact` cases equal bit for bit; float outputs within 1e-5 relative L2 of each other —
+ * unless the case checked its outputs against float64 references in each host (`check`), which
+ * holds it to those per-element bounds instead (sums with cancellation, a bias gradient Σ dy near
+ * 0, may differ between two summation orders by more than 1e-5 relative, within the bounds).
+ * Returns one report entry per output and the failures (empty: passed).
+ */
+export function compareHosts(b: CaseResult, d: CaseResult): { report: string[]; failures: string[] } {
+  const report: string[] = [], failures: string[] = [];
+  if (b.error) failures.push(`in Chromium: ${b.error}`);
+  if (d.error) failures.push(`in Deno: ${d.error}`);
+  if (failures.length) return { report, failures };
+  if (b.inputHash !== d.inputHash) failures.push(`the hosts drew different inputs (hash ${b.inputHash} vs ${d.inputHash})`);
+  for (const [host, r] of [['Chromium', b], ['Deno', d]] as const) {
+    if (r.outOfBounds?.length) failures.push(`in ${host}, outside the error bounds:\n${r.outOfBounds.join('\n')}`);
+  }
+  const names = Object.keys(b.outputs).join(','), dNames = Object.keys(d.outputs).join(',');
+  if (names !== dNames) failures.push(`outputs differ: ${names} vs ${dNames}`);
+  const checked = b.outOfBounds !== undefined && d.outOfBounds !== undefined;
+  for (const [k, bt] of Object.entries(b.outputs)) {
+    const dt = d.outputs[k];
+    if (!dt) continue;
+    if (bt.shape.join(',') !== dt.shape.join(',') || bt.dtype !== dt.dtype) {
+      failures.push(`${k}: ${bt.dtype}[${bt.shape}] in Chromium, ${dt.dtype}[${dt.shape}] in Deno`);
+      continue;
+    }
+    const bv = decode(bt), dv = decode(dt);
+    if (b.exact || bt.dtype !== 'f32') {
+      const bb = new Uint32Array(bv.buffer), db = new Uint32Array(dv.buffer);
+      let diffs = 0, first = -1;
+      bb.forEach((x, i) => {
+        if (x !== db[i]) {
+          diffs++;
+          if (first < 0) first = i;
+        }
+      });
+      report.push(diffs ? `${k}: ${diffs} of ${bb.length} differ` : `${k}: bit-exact (${bb.length})`);
+      if (diffs) failures.push(`${k} [${bt.shape}]: ${diffs} of ${bb.length} elements differ in bits, first at ${first}: browser ${bv[first]} vs deno ${dv[first]} (relative L2 ${relL2(bv, dv).toExponential(1)})`);
+    } else {
+      const err = relL2(bv, dv);
+      report.push(`${k}: ${err.toExponential(1)}`);
+      // (`!(err <= tol)` also catches NaN)
+      if (!checked && !(err <= 1e-5)) failures.push(`${k} [${bt.shape}]: relative L2 browser vs deno ${err.toExponential(2)} > 1e-5`);
+    }
+  }
+  return { report, failures };
 }
 
 /** Runs the cases named (all by default) on this host's WebGPU adapter. */
