@@ -24,7 +24,10 @@ try {
     for (const b of inPage.cases) {
       const d = inDeno.cases.find((c) => c.name === b.name)!;
       const f = compareHosts(b, d).failures;
-      if (f.length) failures.push(`MICAR_SEED=${micarSeed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run tests/browser.test.ts  # ${b.name}: ${f.join('; ').slice(0, 400)}`);
+      if (f.length) {
+        failures.push(`MICAR_SEED=${micarSeed} bash scripts/run-deno.sh run -A node_modules/vitest/vitest.mjs run tests/browser.test.ts  # ${b.name}: ${f.join('; ').slice(0, 400)}`);
+        console.log(`FAIL (seed ${i + 1}) replay: ${failures.at(-1)}`);   // now, too: a sweep stopped early keeps it
+      }
       if (b.error || d.error) continue;
       for (const [k, t] of Object.entries(b.outputs)) {
         if (!d.outputs[k] || t.dtype !== 'f32' || b.exact) continue;
