@@ -31,8 +31,8 @@ fn red_subgroup_slots() -> vec2<u32> {
 }
 
 // The subgroup results are equal in exact arithmetic but may differ in rounding from subgroup to
-// subgroup; invocation 0's is the one every invocation returns (one barrier, instead of the tree's
-// log₂ RED_N).
+// subgroup; invocation 0's is the one every invocation returns. (wg_sum: 4 barriers in all, where
+// the tree has log₂ RED_N + 2.)
 fn red_broadcast(r: f32, li: u32) -> f32 {
   workgroupBarrier();   // every subgroup has read red
   if (li == 0u) { red[0] = r; }
