@@ -137,8 +137,11 @@ export async function launchChromium(): Promise<Chromium> {
   };
 }
 
-/** A new tab that forwards the page's console, errors and failed requests to the test log. */
-export async function openPage(browser: Browser, url: string, label: string): Promise<{ page: Page; problems: string[] }> {
+/**
+ * A new tab that forwards the page's console, errors and failed requests to the test log, on
+ * `url`; `loadMs` is how long that first load took (a pace for later loads of the page).
+ */
+export async function openPage(browser: Browser, url: string, label: string): Promise<{ page: Page; problems: string[]; loadMs: number }> {
   const page = await browser.newPage();
   const problems: string[] = [];
   page.on('console', (m) => {
@@ -163,8 +166,8 @@ export async function openPage(browser: Browser, url: string, label: string): Pr
       console.log(line);
     }
   });
-  await page.goto(url, { waitUntil: 'load', timeout: FIRST_WAIT_MS });
-  return { page, problems };
+  const loadMs = await loadWithin(page, url, `${label} (${url}) to load`, FIRST_WAIT_MS);
+  return { page, problems, loadMs };
 }
 
 // ---- Waiting on states, not on the clock ---------------------------------------------------
@@ -188,8 +191,22 @@ export class Pace {
 /** The budget of a first wait, before any pace is known: the test's own time limit. */
 export const FIRST_WAIT_MS = 280_000;
 
-/** What the page shows: every element's data-state, the status lines, the app log's tail. */
+/**
+ * What the page shows: every element's data-state, the status lines, the app log's tail. Bounded
+ * (5 s): a page stuck in a navigation or a long task would otherwise hold the timeout's message
+ * back for ever (the protocol has no timeout of its own here).
+ */
 export async function describePage(page: Page): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stuck = new Promise<string>((res) => (timer = setTimeout(() => res('(the page did not answer within 5 s)'), 5000)));
+  try {
+    return await Promise.race([stuck, readPage(page)]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readPage(page: Page): Promise<string> {
   try {
     return await page.evaluate(() => {
       const parts: string[] = [];
@@ -223,6 +240,22 @@ export async function waitForState<A extends unknown[]>(
     await page.waitForFunction(predicate as (...a: unknown[]) => unknown, { timeout: budgetMs, polling: 100 }, ...args);
   } catch (e) {
     if ((e as Error).name !== 'TimeoutError' && !/timed? ?out/i.test((e as Error).message)) throw e;
+    throw new Error(`timed out after ${(budgetMs / 1000).toFixed(1)} s waiting for ${state}; the page showed: ${await describePage(page)}`);
+  }
+  return performance.now() - t0;
+}
+
+/**
+ * Opens `target` in the tab (a URL, or 'reload') and waits for its load event within the budget;
+ * on timeout names what was loading and what the page showed. Returns the time it took.
+ */
+export async function loadWithin(page: Page, target: string, state: string, budgetMs: number): Promise<number> {
+  const t0 = performance.now();
+  try {
+    if (target === 'reload') await page.reload({ waitUntil: 'load', timeout: budgetMs });
+    else await page.goto(target, { waitUntil: 'load', timeout: budgetMs });
+  } catch (e) {
+    if ((e as Error).name !== 'TimeoutError' && !/timed? ?out|timeout/i.test((e as Error).message)) throw e;
     throw new Error(`timed out after ${(budgetMs / 1000).toFixed(1)} s waiting for ${state}; the page showed: ${await describePage(page)}`);
   }
   return performance.now() - t0;

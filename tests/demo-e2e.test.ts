@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
-import { type Chromium, FIRST_WAIT_MS, launchChromium, openPage, Pace, repoRoot, startDevServer, waitForState } from './browser-harness.ts';
+import { type Chromium, FIRST_WAIT_MS, launchChromium, loadWithin, openPage, Pace, repoRoot, startDevServer, waitForState } from './browser-harness.ts';
 import { relL2, rng } from './util.ts';
 import { dispose, fromData, init } from '../src/graph/runtime.ts';
 import { normaliseConfig, type MicarConfig } from '../src/model/config.ts';
@@ -135,12 +135,12 @@ beforeAll(async () => {
   const [{ server, url }, ch] = await Promise.all([startDevServer({ root: 'demo' }), launchChromium()]);
   chromium = ch;
   cleanups.push(() => server.close(), () => ch.close());
-  const { page, problems } = await openPage(ch.browser, url, 'demo app');
+  const { page, problems, loadMs } = await openPage(ch.browser, url, 'demo app');
   await page.setViewport({ width: 1400, height: 1100 });
-  // The first wait measures the pace: until the adapter panel settles (its kernel check done).
-  const startMs = await waitForState(page, '#adapter-panel to settle (ready, error or unsupported) after the kernel check', FIRST_WAIT_MS,
+  // The first load and wait measure the pace: until the adapter panel settles (its kernel check done).
+  const startMs = loadMs + await waitForState(page, '#adapter-panel to settle (ready, error or unsupported) after the kernel check', FIRST_WAIT_MS,
     () => ['ready', 'error', 'unsupported'].includes(document.querySelector('#adapter-panel')?.getAttribute('data-state') ?? ''));
-  const pace = new Pace(startMs, 'page start-up and kernel check');
+  const pace = new Pace(startMs, 'page load, start-up and kernel check');
   console.log(`pace: ${pace}`);
   expect(await page.$eval('#adapter-panel', (el) => el.getAttribute('data-state')), await text(page, '#adapter-panel')).toBe('ready');
   await waitForState(page, 'the model file input to be enabled', pace.budget(2), () => !(document.getElementById('model-files') as HTMLInputElement).disabled);
@@ -252,7 +252,9 @@ describe('demo app in headless Chromium', () => {
     await page.select('#attn-head', 'avg');
     await page.select('#attn-method', 'gradcam');
     await page.click(`#report-text .word[data-step="${step}"]`);
-    await page.waitForFunction((s) => window.micarDemo!.app.rendered?.method === 'gradcam' && window.micarDemo!.app.rendered.step === s, { timeout: 120_000 }, step);
+    // A forward and a backward pass: within 10 first-report times (that report compiled the forward's kernels).
+    await waitForState(page, `the gradcam map of word ${step} to be drawn (app.rendered)`, ctx.genPace ? ctx.genPace.budget(10) : FIRST_WAIT_MS,
+      (s: number) => window.micarDemo!.app.rendered?.method === 'gradcam' && window.micarDemo!.app.rendered.step === s, step);
     const rd = (await page.evaluate(() => window.micarDemo!.app.rendered))!;
     const ck = parseCheckpoint(ctx.ckBytes, 'ck');
     const want = (await explainSteps(ck.weights, deno.pixels, deno.tokens, [step], ['gradcam'])).get('gradcam')![0];
@@ -431,7 +433,7 @@ describe('demo app in headless Chromium', () => {
     const { deno } = ctx;
     const open = async () => {
       const page = await chromium.browser.newPage();
-      await page.goto(ctx.page.url(), { waitUntil: 'load' });
+      await loadWithin(page, ctx.page.url(), 'a new tab of the demo to load', ctx.pace.budget(20));
       expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(20))).toBe('ready');
       await page.select('#tuning', 'tuned');
       await waitForState(page, 'the Kernels status to say "Tuned on this GPU"', ctx.pace.budget(5), () => /^Tuned on this GPU/.test(document.getElementById('tuning-status')!.textContent ?? ''));
@@ -476,7 +478,7 @@ describe('demo app in headless Chromium', () => {
         return map.apply(this, a);
       };
     });
-    await page.goto(ctx.page.url(), { waitUntil: 'load' });
+    await loadWithin(page, ctx.page.url(), 'a new tab of the demo to load', ctx.pace.budget(20));
     await waitForState(page, 'the adapter check to be under way (#adapter-panel state checking)', ctx.pace.budget(5),
       () => document.querySelector('#adapter-panel')?.getAttribute('data-state') === 'checking');
     await upload(page, '#model-files', [ctx.ckPath]);
@@ -491,7 +493,7 @@ describe('demo app in headless Chromium', () => {
 
   it('a lost GPU device is said in words, and "Start again" gives a working page (a model loads again)', async () => {
     const page = await chromium.browser.newPage();
-    await page.goto(ctx.page.url(), { waitUntil: 'load' });
+    await loadWithin(page, ctx.page.url(), 'a new tab of the demo to load', ctx.pace.budget(20));
     expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(20))).toBe('ready');
     expect(await loadModel(page, [ctx.ckPath]), await text(page, '#model-status')).toBe('ready');
     await page.evaluate(() => window.micarDemo!.loseDevice());
@@ -510,7 +512,7 @@ describe('demo app in headless Chromium', () => {
     await page.evaluateOnNewDocument(() => {
       Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
     });
-    await page.goto(ctx.page.url(), { waitUntil: 'load' });
+    await loadWithin(page, ctx.page.url(), 'a new tab of the demo to load', ctx.pace.budget(20));
     expect(await waitState(page, '#adapter-panel', ['ready', 'error', 'unsupported'], ctx.pace.budget(5))).toBe('unsupported');
     expect(await text(page, '#adapter-status')).toMatch(/no WebGPU/);
     expect(await page.$eval('#model-new', (el) => (el as HTMLButtonElement).disabled)).toBe(true);

@@ -4,12 +4,13 @@
 // page, against the file's); a model loaded from a URL (a single file, and a folder in the
 // Hugging Face layout) is kept too and loads after its files are gone from the server; a bad
 // URL is reported naming it; "Forget stored models" empties the list, also after a reload.
-// Every wait is on a state the page shows (data-state attributes, its log), never a sleep.
+// Every wait is on a state the page shows (data-state attributes, its log), never a sleep, with a
+// budget in units of the page's measured start-up; a timeout names the state and what the page showed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
-import { buildDemo, type Chromium, launchChromium, openPage, repoRoot, servePreview } from './browser-harness.ts';
+import { buildDemo, type Chromium, FIRST_WAIT_MS, launchChromium, loadWithin, openPage, Pace, repoRoot, servePreview, waitForState } from './browser-harness.ts';
 import { rng } from './util.ts';
 import { dispose, init } from '../src/graph/runtime.ts';
 import { normaliseConfig } from '../src/model/config.ts';
@@ -27,6 +28,15 @@ afterAll(async () => {
 
 let page: Page;
 let problems: string[];
+/**
+ * The page's first load and start-up (adapter check, storage read), measured: every later wait's
+ * budget is a multiple of it. Storing or loading a model (this micro model: one small file
+ * through Cache Storage and a weights upload) is measured against it: UNITS.model leaves an
+ * order of magnitude over what it takes here (≈ 1–5 units).
+ */
+let pace: Pace | undefined;
+const UNITS = { model: 60, reload: 20, state: 10 };
+const budget = (units: number) => (pace ? pace.budget(units) : FIRST_WAIT_MS);
 let dist = '';
 let base = '';
 let ckPath = '';
@@ -60,24 +70,34 @@ function pageModelHash(p: Page): Promise<string> {
 const state = (p: Page, sel: string) => p.$eval(sel, (el) => el.getAttribute('data-state'));
 const text = (p: Page, sel: string) => p.$eval(sel, (el) => (el as HTMLElement).innerText);
 
-async function waitState(p: Page, sel: string, states: string[], timeout = 60_000): Promise<string> {
-  await p.waitForFunction((s: string, ok: string[]) => ok.includes(document.querySelector(s)?.getAttribute('data-state') ?? ''), { timeout, polling: 50 }, sel, states);
+async function waitState(p: Page, sel: string, states: string[], budgetMs = budget(UNITS.state)): Promise<string> {
+  await waitForState(p, `${sel} to reach data-state ${states.join(' or ')}`, budgetMs,
+    (s: string, ok: string[]) => ok.includes(document.querySelector(s)?.getAttribute('data-state') ?? ''), sel, states);
   return (await state(p, sel))!;
 }
 
 /** Runs `act` and waits until the page's log has a line matching `line` that was not there before. */
-async function afterLog(p: Page, line: RegExp, act: () => Promise<unknown>, timeout = 120_000): Promise<string> {
+async function afterLog(p: Page, line: RegExp, act: () => Promise<unknown>, budgetMs = budget(UNITS.model)): Promise<string> {
   const before = await p.evaluate(() => window.micarDemo!.app.log.length);
   await act();
-  await p.waitForFunction((n: number, src: string) => window.micarDemo!.app.log.slice(n).some((l) => new RegExp(src).test(l)), { timeout, polling: 50 }, before, line.source);
+  await waitForState(p, `the page's log to get a line matching ${line}`, budgetMs,
+    (n: number, src: string) => window.micarDemo!.app.log.slice(n).some((l) => new RegExp(src).test(l)), before, line.source);
   return p.evaluate((n: number) => window.micarDemo!.app.log.slice(n).join('\n'), before);
 }
 
-/** Loads the page (first visit or reload) and waits until it is ready for a model and has read its storage. */
-async function ready(p: Page): Promise<void> {
-  expect(await waitState(p, '#adapter-panel', ['ready', 'error', 'unsupported'], 90_000), await text(p, '#adapter-panel')).toBe('ready');
-  await p.waitForFunction(() => !(document.getElementById('model-files') as HTMLInputElement).disabled, { timeout: 30_000, polling: 50 });
+/** Waits until the page (just loaded) is ready for a model and has read its storage; returns the time that took. */
+async function ready(p: Page): Promise<number> {
+  const t0 = performance.now();
+  expect(await waitState(p, '#adapter-panel', ['ready', 'error', 'unsupported'], budget(UNITS.reload)), await text(p, '#adapter-panel')).toBe('ready');
+  await waitForState(p, 'the model file input to be enabled', budget(UNITS.state), () => !(document.getElementById('model-files') as HTMLInputElement).disabled);
   await waitState(p, '#store', ['empty', 'ready', 'error', 'unavailable']);
+  return performance.now() - t0;
+}
+
+/** Reloads the page and waits until it is ready again. */
+async function reload(p: Page): Promise<void> {
+  await loadWithin(p, 'reload', 'the demo page to reload', budget(UNITS.reload));
+  await ready(p);
 }
 
 const storedCount = (p: Page) => p.evaluate(() => window.micarDemo!.app.stored.length);
@@ -110,8 +130,10 @@ beforeAll(async () => {
   cleanups.push(() => new Promise<void>((res) => server.httpServer.close(() => res())));
   const ch: Chromium = await launchChromium();
   cleanups.push(() => ch.close());
-  ({ page, problems } = await openPage(ch.browser, url, 'demo store'));
-  await ready(page);
+  let loadMs: number;
+  ({ page, problems, loadMs } = await openPage(ch.browser, url, 'demo store'));
+  pace = new Pace(loadMs + await ready(page), 'page load, start-up, adapter check and storage read');
+  console.log(`pace: ${pace}`);
 });
 
 describe('models kept in the browser', () => {
@@ -125,8 +147,7 @@ describe('models kept in the browser', () => {
     expect(await storedCount(page)).toBe(1);
     expect(await pageModelHash(page)).toBe(want.checkpoint);
 
-    await page.reload({ waitUntil: 'load' });
-    await ready(page);
+    await reload(page);
     expect(await state(page, '#model-panel')).toBe('empty');
     expect(await state(page, '#store')).toBe('ready');
     expect(await storedCount(page)).toBe(1);
@@ -151,8 +172,7 @@ describe('models kept in the browser', () => {
 
     // Gone from the server: the stored copy still loads, after a reload.
     rmSync(join(dist, 'models'), { recursive: true, force: true });
-    await page.reload({ waitUntil: 'load' });
-    await ready(page);
+    await reload(page);
     const stored = await page.evaluate(() => window.micarDemo!.app.stored.map((m) => ({ id: m.id, label: m.label })));
     const hf = stored.find((m) => m.label.endsWith('/models/hf/'));
     expect(hf, JSON.stringify(stored)).toBeDefined();
@@ -178,8 +198,7 @@ describe('models kept in the browser', () => {
     expect(await waitState(page, '#store', ['empty', 'error'])).toBe('empty');
     expect(await storedCount(page)).toBe(0);
     expect(await page.$eval('#stored-load', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
-    await page.reload({ waitUntil: 'load' });
-    await ready(page);
+    await reload(page);
     expect(await state(page, '#store')).toBe('empty');
     expect(await page.evaluate(async () => (await caches.keys()).length)).toBe(0);
     expect(problems, problems.join('\n')).toEqual([]);

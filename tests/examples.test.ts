@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build, preview } from 'vite';
-import { freePort, launchChromium, openPage, repoRoot } from './browser-harness.ts';
+import { FIRST_WAIT_MS, freePort, launchChromium, openPage, Pace, repoRoot, waitForState } from './browser-harness.ts';
 
 declare const Deno: {
   execPath(): string;
@@ -75,15 +75,17 @@ describe('examples', () => {
     const { page, problems } = await openPage(ch.browser, server.resolvedUrls!.local[0], 'example page');
     const requested: string[] = [];
     page.on('request', (q) => requested.push(q.url()));
-    // Polled from here: one waitForFunction is one protocol call, bounded by puppeteer's protocolTimeout.
+    // The first fine-tuning step (model creation, its kernels compiled on the way) is the pace;
+    // the rest is one more step, 8 greedy words, a 2-beam search and the attention maps of 8
+    // words: a few steps' work, 20 units.
     const t0 = performance.now();
-    let state = '';
-    while (performance.now() - t0 < 600_000) {
-      state = await page.$eval('#status', (el) => `${(el as HTMLElement).dataset.state}: ${el.textContent}`);
-      if (/^(done|error|unsupported):/.test(state)) break;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    console.log(`example page: ${state} after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const firstMs = await waitForState(page, 'the example page to report its first fine-tuning step (or to end)', FIRST_WAIT_MS,
+      () => /step \d+\//.test(document.getElementById('status')!.textContent ?? '') || document.getElementById('status')!.dataset.state !== 'loading');
+    const pace = new Pace(firstMs, 'first fine-tuning step in the example page');
+    await waitForState(page, 'the example page to end (#status data-state done, error or unsupported)', pace.budget(20),
+      () => document.getElementById('status')!.dataset.state !== 'loading');
+    const state = await page.$eval('#status', (el) => `${(el as HTMLElement).dataset.state}: ${el.textContent}`);
+    console.log(`example page: ${state} after ${((performance.now() - t0) / 1000).toFixed(1)} s (pace ${pace})`);
     expect(state).toMatch(/^done/);
     const result = JSON.parse(await page.$eval('#out', (el) => el.textContent ?? ''));
     expect(result.losses).toHaveLength(2);

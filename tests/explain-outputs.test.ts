@@ -14,7 +14,7 @@ import { attentionCommand, explainCommand } from '../src/cli/viz.ts';
 import { type AttentionTrace, attentionOutputs, type ExplainMap, explainSteps, findingSentenceMaps, inputGeometry, minMax, overlayHeatmap, shrinkSquare, upsample } from '../src/viz/index.ts';
 import { formatReport } from '../src/data/findings.ts';
 import { relL2, rng } from './util.ts';
-import { launchChromium, openPage } from './browser-harness.ts';
+import { launchChromium, openPage, Pace, waitForState } from './browser-harness.ts';
 
 declare const Deno: {
   makeTempDir(): Promise<string>;
@@ -86,8 +86,9 @@ describe('micar explain / attention --method', () => {
       // the page in Chromium: choosing gradcam draws the overlay heatmap.ts makes of its 8×8 map
       const chrome = await launchChromium();
       try {
-        const { page, problems } = await openPage(chrome.browser, `file://${dir}/out/attention.html`, 'explain page');
-        await page.waitForFunction(() => document.getElementById('hi')!.textContent !== '');
+        const { page, problems, loadMs } = await openPage(chrome.browser, `file://${dir}/out/attention.html`, 'explain page');
+        // (a static page: its script draws once the image has decoded; 20 load times, at least 10 s)
+        await waitForState(page, 'the page to draw its first map (#hi filled in)', new Pace(loadMs, 'the page\'s load').budget(20), () => document.getElementById('hi')!.textContent !== '');
         await page.select('#method', 'gradcam');
         await page.hover(`#words .w:nth-child(${T})`);
         const got = await page.evaluate(() => {

@@ -22,7 +22,7 @@ import {
   routingPerWord, selfRow, textWidth, traceTokens, upsample, usageShares,
 } from '../src/viz/index.ts';
 import { relL2, type Rng, rng } from './util.ts';
-import { launchChromium, openPage } from './browser-harness.ts';
+import { launchChromium, openPage, Pace, waitForState } from './browser-harness.ts';
 
 declare const Deno: { makeTempDir(): Promise<string>; readFile(p: string): Promise<Uint8Array>; readDir(p: string): AsyncIterable<{ name: string }>; remove(p: string, o: { recursive: boolean }): Promise<void> };
 
@@ -398,8 +398,9 @@ describe('traces of a tiny model', () => {
       // draws exactly the overlay heatmap.ts computes for that row
       const chrome = await launchChromium();
       try {
-        const { page, problems } = await openPage(chrome.browser, `file://${dir}/out/attention.html`, 'attention page');
-        await page.waitForFunction(() => document.getElementById('hi')!.textContent !== '');
+        const { page, problems, loadMs } = await openPage(chrome.browser, `file://${dir}/out/attention.html`, 'attention page');
+        // (a static page: its script draws once the image has decoded; 20 load times, at least 10 s)
+        await waitForState(page, 'the page to draw its first map (#hi filled in)', new Pace(loadMs, 'the page\'s load').budget(20), () => document.getElementById('hi')!.textContent !== '');
         await page.select('#layer', '0');
         await page.select('#head', '1');
         await page.hover(`#words .w:nth-child(${T})`);
