@@ -2,9 +2,9 @@
 // checkpoint, which resumes bit-identically; a failed checkpoint write leaves the previous one
 // intact and names the path; two trainings cannot share an output folder (a stale lock of a
 // killed run is taken over with a warning); a buffer over the adapter's limit is refused naming
-// the tensor and the limit.
+// the tensor and the limit, and an out-of-memory error names the op and tensor.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { fromData, init, realize, runtime } from '../src/graph/runtime.ts';
+import { fromData, init, read, realize, runtime } from '../src/graph/runtime.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { DeviceLostError, train } from '../src/train/trainer.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
@@ -209,6 +209,32 @@ describe('faults lose nothing', () => {
     const run = await microRun();
     await run(await Deno.makeTempDir(), { maxSteps: 1, log: (l) => lines.push(l) });
     expect(lines.join('\n')).toMatch(/memory plan: one step \(batch 5\) needs .* in total; largest buffer/);
+  });
+
+  it('a GPU out-of-memory error that still happens names the op and the tensor it was allocating for', async () => {
+    // An out-of-memory error cannot be provoked on a software adapter (it allocates host memory),
+    // so the device's error scopes report one, as a GPU would, for the scope in which the
+    // buffer of the op under test was created; every scope is still pushed and popped on the device.
+    const device = runtime().device;
+    const { push, pop, create } = { push: device.pushErrorScope, pop: device.popErrorScope, create: device.createBuffer };
+    const scopes: { filter: GPUErrorFilter; labels: string[] }[] = [];
+    const d = device as unknown as Record<string, unknown>;
+    d.pushErrorScope = (f: GPUErrorFilter) => (scopes.push({ filter: f, labels: [] }), push.call(device, f));
+    d.createBuffer = (desc: GPUBufferDescriptor) => (scopes.at(-1)?.labels.push(desc.label ?? ''), create.call(device, desc));
+    d.popErrorScope = async () => {
+      const s = scopes.pop()!, real = await pop.call(device);
+      return s.filter === 'out-of-memory' && s.labels.some((l) => l.startsWith('mul:')) ? { message: 'Out of memory (injected)' } : real;
+    };
+    try {
+      const { mul } = await import('../src/graph/ops/elementwise.ts');
+      // No free buffer left in the pool: the product's buffer is created, not reused.
+      runtime().pool.trim();
+      const a = fromData(new Float32Array(4099).fill(1), [4099]), b = fromData(new Float32Array(4099).fill(2), [4099]);
+      // Errors surface where the work is waited for (read, sync): the trainer reads each step's loss.
+      await expect(read(mul(a, b))).rejects.toThrow(/^WebGPU out-of-memory error in allocating mul:\S.* \(\d+ bytes; \d+ bytes already allocated\): Out of memory \(injected\)$/);
+    } finally {
+      Object.assign(d, { pushErrorScope: push, popErrorScope: pop, createBuffer: create });
+    }
   });
 
   it("a buffer over the adapter's largest buffer is refused naming the op, the tensor and the limit", async () => {
