@@ -41,20 +41,23 @@ describe('runtime', () => {
     const tag = `t${R.int(0, 1e9)}`;
     const refs = [ref(false, `${tag}a`), ref(true, `${tag}b`)];
     await preloadShaders(['copy']);
-    const made = await compilePipelines(rt.device, refs);
+    const { made, pipelines } = await compilePipelines(rt.device, refs);
     if (typeof rt.device.createComputePipelineAsync === 'function') {
       expect(made).toBe(2);
       // Cached: getPipeline hands out the compiled objects, and a second call compiles nothing.
       const p0 = getPipeline(rt.device, refs[0]);
-      expect(getPipeline(rt.device, refs[0])).toBe(p0);
-      expect(await compilePipelines(rt.device, refs)).toBe(0);
+      expect(p0).toBe(pipelines[0]);
+      expect(getPipeline(rt.device, refs[1])).toBe(pipelines[1]);
+      const again = await compilePipelines(rt.device, refs);
+      expect(again.made).toBe(0);
+      expect(again.pipelines).toEqual(pipelines);
     } else expect(made).toBe(0);
     // A template hole filled with WGSL that does not parse: not cached by compilePipelines, so
     // the realize's getPipeline makes it and its error names the kernel; the dispatch fails
     // with the op's name.
     const x = fromData([1, 2, 3, 4], [4]);
     const bad = { family: 'copy', defs: { ...base, ACCUMULATE: false, TEST_KEY: `${tag}bad` }, gen: { PARAMS: 'struct Params { n: u32' } };
-    expect(await compilePipelines(rt.device, [bad])).toBe(0);
+    expect(await compilePipelines(rt.device, [bad])).toEqual({ made: 0, pipelines: [undefined] });
     const [y] = makeNode('uncompilable_op', [x], [{ shape: [4] }], {
       encode(ctx) {
         ctx.dispatch({ kernel: bad, bindings: [x, y], params: copyParams.pack({ n: 4, rank: 1, srcOff: 0, dstOff: 0, dims: [4], ss: [1], ds: [1] }), workgroups: [1] });

@@ -54,62 +54,81 @@ function cacheOf(device: GPUDevice): Map<string, GPUComputePipeline> {
   return m;
 }
 
+/** The specialised WGSL and the pipeline descriptor of `k` (one place for both compile paths). */
+function describePipeline(device: GPUDevice, k: KernelRef, key: string): { code: string; desc: GPUComputePipelineDescriptor } {
+  const code = specialise(k.family, shaderSourceSync(k.family), { ...k.defs, ...k.gen });
+  const module = device.createShaderModule({ code, label: key });
+  return { code, desc: { layout: 'auto', compute: { module, entryPoint: k.entry ?? 'main' }, label: key } };
+}
+
+function remember(m: Map<string, GPUComputePipeline>, key: string, p: GPUComputePipeline, code: string): GPUComputePipeline {
+  bindingTypes.set(p, parseBindingTypes(code));
+  m.set(key, p);
+  return p;
+}
+
+export interface CompiledPipelines {
+  /** How many were compiled by this call (not cached before). */
+  made: number;
+  /** Per ref, in order: its pipeline, or undefined where it did not compile (getPipeline reports why). */
+  pipelines: (GPUComputePipeline | undefined)[];
+}
+
 /**
  * Compiles every pipeline of `refs` that is not cached yet, all at once through
- * createComputePipelineAsync, and caches them for getPipeline. A browser compiles them off its
- * main thread (the page stays responsive) and Dawn on worker threads side by side, where
- * getPipeline's createComputePipeline compiles one at a time on the calling thread: a step that
- * meets new kernels (the first training step, a tuner's candidates) waits for the slowest
- * compile instead of their sum. One that fails here is not cached: getPipeline then makes it
- * and reports its error with the kernel key, as it always has.
+ * createComputePipelineAsync, caches them, and hands back each ref's pipeline (its key computed
+ * once here, not again per dispatch at encoding). A browser compiles them off its main thread
+ * (the page stays responsive) and Dawn on worker threads side by side, where getPipeline's
+ * createComputePipeline compiles one at a time on the calling thread: a step that meets new
+ * kernels (the first training step, a tuner's candidates) waits for the slowest compile instead
+ * of their sum. One that fails here is not cached: getPipeline then makes it and reports its
+ * error with the kernel key, as it always has.
  */
-export async function compilePipelines(device: GPUDevice, refs: KernelRef[]): Promise<number> {
-  if (typeof device.createComputePipelineAsync !== 'function') return 0;
+export async function compilePipelines(device: GPUDevice, refs: KernelRef[]): Promise<CompiledPipelines> {
   const m = cacheOf(device);
+  const keys = refs.map(kernelKey);
   const todo = new Map<string, KernelRef>();
-  for (const k of refs) {
-    const key = kernelKey(k);
-    if (!m.has(key)) todo.set(key, k);
+  keys.forEach((key, i) => {
+    if (!m.has(key)) todo.set(key, refs[i]);
+  });
+  let made = 0;
+  if (typeof device.createComputePipelineAsync === 'function') {
+    await Promise.all([...todo].map(async ([key, k]) => {
+      let code: string;
+      let pending: Promise<GPUComputePipeline>, scope: Promise<GPUError | null>;
+      try {
+        // (some implementations report a bad module through the error scope, not a rejection)
+        device.pushErrorScope('validation');
+        const d = describePipeline(device, k, key);
+        code = d.code;
+        pending = device.createComputePipelineAsync(d.desc);
+        scope = device.popErrorScope();
+      } catch {
+        return;   // getPipeline throws the same error where the op is known
+      }
+      const [p, err] = await Promise.all([pending.catch(() => null), scope.catch(() => null)]);
+      if (!p || err || m.has(key)) return;
+      remember(m, key, p, code);
+      made++;
+    }));
   }
-  const made = await Promise.all([...todo].map(async ([key, k]) => {
-    let code: string;
-    let pending: Promise<GPUComputePipeline>, scope: Promise<GPUError | null>;
-    try {
-      code = specialise(k.family, shaderSourceSync(k.family), { ...k.defs, ...k.gen });
-      // (some implementations report a bad module through the error scope, not a rejection)
-      device.pushErrorScope('validation');
-      const module = device.createShaderModule({ code, label: key });
-      pending = device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: k.entry ?? 'main' }, label: key });
-      scope = device.popErrorScope();
-    } catch {
-      return 0;   // getPipeline throws the same error where the op is known
-    }
-    const [p, err] = await Promise.all([pending.catch(() => null), scope.catch(() => null)]);
-    if (!p || err || m.has(key)) return 0;
-    bindingTypes.set(p, parseBindingTypes(code));
-    m.set(key, p);
-    return 1;
-  }));
-  return made.reduce((a: number, b: number) => a + b, 0);
+  return { made, pipelines: keys.map((key) => m.get(key)) };
 }
 
 export function getPipeline(device: GPUDevice, k: KernelRef): GPUComputePipeline {
   const m = cacheOf(device);
   const key = kernelKey(k);
-  let p = m.get(key);
-  if (p) return p;
-  const code = specialise(k.family, shaderSourceSync(k.family), { ...k.defs, ...k.gen });
+  const cached = m.get(key);
+  if (cached) return cached;
   device.pushErrorScope('validation');
-  const module = device.createShaderModule({ code, label: key });
-  p = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: k.entry ?? 'main' }, label: key });
+  const { code, desc } = describePipeline(device, k, key);
+  const p = device.createComputePipeline(desc);
   // Compilation errors are reported asynchronously with the kernel key; the pipeline is
   // unusable then and the first dispatch also fails validation with this label.
   device.popErrorScope().then((e) => {
     if (e) pipelineErrors.push(new GpuOpError(`compile ${key}`, 'validation', e.message));
   });
-  bindingTypes.set(p, parseBindingTypes(code));
-  m.set(key, p);
-  return p;
+  return remember(m, key, p, code);
 }
 
 export const pipelineErrors: GpuOpError[] = [];

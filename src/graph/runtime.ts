@@ -330,7 +330,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   // by side (compilePipelines), before the encoding below takes them from the cache.
   await Promise.all([...families].map(loadShader));
   assertAlive(r.gpu, opts.label ?? 'realize');
-  await compilePipelines(r.device, recorded.filter((rec) => rec.kind === 'dispatch').map((rec) => rec.d!.kernel));
+  const { pipelines } = await compilePipelines(r.device, recorded.filter((rec) => rec.kind === 'dispatch').map((rec) => rec.d!.kernel));
   assertAlive(r.gpu, opts.label ?? 'realize');
 
   // One uniform arena for the whole step; each dispatch gets its own 256-byte-aligned slot.
@@ -392,7 +392,8 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     }
     const d = rec.d!;
     pushScopes(device);
-    const pipeline = getPipeline(device, d.kernel);
+    // (one that did not compile above: getPipeline makes it and reports its error with the key)
+    const pipeline = pipelines[di] ?? getPipeline(device, d.kernel);
     checkBindingTypes(pipeline, d, rec.node);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
     rec.buffers!.forEach((b, j) => {
