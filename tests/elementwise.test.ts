@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { fromData, init, read, realize } from '../src/graph/runtime.ts';
 import { activation, add, addScalar, div, exp, log, maximum, minimum, mul, rsqrt, scale, sqrt, square, sub, sumTo, unary, type UnaryOp } from '../src/graph/ops/elementwise.ts';
 import { grad, param } from '../src/graph/autograd.ts';
+import { planSchedule } from '../src/graph/scheduler.ts';
 import { abs, dot, expectGradMatchesFiniteDiff, expectWithin, gamma, rng, sumBound, U32 } from './util.ts';
 import { act } from './ref/cpu.ts';
 import { actGrad } from './ref/moe.ts';
@@ -52,6 +53,21 @@ describe('unary ops', () => {
       if (n <= 500) expectGradMatchesFiniteDiff(gRef, (xx) => dot(G, xx.map(f)), X, 1e-6, `${op} reference derivative`, { scale: dot(abs(G), abs(yRef)) });
     });
   }
+
+  it('relu: the backward reads the output (gradient 0 at x ≤ 0, as torch\'s threshold_backward), so the input is not held for it', async () => {
+    const X = [-2, -0, 0, 1e-30, 3, -1e-3, 5, -1e-30];
+    const G = [1, 2, 3, 4, 5, 6, 7, 8];
+    const p = param(fromData(X, [X.length]));
+    const x = scale(p, 1); // an input computed in the step, as a BatchNorm's output is
+    const y = unary('relu', x);
+    const [gp] = grad(y, [p], fromData(G, [X.length]));
+    const plan = planSchedule([y, gp!], [], (t) => t === y || t === gp);
+    const at = plan.steps.findIndex((st) => st.node === y.node);
+    // x is released by relu itself; the gradient node reads y.
+    expect(plan.lifetimes.get(x)!.end).toBe(at);
+    await realize([y, gp!]);
+    expect([...await read(gp!)]).toEqual(X.map((v, i) => (v > 0 ? G[i] : 0)));
+  });
 
   it('activation() names and errors', () => {
     expect(() => activation('swish' as never, fromData([1], [1]))).toThrow(/unknown activation/);

@@ -34,6 +34,11 @@ export function unary(op: UnaryOp, x: Tensor, alpha = 1, beta = 0): Tensor {
     backward([dy]) {
       if (op === 'affine') return [scale(dy!, alpha)];
       if (op === 'neg') return [neg(dy!)];
+      // relu's derivative from its output (y > 0 exactly where x > 0), as PyTorch's
+      // threshold_backward does: the input is then not held for the backward; the output is
+      // held anyway by its readers (a ResNet's next conv), so a BatchNorm's or a residual
+      // sum's output is freed after the forward.
+      if (op === 'relu') return [unaryGradNode(op, y, dy!, alpha)];
       return [unaryGradNode(op, x, dy!, alpha)];
     },
   });
