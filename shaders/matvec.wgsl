@@ -18,10 +18,14 @@
 // Specialisation: T (element type of X, W, Y, bias, weights; sums are f32), the kind flags, EXPERT (EXPERT_UP or EXPERT_DOWN), VEC (X, W read as vec4;
 // K % 4 == 0), HAS_BIAS, WEIGHTED,
 // LANES (8 on CPU adapters: one SIMD vector; 64 on GPUs), RB, RN, NW (weight matrices: 2 for
-// EXPERT_UP), KFULL; generated: PARAMS, BODY.
+// EXPERT_UP), KFULL, SUBGROUPS (the cross-lane sums through subgroupAdd; the tuner offers it
+// where the device has the feature); generated: PARAMS, BODY.
 
 #if ${F16}
 enable f16;
+#endif
+#if ${SUBGROUPS}
+enable subgroups;   // the cross-lane sums through subgroupAdd (a tunable choice)
 #endif
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};
@@ -123,26 +127,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   // Partial sums of this lane's k's for RB rows × RN outputs (× NW), then across lanes.
 ${BODY}
   workgroupBarrier();
+#if ${SUBGROUPS}
+  // Every lane folds: rank r of the n active lanes of its subgroup takes partials r, r + n, …
+  // of each sum, then subgroupAdd (WGSL relates subgroups to no lane numbering, so each
+  // subgroup folds all LANES partials and ends with every sum); lane q % LANES stores sum q.
+  let rank = subgroupExclusiveAdd(1u);
+  let n = subgroupAdd(1u);
+  for (var q = 0u; q < RB * RN * NW; q++) {
+    var f = 0.0;
+    for (var l = rank; l < LANES; l += n) { f += part[q * LANES + l]; }
+    let s = subgroupAdd(f);
+    if (q % LANES == t) { store(q, s, e, r0, o0); }
+  }
+#else
   // Each lane finishes every LANES-th of the RB·RN·NW sums (there may be more sums than lanes).
   for (var q = t; q < RB * RN * NW; q += LANES) {
     var s = 0.0;
     for (var l = 0u; l < LANES; l++) { s += part[q * LANES + l]; }
-    let w = q % NW;
-    let j = (q / NW) % RN;
-    let i = q / (NW * RN);
-    let r = r0 + i;
-    let o = o0 + j;
-    if (r < p.B && o < p.N) {
-#if ${EXPERT_UP}
-      if (w == 0u) { H1[(e * p.B + r) * p.N + o] = T(s); } else { H3[(e * p.B + r) * p.N + o] = T(s); }
-#elif ${EXPERT_DOWN}
-      Y[(e * p.B + r) * p.N + o] = T(s);
-#elif ${HAS_BIAS}
-      Y[r * p.N + o] = T(s + f32(bias[o]));
-#else
-      Y[r * p.N + o] = T(s);
+    store(q, s, e, r0, o0);
+  }
 #endif
-    }
+}
+
+// Sum q of the workgroup (row r0 + i, output o0 + j, weight matrix w) to its output.
+fn store(q: u32, s: f32, e: u32, r0: u32, o0: u32) {
+  let w = q % NW;
+  let j = (q / NW) % RN;
+  let i = q / (NW * RN);
+  let r = r0 + i;
+  let o = o0 + j;
+  if (r < p.B && o < p.N) {
+#if ${EXPERT_UP}
+    if (w == 0u) { H1[(e * p.B + r) * p.N + o] = T(s); } else { H3[(e * p.B + r) * p.N + o] = T(s); }
+#elif ${EXPERT_DOWN}
+    Y[(e * p.B + r) * p.N + o] = T(s);
+#elif ${HAS_BIAS}
+    Y[r * p.N + o] = T(s + f32(bias[o]));
+#else
+    Y[r * p.N + o] = T(s);
+#endif
   }
 }
 #endif

@@ -324,6 +324,17 @@ describe('subgroup candidates (a device with the subgroups feature)', () => {
     expect(bSg).toEqual([...bPlain, ...bPlain.map((k) => `${k}:sg`)]);
     for (const k of bSg) expect(batchnormFamily.configKey(batchnormFamily.parseConfig(k)!)).toBe(k);
   });
+
+  it('the few-row linear (matvec) offers a subgroup twin of every candidate, and only where the feature is', () => {
+    const g = { B: 4, N: 64, K: 256, bias: true };
+    const plain = matvecFamily.candidates(g, gpu).map(matvecFamily.configKey);
+    const sg = matvecFamily.candidates(g, withSubgroups).map(matvecFamily.configKey);
+    expect(plain.some((k) => k.endsWith(':sg'))).toBe(false);
+    expect(sg).toEqual([...plain, ...plain.map((k) => `${k}:sg`)]);
+    for (const k of sg) expect(matvecFamily.configKey(matvecFamily.parseConfig(k)!)).toBe(k);
+    expect(matvecFamily.parseConfig('lanes64:sums16:sg')).toEqual({ LANES: 64, sums: 16, sg: true });
+    expect(matvecFamily.parseConfig('lanes64:sums16:sgx')).toBeNull();
+  });
 });
 
 describe('batchNorm2d (statistics, normalisation, running statistics, backward): every candidate configuration', () => {

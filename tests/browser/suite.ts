@@ -25,7 +25,8 @@ import { adaptiveAvgPool2d, maxPool2d } from '../../src/graph/ops/pool.ts';
 import { resizeBilinear } from '../../src/graph/ops/resize.ts';
 import { dropout, randNormal, randUniform } from '../../src/graph/ops/random.ts';
 import { AdamW, clipGradNorm } from '../../src/graph/ops/optim.ts';
-import { expectWithin, relL2, Rng } from '../util.ts';
+import { expectWithin, gamma, relL2, Rng } from '../util.ts';
+import { matmulRef } from '../ref/cpu.ts';
 import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from '../ref/nn.ts';
 import { batchNormBackwardRef, batchNormBounds, batchNormRef } from '../ref/vision.ts';
 
@@ -286,16 +287,18 @@ export const CASES: SuiteCase[] = [
     // tests/ref (any summation order), besides the cross-host comparison.
     type Rms = { key: string; X: Float64Array; Wt: Float64Array; G: Float64Array; D: number };
     type Bn = { key: string; X: Float64Array; Wt: Float64Array; B: Float64Array; RM: Float64Array; RV: Float64Array; DY: Float64Array; N: number; C: number; HW: number };
-    let rms: Rms[] = [], bn: Bn[] = [];
+    type Mv = { key: string; X: Float64Array; Wt: Float64Array; Bi: Float64Array; B: number; N: number; K: number };
+    let rms: Rms[] = [], bn: Bn[] = [], mv: Mv[] = [];
     const momentum = Math.fround(0.1), eps = Math.fround(1e-5);
     const c: SuiteCase = {
-      name: 'row and channel sums through subgroups (rmsNorm and batchNorm2d, forward and backward)',
+      name: 'row and channel sums through subgroups (rmsNorm and batchNorm2d, forward and backward; few-row linear)',
       build(R, effects, notes) {
         const sg = runtime().profile.features.subgroups;
         notes.push(sg ? 'subgroups' : 'tree sums (no subgroups feature)');
         const out: Record<string, Tensor> = {};
         rms = [];
         bn = [];
+        mv = [];
         for (const WG of [8, 64, 256]) {
           const D = R.int(2, 300), rows = R.int(1, 6);
           const X = R.randn(rows * D, 2), Wt = R.uniform(D, 0.5, 1.5), G = R.randn(rows * D);
@@ -321,6 +324,16 @@ export const CASES: SuiteCase[] = [
           Object.assign(out, { [k]: y, [`${k}_dx`]: dx!, [`${k}_dw`]: dw!, [`${k}_db`]: db!, [`${k}_mean`]: runningMean, [`${k}_var`]: runningVar });
           bn.push({ key: k, X, Wt, B, RM, RV, DY, N, C, HW });
         }
+        // The few-row linear's cross-lane sums (matvec): 2 lanes (a partial subgroup of
+        // SwiftShader's 4), 8 and 64; one and several row blocks; K vec4-aligned or not; more
+        // sums per workgroup than lanes (sums 16 at 2 and 8 lanes) and fewer.
+        for (const LANES of [2, 8, 64]) {
+          const B = R.int(1, 9), N = R.int(1, 40), K = R.next() < 0.5 ? 4 * R.int(1, 70) : 2 * R.int(1, 70) + 1;
+          const X = R.randn(B * K), Wt = R.randn(N * K), Bi = R.randn(N);
+          const y = withTrial('matvec', sg ? { LANES, sums: 16, sg: true } : { LANES, sums: 16 }, () => rowsLinear(fromData(X, [B, K]), fromData(Wt, [N, K]), fromData(Bi, [N])));
+          out[`mv${LANES}`] = y;
+          mv.push({ key: `mv${LANES}`, X, Wt, Bi, B, N, K });
+        }
         return out;
       },
       check(o) {
@@ -336,6 +349,11 @@ export const CASES: SuiteCase[] = [
           const bound = rmsNormBounds(r.X, r.Wt, r.G, r.D, 1e-6);
           within(`${r.key} y`, o[r.key], rmsNormRef(r.X, r.Wt, r.D, 1e-6), bound.y);
           within(`${r.key} dx`, o[`${r.key}_dx`], rmsNormBackRef(r.X, r.Wt, r.G, r.D, 1e-6).dx, bound.dx);
+        }
+        for (const m of mv) {
+          // Length-(K + 1) f32 sums (bias included), any order: |error| ≤ γ_{K+1} · Σ|terms|.
+          const ref = matmulRef(m.X, m.Wt, m.B, m.N, m.K, false, true), mag = matmulRef(m.X.map(Math.abs), m.Wt.map(Math.abs), m.B, m.N, m.K, false, true);
+          within(`${m.key} y`, o[m.key], ref.map((v, i) => v + m.Bi[i % m.N]), mag.map((v, i) => gamma(m.K + 1) * (v + Math.abs(m.Bi[i % m.N])) + 1e-30));
         }
         for (const b of bn) {
           const ref = batchNormRef(b.X, b.N, b.C, b.HW, b.Wt, b.B, b.RM, b.RV, true, momentum, eps);

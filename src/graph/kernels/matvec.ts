@@ -13,6 +13,12 @@ export interface MatvecConfig {
   LANES: number;
   /** Partial sums per lane (RB·RN·NW): bounds the register block. */
   sums: number;
+  /**
+   * The cross-lane sums fold through subgroup operations (every lane busy, subgroupAdd) instead
+   * of one lane per sum reading the LANES partials from workgroup memory in turn — a candidate
+   * only where the device has the `subgroups` feature.
+   */
+  sg?: boolean;
 }
 
 export interface MatvecGeometry {
@@ -24,7 +30,7 @@ export function matvecHandConfig(profile: DeviceProfile): MatvecConfig {
   return { LANES: kernelOverride('matvecLanes') ?? (profile.software ? 8 : 64), sums: kernelOverride('matvecSumsPerLane') ?? 16 };
 }
 
-const key = (c: MatvecConfig) => `lanes${c.LANES}:sums${c.sums}`;
+const key = (c: MatvecConfig) => `lanes${c.LANES}:sums${c.sums}${c.sg ? ':sg' : ''}`;
 
 export const matvecFamily: KernelFamily<MatvecGeometry, MatvecConfig> = {
   name: 'matvec',
@@ -34,15 +40,17 @@ export const matvecFamily: KernelFamily<MatvecGeometry, MatvecConfig> = {
     const lanes = profile.software ? [8, 16] : [32, 64, 128];
     const out = [matvecHandConfig(profile)];
     for (const LANES of lanes) for (const sums of [8, 16, 24]) out.push({ LANES, sums });
+    const all = profile.features.subgroups ? [...out, ...out.map((c) => ({ ...c, sg: true }))] : out;
     const seen = new Set<string>();
-    return out.filter((c) => !seen.has(key(c)) && !!seen.add(key(c)));
+    return all.filter((c) => c.LANES <= profile.limits.maxComputeInvocationsPerWorkgroup && !seen.has(key(c)) && !!seen.add(key(c)));
   },
   configKey: key,
   parseConfig(s) {
-    const m = /^lanes(\d+):sums(\d+)$/.exec(s);
+    const m = /^lanes(\d+):sums(\d+)(:sg)?$/.exec(s);
     if (!m) return null;
     const [LANES, sums] = [Number(m[1]), Number(m[2])];
-    return LANES >= 1 && LANES <= 256 && (LANES & (LANES - 1)) === 0 && sums >= 1 && sums <= 64 ? { LANES, sums } : null;
+    if (!(LANES >= 1 && LANES <= 256 && (LANES & (LANES - 1)) === 0 && sums >= 1 && sums <= 64)) return null;
+    return m[3] ? { LANES, sums, sg: true } : { LANES, sums };
   },
   forced: () => kernelOverride('matvecLanes') !== undefined || kernelOverride('matvecSumsPerLane') !== undefined,
 };

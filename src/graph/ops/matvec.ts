@@ -67,6 +67,7 @@ function launch(kind: Kind, B: number, N: number, K: number, E: number, extra: {
     LINEAR: kind === 'LINEAR', EXPERT_UP: kind === 'EXPERT_UP', EXPERT_DOWN: kind === 'EXPERT_DOWN', COMBINE: kind === 'COMBINE',
     EXPERT: kind === 'EXPERT_UP' || kind === 'EXPERT_DOWN',
     HAS_BIAS: !!extra.HAS_BIAS, WEIGHTED: !!extra.WEIGHTED, LANES, RB, RN, NW,
+    SUBGROUPS: kind !== 'COMBINE' && !!cfg.sg,
     VEC: vec,
     KFULL: (vec ? K / 4 : K) % LANES === 0,
   };
