@@ -1,9 +1,19 @@
 // Bind groups are freed only when the garbage collector drops them, and Mesa's lavapipe holds a
 // memory mapping per bind group (vm.max_map_count, 65530 by default): long jobs died in a failed
 // mmap. The runtime runs a full collection after every 16384 bind groups (collectBindGroups).
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { collectBindGroups, fromData, init, read, realize } from '../src/graph/runtime.ts';
-import { addScalar } from '../src/graph/ops/elementwise.ts';
+// Bind groups are also kept across realizes (src/gpu/bindgroups.ts), found again by what they
+// bind, with the pool order that lets a repeated step find them: a unit test of the cache's key
+// and ageing on a stand-in device (no GPU), and on the GPU a repeated training-like step that
+// makes no bind group after its first run, with the same results, while a changed buffer gets
+// a group of its own.
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { collectBindGroups, dispose, fromData, init, lastStats, read, realize, runtime } from '../src/graph/runtime.ts';
+import { add, addScalar, mul, sumTo } from '../src/graph/ops/elementwise.ts';
+import { BindGroupCache, type BufferEntry } from '../src/gpu/bindgroups.ts';
+import { BufferPool } from '../src/gpu/buffers.ts';
+import { grad, param } from '../src/graph/autograd.ts';
+import { matmul } from '../src/graph/ops/matmul.ts';
+import { rng } from './util.ts';
 import { readFileSync } from 'node:fs';
 
 type WithGc = { gc?: () => void };
@@ -74,3 +84,108 @@ function canReadMaps(): boolean {
 function mappings(): number {
   return readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.length > 0).length;
 }
+
+/** A device that only counts the bind groups it is asked to make. */
+function fakeDevice() {
+  const made: GPUBindGroupDescriptor[] = [];
+  const device = { createBindGroup: (d: GPUBindGroupDescriptor) => (made.push(d), { label: d.label } as unknown as GPUBindGroup) } as unknown as GPUDevice;
+  return { device, made };
+}
+const fakePipeline = () => ({ getBindGroupLayout: () => ({}) }) as unknown as GPUComputePipeline;
+const fakeBuffer = () => ({}) as GPUBuffer;
+const entries = (...bs: [GPUBuffer, number?, number?][]): BufferEntry[] =>
+  bs.map(([buffer, offset, size], binding) => ({ binding, resource: offset === undefined ? { buffer } : { buffer, offset, size } }));
+
+describe('bind group cache (no GPU)', () => {
+  it('finds a group by pipeline, buffers, offsets and sizes, and by nothing less', () => {
+    const { device, made } = fakeDevice();
+    const cache = new BindGroupCache(device);
+    const p = fakePipeline(), q = fakePipeline();
+    const arena = fakeBuffer(), a = fakeBuffer(), b = fakeBuffer();
+    const g = cache.get(p, entries([arena, 0, 64], [a], [b]), 'op');
+    expect(cache.get(p, entries([arena, 0, 64], [a], [b]), 'op')).toBe(g);
+    expect(made.length).toBe(1);
+    // Each difference is a group of its own: another pipeline, buffer, order, offset, window size.
+    cache.get(q, entries([arena, 0, 64], [a], [b]), 'op');
+    cache.get(p, entries([arena, 0, 64], [b], [a]), 'op');
+    cache.get(p, entries([arena, 256, 64], [a], [b]), 'op');
+    cache.get(p, entries([arena, 0, 64], [a, 0, 512], [b]), 'op');
+    cache.get(p, entries([arena, 0, 64], [a, 0, 256], [b]), 'op');
+    cache.get(p, entries([arena, 0, 64], [a], [fakeBuffer()]), 'op');
+    expect(made.length).toBe(7);
+    expect([cache.created, cache.reused]).toEqual([7, 1]);
+  });
+
+  it('drops groups unused for keepRealizes realizes, and the oldest beyond maxEntries', () => {
+    const { device, made } = fakeDevice();
+    const cache = new BindGroupCache(device, 2, 3);
+    const p = fakePipeline();
+    const bufs = Array.from({ length: 5 }, fakeBuffer);
+    cache.get(p, entries([bufs[0]]), 'a');
+    cache.endRealize();
+    cache.get(p, entries([bufs[1]]), 'b');
+    cache.endRealize();
+    expect(cache.size).toBe(2);
+    cache.endRealize();   // a: unused for 3 realizes
+    expect(cache.size).toBe(1);
+    cache.get(p, entries([bufs[0]]), 'a');
+    expect(made.length).toBe(3);
+    for (const b of bufs.slice(2)) cache.get(p, entries([b]), 'c');
+    cache.endRealize();   // 5 used this realize (b is gone by age), 3 kept: the oldest dropped
+    expect(cache.size).toBe(3);
+  });
+});
+
+describe('bind groups on the GPU', () => {
+  beforeAll(async () => {
+    await init();
+  });
+
+  it('the pool hands out the oldest free buffer of a class, so the same allocations get the same buffers', () => {
+    const pool = new BufferPool(runtime().device);
+    const bufs = Array.from({ length: 4 }, () => pool.acquire(1000, 'order'));
+    // Released in a scrambled order, handed out oldest first.
+    for (const i of [2, 0, 3, 1]) pool.release(bufs[i]);
+    const got = Array.from({ length: 4 }, () => pool.acquire(1000, 'order'));
+    expect(got.map((b) => bufs.indexOf(b))).toEqual([0, 1, 2, 3]);
+    for (const b of bufs) pool.release(b);
+    pool.trim();
+  });
+
+  it('a step run again binds what it bound before: no new bind group, the same results; another buffer gets its own', async () => {
+    const R = rng('bindgroups');
+    const n = R.int(8, 40), k = R.int(8, 40);
+    const W = param(fromData(R.randn(n * k), [n, k])), X = R.randn(4 * n);
+    const step = async (xData: Float64Array) => {
+      const x = fromData(xData, [4, n]);
+      const h = matmul(x, W);
+      const loss = sumTo(mul(add(h, h), h), []);
+      const [g] = grad(loss, [W]);
+      await realize([loss, g!]);
+      const stats = { ...lastStats };
+      const out = [await read(loss), await read(g!)];
+      dispose(x, loss, g!);
+      return { stats, out };
+    };
+    await step(X);
+    const again = await step(X);
+    const third = await step(X);
+    // After its first run the step finds every group: its tensors take the same pooled buffers
+    // (the same allocations in the same order) at the same arena offsets.
+    expect(third.stats.bindGroupsCreated).toBe(0);
+    expect(third.stats.dispatches).toBeGreaterThan(3);
+    expect(third.out).toEqual(again.out);
+    // A buffer the last step did not have (a tensor kept alive takes the input's old buffer):
+    // the dispatches that read it get groups of their own, and the results are still right.
+    const hold = fromData(R.randn(4 * n), [4, n]);
+    const other = R.randn(4 * n);
+    const moved = await step(other);
+    expect(moved.stats.bindGroupsCreated).toBeGreaterThan(0);
+    // The same step computed with the cache emptied: identical values.
+    runtime().bindGroups.clear();
+    const ref = await step(other);
+    expect(ref.stats.bindGroupsCreated).toBe(ref.stats.dispatches);
+    expect(moved.out).toEqual(ref.out);
+    dispose(hold, W);
+  });
+});

@@ -8,6 +8,7 @@ import { BufferPool } from '../gpu/buffers.ts';
 import { compilePipelines, getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
+import { BindGroupCache, type BufferEntry } from '../gpu/bindgroups.ts';
 import { type Bindable, type Dispatch, isWindow, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
 import { planSchedule } from './scheduler.ts';
 
@@ -17,6 +18,14 @@ export interface Runtime {
   profile: DeviceProfile;
   device: GPUDevice;
   pool: BufferPool;
+  /** Bind groups kept across realizes (src/gpu/bindgroups.ts). */
+  bindGroups: BindGroupCache;
+  /**
+   * The uniform arena every realize writes its dispatches' parameters into, kept (and grown)
+   * across realizes so that their bind groups can be found again. A realize's writeBuffer is
+   * ordered after the work already submitted, which keeps reading what it was given.
+   */
+  arena: GPUBuffer | null;
 }
 
 let rt: Runtime | null = null;
@@ -34,7 +43,7 @@ export interface InitOptions {
 export async function init(opts: InitOptions = {}): Promise<Runtime> {
   if (!rt || rt.gpu.lost) {
     const gpu = await getGpu();
-    rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device) };
+    rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device), bindGroups: new BindGroupCache(gpu.device), arena: null };
   }
   if (opts.tune !== undefined) await (await import('./tuner.ts')).configureTuning(opts.tune);
   return rt;
@@ -192,9 +201,11 @@ export interface StepStats {
   submissions: number;
   /** Highest pool bytes in use during this realize. */
   peakBytes: number;
+  /** Bind groups this realize had to create (the rest were found in the runtime's cache). */
+  bindGroupsCreated: number;
 }
 
-export let lastStats: StepStats = { nodes: 0, dispatches: 0, submissions: 0, peakBytes: 0 };
+export let lastStats: StepStats = { nodes: 0, dispatches: 0, submissions: 0, peakBytes: 0, bindGroupsCreated: 0 };
 
 let queue: Promise<unknown> = Promise.resolve();
 
@@ -343,13 +354,19 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   }
   const device = r.device;
   const U = (globalThis as unknown as { GPUBufferUsage: Record<string, number> }).GPUBufferUsage;
-  const arena = device.createBuffer({ size: Math.max(256, arenaBytes), usage: U.UNIFORM | U.COPY_DST, label: 'params' });
+  if (!r.arena || r.arena.size < arenaBytes) {
+    // Grown to a power of two: a few sizes over a run, each an end to the groups bound to the last.
+    r.arena?.destroy();
+    r.arena = device.createBuffer({ size: Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(1, arenaBytes)))), usage: U.UNIFORM | U.COPY_DST, label: 'params' });
+  }
+  const arena = r.arena;
   const arenaData = new ArrayBuffer(Math.max(256, arenaBytes));
   const view = new DataView(arenaData);
   let di = 0;
   for (const rec of recorded) if (rec.kind === 'dispatch') rec.d!.params.writeTo(view, offsets[di++]);
   device.queue.writeBuffer(arena, 0, arenaData);
 
+  const createdBefore = r.bindGroups.created;
   const label = opts.label ?? `realize(${targets.slice(0, 3).join(',')}${targets.length > 3 ? ',…' : ''})`;
   const encoder = device.createCommandEncoder({ label });
   const nDispatch = recorded.filter((r) => r.kind === 'dispatch').length;
@@ -395,12 +412,12 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     // (one that did not compile above: getPipeline makes it and reports its error with the key)
     const pipeline = pipelines[di] ?? getPipeline(device, d.kernel);
     checkBindingTypes(pipeline, d, rec.node);
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
+    const entries: BufferEntry[] = [{ binding: 0, resource: { buffer: arena, offset: offsets[di++], size: d.params.byteLength } }];
     rec.buffers!.forEach((b, j) => {
       const w = d.bindings[j];
       entries.push({ binding: j + 1, resource: isWindow(w) ? { buffer: b, offset: w.offset, size: w.size } : { buffer: b } });
     });
-    const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: opName });
+    const bindGroup = r.bindGroups.get(pipeline, entries, opName);
     const qi = 2 * profOps.length;
     const timed = querySet && qi + 1 < querySet.count;
     if (!querySet && !onePassPerOp) {
@@ -442,7 +459,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   pushScopes(device);
   device.queue.submit([encoder.finish()]);
   popScopes(device, label);
-  arena.destroy();
+  r.bindGroups.endRealize();
   if (readBuf) {
     const M = (globalThis as unknown as { GPUMapMode: Record<string, number> }).GPUMapMode;
     await readBuf.mapAsync(M.READ);
@@ -462,9 +479,9 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     querySet!.destroy();
   }
   if (pipelineErrors.length) throw pipelineErrors.shift();
-  lastStats = { nodes: plan.steps.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes };
+  lastStats = { nodes: plan.steps.length, dispatches, submissions: 1, peakBytes: r.pool.peakBytes, bindGroupsCreated: r.bindGroups.created - createdBefore };
   peakMark = Math.max(peakMark, r.pool.peakBytes);
-  collectBindGroups(dispatches);
+  collectBindGroups(lastStats.bindGroupsCreated);
   return lastStats;
 }
 
