@@ -40,10 +40,22 @@ export class BufferPool {
 
   constructor(private device: GPUDevice) {}
 
-  acquire(bytes: number, label = ''): GPUBuffer {
+  /**
+   * A buffer of `bytes`' size class: the oldest free one not in `avoid` (buffers the caller means
+   * to take by name later: see Runtime.slotBuffers), else the oldest free one (a preference never
+   * costs memory), else a new one.
+   */
+  acquire(bytes: number, label = '', avoid?: ReadonlySet<GPUBuffer>): GPUBuffer {
     // The size class may round past the limit: the limit itself is then the class.
     const size = Math.min(sizeClass(bytes), this.checkLimit(bytes, label));
-    const buf = this.free.get(size)?.pop() ?? this.create(size, label);
+    const list = this.free.get(size);
+    let buf: GPUBuffer | undefined;
+    if (list?.length) {
+      let i = list.length - 1;
+      if (avoid?.size) while (i >= 0 && avoid.has(list[i])) i--;
+      buf = list.splice(i >= 0 ? i : list.length - 1, 1)[0];
+    }
+    buf ??= this.create(size, label);
     this.addLive(size);
     return buf;
   }
@@ -99,6 +111,29 @@ export class BufferPool {
       else hi = mid;
     }
     list.splice(lo, 0, buf);
+  }
+
+  /** Takes the oldest free buffer of class `size` in none of `exclude`; null (nothing created) if there is none. */
+  takeOldestFree(size: number, ...exclude: ReadonlySet<GPUBuffer>[]): GPUBuffer | null {
+    const list = this.free.get(size);
+    if (!list) return null;
+    for (let i = list.length - 1; i >= 0; i--) {
+      if (exclude.some((x) => x.has(list[i]))) continue;
+      const buf = list.splice(i, 1)[0];
+      this.addLive(size);
+      return buf;
+    }
+    return null;
+  }
+
+  /** Takes `buf` if it is free (a buffer the caller held before and prefers); false if it is not. */
+  takeIfFree(buf: GPUBuffer): boolean {
+    const list = this.free.get(buf.size);
+    const i = list ? list.lastIndexOf(buf) : -1;
+    if (i < 0) return false;
+    list!.splice(i, 1);
+    this.addLive(buf.size);
+    return true;
   }
 
   /** Takes back a buffer released earlier that is still in the free list (the scheduler reuses it). */

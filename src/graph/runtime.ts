@@ -4,7 +4,7 @@
 // step is one submission with no CPU read-back inside; reads back and profiles.
 import { assertAlive, getGpu, type Gpu } from '../gpu/device.ts';
 import type { DeviceProfile } from '../gpu/profile.ts';
-import { BufferPool } from '../gpu/buffers.ts';
+import { BufferPool, sizeClass } from '../gpu/buffers.ts';
 import { compilePipelines, getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
 import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
@@ -26,6 +26,14 @@ export interface Runtime {
    * ordered after the work already submitted, which keeps reading what it was given.
    */
   arena: GPUBuffer | null;
+  /**
+   * The buffer each slot of a recent plan had, and each scratch buffer in order, by the plan's
+   * slot sizes: the same plan run again (a training or decoding step) takes those buffers where
+   * they are free, so its bind groups are found again even when other tensors held in between
+   * (a decoding step's logits waiting for a batched read) shift what the pool would hand out.
+   * A preference only: it never makes the pool create a buffer it would not have.
+   */
+  slotBuffers: Map<string, { slots: GPUBuffer[]; scratch: GPUBuffer[] }>;
 }
 
 let rt: Runtime | null = null;
@@ -43,7 +51,7 @@ export interface InitOptions {
 export async function init(opts: InitOptions = {}): Promise<Runtime> {
   if (!rt || rt.gpu.lost) {
     const gpu = await getGpu();
-    rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device), bindGroups: new BindGroupCache(gpu.device), arena: null };
+    rt = { gpu, profile: gpu.profile, device: gpu.device, pool: new BufferPool(gpu.device), bindGroups: new BindGroupCache(gpu.device), arena: null, slotBuffers: new Map() };
   }
   if (opts.tune !== undefined) await (await import('./tuner.ts')).configureTuning(opts.tune);
   return rt;
@@ -56,9 +64,9 @@ export function runtime(): Runtime {
 
 const finalizer = new FinalizationRegistry<{ pool: BufferPool; buffer: GPUBuffer }>((s) => s.pool.release(s.buffer));
 
-function allocate(t: Tensor, label: string, resident = false): Storage {
+function allocate(t: Tensor, label: string, resident = false, avoid?: ReadonlySet<GPUBuffer>): Storage {
   const r = runtime();
-  const buffer = resident ? r.pool.acquireResident(t.bytes, label) : r.pool.acquire(Math.max(4, t.bytes), label);
+  const buffer = resident ? r.pool.acquireResident(t.bytes, label) : r.pool.acquire(Math.max(4, t.bytes), label, avoid);
   const st = { buffer, bytes: t.bytes };
   t.storage = st;
   t.freed = false;
@@ -291,8 +299,14 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       recorded.push({ kind: 'dispatch', node: current, d, buffers: d.bindings.map((b, j) => bufOf(b, `binding ${j + 1}`)) });
     },
     scratch(bytes) {
-      const b = r.pool.acquire(Math.max(4, bytes), `${current.op}:scratch`);
+      // (the k-th scratch buffer of this plan's last run, if free and of this size class)
+      const prefer = before?.scratch[scratchTaken.length];
+      if (prefer) reserved.delete(prefer);
+      const b = prefer && prefer.size === sizeClass(Math.max(4, bytes)) && r.pool.takeIfFree(prefer)
+        ? prefer
+        : r.pool.acquire(Math.max(4, bytes), `${current.op}:scratch`, reserved);
       scratch.push(b);
+      scratchTaken.push(b);
       return b;
     },
     copy(src, dst, bytes, so = 0, doff = 0) {
@@ -309,16 +323,38 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
   const produced: Tensor[] = [];
   // Slot → the buffer holding it (a released slot's buffer waits in the pool's free list until reused).
   const slotBuffer: GPUBuffer[] = [];
+  const planKey = plan.slotBytes.join(',');
+  const before = r.slotBuffers.get(planKey);
+  // Those not taken yet: other allocations (new slots, scratch) leave them to their slots.
+  const reserved = new Set([...before?.slots ?? [], ...before?.scratch ?? []]);
+  const scratchTaken: GPUBuffer[] = [];
+  const owned = new Set<GPUBuffer>();   // this realize's slot buffers
   for (const step of plan.steps) {
     const n = step.node;
     current = n;
     for (const [k, o] of step.allocate.entries()) {
       const slot = step.slots[k];
       const held = slotBuffer[slot];
-      if (held) {
+      // A kept output would hold its slot's buffer past the realize, and the slot's earlier
+      // tensors would get another buffer when the plan runs again (bind groups not found): it
+      // takes another free buffer instead where there is one (never a new one).
+      const other = held && o.kept ? r.pool.takeOldestFree(held.size, owned, reserved) : null;
+      if (other) {
+        o.storage = { buffer: other, bytes: o.bytes };
+        o.freed = false;
+      } else if (held) {
         o.storage = { buffer: r.pool.take(held), bytes: o.bytes };
         o.freed = false;
-      } else slotBuffer[slot] = allocate(o, `${n.op}:${o.describe()}`).buffer;
+      } else {
+        const prefer = before?.slots[slot];
+        if (prefer) reserved.delete(prefer);
+        if (prefer && r.pool.takeIfFree(prefer)) {
+          o.storage = { buffer: prefer, bytes: o.bytes };
+          o.freed = false;
+          slotBuffer[slot] = prefer;
+        } else slotBuffer[slot] = allocate(o, `${n.op}:${o.describe()}`, false, reserved).buffer;
+        owned.add(slotBuffer[slot]);
+      }
       produced.push(o);
     }
     if (!n.view) {
@@ -336,6 +372,9 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
     }
   }
   for (const t of produced) if (t.kept && t.storage) trackKept(t);
+  r.slotBuffers.delete(planKey);
+  r.slotBuffers.set(planKey, { slots: slotBuffer, scratch: scratchTaken });
+  if (r.slotBuffers.size > 16) r.slotBuffers.delete(r.slotBuffers.keys().next().value!);
 
   // Pipelines need their WGSL: load any family not loaded yet; then compile the new ones side
   // by side (compilePipelines), before the encoding below takes them from the cache.
