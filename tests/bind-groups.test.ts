@@ -114,6 +114,13 @@ describe('bind group cache (no GPU)', () => {
     cache.get(p, entries([arena, 0, 64], [a], [fakeBuffer()]), 'op');
     expect(made.length).toBe(7);
     expect([cache.created, cache.reused]).toEqual([7, 1]);
+    // The runtime scopes the making (GPU errors named by op): only a group made now goes through it.
+    const wrapped: string[] = [];
+    const making = (make: () => GPUBindGroup) => (wrapped.push('made'), make());
+    cache.get(p, entries([arena, 0, 64], [a], [b]), 'op', making);
+    cache.get(p, entries([arena, 512, 64], [a], [b]), 'op', making);
+    expect(wrapped).toEqual(['made']);
+    expect(made.length).toBe(8);
   });
 
   it('drops groups unused for keepRealizes realizes, and the oldest beyond maxEntries', () => {

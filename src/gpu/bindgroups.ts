@@ -38,8 +38,11 @@ export class BindGroupCache {
     return this.groups.size;
   }
 
-  /** The group binding `entries` to group 0 of `pipeline` (`label` names a group made now). */
-  get(pipeline: GPUComputePipeline, entries: BufferEntry[], label: string): GPUBindGroup {
+  /**
+   * The group binding `entries` to group 0 of `pipeline` (`label` names a group made now;
+   * `making` wraps its creation, e.g. in error scopes naming the op).
+   */
+  get(pipeline: GPUComputePipeline, entries: BufferEntry[], label: string, making?: (make: () => GPUBindGroup) => GPUBindGroup): GPUBindGroup {
     let key = String(idOf(pipeline));
     for (const e of entries) key += `|${e.binding}:${idOf(e.resource.buffer)}:${e.resource.offset ?? 0}:${e.resource.size ?? 'all'}`;
     const hit = this.groups.get(key);
@@ -48,9 +51,12 @@ export class BindGroupCache {
       this.reused++;
       return hit.group;
     }
-    let layout = this.layouts.get(pipeline);
-    if (!layout) this.layouts.set(pipeline, (layout = pipeline.getBindGroupLayout(0)));
-    const group = this.device.createBindGroup({ layout, entries, label });
+    const make = () => {
+      let layout = this.layouts.get(pipeline);
+      if (!layout) this.layouts.set(pipeline, (layout = pipeline.getBindGroupLayout(0)));
+      return this.device.createBindGroup({ layout, entries, label });
+    };
+    const group = making ? making(make) : make();
     this.groups.set(key, { group, used: this.realizes });
     this.created++;
     return group;

@@ -7,7 +7,7 @@ import type { DeviceProfile } from '../gpu/profile.ts';
 import { BufferPool, sizeClass } from '../gpu/buffers.ts';
 import { compilePipelines, getPipeline, pipelineBindingTypes, pipelineErrors } from '../gpu/pipelines.ts';
 import { loadShader } from '../gpu/shaders.ts';
-import { flushErrors, GpuOpError, popScopes, pushScopes } from '../gpu/errors.ts';
+import { flushErrors, GpuOpError, popScopes, pushScopes, scoped } from '../gpu/errors.ts';
 import { BindGroupCache, type BufferEntry } from '../gpu/bindgroups.ts';
 import { type Bindable, type Dispatch, isWindow, type DType, dtypeBytes, type EncodeCtx, type Node, Params, shapeStr, type Storage, Tensor } from './tensor.ts';
 import { planSchedule } from './scheduler.ts';
@@ -447,7 +447,14 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       continue;
     }
     const d = rec.d!;
-    pushScopes(device);
+    // Error scopes: an op with a pass of its own (profiling, MICAR_GPU_DEBUG) is scoped whole.
+    // In the shared pass, a dispatch's own commands are validated when the pass ends (scoped
+    // there, naming its first and last ops), so only making its bind group can fail on the spot:
+    // that alone is scoped, when it happens (a group found again was made before, and an error
+    // in making it was reported then). Three scopes per dispatch had cost ~10 µs a dispatch, a
+    // quarter of a training step's encoding time.
+    const ownPass = !!querySet || onePassPerOp;
+    if (ownPass) pushScopes(device);
     // (one that did not compile above: getPipeline makes it and reports its error with the key)
     const pipeline = pipelines[di] ?? getPipeline(device, d.kernel);
     checkBindingTypes(pipeline, d, rec.node);
@@ -456,7 +463,7 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       const w = d.bindings[j];
       entries.push({ binding: j + 1, resource: isWindow(w) ? { buffer: b, offset: w.offset, size: w.size } : { buffer: b } });
     });
-    const bindGroup = r.bindGroups.get(pipeline, entries, opName);
+    const bindGroup = r.bindGroups.get(pipeline, entries, opName, ownPass ? undefined : (make) => scoped(device, opName, make));
     const qi = 2 * profOps.length;
     const timed = querySet && qi + 1 < querySet.count;
     if (!querySet && !onePassPerOp) {
@@ -466,7 +473,6 @@ async function realizeNow(targets: Tensor[], opts: RealizeOptions): Promise<Step
       shared.setBindGroup(0, bindGroup);
       const [x, y = 1, z = 1] = d.workgroups;
       if (x > 0 && y > 0 && z > 0) shared.dispatchWorkgroups(x, y, z);
-      popScopes(device, opName);
       dispatches++;
       continue;
     }
