@@ -7,7 +7,7 @@
 import { dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convRegisterBodyOf, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
 import type { MatmulGeometry, MatmulTiles } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
@@ -34,105 +34,6 @@ function useRegister(): boolean {
 }
 
 /**
- * GEMMR's unrolled body (after the shader's prologue): per-row pixel setup, RM×RN scalar
- * accumulators c{i}_{j}, the tap loops (dX: whole taps skipped per stride-parity class), one
- * channel per iteration, then the NCHW stores. Names: r{i} row, o{i} A offset, a{i}, b{j}.
- */
-export function convRegisterBody(cfg: ConvConfig, fwd: boolean, hasBias: boolean): string {
-  const { RM, RN } = cfg, L: string[] = [];
-  const comp = ['x', 'y', 'z', 'w'];
-  for (let i = 0; i < RM; i++) {
-    L.push(`  let m${i} = min(mBase + ${i}u * WG, p.M - 1u);`);
-    L.push(`  let pix${i} = m${i} % rowP;`);
-    L.push(`  let img${i} = (m${i} / rowP) * p.SH * p.SW;`);
-    if (fwd) L.push(`  let py${i} = i32(pix${i} / rowW) * S - PAD;`, `  let px${i} = i32(pix${i} % rowW) * S - PAD;`);
-    else L.push(`  let py${i} = i32(pix${i} / rowW);`, `  let px${i} = i32(pix${i} % rowW);`);
-  }
-  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
-  L.push('  for (var ky = 0u; ky < KH; ky++) {');
-  if (!fwd) L.push('    let ry = cy + PAD - i32(ky);', '    if (ry % S != 0) { continue; }');
-  L.push('    for (var kx = 0u; kx < KW; kx++) {');
-  if (!fwd) L.push('      let rx = cx + PAD - i32(kx);', '      if (rx % S != 0) { continue; }');
-  for (let i = 0; i < RM; i++) {
-    L.push(fwd ? `      let sy${i} = py${i} + i32(ky);` : `      let sy${i} = py${i} + ry / S;`);
-    L.push(fwd ? `      let sx${i} = px${i} + i32(kx);` : `      let sx${i} = px${i} + rx / S;`);
-    L.push(`      let o${i} = select(zeroOff, (img${i} + u32(sy${i}) * p.SW + u32(sx${i})) * CS, sy${i} >= 0 && sy${i} < i32(p.SH) && sx${i} >= 0 && sx${i} < i32(p.SW));`);
-  }
-  L.push('      let tapRow = (ky * KW + kx) * CS;');
-  L.push('      for (var c = 0u; c < p.CR; c++) {');
-  for (let i = 0; i < RM; i++) L.push(`        let a${i} = f32(A[o${i} + c]);`);
-  L.push('        let wrow = (tapRow + c) * p.NB4 + col4;');
-  for (let j4 = 0; j4 < RN / 4; j4++) {
-    L.push(`        let bv${j4} = vec4<f32>(WB[wrow + ${j4}u]);`);
-    for (let e = 0; e < 4; e++) L.push(`        let b${4 * j4 + e} = bv${j4}.${comp[e]};`);
-  }
-  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`        c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
-  L.push('      }', '    }', '  }');
-  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(col0 + ${j}u, p.NC - 1u)])` : '0.0'};`);
-  for (let i = 0; i < RM; i++) {
-    L.push(`  if (mBase + ${i}u * WG < p.M) {`);
-    if (fwd) L.push(`    let ob = (m${i} / outP) * p.NC * outP + m${i} % outP;`);
-    else {
-      L.push(`    let oy = u32(cy) + u32(S) * u32(py${i});`, `    let ox = u32(cx) + u32(S) * u32(px${i});`);
-      L.push(`    if (oy < outH && ox < outW) {`);
-      L.push(`    let ob = (m${i} / rowP) * p.NC * outP + oy * outW + ox;`);
-    }
-    for (let j = 0; j < RN; j++) L.push(`    if (col0 + ${j}u < p.NC) { out[ob + (col0 + ${j}u) * outP] = T(c${i}_${j} + bias${j}); }`);
-    if (!fwd) L.push('    }');
-    L.push('  }');
-  }
-  return L.join('\n');
-}
-
-/**
- * DWR's unrolled body: per column group j4 (a tap and 4 channels) its uniform source offset,
- * per row (output channel) its dY offset, RM×RN accumulators over every image's output pixels
- * (one pixel per iteration), then the [O, C, KH, KW] stores.
- */
-export function convDwRegisterBody(cfg: ConvConfig): string {
-  const { RM, RN } = cfg, RN4 = RN / 4, L: string[] = [];
-  const comp = ['x', 'y', 'z', 'w'];
-  for (let j = 0; j < RN4; j++) {
-    L.push(`  let g${j} = min(col4 + ${j}u, nGroups - 1u);`);
-    L.push(`  let gc${j} = g${j} % p.SC4;`);
-    L.push(`  let gy${j} = i32(g${j} / p.SC4 / KW) - PAD;`);
-    L.push(`  let gx${j} = i32(g${j} / p.SC4 % KW) - PAD;`);
-  }
-  for (let i = 0; i < RM; i++) L.push(`  let ro${i} = min(mBase + ${i}u * WG, p.O - 1u) * P;`);
-  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`  var c${i}_${j}: f32 = 0.0;`);
-  L.push('  for (var img = 0u; img < p.N; img++) {');
-  L.push('    let yImg = img * p.O * P;', '    let xImg = img * HW * p.SC4;');
-  L.push('    for (var oh = 0u; oh < p.OH; oh++) {');
-  for (let j = 0; j < RN4; j++) {
-    L.push(`      let sy${j} = i32(oh) * S + gy${j};`);
-    L.push(`      let vy${j} = sy${j} >= 0 && sy${j} < i32(p.H);`);
-  }
-  L.push('      for (var ow = 0u; ow < p.OW; ow++) {');
-  L.push('        let pix = yImg + oh * p.OW + ow;');
-  for (let i = 0; i < RM; i++) L.push(`        let a${i} = f32(dY[pix + ro${i}]);`);
-  for (let j = 0; j < RN4; j++) {
-    L.push(`        let sx${j} = i32(ow) * S + gx${j};`);
-    L.push(`        let v${j} = vy${j} && sx${j} >= 0 && sx${j} < i32(p.W);`);
-    L.push(`        let bv${j} = select(vec4<f32>(0.0), vec4<f32>(Xh[xImg + select(0u, (u32(sy${j}) * p.W + u32(sx${j})) * p.SC4, v${j}) + gc${j}]), v${j});`);
-    for (let e = 0; e < 4; e++) L.push(`        let b${4 * j + e} = bv${j}.${comp[e]};`);
-  }
-  for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`        c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`);
-  L.push('      }', '    }', '  }');
-  for (let i = 0; i < RM; i++) {
-    L.push(`  if (mBase + ${i}u * WG < p.O) {`);
-    L.push(`    let o = mBase + ${i}u * WG;`);
-    for (let j = 0; j < RN4; j++) {
-      L.push(`    if (col4 + ${j}u < nGroups) {`);
-      L.push(`      let tap = g${j} / p.SC4;`);
-      for (let e = 0; e < 4; e++) L.push(`      if (gc${j} * 4u + ${e}u < p.C) { dW[(o * p.C + gc${j} * 4u + ${e}u) * KHW + tap] = T(c${i}_${4 * j + e}); }`);
-      L.push('    }');
-    }
-    L.push('  }');
-  }
-  return L.join('\n');
-}
-
-/**
  * The forward conv as im2col + matmul's WINDOW kernel (f32): the patches [N·OH·OW, Kp] into
  * scratch (k = (c, ky, kx), the weight's own order, so the weight [O, C·KH·KW] is Bᵀ as it
  * lies), then C = patches · weightᵀ stored straight to NCHW (+ bias).
@@ -153,15 +54,6 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   encodeWindow(ctx, mg, t, { a: cols, b: w, c: y, bias, batchA: 1, batchB: 1, aPadded: true, nchwP: P });
 }
 
-/** Generated bodies by configuration (encoding runs every step; the text never changes). */
-const bodies = new Map<string, string>();
-function registerBodyOf(kind: 'GEMMR' | 'DWR', cfg: ConvConfig, fwd: boolean, bias: boolean): string {
-  const key = `${kind}:${cfg.WG},${cfg.RM},${cfg.RN}:${fwd}:${bias}`;
-  let body = bodies.get(key);
-  if (body === undefined) bodies.set(key, (body = kind === 'GEMMR' ? convRegisterBody(cfg, fwd, bias) : convDwRegisterBody(cfg)));
-  return body;
-}
-
 type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
@@ -169,7 +61,7 @@ function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; 
     family: 'conv',
     gen: {
       PARAMS: kind === 'IM2COL' ? convIm2colParams.wgsl : convParams.wgsl,
-      REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? registerBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
+      REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? convRegisterBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
     },
     defs: {
       LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: kind === 'IM2COL',
