@@ -5,10 +5,14 @@
 //   CE_MEAN  one workgroup: loss = Σ rowLoss / count (0 when no row counts), count saved.
 //   CE_GRAD  one thread per logit: dx = dloss/count · (softmax(x) − onehot(label)), 0 on
 //            ignored rows.
-// Specialisation (one kind flag true): CE_ROWS, CE_MEAN, CE_GRAD; WG (u32, power of two).
+// Specialisation (one kind flag true): CE_ROWS, CE_MEAN, CE_GRAD; WG (u32, power of two) and
+// SUBGROUPS: CE_ROWS's are src/graph/kernels/loss.ts's tunable choice.
 
 #if ${F16}
 enable f16;
+#endif
+#if ${SUBGROUPS}
+enable subgroups;   // CE_ROWS: row max and sum through subgroup operations (lib/reduce)
 #endif
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};

@@ -3,10 +3,13 @@
 // Optional mask (broadcast to x by strides): where mask == 0 the logit is replaced by -1e9
 // (PyTorch masked_fill(mask == 0, -1e9)), so a fully masked row comes out uniform.
 // Specialisation (one kind flag true): SOFTMAX, LOG_SOFTMAX, SOFTMAX_GRAD, LOG_SOFTMAX_GRAD;
-// HAS_MASK, MASK_I32 (bool); WG (u32, power of two).
+// HAS_MASK, MASK_I32 (bool); WG (u32, power of two), SUBGROUPS: src/graph/kernels/softmax.ts.
 
 #if ${F16}
 enable f16;
+#endif
+#if ${SUBGROUPS}
+enable subgroups;   // row max and sum through subgroup operations (lib/reduce)
 #endif
 // Element type of the float tensors (f32 or f16, from the bound tensors); arithmetic is f32.
 alias T = ${T};

@@ -26,6 +26,12 @@ import { rmsNorm } from '../src/graph/ops/norm.ts';
 import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from './ref/nn.ts';
 import { type BatchnormConfig, batchnormFamily } from '../src/graph/kernels/batchnorm.ts';
 import { batchNorm2d } from '../src/graph/ops/batchnorm.ts';
+import { softmaxFamily } from '../src/graph/kernels/softmax.ts';
+import { lossFamily } from '../src/graph/kernels/loss.ts';
+import { type RowConfig, rowConfigKey } from '../src/graph/kernels/rows.ts';
+import { logSoftmax, softmax } from '../src/graph/ops/softmax.ts';
+import { crossEntropy } from '../src/graph/ops/loss.ts';
+import { crossEntropyBackRef, crossEntropyBounds, crossEntropyRef, logSoftmaxBackRef, logSoftmaxBounds, logSoftmaxRef, maskZeros, softmaxBackRef, softmaxBounds, softmaxRef } from './ref/nn.ts';
 
 const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
 const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
@@ -306,6 +312,62 @@ describe('rmsNorm (forward and dx row reductions): every candidate configuration
   }
 });
 
+describe('softmax and log-softmax (row max and sum, forward and backward): every candidate configuration', () => {
+  const R = rng('softmax-candidates');
+  const cands = new Map<string, RowConfig>();
+  for (const profile of [software, gpu]) for (const K of [24, 200, 600, 2000]) for (const c of softmaxFamily.candidates({ rows: 64, K, dtype: 'f32', mask: false }, profile)) cands.set(softmaxFamily.configKey(c), c);
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(softmaxFamily.parseConfig(key)).toEqual(c);
+      // Rows shorter and longer than the lanes; a broadcast mask [b, 1, q, K] on one of them,
+      // its first row fully masked (a uniform row).
+      for (const [K, masked] of [[R.int(1, 7), false], [R.int(33, 90), true], [R.int(257, 600), false]] as [number, boolean][]) {
+        const b = R.int(1, 2), H = R.int(1, 3), q = R.int(1, 3), shape = [b, H, q, K];
+        const X = R.randn(b * H * q * K, 3), W = R.randn(b * H * q * K);
+        const M = Float64Array.from({ length: b * q * K }, (_, i) => (i < K || R.next() < 0.3 ? 0 : 1));
+        const zero = masked ? maskZeros(M, [b, 1, q, K], shape) : undefined;
+        const x = param(fromData(X, shape));
+        const y = withTrial('softmax', c, () => softmax(x, masked ? fromData(M, [b, 1, q, K]) : undefined));
+        const ls = withTrial('softmax', c, () => logSoftmax(x));
+        const [dx] = grad(y, [x], fromData(W, shape));
+        const [dls] = grad(ls, [x], fromData(W, shape));
+        await realize([y, dx!, ls, dls!]);
+        // Per element within the f32 error model of tests/ref/nn.ts (any summation order).
+        const yr = softmaxRef(X, K, zero), bound = softmaxBounds(X, W, K, zero, yr), what = `${key} shape=${JSON.stringify(shape)} mask=${masked}`;
+        expectWithin(await read(y), yr, bound.y, `${what} softmax y`);
+        expectWithin(await read(dx!), softmaxBackRef(yr, W, K, zero), bound.dx, `${what} softmax dx`);
+        const lr = logSoftmaxRef(X, K), lb = logSoftmaxBounds(X, W, K, lr);
+        expectWithin(await read(ls), lr, lb.y, `${what} log-softmax y`);
+        expectWithin(await read(dls!), logSoftmaxBackRef(lr, W, K), lb.dx, `${what} log-softmax dx`);
+      }
+    });
+  }
+});
+
+describe('crossEntropy (row max and sum): every candidate configuration', () => {
+  const R = rng('loss-candidates');
+  const cands = new Map<string, RowConfig>();
+  for (const profile of [software, gpu]) for (const V of [24, 200, 600, 2000]) for (const c of lossFamily.candidates({ N: 64, V, dtype: 'f32' }, profile)) cands.set(lossFamily.configKey(c), c);
+  for (const [key, c] of cands) {
+    it(key, async () => {
+      expect(lossFamily.parseConfig(key)).toEqual(c);
+      // Rows shorter and longer than the lanes, some rows ignored.
+      for (const V of [R.int(1, 7), R.int(33, 90), R.int(257, 1200)]) {
+        const N = R.int(1, 12), ignore = -100, g = Math.fround(0.5 + R.next());
+        const X = R.randn(N * V, 2), labels = Int32Array.from({ length: N }, () => (R.next() < 0.25 ? ignore : R.int(0, V - 1)));
+        const x = param(fromData(X, [N, V]));
+        const loss = withTrial('loss', c, () => crossEntropy(x, fromData(labels, [N], 'i32'), ignore));
+        const [dx] = grad(loss, [x], fromData([g], []));
+        await realize([loss, dx!]);
+        // Within the f32 error model of tests/ref/nn.ts crossEntropyBounds (any summation order).
+        const bound = crossEntropyBounds(X, labels, V, ignore, g), what = `${key} N=${N} V=${V}`;
+        expectWithin(await read(loss), [crossEntropyRef(X, labels, V, ignore)], bound.loss, `${what} loss`);
+        expectWithin(await read(dx!), crossEntropyBackRef(X, labels, V, ignore, g), bound.dx, `${what} dx`);
+      }
+    });
+  }
+});
+
 describe('subgroup candidates (a device with the subgroups feature)', () => {
   // Deno's llvmpipe has no subgroups: these configurations run in Chromium (SwiftShader), against
   // Deno's tree sums, in tests/browser.test.ts ("row and channel sums through subgroups").
@@ -323,6 +385,17 @@ describe('subgroup candidates (a device with the subgroups feature)', () => {
     expect(bPlain.some((k) => k.endsWith(':sg'))).toBe(false);
     expect(bSg).toEqual([...bPlain, ...bPlain.map((k) => `${k}:sg`)]);
     for (const k of bSg) expect(batchnormFamily.configKey(batchnormFamily.parseConfig(k)!)).toBe(k);
+  });
+
+  it('softmax and crossEntropy offer a subgroup twin of every width, and only where the feature is', () => {
+    const keys = (cs: RowConfig[]) => cs.map(rowConfigKey);
+    for (const [plain, sg] of [
+      [softmaxFamily.candidates({ rows: 64, K: 600, dtype: 'f32', mask: true }, gpu), softmaxFamily.candidates({ rows: 64, K: 600, dtype: 'f32', mask: true }, withSubgroups)],
+      [lossFamily.candidates({ N: 64, V: 600, dtype: 'f32' }, gpu), lossFamily.candidates({ N: 64, V: 600, dtype: 'f32' }, withSubgroups)],
+    ].map(([a, b]) => [keys(a), keys(b)])) {
+      expect(plain.some((k) => k.endsWith(':sg'))).toBe(false);
+      expect(sg).toEqual([...plain, ...plain.map((k) => `${k}:sg`)]);
+    }
   });
 
   it('the few-row linear (matvec) offers a subgroup twin of every candidate, and only where the feature is', () => {

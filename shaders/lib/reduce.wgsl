@@ -3,9 +3,9 @@
 // includer declares the tree's width (a power of two, at most the workgroup size):
 //   const RED_N: u32 = …;
 // and calls these with every invocation of the workgroup (uniform control flow: barriers).
-// SUBGROUPS (a tunable choice; the includer then starts with `enable subgroups;`): wg_sum (and
-// lib/reduce_pair's red_pair_sum) fold through subgroup operations instead of the tree — see
-// red_subgroup_slots.
+// SUBGROUPS (a tunable choice; the includer then starts with `enable subgroups;`): wg_sum, wg_max
+// (and lib/reduce_pair's red_pair_sum) fold through subgroup operations instead of the tree —
+// see red_subgroup_slots.
 var<workgroup> red: array<f32, RED_N>;
 
 // For each of `cols` adjacent columns c, sums red[c + cols·l] over lanes l < `lanes` (a power
@@ -63,9 +63,20 @@ fn wg_sum(v: f32, li: u32) -> f32 {
 }
 #endif
 
+#if ${SUBGROUPS}
+// max v over the RED_N invocations, returned to each; red is free for the next reduction. Each
+// invocation starts from one of red's slots (max is idempotent: a slot met twice is harmless).
+fn wg_max(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  let sl = red_subgroup_slots();
+  var t = red[min(sl.x, RED_N - 1u)];
+  for (var j = sl.x; j < RED_N; j += sl.y) { t = max(t, red[j]); }
+  return red_broadcast(subgroupMax(t), li);
+}
+
+#else
 // max v over the RED_N invocations, returned to each; red is free for the next reduction.
-// (A tree whatever SUBGROUPS says: no tuned kernel reduces a max, and the subgroup fold would be
-// untested code.)
 fn wg_max(v: f32, li: u32) -> f32 {
   red[li] = v;
   workgroupBarrier();
@@ -77,3 +88,4 @@ fn wg_max(v: f32, li: u32) -> f32 {
   workgroupBarrier();
   return r;
 }
+#endif

@@ -27,7 +27,7 @@ import { dropout, randNormal, randUniform } from '../../src/graph/ops/random.ts'
 import { AdamW, clipGradNorm } from '../../src/graph/ops/optim.ts';
 import { expectWithin, gamma, relL2, Rng } from '../util.ts';
 import { matmulRef } from '../ref/cpu.ts';
-import { rmsNormBackRef, rmsNormBounds, rmsNormRef } from '../ref/nn.ts';
+import { crossEntropyBackRef, crossEntropyBounds, crossEntropyRef, maskZeros, rmsNormBackRef, rmsNormBounds, rmsNormRef, softmaxBackRef, softmaxBounds, softmaxRef } from '../ref/nn.ts';
 import { batchNormBackwardRef, batchNormBounds, batchNormRef } from '../ref/vision.ts';
 
 /** Rng whose draws are folded into a 32-bit FNV-1a hash (input fingerprint). */
@@ -288,10 +288,12 @@ export const CASES: SuiteCase[] = [
     type Rms = { key: string; X: Float64Array; Wt: Float64Array; G: Float64Array; D: number };
     type Bn = { key: string; X: Float64Array; Wt: Float64Array; B: Float64Array; RM: Float64Array; RV: Float64Array; DY: Float64Array; N: number; C: number; HW: number };
     type Mv = { key: string; X: Float64Array; Wt: Float64Array; Bi: Float64Array; B: number; N: number; K: number };
-    let rms: Rms[] = [], bn: Bn[] = [], mv: Mv[] = [];
+    type Sm = { key: string; X: Float64Array; W: Float64Array; M: Float64Array; shape: number[] };
+    type Ce = { key: string; X: Float64Array; labels: Int32Array; N: number; V: number; g: number };
+    let rms: Rms[] = [], bn: Bn[] = [], mv: Mv[] = [], sm: Sm[] = [], ce: Ce[] = [];
     const momentum = Math.fround(0.1), eps = Math.fround(1e-5);
     const c: SuiteCase = {
-      name: 'row and channel sums through subgroups (rmsNorm and batchNorm2d, forward and backward; few-row linear)',
+      name: 'row and channel sums through subgroups (rmsNorm, batchNorm2d, softmax and crossEntropy, forward and backward; few-row linear)',
       build(R, effects, notes) {
         const sg = runtime().profile.features.subgroups;
         notes.push(sg ? 'subgroups' : 'tree sums (no subgroups feature)');
@@ -299,6 +301,8 @@ export const CASES: SuiteCase[] = [
         rms = [];
         bn = [];
         mv = [];
+        sm = [];
+        ce = [];
         for (const WG of [8, 64, 256]) {
           const D = R.int(2, 300), rows = R.int(1, 6);
           const X = R.randn(rows * D, 2), Wt = R.uniform(D, 0.5, 1.5), G = R.randn(rows * D);
@@ -323,6 +327,28 @@ export const CASES: SuiteCase[] = [
           const k = `bn${RWG}`;
           Object.assign(out, { [k]: y, [`${k}_dx`]: dx!, [`${k}_dw`]: dw!, [`${k}_db`]: db!, [`${k}_mean`]: runningMean, [`${k}_var`]: runningVar });
           bn.push({ key: k, X, Wt, B, RM, RV, DY, N, C, HW });
+        }
+        // Softmax's row max and sum (lib/reduce wg_max, wg_sum) under a broadcast mask whose
+        // first row is fully masked; cross entropy's per-row max and sum (CE_ROWS) on logits spread
+        // wide enough that exp overflows unless the max is right.
+        for (const WG of [8, 64, 256]) {
+          const b = R.int(1, 2), H = R.int(1, 3), q = R.int(1, 3), K = R.int(1, 300), shape = [b, H, q, K];
+          const X = R.randn(b * H * q * K, 3), W = R.randn(b * H * q * K);
+          const M = Float64Array.from({ length: b * q * K }, (_, i) => (i < K || R.next() < 0.3 ? 0 : 1));
+          const x = param(fromData(X, shape));
+          const y = withTrial('softmax', sg ? { WG, sg: true } : { WG }, () => softmax(x, fromData(M, [b, 1, q, K])));
+          const [dx] = grad(y, [x], fromData(W, shape));
+          out[`sm${WG}`] = y;
+          out[`sm${WG}_dx`] = dx!;
+          sm.push({ key: `sm${WG}`, X, W, M, shape });
+          const N = R.int(1, 9), V = R.int(1, 600), g = Math.fround(0.5 + R.next());
+          const L = R.randn(N * V, 60), labels = Int32Array.from({ length: N }, () => (R.next() < 0.25 ? -100 : R.int(0, V - 1)));
+          const logits = param(fromData(L, [N, V]));
+          const loss = withTrial('loss', sg ? { WG, sg: true } : { WG }, () => crossEntropy(logits, fromData(labels, [N], 'i32'), -100));
+          const [dl] = grad(loss, [logits], fromData([g], []));
+          out[`ce${WG}`] = loss;
+          out[`ce${WG}_dx`] = dl!;
+          ce.push({ key: `ce${WG}`, X: L, labels, N, V, g });
         }
         // The few-row linear's cross-lane sums (matvec): 2 lanes (a partial subgroup of
         // SwiftShader's 4), 8 and 64; one and several row blocks; K vec4-aligned or not; more
@@ -349,6 +375,17 @@ export const CASES: SuiteCase[] = [
           const bound = rmsNormBounds(r.X, r.Wt, r.G, r.D, 1e-6);
           within(`${r.key} y`, o[r.key], rmsNormRef(r.X, r.Wt, r.D, 1e-6), bound.y);
           within(`${r.key} dx`, o[`${r.key}_dx`], rmsNormBackRef(r.X, r.Wt, r.G, r.D, 1e-6).dx, bound.dx);
+        }
+        for (const m of sm) {
+          const K = m.shape[3], zero = maskZeros(m.M, [m.shape[0], 1, m.shape[2], K], m.shape);
+          const yr = softmaxRef(m.X, K, zero), bound = softmaxBounds(m.X, m.W, K, zero, yr);
+          within(`${m.key} y`, o[m.key], yr, bound.y);
+          within(`${m.key} dx`, o[`${m.key}_dx`], softmaxBackRef(yr, m.W, K, zero), bound.dx);
+        }
+        for (const e of ce) {
+          const bound = crossEntropyBounds(e.X, e.labels, e.V, -100, e.g);
+          within(`${e.key} loss`, o[e.key], [crossEntropyRef(e.X, e.labels, e.V, -100)], bound.loss);
+          within(`${e.key} dx`, o[`${e.key}_dx`], crossEntropyBackRef(e.X, e.labels, e.V, -100, e.g), bound.dx);
         }
         for (const m of mv) {
           // Length-(K + 1) f32 sums (bias included), any order: |error| ≤ γ_{K+1} · Σ|terms|.

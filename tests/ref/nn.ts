@@ -371,7 +371,8 @@ export function logSoftmaxBounds(X: ArrayLike<number>, W: ArrayLike<number>, K: 
  * (2.5 ULP). The gradient is g·(p_j − [j = label])/count with p_j = exp(x_j − lse) and
  * lse = max + log S stored f32: lse off by δ_L + u|lse|, a_j = x_j − lse one more rounding,
  * exp 3 + 2|a_j| ULP of p_j; then p − [hot] one rounding, g/count 2.5 ULP and the product one:
- * 7u on |p − hot|. Second-order terms: factor 1.001; underflowing p_j may flush to 0 (TINY32).
+ * 7u on |p − hot|. Second-order terms: factor 1.001; underflowing p_j may flush to 0 (TINY32),
+ * and so may a subnormal dx itself (another TINY32, absolute).
  */
 export function crossEntropyBounds(X: Float64Array, labels: ArrayLike<number>, V: number, ignore: number, g: number) {
   let count = 0;
@@ -392,7 +393,7 @@ export function crossEntropyBounds(X: Float64Array, labels: ArrayLike<number>, V
     const eLse = dL + U32 * Math.abs(mx + logS);
     for (let j = 0; j < V; j++) {
       const a = Math.abs(row[j] - mx) + logS, hot = j === labels[r] ? 1 : 0;
-      dx[r * V + j] = (Math.abs(g) / count) * (1.001 * (p[j] * (eLse + U32 * a + ulps(3 + 2 * a)) + 7 * U32 * Math.abs(p[j] - hot)) + 2 * TINY32);
+      dx[r * V + j] = (Math.abs(g) / count) * (1.001 * (p[j] * (eLse + U32 * a + ulps(3 + 2 * a)) + 7 * U32 * Math.abs(p[j] - hot)) + 2 * TINY32) + TINY32;
     }
   }
   return { loss: count ? (1.001 * (lossErr + gamma(count) * lossMag) + ulps(2.5) * lossMag) / count : 0, dx };

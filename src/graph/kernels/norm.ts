@@ -5,6 +5,7 @@ import type { DeviceProfile } from '../../gpu/profile.ts';
 import { type KernelFamily, pow2Bucket } from './catalogue.ts';
 import { kernelOverride } from './overrides.ts';
 import { uniformSchema } from './uniforms.ts';
+import { parseRowConfig, type RowConfig, rowCandidates, rowConfigKey, rowGpuWidth } from './rows.ts';
 
 export const normParams = uniformSchema('norm', { rows: 'u32', D: 'u32', eps: 'f32' });
 
@@ -13,18 +14,8 @@ export interface NormGeometry {
   rows: number; D: number; dtype: 'f32' | 'f16';
 }
 
-/**
- * One workgroup of WG lanes per row (a power of two); sg: the row sum folds through subgroup
- * operations (lib/reduce, SUBGROUPS) instead of a tree in workgroup memory — a candidate only
- * where the device has the `subgroups` feature.
- */
-export interface NormConfig {
-  WG: number;
-  sg?: boolean;
-}
-
-/** GPU width for rows of D: about 4 elements per lane, 32 to 256 lanes. */
-const gpuWidth = (D: number) => (D <= 128 ? 32 : D <= 256 ? 64 : D <= 512 ? 128 : 256);
+/** One workgroup of WG lanes per row (src/graph/kernels/rows.ts). */
+export type NormConfig = RowConfig;
 
 /**
  * Hand pick: on software adapters one SIMD vector (8 lanes) per row — each barrier of a wider
@@ -33,28 +24,16 @@ const gpuWidth = (D: number) => (D <= 128 ? 32 : D <= 256 ? 64 : D <= 512 ? 128 
  */
 export function normHandConfig(g: NormGeometry, profile: DeviceProfile): NormConfig {
   const forced = kernelOverride('rmsNormWidth');
-  return { WG: forced === 8 || (forced === undefined && profile.software) ? 8 : gpuWidth(g.D) };
+  return { WG: forced === 8 || (forced === undefined && profile.software) ? 8 : rowGpuWidth(g.D) };
 }
-
-const key = (c: NormConfig) => `wg${c.WG}${c.sg ? ':sg' : ''}`;
 
 export const normFamily: KernelFamily<NormGeometry, NormConfig> = {
   name: 'norm',
   bucket: (g) => `${pow2Bucket(g.rows)}x${pow2Bucket(g.D)}:${g.dtype}`,
   handPicked: normHandConfig,
-  candidates(g, profile) {
-    const widths = profile.software ? [8, 16, 32] : [32, 64, 128, 256];
-    const plain: NormConfig[] = [normHandConfig(g, profile), { WG: gpuWidth(g.D) }, ...widths.map((WG) => ({ WG }))];
-    const out = profile.features.subgroups ? [...plain, ...plain.map((c) => ({ ...c, sg: true }))] : plain;
-    const seen = new Set<string>();
-    return out.filter((c) => c.WG <= profile.limits.maxComputeInvocationsPerWorkgroup && !seen.has(key(c)) && !!seen.add(key(c)));
-  },
-  configKey: key,
-  parseConfig(s) {
-    const m = /^wg(\d+)(:sg)?$/.exec(s);
-    const WG = m ? Number(m[1]) : 0;
-    return WG >= 1 && WG <= 256 && (WG & (WG - 1)) === 0 ? (m![2] ? { WG, sg: true } : { WG }) : null;
-  },
+  candidates: (g, profile) => rowCandidates(normHandConfig(g, profile), g.D, profile),
+  configKey: rowConfigKey,
+  parseConfig: parseRowConfig,
   forced: () => kernelOverride('rmsNormWidth') !== undefined,
 };
 
