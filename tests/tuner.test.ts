@@ -18,6 +18,12 @@ import { attention } from '../src/graph/ops/attention.ts';
 import '../src/graph/ops/norm.ts';   // registers norm
 import '../src/graph/ops/batchnorm.ts';   // registers batchnorm
 import '../src/graph/ops/shape.ts';   // registers copy
+import '../src/graph/ops/softmax.ts';   // registers softmax
+import '../src/graph/ops/loss.ts';   // registers loss
+import { softmaxFamily, type SoftmaxGeometry } from '../src/graph/kernels/softmax.ts';
+import { lossFamily, type LossGeometry } from '../src/graph/kernels/loss.ts';
+import { normFamily, type NormGeometry } from '../src/graph/kernels/norm.ts';
+import { HAND_PICK, kernelChoices, pinKernelChoices, setTuned, unpinKernelChoices } from '../src/graph/kernels/catalogue.ts';
 import { attentionFamily, type AttentionGeometry } from '../src/graph/kernels/attention.ts';
 import { SHADER_SOURCES } from '../src/gpu/shader-sources.ts';
 import { matmulRef } from './ref/cpu.ts';
@@ -347,7 +353,7 @@ describe('autotuner: the attention family', () => {
 
 describe('autotuner: every tunable family', () => {
   it("keys cached choices by its own kernel file (a changed shader is measured again)", () => {
-    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad', 'attention', 'norm', 'batchnorm', 'copy'];   // (an earlier test registers a fake family)
+    const real = ['matmul', 'conv', 'conv_dw', 'matvec', 'moe', 'moe_wgrad', 'attention', 'norm', 'batchnorm', 'copy', 'softmax', 'loss'];   // (an earlier test registers a fake family)
     const fams = tunableFamilies().filter((t) => real.includes(t.family.name));
     expect(fams.map((t) => t.family.name).sort()).toEqual([...real].sort());
     const libsOnly = sourceHash('no-such-family');
@@ -356,5 +362,71 @@ describe('autotuner: every tunable family', () => {
       for (const file of Array.isArray(files) ? files : [files]) expect(SHADER_SOURCES[file], `${t.family.name}: shaders/${file}.wgsl`).toBeDefined();
       expect(sourceHash(t.family.name), t.family.name).not.toBe(libsOnly);
     }
+  });
+});
+
+describe('autotuner: the softmax and loss families (row reductions)', () => {
+  it('their trials run every candidate within the trial tolerance (error bounds, not measured slack)', async () => {
+    // Rows shorter and longer than the widest candidate; a mask; f32 and f16.
+    const cases: [KernelFamily<unknown, unknown>, unknown][] = [
+      [softmaxFamily as KernelFamily<unknown, unknown>, { rows: 24, K: 40, dtype: 'f32', mask: true } satisfies SoftmaxGeometry],
+      [softmaxFamily as KernelFamily<unknown, unknown>, { rows: 6, K: 700, dtype: runtime().profile.features.shaderF16 ? 'f16' : 'f32', mask: false } satisfies SoftmaxGeometry],
+      [lossFamily as KernelFamily<unknown, unknown>, { N: 40, V: 300, dtype: 'f32' } satisfies LossGeometry],
+    ];
+    for (const [fam, g] of cases) {
+      const res = await tuneGeometry(fam, g);
+      expect(res, `${fam.name} ${JSON.stringify(g)}`).not.toBeNull();
+      expect(res!.rejected, `${fam.name} ${JSON.stringify(g)}`).toEqual([]);
+      expect(fam.candidates(g, runtime().profile).map(fam.configKey)).toContain(res!.entry.config);
+    }
+  });
+});
+
+describe('kernel choices kept by checkpoints (pinning)', () => {
+  it('lists each class met with its choice from now on, and pinned choices win over tuned ones', async () => {
+    await configureTuning({ mode: 'off' });
+    const p = runtime().profile;
+    // Two geometries of each class (one bucket). HAND_PICK, not the first geometry's hand-picked
+    // key, is what an untuned class records: hand picks may depend on sizes within a bucket.
+    const a: NormGeometry = { rows: 3, D: 130, dtype: 'f32' }, b: NormGeometry = { rows: 4, D: 250, dtype: 'f32' };
+    const sm: SoftmaxGeometry = { rows: 3, K: 100, dtype: 'f32', mask: false }, sm2: SoftmaxGeometry = { rows: 3, K: 120, dtype: 'f32', mask: false };
+    const idN = `norm/${normFamily.bucket(a)}`, idS = `softmax/${softmaxFamily.bucket(sm)}`;
+    expect(normFamily.bucket(b)).toBe(normFamily.bucket(a));
+    expect(softmaxFamily.bucket(sm2)).toBe(softmaxFamily.bucket(sm));
+    chooseConfig(normFamily, a, p);
+    chooseConfig(softmaxFamily, sm, p);
+    expect(kernelChoices()[idN]).toBe(HAND_PICK);
+    expect(kernelChoices()[idS]).toBe(HAND_PICK);
+    // A tuned choice is what the class gets from now on.
+    const other = softmaxFamily.candidates(sm, p).find((c) => softmaxFamily.configKey(c) !== softmaxFamily.configKey(softmaxFamily.handPicked(sm, p)))!;
+    setTuned('softmax', softmaxFamily.bucket(sm), softmaxFamily.configKey(other));
+    expect(kernelChoices()[idS]).toBe(softmaxFamily.configKey(other));
+    expect(chooseConfig(softmaxFamily, sm, p)).toEqual(other);
+    const saved = kernelChoices();
+    try {
+      // A resumed run pins what the checkpoint saved: another tuned choice does not apply, and
+      // HAND_PICK keeps each geometry's own hand pick.
+      setTuned('softmax', softmaxFamily.bucket(sm), null);
+      setTuned('norm', normFamily.bucket(a), 'wg16');
+      pinKernelChoices(saved);
+      expect(chooseConfig(softmaxFamily, sm, p)).toEqual(other);
+      expect(chooseConfig(softmaxFamily, sm2, p)).toEqual(other);
+      expect(chooseConfig(normFamily, a, p)).toEqual(normFamily.handPicked(a, p));
+      expect(chooseConfig(normFamily, b, p)).toEqual(normFamily.handPicked(b, p));
+      expect(kernelChoices()[idN]).toBe(HAND_PICK);
+      // A pinned key the family cannot parse is dropped (with a warning), the class chosen as usual.
+      const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+      pinKernelChoices({ [idS]: 'wg3' });
+      expect(chooseConfig(softmaxFamily, sm, p)).toEqual(softmaxFamily.handPicked(sm, p));
+      expect(warn.mock.calls.map((c) => String(c[0])).join('\n')).toMatch(/pinned kernel choice softmax\/.* "wg3" is not a softmax configuration/);
+      warn.mockRestore();
+    } finally {
+      unpinKernelChoices();
+      setTuned('norm', normFamily.bucket(a), null);
+    }
+    // Unpinned: the tuned choice applies again.
+    setTuned('norm', normFamily.bucket(a), 'wg16');
+    expect(chooseConfig(normFamily, a, p)).toEqual({ WG: 16 });
+    setTuned('norm', normFamily.bucket(a), null);
   });
 });

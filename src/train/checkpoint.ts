@@ -29,6 +29,19 @@ export interface TrainState {
    * with the scale, the clean-step count toward its growth and the skipped-step count it had.
    */
   lossScale?: LossScaleState;
+  /**
+   * The kernel configuration each geometry class gets after this step (kernelChoices), with the
+   * adapter and project version they were chosen for: --resume on the same adapter pins them, so
+   * the resumed run sums in the same orders as the uninterrupted one.
+   */
+  kernels?: KernelChoicesState;
+}
+
+export interface KernelChoicesState {
+  /** The device profile's key (adapter and driver). */
+  adapter: string;
+  project: string;
+  choices: Record<string, string>;
 }
 
 export interface LossScaleState {

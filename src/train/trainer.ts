@@ -17,6 +17,8 @@ import { CheckpointWriteError, loadCheckpoint, type LossScaleState, saveCheckpoi
 import { lockOutDir } from './lock.ts';
 import { describePlan, planTrainStep, stepDoesNotFit } from './memory.ts';
 import { runtime } from '../graph/runtime.ts';
+import { kernelChoices, pinKernelChoices, unpinKernelChoices } from '../graph/kernels/catalogue.ts';
+import { PROJECT_VERSION } from '../graph/tuner.ts';
 import { Progress } from './progress.ts';
 
 export interface TrainOptions {
@@ -207,10 +209,13 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     });
   };
   let opt: AdamW;
+  /** Whether this run pinned its checkpoint's kernel choices (unpinned when it ends). */
+  let pinnedHere = false;
   const release = await lockOutDir(o.outDir, log);
   try {
     return await trainLocked();
   } finally {
+    if (pinnedHere) unpinKernelChoices();
     release();
   }
 
@@ -222,6 +227,14 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     resumed.loadOptimizer(opt, w);
     state = resumed.state;
     log(`resumed from ${lastPath}: epoch ${state.epoch}, step ${state.step}`);
+    const k = state.kernels, here = runtime().profile.key;
+    if (k && k.adapter === here && k.project === PROJECT_VERSION) {
+      pinKernelChoices(k.choices);
+      pinnedHere = true;
+      log(`kernels: ${Object.keys(k.choices).length} geometry classes keep the configurations of ${lastPath}`);
+    } else if (k) {
+      log(`kernels: ${lastPath} was written ${k.adapter !== here ? `on another adapter (${k.adapter})` : `by version ${k.project}`}: kernels are chosen here, so sums may round differently from the run that wrote it`);
+    }
   } else {
     w = o.initial ?? Weights.init(cfg, o.seed);
     opt = makeOpt(w);
@@ -250,6 +263,7 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     doing = `writing ${path} after step ${state.step}`;
     if (scaler) state.lossScale = scaler.state();
     else delete state.lossScale;
+    state.kernels = { adapter: runtime().profile.key, project: PROJECT_VERSION, choices: kernelChoices() };
     await saveCheckpoint(path, w, withTrainingState ? opt : null, o.tokenizer, withTrainingState ? state : null);
     if (path === lastPath) lastSaved = { path, step: state.step };
   };

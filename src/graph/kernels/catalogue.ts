@@ -1,7 +1,9 @@
 // The kernel catalogue: one descriptor per tunable family (its geometry classes, hand-picked
 // configuration, candidate configurations, and a stable text key per configuration), and the
-// one selection rule every op uses: a trial forced by the tuner, else a test's override, else
-// the configuration measured fastest on this adapter (src/graph/tuner.ts), else the hand pick.
+// one selection rule every op uses: a trial forced by the tuner, else a test's override, else a
+// pinned choice (a resumed training run keeps the kernels its checkpoint was computed with),
+// else the configuration measured fastest on this adapter (src/graph/tuner.ts), else the hand
+// pick. Every choice made is recorded (kernelChoices) so a checkpoint can keep it.
 import type { DeviceProfile } from '../../gpu/profile.ts';
 
 export interface KernelFamily<G, C> {
@@ -63,6 +65,42 @@ export function clearTuned(): void {
   misses.clear();
 }
 
+/** Classes met in this process (family/bucket). */
+const met = new Set<string>();
+/** kernelChoices' word for "the hand pick" (its configuration may differ within a class). */
+export const HAND_PICK = 'hand';
+/** Choices that take precedence over tuned ones (family/bucket → config key). */
+const pinned = new Map<string, string>();
+
+/**
+ * The configuration each geometry class met so far gets from now on, as `family/bucket` →
+ * config key (pinned, else tuned, else HAND_PICK; classes met only under test overrides or
+ * tuner trials are not listed). Different configurations of a family may sum in different
+ * orders, so a training checkpoint keeps these: with them a resumed run computes bit for bit
+ * what the uninterrupted run did after that step.
+ */
+export function kernelChoices(): Record<string, string> {
+  const out: [string, string][] = [];
+  for (const id of met) {
+    const slash = id.indexOf('/');
+    out.push([id, pinned.get(id) ?? tunedChoice(id.slice(0, slash), id.slice(slash + 1)) ?? HAND_PICK]);
+  }
+  return Object.fromEntries(out.sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * Pins choices (as kernelChoices returns them) over tuned ones for the rest of the process, or
+ * until unpinned; a class pinned is not tuned (HAND_PICK: it keeps its hand picks). A key its
+ * family cannot parse is dropped with a warning when first met.
+ */
+export function pinKernelChoices(choices: Record<string, string>): void {
+  for (const [id, key] of Object.entries(choices)) if (typeof key === 'string') pinned.set(id, key);
+}
+
+export function unpinKernelChoices(): void {
+  pinned.clear();
+}
+
 /**
  * Builds (synchronously) the graph of `fn` with every op of `family` in it using `config`: the
  * op captures the trial when it is built, so other graphs realized meanwhile are unaffected.
@@ -85,16 +123,24 @@ export function trialConfig(family: string): unknown {
 /** The configuration an op uses for geometry `g` (see the header for the order). */
 export function chooseConfig<G, C>(fam: KernelFamily<G, C>, g: G, profile: DeviceProfile, trialCfg?: unknown): C {
   if (trialCfg !== undefined) return trialCfg as C;
-  if (!fam.forced()) {
-    const bucket = fam.bucket(g);
-    const key = tunedChoice(fam.name, bucket);
-    if (key !== undefined) {
-      const c = fam.parseConfig(key);
-      if (c) return c;
-    } else if (recordMisses) {
-      const id = `${fam.name}/${bucket}`;
-      if (!misses.has(id)) misses.set(id, { family: fam as KernelFamily<unknown, unknown>, bucket, geometry: g });
-    }
+  if (fam.forced()) return fam.handPicked(g, profile);
+  const bucket = fam.bucket(g);
+  const id = `${fam.name}/${bucket}`;
+  met.add(id);
+  const pin = pinned.get(id);
+  if (pin !== undefined) {
+    if (pin === HAND_PICK) return fam.handPicked(g, profile);
+    const c = fam.parseConfig(pin);
+    if (c) return c;
+    console.warn(`micar: pinned kernel choice ${id} = ${JSON.stringify(pin)} is not a ${fam.name} configuration: ignored`);
+    pinned.delete(id);
+  }
+  const key = tunedChoice(fam.name, bucket);
+  if (key !== undefined) {
+    const c = fam.parseConfig(key);
+    if (c) return c;
+  } else if (recordMisses && !misses.has(id)) {
+    misses.set(id, { family: fam as KernelFamily<unknown, unknown>, bucket, geometry: g });
   }
   return fam.handPicked(g, profile);
 }
