@@ -32,6 +32,12 @@ import { dropout } from '../src/graph/ops/random.ts';
 import { cast } from '../src/graph/ops/cast.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
+import { withTrial } from '../src/graph/kernels/catalogue.ts';
+import { normFamily } from '../src/graph/kernels/norm.ts';
+import { softmaxFamily } from '../src/graph/kernels/softmax.ts';
+import { lossFamily } from '../src/graph/kernels/loss.ts';
+import { type RowConfig, rowConfigKey } from '../src/graph/kernels/rows.ts';
+import { profileFrom } from '../src/gpu/profile.ts';
 import { expectWithin, relL2, rng, sumBound } from './util.ts';
 import { binaryRef, unaryErr, unaryGradErr } from './ref/elementwise-err.ts';
 import { actGrad } from './ref/moe.ts';
@@ -342,6 +348,39 @@ describe('f16 norms, softmax, loss, embedding, rotary, reductions (f32 statistic
     const bnd = crossEntropyBounds(X, L, V, -100, 1), gRef = crossEntropyBackRef(X, L, V, -100);
     expectWithin(await read(loss), [crossEntropyRef(X, L, V, -100)], bnd.loss, 'f16 crossEntropy loss');
     expectWithin(await read(gx!), gRef, f16Out(gRef, bnd.dx), 'f16 crossEntropy dx');
+  });
+
+  it('every candidate width of the row reductions (rmsNorm, softmax, crossEntropy): f32 sums of f16 inputs, one rounding out', async () => {
+    // The tuner's candidates for a software and a GPU profile (the subgroup twins run in
+    // Chromium: tests/browser.test.ts); rows shorter and longer than the widest.
+    const software = profileFrom({ vendor: '65541', description: 'llvmpipe' }, new Set<string>(), {});
+    const gpu = profileFrom({ vendor: 'nvidia', description: 'some GPU' }, new Set<string>(), {});
+    const widths = new Map<string, RowConfig>();
+    for (const profile of [software, gpu]) {
+      for (const c of normFamily.candidates({ rows: 8, D: 600, dtype: 'f16' }, profile)) widths.set(rowConfigKey(c), c);
+      for (const c of softmaxFamily.candidates({ rows: 8, K: 600, dtype: 'f16', mask: false }, profile)) widths.set(rowConfigKey(c), c);
+      for (const c of lossFamily.candidates({ N: 8, V: 600, dtype: 'f16' }, profile)) widths.set(rowConfigKey(c), c);
+    }
+    expect([...widths.keys()].sort()).toEqual(['wg128', 'wg16', 'wg256', 'wg32', 'wg64', 'wg8']);
+    for (const [key, c] of widths) {
+      const [rows, D] = [R.int(1, 6), R.int(2, 600)];
+      const X = toF16(R.randn(rows * D, 3)), W = toF16(R.randn(D)), L = Int32Array.from({ length: rows }, () => R.int(0, D - 1));
+      const x = param(h(X, [rows, D]));
+      const y = withTrial('norm', c, () => rmsNorm(x, h(W, [D]), 1e-6));
+      const s = withTrial('softmax', c, () => softmax(x)), ls = withTrial('softmax', c, () => logSoftmax(x));
+      const loss = withTrial('loss', c, () => crossEntropy(x, fromData(L, [rows], 'i32'), -100));
+      const [gx] = grad(loss, [x]);
+      await realize([y, s, ls, loss, gx!]);
+      // f32 arithmetic within tests/ref/nn.ts's bounds (any summation order), then the f16 conversion.
+      const none = new Float64Array(rows * D), what = `${key} rows=${rows} D=${D}`;
+      const yRef = rmsNormRef(X, W, D, 1e-6), sRef = softmaxRef(X, D), lRef = logSoftmaxRef(X, D);
+      expectWithin(await read(y), yRef, f16Out(yRef, rmsNormBounds(X, W, none, D, 1e-6).y), `f16 rmsNorm ${what}`);
+      expectWithin(await read(s), sRef, f16Out(sRef, softmaxBounds(X, none, D, undefined, sRef).y), `f16 softmax ${what}`);
+      expectWithin(await read(ls), lRef, f16Out(lRef, logSoftmaxBounds(X, none, D, lRef).y), `f16 logSoftmax ${what}`);
+      const bnd = crossEntropyBounds(X, L, D, -100, 1), gRef = crossEntropyBackRef(X, L, D, -100);
+      expectWithin(await read(loss), [crossEntropyRef(X, L, D, -100)], bnd.loss, `f16 crossEntropy loss ${what}`);
+      expectWithin(await read(gx!), gRef, f16Out(gRef, bnd.dx), `f16 crossEntropy dx ${what}`);
+    }
   });
 
   it('embedding gather is exact; rotary (f32 freqs) one rounding', async () => {
