@@ -2,13 +2,13 @@
 // ends with exactly the weights of an uninterrupted run; a non-finite loss skips the update
 // and writes no checkpoint.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, init, read, writeData } from '../src/graph/runtime.ts';
+import { fromData, init, read, runtime, writeData } from '../src/graph/runtime.ts';
 import { normaliseConfig } from '../src/model/config.ts';
 import { Weights } from '../src/model/weights.ts';
 import { AdamW } from '../src/graph/ops/optim.ts';
 import { NonFiniteError, train, trainStep } from '../src/train/trainer.ts';
 import { checkpointBytes, type KernelChoicesState, loadCheckpoint, parseCheckpoint } from '../src/train/checkpoint.ts';
-import { HAND_PICK } from '../src/graph/kernels/catalogue.ts';
+import { HAND_PICK, kernelChoices } from '../src/graph/kernels/catalogue.ts';
 import { prepareExamples, THUMB } from '../src/train/data.ts';
 import { pixelsOf } from '../src/train/batches.ts';
 import { nearestNeighbourReports, nearestNeighbourSpace } from '../src/train/evaluate.ts';
@@ -19,6 +19,7 @@ import { fromFloat32, readSafetensors, writeSafetensors } from '../src/io/safete
 declare const Deno: {
   readTextFile(p: string | URL): Promise<string>;
   readFile(p: string): Promise<Uint8Array>;
+  writeFile(p: string, data: Uint8Array): Promise<void>;
   makeTempDir(): Promise<string>;
   stat(p: string): Promise<unknown>;
   execPath(): string;
@@ -205,6 +206,37 @@ describe('training', () => {
     const ck = (await loadCheckpoint(`${dir}/best.safetensors`))!;
     const { vision, other } = ck.weights.trainable();
     expect(() => ck.loadOptimizer(new AdamW([{ params: vision, lr: 1e-3 }, { params: other, lr: 1e-3 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, amsgrad: true }), ck.weights)).toThrow(/best\.safetensors: checkpoint has no optimiser state.*resume from "last"/);
+  });
+
+  it('--resume pins the kernel choices a checkpoint kept on this adapter, and says why when it cannot', async () => {
+    const { cfg, tok, examples } = await microData(16);
+    const dir = await Deno.makeTempDir();
+    const c = { ...cfg, batch_size: 8, epochs: 2 };
+    await train({ cfg: c, tokenizer: tok, train: examples, val: [], outDir: dir, seed: 2, maxSteps: 1, checkpointEvery: 1, quiet: true, log: () => {} });
+    const file = readSafetensors(await Deno.readFile(`${dir}/last.safetensors`), 'last');
+    const state = JSON.parse(file.metadata.state);
+    expect(state.kernels.adapter).toBe(runtime().profile.key);
+    const lossId = Object.keys(state.kernels.choices).find((k) => k.startsWith('loss/'))!;
+    expect(lossId).toBeDefined();
+    /** Resumes (one more step) from last.safetensors with state.kernels replaced; returns the log and the new checkpoint's choices. */
+    const resumeWith = async (kernels: unknown) => {
+      const d = await Deno.makeTempDir();
+      await Deno.writeFile(`${d}/last.safetensors`, writeSafetensors(file.tensors, { ...file.metadata, state: JSON.stringify({ ...state, kernels }) }));
+      const lines: string[] = [];
+      await train({ cfg: c, tokenizer: tok, train: examples, val: [], outDir: d, seed: 2, maxSteps: 2, checkpointEvery: 1, quiet: true, resume: true, log: (l) => lines.push(l) });
+      const after = JSON.parse(readSafetensors(await Deno.readFile(`${d}/last.safetensors`), 'resumed').metadata.state);
+      return { log: lines.join('\n'), choices: after.kernels.choices as Record<string, string> };
+    };
+    // Same adapter: pinned (a width the tuner could have chosen, not the hand pick), then unpinned
+    // when the run ends.
+    const pinned = await resumeWith({ ...state.kernels, choices: { ...state.kernels.choices, [lossId]: 'wg16' } });
+    expect(pinned.log).toMatch(new RegExp(`kernels: ${Object.keys(state.kernels.choices).length} geometry classes keep the configurations of .*last\\.safetensors`));
+    expect(pinned.choices[lossId]).toBe('wg16');
+    expect(kernelChoices()[lossId]).toBe(HAND_PICK);
+    const foreign = await resumeWith({ ...state.kernels, adapter: 'another GPU', choices: { [lossId]: 'wg16' } });
+    expect(foreign.log).toMatch(/last\.safetensors was written on another adapter \(another GPU\): kernels are chosen here/);
+    expect(foreign.choices[lossId]).toBe(HAND_PICK);
+    expect((await resumeWith(5)).log).toMatch(/last\.safetensors holds no readable kernel choices \(state\.kernels\)/);
   });
 
   it('a corrupt or foreign checkpoint is a clear error naming the file', async () => {

@@ -228,7 +228,9 @@ export async function train(o: TrainOptions): Promise<{ weights: Weights; histor
     state = resumed.state;
     log(`resumed from ${lastPath}: epoch ${state.epoch}, step ${state.step}`);
     const k = state.kernels, here = runtime().profile.key;
-    if (k && k.adapter === here && k.project === PROJECT_VERSION) {
+    if (k !== undefined && !(k && typeof k === 'object' && k.choices && typeof k.choices === 'object' && !Array.isArray(k.choices))) {
+      log(`kernels: ${lastPath} holds no readable kernel choices (state.kernels): kernels are chosen here, so sums may round differently from the run that wrote it`);
+    } else if (k && k.adapter === here && k.project === PROJECT_VERSION) {
       pinKernelChoices(k.choices);
       pinnedHere = true;
       log(`kernels: ${Object.keys(k.choices).length} geometry classes keep the configurations of ${lastPath}`);
