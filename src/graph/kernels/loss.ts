@@ -1,9 +1,8 @@
 // Kernel family `loss` (shaders/loss.wgsl): cross entropy with an ignored label; the uniform
 // schema shared by CE_ROWS, CE_MEAN and CE_GRAD, and the tunable row reduction of CE_ROWS
 // (`lossFamily`: WG lanes per row of logits, tree or subgroup folds).
-import type { DeviceProfile } from '../../gpu/profile.ts';
-import { type KernelFamily, pow2Bucket } from './catalogue.ts';
-import { parseRowConfig, type RowConfig, rowCandidates, rowConfigKey, rowGpuWidth } from './rows.ts';
+import { pow2Bucket } from './catalogue.ts';
+import { type RowConfig, rowFamily } from './rows.ts';
 import { uniformSchema } from './uniforms.ts';
 
 export const lossParams = uniformSchema('loss', {
@@ -21,24 +20,8 @@ export interface LossGeometry {
 /** CE_ROWS: one workgroup of WG lanes per row (src/graph/kernels/rows.ts). */
 export type LossConfig = RowConfig;
 
-/**
- * Hand pick: on software adapters one SIMD vector (8 lanes) per row, as for `norm` (llvmpipe,
- * timed side by side: 8 lanes ran 1.4–2× faster than the GPU width on rows of 64 logits and
- * 6.8–9.5× on rows of 760–1000, where the GPU width is 256); elsewhere the GPU width.
- */
-export function lossHandConfig(g: LossGeometry, profile: DeviceProfile): LossConfig {
-  return { WG: profile.software ? 8 : rowGpuWidth(g.V) };
-}
-
-export const lossFamily: KernelFamily<LossGeometry, LossConfig> = {
-  name: 'loss',
-  bucket: (g) => `${pow2Bucket(g.N)}x${pow2Bucket(g.V)}:${g.dtype}`,
-  handPicked: lossHandConfig,
-  candidates: (g, profile) => rowCandidates(lossHandConfig(g, profile), g.V, profile),
-  configKey: rowConfigKey,
-  parseConfig: parseRowConfig,
-  forced: () => false,
-};
+/** Hand pick: 8 lanes on software adapters, else the GPU width (rows.ts rowHandConfig). */
+export const lossFamily = rowFamily<LossGeometry>('loss', (g) => `${pow2Bucket(g.N)}x${pow2Bucket(g.V)}:${g.dtype}`, (g) => g.V);
 
 /**
  * Largest |difference| between two configurations' mean loss (the tuner's trial: every label

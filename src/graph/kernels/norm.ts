@@ -1,11 +1,10 @@
 // Kernel family `norm` (shaders/norm.wgsl): RMS norm over the last axis; the uniform schema
 // shared by FWD, DX and DW, and the tunable row reduction of FWD and DX (`normFamily`: WG lanes
 // per row).
-import type { DeviceProfile } from '../../gpu/profile.ts';
-import { type KernelFamily, pow2Bucket } from './catalogue.ts';
+import { pow2Bucket } from './catalogue.ts';
 import { kernelOverride } from './overrides.ts';
 import { uniformSchema } from './uniforms.ts';
-import { parseRowConfig, type RowConfig, rowCandidates, rowConfigKey, rowGpuWidth } from './rows.ts';
+import { type RowConfig, rowFamily } from './rows.ts';
 
 export const normParams = uniformSchema('norm', { rows: 'u32', D: 'u32', eps: 'f32' });
 
@@ -17,25 +16,8 @@ export interface NormGeometry {
 /** One workgroup of WG lanes per row (src/graph/kernels/rows.ts). */
 export type NormConfig = RowConfig;
 
-/**
- * Hand pick: on software adapters one SIMD vector (8 lanes) per row — each barrier of a wider
- * workgroup switches between all its groups of lanes, and the row reductions were
- * barrier-bound on llvmpipe; elsewhere the GPU width. An `rmsNormWidth` override forces it.
- */
-export function normHandConfig(g: NormGeometry, profile: DeviceProfile): NormConfig {
-  const forced = kernelOverride('rmsNormWidth');
-  return { WG: forced === 8 || (forced === undefined && profile.software) ? 8 : rowGpuWidth(g.D) };
-}
-
-export const normFamily: KernelFamily<NormGeometry, NormConfig> = {
-  name: 'norm',
-  bucket: (g) => `${pow2Bucket(g.rows)}x${pow2Bucket(g.D)}:${g.dtype}`,
-  handPicked: normHandConfig,
-  candidates: (g, profile) => rowCandidates(normHandConfig(g, profile), g.D, profile),
-  configKey: rowConfigKey,
-  parseConfig: parseRowConfig,
-  forced: () => kernelOverride('rmsNormWidth') !== undefined,
-};
+/** Hand pick: 8 lanes on software adapters, else the GPU width (rows.ts); an `rmsNormWidth` override forces it. */
+export const normFamily = rowFamily<NormGeometry>('norm', (g) => `${pow2Bucket(g.rows)}x${pow2Bucket(g.D)}:${g.dtype}`, (g) => g.D, () => kernelOverride('rmsNormWidth'));
 
 /**
  * Largest |difference| between two configurations' outputs y = x·r·w for x, w in [−1, 1]: the

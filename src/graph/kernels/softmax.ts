@@ -2,9 +2,8 @@
 // an optional broadcast mask, and their backward; the uniform schema shared by all kinds, and
 // the tunable row reduction every kind uses (`softmaxFamily`: WG lanes per row, tree or
 // subgroup folds).
-import type { DeviceProfile } from '../../gpu/profile.ts';
-import { type KernelFamily, pow2Bucket } from './catalogue.ts';
-import { parseRowConfig, type RowConfig, rowCandidates, rowConfigKey, rowGpuWidth } from './rows.ts';
+import { pow2Bucket } from './catalogue.ts';
+import { type RowConfig, rowFamily } from './rows.ts';
 import { uniformSchema } from './uniforms.ts';
 
 export const softmaxParams = uniformSchema('softmax', {
@@ -24,24 +23,8 @@ export interface SoftmaxGeometry {
 /** One workgroup of WG lanes per row (src/graph/kernels/rows.ts). */
 export type SoftmaxConfig = RowConfig;
 
-/**
- * Hand pick: on software adapters one SIMD vector (8 lanes) per row, as for `norm` — the row
- * max and sum are barrier-bound there (llvmpipe, timed side by side: 8 lanes ran 1.9–3.4× faster
- * than the GPU width on rows of 64 to 700, masked or not); elsewhere the GPU width.
- */
-export function softmaxHandConfig(g: SoftmaxGeometry, profile: DeviceProfile): SoftmaxConfig {
-  return { WG: profile.software ? 8 : rowGpuWidth(g.K) };
-}
-
-export const softmaxFamily: KernelFamily<SoftmaxGeometry, SoftmaxConfig> = {
-  name: 'softmax',
-  bucket: (g) => `${pow2Bucket(g.rows)}x${pow2Bucket(g.K)}:${g.dtype}${g.mask ? ':mask' : ''}`,
-  handPicked: softmaxHandConfig,
-  candidates: (g, profile) => rowCandidates(softmaxHandConfig(g, profile), g.K, profile),
-  configKey: rowConfigKey,
-  parseConfig: parseRowConfig,
-  forced: () => false,
-};
+/** Hand pick: 8 lanes on software adapters, else the GPU width (rows.ts rowHandConfig). */
+export const softmaxFamily = rowFamily<SoftmaxGeometry>('softmax', (g) => `${pow2Bucket(g.rows)}x${pow2Bucket(g.K)}:${g.dtype}${g.mask ? ':mask' : ''}`, (g) => g.K);
 
 /**
  * Largest |difference| between two configurations' dx of softmax (forward then backward, the
