@@ -16,7 +16,7 @@
 // repeated; report the best sample (the machine is shared, so the best is the least
 // disturbed run) and the median. `timeKernel` records one raw dispatch many times in one
 // command buffer and uses timestamp-query (GPU time) when the device has it.
-import { dispose, init, realize, type Runtime } from '../src/graph/runtime.ts';
+import { dispose, init, lastProfile, realize, type Runtime } from '../src/graph/runtime.ts';
 import { Params, type Tensor } from '../src/graph/tensor.ts';
 import { getPipeline, type KernelRef } from '../src/gpu/pipelines.ts';
 import { loadShader } from '../src/gpu/shaders.ts';
@@ -131,6 +131,27 @@ export async function timeRealize(build: () => Tensor[], opts: TimeOpts & { inne
     samples.push(dt);
   }
   return { bestMs: Math.min(...samples), medianMs: median(samples), samples, method: 'wallclock' };
+}
+
+/**
+ * GPU time of realizing `build`'s tensors: every dispatch timed with timestamp queries (the
+ * runtime's profile mode: a pass per dispatch) and summed, best of `reps` samples — the clock
+ * `peakGflops` reads, without the submission's wait (Deno's wgpu answers a wait by polling,
+ * ~11 ms after the work is done on llvmpipe). null where the adapter has no timestamps.
+ */
+export async function timeRealizeGpu(build: () => Tensor[], opts: { reps?: number; warmup?: boolean } = {}): Promise<number | null> {
+  if (!benv().hasTimestamps) return null;
+  let best = Infinity;
+  const first = opts.warmup === false ? 0 : 1;
+  for (let r = 1 - first; r < (opts.reps ?? 3) + 1; r++) {
+    const targets = build();
+    await realize(targets, { label: 'bench gpu', profile: true });
+    const ms = [...(lastProfile?.values() ?? [])].reduce((s, e) => s + e.ms, 0);
+    dispose(...targets);
+    // (the first sample, unless warmup is false, compiles and warms up)
+    if (r > 0 && ms > 0) best = Math.min(best, ms);
+  }
+  return Number.isFinite(best) ? best : null;
 }
 
 export interface RawDispatch {

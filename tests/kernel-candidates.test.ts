@@ -81,6 +81,42 @@ describe('matmul: every candidate configuration', () => {
   }
 });
 
+describe('matmul: operands transposed into scratch first (TA, TB)', () => {
+  // The TA / TB candidates above meet whatever layout the rotation gives them; here each runs
+  // where its copy applies (A not transposed with M % 4 = 0; B transposed with N % 4 = 0), with
+  // A or B broadcast over the batch, and where it does not (odd M or N: the plain kernel).
+  const R = rng('matmul-transposed-operands');
+  const blocks = matmulFamily.candidates({ M: 512, N: 512, K: 512, batch: 1, transA: false, transB: true, bias: false }, software)
+    .filter((c) => c.TA || c.TB);
+  it('the tuner offers both copies for large products', () => {
+    expect(blocks.some((c) => c.TA && !c.TB)).toBe(true);
+    expect(blocks.some((c) => c.TA && c.TB)).toBe(true);
+  });
+  for (const c of blocks) {
+    for (const [transB, aligned, bcast] of [[false, true, 'A'], [true, true, 'B'], [true, false, 'none'], [false, true, 'none']] as const) {
+      const key = matmulFamily.configKey(c);
+      it(`${key} transB=${transB} ${aligned ? 'M, N multiples of 4' : 'odd M, N'}, ${bcast === 'none' ? 'batched' : `${bcast} broadcast`}`, async () => {
+        const batch = 2;
+        const M = aligned ? 4 * R.int(10, 40) : 4 * R.int(10, 40) + 1 + 2 * R.int(0, 1), N = aligned ? 4 * R.int(4, 20) : 4 * R.int(4, 20) + 3;
+        const K = R.int(3, 70), bias = R.next() < 0.5;
+        const bA = bcast === 'A' ? 1 : batch, bB = bcast === 'B' ? 1 : batch;
+        const A = R.randn(bA * M * K), B = R.randn(bB * K * N), Bi = R.randn(N);
+        const a = fromData(A, [bA, M, K]), b = fromData(B, transB ? [bB, N, K] : [bB, K, N]);
+        const out = withTrial('matmul', c, () => matmul(a, b, { transB, bias: bias ? fromData(Bi, [N]) : undefined }));
+        const ref = new Float64Array(batch * M * N), mag = new Float64Array(batch * M * N);
+        for (let i = 0; i < batch; i++) {
+          const Ai = A.subarray((bA === 1 ? 0 : i) * M * K), Bb = B.subarray((bB === 1 ? 0 : i) * K * N);
+          ref.set(matmulRef(Ai, Bb, M, N, K, false, transB), i * M * N);
+          mag.set(matmulRef(Ai.map(Math.abs), Bb.map(Math.abs), M, N, K, false, transB), i * M * N);
+        }
+        if (bias) ref.forEach((v, i) => (ref[i] = v + Bi[i % N]));
+        // f32 dot product of length K (+ bias): |error| ≤ γ_{K+1} · (Σ|a||b| + |bias|), any order.
+        expectWithin(await read(out), ref, (i) => gamma(K + 1) * (mag[i] + (bias ? Math.abs(Bi[i % N]) : 0)) + 1e-30, `${key} M${M} N${N} K${K} transB=${transB} broadcast ${bcast}`);
+      });
+    }
+  }
+});
+
 describe('conv: every candidate configuration (forward, dX, dW)', () => {
   const R = rng('conv-candidates');
   // Candidates of a large conv, so no block is shrunk to the geometry (smaller geometries get

@@ -48,6 +48,14 @@ export interface MatmulTiles {
   RN: number;
   /** REGISTER: invocations per workgroup. */
   WG: number;
+  /**
+   * REGISTER, A not transposed: A is first copied transposed ([K, M]) into scratch and read as
+   * with transA, 4 rows per vec4 load (transposesA). On llvmpipe a lane's scalar loads of
+   * rows of A (one gather per row per k) cost more than the copy: see handPicked.
+   */
+  TA?: boolean;
+  /** REGISTER, B transposed: Bᵀ is first copied to [K, N] and read 4 columns per vec4 load (transposesB). */
+  TB?: boolean;
 }
 
 export interface MatmulGeometry {
@@ -57,7 +65,28 @@ export interface MatmulGeometry {
   types?: [string, string];
 }
 
-const reg = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG });
+const reg = (WG: number, RM: number, RN: number, TA = false, TB = false): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG, ...(TA ? { TA } : {}), ...(TB ? { TB } : {}) });
+
+/**
+ * Whether rows of K elements of `bytes` each alias in a CPU's L1 cache: a row length of a
+ * multiple of 8 cache lines (512 bytes) puts the same column of every row in at most 8 of the
+ * cache's 64 sets, and a register block reads 64–128 rows at once (8 lanes × RM rows), so they
+ * evict each other every step. (Measured on llvmpipe: the register matmul with rows of A of
+ * 1024 floats ran 1.5× slower than with rows of 1040; conv2d pads its channels-last pixels.)
+ */
+export function aliasedRows(K: number, bytes = 4): boolean {
+  return K >= 128 && (K * bytes) % 512 === 0;
+}
+
+/** Whether configuration `t` runs `g` from a transposed copy of A (vec4 loads need M % 4 = 0). */
+export function transposesA(g: MatmulGeometry, t: MatmulTiles): boolean {
+  return t.kind === 'register' && !!t.TA && !g.transA && g.M % 4 === 0 && t.RM % 4 === 0;
+}
+
+/** Whether configuration `t` runs `g` from a copy of Bᵀ laid out [K, N] (vec4 loads need N % 4 = 0). */
+export function transposesB(g: MatmulGeometry, t: MatmulTiles): boolean {
+  return t.kind === 'register' && !!t.TB && g.transB && g.N % 4 === 0 && t.RN % 4 === 0;
+}
 const win = (WG: number, RM: number, RN: number): MatmulTiles => ({ kind: 'window', TM: 0, TN: 0, BK: 0, RM, RN, WG });
 /**
  * WINDOW blocks (lanes × rows per lane × window rows per workgroup), timed on llvmpipe at the
@@ -115,6 +144,19 @@ function handPicked(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles {
   // 0.3–2 M per dispatch). The tiny model's products (≤ 512×128×64 and the like) ran its
   // training step 7% slower with it (bench trainstep ab), and with A transposed its packing
   // made it no faster (512×2048×1280: 0.39 against 0.45 of the ceiling).
+  //
+  // Before both: A not transposed, products with ≥ 512 columns, K ≥ 256 and ≥ 2²⁴ multiply-adds
+  // run the register kernel from a transposed copy of A (TA): its lanes then read 4 rows per
+  // vec4 load instead of one scalar gather per row, and those loads dominate the kernel on
+  // llvmpipe. Timed against the WINDOW pick (timeTrialPair / best of alternating runs):
+  // square 1024 and 2048 0.31–0.37 → 0.74–0.82 of the FMA ceiling, the paper's X·W
+  // (1280×2048×512) 0.40 → 0.71, dY·Wᵀ (1280×512×2048) 0.40 → 0.49; against the register pick
+  // on the paper config's 80-row products 1.17–1.32× (80×512×512, 80×1024×512, 80×1536×512).
+  // Where N < 512 or K < 256 the copy (and its dispatch) cost more than it saved: 0.25–0.87×
+  // on every product of the tiny config and on the paper's narrower ones.
+  if (!forced && profile.software && profile.unrolledKernels && !g.transA && g.M % 4 === 0 && g.N >= 512 && g.K >= 256 && g.M * g.N * g.K >= 2 ** 24) {
+    return { ...matmulTiles(g.M, g.N, 'register'), TA: true };
+  }
   if (!forced && profile.software && profile.unrolledKernels && !g.transA && windowApplies(g) && g.M * g.N * g.K >= 256 ** 3 &&
     windowMacsPerDispatch(g, win(8, 8, 8)) >= 2 ** 23) return win(8, 8, 8);
   return matmulTiles(g.M, g.N, kind);
@@ -140,6 +182,13 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
       if (RM * RN > 128 && g.M * g.N * g.K < 128 * 128 * 128) continue;
       if (RM * RN === 128 && g.M * g.N < 64 * 64) continue;
       out.push(reg(WG, RM, RN));
+      // Operands transposed into scratch first (vec4 loads of 4 rows of A / 4 columns of B):
+      // the copy pays only in products this big (see handPicked); blocks of ≥ 128 accumulators.
+      if (RM * RN < 128 || g.M * g.N * g.K < 128 ** 3) continue;
+      const ta = !g.transA && g.M % 4 === 0 && g.N >= 128;
+      const tb = g.transB && g.N % 4 === 0 && g.M >= 256;
+      if (ta) out.push(reg(WG, RM, RN, true));
+      if (tb) out.push(reg(WG, RM, RN, ta, true));
     }
   }
   // Uniform windows of B (shaders/matmul.wgsl WINDOW): f32 only (uniform arrays of f16 vec4
@@ -159,14 +208,14 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
 
 function configKey(t: MatmulTiles): string {
   if (t.kind === 'window') return `window:${t.WG}x${t.RM}x${t.RN}`;
-  return t.kind === 'register' ? `register:${t.WG}x${t.RM}x${t.RN}` : `tiled:${t.TM}x${t.TN}x${t.BK}/${t.RM}x${t.RN}`;
+  return t.kind === 'register' ? `register:${t.WG}x${t.RM}x${t.RN}${t.TA ? '/tA' : ''}${t.TB ? '/tB' : ''}` : `tiled:${t.TM}x${t.TN}x${t.BK}/${t.RM}x${t.RN}`;
 }
 
 function parseConfig(s: string): MatmulTiles | null {
-  let m = /^register:(\d+)x(\d+)x(\d+)$/.exec(s);
+  let m = /^register:(\d+)x(\d+)x(\d+)(\/tA)?(\/tB)?$/.exec(s);
   if (m) {
-    const [WG, RM, RN] = m.slice(1).map(Number);
-    return RM % 4 === 0 && RN % 4 === 0 && WG > 0 ? reg(WG, RM, RN) : null;
+    const [WG, RM, RN] = m.slice(1, 4).map(Number);
+    return RM % 4 === 0 && RN % 4 === 0 && WG > 0 ? reg(WG, RM, RN, !!m[4], !!m[5]) : null;
   }
   m = /^window:(\d+)x(\d+)x(\d+)$/.exec(s);
   if (m) {
@@ -383,6 +432,18 @@ export function windowBody(t: MatmulTiles, hasBias: boolean): string {
 
 const windowBodies = new Map<string, string>();
 
+const packKernel: KernelRef = { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: true, NW: 0, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: false, TM: 0, TN: 0, BK: 0, RM: 0, RN: 0, WG: 0 }, gen: { PARAMS: matmulPackParams.wgsl, REG_BODY: '' } };
+const packGrid = (total: number): [number, number, number] => [...grid1d(total), 1];
+
+/**
+ * The PACK dispatch of a TA or TB configuration: `batch` matrices [cols][K] (A, or B with
+ * transB) to [K][cols] (row k gathered from column k of the source).
+ */
+export function transposeStep(K: number, cols: number, batch: number): { kernel: KernelRef; params: ReturnType<typeof matmulPackParams.pack>; workgroups: [number, number, number] } {
+  const total = batch * K * cols;
+  return { kernel: packKernel, params: matmulPackParams.pack({ R: K, K: cols, Kc: cols, nChunks: 1, Nc: K, nWin: 1, WS: K * cols, total, colsFirst: 1 }), workgroups: packGrid(total) };
+}
+
 /** One dispatch of the WINDOW path, its bindings named by role (the op maps them to tensors and scratch). */
 export interface WindowStep {
   kernel: KernelRef;
@@ -402,8 +463,6 @@ export function windowSteps(g: MatmulGeometry, t: MatmulTiles, p: WindowPlan, ba
   const steps: WindowStep[] = [];
   const { M, N, K, batch } = g;
   const { Kp, Kc, nChunks, Nc, nWin, WS } = p;
-  const packKernel: KernelRef = { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: true, NW: 0, AV: false, BV: false, TRANS_A: false, TRANS_B: false, HAS_BIAS: false, TM: 0, TN: 0, BK: 0, RM: 0, RN: 0, WG: 0 }, gen: { PARAMS: matmulPackParams.wgsl, REG_BODY: '' } };
-  const packGrid = (total: number): [number, number, number] => [...grid1d(total), 1];
   if (p.packA) {
     const total = batchA * M * Kp;
     steps.push({ role: 'packA', kernel: packKernel, params: matmulPackParams.pack({ R: M, K, Kc: Kp, nChunks: 1, Nc: M, nWin: 1, WS: M * Kp, total, colsFirst: g.transA ? 1 : 0 }), workgroups: packGrid(total) });

@@ -4,7 +4,7 @@ import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
 import { assertFloat } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams, type MatmulTiles, matmulTiles, windowPlan, windowSteps } from '../kernels/matmul.ts';
+import { type MatmulGeometry, matmulFamily, matmulLaunch, matmulParams, type MatmulTiles, matmulTiles, transposeStep, transposesA, transposesB, windowPlan, windowSteps } from '../kernels/matmul.ts';
 import { sumTo } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { rowsLinear } from './matvec.ts';
@@ -70,10 +70,22 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         encodeWindow(ctx, g, cfg, { a, b, c, bias, batchA: bA, batchB: bB });
         return;
       }
-      const { kernel, workgroups } = matmulLaunch(g, cfg);
+      // TA / TB: an operand transposed into scratch first, so the kernel reads it 4 rows (A) or
+      // 4 columns (B) per vec4 load.
+      let aBound: Bindable = a, bBound: Bindable = b;
+      const ta = transposesA(g, cfg), tb = transposesB(g, cfg);
+      if (ta) {
+        aBound = ctx.scratch(bA * M * K * (a.dtype === 'f16' ? 2 : 4));
+        ctx.dispatch({ ...transposeStep(K, M, bA), bindings: [a, aBound], label: 'transpose A' });
+      }
+      if (tb) {
+        bBound = ctx.scratch(bB * N * K * (b.dtype === 'f16' ? 2 : 4));
+        ctx.dispatch({ ...transposeStep(K, N, bB), bindings: [b, bBound], label: 'transpose B' });
+      }
+      const { kernel, workgroups } = matmulLaunch({ ...g, transA: g.transA || ta, transB: g.transB && !tb }, cfg);
       ctx.dispatch({
         kernel,
-        bindings: bias ? [a, b, c, bias] : [a, b, c],
+        bindings: bias ? [aBound, bBound, c, bias] : [aBound, bBound, c],
         params: matmulParams.pack({ M, N, K, batch, strideA: bA === 1 ? 0 : M * K, strideB: bB === 1 ? 0 : K * N, strideC: M * N }),
         workgroups,
       });
