@@ -12,7 +12,7 @@
 //                 conv as a gather, deterministic, no col2im)
 // DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
 // BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
-// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD, IM2COL (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
+// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD, IM2COL, IM2COL_ROWS (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
 // dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
 // PAD, WG, RM, RN (u32; RN a multiple of 4).
 
@@ -408,5 +408,38 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     v = x[((img * p.C + c) * p.H + u32(iy)) * p.W + u32(ix)];
   }
   cols[i] = v;
+}
+#elif ${IM2COL_ROWS}
+// The matmul kind's patch columns (forward conv as weight × patches per image): cols[(img·K + k)·P
+// + pixel], k = (c, ky, kx) in the weight's order, zero outside the image. One invocation per
+// row (img, k) walking its pixels, so the index divisions are once per row (SIMD integer
+// division is scalarised on CPU adapters); p.total = N·K rows.
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> cols: array<T>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = flat_id_wg(gid, nwg, 64u);
+  if (row >= p.total) { return; }
+  let k = row % p.K;
+  let img = row / p.K;
+  let c = k / KHW;
+  let ky = i32((k % KHW) / KW);
+  let kx = i32(k % KW);
+  let plane = (img * p.C + c) * p.H * p.W;
+  var o = row * p.OH * p.OW;
+  for (var oh = 0u; oh < p.OH; oh++) {
+    let iy = i32(oh) * S - PAD + ky;
+    let inRow = iy >= 0 && iy < i32(p.H);
+    let base = plane + u32(clamp(iy, 0, i32(p.H) - 1)) * p.W;
+    var ix = kx - PAD;
+    for (var ow = 0u; ow < p.OW; ow++) {
+      var v = T(0.0);
+      if (inRow && ix >= 0 && ix < i32(p.W)) { v = x[base + u32(ix)]; }
+      cols[o] = v;
+      o++;
+      ix += S;
+    }
+  }
 }
 #endif

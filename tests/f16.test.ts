@@ -10,7 +10,7 @@
 // argument of attentionBounds and moeBounds). The matmul, conv and rowsLinear checks measure
 // the error norm-wise against the magnitude Σ|terms| of each value (relTo).
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fromData, halfToFloat, init, read, realize, toHalfBits } from '../src/graph/runtime.ts';
+import { fromData, halfToFloat, init, read, realize, runtime, toHalfBits } from '../src/graph/runtime.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import { add, mul, sumTo, unary, type UnaryOp } from '../src/graph/ops/elementwise.ts';
 import { concat, permute, slice } from '../src/graph/ops/shape.ts';
@@ -33,6 +33,7 @@ import { cast } from '../src/graph/ops/cast.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { withTrial } from '../src/graph/kernels/catalogue.ts';
+import { convFamily } from '../src/graph/kernels/conv.ts';
 import { normFamily } from '../src/graph/kernels/norm.ts';
 import { softmaxFamily } from '../src/graph/kernels/softmax.ts';
 import { lossFamily } from '../src/graph/kernels/loss.ts';
@@ -209,6 +210,19 @@ describe('f16 conv2d (f32 accumulation; the channels-last and weight copies are 
       }
     });
   }
+
+  it('matmul kind (1×1 stride-1 unpadded, no bias: weight × image on the register matmul kernel)', async () => {
+    const g: ConvGeom = { N: R.int(1, 2), C: R.int(1, 40), H: R.int(3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12), K: 1, stride: 1, pad: 0 };
+    const c = convFamily.candidates({ pass: 'fwd', N: 1, C: 64, H: 16, W: 16, O: 256, K: 1, stride: 1, pad: 0, bias: false, M: 256, cols: 256, CR: 64 }, runtime().profile.unrolledKernels ? runtime().profile : { ...runtime().profile, software: true, unrolledKernels: true })
+      .find((x) => x.kind === 'matmul')!;
+    const X = toF16(R.randn(g.N * g.C * g.H * g.W)), Wt = toF16(R.randn(g.O * g.C)), zero = new Float64Array(g.O);
+    const y = withTrial('conv', c, () => conv2d(h(X, [g.N, g.C, g.H, g.W]), h(Wt, [g.O, g.C, 1, 1]), null, {}));
+    await realize([y]);
+    expect(y.dtype).toBe('f16');
+    const ref = conv2dRef(X, Wt, zero, g), mag = conv2dRef(abs(X), abs(Wt), zero, g);
+    // f32 sums of C products of f16 values, then one f16 rounding of the result.
+    expect(relTo(await read(y), ref, mag)).toBeLessThan(U16 + g.C * U32);
+  });
 
   it('backward: dx, dw, db against float64 finite-difference-free analytic sums of f16 inputs', async () => {
     const g: ConvGeom = { N: 2, C: R.int(1, 6), H: R.int(3, 8), W: R.int(3, 8), O: R.int(1, 6), K: 3, stride: 1, pad: 1 };

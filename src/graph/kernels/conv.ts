@@ -41,8 +41,14 @@ export interface ConvConfig {
 
 /** A conv GEMM configuration: the register-blocked unrolled kernel (GEMMR/DWR) or GEMM4/DW4. */
 export interface ConvGemmConfig extends ConvConfig {
-  /** window (forward only): im2col into scratch, then matmul's WINDOW kernel with the weights as Bᵀ. */
-  kind: 'register' | 'gemm4' | 'window';
+  /**
+   * window (forward only): im2col into scratch, then matmul's WINDOW kernel with the weights as Bᵀ.
+   * matmul (forward 1×1 stride-1 unpadded convs, no bias): each image's output [O, H·W] as
+   * weight [O, C] times the image [C, H·W] on matmul's register kernel from a transposed copy
+   * of the weight (TA): RM·WG rows are output channels, RN columns pixels read 4 per vec4 load,
+   * NCHW read and stored as it is (no channels-last copy).
+   */
+  kind: 'register' | 'gemm4' | 'window' | 'matmul';
 }
 
 /**
@@ -110,12 +116,33 @@ function key(c: ConvGemmConfig): string {
 }
 
 function parse(s: string): ConvGemmConfig | null {
-  const m = /^(register|gemm4|window):(\d+)x(\d+)x(\d+)$/.exec(s);
+  const m = /^(register|gemm4|window|matmul):(\d+)x(\d+)x(\d+)$/.exec(s);
   if (!m) return null;
   const [WG, RM, RN] = m.slice(2).map(Number);
   if (!(WG > 0 && RM > 0 && RN > 0 && RN % 4 === 0 && RM <= 32 && RN <= 32)) return null;
   if (m[1] === 'window' && !WINDOW_BLOCKS.some(([w, r, n]) => w === WG && r === RM && n === RN)) return null;
+  if (m[1] === 'matmul' && RM % 4 !== 0) return null;
   return { kind: m[1] as ConvGemmConfig['kind'], WG, RM, RN };
+}
+
+/** The forward conv reads its input as the patch matrix itself (1×1, stride 1, no padding). */
+export function convIsProduct(g: { K: number; stride: number; pad: number }): boolean {
+  return g.K === 1 && g.stride === 1 && g.pad === 0;
+}
+
+/** Bytes of the matmul kind's patch columns ([N][C·KH·KW][OH·OW] f32; none when convIsProduct). */
+export function im2colRowsBytes(g: ConvGemmGeometry): number {
+  return convIsProduct(g) ? 0 : g.M * g.C * g.K * g.K * 4;
+}
+
+/**
+ * The forward conv can run as weight × patch columns on matmul's register kernel (matmul kind):
+ * no bias (the kernel's bias is per column, a conv's per output channel: ResNet's convs have
+ * none), output channels in whole vec4s (the weight's transposed copy is read 4 rows per load),
+ * patch columns within IM2COL_MAX_BYTES.
+ */
+export function convMatmulApplies(g: ConvGemmGeometry): boolean {
+  return g.pass === 'fwd' && !g.bias && g.O % 4 === 0 && im2colRowsBytes(g) <= IM2COL_MAX_BYTES;
 }
 
 /** The forward conv can run as im2col + matmul's WINDOW kernel (f32 is checked by the op). */
@@ -133,7 +160,21 @@ const forced = () => kernelOverride('conv') !== undefined;
 export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
   name: 'conv',
   bucket: (g) => `${g.pass}:k${g.K}s${g.stride}:${pow2Bucket(g.M)}x${pow2Bucket(g.cols)}x${pow2Bucket(g.CR)}${g.bias ? '+b' : ''}`,
-  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) } : { kind: 'gemm4', ...convConfig(g.M) }),
+  handPicked: (g, profile) => {
+    if (!convRegisterDefault(profile)) return { kind: 'gemm4', ...convConfig(g.M) };
+    // Weight × patch columns (matmul kind) on maps of ≥ 256 output pixels, llvmpipe, pairs
+    // alternating (timeTrialPair): 1×1 stride-1 convs (the input is the operand) 1.16–1.38×
+    // GEMMR on the paper's (64 px input: 16×16 maps, 64–256 channels) and bench conv's (28²,
+    // 56²), over 2×2–8×8 maps 0.34–0.89× (a 16-pixel strip per workgroup wider than the map);
+    // 3×3 with im2col first 1.22× at 256→256 on 28², but 0.63–0.89× at 64→64 on 56² (the
+    // patch pass is as large, the product a quarter): other convs only from 128 output channels.
+    // 16 rows a lane from 128 output channels, as matmul's register blocks.
+    const P = Math.floor((g.H + 2 * g.pad - g.K) / g.stride + 1) * Math.floor((g.W + 2 * g.pad - g.K) / g.stride + 1);
+    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 256 && (convIsProduct(g) || g.O >= 128)) {
+      return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
+    }
+    return { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) };
+  },
   candidates(g, profile) {
     const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.M / WG)));
     const out: ConvGemmConfig[] = [];
@@ -158,6 +199,11 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     // 0.6–0.8× (the patches pass costs a per-lane load and store per element).
     if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && g.K === 1 && convWindowApplies(g)) {
       for (const [WG, RM, RN] of WINDOW_BLOCKS.slice(0, 2)) out.push({ kind: 'window', WG, RM, RN });
+    }
+    // Weight × patch columns on matmul's register kernel (register blocks of ≥ 128 accumulators
+    // compile only where bodies unroll: llvmpipe).
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convMatmulApplies(g) && g.H * g.W >= 128) {
+      for (const [WG, RM, RN] of [[8, 8, 16], [8, 16, 16]]) if (WG * RM <= 2 * Math.max(g.O, 32)) out.push({ kind: 'matmul', WG, RM, RN });
     }
     return dedupe([convFamily.handPicked(g, profile), ...out]);
   },
@@ -185,8 +231,8 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,
-  // (no WINDOW form of the weight gradient)
-  parseConfig: (s) => { const c = parse(s); return c && c.kind !== 'window' ? c : null; },
+  // (no WINDOW or matmul form of the weight gradient)
+  parseConfig: (s) => { const c = parse(s); return c && c.kind !== 'window' && c.kind !== 'matmul' ? c : null; },
   forced,
 };
 

@@ -4,14 +4,14 @@
 // register-blocked GEMM that gathers its patch operand on the fly from a channels-last vec4
 // copy made in the same node; the weight is re-laid as a vec4 GEMM operand the same way.
 // The bias gradient is a channel sum.
-import { dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
+import { type Bindable, dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convRegisterBodyOf, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convIsProduct, convMatmulApplies, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
 import type { MatmulGeometry, MatmulTiles } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
-import { encodeWindow, trialData } from './matmul.ts';
+import { encodeRegister, encodeWindow, trialData } from './matmul.ts';
 export { type ConvConfig, convConfig, convDwRegisterConfig, convRegisterConfig } from '../kernels/conv.ts';
 
 
@@ -54,17 +54,42 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   encodeWindow(ctx, mg, t, { a: cols, b: w, c: y, bias, batchA: 1, batchB: 1, aPadded: true, nchwP: P });
 }
 
-type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL';
+/**
+ * The forward conv as matmul's register kernel (the conv family's matmul kind): per image
+ * y[n] [O, OH·OW] = w [O, C·KH·KW] · cols[n] [C·KH·KW, OH·OW], the weight (A, shared by every
+ * image) transposed into scratch first (TA); the patch columns from IM2COL_ROWS, or the input
+ * itself for a 1×1 stride-1 unpadded conv.
+ */
+function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor): void {
+  const K = g.C * g.KH * g.KW, P = g.OH * g.OW, bytes = dtypeBytes(x.dtype);
+  let cols: Bindable = x;
+  if (!convIsProduct({ K: g.KH, stride: g.stride, pad: g.pad })) {
+    cols = ctx.scratch(g.N * K * P * bytes);
+    const rows = g.N * K;
+    ctx.dispatch({
+      kernel: kernel(g, 'IM2COL_ROWS'),
+      bindings: [x, cols],
+      params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp: K, total: rows }),
+      workgroups: grid1d(rows, 64),
+      label: 'im2col',
+    });
+  }
+  const mg: MatmulGeometry = { M: g.O, N: P, K, batch: g.N, transA: false, transB: false, bias: false, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
+  const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN, TA: true };
+  encodeRegister(ctx, mg, t, { a: w, b: cols, c: y, batchA: 1, batchB: g.N, bytes: [bytes, bytes] });
+}
+
+type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL' | 'IM2COL_ROWS';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
   return {
     family: 'conv',
     gen: {
-      PARAMS: kind === 'IM2COL' ? convIm2colParams.wgsl : convParams.wgsl,
+      PARAMS: kind === 'IM2COL' || kind === 'IM2COL_ROWS' ? convIm2colParams.wgsl : convParams.wgsl,
       REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? convRegisterBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
     },
     defs: {
-      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: kind === 'IM2COL',
+      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: kind === 'IM2COL', IM2COL_ROWS: kind === 'IM2COL_ROWS',
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN,
     },
   };
@@ -135,6 +160,10 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
         if (x.dtype === 'f32' && w.dtype === 'f32' && convWindowApplies(gg)) return encodeWindowConv(ctx, g, gg, cfg, x, w, y, bias ?? undefined);
         cfg = convFamily.handPicked(gg, ctx.profile);   // (a choice made for its class that this member cannot take)
       }
+      if (cfg.kind === 'matmul') {
+        if (x.dtype === w.dtype && convMatmulApplies(gg)) return encodeMatmulConv(ctx, g, cfg, x, w, y);
+        cfg = { kind: 'register', ...convRegisterConfig(M, O, ctx.profile.registerBlockLimit) };
+      }
       const reg = cfg.kind === 'register', NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
       const xh = toChannelsLast(ctx, g, x, N, C, H * W);
       const wb = weightMatrix(ctx, g, w, true, NB4);
@@ -165,7 +194,7 @@ export function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
       const S = g.stride, M = g.N * Math.ceil(g.H / S) * Math.ceil(g.W / S);
       const gg: ConvGemmGeometry = { pass: 'dx', N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.KH, stride: S, pad: g.pad, bias: false, M, cols: g.C, CR: g.O };
       let cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg);
-      if (cfg.kind === 'window') cfg = convFamily.handPicked(gg, ctx.profile);   // (forward only)
+      if (cfg.kind === 'window' || cfg.kind === 'matmul') cfg = convFamily.handPicked(gg, ctx.profile);   // (forward only)
       const reg = cfg.kind === 'register', NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
       const dyh = toChannelsLast(ctx, g, dy, g.N, g.O, g.OH * g.OW);
       const wb = weightMatrix(ctx, g, w, false, NB4);

@@ -1,5 +1,5 @@
 // Matrix products: batched `matmul` with transposed operands and `linear` (PyTorch layout).
-import { type Bindable, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
+import { type Bindable, dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
 import { assertFloat } from './util.ts';
@@ -30,6 +30,37 @@ export function encodeWindow(
       ctx.dispatch({ kernel: st.kernel, bindings: o.bias ? [a, w, o.c, o.bias] : [a, w, o.c], params: st.params, workgroups: st.workgroups });
     }
   }
+}
+
+/**
+ * Records matmul's REGISTER (or TILED) kernel for `g` with configuration `t`: with TA / TB an
+ * operand is first transposed into scratch, so the kernel reads it 4 rows (A) or 4 columns (B)
+ * per vec4 load. `a`, `b`: [batchA or 1][..] and [batchB or 1][..] in g's layouts (a batch of 1
+ * broadcasts); their element bytes from `bytes` (the tensors' dtype).
+ */
+export function encodeRegister(
+  ctx: EncodeCtx, g: MatmulGeometry, t: MatmulTiles,
+  o: { a: Bindable; b: Bindable; c: Tensor; bias?: Tensor; batchA: number; batchB: number; bytes?: [number, number] },
+): void {
+  const { M, N, K, batch } = g;
+  const [bytesA, bytesB] = o.bytes ?? [4, 4];
+  let a = o.a, b = o.b;
+  const ta = transposesA(g, t), tb = transposesB(g, t);
+  if (ta) {
+    a = ctx.scratch(o.batchA * M * K * bytesA);
+    ctx.dispatch({ ...transposeStep(K, M, o.batchA), bindings: [o.a, a], label: 'transpose A' });
+  }
+  if (tb) {
+    b = ctx.scratch(o.batchB * N * K * bytesB);
+    ctx.dispatch({ ...transposeStep(K, N, o.batchB), bindings: [o.b, b], label: 'transpose B' });
+  }
+  const { kernel, workgroups } = matmulLaunch({ ...g, transA: g.transA || ta, transB: g.transB && !tb }, t);
+  ctx.dispatch({
+    kernel,
+    bindings: o.bias ? [a, b, o.c, o.bias] : [a, b, o.c],
+    params: matmulParams.pack({ M, N, K, batch, strideA: o.batchA === 1 ? 0 : M * K, strideB: o.batchB === 1 ? 0 : K * N, strideC: M * N }),
+    workgroups,
+  });
 }
 
 export interface MatmulOptions {
@@ -70,25 +101,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         encodeWindow(ctx, g, cfg, { a, b, c, bias, batchA: bA, batchB: bB });
         return;
       }
-      // TA / TB: an operand transposed into scratch first, so the kernel reads it 4 rows (A) or
-      // 4 columns (B) per vec4 load.
-      let aBound: Bindable = a, bBound: Bindable = b;
-      const ta = transposesA(g, cfg), tb = transposesB(g, cfg);
-      if (ta) {
-        aBound = ctx.scratch(bA * M * K * (a.dtype === 'f16' ? 2 : 4));
-        ctx.dispatch({ ...transposeStep(K, M, bA), bindings: [a, aBound], label: 'transpose A' });
-      }
-      if (tb) {
-        bBound = ctx.scratch(bB * N * K * (b.dtype === 'f16' ? 2 : 4));
-        ctx.dispatch({ ...transposeStep(K, N, bB), bindings: [b, bBound], label: 'transpose B' });
-      }
-      const { kernel, workgroups } = matmulLaunch({ ...g, transA: g.transA || ta, transB: g.transB && !tb }, cfg);
-      ctx.dispatch({
-        kernel,
-        bindings: bias ? [aBound, bBound, c, bias] : [aBound, bBound, c],
-        params: matmulParams.pack({ M, N, K, batch, strideA: bA === 1 ? 0 : M * K, strideB: bB === 1 ? 0 : K * N, strideC: M * N }),
-        workgroups,
-      });
+      encodeRegister(ctx, g, cfg, { a, b, c, bias, batchA: bA, batchB: bB, bytes: [dtypeBytes(a.dtype), dtypeBytes(b.dtype)] });
     },
     backward([dc]) {
       const g = dc!;
