@@ -183,9 +183,11 @@ function candidates(g: MatmulGeometry, profile: DeviceProfile): MatmulTiles[] {
       if (RM * RN === 128 && g.M * g.N < 64 * 64) continue;
       out.push(reg(WG, RM, RN));
       // Operands transposed into scratch first (vec4 loads of 4 rows of A / 4 columns of B):
-      // the copy pays only in products this big (see handPicked); blocks of ≥ 128 accumulators.
-      if (RM * RN < 128 || g.M * g.N * g.K < 128 ** 3) continue;
-      const ta = !g.transA && g.M % 4 === 0 && g.N >= 128;
+      // the copy pays only in products this big (see handPicked: every product of the tiny
+      // config, N ≤ 288 or K ≤ 288, ran 0.25–0.87× with it), blocks of ≥ 128 accumulators.
+      // (Each is another pipeline to compile: seconds of the tuning budget on llvmpipe.)
+      if (RM * RN < 128 || g.M * g.N * g.K < 128 ** 3 || g.N < 256 || g.K < 256) continue;
+      const ta = !g.transA && g.M % 4 === 0;
       const tb = g.transB && g.N % 4 === 0 && g.M >= 256;
       if (ta) out.push(reg(WG, RM, RN, true));
       if (tb) out.push(reg(WG, RM, RN, ta, true));
