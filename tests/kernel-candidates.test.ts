@@ -166,23 +166,27 @@ describe('conv: the matmul kind (1×1 stride-1 unpadded, no bias: weight × imag
   // The candidates above draw a geometry with bias, where this kind falls back to GEMMR: here
   // each runs where it applies (output channels a multiple of 4; 1×1 stride 1 reading the
   // input, or 1×1 / 3×3 with strides and padding through im2col; maps of any pixel count, so
-  // rows are and are not vec4-aligned) and, with bias, where it does not.
+  // rows are and are not vec4-aligned; with and without the bias, which is per row of the
+  // product) and, with output channels not a multiple of 4, where it does not.
   const R = rng('conv-matmul-kind');
   const base: ConvGemmGeometry = { pass: 'fwd', N: 2, C: 64, H: 16, W: 16, O: 256, K: 1, stride: 1, pad: 0, bias: false, M: 512, cols: 256, CR: 64 };
   const kinds = convFamily.candidates(base, software).filter((c) => c.kind === 'matmul');
-  it('is offered and hand-picked on a software adapter for maps of ≥ 256 pixels', () => {
+  it('is offered, and hand-picked on a software adapter for 1×1 convs on maps of ≥ 14×14 and others on ≥ 16×16 with ≥ 128 channels', () => {
     expect(kinds.length).toBeGreaterThan(0);
     expect(convFamily.handPicked(base, software).kind).toBe('matmul');
     expect(convFamily.handPicked({ ...base, H: 8, W: 8, M: 128 }, software).kind).toBe('register');
-    expect(convFamily.handPicked({ ...base, bias: true }, software).kind).toBe('register');
+    expect(convFamily.handPicked({ ...base, H: 14, W: 14, M: 392 }, software).kind).toBe('matmul');
+    expect(convFamily.handPicked({ ...base, H: 14, W: 14, M: 392, K: 3, pad: 1 }, software).kind).toBe('register');
+    expect(convFamily.handPicked({ ...base, bias: true }, software).kind).toBe('matmul');
+    expect(convFamily.handPicked({ ...base, O: 254, cols: 254 }, software).kind).toBe('register');
     expect(convFamily.handPicked({ ...base, O: 64, cols: 64, K: 3, pad: 1 }, software).kind).toBe('register');
     expect(convFamily.handPicked({ ...base, K: 3, pad: 1 }, software).kind).toBe('matmul');
   });
   for (const c of kinds) {
-    for (const [what, applies] of [['applies', true], ['with bias or 3×3 (falls back)', false]] as const) {
+    for (const [what, applies] of [['applies', true], ['with output channels not a multiple of 4 (falls back)', false]] as const) {
       it(`${convFamily.configKey(c)} ${what}`, async () => {
-        const K = R.next() < 0.5 ? 1 : 3, pad = K === 3 ? R.int(0, 2) : R.int(0, 1), stride = R.next() < 0.5 ? 1 : R.int(2, 3), withBias = !applies;
-        const g = { N: applies ? R.int(2, 3) : R.int(1, 3), C: R.int(1, 40), H: R.int(3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12), K, stride, pad };
+        const K = R.next() < 0.5 ? 1 : 3, pad = K === 3 ? R.int(0, 2) : R.int(0, 1), stride = R.next() < 0.5 ? 1 : R.int(2, 3), withBias = R.next() < 0.5;
+        const g = { N: applies ? R.int(2, 3) : R.int(1, 3), C: R.int(1, 40), H: R.int(3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12) + (applies ? 0 : R.int(1, 3)), K, stride, pad };
         const [OH, OW] = convOut(g);
         const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * K * K), B = withBias ? R.randn(g.O) : new Float64Array(g.O), DY = R.randn(g.N * g.O * OH * OW);
         const x = param(fromData(X, [g.N, g.C, g.H, g.W])), w = param(fromData(Wt, [g.O, g.C, K, K]));

@@ -43,10 +43,10 @@ export interface ConvConfig {
 export interface ConvGemmConfig extends ConvConfig {
   /**
    * window (forward only): im2col into scratch, then matmul's WINDOW kernel with the weights as Bᵀ.
-   * matmul (forward 1×1 stride-1 unpadded convs, no bias): each image's output [O, H·W] as
-   * weight [O, C] times the image [C, H·W] on matmul's register kernel from a transposed copy
-   * of the weight (TA): RM·WG rows are output channels, RN columns pixels read 4 per vec4 load,
-   * NCHW read and stored as it is (no channels-last copy).
+   * matmul (forward): each image's output [O, OH·OW] as weight [O, C·KH·KW] times its patch
+   * columns (im2col; a 1×1 stride-1 unpadded conv reads its input) on matmul's register kernel
+   * from a transposed copy of the weight (TA): RM·WG rows are output channels (the bias per
+   * row), RN columns pixels read 4 per vec4 load, NCHW stored as it is.
    */
   kind: 'register' | 'gemm4' | 'window' | 'matmul';
 }
@@ -137,12 +137,11 @@ export function im2colRowsBytes(g: ConvGemmGeometry): number {
 
 /**
  * The forward conv can run as weight × patch columns on matmul's register kernel (matmul kind):
- * no bias (the kernel's bias is per column, a conv's per output channel: ResNet's convs have
- * none), output channels in whole vec4s (the weight's transposed copy is read 4 rows per load),
- * patch columns within IM2COL_MAX_BYTES.
+ * output channels in whole vec4s (the weight's transposed copy is read 4 rows per load), patch
+ * columns within IM2COL_MAX_BYTES. (A bias is per output channel: per row of the product.)
  */
 export function convMatmulApplies(g: ConvGemmGeometry): boolean {
-  return g.pass === 'fwd' && !g.bias && g.O % 4 === 0 && im2colRowsBytes(g) <= IM2COL_MAX_BYTES;
+  return g.pass === 'fwd' && g.O % 4 === 0 && im2colRowsBytes(g) <= IM2COL_MAX_BYTES;
 }
 
 /** The forward conv can run as im2col + matmul's WINDOW kernel (f32 is checked by the op). */
@@ -162,15 +161,15 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
   bucket: (g) => `${g.pass}:k${g.K}s${g.stride}:${pow2Bucket(g.M)}x${pow2Bucket(g.cols)}x${pow2Bucket(g.CR)}${g.bias ? '+b' : ''}`,
   handPicked: (g, profile) => {
     if (!convRegisterDefault(profile)) return { kind: 'gemm4', ...convConfig(g.M) };
-    // Weight × patch columns (matmul kind) on maps of ≥ 256 output pixels, llvmpipe, pairs
-    // alternating (timeTrialPair): 1×1 stride-1 convs (the input is the operand) 1.16–1.38×
-    // GEMMR on the paper's (64 px input: 16×16 maps, 64–256 channels) and bench conv's (28²,
-    // 56²), over 2×2–8×8 maps 0.34–0.89× (a 16-pixel strip per workgroup wider than the map);
-    // 3×3 with im2col first 1.22× at 256→256 on 28², but 0.63–0.89× at 64→64 on 56² (the
-    // patch pass is as large, the product a quarter): other convs only from 128 output channels.
-    // 16 rows a lane from 128 output channels, as matmul's register blocks.
+    // Weight × patch columns (matmul kind), llvmpipe, pairs alternating (timeTrialPair): 1×1
+    // stride-1 convs (the input is the operand) on maps of ≥ 14×14: 1.16–1.38× GEMMR on the
+    // paper's at 64 px input (16×16 maps, 64–256 channels) and bench conv's (28², 56²),
+    // 1.17–1.73× on ResNet-101's layer3 at 224 px (14×14, 1024↔256); on 2×2–8×8 maps
+    // 0.34–0.89×. Other convs (im2col first) on maps of ≥ 256 pixels from 128 output channels:
+    // 3×3 256→256 on 28² 1.22×, on 14² 1.00×; 64→64 on 56² 0.63–0.89× (the patch pass is as
+    // large, the product a quarter). 16 rows a lane from 128 output channels, as matmul's blocks.
     const P = Math.floor((g.H + 2 * g.pad - g.K) / g.stride + 1) * Math.floor((g.W + 2 * g.pad - g.K) / g.stride + 1);
-    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 256 && (convIsProduct(g) || g.O >= 128)) {
+    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && (convIsProduct(g) ? P >= 196 : P >= 256 && g.O >= 128)) {
       return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
     }
     return { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) };

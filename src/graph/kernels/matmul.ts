@@ -61,6 +61,8 @@ export interface MatmulTiles {
 export interface MatmulGeometry {
   M: number; N: number; K: number; batch: number;
   transA: boolean; transB: boolean; bias: boolean;
+  /** The bias is per row of C (conv's output channels as rows: the conv family's matmul kind), not per column. */
+  biasRows?: boolean;
   /** Storage types of A and B when not both f32 (f16 variants are other pipelines). */
   types?: [string, string];
 }
@@ -246,7 +248,7 @@ export const matmulFamily: KernelFamily<MatmulGeometry, MatmulTiles> = {
  * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets. `kExtent`:
  * the WGSL expression bounding k (grouped expert products reduce over a segment).
  */
-export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean, av: boolean, bv: boolean, kExtent = 'p.K'): string {
+export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean, kExtent = 'p.K'): string {
   const { RM, RN } = t;
   const L: string[] = [];
   for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
@@ -285,11 +287,13 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
   }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} = fma(${aOf(i)}, b${j}, c${i}_${j});`);
   L.push('  }');
-  for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n0 + ${j}u, p.N - 1u)])` : '0.0'};`);
+  // (bias per column, or with 'rows' per row: bias${j} is then the row's, named per row)
+  if (hasBias !== 'rows') for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n0 + ${j}u, p.N - 1u)])` : '0.0'};`);
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
     L.push(`    let o = baseC + r${i} * p.N + n0;`);
-    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = T(c${i}_${j} + bias${j}); }`);
+    if (hasBias === 'rows') L.push(`    let rowBias = f32(bias[r${i}]);`);
+    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = T(c${i}_${j} + ${hasBias === 'rows' ? 'rowBias' : `bias${j}`}); }`);
     L.push('  }');
   }
   return L.join('\n');
@@ -297,7 +301,7 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
 
 /** Generated bodies by configuration (encoding runs every step; the text never changes). */
 const bodies = new Map<string, string>();
-function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean, av: boolean, bv: boolean): string {
+function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean | 'rows', av: boolean, bv: boolean): string {
   const key = `${t.WG},${t.RM},${t.RN}:${transA}${transB}${bias}${av}${bv}`;
   let body = bodies.get(key);
   if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv)));
@@ -315,12 +319,12 @@ export function matmulLaunch(g: MatmulGeometry, t: MatmulTiles): { kernel: Kerne
     const av = transA && g.M % 4 === 0 && t.RM % 4 === 0;
     const bv = !transB && g.N % 4 === 0 && t.RN % 4 === 0;
     return {
-      kernel: { family: 'matmul', defs: { REGISTER: true, WINDOW: false, PACK: false, NW: 0, AV: av, BV: bv, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: bodyOf(t, transA, transB, bias, av, bv) } },
+      kernel: { family: 'matmul', defs: { REGISTER: true, WINDOW: false, PACK: false, NW: 0, AV: av, BV: bv, BIAS_ROWS: !!(bias && g.biasRows), ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: bodyOf(t, transA, transB, bias && g.biasRows ? 'rows' : bias, av, bv) } },
       workgroups: [Math.ceil(g.N / t.RN), Math.ceil(g.M / (t.WG * t.RM)), g.batch],
     };
   }
   return {
-    kernel: { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: false, NW: 0, AV: false, BV: false, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: '' } },
+    kernel: { family: 'matmul', defs: { REGISTER: false, WINDOW: false, PACK: false, NW: 0, AV: false, BV: false, BIAS_ROWS: false, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: '' } },
     workgroups: [Math.ceil(g.N / t.TN), Math.ceil(g.M / t.TM), g.batch],
   };
 }

@@ -60,7 +60,7 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
  * image) transposed into scratch first (TA); the patch columns from IM2COL_ROWS, or the input
  * itself for a 1×1 stride-1 unpadded conv.
  */
-function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor): void {
+function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor, bias?: Tensor): void {
   const K = g.C * g.KH * g.KW, P = g.OH * g.OW, bytes = dtypeBytes(x.dtype);
   let cols: Bindable = x;
   if (!convIsProduct({ K: g.KH, stride: g.stride, pad: g.pad })) {
@@ -74,9 +74,9 @@ function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: T
       label: 'im2col',
     });
   }
-  const mg: MatmulGeometry = { M: g.O, N: P, K, batch: g.N, transA: false, transB: false, bias: false, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
+  const mg: MatmulGeometry = { M: g.O, N: P, K, batch: g.N, transA: false, transB: false, bias: !!bias, biasRows: true, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
   const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN, TA: true };
-  encodeRegister(ctx, mg, t, { a: w, b: cols, c: y, batchA: 1, batchB: g.N, bytes: [bytes, bytes] });
+  encodeRegister(ctx, mg, t, { a: w, b: cols, c: y, bias, batchA: 1, batchB: g.N, bytes: [bytes, bytes] });
 }
 
 type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL' | 'IM2COL_ROWS';
@@ -161,7 +161,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
         cfg = convFamily.handPicked(gg, ctx.profile);   // (a choice made for its class that this member cannot take)
       }
       if (cfg.kind === 'matmul') {
-        if (x.dtype === w.dtype && convMatmulApplies(gg)) return encodeMatmulConv(ctx, g, cfg, x, w, y);
+        if (x.dtype === w.dtype && (!bias || bias.dtype === x.dtype) && convMatmulApplies(gg)) return encodeMatmulConv(ctx, g, cfg, x, w, y, bias ?? undefined);
         cfg = { kind: 'register', ...convRegisterConfig(M, O, ctx.profile.registerBlockLimit) };
       }
       const reg = cfg.kind === 'register', NB4 = Math.ceil(O / cfg.RN) * (cfg.RN / 4);
