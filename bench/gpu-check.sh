@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared check for a machine with a real GPU (about 5 minutes): prints the adapter, then
-# runs the tuner, matmul and conv (against tfjs and the FMA ceiling), a training step of the
+# runs the tuner, matmul and conv (against tfjs and the FMA ceiling), the price of each kind of
+# load in multiply-adds (loadcost: what shapes the kernels on this GPU), a training step of the
 # tiny and paper configs, decoding (KV cache vs recomputation, greedy tokens read back in
 # batches vs every step), and the paper report benchmark; each prints one JSON line, gathered
 # at the end. Usage:
@@ -48,6 +49,7 @@ if [ "$quick" = 1 ]; then
   step tune 150 tune 20 1 64
   step matmul 90 matmul quick
   step conv 90 conv --quick
+  step loadcost 60 loadcost
   step trainstep-tiny 90 trainstep tiny 2 2
   step trainstep-paper 120 trainstep paper 1 2
   step generate 120 generate --quick
@@ -55,6 +57,7 @@ else
   step tune 90 tune 45 2 224
   step matmul 45 matmul
   step conv 45 conv
+  step loadcost 30 loadcost
   step trainstep-tiny 30 trainstep tiny 16 3
   step trainstep-paper 45 trainstep paper 8 3
   step generate 45 generate --quick
