@@ -168,7 +168,7 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     // 0.34–0.89×. Other convs (im2col first) on maps of ≥ 256 pixels from 128 output channels:
     // 3×3 256→256 on 28² 1.22×, on 14² 1.00×; 64→64 on 56² 0.63–0.89× (the patch pass is as
     // large, the product a quarter). 16 rows a lane from 128 output channels, as matmul's blocks.
-    const P = Math.floor((g.H + 2 * g.pad - g.K) / g.stride + 1) * Math.floor((g.W + 2 * g.pad - g.K) / g.stride + 1);
+    const P = g.M / g.N;   // output pixels per image
     if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && (convIsProduct(g) ? P >= 196 : P >= 256 && g.O >= 128)) {
       return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
     }

@@ -69,17 +69,6 @@ export interface MatmulGeometry {
 
 const reg = (WG: number, RM: number, RN: number, TA = false, TB = false): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG, ...(TA ? { TA } : {}), ...(TB ? { TB } : {}) });
 
-/**
- * Whether rows of K elements of `bytes` each alias in a CPU's L1 cache: a row length of a
- * multiple of 8 cache lines (512 bytes) puts the same column of every row in at most 8 of the
- * cache's 64 sets, and a register block reads 64–128 rows at once (8 lanes × RM rows), so they
- * evict each other every step. (Measured on llvmpipe: the register matmul with rows of A of
- * 1024 floats ran 1.5× slower than with rows of 1040; conv2d pads its channels-last pixels.)
- */
-export function aliasedRows(K: number, bytes = 4): boolean {
-  return K >= 128 && (K * bytes) % 512 === 0;
-}
-
 /** Whether configuration `t` runs `g` from a transposed copy of A (vec4 loads need M % 4 = 0). */
 export function transposesA(g: MatmulGeometry, t: MatmulTiles): boolean {
   return t.kind === 'register' && !!t.TA && !g.transA && g.M % 4 === 0 && t.RM % 4 === 0;
@@ -287,7 +276,7 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
   }
   for (let i = 0; i < RM; i++) for (let j = 0; j < RN; j++) L.push(`    c${i}_${j} = fma(${aOf(i)}, b${j}, c${i}_${j});`);
   L.push('  }');
-  // (bias per column, or with 'rows' per row: bias${j} is then the row's, named per row)
+  // (bias per column as bias{j}, or with 'rows' per row as rowBias)
   if (hasBias !== 'rows') for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n0 + ${j}u, p.N - 1u)])` : '0.0'};`);
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
