@@ -410,10 +410,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   cols[i] = v;
 }
 #elif ${IM2COL_ROWS}
-// The matmul kind's patch columns (forward conv as weight × patches per image): cols[(img·K + k)·P
-// + pixel], k = (c, ky, kx) in the weight's order, zero outside the image. One invocation per
-// row (img, k) walking its pixels, so the index divisions are once per row (SIMD integer
-// division is scalarised on CPU adapters); p.total = N·K rows.
+// The matmul kind's patch columns (forward conv as weight × patches per image), for the output
+// rows oh0 … oh0 + OHc − 1 (a chunk; Pc = OHc·OW pixels): cols[(img·K + k)·Pc + pixel − oh0·OW],
+// k = (c, ky, kx) in the weight's order, zero outside the image. One invocation per row (img, k)
+// walking its pixels, so the index divisions are once per row (SIMD integer division is
+// scalarised on CPU adapters); p.total = N·K rows.
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> cols: array<T>;
 
@@ -427,8 +428,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let ky = i32((k % KHW) / KW);
   let kx = i32(k % KW);
   let plane = (img * p.C + c) * p.H * p.W;
-  var o = row * p.OH * p.OW;
-  for (var oh = 0u; oh < p.OH; oh++) {
+  var o = row * p.OHc * p.OW;
+  for (var oh = p.oh0; oh < p.oh0 + p.OHc; oh++) {
     let iy = i32(oh) * S - PAD + ky;
     let inRow = iy >= 0 && iy < i32(p.H);
     let base = plane + u32(clamp(iy, 0, i32(p.H) - 1)) * p.W;

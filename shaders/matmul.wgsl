@@ -53,7 +53,7 @@ const WG: u32 = ${WG}u;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let baseA = wid.z * p.strideA;
   let baseB = wid.z * p.strideB;
-  let baseC = wid.z * p.strideC;
+  let baseC = p.offC + wid.z * p.strideC;
   let n0 = wid.x * ${RN}u;
   // Rows of this invocation: groups of 4 consecutive rows, group g at m4 + g*4*WG.
   let m4 = wid.y * (WG * ${RM}u) + 4u * lid.x;
@@ -163,7 +163,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     gemm_tile_fma(lid, &acc);
     workgroupBarrier();
   }
-  let baseC = batch * p.strideC;
+  let baseC = p.offC + batch * p.strideC;
   for (var i = 0u; i < RM; i++) {
     let m = m0 + lid.y + i * TY;
     if (m >= p.M) { continue; }
@@ -171,9 +171,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let n = n0 + lid.x + j * TX;
       if (n >= p.N) { continue; }
 #if ${HAS_BIAS}
-      C[baseC + m * p.N + n] = T(acc[i][j] + f32(bias[n]));
+      C[baseC + m * p.ldC + n] = T(acc[i][j] + f32(bias[n]));
 #else
-      C[baseC + m * p.N + n] = T(acc[i][j]);
+      C[baseC + m * p.ldC + n] = T(acc[i][j]);
 #endif
     }
   }

@@ -10,7 +10,8 @@ import { matmul } from '../src/graph/ops/matmul.ts';
 import { conv2d } from '../src/graph/ops/conv.ts';
 import { rowsLinear } from '../src/graph/ops/matvec.ts';
 import { matvecFamily, type MatvecConfig } from '../src/graph/kernels/matvec.ts';
-import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry } from '../src/graph/kernels/conv.ts';
+import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convMatmulChunks } from '../src/graph/kernels/conv.ts';
+import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { batchNormBackwardRef, batchNormBounds, batchNormRef, conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
 import { expectWithin, gamma, type Rng, rng } from './util.ts';
@@ -171,28 +172,37 @@ describe('conv: the matmul kind (1×1 stride-1 unpadded, no bias: weight × imag
   const R = rng('conv-matmul-kind');
   const base: ConvGemmGeometry = { pass: 'fwd', N: 2, C: 64, H: 16, W: 16, O: 256, K: 1, stride: 1, pad: 0, bias: false, M: 512, cols: 256, CR: 64 };
   const kinds = convFamily.candidates(base, software).filter((c) => c.kind === 'matmul');
-  it('is offered, and hand-picked on a software adapter for 1×1 convs on maps of ≥ 14×14 and others on ≥ 16×16 with ≥ 128 channels', () => {
+  it('is offered, and hand-picked on a software adapter for convs with output maps of ≥ 14×14 (other than 1×1 stride 1: with ≥ 128 output channels)', () => {
     expect(kinds.length).toBeGreaterThan(0);
     expect(convFamily.handPicked(base, software).kind).toBe('matmul');
     expect(convFamily.handPicked({ ...base, H: 8, W: 8, M: 128 }, software).kind).toBe('register');
     expect(convFamily.handPicked({ ...base, H: 14, W: 14, M: 392 }, software).kind).toBe('matmul');
-    expect(convFamily.handPicked({ ...base, H: 14, W: 14, M: 392, K: 3, pad: 1 }, software).kind).toBe('register');
+    expect(convFamily.handPicked({ ...base, H: 14, W: 14, M: 392, K: 3, pad: 1 }, software).kind).toBe('matmul');
+    expect(convFamily.handPicked({ ...base, H: 13, W: 13, M: 338, K: 3, pad: 1 }, software).kind).toBe('register');
     expect(convFamily.handPicked({ ...base, bias: true }, software).kind).toBe('matmul');
     expect(convFamily.handPicked({ ...base, O: 254, cols: 254 }, software).kind).toBe('register');
     expect(convFamily.handPicked({ ...base, O: 64, cols: 64, K: 3, pad: 1 }, software).kind).toBe('register');
     expect(convFamily.handPicked({ ...base, K: 3, pad: 1 }, software).kind).toBe('matmul');
   });
   for (const c of kinds) {
-    for (const [what, applies] of [['applies', true], ['with output channels not a multiple of 4 (falls back)', false]] as const) {
+    for (const [what, applies, chunked] of [['applies', true, false], ['with output channels not a multiple of 4 (falls back)', false, false], ['in chunks of output rows (patch columns over the scratch limit)', true, true]] as const) {
       it(`${convFamily.configKey(c)} ${what}`, async () => {
-        const K = R.next() < 0.5 ? 1 : 3, pad = K === 3 ? R.int(0, 2) : R.int(0, 1), stride = R.next() < 0.5 ? 1 : R.int(2, 3), withBias = R.next() < 0.5;
-        const g = { N: applies ? R.int(2, 3) : R.int(1, 3), C: R.int(1, 40), H: R.int(3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12) + (applies ? 0 : R.int(1, 3)), K, stride, pad };
+        // (chunked: im2col'd, so 3×3 or strided, over a map of several output rows)
+        const K = chunked || R.next() >= 0.5 ? 3 : 1, pad = K === 3 ? R.int(0, 2) : R.int(0, 1), stride = R.next() < 0.5 ? 1 : R.int(2, 3), withBias = R.next() < 0.5;
+        const g = { N: applies ? R.int(2, 3) : R.int(1, 3), C: R.int(1, 40), H: R.int(chunked ? 8 : 3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12) + (applies ? 0 : R.int(1, 3)), K, stride, pad };
         const [OH, OW] = convOut(g);
+        // Chunked: room for 1–3 (and fewer than OH) output rows' patch columns at once (f32), so OH rows take several chunks, the last one shorter where they do not divide.
+        const prevLimit = chunked ? setKernelOverrides({ convPatchBytes: g.N * g.C * K * K * OW * 4 * R.int(1, Math.min(3, OH - 1)) }) : null;
+        if (chunked) expect(convMatmulChunks(g.N, g.C * K * K, OH, OW).chunks).toBeGreaterThan(1);
         const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * K * K), B = withBias ? R.randn(g.O) : new Float64Array(g.O), DY = R.randn(g.N * g.O * OH * OW);
         const x = param(fromData(X, [g.N, g.C, g.H, g.W])), w = param(fromData(Wt, [g.O, g.C, K, K]));
         const y = withTrial('conv', c, () => conv2d(x, w, withBias ? fromData(B, [g.O]) : null, { stride, padding: pad }));
         const [dx, dw] = withTrial('conv', c, () => grad(y, [x, w], fromData(DY, y.shape)));
-        await realize([y, dx!, dw!]);
+        try {
+          await realize([y, dx!, dw!]);
+        } finally {
+          if (prevLimit) setKernelOverrides(prevLimit);
+        }
         const abs = (a: Float64Array) => a.map(Math.abs);
         const mag = conv2dRef(abs(X), abs(Wt), abs(B), g);
         // Length-L f32 dot products: |error| ≤ γ_L · Σ|terms| (L = C·K² + 1 forward, O·K² dX, N·H·W dW).

@@ -118,7 +118,8 @@ export class Weights {
       this.tensors.set(e.name, t);
       return;
     }
-    const step = Math.ceil(rows / pieces), list: Tensor[] = [];
+    // (pieces of a multiple of 4 rows: a conv's output channels in whole vec4s, which its matmul kind needs)
+    const step = rows >= 4 * pieces ? Math.ceil(rows / pieces / 4) * 4 : Math.ceil(rows / pieces), list: Tensor[] = [];
     for (let r = 0; r < rows; r += step) {
       const n = Math.min(step, rows - r);
       const t = upload(data.subarray(r * per, (r + n) * per), [n, ...e.shape.slice(1)], `${e.name}[${r}:${r + n}]`);

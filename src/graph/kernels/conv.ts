@@ -15,9 +15,12 @@ export const convParams = uniformSchema('conv', {
   SH: 'u32', SW: 'u32', CR: 'u32', // spatial size of the gathered operand; GEMMR: its true channels
 });
 
-/** IM2COL: rows (image, oh, ow) × Kp columns (c, ky, kx; zeros past K = C·KH·KW). */
+/**
+ * IM2COL: rows (image, oh, ow) × Kp columns (c, ky, kx; zeros past K = C·KH·KW). IM2COL_ROWS:
+ * rows (image, k) × the output pixels of output rows oh0 … oh0 + OHc − 1 (a chunk of them).
+ */
 export const convIm2colParams = uniformSchema('conv_im2col', {
-  C: 'u32', H: 'u32', W: 'u32', OH: 'u32', OW: 'u32', K: 'u32', Kp: 'u32', total: 'u32',
+  C: 'u32', H: 'u32', W: 'u32', OH: 'u32', OW: 'u32', K: 'u32', Kp: 'u32', total: 'u32', oh0: 'u32', OHc: 'u32',
 });
 
 /**
@@ -130,18 +133,28 @@ export function convIsProduct(g: { K: number; stride: number; pad: number }): bo
   return g.K === 1 && g.stride === 1 && g.pad === 0;
 }
 
-/** Bytes of the matmul kind's patch columns ([N][C·KH·KW][OH·OW] f32; none when convIsProduct). */
-export function im2colRowsBytes(g: ConvGemmGeometry): number {
-  return convIsProduct(g) ? 0 : g.M * g.C * g.K * g.K * 4;
+const patchBytes = () => kernelOverride('convPatchBytes') ?? IM2COL_MAX_BYTES;
+
+/**
+ * How the matmul kind makes its patch columns ([N][C·KH·KW][pixels]): output rows per chunk
+ * (OHc) and chunks, each within IM2COL_MAX_BYTES and the chunks as even as that allows.
+ */
+export function convMatmulChunks(N: number, K: number, OH: number, OW: number, bytes = 4): { OHc: number; chunks: number } {
+  const rowBytes = N * K * OW * bytes;
+  const fit = Math.max(1, Math.floor(patchBytes() / rowBytes));
+  const chunks = Math.ceil(OH / fit);
+  return { OHc: Math.ceil(OH / chunks), chunks };
 }
 
 /**
  * The forward conv can run as weight × patch columns on matmul's register kernel (matmul kind):
- * output channels in whole vec4s (the weight's transposed copy is read 4 rows per load), patch
- * columns within IM2COL_MAX_BYTES. (A bias is per output channel: per row of the product.)
+ * output channels in whole vec4s (the weight's transposed copy is read 4 rows per load), and
+ * one output row's patch columns within IM2COL_MAX_BYTES (larger ones go a chunk of output rows
+ * at a time). (A bias is per output channel: per row of the product.)
  */
 export function convMatmulApplies(g: ConvGemmGeometry): boolean {
-  return g.pass === 'fwd' && g.O % 4 === 0 && im2colRowsBytes(g) <= IM2COL_MAX_BYTES;
+  const OW = Math.floor((g.W + 2 * g.pad - g.K) / g.stride) + 1;
+  return g.pass === 'fwd' && g.O % 4 === 0 && (convIsProduct(g) || g.N * g.C * g.K * g.K * OW * 4 <= patchBytes());
 }
 
 /** The forward conv can run as im2col + matmul's WINDOW kernel (f32 is checked by the op). */
@@ -165,11 +178,14 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     // stride-1 convs (the input is the operand) on maps of ≥ 14×14: 1.16–1.38× GEMMR on the
     // paper's at 64 px input (16×16 maps, 64–256 channels) and bench conv's (28², 56²),
     // 1.17–1.73× on ResNet-101's layer3 at 224 px (14×14, 1024↔256); on 2×2–8×8 maps
-    // 0.34–0.89×. Other convs (im2col first) on maps of ≥ 256 pixels from 128 output channels:
-    // 3×3 256→256 on 28² 1.22×, on 14² 1.00×; 64→64 on 56² 0.63–0.89× (the patch pass is as
-    // large, the product a quarter). 16 rows a lane from 128 output channels, as matmul's blocks.
+    // 0.34–0.89×. Other convs (im2col first) on output maps of ≥ 14×14 from 128 output channels:
+    // 3×3 256→256 on 28² 1.22×, on 14² 1.00×; ResNet-101 at 224 px: 1×1 stride-2 512→1024
+    // 28²→14² 1.50–1.67×, 3×3 stride-2 256→256 28²→14² 1.16×, the FPN's 3×3 2048→2048 fusion
+    // conv on 56² (its patch columns in chunks of output rows) 1.42–1.81×; but 64→64 on 56²
+    // 0.63–0.89× (the patch pass is as large, the product a quarter) and 3×3 stride-2 512→512
+    // 14²→7² 0.54×. 16 rows a lane from 128 output channels, as matmul's blocks.
     const P = g.M / g.N;   // output pixels per image
-    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && (convIsProduct(g) ? P >= 196 : P >= 256 && g.O >= 128)) {
+    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 196 && (convIsProduct(g) || g.O >= 128)) {
       return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
     }
     return { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) };

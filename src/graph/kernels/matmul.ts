@@ -11,6 +11,9 @@ export const matmulParams = uniformSchema('matmul', {
   M: 'u32', N: 'u32', K: 'u32', batch: 'u32',
   // Per-batch element strides (0 = broadcast).
   strideA: 'u32', strideB: 'u32', strideC: 'u32',
+  // C's row stride and first element (a product written into columns of a wider C: the conv
+  // family's matmul kind stores each chunk of output pixels in place).
+  ldC: 'u32', offC: 'u32',
 });
 
 /**
@@ -237,7 +240,7 @@ export const matmulFamily: KernelFamily<MatmulGeometry, MatmulTiles> = {
  * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets. `kExtent`:
  * the WGSL expression bounding k (grouped expert products reduce over a segment).
  */
-export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean, kExtent = 'p.K'): string {
+export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean, kExtent = 'p.K', rowStrideC = 'p.N'): string {
   const { RM, RN } = t;
   const L: string[] = [];
   for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
@@ -280,7 +283,7 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
   if (hasBias !== 'rows') for (let j = 0; j < RN; j++) L.push(`  let bias${j} = ${hasBias ? `f32(bias[min(n0 + ${j}u, p.N - 1u)])` : '0.0'};`);
   for (let i = 0; i < RM; i++) {
     L.push(`  if (r${i} < p.M) {`);
-    L.push(`    let o = baseC + r${i} * p.N + n0;`);
+    L.push(`    let o = baseC + r${i} * ${rowStrideC} + n0;`);
     if (hasBias === 'rows') L.push(`    let rowBias = f32(bias[r${i}]);`);
     for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = T(c${i}_${j} + ${hasBias === 'rows' ? 'rowBias' : `bias${j}`}); }`);
     L.push('  }');
@@ -293,7 +296,7 @@ const bodies = new Map<string, string>();
 function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean | 'rows', av: boolean, bv: boolean): string {
   const key = `${t.WG},${t.RM},${t.RN}:${transA}${transB}${bias}${av}${bv}`;
   let body = bodies.get(key);
-  if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv)));
+  if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv, 'p.K', 'p.ldC')));
   return body;
 }
 

@@ -27,6 +27,11 @@ export interface KernelOverrides {
    * it small to exercise the pieces that only paper-size weights need.
    */
   weightBindingLimit: number;
+  /**
+   * Bytes of patch columns the conv matmul kind makes at once (default IM2COL_MAX_BYTES; larger
+   * ones go a chunk of output rows at a time). Tests set it small to exercise the chunks.
+   */
+  convPatchBytes: number;
 }
 
 const overrides: Partial<KernelOverrides> = {};

@@ -7,8 +7,8 @@
 import { type Bindable, dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convIsProduct, convMatmulApplies, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
-import type { MatmulGeometry, MatmulTiles } from '../kernels/matmul.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convIsProduct, convMatmulApplies, convMatmulChunks, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
+import { type MatmulGeometry, type MatmulTiles, transposeStep } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
 import { encodeRegister, encodeWindow, trialData } from './matmul.ts';
@@ -45,7 +45,7 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   ctx.dispatch({
     kernel: kernel(g, 'IM2COL'),
     bindings: [x, cols],
-    params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp, total }),
+    params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp, total, oh0: 0, OHc: g.OH }),
     workgroups: grid1d(total),
     label: 'im2col',
   });
@@ -57,26 +57,35 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
 /**
  * The forward conv as matmul's register kernel (the conv family's matmul kind): per image
  * y[n] [O, OH·OW] = w [O, C·KH·KW] · cols[n] [C·KH·KW, OH·OW], the weight (A, shared by every
- * image) transposed into scratch first (TA); the patch columns from IM2COL_ROWS, or the input
- * itself for a 1×1 stride-1 unpadded conv.
+ * image) transposed into scratch once (read 4 rows per vec4 load); the patch columns from
+ * IM2COL_ROWS, or the input itself for a 1×1 stride-1 unpadded conv. Patch columns larger than
+ * IM2COL_MAX_BYTES are made and multiplied a chunk of output rows at a time, each product stored
+ * in place in y (C's row stride P): the paper's 3×3 2048→2048 fusion conv on 56² would need
+ * 231 MB of them at once.
  */
 function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor, bias?: Tensor): void {
   const K = g.C * g.KH * g.KW, P = g.OH * g.OW, bytes = dtypeBytes(x.dtype);
-  let cols: Bindable = x;
-  if (!convIsProduct({ K: g.KH, stride: g.stride, pad: g.pad })) {
-    cols = ctx.scratch(g.N * K * P * bytes);
-    const rows = g.N * K;
-    ctx.dispatch({
-      kernel: kernel(g, 'IM2COL_ROWS'),
-      bindings: [x, cols],
-      params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp: K, total: rows }),
-      workgroups: grid1d(rows, 64),
-      label: 'im2col',
-    });
+  const product = convIsProduct({ K: g.KH, stride: g.stride, pad: g.pad });
+  const { OHc, chunks } = product ? { OHc: g.OH, chunks: 1 } : convMatmulChunks(g.N, K, g.OH, g.OW, bytes);
+  const wT = ctx.scratch(g.O * K * bytes);
+  ctx.dispatch({ ...transposeStep(K, g.O, 1), bindings: [w, wT], label: 'transpose weight' });
+  const cols = product ? null : ctx.scratch(g.N * K * OHc * g.OW * bytes);
+  const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
+  for (let c = 0; c < chunks; c++) {
+    const oh0 = c * OHc, rowsHere = Math.min(OHc, g.OH - oh0), Pc = rowsHere * g.OW;
+    if (cols) {
+      const rows = g.N * K;
+      ctx.dispatch({
+        kernel: kernel(g, 'IM2COL_ROWS'),
+        bindings: [x, cols],
+        params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp: K, total: rows, oh0, OHc: rowsHere }),
+        workgroups: grid1d(rows, 64),
+        label: 'im2col',
+      });
+    }
+    const mg: MatmulGeometry = { M: g.O, N: Pc, K, batch: g.N, transA: true, transB: false, bias: !!bias, biasRows: true, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
+    encodeRegister(ctx, mg, t, { a: wT, b: cols ?? x, c: y, bias, batchA: 1, batchB: g.N, bytes: [bytes, bytes], cLayout: { ldC: P, offC: oh0 * g.OW, strideC: g.O * P } });
   }
-  const mg: MatmulGeometry = { M: g.O, N: P, K, batch: g.N, transA: false, transB: false, bias: !!bias, biasRows: true, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
-  const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN, TA: true };
-  encodeRegister(ctx, mg, t, { a: w, b: cols, c: y, bias, batchA: 1, batchB: g.N, bytes: [bytes, bytes] });
 }
 
 type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL' | 'IM2COL_ROWS';
