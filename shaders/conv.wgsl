@@ -12,7 +12,7 @@
 //                 conv as a gather, deterministic, no col2im)
 // DW4: dW[o, c, tap] = Σ_n Σ_(oh,ow) dY[n,o,oh,ow] · Xh[n, oh·S−P+ky, ow·S−P+kx, c]
 // BIAS_GRAD: db[o] = Σ dY[n,o,·,·], one workgroup per channel.
-// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD, IM2COL, IM2COL_ROWS (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
+// Specialisation: T (element type of every tensor and re-laid copy; accumulation is f32), one of LAYOUT, LAYOUT_ROWS, WEIGHT, WEIGHT_ROWS, WEIGHT_FLIP_T, GEMM4, GEMMR, DW4, DWR, BIAS_GRAD, IM2COL, IM2COL_ROWS (REG_BODY: GEMMR's or DWR's generated body); FWD (GEMM4: forward, else
 // dX; WEIGHT: rows are input channels, else output channels), HAS_BIAS (bool); KH, KW, STRIDE,
 // PAD, WG, RM, RN (u32; RN a multiple of 4).
 
@@ -80,6 +80,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     dst[px * p.SC4 + c4] = vec4<T>(v);
   }
+}
+#elif ${WEIGHT_FLIP_T}
+// The input gradient of a stride-1 conv is a conv of dY with the weight flipped in space and
+// its channels swapped (the matmul kind runs it as one): that weight transposed, as the matmul
+// kind reads it, wT[(o·KH + ky)·KW + kx, c] = W[o, c, KH−1−ky, KW−1−kx]; p.total = O·KHW·C.
+@group(0) @binding(1) var<storage, read> Wsrc: array<T>;
+@group(0) @binding(2) var<storage, read_write> WT: array<T>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = flat_id(gid, nwg);
+  if (i >= p.total) { return; }
+  let c = i % p.C;
+  let r = i / p.C;
+  let tap = r % KHW;
+  let o = r / KHW;
+  WT[i] = Wsrc[(o * p.C + c) * KHW + (KHW - 1u - tap)];
 }
 #elif ${WEIGHT_ROWS}
 // WEIGHT for CPU adapters: one invocation per WB row (tap, r) looping over its NB4 column

@@ -55,7 +55,7 @@ describe('#include step for shaders/lib pieces', () => {
   it('real shaders load their lib pieces and specialise', async () => {
     const src = await loadShader('embedding');
     expect(includesOf(src)).toContain('lib/grid');
-    const code = specialise('conv', await loadShader('conv'), { LAYOUT: true, LAYOUT_ROWS: false, WEIGHT: false, WEIGHT_ROWS: false, GEMM4: false, GEMMR: false, DW4: false, DWR: false, BIAS_GRAD: false, IM2COL: false, IM2COL_ROWS: false, FWD: true, HAS_BIAS: false, KH: 3, KW: 3, STRIDE: 1, PAD: 1, WG: 8, RM: 1, RN: 8, REG_BODY: '', PARAMS: convParams.wgsl, T: 'f32', F16: false, SUBGROUPS: false });
+    const code = specialise('conv', await loadShader('conv'), { LAYOUT: true, LAYOUT_ROWS: false, WEIGHT: false, WEIGHT_ROWS: false, WEIGHT_FLIP_T: false, GEMM4: false, GEMMR: false, DW4: false, DWR: false, BIAS_GRAD: false, IM2COL: false, IM2COL_ROWS: false, FWD: true, HAS_BIAS: false, KH: 3, KW: 3, STRIDE: 1, PAD: 1, WG: 8, RM: 1, RN: 8, REG_BODY: '', PARAMS: convParams.wgsl, T: 'f32', F16: false, SUBGROUPS: false });
     expect(code).toContain('fn flat_id(');
     expect(code).not.toContain('#include');
   });

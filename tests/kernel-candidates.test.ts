@@ -10,7 +10,7 @@ import { matmul } from '../src/graph/ops/matmul.ts';
 import { conv2d } from '../src/graph/ops/conv.ts';
 import { rowsLinear } from '../src/graph/ops/matvec.ts';
 import { matvecFamily, type MatvecConfig } from '../src/graph/kernels/matvec.ts';
-import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convMatmulChunks } from '../src/graph/kernels/conv.ts';
+import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convMatmulApplies, convMatmulChunks } from '../src/graph/kernels/conv.ts';
 import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { batchNormBackwardRef, batchNormBounds, batchNormRef, conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
@@ -163,12 +163,14 @@ describe('conv: every candidate configuration (forward, dX, dW)', () => {
   }
 });
 
-describe('conv: the matmul kind (1×1 stride-1 unpadded, no bias: weight × image)', () => {
+describe('conv: the matmul kind (weight × patch columns, or the input for 1×1 stride 1, on the register matmul kernel)', () => {
   // The candidates above draw a geometry with bias, where this kind falls back to GEMMR: here
   // each runs where it applies (output channels a multiple of 4; 1×1 stride 1 reading the
   // input, or 1×1 / 3×3 with strides and padding through im2col; maps of any pixel count, so
   // rows are and are not vec4-aligned; with and without the bias, which is per row of the
-  // product) and, with output channels not a multiple of 4, where it does not.
+  // product) and, with output channels not a multiple of 4, where it does not; its patch
+  // columns in chunks of output rows; and the input gradient of stride-1 convs, which it runs
+  // as the conv of dY with the flipped weight.
   const R = rng('conv-matmul-kind');
   const base: ConvGemmGeometry = { pass: 'fwd', N: 2, C: 64, H: 16, W: 16, O: 256, K: 1, stride: 1, pad: 0, bias: false, M: 512, cols: 256, CR: 64 };
   const kinds = convFamily.candidates(base, software).filter((c) => c.kind === 'matmul');
@@ -185,15 +187,27 @@ describe('conv: the matmul kind (1×1 stride-1 unpadded, no bias: weight × imag
     expect(convFamily.handPicked({ ...base, K: 3, pad: 1 }, software).kind).toBe('matmul');
   });
   for (const c of kinds) {
-    for (const [what, applies, chunked] of [['applies', true, false], ['with output channels not a multiple of 4 (falls back)', false, false], ['in chunks of output rows (patch columns over the scratch limit)', true, true]] as const) {
+    const cases = [
+      ['applies', true, false, false], ['with output channels not a multiple of 4 (falls back)', false, false, false],
+      ['in chunks of output rows (patch columns over the scratch limit)', true, true, false],
+      ['dX of a stride-1 conv (a conv of dY with the flipped weight), in chunks or not', true, false, true],
+    ] as const;
+    for (const [what, applies, chunked, dxKind] of cases) {
       it(`${convFamily.configKey(c)} ${what}`, async () => {
-        // (chunked: im2col'd, so 3×3 or strided, over a map of several output rows)
-        const K = chunked || R.next() >= 0.5 ? 3 : 1, pad = K === 3 ? R.int(0, 2) : R.int(0, 1), stride = R.next() < 0.5 ? 1 : R.int(2, 3), withBias = R.next() < 0.5;
-        const g = { N: applies ? R.int(2, 3) : R.int(1, 3), C: R.int(1, 40), H: R.int(chunked ? 8 : 3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12) + (applies ? 0 : R.int(1, 3)), K, stride, pad };
+        // (chunked: im2col'd, so 3×3 or strided, over a map of several output rows; dxKind:
+        // stride 1, padding below the kernel size, input channels in whole vec4s (dX's rows))
+        const K = chunked || R.next() >= (dxKind ? 0.25 : 0.5) ? 3 : 1, pad = K === 3 ? R.int(0, dxKind ? 1 : 2) : R.int(0, dxKind ? 0 : 1), stride = dxKind || R.next() < 0.5 ? 1 : R.int(2, 3), withBias = R.next() < 0.5;
+        const g = { N: applies ? R.int(2, 3) : R.int(1, 3), C: dxKind ? 4 * R.int(1, 10) : R.int(1, 40), H: R.int(chunked ? 8 : 3, 13), W: R.int(3, 13), O: 4 * R.int(1, 12) + (applies ? 0 : R.int(1, 3)), K, stride, pad };
         const [OH, OW] = convOut(g);
-        // Chunked: room for 1–3 (and fewer than OH) output rows' patch columns at once (f32), so OH rows take several chunks, the last one shorter where they do not divide.
-        const prevLimit = chunked ? setKernelOverrides({ convPatchBytes: g.N * g.C * K * K * OW * 4 * R.int(1, Math.min(3, OH - 1)) }) : null;
+        if (dxKind) expect(convMatmulApplies({ pass: 'dx', N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K, stride, pad, bias: false, M: g.N * g.H * g.W, cols: g.C, CR: g.O })).toBe(true);
+        // Chunked: room for 1–3 (and fewer than OH) output rows' patch columns at once (f32), so
+        // OH rows take several chunks, the last one shorter where they do not divide. dxKind, half
+        // the time: room for 1–3 of dX's rows (its patches: dY's O channels, W pixels a row).
+        const dxChunks = dxKind && K === 3 && R.next() < 0.5;
+        const prevLimit = chunked ? setKernelOverrides({ convPatchBytes: g.N * g.C * K * K * OW * 4 * R.int(1, Math.min(3, OH - 1)) })
+          : dxChunks ? setKernelOverrides({ convPatchBytes: g.N * g.O * K * K * g.W * 4 * R.int(1, Math.min(3, g.H - 1)) }) : null;
         if (chunked) expect(convMatmulChunks(g.N, g.C * K * K, OH, OW).chunks).toBeGreaterThan(1);
+        if (dxChunks) expect(convMatmulChunks(g.N, g.O * K * K, g.H, g.W).chunks).toBeGreaterThan(1);
         const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * K * K), B = withBias ? R.randn(g.O) : new Float64Array(g.O), DY = R.randn(g.N * g.O * OH * OW);
         const x = param(fromData(X, [g.N, g.C, g.H, g.W])), w = param(fromData(Wt, [g.O, g.C, K, K]));
         const y = withTrial('conv', c, () => conv2d(x, w, withBias ? fromData(B, [g.O]) : null, { stride, padding: pad }));

@@ -147,14 +147,21 @@ export function convMatmulChunks(N: number, K: number, OH: number, OW: number, b
 }
 
 /**
- * The forward conv can run as weight × patch columns on matmul's register kernel (matmul kind):
- * output channels in whole vec4s (the weight's transposed copy is read 4 rows per load), and
- * one output row's patch columns within IM2COL_MAX_BYTES (larger ones go a chunk of output rows
- * at a time). (A bias is per output channel: per row of the product.)
+ * The conv can run as weight × patch columns on matmul's register kernel (matmul kind): the
+ * forward, or the input gradient of a stride-1 conv (padding < kernel: a conv of dY with the
+ * flipped weight); the product's rows (output channels; C for dX) in whole vec4s (the weight's
+ * transposed copy is read 4 rows per load), and one output row's patch columns within the
+ * scratch limit (larger ones go a chunk of output rows at a time). (A bias is per output
+ * channel: per row of the product.)
  */
 export function convMatmulApplies(g: ConvGemmGeometry): boolean {
-  const OW = Math.floor((g.W + 2 * g.pad - g.K) / g.stride) + 1;
-  return g.pass === 'fwd' && g.O % 4 === 0 && (convIsProduct(g) || g.N * g.C * g.K * g.K * OW * 4 <= patchBytes());
+  if (g.cols % 4 !== 0) return false;
+  if (g.pass === 'fwd') {
+    const OW = Math.floor((g.W + 2 * g.pad - g.K) / g.stride) + 1;
+    return convIsProduct(g) || g.N * g.C * g.K * g.K * OW * 4 <= patchBytes();
+  }
+  // dX: the conv of dY [N, O, OH, OW] with padding K − 1 − pad, its output row W pixels wide
+  return g.stride === 1 && g.pad <= g.K - 1 && (convIsProduct(g) || g.N * g.O * g.K * g.K * g.W * 4 <= patchBytes());
 }
 
 /** The forward conv can run as im2col + matmul's WINDOW kernel (f32 is checked by the op). */
@@ -185,8 +192,8 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     // 0.63–0.89× (the patch pass is as large, the product a quarter) and 3×3 stride-2 512→512
     // 14²→7² 0.54×. 16 rows a lane from 128 output channels, as matmul's blocks.
     const P = g.M / g.N;   // output pixels per image
-    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 196 && (convIsProduct(g) || g.O >= 128)) {
-      return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
+    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 196 && (convIsProduct(g) || g.cols >= 128)) {
+      return { kind: 'matmul', WG: 8, RM: g.cols >= 128 ? 16 : 8, RN: 16 };
     }
     return { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) };
   },
@@ -217,8 +224,8 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     }
     // Weight × patch columns on matmul's register kernel (register blocks of ≥ 128 accumulators
     // compile only where bodies unroll: llvmpipe).
-    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convMatmulApplies(g) && g.H * g.W >= 128) {
-      for (const [WG, RM, RN] of [[8, 8, 16], [8, 16, 16]]) if (WG * RM <= 2 * Math.max(g.O, 32)) out.push({ kind: 'matmul', WG, RM, RN });
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convMatmulApplies(g) && g.M / g.N >= 128) {
+      for (const [WG, RM, RN] of [[8, 8, 16], [8, 16, 16]]) if (WG * RM <= 2 * Math.max(g.cols, 32)) out.push({ kind: 'matmul', WG, RM, RN });
     }
     return dedupe([convFamily.handPicked(g, profile), ...out]);
   },

@@ -63,12 +63,22 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
  * in place in y (C's row stride P): the paper's 3×3 2048→2048 fusion conv on 56² would need
  * 231 MB of them at once.
  */
-function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor, bias?: Tensor): void {
+function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: Tensor, w: Tensor, y: Tensor, bias?: Tensor, weight: 'transpose' | 'flip' = 'transpose'): void {
   const K = g.C * g.KH * g.KW, P = g.OH * g.OW, bytes = dtypeBytes(x.dtype);
   const product = convIsProduct({ K: g.KH, stride: g.stride, pad: g.pad });
   const { OHc, chunks } = product ? { OHc: g.OH, chunks: 1 } : convMatmulChunks(g.N, K, g.OH, g.OW, bytes);
-  const wT = ctx.scratch(g.O * K * bytes);
-  ctx.dispatch({ ...transposeStep(K, g.O, 1), bindings: [w, wT], label: 'transpose weight' });
+  // The weight as the product reads it: [C·KH·KW, O]. 'flip' (dX of a stride-1 conv, see
+  // conv2dGradInput): w is that conv's [C, O, KH, KW], this conv's weight is it flipped in space
+  // with its channels swapped, and its transpose is w re-ordered (w itself for 1×1).
+  let wT: Bindable = w;
+  if (weight === 'transpose') {
+    wT = ctx.scratch(g.O * K * bytes);
+    ctx.dispatch({ ...transposeStep(K, g.O, 1), bindings: [w, wT], label: 'transpose weight' });
+  } else if (g.KH * g.KW > 1) {
+    wT = ctx.scratch(g.O * K * bytes);
+    const total = g.O * K;
+    ctx.dispatch({ kernel: kernel(g, 'WEIGHT_FLIP_T'), bindings: [w, wT], params: params(g, { C: g.O, O: g.C, total }), workgroups: grid1d(total), label: 'flip weight' });
+  }
   const cols = product ? null : ctx.scratch(g.N * K * OHc * g.OW * bytes);
   const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
   for (let c = 0; c < chunks; c++) {
@@ -88,7 +98,7 @@ function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: T
   }
 }
 
-type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL' | 'IM2COL_ROWS';
+type Kind = 'LAYOUT' | 'LAYOUT_ROWS' | 'WEIGHT' | 'WEIGHT_ROWS' | 'WEIGHT_FLIP_T' | 'GEMM4' | 'GEMMR' | 'DW4' | 'DWR' | 'BIAS_GRAD' | 'IM2COL' | 'IM2COL_ROWS';
 function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; cfg?: ConvConfig } = {}) {
   const cfg = opts.cfg ?? { WG: 64, RM: 1, RN: 4 };
   return {
@@ -98,7 +108,7 @@ function kernel(g: Geometry, kind: Kind, opts: { fwd?: boolean; bias?: boolean; 
       REG_BODY: kind === 'GEMMR' || kind === 'DWR' ? convRegisterBodyOf(kind, cfg, !!opts.fwd, !!opts.bias) : '',
     },
     defs: {
-      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: kind === 'IM2COL', IM2COL_ROWS: kind === 'IM2COL_ROWS',
+      LAYOUT: kind === 'LAYOUT', LAYOUT_ROWS: kind === 'LAYOUT_ROWS', WEIGHT: kind === 'WEIGHT', WEIGHT_ROWS: kind === 'WEIGHT_ROWS', WEIGHT_FLIP_T: kind === 'WEIGHT_FLIP_T', GEMM4: kind === 'GEMM4', GEMMR: kind === 'GEMMR', DW4: kind === 'DW4', DWR: kind === 'DWR', BIAS_GRAD: kind === 'BIAS_GRAD', IM2COL: kind === 'IM2COL', IM2COL_ROWS: kind === 'IM2COL_ROWS',
       FWD: !!opts.fwd, HAS_BIAS: !!opts.bias, KH: g.KH, KW: g.KW, STRIDE: g.stride, PAD: g.pad, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN,
     },
   };
@@ -203,7 +213,13 @@ export function conv2dGradInput(dy: Tensor, w: Tensor, g: Geometry): Tensor {
       const S = g.stride, M = g.N * Math.ceil(g.H / S) * Math.ceil(g.W / S);
       const gg: ConvGemmGeometry = { pass: 'dx', N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.KH, stride: S, pad: g.pad, bias: false, M, cols: g.C, CR: g.O };
       let cfg = chooseConfig(convFamily, gg, ctx.profile, trialCfg);
-      if (cfg.kind === 'window' || cfg.kind === 'matmul') cfg = convFamily.handPicked(gg, ctx.profile);   // (forward only)
+      if (cfg.kind === 'matmul' && dy.dtype === w.dtype && convMatmulApplies(gg)) {
+        // Stride 1: dX is the conv of dY (padded by KH − 1 − pad) with the weight flipped in
+        // space, its channels swapped: the matmul kind's forward, on that conv's geometry.
+        const t: Geometry = { N: g.N, C: g.O, H: g.OH, W: g.OW, O: g.C, KH: g.KH, KW: g.KW, OH: g.H, OW: g.W, stride: 1, pad: g.KH - 1 - g.pad };
+        return encodeMatmulConv(ctx, t, cfg, dy, w, dx, undefined, 'flip');
+      }
+      if (cfg.kind === 'window' || cfg.kind === 'matmul') cfg = convFamily.handPicked(gg, ctx.profile);   // (forward only; matmul: stride 1)
       const reg = cfg.kind === 'register', NB4 = Math.ceil(g.C / cfg.RN) * (cfg.RN / 4);
       const dyh = toChannelsLast(ctx, g, dy, g.N, g.O, g.OH * g.OW);
       const wb = weightMatrix(ctx, g, w, false, NB4);
