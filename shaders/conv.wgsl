@@ -400,8 +400,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (li == 0u) { db[o] = T(red[0]); }
 }
 #elif ${IM2COL}
-// IM2COL (f32, forward conv as im2col + matmul's WINDOW kernel): out[m·Kp + k] for m = (image, oh,
-// ow) and k = (c, ky, kx), the weight's [O, C, KH, KW] order; zero past K and outside the image.
+// IM2COL (forward conv as im2col + matmul's WINDOW kernel, f32; the weight gradient's matmul
+// kind): out[m·Kp + k] for m = (image, oh, ow) and k = (c, ky, kx), the weight's [O, C, KH, KW]
+// order; zero past K and outside the image. Rows from p.oh0·OW on (oh0 counts output rows of
+// all images in turn: the weight gradient makes its patches a chunk of them at a time).
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read_write> cols: array<T>;
 
@@ -410,7 +412,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = flat_id(gid, nwg);
   if (i >= p.total) { return; }
   let k = i % p.Kp;
-  let m = i / p.Kp;
+  let m = p.oh0 * p.OW + i / p.Kp;
   let P = p.OH * p.OW;
   let img = m / P;
   let oh = (m % P) / p.OW;

@@ -51,7 +51,7 @@ const WG: u32 = ${WG}u;
 
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let baseA = wid.z * p.strideA;
+  let baseA = p.offA + wid.z * p.strideA;
   let baseB = wid.z * p.strideB;
   let baseC = p.offC + wid.z * p.strideC;
   let n0 = wid.x * ${RN}u;
@@ -138,7 +138,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let batch = wid.z;
   let m0 = wid.y * TM;
   let n0 = wid.x * TN;
-  let baseA = batch * p.strideA;
+  let baseA = p.offA + batch * p.strideA;
   let baseB = batch * p.strideB;
   var acc: array<array<f32, RN>, RM>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {

@@ -33,7 +33,7 @@ import { cast } from '../src/graph/ops/cast.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { withTrial } from '../src/graph/kernels/catalogue.ts';
-import { convFamily } from '../src/graph/kernels/conv.ts';
+import { convDwFamily, convFamily } from '../src/graph/kernels/conv.ts';
 import { normFamily } from '../src/graph/kernels/norm.ts';
 import { softmaxFamily } from '../src/graph/kernels/softmax.ts';
 import { lossFamily } from '../src/graph/kernels/loss.ts';
@@ -222,6 +222,25 @@ describe('f16 conv2d (f32 accumulation; the channels-last and weight copies are 
     const ref = conv2dRef(X, Wt, zero, g), mag = conv2dRef(abs(X), abs(Wt), zero, g);
     // f32 sums of C products of f16 values, then one f16 rounding of the result.
     expect(relTo(await read(y), ref, mag)).toBeLessThan(U16 + g.C * U32);
+  });
+
+  it('matmul kind backward: dX (the conv of dY with the flipped weight) and dW (dYᵀ × patch rows, one chunk) from f16 operands', async () => {
+    const g: ConvGeom = { N: R.int(1, 2), C: 4 * R.int(1, 6), H: R.int(3, 10), W: R.int(3, 10), O: 4 * R.int(1, 6), K: 3, stride: 1, pad: 1 };
+    const prof = runtime().profile.unrolledKernels ? runtime().profile : { ...runtime().profile, software: true, unrolledKernels: true };
+    const c = convFamily.candidates({ pass: 'fwd', N: 1, C: 64, H: 16, W: 16, O: 256, K: 3, stride: 1, pad: 1, bias: false, M: 256, cols: 256, CR: 64 }, prof).find((x) => x.kind === 'matmul')!;
+    const cdw = convDwFamily.candidates({ N: 1, C: 64, H: 16, W: 16, O: 256, K: 3, stride: 1, pad: 1 }, prof).find((x) => x.kind === 'matmul')!;
+    const X = toF16(R.randn(g.N * g.C * g.H * g.W)), Wt = toF16(R.randn(g.O * g.C * 9)), G = toF16(R.randn(g.N * g.O * g.H * g.W));
+    const x = param(h(X, [g.N, g.C, g.H, g.W])), w = param(h(Wt, [g.O, g.C, 3, 3]));
+    const y = conv2d(x, w, null, { padding: 1 });
+    const [gx] = withTrial('conv', c, () => grad(y, [x], h(G, [g.N, g.O, g.H, g.W])));
+    const [gw] = withTrial('conv_dw', cdw, () => grad(y, [w], h(G, [g.N, g.O, g.H, g.W])));
+    await realize([gx!, gw!]);
+    expect(gx!.dtype).toBe('f16');
+    const { conv2dBackwardRef } = await import('./ref/vision.ts');
+    const ref = conv2dBackwardRef(X, Wt, G, g), mag = conv2dBackwardRef(abs(X), abs(Wt), abs(G), g);
+    // f32 sums (O·9 terms for dX, N·H·W for dW) of products of f16 values, one f16 rounding.
+    expect(relTo(await read(gx!), ref.dx, mag.dx)).toBeLessThan(U16 + g.O * 9 * U32);
+    expect(relTo(await read(gw!), ref.dw, mag.dw)).toBeLessThan(U16 + g.N * g.H * g.W * U32);
   });
 
   it('backward: dx, dw, db against float64 finite-difference-free analytic sums of f16 inputs', async () => {

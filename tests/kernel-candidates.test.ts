@@ -10,7 +10,7 @@ import { matmul } from '../src/graph/ops/matmul.ts';
 import { conv2d } from '../src/graph/ops/conv.ts';
 import { rowsLinear } from '../src/graph/ops/matvec.ts';
 import { matvecFamily, type MatvecConfig } from '../src/graph/kernels/matvec.ts';
-import { convDwFamily, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convMatmulApplies, convMatmulChunks } from '../src/graph/kernels/conv.ts';
+import { convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convMatmulApplies, convMatmulChunks } from '../src/graph/kernels/conv.ts';
 import { setKernelOverrides } from '../src/graph/kernels/overrides.ts';
 import { grad, param } from '../src/graph/autograd.ts';
 import { batchNormBackwardRef, batchNormBounds, batchNormRef, conv2dBackwardRef, conv2dRef, convOut } from './ref/vision.ts';
@@ -225,6 +225,42 @@ describe('conv: the matmul kind (weight × patch columns, or the input for 1×1 
         const ref = conv2dBackwardRef(X, Wt, DY, g), magB = conv2dBackwardRef(abs(X), abs(Wt), abs(DY), g);
         expectWithin(await read(dx!), ref.dx, (i) => gamma(g.O * K * K) * magB.dx[i] + 1e-30, `${what} dX`);
         expectWithin(await read(dw!), ref.dw, (i) => gamma(g.N * OH * OW) * magB.dw[i] + 1e-30, `${what} dW`);
+      });
+    }
+  }
+});
+
+describe('conv_dw: the matmul kind (dYᵀ × patch rows on the register matmul kernel, summed over chunks)', () => {
+  // Where it applies (output channels a multiple of 4), 1×1 or 3×3, strides 1–3, 1–3 images;
+  // and with room for only 1–3 output rows' patches at once, so the product is summed in place
+  // over chunks, some of them spanning two images; with output channels not a multiple of 4 it
+  // falls back to DWR.
+  const R = rng('conv-dw-matmul-kind');
+  const base: ConvDwGeometry = { N: 2, C: 64, H: 16, W: 16, O: 256, K: 3, stride: 1, pad: 1 };
+  const kinds = convDwFamily.candidates(base, software).filter((c) => c.kind === 'matmul');
+  it('is offered on a software adapter', () => expect(kinds.length).toBeGreaterThan(0));
+  for (const c of kinds) {
+    const cases = [['applies', true, false], ['applies, in chunks of output rows', true, true], ['with output channels not a multiple of 4 (falls back)', false, false]] as const;
+    for (const [what, applies, chunked] of cases) {
+      it(`${convDwFamily.configKey(c)} ${what}`, async () => {
+        const K = R.next() < 0.3 ? 1 : 3, pad = K === 3 ? R.int(0, 2) : R.int(0, 1), stride = R.int(1, 3);
+        const g = { N: R.int(chunked ? 2 : 1, 3), C: R.int(1, 24), H: R.int(4, 13), W: R.int(3, 13), O: 4 * R.int(1, 12) + (applies ? 0 : R.int(1, 3)), K, stride, pad };
+        const [OH, OW] = convOut(g);
+        const prev = chunked ? setKernelOverrides({ convPatchBytes: OW * g.C * K * K * 4 * R.int(1, Math.min(3, g.N * OH - 1)) }) : null;
+        if (chunked) expect(convMatmulChunks(1, g.C * K * K, g.N * OH, OW).chunks).toBeGreaterThan(1);
+        const X = R.randn(g.N * g.C * g.H * g.W), Wt = R.randn(g.O * g.C * K * K), DY = R.randn(g.N * g.O * OH * OW);
+        const x = fromData(X, [g.N, g.C, g.H, g.W]), w = param(fromData(Wt, [g.O, g.C, K, K]));
+        const y = conv2d(x, w, null, { stride, padding: pad });
+        const [dw] = withTrial('conv_dw', c, () => grad(y, [w], fromData(DY, y.shape)));
+        try {
+          await realize([dw!]);
+        } finally {
+          if (prev) setKernelOverrides(prev);
+        }
+        const abs = (a: Float64Array) => a.map(Math.abs);
+        const ref = conv2dBackwardRef(X, Wt, DY, g), magB = conv2dBackwardRef(abs(X), abs(Wt), abs(DY), g);
+        // A length-N·OH·OW f32 sum (chunks summed in turn are one more order of it): |error| ≤ γ_L · Σ|terms|.
+        expectWithin(await read(dw!), ref.dw, (i) => gamma(g.N * OH * OW) * magB.dw[i] + 1e-30, `${convDwFamily.configKey(c)} ${JSON.stringify(g)} chunked=${chunked} dW`);
       });
     }
   }

@@ -234,11 +234,42 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
   forced,
 };
 
+/** The weight gradient's kernels that read the conv's operands as they lie (DWR on CPU adapters, else DW4). */
+export function convDwDirect(g: ConvDwGeometry, profile: DeviceProfile): ConvGemmConfig {
+  return convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O, profile.registerBlockLimit) } : { kind: 'gemm4', ...convConfig(g.O) };
+}
+
+/** Output pixels per image of a weight-gradient geometry. */
+const dwOutWidth = (g: ConvDwGeometry) => Math.floor((g.W + 2 * g.pad - g.K) / g.stride) + 1;
+
+/**
+ * The weight gradient can run on the matmul kind: dW [O, C·KH·KW] = Σ dYᵀ-rows × patch rows, a
+ * chunk of output rows (of all images in turn) at a time, summed in place; output channels in
+ * whole vec4s (dYᵀ is read 4 channels per load) and one output row's patches within the
+ * scratch limit.
+ */
+export function convDwMatmulApplies(g: ConvDwGeometry): boolean {
+  return g.O % 4 === 0 && dwOutWidth(g) * g.C * g.K * g.K * 4 <= patchBytes();
+}
+
+/**
+ * Where the weight gradient's matmul kind is hand-picked (CPU adapters that unroll). Measured on
+ * llvmpipe, alternating pairs, 8×16×16 against DWR: 3×3 stride-2 from 256 output channels 1.80×
+ * (256, 28²) and 1.23× (512, 14²), the FPN fusion conv's pieces (C·K² = 18432, 56²) 1.15×; but
+ * most others lose, 0.38–0.89× (the per-element patch pass costs as much as a product with
+ * few output channels): 3×3 stride 1 at 14²–56², 128 channels and fewer, the 7×7 stem; 1×1
+ * 0.47–1.17×. Those are left to the tuner.
+ */
+const DW_MATMUL_RULE = (g: ConvDwGeometry) => g.O >= 256 && g.K === 3 && (g.stride === 2 || g.C * g.K * g.K >= 16384);
+
 export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
   name: 'conv_dw',
   shader: 'conv',
   bucket: (g) => `k${g.K}s${g.stride}:${pow2Bucket(g.O)}x${pow2Bucket(g.C)}x${pow2Bucket(g.N * g.H * g.W)}`,
-  handPicked: (g, profile) => (convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O, profile.registerBlockLimit) } : { kind: 'gemm4', ...convConfig(g.O) }),
+  handPicked: (g, profile) => {
+    if (!forced() && profile.unrolledKernels && convDwMatmulApplies(g) && DW_MATMUL_RULE(g)) return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
+    return convDwDirect(g, profile);
+  },
   candidates(g, profile) {
     const rows = (WG: number, RM: number) => Math.min(RM, Math.max(1, Math.ceil(g.O / WG)));
     const out: ConvGemmConfig[] = [];
@@ -250,11 +281,15 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
       : smallRegisterBlocks(profile) ? []
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
+    // dYᵀ × patch rows on matmul's register kernel (as the conv family's matmul kind).
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convDwMatmulApplies(g) && g.N * g.H * g.W >= 128) {
+      for (const [WG, RM, RN] of [[8, 8, 16], [8, 16, 16]]) if (WG * RM <= 2 * Math.max(g.O, 32)) out.push({ kind: 'matmul', WG, RM, RN });
+    }
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,
-  // (no WINDOW or matmul form of the weight gradient)
-  parseConfig: (s) => { const c = parse(s); return c && c.kind !== 'window' && c.kind !== 'matmul' ? c : null; },
+  // (no WINDOW form of the weight gradient)
+  parseConfig: (s) => { const c = parse(s); return c && c.kind !== 'window' ? c : null; },
   forced,
 };
 

@@ -14,6 +14,8 @@ export const matmulParams = uniformSchema('matmul', {
   // C's row stride and first element (a product written into columns of a wider C: the conv
   // family's matmul kind stores each chunk of output pixels in place).
   ldC: 'u32', offC: 'u32',
+  // A's first element (the conv weight gradient's product reads a chunk of dYᵀ's rows).
+  offA: 'u32',
 });
 
 /**
@@ -68,6 +70,8 @@ export interface MatmulGeometry {
   biasRows?: boolean;
   /** Storage types of A and B when not both f32 (f16 variants are other pipelines). */
   types?: [string, string];
+  /** C += A·B (the conv weight gradient sums its chunks' products), instead of C = A·B. */
+  accumulate?: boolean;
 }
 
 const reg = (WG: number, RM: number, RN: number, TA = false, TB = false): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, RM, RN, WG, ...(TA ? { TA } : {}), ...(TB ? { TB } : {}) });
@@ -240,7 +244,7 @@ export const matmulFamily: KernelFamily<MatmulGeometry, MatmulTiles> = {
  * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets. `kExtent`:
  * the WGSL expression bounding k (grouped expert products reduce over a segment).
  */
-export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean, kExtent = 'p.K', rowStrideC = 'p.N'): string {
+export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean, kExtent = 'p.K', rowStrideC = 'p.N', accumulate = false): string {
   const { RM, RN } = t;
   const L: string[] = [];
   for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
@@ -285,7 +289,7 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
     L.push(`  if (r${i} < p.M) {`);
     L.push(`    let o = baseC + r${i} * ${rowStrideC} + n0;`);
     if (hasBias === 'rows') L.push(`    let rowBias = f32(bias[r${i}]);`);
-    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = T(c${i}_${j} + ${hasBias === 'rows' ? 'rowBias' : `bias${j}`}); }`);
+    for (let j = 0; j < RN; j++) L.push(`    if (n0 + ${j}u < p.N) { C[o + ${j}u] = T(${accumulate ? `f32(C[o + ${j}u]) + ` : ''}c${i}_${j} + ${hasBias === 'rows' ? 'rowBias' : `bias${j}`}); }`);
     L.push('  }');
   }
   return L.join('\n');
@@ -293,10 +297,10 @@ export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, h
 
 /** Generated bodies by configuration (encoding runs every step; the text never changes). */
 const bodies = new Map<string, string>();
-function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean | 'rows', av: boolean, bv: boolean): string {
-  const key = `${t.WG},${t.RM},${t.RN}:${transA}${transB}${bias}${av}${bv}`;
+function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean | 'rows', av: boolean, bv: boolean, accumulate: boolean): string {
+  const key = `${t.WG},${t.RM},${t.RN}:${transA}${transB}${bias}${av}${bv}${accumulate}`;
   let body = bodies.get(key);
-  if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv, 'p.K', 'p.ldC')));
+  if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv, 'p.K', 'p.ldC', accumulate)));
   return body;
 }
 
@@ -304,6 +308,7 @@ function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean 
 export function matmulLaunch(g: MatmulGeometry, t: MatmulTiles): { kernel: KernelRef; workgroups: [number, number, number] } {
   const { transA, transB, bias } = g;
   const base = { TRANS_A: transA, TRANS_B: transB, HAS_BIAS: bias, TM: t.TM, TN: t.TN, BK: t.BK, RM: t.RM, RN: t.RN, WG: t.WG };
+  if (g.accumulate && t.kind !== 'register') throw new Error(`matmulLaunch: C += A·B is a register-kernel form, not ${t.kind}`);
   if (t.kind === 'register') {
     // vec4 loads: A with transA across 4 rows (M % 4), B without transB across 4 columns
     // (N % 4). (vec4 along k was tried: the 4-k loop body it needs makes LLVM hoist all
@@ -311,7 +316,8 @@ export function matmulLaunch(g: MatmulGeometry, t: MatmulTiles): { kernel: Kerne
     const av = transA && g.M % 4 === 0 && t.RM % 4 === 0;
     const bv = !transB && g.N % 4 === 0 && t.RN % 4 === 0;
     return {
-      kernel: { family: 'matmul', defs: { REGISTER: true, WINDOW: false, PACK: false, NW: 0, AV: av, BV: bv, BIAS_ROWS: !!(bias && g.biasRows), ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: bodyOf(t, transA, transB, bias && g.biasRows ? 'rows' : bias, av, bv) } },
+      // (ACCUM keys the pipeline: it changes only the generated body)
+      kernel: { family: 'matmul', defs: { REGISTER: true, WINDOW: false, PACK: false, NW: 0, AV: av, BV: bv, BIAS_ROWS: !!(bias && g.biasRows), ACCUM: !!g.accumulate, ...base }, gen: { PARAMS: matmulParams.wgsl, REG_BODY: bodyOf(t, transA, transB, bias && g.biasRows ? 'rows' : bias, av, bv, !!g.accumulate) } },
       workgroups: [Math.ceil(g.N / t.RN), Math.ceil(g.M / (t.WG * t.RM)), g.batch],
     };
   }

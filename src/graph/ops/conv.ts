@@ -7,7 +7,7 @@
 import { type Bindable, dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convIsProduct, convMatmulApplies, convMatmulChunks, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convDwDirect, convDwMatmulApplies, convIsProduct, convMatmulApplies, convMatmulChunks, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
 import { type MatmulGeometry, type MatmulTiles, transposeStep } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
@@ -95,6 +95,34 @@ function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: T
     }
     const mg: MatmulGeometry = { M: g.O, N: Pc, K, batch: g.N, transA: true, transB: false, bias: !!bias, biasRows: true, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
     encodeRegister(ctx, mg, t, { a: wT, b: cols ?? x, c: y, bias, batchA: 1, batchB: g.N, bytes: [bytes, bytes], cLayout: { ldC: P, offC: oh0 * g.OW, strideC: g.O * P } });
+  }
+}
+
+/**
+ * The weight gradient on matmul's register kernel (the conv_dw family's matmul kind):
+ * dW [O, C·KH·KW] = Σ over output pixels of dYᵀ's rows × the patch rows, dY transposed once
+ * ([N, P, O]: the rows of every image in turn), the patches (IM2COL) a chunk of output rows
+ * (counted over all images) at a time within the scratch limit, each chunk's product added
+ * into dW in place.
+ */
+function encodeMatmulDw(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, dy: Tensor, x: Tensor, dw: Tensor): void {
+  const K = g.C * g.KH * g.KW, P = g.OH * g.OW, bytes = dtypeBytes(x.dtype), rows = g.N * g.OH;
+  const dyT = ctx.scratch(g.N * P * g.O * bytes);
+  ctx.dispatch({ ...transposeStep(P, g.O, g.N), bindings: [dy, dyT], label: 'transpose dY' });
+  const { OHc, chunks } = convMatmulChunks(1, K, rows, g.OW, bytes);
+  const cols = ctx.scratch(OHc * g.OW * K * bytes);
+  const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
+  for (let c = 0; c < chunks; c++) {
+    const q0 = c * OHc, here = Math.min(OHc, rows - q0), total = here * g.OW * K;
+    ctx.dispatch({
+      kernel: kernel(g, 'IM2COL'),
+      bindings: [x, cols],
+      params: convIm2colParams.pack({ C: g.C, H: g.H, W: g.W, OH: g.OH, OW: g.OW, K, Kp: K, total, oh0: q0, OHc: here }),
+      workgroups: grid1d(total),
+      label: 'im2col',
+    });
+    const mg: MatmulGeometry = { M: g.O, N: K, K: here * g.OW, batch: 1, transA: true, transB: false, bias: false, accumulate: c > 0, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
+    encodeRegister(ctx, mg, t, { a: dyT, b: cols, c: dw, batchA: 1, batchB: 1, bytes: [bytes, bytes], offA: q0 * g.OW * g.O });
   }
 }
 
@@ -240,7 +268,14 @@ export function conv2dGradWeight(dy: Tensor, x: Tensor, g: Geometry): Tensor {
   const [dw] = makeNode('conv2d_grad_weight', [dy, x], [{ shape: [g.O, g.C, g.KH, g.KW] }], {
     encode(ctx) {
       const dg: ConvDwGeometry = { N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, K: g.KH, stride: g.stride, pad: g.pad };
-      const cfg = chooseConfig(convDwFamily, dg, ctx.profile, trialCfg), reg = cfg.kind === 'register', groups = g.KH * g.KW * c4(g.C);
+      let cfg = chooseConfig(convDwFamily, dg, ctx.profile, trialCfg);
+      if (cfg.kind === 'matmul') {
+        // (f16: the chunks' partial sums would each round to f16 in dW; one chunk only)
+        const chunks = convMatmulChunks(1, g.C * g.KH * g.KW, g.N * g.OH, g.OW, dtypeBytes(x.dtype)).chunks;
+        if (dy.dtype === x.dtype && convDwMatmulApplies(dg) && (x.dtype === 'f32' || chunks === 1)) return encodeMatmulDw(ctx, g, cfg, dy, x, dw);
+        cfg = convDwDirect(dg, ctx.profile);
+      }
+      const reg = cfg.kind === 'register', groups = g.KH * g.KW * c4(g.C);
       const xh = toChannelsLast(ctx, g, x, g.N, g.C, g.H * g.W);
       ctx.dispatch({
         kernel: kernel(g, reg ? 'DWR' : 'DW4', { cfg }),

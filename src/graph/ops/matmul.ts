@@ -44,6 +44,8 @@ export function encodeRegister(
     a: Bindable; b: Bindable; c: Tensor; bias?: Tensor; batchA: number; batchB: number; bytes?: [number, number];
     /** Where C's rows lie when not packed [batch, M, N]: row stride, first element, batch stride. */
     cLayout?: { ldC: number; offC: number; strideC: number };
+    /** A's first element (within its binding). */
+    offA?: number;
   },
 ): void {
   const { M, N, K, batch } = g;
@@ -62,7 +64,7 @@ export function encodeRegister(
   ctx.dispatch({
     kernel,
     bindings: o.bias ? [a, b, o.c, o.bias] : [a, b, o.c],
-    params: matmulParams.pack({ M, N, K, batch, strideA: o.batchA === 1 ? 0 : M * K, strideB: o.batchB === 1 ? 0 : K * N, strideC: o.cLayout?.strideC ?? M * N, ldC: o.cLayout?.ldC ?? N, offC: o.cLayout?.offC ?? 0 }),
+    params: matmulParams.pack({ M, N, K, batch, strideA: o.batchA === 1 ? 0 : M * K, strideB: o.batchB === 1 ? 0 : K * N, strideC: o.cLayout?.strideC ?? M * N, ldC: o.cLayout?.ldC ?? N, offC: o.cLayout?.offC ?? 0, offA: o.offA ?? 0 }),
     workgroups,
   });
 }
