@@ -2,7 +2,8 @@
 // AdamW, BatchNorm updates in one submission) on the local adapter, with a per-op GPU profile.
 // Last line JSON: {"bench":"trainstep","config":…,"batch":…,"step_ms":…,"images_per_s":…}.
 // `ab`: steps alternate between the hand-picked kernels and matmul's register kernel only (the
-// choice before the WINDOW kernel), and the JSON adds both best times and their ratio.
+// choice before the WINDOW kernel), and the JSON adds both best times and their ratio. `abconv`:
+// the same against convs on their direct kernels only (GEMMR/DWR on CPU adapters: no matmul kind).
 // Every run also reports the CPU time of encoding a step (realize: schedule, record, bind,
 // submit; the GPU's work is waited for by the read after it). `encode`: steps alternate between
 // the runtime's bind group cache and none (every group made again, as before the cache), and
@@ -31,7 +32,7 @@ export async function main(args: string[]): Promise<void> {
   const opt = new AdamW([{ params: vision, lr: 1e-4 }, { params: other, lr: 1e-4 }], { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 5e-5, amsgrad: true });
   console.log(`adapter: ${r.gpu.adapterName}; config ${name}: ${cfg.backbone}, ${S}px, batch ${B}, T ${T}`);
   const times: number[] = [], baseline: number[] = [];
-  const ab = args.includes('ab'), encodeAb = args.includes('encode');
+  const abConv = args.includes('abconv'), ab = args.includes('ab') || abConv, encodeAb = args.includes('encode');
   const steps = Math.max(ab || encodeAb ? 6 : 2, Number(args[2] ?? 4));
   const cache = r.bindGroups, noCache = new BindGroupCache(r.device, 0);
   const encodeMs: Record<'cached' | 'uncached', number[]> = { cached: [], uncached: [] };
@@ -40,7 +41,7 @@ export async function main(args: string[]): Promise<void> {
     const base = ab && it % 2 === 1;
     const uncached = encodeAb && it % 2 === 1;
     runtime().bindGroups = uncached ? noCache : cache;
-    setKernelOverrides({ matmul: base ? 'register' : undefined });
+    setKernelOverrides(abConv ? { conv: base ? 'register' : undefined } : { matmul: base ? 'register' : undefined });
     const img = fromData(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37 + it)), [B, 3, S, S]);
     const ids = fromData(Int32Array.from({ length: B * T }, (_, i) => 4 + ((i * 7 + it) % (cfg.vocab_size - 4))), [B, T], 'i32');
     const t0 = performance.now();
@@ -60,7 +61,7 @@ export async function main(args: string[]): Promise<void> {
       if (!uncached) createdCached = Math.max(createdCached, lastStats.bindGroupsCreated);
     }
     if (!uncached && (it > 1 || (!ab && it > 0))) (base ? baseline : times).push(ms);
-    console.log(`step ${it}${base ? ' (matmul register only)' : ''}${uncached ? ' (no bind group cache)' : ''}: ${ms.toFixed(0)} ms, encoding ${encode.toFixed(0)} ms, loss ${loss.toFixed(4)}, ${st.dispatches} dispatches, ${st.bindGroupsCreated} bind groups made, peak ${(st.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+    console.log(`step ${it}${base ? (abConv ? ' (convs direct only)' : ' (matmul register only)') : ''}${uncached ? ' (no bind group cache)' : ''}: ${ms.toFixed(0)} ms, encoding ${encode.toFixed(0)} ms, loss ${loss.toFixed(4)}, ${st.dispatches} dispatches, ${st.bindGroupsCreated} bind groups made, peak ${(st.peakBytes / 2 ** 20).toFixed(1)} MiB`);
   }
   if (lastProfile) {
     const rows = [...lastProfile].sort((a, b) => b[1].ms - a[1].ms);
@@ -69,7 +70,7 @@ export async function main(args: string[]): Promise<void> {
     for (const [k, v] of rows.slice(0, 15)) console.log(`  ${k.padEnd(36)} ${v.ms.toFixed(1).padStart(8)} ms  ${(100 * v.ms / total).toFixed(1).padStart(5)}%  ${v.count}×`);
   }
   const best = Math.min(...times);
-  setKernelOverrides({ matmul: undefined });
+  setKernelOverrides({ matmul: undefined, conv: undefined });
   runtime().bindGroups = cache;
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
   const enc = encodeMs.cached.length ? { encode_ms: +median(encodeMs.cached).toFixed(1) } : {};
@@ -78,6 +79,8 @@ export async function main(args: string[]): Promise<void> {
     encode_speedup_cache: +(median(encodeMs.uncached) / median(encodeMs.cached)).toFixed(3),
     bind_groups_made_cached_step: createdCached,
   } : {};
-  const ratio = baseline.length ? { step_ms_matmul_register: Math.round(Math.min(...baseline)), speedup_vs_matmul_register: +(Math.min(...baseline) / best).toFixed(3) } : {};
+  const ratio = !baseline.length ? {}
+    : abConv ? { step_ms_convs_direct: Math.round(Math.min(...baseline)), speedup_vs_convs_direct: +(Math.min(...baseline) / best).toFixed(3) }
+    : { step_ms_matmul_register: Math.round(Math.min(...baseline)), speedup_vs_matmul_register: +(Math.min(...baseline) / best).toFixed(3) };
   console.log(JSON.stringify({ bench: 'trainstep', config: name, batch: B, step_ms: Math.round(best), images_per_s: +(B / (best / 1000)).toFixed(2), ...ratio, ...enc, ...encAb }));
 }
