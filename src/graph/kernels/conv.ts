@@ -255,12 +255,13 @@ export function convDwMatmulApplies(g: ConvDwGeometry): boolean {
 /**
  * Where the weight gradient's matmul kind is hand-picked (CPU adapters that unroll). Measured on
  * llvmpipe, alternating pairs, 8×16×16 against DWR: 3×3 stride-2 from 256 output channels 1.80×
- * (256, 28²) and 1.23× (512, 14²), the FPN fusion conv's pieces (C·K² = 18432, 56²) 1.15×; but
- * most others lose, 0.38–0.89× (the per-element patch pass costs as much as a product with
- * few output channels): 3×3 stride 1 at 14²–56², 128 channels and fewer, the 7×7 stem; 1×1
- * 0.47–1.17×. Those are left to the tuner.
+ * (256, 28²) and 1.23× (512, 14²). Not the FPN fusion conv's pieces (C·K² = 18432, 56²): 1.15×
+ * alone, but in the paper training step the dW products took 12.9 s of GPU time against DWR's
+ * 9.8 s (timestamps, one step each). Most others lose, 0.38–0.89× (the per-element patch pass
+ * costs as much as a product with few output channels): 3×3 stride 1 at 14²–56² with 128
+ * channels and fewer, the 7×7 stem; 1×1 0.47–1.17×. Those are left to the tuner.
  */
-const DW_MATMUL_RULE = (g: ConvDwGeometry) => g.O >= 256 && g.K === 3 && (g.stride === 2 || g.C * g.K * g.K >= 16384);
+const DW_MATMUL_RULE = (g: ConvDwGeometry) => g.O >= 256 && g.K === 3 && g.stride === 2;
 
 export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
   name: 'conv_dw',
