@@ -19,7 +19,7 @@
 //   broadcast load per workgroup instead of a bounds-checked load per lane; PACK repacks
 //   operands it cannot read directly. See src/graph/kernels/matmul.ts (windowPlan).
 //
-// Specialisation: T (element type of A, B, C, bias: f32 | f16; accumulation is f32), REGISTER, WINDOW, PACK, TRANS_A, TRANS_B, HAS_BIAS, BIAS_ROWS (REGISTER: the bias per row of C; its body reads it), AV, BV (bool); TM, TN, BK, RM, RN, WG,
+// Specialisation: T (element type of A, B, C, bias: f32 | f16; accumulation is f32), REGISTER, WINDOW, PACK, TRANS_A, TRANS_B, HAS_BIAS, BIAS_ROWS (REGISTER: the bias per row of C; its body reads it), ACCUM (REGISTER: C += A·B; only its body differs, the def keys the pipeline), AV, BV (bool); TM, TN, BK, RM, RN, WG,
 // NW (u32); generated (src/graph/kernels/matmul.ts): PARAMS (the uniform struct), REG_BODY (empty for TILED and PACK).
 
 #if ${F16}

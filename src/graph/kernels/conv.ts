@@ -135,6 +135,18 @@ export function convIsProduct(g: { K: number; stride: number; pad: number }): bo
 
 const patchBytes = () => kernelOverride('convPatchBytes') ?? IM2COL_MAX_BYTES;
 
+/** A conv's output size along one axis of input size n (PyTorch: ⌊(n + 2p − k)/s⌋ + 1). */
+export function convOutSize(n: number, K: number, stride: number, pad: number): number {
+  return Math.floor((n + 2 * pad - K) / stride) + 1;
+}
+
+/** The matmul kind's hand-picked block for a product of `rows` rows: 16 rows a lane from 128 rows, as matmul's blocks. */
+const matmulKindBlock = (rows: number): ConvGemmConfig => ({ kind: 'matmul', WG: 8, RM: rows >= 128 ? 16 : 8, RN: 16 });
+
+/** The matmul kind's candidate blocks for a product of `rows` rows (a workgroup at most twice them). */
+const matmulKindCandidates = (rows: number): ConvGemmConfig[] =>
+  [[8, 8, 16], [8, 16, 16]].filter(([WG, RM]) => WG * RM <= 2 * Math.max(rows, 32)).map(([WG, RM, RN]) => ({ kind: 'matmul', WG, RM, RN }));
+
 /**
  * How the matmul kind makes its patch columns ([N][C·KH·KW][pixels]): output rows per chunk
  * (OHc) and chunks, each within IM2COL_MAX_BYTES and the chunks as even as that allows.
@@ -157,8 +169,7 @@ export function convMatmulChunks(N: number, K: number, OH: number, OW: number, b
 export function convMatmulApplies(g: ConvGemmGeometry): boolean {
   if (g.cols % 4 !== 0) return false;
   if (g.pass === 'fwd') {
-    const OW = Math.floor((g.W + 2 * g.pad - g.K) / g.stride) + 1;
-    return convIsProduct(g) || g.N * g.C * g.K * g.K * OW * 4 <= patchBytes();
+    return convIsProduct(g) || g.N * g.C * g.K * g.K * convOutSize(g.W, g.K, g.stride, g.pad) * 4 <= patchBytes();
   }
   // dX: the conv of dY [N, O, OH, OW] with padding K − 1 − pad, its output row W pixels wide
   return g.stride === 1 && g.pad <= g.K - 1 && (convIsProduct(g) || g.N * g.O * g.K * g.K * g.W * 4 <= patchBytes());
@@ -190,11 +201,9 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     // 28²→14² 1.50–1.67×, 3×3 stride-2 256→256 28²→14² 1.16×, the FPN's 3×3 2048→2048 fusion
     // conv on 56² (its patch columns in chunks of output rows) 1.42–1.81×; but 64→64 on 56²
     // 0.63–0.89× (the patch pass is as large, the product a quarter) and 3×3 stride-2 512→512
-    // 14²→7² 0.54×. 16 rows a lane from 128 output channels, as matmul's blocks.
+    // 14²→7² 0.54×.
     const P = g.M / g.N;   // output pixels per image
-    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 196 && (convIsProduct(g) || g.cols >= 128)) {
-      return { kind: 'matmul', WG: 8, RM: g.cols >= 128 ? 16 : 8, RN: 16 };
-    }
+    if (!forced() && profile.unrolledKernels && convMatmulApplies(g) && P >= 196 && (convIsProduct(g) || g.cols >= 128)) return matmulKindBlock(g.cols);
     return { kind: 'register', ...convRegisterConfig(g.M, g.cols, profile.registerBlockLimit) };
   },
   candidates(g, profile) {
@@ -224,9 +233,7 @@ export const convFamily: KernelFamily<ConvGemmGeometry, ConvGemmConfig> = {
     }
     // Weight × patch columns on matmul's register kernel (register blocks of ≥ 128 accumulators
     // compile only where bodies unroll: llvmpipe).
-    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convMatmulApplies(g) && g.M / g.N >= 128) {
-      for (const [WG, RM, RN] of [[8, 8, 16], [8, 16, 16]]) if (WG * RM <= 2 * Math.max(g.cols, 32)) out.push({ kind: 'matmul', WG, RM, RN });
-    }
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convMatmulApplies(g) && g.M / g.N >= 128) out.push(...matmulKindCandidates(g.cols));
     return dedupe([convFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,
@@ -239,9 +246,6 @@ export function convDwDirect(g: ConvDwGeometry, profile: DeviceProfile): ConvGem
   return convRegisterDefault(profile) ? { kind: 'register', ...convDwRegisterConfig(g.O, profile.registerBlockLimit) } : { kind: 'gemm4', ...convConfig(g.O) };
 }
 
-/** Output pixels per image of a weight-gradient geometry. */
-const dwOutWidth = (g: ConvDwGeometry) => Math.floor((g.W + 2 * g.pad - g.K) / g.stride) + 1;
-
 /**
  * The weight gradient can run on the matmul kind: dW [O, C·KH·KW] = Σ dYᵀ-rows × patch rows, a
  * chunk of output rows (of all images in turn) at a time, summed in place; output channels in
@@ -249,7 +253,7 @@ const dwOutWidth = (g: ConvDwGeometry) => Math.floor((g.W + 2 * g.pad - g.K) / g
  * scratch limit.
  */
 export function convDwMatmulApplies(g: ConvDwGeometry): boolean {
-  return g.O % 4 === 0 && dwOutWidth(g) * g.C * g.K * g.K * 4 <= patchBytes();
+  return g.O % 4 === 0 && convOutSize(g.W, g.K, g.stride, g.pad) * g.C * g.K * g.K * 4 <= patchBytes();
 }
 
 /**
@@ -268,7 +272,7 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
   shader: 'conv',
   bucket: (g) => `k${g.K}s${g.stride}:${pow2Bucket(g.O)}x${pow2Bucket(g.C)}x${pow2Bucket(g.N * g.H * g.W)}`,
   handPicked: (g, profile) => {
-    if (!forced() && profile.unrolledKernels && convDwMatmulApplies(g) && DW_MATMUL_RULE(g)) return { kind: 'matmul', WG: 8, RM: g.O >= 128 ? 16 : 8, RN: 16 };
+    if (!forced() && profile.unrolledKernels && convDwMatmulApplies(g) && DW_MATMUL_RULE(g)) return matmulKindBlock(g.O);
     return convDwDirect(g, profile);
   },
   candidates(g, profile) {
@@ -283,9 +287,7 @@ export const convDwFamily: KernelFamily<ConvDwGeometry, ConvGemmConfig> = {
       : [[32, 16, 8]];
     for (const [WG, RM, RN] of tiles) out.push({ kind: 'gemm4', WG, RM: rows(WG, RM), RN });
     // dYᵀ × patch rows on matmul's register kernel (as the conv family's matmul kind).
-    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convDwMatmulApplies(g) && g.N * g.H * g.W >= 128) {
-      for (const [WG, RM, RN] of [[8, 8, 16], [8, 16, 16]]) if (WG * RM <= 2 * Math.max(g.O, 32)) out.push({ kind: 'matmul', WG, RM, RN });
-    }
+    if ((profile.unrolledKernels || kernelOverride('conv') === 'register') && convDwMatmulApplies(g) && g.N * g.H * g.W >= 128) out.push(...matmulKindCandidates(g.O));
     return dedupe([convDwFamily.handPicked(g, profile), ...out]);
   },
   configKey: key,

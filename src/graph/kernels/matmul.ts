@@ -241,11 +241,16 @@ export const matmulFamily: KernelFamily<MatmulGeometry, MatmulTiles> = {
 /**
  * The fully unrolled body of the REGISTER kernel: RM×RN scalar accumulators, the B row of
  * the workgroup's column strip loaded once per k at uniform addresses, A per lane (vec4 when
- * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets. `kExtent`:
- * the WGSL expression bounding k (grouped expert products reduce over a segment).
+ * `av`). Names: c{i}_{j} accumulators, r{i} rows, ao{i} A offsets, bo{j} B offsets. Options:
+ * `kExtent`, the WGSL expression bounding k (grouped expert products reduce over a segment);
+ * `rowStrideC`, C's row stride (matmul: p.ldC); `accumulate`, C += A·B.
  */
-export function registerBody(t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean, kExtent = 'p.K', rowStrideC = 'p.N', accumulate = false): string {
+export function registerBody(
+  t: MatmulTiles, transA: boolean, transB: boolean, hasBias: boolean | 'rows', av: boolean, bv: boolean,
+  opts: { kExtent?: string; rowStrideC?: string; accumulate?: boolean } = {},
+): string {
   const { RM, RN } = t;
+  const { kExtent = 'p.K', rowStrideC = 'p.N', accumulate = false } = opts;
   const L: string[] = [];
   for (let i = 0; i < RM; i++) L.push(`  let r${i} = m4 + ${Math.floor(i / 4) * 4}u * WG + ${i % 4}u;`);
   // A offsets (rows clamped so edge lanes read valid memory; their results are not stored).
@@ -300,7 +305,7 @@ const bodies = new Map<string, string>();
 function bodyOf(t: MatmulTiles, transA: boolean, transB: boolean, bias: boolean | 'rows', av: boolean, bv: boolean, accumulate: boolean): string {
   const key = `${t.WG},${t.RM},${t.RN}:${transA}${transB}${bias}${av}${bv}${accumulate}`;
   let body = bodies.get(key);
-  if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv, 'p.K', 'p.ldC', accumulate)));
+  if (body === undefined) bodies.set(key, (body = registerBody(t, transA, transB, bias, av, bv, { rowStrideC: 'p.ldC', accumulate })));
   return body;
 }
 

@@ -7,7 +7,7 @@
 import { type Bindable, dtypeBytes, type EncodeCtx, makeNode, type Tensor } from '../tensor.ts';
 import { adapterProfile, assertFloat, grid1d } from './util.ts';
 import { chooseConfig, trialConfig } from '../kernels/catalogue.ts';
-import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convDwDirect, convDwMatmulApplies, convIsProduct, convMatmulApplies, convMatmulChunks, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
+import { type ConvConfig, convDwFamily, type ConvDwGeometry, convFamily, type ConvGemmConfig, type ConvGemmGeometry, convIm2colParams, convParams, convDwDirect, convDwMatmulApplies, convIsProduct, convMatmulApplies, convMatmulChunks, convOutSize, convRegisterBodyOf, convRegisterConfig, convRegisterDefault, convWindowApplies } from '../kernels/conv.ts';
 import { type MatmulGeometry, type MatmulTiles, transposeStep } from '../kernels/matmul.ts';
 import { dispose, fromData } from '../runtime.ts';
 import { registerTunable } from '../tuner.ts';
@@ -54,6 +54,10 @@ function encodeWindowConv(ctx: EncodeCtx, g: Geometry, gg: ConvGemmGeometry, cfg
   encodeWindow(ctx, mg, t, { a: cols, b: w, c: y, bias, batchA: 1, batchB: 1, aPadded: true, nchwP: P });
 }
 
+/** The matmul kind's register block, and its operands' storage types (f16 pipelines are their own). */
+const matmulKindTiles = (cfg: ConvGemmConfig): MatmulTiles => ({ kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN });
+const matmulKindTypes = (x: Tensor) => (x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {});
+
 /**
  * The forward conv as matmul's register kernel (the conv family's matmul kind): per image
  * y[n] [O, OH·OW] = w [O, C·KH·KW] · cols[n] [C·KH·KW, OH·OW], the weight (A, shared by every
@@ -80,7 +84,7 @@ function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: T
     ctx.dispatch({ kernel: kernel(g, 'WEIGHT_FLIP_T'), bindings: [w, wT], params: params(g, { C: g.O, O: g.C, total }), workgroups: grid1d(total), label: 'flip weight' });
   }
   const cols = product ? null : ctx.scratch(g.N * K * OHc * g.OW * bytes);
-  const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
+  const t = matmulKindTiles(cfg);
   for (let c = 0; c < chunks; c++) {
     const oh0 = c * OHc, rowsHere = Math.min(OHc, g.OH - oh0), Pc = rowsHere * g.OW;
     if (cols) {
@@ -93,7 +97,7 @@ function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: T
         label: 'im2col',
       });
     }
-    const mg: MatmulGeometry = { M: g.O, N: Pc, K, batch: g.N, transA: true, transB: false, bias: !!bias, biasRows: true, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
+    const mg: MatmulGeometry = { M: g.O, N: Pc, K, batch: g.N, transA: true, transB: false, bias: !!bias, biasRows: true, ...matmulKindTypes(x) };
     encodeRegister(ctx, mg, t, { a: wT, b: cols ?? x, c: y, bias, batchA: 1, batchB: g.N, bytes: [bytes, bytes], cLayout: { ldC: P, offC: oh0 * g.OW, strideC: g.O * P } });
   }
 }
@@ -105,13 +109,13 @@ function encodeMatmulConv(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, x: T
  * (counted over all images) at a time within the scratch limit, each chunk's product added
  * into dW in place.
  */
-function encodeMatmulDw(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, dy: Tensor, x: Tensor, dw: Tensor): void {
+function encodeMatmulDw(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, dy: Tensor, x: Tensor, dw: Tensor, plan: { OHc: number; chunks: number }): void {
   const K = g.C * g.KH * g.KW, P = g.OH * g.OW, bytes = dtypeBytes(x.dtype), rows = g.N * g.OH;
   const dyT = ctx.scratch(g.N * P * g.O * bytes);
   ctx.dispatch({ ...transposeStep(P, g.O, g.N), bindings: [dy, dyT], label: 'transpose dY' });
-  const { OHc, chunks } = convMatmulChunks(1, K, rows, g.OW, bytes);
+  const { OHc, chunks } = plan;
   const cols = ctx.scratch(OHc * g.OW * K * bytes);
-  const t: MatmulTiles = { kind: 'register', TM: 0, TN: 0, BK: 0, WG: cfg.WG, RM: cfg.RM, RN: cfg.RN };
+  const t = matmulKindTiles(cfg);
   for (let c = 0; c < chunks; c++) {
     const q0 = c * OHc, here = Math.min(OHc, rows - q0), total = here * g.OW * K;
     ctx.dispatch({
@@ -121,7 +125,7 @@ function encodeMatmulDw(ctx: EncodeCtx, g: Geometry, cfg: ConvGemmConfig, dy: Te
       workgroups: grid1d(total),
       label: 'im2col',
     });
-    const mg: MatmulGeometry = { M: g.O, N: K, K: here * g.OW, batch: 1, transA: true, transB: false, bias: false, accumulate: c > 0, ...(x.dtype === 'f16' ? { types: ['f16', 'f16'] as [string, string] } : {}) };
+    const mg: MatmulGeometry = { M: g.O, N: K, K: here * g.OW, batch: 1, transA: true, transB: false, bias: false, accumulate: c > 0, ...matmulKindTypes(x) };
     encodeRegister(ctx, mg, t, { a: dyT, b: cols, c: dw, batchA: 1, batchB: 1, bytes: [bytes, bytes], offA: q0 * g.OW * g.O });
   }
 }
@@ -193,7 +197,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
     assertFloat(bias, 'conv2d', 'bias');
     if (bias.rank !== 1 || bias.shape[0] !== O) throw new Error(`conv2d: bias ${bias} must be [${O}] for weight ${w}`);
   }
-  const OH = Math.floor((H + 2 * pad - KH) / stride) + 1, OW = Math.floor((W + 2 * pad - KW) / stride) + 1;
+  const OH = convOutSize(H, KH, stride, pad), OW = convOutSize(W, KW, stride, pad);
   if (OH < 1 || OW < 1) throw new Error(`conv2d: input ${x} is smaller than kernel ${KH}×${KW} with padding ${pad}`);
   const g: Geometry = { N, C, H, W, O, KH, KW, OH, OW, stride, pad };
   const inputs = bias ? [x, w, bias] : [x, w];
@@ -271,8 +275,8 @@ export function conv2dGradWeight(dy: Tensor, x: Tensor, g: Geometry): Tensor {
       let cfg = chooseConfig(convDwFamily, dg, ctx.profile, trialCfg);
       if (cfg.kind === 'matmul') {
         // (f16: the chunks' partial sums would each round to f16 in dW; one chunk only)
-        const chunks = convMatmulChunks(1, g.C * g.KH * g.KW, g.N * g.OH, g.OW, dtypeBytes(x.dtype)).chunks;
-        if (dy.dtype === x.dtype && convDwMatmulApplies(dg) && (x.dtype === 'f32' || chunks === 1)) return encodeMatmulDw(ctx, g, cfg, dy, x, dw);
+        const plan = convMatmulChunks(1, g.C * g.KH * g.KW, g.N * g.OH, g.OW, dtypeBytes(x.dtype));
+        if (dy.dtype === x.dtype && convDwMatmulApplies(dg) && (x.dtype === 'f32' || plan.chunks === 1)) return encodeMatmulDw(ctx, g, cfg, dy, x, dw, plan);
         cfg = convDwDirect(dg, ctx.profile);
       }
       const reg = cfg.kind === 'register', groups = g.KH * g.KW * c4(g.C);
@@ -299,7 +303,7 @@ function conv2dGradBias(dy: Tensor, g: Geometry): Tensor {
 
 /** The full conv geometry of a GEMM or dW geometry. */
 function fullGeometry(q: { N: number; C: number; H: number; W: number; O: number; K: number; stride: number; pad: number }): Geometry {
-  const OH = Math.floor((q.H + 2 * q.pad - q.K) / q.stride) + 1, OW = Math.floor((q.W + 2 * q.pad - q.K) / q.stride) + 1;
+  const OH = convOutSize(q.H, q.K, q.stride, q.pad), OW = convOutSize(q.W, q.K, q.stride, q.pad);
   return { N: q.N, C: q.C, H: q.H, W: q.W, O: q.O, KH: q.K, KW: q.K, OH, OW, stride: q.stride, pad: q.pad };
 }
 

@@ -245,7 +245,7 @@ export function groupedWeightGrad(g: Tensor, a: Tensor, plan: MoePlan): Tensor {
       const t = chooseConfig(moeWgradFamily, geom, ctx.profile, trialCfg);
       if (t.kind === 'register') {
         // Reduces over the expert's segment (segK rows), not p.K.
-        const body = registerBody(t, true, false, false, false, false, 'segK');
+        const body = registerBody(t, true, false, false, false, false, { kExtent: 'segK' });
         ctx.dispatch({
           kernel: kernel('GMM_WGRAD_REG', { WG: t.WG, RM: t.RM, RN: t.RN, REG_BODY: body }),
           bindings: [g, a, out, plan.segs],
